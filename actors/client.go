@@ -1,0 +1,77 @@
+package actors
+
+import (
+	"context"
+	"time"
+
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/checkin/checkin/messages"
+	"github.com/checkin/checkin/persistence"
+)
+
+// Client calls user grains wherever the cluster placed them.
+type Client struct {
+	cluster *pcluster.Cluster
+	timeout time.Duration // upper bound of one call when the context has no sooner deadline
+	retries int
+}
+
+// NewClient returns a client with a default per-call timeout.
+func NewClient(c *pcluster.Cluster, timeout time.Duration, retries int) *Client {
+	return &Client{cluster: c, timeout: timeout, retries: max(retries, 1)}
+}
+
+func (cl *Client) opts(ctx context.Context) []pcluster.GrainCallOption {
+	t := cl.timeout
+	if d, ok := ctx.Deadline(); ok {
+		t = min(t, time.Until(d))
+	}
+	return []pcluster.GrainCallOption{pcluster.WithTimeout(max(t, time.Millisecond)), pcluster.WithRetryCount(cl.retries)}
+}
+
+func (cl *Client) grain(id string) *messages.UserGrainGrainClient {
+	return messages.GetUserGrainGrainClient(cl.cluster, id)
+}
+
+// CreateUser creates the user u.ID through its grain.
+func (cl *Client) CreateUser(ctx context.Context, u persistence.User) (persistence.User, error) {
+	r, err := cl.grain(u.ID).CreateUser(&messages.CreateUserRequest{Name: u.Name, CreatedAtMs: u.CreatedAt.UnixMilli()}, cl.opts(ctx)...)
+	if err != nil {
+		return persistence.User{}, fromGrainError(err)
+	}
+	return fromUserMsg(r), nil
+}
+
+// GetUser returns the user as its grain knows it.
+func (cl *Client) GetUser(ctx context.Context, id string) (persistence.User, error) {
+	r, err := cl.grain(id).GetUser(&messages.GetUserRequest{}, cl.opts(ctx)...)
+	if err != nil {
+		return persistence.User{}, fromGrainError(err)
+	}
+	return fromUserMsg(r), nil
+}
+
+// Checkin records c (c.ID set by the caller) and returns the stored
+// checkin; created is false when c.ID was already stored with the same
+// content. timestampSet and clientID say which fields the client chose.
+func (cl *Client) Checkin(ctx context.Context, c persistence.Checkin, timestampSet, clientID bool) (persistence.Checkin, bool, error) {
+	r, err := cl.grain(c.UserID).Checkin(&messages.CheckinRequest{Checkin: toMsg(c), TimestampSet: timestampSet, ClientId: clientID}, cl.opts(ctx)...)
+	if err != nil {
+		return persistence.Checkin{}, false, fromGrainError(err)
+	}
+	return fromMsg(r.GetCheckin()), r.GetCreated(), nil
+}
+
+// CurrentLocation returns the user's latest checkin from its grain's memory.
+func (cl *Client) CurrentLocation(ctx context.Context, userID string) (persistence.Checkin, error) {
+	r, err := cl.grain(userID).CurrentLocation(&messages.CurrentLocationRequest{}, cl.opts(ctx)...)
+	if err != nil {
+		return persistence.Checkin{}, fromGrainError(err)
+	}
+	return fromMsg(r.GetCheckin()), nil
+}
+
+func fromUserMsg(m *messages.User) persistence.User {
+	return persistence.User{ID: m.GetId(), Name: m.GetName(), CreatedAt: time.UnixMilli(m.GetCreatedAtMs()).UTC()}
+}

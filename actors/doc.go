@@ -1,0 +1,17 @@
+// Package actors holds checkin's actors: UserGrain, the virtual actor of one
+// user, and the writer pool that batches checkin writes into the store.
+//
+// Guarantees:
+//   - A user's checkins are decided by one grain at a time (the cluster keeps
+//     a single activation per user id); the grain's current location is the
+//     checkin with the latest timestamp, ties broken by the larger id.
+//   - A checkin is acknowledged only after the writer that carried it saw
+//     the store report the whole batch durable.
+//   - Every grain command is idempotent: a re-sent checkin id is answered
+//     from memory or from the store and never written as a second checkin.
+//   - Queues are bounded: a full writer refuses at once with ErrOverloaded.
+//
+// Client is the typed front of the grains for the edge: it turns a request
+// context into grain call timeouts and grain errors into this package's
+// errors.
+package actors

@@ -1,0 +1,85 @@
+package actors
+
+import (
+	"errors"
+
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+)
+
+// Sentinel errors of grain calls; an *Error wraps one of them.
+var (
+	ErrNotFound    = errors.New("actors: not found")
+	ErrConflict    = errors.New("actors: conflict")
+	ErrOverloaded  = errors.New("actors: overloaded")
+	ErrUnavailable = errors.New("actors: unavailable")
+	ErrTimeout     = errors.New("actors: timed out")
+)
+
+// Error codes that reach API clients.
+const (
+	CodeUserNotFound    = "user_not_found"
+	CodeNoCheckins      = "no_checkins"
+	CodeUserExists      = "user_exists"
+	CodeCheckinConflict = "checkin_conflict"
+	CodeOverloaded      = "overloaded"
+	CodeUnavailable     = "unavailable"
+	CodeTimeout         = "timeout"
+)
+
+// Error is a failed grain call: Kind is one of the sentinels above, Code a
+// stable snake_case code for API clients, Message human text.
+type Error struct {
+	Kind    error
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+func (e *Error) Unwrap() error { return e.Kind }
+
+// reasons maps our sentinels to protoactor's grain error reasons, which is
+// how errors cross node boundaries.
+var reasons = []struct {
+	kind   error
+	reason string
+}{
+	{ErrNotFound, pcluster.ErrorReason_NOT_FOUND},
+	{ErrConflict, pcluster.ErrorReason_ALREADY_EXISTS},
+	{ErrOverloaded, pcluster.ErrorReason_RESOURCE_EXHAUSTED},
+	{ErrUnavailable, pcluster.ErrorReason_UNAVAILABLE},
+	{ErrTimeout, pcluster.ErrorReason_DEADLINE_EXCEEDED},
+}
+
+// toGrainError encodes err for the wire.
+func toGrainError(err error) *pcluster.GrainErrorResponse {
+	var e *Error
+	if !errors.As(err, &e) {
+		return pcluster.NewGrainErrorResponse(pcluster.ErrorReason_INTERNAL, err.Error())
+	}
+	reason := pcluster.ErrorReason_INTERNAL
+	for _, r := range reasons {
+		if e.Kind == r.kind {
+			reason = r.reason
+		}
+	}
+	return pcluster.NewGrainErrorResponse(reason, e.Message).WithMetadata(map[string]string{"code": e.Code})
+}
+
+// fromGrainError decodes a grain call error. Errors that are not grain
+// errors (no answer in time, no activation) become ErrUnavailable.
+func fromGrainError(err error) error {
+	var g *pcluster.GrainErrorResponse
+	if !errors.As(err, &g) {
+		return &Error{Kind: ErrUnavailable, Code: CodeUnavailable, Message: "the user's actor did not answer: " + err.Error()}
+	}
+	for _, r := range reasons {
+		if g.Reason == r.reason {
+			return &Error{Kind: r.kind, Code: g.Metadata["code"], Message: g.Message}
+		}
+	}
+	return errors.New(g.Message)
+}
+
+func newError(kind error, code, msg string) *Error {
+	return &Error{Kind: kind, Code: code, Message: msg}
+}

@@ -1,0 +1,48 @@
+package actors
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Flush reasons, the label values of checkin_writer_flushes_total.
+const (
+	flushSize     = "size"
+	flushAge      = "age"
+	flushShutdown = "shutdown"
+)
+
+// Metrics are the actors' Prometheus instruments.
+type Metrics struct {
+	activations  prometheus.Counter
+	active       prometheus.Gauge
+	batchSize    prometheus.Histogram
+	flushLatency *prometheus.HistogramVec
+	flushes      *prometheus.CounterVec
+	rejected     prometheus.Counter
+	queueDepth   prometheus.Gauge
+}
+
+// NewMetrics creates the instruments and registers them with reg (nil: not
+// registered, for tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		activations: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "checkin_grain_activations_total", Help: "User grains activated on this node."}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "checkin_grains_active", Help: "User grains active on this node."}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "checkin_writer_batch_size", Help: "Checkins per store write batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
+		flushLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "checkin_writer_flush_seconds", Help: "Time for the store to make one batch durable.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"result"}),
+		flushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "checkin_writer_flushes_total", Help: "Batches flushed, by what triggered the flush."}, []string{"reason"}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "checkin_writer_rejected_total", Help: "Checkins refused because the writer queue was full."}),
+		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "checkin_writer_queue_depth", Help: "Checkins queued or being written on this node."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth)
+	}
+	return m
+}

@@ -1,0 +1,361 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"go.uber.org/zap"
+
+	"github.com/checkin/checkin/messages"
+	"github.com/checkin/checkin/persistence"
+)
+
+// GrainConfig tunes user grains.
+type GrainConfig struct {
+	IdleTimeout    time.Duration // passivate a grain after this long without a request
+	MissingTimeout time.Duration // passivate sooner when the user does not exist
+	RecentIDs      int           // checkin ids remembered per user for retries (older ones are looked up in the store)
+	StoreTimeout   time.Duration // deadline of one store call made by a grain
+	WriteTimeout   time.Duration // how long a grain waits for its writer
+}
+
+// DefaultGrainConfig: 10 minute passivation, 16 remembered ids.
+func DefaultGrainConfig() GrainConfig {
+	return GrainConfig{IdleTimeout: 10 * time.Minute, MissingTimeout: 30 * time.Second, RecentIDs: 16,
+		StoreTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second}
+}
+
+// Validate reports the first setting out of range.
+func (c GrainConfig) Validate() error {
+	switch {
+	case c.IdleTimeout <= 0:
+		return errors.New("grain.idle-timeout must be positive")
+	case c.MissingTimeout <= 0:
+		return errors.New("grain.missing-timeout must be positive")
+	case c.RecentIDs < 0:
+		return errors.New("grain.recent-ids must not be negative")
+	case c.StoreTimeout <= 0 || c.WriteTimeout <= 0:
+		return errors.New("grain store and write timeouts must be positive")
+	}
+	return nil
+}
+
+// Deps is what user grains need from their node.
+type Deps struct {
+	Store   persistence.Store
+	Writers *Pool
+	Config  GrainConfig
+	Log     *zap.Logger
+	Metrics *Metrics
+}
+
+// NewUserGrainKind returns the cluster kind of user grains on this node.
+func NewUserGrainKind(d *Deps) *pcluster.Kind {
+	return messages.NewUserGrainKind(func() messages.UserGrain { return &userGrain{deps: d} }, d.Config.IdleTimeout)
+}
+
+// entry is a checkin id the grain knows: being looked up, being written, or
+// durable (done). Requests with the same id wait on it.
+type entry struct {
+	c       persistence.Checkin
+	done    bool
+	waiters []waiter
+}
+
+type waiter struct {
+	sender *actor.PID
+	req    *messages.CheckinRequest
+}
+
+type createOp struct {
+	user    persistence.User
+	waiters []*actor.PID
+}
+
+// userGrain is the state and decisions of one user. Store I/O runs off the
+// actor goroutine and comes back through ReenterAfter, so the mailbox keeps
+// moving while a batch is written.
+type userGrain struct {
+	deps     *Deps
+	id       string
+	loaded   bool
+	user     *persistence.User // nil: the user does not exist
+	current  *persistence.Checkin
+	entries  []*entry // pending entries, then the RecentIDs latest done ones
+	creating *createOp
+}
+
+func (g *userGrain) Init(ctx pcluster.GrainContext) {
+	g.id = ctx.Identity()
+	g.deps.Metrics.activations.Inc()
+	g.deps.Metrics.active.Inc()
+	if err := g.load(); err != nil {
+		g.deps.Log.Warn("user grain load failed", zap.String("user_id", g.id), zap.Error(err))
+	}
+}
+
+func (g *userGrain) Terminate(pcluster.GrainContext) { g.deps.Metrics.active.Dec() }
+
+func (g *userGrain) ReceiveDefault(pcluster.GrainContext) {}
+
+// load reads the user and the current location from the store, once per
+// activation (again after a failure).
+func (g *userGrain) load() error {
+	if g.loaded {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.deps.Config.StoreTimeout)
+	defer cancel()
+	u, err := g.deps.Store.GetUser(ctx, g.id)
+	switch {
+	case errors.Is(err, persistence.ErrNotFound):
+		g.user, g.loaded = nil, true
+		return nil
+	case err != nil:
+		return newError(ErrUnavailable, CodeUnavailable, "cannot load the user: "+err.Error())
+	}
+	cur, err := g.deps.Store.CurrentLocation(ctx, g.id)
+	switch {
+	case errors.Is(err, persistence.ErrNotFound):
+		g.current = nil
+	case err != nil:
+		return newError(ErrUnavailable, CodeUnavailable, "cannot load the current location: "+err.Error())
+	default:
+		g.current = &cur
+	}
+	g.user, g.loaded = &u, true
+	return nil
+}
+
+// existing returns the user or why it cannot be used; grains of users that
+// do not exist passivate sooner.
+func (g *userGrain) existing(ctx pcluster.GrainContext) error {
+	if err := g.load(); err != nil {
+		return err
+	}
+	if g.user == nil {
+		ctx.SetReceiveTimeout(g.deps.Config.MissingTimeout)
+		return newError(ErrNotFound, CodeUserNotFound, "user "+g.id+" does not exist")
+	}
+	return nil
+}
+
+func (g *userGrain) GetUser(_ *messages.GetUserRequest, ctx pcluster.GrainContext) (*messages.User, error) {
+	if err := g.existing(ctx); err != nil {
+		return nil, toGrainError(err)
+	}
+	return userMsg(*g.user), nil
+}
+
+func (g *userGrain) CurrentLocation(_ *messages.CurrentLocationRequest, ctx pcluster.GrainContext) (*messages.CurrentLocationResponse, error) {
+	if err := g.existing(ctx); err != nil {
+		return nil, toGrainError(err)
+	}
+	if g.current == nil {
+		return nil, toGrainError(newError(ErrNotFound, CodeNoCheckins, "user "+g.id+" has no checkins"))
+	}
+	return &messages.CurrentLocationResponse{Checkin: toMsg(*g.current)}, nil
+}
+
+func (g *userGrain) CreateUser(req *messages.CreateUserRequest, _ func(*messages.User), _ func(error), ctx pcluster.GrainContext) error {
+	if err := g.load(); err != nil {
+		return toGrainError(err)
+	}
+	if g.user != nil {
+		return toGrainError(newError(ErrConflict, CodeUserExists, "user "+g.id+" already exists"))
+	}
+	if g.creating != nil {
+		g.creating.waiters = append(g.creating.waiters, ctx.Sender())
+		return nil
+	}
+	u := persistence.User{ID: g.id, Name: req.GetName(), CreatedAt: time.UnixMilli(req.GetCreatedAtMs()).UTC()}
+	g.creating = &createOp{user: u, waiters: []*actor.PID{ctx.Sender()}}
+	g.async(ctx, func(c context.Context) error { return g.deps.Store.CreateUser(c, u) }, func(err error) {
+		op := g.creating
+		g.creating = nil
+		switch {
+		case err == nil:
+			g.user, g.current = &op.user, nil
+			ctx.SetReceiveTimeout(g.deps.Config.IdleTimeout)
+			ctx.Send(op.waiters[0], userMsg(op.user))
+			op.waiters = op.waiters[1:]
+			err = newError(ErrConflict, CodeUserExists, "user "+g.id+" already exists")
+		case errors.Is(err, persistence.ErrConflict):
+			g.loaded = false // someone else created it: read it on the next call
+			err = newError(ErrConflict, CodeUserExists, "user "+g.id+" already exists")
+		default:
+			err = newError(ErrUnavailable, CodeUnavailable, "cannot store the user: "+err.Error())
+		}
+		for _, w := range op.waiters {
+			ctx.Send(w, toGrainError(err))
+		}
+	})
+	return nil
+}
+
+func (g *userGrain) Checkin(req *messages.CheckinRequest, _ func(*messages.CheckinResponse), _ func(error), ctx pcluster.GrainContext) error {
+	if err := g.existing(ctx); err != nil {
+		return toGrainError(err)
+	}
+	c := fromMsg(req.GetCheckin())
+	c.UserID = g.id
+	w := waiter{sender: ctx.Sender(), req: req}
+	if e := g.find(c.ID); e != nil {
+		if !e.done {
+			e.waiters = append(e.waiters, w)
+			return nil
+		}
+		g.answer(ctx, e, w, false)
+		return nil
+	}
+	e := &entry{c: c, waiters: []waiter{w}}
+	g.entries = append(g.entries, e)
+	if !req.GetClientId() {
+		g.write(ctx, e)
+		return nil
+	}
+	// A client-chosen id may have been written before this activation.
+	var stored persistence.Checkin
+	g.async(ctx, func(sc context.Context) (err error) {
+		stored, err = g.deps.Store.GetCheckin(sc, g.id, c.ID)
+		return err
+	}, func(err error) {
+		switch {
+		case errors.Is(err, persistence.ErrNotFound):
+			g.write(ctx, e)
+		case err != nil:
+			g.fail(ctx, e, newError(ErrUnavailable, CodeUnavailable, "cannot look up the checkin id: "+err.Error()))
+		default:
+			e.c = stored
+			g.settle(ctx, e, false)
+		}
+	})
+	return nil
+}
+
+// write sends e to the writer and settles it when the batch is durable.
+func (g *userGrain) write(ctx pcluster.GrainContext, e *entry) {
+	f, err := g.deps.Writers.submit(ctx, e.c, g.deps.Config.WriteTimeout)
+	if err != nil {
+		g.fail(ctx, e, err)
+		return
+	}
+	ctx.ReenterAfter(f, func(res interface{}, err error) {
+		r, _ := res.(*messages.WriteResult)
+		switch {
+		case err != nil:
+			g.fail(ctx, e, newError(ErrTimeout, CodeTimeout, "the checkin was not confirmed in time; retry with the same id"))
+		case r == nil:
+			g.fail(ctx, e, errors.New("unexpected writer answer"))
+		case r.GetError() != "" && r.GetUnavailable():
+			g.fail(ctx, e, newError(ErrUnavailable, CodeUnavailable, "the store is unavailable; retry with the same id"))
+		case r.GetError() != "":
+			g.fail(ctx, e, errors.New("store write failed: "+r.GetError()))
+		default:
+			if g.current == nil || e.c.Newer(*g.current) {
+				cur := e.c
+				g.current = &cur
+			}
+			g.settle(ctx, e, true)
+		}
+	})
+}
+
+// settle marks e durable and answers everyone waiting on it; created tells
+// whether the first waiter's request is what was just written.
+func (g *userGrain) settle(ctx pcluster.GrainContext, e *entry, created bool) {
+	e.done = true
+	for i, w := range e.waiters {
+		g.answer(ctx, e, w, created && i == 0)
+	}
+	e.waiters = nil
+	g.trim()
+}
+
+// answer replies to one request for the durable checkin e.
+func (g *userGrain) answer(ctx pcluster.GrainContext, e *entry, w waiter, created bool) {
+	req := fromMsg(w.req.GetCheckin())
+	if !created && (req.LocationID != e.c.LocationID || (w.req.GetTimestampSet() && !req.Timestamp.Equal(e.c.Timestamp))) {
+		ctx.Send(w.sender, toGrainError(newError(ErrConflict, CodeCheckinConflict,
+			"checkin "+e.c.ID+" was already recorded with a different location or timestamp")))
+		return
+	}
+	ctx.Send(w.sender, &messages.CheckinResponse{Checkin: toMsg(e.c), Created: created})
+}
+
+// fail forgets e (so a retry tries again) and passes err to its waiters.
+func (g *userGrain) fail(ctx pcluster.GrainContext, e *entry, err error) {
+	for i, x := range g.entries {
+		if x == e {
+			g.entries = append(g.entries[:i], g.entries[i+1:]...)
+			break
+		}
+	}
+	for _, w := range e.waiters {
+		ctx.Send(w.sender, toGrainError(err))
+	}
+}
+
+func (g *userGrain) find(id string) *entry {
+	for _, e := range g.entries {
+		if e.c.ID == id {
+			return e
+		}
+	}
+	return nil
+}
+
+// trim keeps the pending entries and the RecentIDs newest done ones.
+func (g *userGrain) trim() {
+	done := 0
+	for _, e := range g.entries {
+		if e.done {
+			done++
+		}
+	}
+	if done <= g.deps.Config.RecentIDs {
+		return
+	}
+	drop := done - g.deps.Config.RecentIDs
+	kept := g.entries[:0]
+	for _, e := range g.entries {
+		if e.done && drop > 0 {
+			drop--
+			continue
+		}
+		kept = append(kept, e)
+	}
+	clear(g.entries[len(kept):])
+	g.entries = kept
+}
+
+// asyncDone carries the outcome of a store call back to the grain.
+type asyncDone struct{ err error }
+
+// async runs fn off the actor goroutine with the store deadline and calls
+// then on the grain's goroutine with its error.
+func (g *userGrain) async(ctx pcluster.GrainContext, fn func(context.Context) error, then func(error)) {
+	timeout := g.deps.Config.StoreTimeout
+	system := ctx.ActorSystem()
+	f := actor.NewFuture(system, timeout+time.Second)
+	go func() {
+		c, cancel := context.WithTimeout(context.Background(), timeout)
+		err := fn(c)
+		cancel()
+		system.Root.Send(f.PID(), asyncDone{err: err})
+	}()
+	ctx.ReenterAfter(f, func(res interface{}, err error) {
+		if d, ok := res.(asyncDone); ok {
+			then(d.err)
+			return
+		}
+		then(errors.Join(persistence.ErrUnavailable, err))
+	})
+}
+
+func userMsg(u persistence.User) *messages.User {
+	return &messages.User{Id: u.ID, Name: u.Name, CreatedAtMs: u.CreatedAt.UnixMilli()}
+}

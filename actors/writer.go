@@ -1,0 +1,243 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"go.uber.org/zap"
+
+	"github.com/checkin/checkin/messages"
+	"github.com/checkin/checkin/persistence"
+)
+
+// WriterConfig sizes the writer pool.
+type WriterConfig struct {
+	Writers      int           // writer actors per node; users are spread over them by hash
+	MaxBatch     int           // checkins per store batch at most
+	Linger       time.Duration // how long a partial batch waits for company when the writer is idle
+	QueueSize    int           // checkins queued per writer before new ones are refused
+	MaxInflight  int           // concurrent store batches per writer
+	FlushTimeout time.Duration // deadline of one store batch
+}
+
+// DefaultWriterConfig is tuned for the embedded store on a small machine.
+func DefaultWriterConfig() WriterConfig {
+	return WriterConfig{Writers: 8, MaxBatch: 256, Linger: 500 * time.Microsecond, QueueSize: 4096, MaxInflight: 1, FlushTimeout: 5 * time.Second}
+}
+
+// Validate reports the first setting out of range.
+func (c WriterConfig) Validate() error {
+	switch {
+	case c.Writers < 1:
+		return errors.New("writer.count must be at least 1")
+	case c.MaxBatch < 1:
+		return errors.New("writer.max-batch must be at least 1")
+	case c.Linger < 0:
+		return errors.New("writer.linger must not be negative")
+	case c.QueueSize < c.MaxBatch:
+		return errors.New("writer.queue-size must be at least writer.max-batch")
+	case c.MaxInflight < 1:
+		return errors.New("writer.max-inflight must be at least 1")
+	case c.FlushTimeout <= 0:
+		return errors.New("writer.flush-timeout must be positive")
+	}
+	return nil
+}
+
+// Pool is a fixed set of writer actors; each user's writes go to one of them
+// (by hash of the user id), which batches them into the store.
+type Pool struct {
+	system *actor.ActorSystem
+	store  persistence.Store
+	cfg    WriterConfig
+	log    *zap.Logger
+	m      *Metrics
+	pids   []*actor.PID
+	depth  []atomic.Int64
+	closed atomic.Bool
+}
+
+// NewPool spawns the writer actors.
+func NewPool(system *actor.ActorSystem, store persistence.Store, cfg WriterConfig, log *zap.Logger, m *Metrics) (*Pool, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Pool{system: system, store: store, cfg: cfg, log: log, m: m,
+		pids: make([]*actor.PID, cfg.Writers), depth: make([]atomic.Int64, cfg.Writers)}
+	for i := range p.pids {
+		w := &writer{pool: p, idx: i}
+		pid, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return w }), fmt.Sprintf("checkin-writer-%d", i))
+		if err != nil {
+			return nil, fmt.Errorf("actors: spawn writer %d: %w", i, err)
+		}
+		p.pids[i] = pid
+	}
+	return p, nil
+}
+
+func (p *Pool) index(userID string) int {
+	h := fnv.New32a()
+	h.Write([]byte(userID))
+	return int(h.Sum32() % uint32(len(p.pids)))
+}
+
+// submit hands c to its writer and returns the future of its WriteResult,
+// or ErrOverloaded at once when that writer's queue is full.
+func (p *Pool) submit(ctx actor.SenderContext, c persistence.Checkin, timeout time.Duration) (*actor.Future, error) {
+	if p.closed.Load() {
+		return nil, newError(ErrUnavailable, CodeUnavailable, "the node is shutting down")
+	}
+	i := p.index(c.UserID)
+	if p.depth[i].Add(1) > int64(p.cfg.QueueSize) {
+		p.depth[i].Add(-1)
+		p.m.rejected.Inc()
+		return nil, newError(ErrOverloaded, CodeOverloaded, "too many checkins are waiting to be written; retry shortly")
+	}
+	p.m.queueDepth.Inc()
+	return ctx.RequestFuture(p.pids[i], &messages.WriteCheckin{Checkin: toMsg(c)}, timeout), nil
+}
+
+// Close refuses new writes, flushes what is queued and waits (up to timeout)
+// until every queued write is acknowledged or failed, then stops the writers.
+func (p *Pool) Close(timeout time.Duration) error {
+	p.closed.Store(true)
+	var errs []error
+	for _, pid := range p.pids {
+		if err := p.system.Root.RequestFuture(pid, drain{}, timeout).Wait(); err != nil {
+			errs = append(errs, fmt.Errorf("actors: drain %s: %w", pid.Id, err))
+		}
+		p.system.Root.Stop(pid)
+	}
+	return errors.Join(errs...)
+}
+
+// Actor-internal messages of a writer.
+type (
+	lingerTick struct{}
+	drain      struct{}
+	flushDone  struct {
+		batch []pendingWrite
+		err   error
+		took  time.Duration
+	}
+)
+
+type pendingWrite struct {
+	c      persistence.Checkin
+	sender *actor.PID
+}
+
+// writer batches the checkins of its share of users: a batch goes to the
+// store when it is full, when the linger time has passed, or as soon as the
+// previous batch is done (whatever queued meanwhile has waited long enough).
+type writer struct {
+	pool     *Pool
+	idx      int
+	pending  []pendingWrite
+	inflight int
+	armed    bool
+	drainers []*actor.PID
+}
+
+func (w *writer) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *messages.WriteCheckin:
+		w.pending = append(w.pending, pendingWrite{c: fromMsg(msg.Checkin), sender: ctx.Sender()})
+		w.kick(ctx, false)
+	case lingerTick:
+		w.armed = false
+		w.kick(ctx, true)
+	case *flushDone:
+		w.inflight--
+		w.finish(ctx, msg)
+		w.kick(ctx, true)
+	case drain:
+		w.drainers = append(w.drainers, ctx.Sender())
+		w.kick(ctx, true)
+	}
+}
+
+// kick starts as many flushes as the in-flight bound allows. ripe is true
+// when a partial batch may go now (linger passed, a flush just ended, or
+// the pool is draining).
+func (w *writer) kick(ctx actor.Context, ripe bool) {
+	cfg := w.pool.cfg
+	for len(w.pending) > 0 && w.inflight < cfg.MaxInflight {
+		switch {
+		case len(w.pending) >= cfg.MaxBatch:
+			w.flush(ctx, flushSize)
+		case len(w.drainers) > 0:
+			w.flush(ctx, flushShutdown)
+		case ripe || cfg.Linger == 0:
+			w.flush(ctx, flushAge)
+		default:
+			if !w.armed {
+				w.armed = true
+				self, root := ctx.Self(), ctx.ActorSystem().Root
+				time.AfterFunc(cfg.Linger, func() { root.Send(self, lingerTick{}) })
+			}
+			return
+		}
+	}
+	if len(w.drainers) > 0 && len(w.pending) == 0 && w.inflight == 0 {
+		for _, d := range w.drainers {
+			ctx.Send(d, drain{})
+		}
+		w.drainers = nil
+	}
+}
+
+func (w *writer) flush(ctx actor.Context, reason string) {
+	n := min(len(w.pending), w.pool.cfg.MaxBatch)
+	batch := make([]pendingWrite, n)
+	copy(batch, w.pending)
+	w.pending = append(w.pending[:0], w.pending[n:]...)
+	w.inflight++
+	w.pool.m.flushes.WithLabelValues(reason).Inc()
+	w.pool.m.batchSize.Observe(float64(n))
+
+	self, root, store, timeout := ctx.Self(), ctx.ActorSystem().Root, w.pool.store, w.pool.cfg.FlushTimeout
+	go func() {
+		cs := make([]persistence.Checkin, len(batch))
+		for i := range batch {
+			cs[i] = batch[i].c
+		}
+		start := time.Now()
+		sctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err := store.WriteCheckins(sctx, cs)
+		cancel()
+		root.Send(self, &flushDone{batch: batch, err: err, took: time.Since(start)})
+	}()
+}
+
+func (w *writer) finish(ctx actor.Context, done *flushDone) {
+	result := &messages.WriteResult{}
+	label := "ok"
+	if done.err != nil {
+		label = "error"
+		result.Error = done.err.Error()
+		result.Unavailable = errors.Is(done.err, persistence.ErrUnavailable) || errors.Is(done.err, context.DeadlineExceeded)
+		w.pool.log.Error("checkin batch write failed", zap.Int("writer", w.idx), zap.Int("batch_size", len(done.batch)), zap.Error(done.err))
+	}
+	w.pool.m.flushLatency.WithLabelValues(label).Observe(done.took.Seconds())
+	for _, p := range done.batch {
+		if p.sender != nil {
+			ctx.Send(p.sender, result)
+		}
+	}
+	w.pool.depth[w.idx].Add(-int64(len(done.batch)))
+	w.pool.m.queueDepth.Sub(float64(len(done.batch)))
+}
+
+func toMsg(c persistence.Checkin) *messages.Checkin {
+	return &messages.Checkin{Id: c.ID, UserId: c.UserID, LocationId: c.LocationID, TimestampMs: c.Timestamp.UnixMilli()}
+}
+
+func fromMsg(m *messages.Checkin) persistence.Checkin {
+	return persistence.Checkin{ID: m.GetId(), UserID: m.GetUserId(), LocationID: m.GetLocationId(), Timestamp: time.UnixMilli(m.GetTimestampMs()).UTC()}
+}

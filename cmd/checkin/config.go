@@ -1,0 +1,87 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+
+	"go.uber.org/zap/zapcore"
+
+	"github.com/checkin/checkin/actors"
+	"github.com/checkin/checkin/cluster"
+	"github.com/checkin/checkin/edge"
+)
+
+// config is every setting of a node; each is a flag with an env twin.
+type config struct {
+	HTTP         edge.Config
+	Cluster      cluster.Config
+	Writer       actors.WriterConfig
+	Grain        actors.GrainConfig
+	CallRetries  int
+	Store        string
+	DataDir      string
+	LogLevel     string
+	DebugAddr    string
+}
+
+func defaultConfig() config {
+	return config{HTTP: edge.DefaultConfig(), Cluster: cluster.DefaultConfig(), Writer: actors.DefaultWriterConfig(),
+		Grain: actors.DefaultGrainConfig(), CallRetries: 3, Store: "pebble", DataDir: "./data", LogLevel: "info"}
+}
+
+// register binds every setting to a flag of fs.
+func (c *config) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.HTTP.Addr, "http.addr", c.HTTP.Addr, "HTTP listen address (host:port; port 0 picks a free port)")
+	fs.DurationVar(&c.HTTP.RequestTimeout, "http.request-timeout", c.HTTP.RequestTimeout, "deadline of one request's work")
+	fs.IntVar(&c.HTTP.BodyLimit, "http.body-limit", c.HTTP.BodyLimit, "largest request body in bytes")
+	fs.IntVar(&c.HTTP.MaxInflight, "http.max-inflight", c.HTTP.MaxInflight, "requests served at once; more are refused with 503")
+	fs.DurationVar(&c.HTTP.ShutdownGrace, "http.shutdown-grace", c.HTTP.ShutdownGrace, "how long shutdown waits for requests in flight")
+	fs.BoolVar(&c.HTTP.AccessLog, "http.access-log", c.HTTP.AccessLog, "log every request")
+	fs.IntVar(&c.HTTP.CacheSizeMB, "cache.size-mb", c.HTTP.CacheSizeMB, "size of the user and location cache in MB")
+	fs.DurationVar(&c.HTTP.CacheTTL, "cache.ttl", c.HTTP.CacheTTL, "how long a cached user or location is kept")
+
+	fs.StringVar(&c.Store, "store", c.Store, "storage backend: pebble (embedded)")
+	fs.StringVar(&c.DataDir, "data.dir", c.DataDir, "directory of the embedded store")
+
+	fs.IntVar(&c.Writer.Writers, "writer.count", c.Writer.Writers, "writer actors per node")
+	fs.IntVar(&c.Writer.MaxBatch, "writer.max-batch", c.Writer.MaxBatch, "checkins per store batch at most")
+	fs.DurationVar(&c.Writer.Linger, "writer.linger", c.Writer.Linger, "how long an idle writer waits to fill a batch")
+	fs.IntVar(&c.Writer.QueueSize, "writer.queue-size", c.Writer.QueueSize, "checkins queued per writer before new ones get 503")
+	fs.IntVar(&c.Writer.MaxInflight, "writer.max-inflight", c.Writer.MaxInflight, "store batches in flight per writer")
+	fs.DurationVar(&c.Writer.FlushTimeout, "writer.flush-timeout", c.Writer.FlushTimeout, "deadline of one store batch")
+
+	fs.DurationVar(&c.Grain.IdleTimeout, "grain.idle-timeout", c.Grain.IdleTimeout, "passivate a user grain after this long without requests")
+	fs.DurationVar(&c.Grain.MissingTimeout, "grain.missing-timeout", c.Grain.MissingTimeout, "passivate the grain of a user that does not exist after this long")
+	fs.IntVar(&c.Grain.RecentIDs, "grain.recent-ids", c.Grain.RecentIDs, "checkin ids each grain remembers for retries (older ones are looked up in the store)")
+	fs.DurationVar(&c.Grain.StoreTimeout, "grain.store-timeout", c.Grain.StoreTimeout, "deadline of a store read made by a grain")
+	fs.DurationVar(&c.Grain.WriteTimeout, "grain.write-timeout", c.Grain.WriteTimeout, "how long a grain waits for its checkin to be written")
+	fs.IntVar(&c.CallRetries, "grain.call-retries", c.CallRetries, "attempts of a grain call that found no activation (all within the request deadline)")
+
+	fs.StringVar(&c.Cluster.Name, "cluster.name", c.Cluster.Name, "cluster name; nodes with other names never join")
+	fs.StringVar(&c.Cluster.Addr, "cluster.addr", c.Cluster.Addr, "host:port of this node's actor endpoint (port 0 picks a free port)")
+	fs.StringVar(&c.Cluster.AdvertisedAddr, "cluster.advertised-addr", c.Cluster.AdvertisedAddr, "host:port other nodes reach this node at (default: cluster.addr)")
+	fs.StringVar(&c.Cluster.Provider, "cluster.provider", c.Cluster.Provider, "membership: standalone (one node)")
+	fs.DurationVar(&c.Cluster.RequestTimeout, "cluster.request-timeout", c.Cluster.RequestTimeout, "timeout of the cluster's internal requests")
+	fs.StringVar(&c.Cluster.LogLevel, "cluster.log-level", c.Cluster.LogLevel, "lowest level of the actor runtime's own logs")
+
+	fs.StringVar(&c.LogLevel, "log.level", c.LogLevel, "lowest log level: debug, info, warn, error")
+	fs.StringVar(&c.DebugAddr, "debug.addr", c.DebugAddr, "address of the pprof debug server (empty: off); keep it on loopback")
+}
+
+func (c config) validate() error {
+	var lvl zapcore.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("log.level: %w", err)
+	}
+	if c.Store != "pebble" {
+		return fmt.Errorf("store: unknown backend %q (known: pebble)", c.Store)
+	}
+	if c.DataDir == "" {
+		return errors.New("data.dir must not be empty")
+	}
+	if c.CallRetries < 1 {
+		return errors.New("grain.call-retries must be at least 1")
+	}
+	return errors.Join(c.HTTP.Validate(), c.Cluster.Validate(), c.Writer.Validate(), c.Grain.Validate())
+}

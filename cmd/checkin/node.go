@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+
+	"github.com/checkin/checkin/actors"
+	"github.com/checkin/checkin/cluster"
+	"github.com/checkin/checkin/edge"
+	"github.com/checkin/checkin/persistence"
+	"github.com/checkin/checkin/persistence/pebble"
+)
+
+// node is one running checkin process: store, writers, grains, edge.
+type node struct {
+	cfg     config
+	log     *zap.Logger
+	store   persistence.Store
+	pool    *actors.Pool
+	member  *cluster.Node
+	grains  *actors.Client
+	edge    *edge.Server
+	ln      net.Listener
+	debug   *http.Server
+	served  chan error
+	stopped bool
+}
+
+func openStore(cfg config, log *zap.Logger) (persistence.Store, error) {
+	switch cfg.Store {
+	case "pebble":
+		return pebble.Open(cfg.DataDir, pebble.WithLogger(log.Named("pebble")))
+	}
+	return nil, fmt.Errorf("unknown store %q", cfg.Store)
+}
+
+// startNode wires and starts every part; on error what was started is
+// stopped again.
+func startNode(cfg config, log *zap.Logger) (n *node, err error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	n = &node{cfg: cfg, log: log, served: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			n.stop()
+		}
+	}()
+	if n.store, err = openStore(cfg, log); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := actors.NewMetrics(reg)
+	system := cluster.NewSystem(cfg.Cluster, log)
+	if n.pool, err = actors.NewPool(system, n.store, cfg.Writer, log.Named("writer"), m); err != nil {
+		return nil, err
+	}
+	kind := actors.NewUserGrainKind(&actors.Deps{Store: n.store, Writers: n.pool, Config: cfg.Grain, Log: log.Named("grain"), Metrics: m})
+	if n.member, err = cluster.Start(system, cfg.Cluster, log.Named("cluster"), kind); err != nil {
+		return nil, err
+	}
+	n.grains = actors.NewClient(n.member.Cluster, cfg.HTTP.RequestTimeout, cfg.CallRetries)
+	n.edge, err = edge.New(cfg.HTTP, edge.Deps{Grains: n.grains, Store: n.store, Ready: n.ready, Log: log.Named("http"), Registry: reg})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DebugAddr != "" {
+		if err := n.startDebug(cfg.DebugAddr); err != nil {
+			return nil, err
+		}
+	}
+	if n.ln, err = net.Listen("tcp", cfg.HTTP.Addr); err != nil {
+		return nil, fmt.Errorf("http listen: %w", err)
+	}
+	go func() { n.served <- n.edge.Serve(n.ln) }()
+	log.Info("http server listening", zap.String("addr", n.ln.Addr().String()), zap.String("store", cfg.Store))
+	return n, nil
+}
+
+// ready: the store answers and this node is a cluster member.
+func (n *node) ready(ctx context.Context) error {
+	if err := n.store.Ping(ctx); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if !n.member.Ready() {
+		return errors.New("cluster: this node has not joined yet")
+	}
+	return nil
+}
+
+func (n *node) startDebug(addr string) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("debug listen: %w", err)
+	}
+	n.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = n.debug.Serve(ln) }()
+	n.log.Info("debug server listening", zap.String("addr", ln.Addr().String()))
+	return nil
+}
+
+// stop shuts down in dependency order: stop taking requests and finish
+// those in flight, write out queued checkins, leave the cluster, close the
+// store.
+func (n *node) stop() error {
+	if n.stopped {
+		return nil
+	}
+	n.stopped = true
+	var errs []error
+	if n.edge != nil && n.ln != nil {
+		errs = append(errs, n.edge.Shutdown())
+	}
+	if n.debug != nil {
+		errs = append(errs, n.debug.Close())
+	}
+	if n.pool != nil {
+		errs = append(errs, n.pool.Close(n.cfg.Writer.FlushTimeout+time.Second))
+	}
+	if n.member != nil {
+		n.member.Stop()
+	}
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	err := errors.Join(errs...)
+	if err != nil {
+		n.log.Error("shutdown finished with errors", zap.Error(err))
+	} else {
+		n.log.Info("shutdown complete")
+	}
+	return err
+}

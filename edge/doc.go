@@ -1,0 +1,10 @@
+// Package edge is checkin's HTTP API: a Fiber app that validates requests,
+// routes writes and current-location reads to the user's grain, serves range
+// reads from the store, and maps every error to one JSON shape and status.
+//
+// Guarantees: bad input gets a 4xx with {"error":{"code","message"}}, never a
+// 5xx; a 201/200 on a checkin means the checkin is durable; when the node is
+// saturated requests are refused at once with 503 and Retry-After instead of
+// queueing; Shutdown stops accepting connections and waits for the requests
+// in flight.
+package edge

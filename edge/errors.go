@@ -1,0 +1,111 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/gofiber/fiber/v2"
+	"go.uber.org/zap"
+
+	"github.com/checkin/checkin/actors"
+	"github.com/checkin/checkin/persistence"
+)
+
+// apiError is an error with the status and code the client sees.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badRequest(code, msg string) *apiError {
+	return &apiError{status: http.StatusBadRequest, code: code, msg: msg}
+}
+
+func notFound(code, msg string) *apiError {
+	return &apiError{status: http.StatusNotFound, code: code, msg: msg}
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// toAPIError maps any error to what the client sees. Unknown errors become
+// a 500 whose message is not echoed.
+func toAPIError(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		return &apiError{status: fe.Code, code: fiberCode(fe.Code), msg: fe.Message}
+	}
+	var ge *actors.Error
+	if errors.As(err, &ge) {
+		return &apiError{status: kindStatus(ge.Kind), code: ge.Code, msg: ge.Message}
+	}
+	switch {
+	case errors.Is(err, persistence.ErrNotFound):
+		return &apiError{http.StatusNotFound, "not_found", "not found"}
+	case errors.Is(err, persistence.ErrConflict):
+		return &apiError{http.StatusConflict, "conflict", "already exists"}
+	case errors.Is(err, persistence.ErrUnavailable):
+		return &apiError{http.StatusServiceUnavailable, actors.CodeUnavailable, "the store is unavailable; retry shortly"}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &apiError{http.StatusGatewayTimeout, actors.CodeTimeout, "the request timed out"}
+	}
+	return &apiError{http.StatusInternalServerError, "internal", "internal error"}
+}
+
+func kindStatus(kind error) int {
+	switch kind {
+	case actors.ErrNotFound:
+		return http.StatusNotFound
+	case actors.ErrConflict:
+		return http.StatusConflict
+	case actors.ErrOverloaded, actors.ErrUnavailable:
+		return http.StatusServiceUnavailable
+	case actors.ErrTimeout:
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
+}
+
+func fiberCode(status int) string {
+	switch status {
+	case http.StatusNotFound:
+		return "route_not_found"
+	case http.StatusMethodNotAllowed:
+		return "method_not_allowed"
+	case http.StatusRequestEntityTooLarge:
+		return "body_too_large"
+	case http.StatusBadRequest:
+		return "bad_request"
+	case http.StatusRequestTimeout:
+		return "request_timeout"
+	case http.StatusUnsupportedMediaType:
+		return "unsupported_media_type"
+	}
+	return "http_error"
+}
+
+// errorHandler is the app's one error handler.
+func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
+	ae := toAPIError(err)
+	if ae.status >= 500 {
+		s.log.Error("request failed", zap.String("request_id", requestID(c)), zap.String("route", c.Route().Path), zap.Int("status", ae.status), zap.Error(err))
+	}
+	if ae.status == http.StatusServiceUnavailable || ae.status == http.StatusTooManyRequests {
+		c.Set(fiber.HeaderRetryAfter, "1")
+	}
+	var body errorBody
+	body.Error.Code, body.Error.Message = ae.code, ae.msg
+	return c.Status(ae.status).JSON(body)
+}

@@ -1,0 +1,327 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+
+	"github.com/checkin/checkin/persistence"
+)
+
+type userJSON struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	CreatedAt string `json:"created_at"`
+}
+
+type locationJSON struct {
+	ID        string  `json:"id"`
+	Name      string  `json:"name"`
+	Lat       float64 `json:"lat"`
+	Lon       float64 `json:"lon"`
+	CreatedAt string  `json:"created_at"`
+}
+
+type checkinJSON struct {
+	ID         string `json:"id"`
+	UserID     string `json:"user_id"`
+	LocationID string `json:"location_id"`
+	Timestamp  string `json:"timestamp"`
+}
+
+type currentJSON struct {
+	UserID     string       `json:"user_id"`
+	LocationID string       `json:"location_id"`
+	Timestamp  string       `json:"timestamp"`
+	CheckinID  string       `json:"checkin_id"`
+	Location   locationJSON `json:"location"`
+}
+
+type pageJSON struct {
+	Checkins   []checkinJSON `json:"checkins"`
+	NextCursor *string       `json:"next_cursor"`
+}
+
+func toUserJSON(u persistence.User) userJSON {
+	return userJSON{ID: u.ID, Name: u.Name, CreatedAt: formatTime(u.CreatedAt)}
+}
+
+func toLocationJSON(l persistence.Location) locationJSON {
+	return locationJSON{ID: l.ID, Name: l.Name, Lat: l.Lat, Lon: l.Lon, CreatedAt: formatTime(l.CreatedAt)}
+}
+
+func toCheckinJSON(c persistence.Checkin) checkinJSON {
+	return checkinJSON{ID: c.ID, UserID: c.UserID, LocationID: c.LocationID, Timestamp: formatTime(c.Timestamp)}
+}
+
+// newID returns a time-ordered id (UUIDv7).
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// pathID returns the :id path parameter, validated.
+func pathID(c *fiber.Ctx, what string) (string, error) {
+	id := c.Params("id")
+	return id, checkID(what+" id", id)
+}
+
+func (s *Server) createUser(c *fiber.Ctx) error {
+	var req struct {
+		ID   *string `json:"id"`
+		Name *string `json:"name"`
+	}
+	if err := decodeJSON(c.Body(), &req); err != nil {
+		return err
+	}
+	u := persistence.User{ID: newID(), CreatedAt: persistence.Millis(s.now())}
+	if req.ID != nil {
+		if err := checkID("id", *req.ID); err != nil {
+			return err
+		}
+		u.ID = *req.ID
+	}
+	if req.Name == nil {
+		return badRequest("invalid_name", "name is required")
+	}
+	if err := checkName(*req.Name); err != nil {
+		return err
+	}
+	u.Name = *req.Name
+	ctx, cancel := s.ctx(c)
+	defer cancel()
+	created, err := s.grains.CreateUser(ctx, u)
+	if err != nil {
+		return err
+	}
+	s.records.putUser(created)
+	return c.Status(http.StatusCreated).JSON(toUserJSON(created))
+}
+
+func (s *Server) getUser(c *fiber.Ctx) error {
+	id, err := pathID(c, "user")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(c)
+	defer cancel()
+	u, err := s.records.user(ctx, id)
+	if err != nil {
+		return userErr(id, err)
+	}
+	return c.JSON(toUserJSON(u))
+}
+
+// userExists returns nil or the API error for a user that does not exist.
+func (s *Server) userExists(ctx context.Context, id string) error {
+	_, err := s.records.user(ctx, id)
+	return userErr(id, err)
+}
+
+func userErr(id string, err error) error {
+	if errors.Is(err, persistence.ErrNotFound) {
+		return notFound("user_not_found", "user "+id+" does not exist")
+	}
+	return err
+}
+
+func (s *Server) createLocation(c *fiber.Ctx) error {
+	var req struct {
+		ID   *string  `json:"id"`
+		Name *string  `json:"name"`
+		Lat  *float64 `json:"lat"`
+		Lon  *float64 `json:"lon"`
+	}
+	if err := decodeJSON(c.Body(), &req); err != nil {
+		return err
+	}
+	l := persistence.Location{ID: newID(), CreatedAt: persistence.Millis(s.now())}
+	if req.ID != nil {
+		if err := checkID("id", *req.ID); err != nil {
+			return err
+		}
+		l.ID = *req.ID
+	}
+	if req.Name == nil {
+		return badRequest("invalid_name", "name is required")
+	}
+	if err := checkName(*req.Name); err != nil {
+		return err
+	}
+	switch {
+	case req.Lat == nil || req.Lon == nil:
+		return badRequest("invalid_coordinates", "lat and lon are required")
+	case *req.Lat < -90 || *req.Lat > 90:
+		return badRequest("invalid_coordinates", "lat must be between -90 and 90")
+	case *req.Lon < -180 || *req.Lon > 180:
+		return badRequest("invalid_coordinates", "lon must be between -180 and 180")
+	}
+	l.Name, l.Lat, l.Lon = *req.Name, *req.Lat, *req.Lon
+	ctx, cancel := s.ctx(c)
+	defer cancel()
+	if err := s.store.CreateLocation(ctx, l); err != nil {
+		if errors.Is(err, persistence.ErrConflict) {
+			return &apiError{status: http.StatusConflict, code: "location_exists", msg: "location " + l.ID + " already exists"}
+		}
+		return err
+	}
+	s.records.putLocation(l)
+	return c.Status(http.StatusCreated).JSON(toLocationJSON(l))
+}
+
+func (s *Server) getLocation(c *fiber.Ctx) error {
+	id, err := pathID(c, "location")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(c)
+	defer cancel()
+	l, err := s.records.location(ctx, id)
+	if errors.Is(err, persistence.ErrNotFound) {
+		return notFound("location_not_found", "location "+id+" does not exist")
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(toLocationJSON(l))
+}
+
+func (s *Server) checkin(c *fiber.Ctx) error {
+	userID, err := pathID(c, "user")
+	if err != nil {
+		return err
+	}
+	var req struct {
+		ID         *string `json:"id"`
+		LocationID *string `json:"location_id"`
+		Timestamp  *string `json:"timestamp"`
+	}
+	if err := decodeJSON(c.Body(), &req); err != nil {
+		return err
+	}
+	now := s.now()
+	ci := persistence.Checkin{ID: newID(), UserID: userID, Timestamp: persistence.Millis(now)}
+	if req.ID != nil {
+		if err := checkID("id", *req.ID); err != nil {
+			return err
+		}
+		ci.ID = *req.ID
+	}
+	if req.LocationID == nil {
+		return badRequest("invalid_id", "location_id is required")
+	}
+	if err := checkID("location_id", *req.LocationID); err != nil {
+		return err
+	}
+	ci.LocationID = *req.LocationID
+	if req.Timestamp != nil {
+		if ci.Timestamp, err = parseTime("timestamp", *req.Timestamp); err != nil {
+			return err
+		}
+		if ci.Timestamp.After(now.Add(maxFuture)) {
+			return badRequest("timestamp_in_future", fmt.Sprintf("timestamp must not be more than %s in the future", maxFuture))
+		}
+	}
+	ctx, cancel := s.ctx(c)
+	defer cancel()
+	if err := s.userExists(ctx, userID); err != nil {
+		return err
+	}
+	if _, err := s.records.location(ctx, ci.LocationID); err != nil {
+		if errors.Is(err, persistence.ErrNotFound) {
+			return notFound("location_not_found", "location "+ci.LocationID+" does not exist")
+		}
+		return err
+	}
+	stored, created, err := s.grains.Checkin(ctx, ci, req.Timestamp != nil, req.ID != nil)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return c.Status(status).JSON(toCheckinJSON(stored))
+}
+
+func (s *Server) currentLocation(c *fiber.Ctx) error {
+	userID, err := pathID(c, "user")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(c)
+	defer cancel()
+	cur, err := s.grains.CurrentLocation(ctx, userID)
+	if err != nil {
+		return err
+	}
+	l, err := s.records.location(ctx, cur.LocationID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(currentJSON{UserID: userID, LocationID: cur.LocationID, Timestamp: formatTime(cur.Timestamp),
+		CheckinID: cur.ID, Location: toLocationJSON(l)})
+}
+
+func (s *Server) listCheckins(c *fiber.Ctx) error {
+	userID, err := pathID(c, "user")
+	if err != nil {
+		return err
+	}
+	q := persistence.Query{UserID: userID, From: minTime, To: persistence.Millis(s.now().Add(maxFuture)).Add(time.Millisecond)}
+	if v := c.Query("location_id"); v != "" {
+		if err := checkID("location_id", v); err != nil {
+			return err
+		}
+		q.LocationID = v
+	}
+	if v := c.Query("from"); v != "" {
+		if q.From, err = parseTime("from", v); err != nil {
+			return err
+		}
+	}
+	if v := c.Query("to"); v != "" {
+		if q.To, err = parseTime("to", v); err != nil {
+			return err
+		}
+	}
+	if !q.From.Before(q.To) {
+		return badRequest("invalid_range", "from must be before to")
+	}
+	if q.Limit, err = parseLimit(c.Query("limit")); err != nil {
+		return err
+	}
+	switch c.Query("order") {
+	case "", "newest":
+		q.Order = persistence.NewestFirst
+	case "oldest":
+		q.Order = persistence.OldestFirst
+	default:
+		return badRequest("invalid_order", "order must be newest or oldest")
+	}
+	if v := c.Query("cursor"); v != "" {
+		if q.After, err = decodeCursor(v, q); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := s.ctx(c)
+	defer cancel()
+	if err := s.userExists(ctx, userID); err != nil {
+		return err
+	}
+	page, err := s.store.ListCheckins(ctx, q)
+	if err != nil {
+		return err
+	}
+	out := pageJSON{Checkins: make([]checkinJSON, len(page.Checkins))}
+	for i, ci := range page.Checkins {
+		out.Checkins[i] = toCheckinJSON(ci)
+	}
+	if page.Next != nil {
+		cur := encodeCursor(q, *page.Next)
+		out.NextCursor = &cur
+	}
+	return c.JSON(out)
+}

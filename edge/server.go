@@ -1,0 +1,243 @@
+package edge
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/gofiber/fiber/v2/middleware/recover"
+	"github.com/gofiber/fiber/v2/middleware/requestid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/checkin/checkin/persistence"
+)
+
+//go:embed openapi.yaml
+var openAPI []byte
+
+// OpenAPI returns the API description served at /openapi.yaml.
+func OpenAPI() []byte { return openAPI }
+
+// Grains is what the edge needs from the user grains.
+type Grains interface {
+	CreateUser(ctx context.Context, u persistence.User) (persistence.User, error)
+	Checkin(ctx context.Context, c persistence.Checkin, timestampSet, clientID bool) (persistence.Checkin, bool, error)
+	CurrentLocation(ctx context.Context, userID string) (persistence.Checkin, error)
+}
+
+// Config of the HTTP edge.
+type Config struct {
+	Addr           string
+	RequestTimeout time.Duration // deadline of one request's work (grain calls, store reads)
+	BodyLimit      int           // bytes
+	MaxInflight    int           // requests served at once; more get 503 at once
+	CacheSizeMB    int           // location and user cache
+	CacheTTL       time.Duration
+	AccessLog      bool
+	ShutdownGrace  time.Duration
+}
+
+// DefaultConfig listens on :8080.
+func DefaultConfig() Config {
+	return Config{Addr: ":8080", RequestTimeout: 5 * time.Second, BodyLimit: 64 << 10, MaxInflight: 4096,
+		CacheSizeMB: 64, CacheTTL: 10 * time.Minute, AccessLog: true, ShutdownGrace: 15 * time.Second}
+}
+
+// Validate reports the first setting out of range.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("http.addr: %w", err)
+	}
+	switch {
+	case c.RequestTimeout <= 0:
+		return errors.New("http.request-timeout must be positive")
+	case c.BodyLimit < 1024:
+		return errors.New("http.body-limit must be at least 1024")
+	case c.MaxInflight < 1:
+		return errors.New("http.max-inflight must be at least 1")
+	case c.CacheSizeMB < 1:
+		return errors.New("cache.size-mb must be at least 1")
+	case c.CacheTTL <= 0:
+		return errors.New("cache.ttl must be positive")
+	case c.ShutdownGrace <= 0:
+		return errors.New("http.shutdown-grace must be positive")
+	}
+	return nil
+}
+
+// Deps are the parts the edge talks to.
+type Deps struct {
+	Grains   Grains
+	Store    persistence.Store
+	Ready    func(context.Context) error // nil error: the node can serve
+	Log      *zap.Logger
+	Registry *prometheus.Registry
+}
+
+// Server is the HTTP edge of one node.
+type Server struct {
+	cfg      Config
+	app      *fiber.App
+	grains   Grains
+	store    persistence.Store
+	records  *records
+	ready    func(context.Context) error
+	log      *zap.Logger
+	m        *metrics
+	inflight atomic.Int64
+	now      func() time.Time
+}
+
+// New builds the app; Serve starts it.
+func New(cfg Config, d Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	rec, err := newRecords(d.Store, cfg.CacheSizeMB, cfg.CacheTTL)
+	if err != nil {
+		return nil, fmt.Errorf("edge: cache: %w", err)
+	}
+	s := &Server{cfg: cfg, grains: d.Grains, store: d.Store, records: rec, ready: d.Ready, log: d.Log, m: newMetrics(d.Registry), now: time.Now}
+	s.app = fiber.New(fiber.Config{
+		AppName:               "checkin",
+		BodyLimit:             cfg.BodyLimit,
+		ReadTimeout:           cfg.RequestTimeout + 5*time.Second,
+		WriteTimeout:          cfg.RequestTimeout + 5*time.Second,
+		IdleTimeout:           60 * time.Second,
+		ErrorHandler:          s.errorHandler,
+		DisableStartupMessage: true,
+	})
+	s.app.Use(recover.New(recover.Config{EnableStackTrace: true, StackTraceHandler: s.logPanic}))
+	s.app.Use(requestid.New())
+	s.app.Use(s.observe)
+	s.app.Use(s.limit)
+	s.routes(d.Registry)
+	return s, nil
+}
+
+func (s *Server) routes(reg *prometheus.Registry) {
+	a := s.app
+	a.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	a.Get("/readyz", s.readyz)
+	a.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	a.Get("/openapi.yaml", func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderContentType, "application/yaml")
+		return c.Send(openAPI)
+	})
+	v1 := a.Group("/v1")
+	v1.Post("/users", s.createUser)
+	v1.Get("/users/:id", s.getUser)
+	v1.Post("/users/:id/checkins", s.checkin)
+	v1.Get("/users/:id/checkins", s.listCheckins)
+	v1.Get("/users/:id/location", s.currentLocation)
+	v1.Post("/locations", s.createLocation)
+	v1.Get("/locations/:id", s.getLocation)
+}
+
+// App exposes the Fiber app (tests drive it over a listener).
+func (s *Server) App() *fiber.App { return s.app }
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
+
+// Shutdown stops accepting connections and waits for requests in flight
+// (at most ShutdownGrace).
+func (s *Server) Shutdown() error {
+	err := s.app.ShutdownWithTimeout(s.cfg.ShutdownGrace)
+	return errors.Join(err, s.records.close())
+}
+
+// limit refuses requests beyond MaxInflight at once, so overload is
+// answered quickly instead of queueing without bound.
+func (s *Server) limit(c *fiber.Ctx) error {
+	n := s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	if n > int64(s.cfg.MaxInflight) {
+		return &apiError{status: fiber.StatusServiceUnavailable, code: "overloaded", msg: "the server is at capacity; retry shortly"}
+	}
+	return c.Next()
+}
+
+func (s *Server) logPanic(c *fiber.Ctx, e any) {
+	s.log.Error("panic serving request", zap.String("request_id", requestID(c)), zap.String("path", c.Path()), zap.Any("panic", e), zap.Stack("stack"))
+}
+
+func requestID(c *fiber.Ctx) string {
+	id, _ := c.Locals(requestid.ConfigDefault.ContextKey).(string)
+	return id
+}
+
+// ctx is the request's context with the request deadline.
+func (s *Server) ctx(c *fiber.Ctx) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.UserContext(), s.cfg.RequestTimeout)
+}
+
+func (s *Server) readyz(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+	defer cancel()
+	if err := s.ready(ctx); err != nil {
+		return &apiError{status: fiber.StatusServiceUnavailable, code: "not_ready", msg: err.Error()}
+	}
+	return c.JSON(fiber.Map{"status": "ready"})
+}
+
+// observe records metrics and the access log of every request.
+func (s *Server) observe(c *fiber.Ctx) error {
+	start := time.Now()
+	err := c.Next()
+	status := c.Response().StatusCode()
+	if err != nil {
+		if herr := s.app.ErrorHandler(c, err); herr != nil {
+			c.Status(fiber.StatusInternalServerError)
+		}
+		status = c.Response().StatusCode()
+	}
+	took := time.Since(start)
+	route := c.Route().Path
+	s.m.observe(c.Method(), route, status, took)
+	if s.cfg.AccessLog {
+		s.log.Info("request",
+			zap.String("request_id", requestID(c)),
+			zap.String("method", c.Method()),
+			zap.String("route", route),
+			zap.String("path", c.Path()),
+			zap.Int("status", status),
+			zap.Duration("latency", took),
+			zap.Int("bytes", len(c.Response().Body())))
+	}
+	return nil
+}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "checkin_http_requests_total", Help: "HTTP requests by route, method and status."}, []string{"route", "method", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "checkin_http_request_seconds", Help: "HTTP request latency by route, method and status.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17)}, []string{"route", "method", "status"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.latency)
+	}
+	return m
+}
+
+func (m *metrics) observe(method, route string, status int, took time.Duration) {
+	st := strconv.Itoa(status)
+	m.requests.WithLabelValues(route, method, st).Inc()
+	m.latency.WithLabelValues(route, method, st).Observe(took.Seconds())
+}

@@ -1,0 +1,128 @@
+package edge
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/checkin/checkin/persistence"
+)
+
+const (
+	maxIDLen      = 64
+	maxNameLen    = 256
+	maxFuture     = 5 * time.Minute
+	defaultLimit  = 50
+	maxLimit      = 1000
+	timeLayoutOut = "2006-01-02T15:04:05.000Z07:00"
+)
+
+// minTime is the earliest timestamp accepted and the default start of a range.
+var minTime = time.Unix(0, 0).UTC()
+
+// validID reports whether id is 1–64 characters of [A-Za-z0-9_-].
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > maxIDLen {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func checkID(field, id string) error {
+	if !validID(id) {
+		return badRequest("invalid_id", fmt.Sprintf("%s must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'", field))
+	}
+	return nil
+}
+
+func checkName(name string) error {
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return badRequest("invalid_name", "name is required")
+	}
+	if len(name) > maxNameLen {
+		return badRequest("invalid_name", fmt.Sprintf("name must be at most %d bytes", maxNameLen))
+	}
+	return nil
+}
+
+// decodeJSON decodes one JSON object from body into v, rejecting unknown
+// fields, wrong types and trailing data with messages a client can act on.
+func decodeJSON(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return badRequest("invalid_json", "request body must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			return badRequest("invalid_json", "request body must hold exactly one JSON object")
+		}
+		return nil
+	}
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return badRequest("invalid_json", fmt.Sprintf("malformed JSON at byte %d: %s", syn.Offset, syn.Error()))
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return badRequest("invalid_json", "request body must be a JSON object")
+		}
+		return badRequest("invalid_json", fmt.Sprintf("field %q must be of type %s", typ.Field, jsonType(typ.Type.Kind().String())))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("invalid_json", "malformed JSON: unexpected end of input")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return badRequest("unknown_field", "unknown field "+strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return badRequest("invalid_json", "malformed JSON: "+err.Error())
+}
+
+func jsonType(kind string) string {
+	switch kind {
+	case "float64", "int", "int64":
+		return "number"
+	case "ptr":
+		return "number"
+	}
+	return kind
+}
+
+// parseTime parses an RFC 3339 time given in field and returns it in UTC
+// with millisecond precision.
+func parseTime(field, s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, badRequest("invalid_time", fmt.Sprintf("%s must be an RFC 3339 time such as 2024-05-01T12:00:00Z", field))
+	}
+	t = persistence.Millis(t)
+	if t.Before(minTime) {
+		return time.Time{}, badRequest("invalid_time", field+" must not be before 1970-01-01T00:00:00Z")
+	}
+	return t, nil
+}
+
+func parseLimit(s string) (int, error) {
+	if s == "" {
+		return defaultLimit, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > maxLimit {
+		return 0, badRequest("invalid_limit", fmt.Sprintf("limit must be an integer from 1 to %d", maxLimit))
+	}
+	return n, nil
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(timeLayoutOut) }

@@ -1,0 +1,24 @@
+// Package pebble is the embedded checkin store: a persistence.Store on a
+// local Pebble database in one directory, for single-node deployments and
+// tests.
+//
+// It gives every guarantee of persistence.Store:
+//
+//   - WriteCheckins applies a whole batch atomically in one write that is
+//     synced to disk before it returns nil; a batch that returns an error was
+//     either fully applied or not at all.
+//   - Checkin rows are keyed by (user, bucket, timestamp, checkin id), so
+//     rewriting a checkin rewrites the same rows: writes are idempotent.
+//   - The current location of a user is kept by a merge operator that keeps
+//     the newest checkin (persistence.Checkin.Newer), so it is right whatever
+//     order batches commit in, without locks or read-modify-write.
+//   - Range reads walk the same time-bucketed partitions the Scylla backend
+//     uses (persistence.ListCheckins over bounded iterators), skip empty
+//     buckets through a bucket index, and see every checkin committed before
+//     the read started.
+//   - CreateUser and CreateLocation are atomic check-and-insert within the
+//     process, synced to disk.
+//
+// One process at a time may open a directory. Calls after Close fail with
+// persistence.ErrUnavailable.
+package pebble

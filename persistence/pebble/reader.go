@@ -1,0 +1,124 @@
+package pebble
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	pebbledb "github.com/cockroachdb/pebble/v2"
+
+	"github.com/checkin/checkin/persistence"
+)
+
+// reader serves persistence.ListCheckins from bounded iterators over the
+// partition and bucket-index families.
+type reader struct{ db *pebbledb.DB }
+
+var _ persistence.PartitionReader = reader{}
+
+// ctxCheckEvery is how many keys an iterator visits between context checks.
+const ctxCheckEvery = 256
+
+func (r reader) Buckets(ctx context.Context, userID, locationID string, lo, hi int64, order persistence.Order) ([]int64, error) {
+	if lo > hi {
+		return nil, nil
+	}
+	prefix := appendBucketIndex(nil, userID, locationID)
+	n := len(prefix)
+	lower := appendBucket(prefix, lo)
+	upper := prefixSuccessor(appendBucket(bytes.Clone(prefix), hi))
+
+	var out []int64
+	err := r.scan(ctx, lower, upper, order, func(k, _ []byte) (bool, error) {
+		if len(k) != n+8 {
+			return false, fmt.Errorf("%w: bucket index key of %d bytes", errCorrupt, len(k))
+		}
+		out = append(out, decodeBucket(k[n:]))
+		return true, nil
+	})
+	return out, err
+}
+
+func (r reader) ReadBucket(ctx context.Context, userID, locationID string, bucket int64, from, to time.Time, after *persistence.Position, order persistence.Order, limit int) ([]persistence.Checkin, error) {
+	fromMs := max(from.UnixMilli(), persistence.BucketStart(bucket).UnixMilli())
+	toMs := min(to.UnixMilli(), persistence.BucketStart(bucket+1).UnixMilli())
+	if fromMs >= toMs || limit <= 0 {
+		return nil, nil
+	}
+	part := appendPartition(nil, userID, locationID, bucket)
+	n := len(part)
+	// Keys of the partition in [from, to): newest (to-1) first.
+	lower := appendInvertedMillis(bytes.Clone(part), toMs-1)
+	upper := prefixSuccessor(appendInvertedMillis(bytes.Clone(part), fromMs))
+	if after != nil {
+		pos := append(appendInvertedMillis(bytes.Clone(part), after.Timestamp.UnixMilli()), after.CheckinID...)
+		if order == persistence.NewestFirst {
+			// Forward order: the first key after pos is pos+0x00.
+			if pos = append(pos, 0); bytes.Compare(pos, lower) > 0 {
+				lower = pos
+			}
+		} else if bytes.Compare(pos, upper) < 0 {
+			// Reverse order: keys before pos.
+			upper = pos
+		}
+	}
+	if bytes.Compare(lower, upper) >= 0 {
+		return nil, nil
+	}
+
+	var out []persistence.Checkin
+	err := r.scan(ctx, lower, upper, order, func(k, v []byte) (bool, error) {
+		if len(k) < n+8 {
+			return false, fmt.Errorf("%w: checkin key of %d bytes", errCorrupt, len(k))
+		}
+		c := persistence.Checkin{
+			ID:         string(k[n+8:]),
+			UserID:     userID,
+			LocationID: locationID,
+			Timestamp:  time.UnixMilli(decodeInvertedMillis(k[n : n+8])).UTC(),
+		}
+		if locationID == "" {
+			c.LocationID = string(v)
+		}
+		out = append(out, c)
+		return len(out) < limit, nil
+	})
+	return out, err
+}
+
+// scan visits the keys in [lower, upper) in key order for NewestFirst and in
+// reverse for OldestFirst, until visit returns false or an error.
+func (r reader) scan(ctx context.Context, lower, upper []byte, order persistence.Order, visit func(k, v []byte) (bool, error)) error {
+	it, err := r.db.NewIterWithContext(ctx, &pebbledb.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return storeErr(err)
+	}
+	first, next := it.First, it.Next
+	if order == persistence.OldestFirst {
+		first, next = it.Last, it.Prev
+	}
+	i := 0
+	for ok := first(); ok; ok = next() {
+		if i++; i%ctxCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				_ = it.Close()
+				return storeErr(err)
+			}
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return storeErr(err)
+		}
+		more, err := visit(it.Key(), v)
+		if err != nil {
+			_ = it.Close()
+			return err
+		}
+		if !more {
+			break
+		}
+	}
+	return storeErr(it.Close())
+}

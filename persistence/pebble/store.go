@@ -1,0 +1,403 @@
+package pebble
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	pebbledb "github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+
+	"github.com/checkin/checkin/persistence"
+)
+
+var _ persistence.Store = (*Store)(nil)
+
+// Defaults sized for a small server.
+const (
+	DefaultCacheSize    = 64 << 20 // block cache, bytes
+	DefaultMemTableSize = 16 << 20 // bytes; also bounds the WAL replayed at start
+)
+
+// errClosed is returned by every call on a closed Store.
+var errClosed = fmt.Errorf("%w: store is closed", persistence.ErrUnavailable)
+
+// Store is the embedded checkin store. It is safe for concurrent use.
+type Store struct {
+	db *pebbledb.DB
+
+	// mu is held shared by every call that uses db and exclusively by Close,
+	// so Close waits for calls in flight and no call reaches a closed db.
+	mu     sync.RWMutex
+	closed bool
+
+	// createMu makes the check-and-insert of users and locations atomic.
+	createMu sync.Mutex
+}
+
+// Option configures Open.
+type Option func(*config)
+
+type config struct {
+	logger       *zap.Logger
+	cacheSize    int64
+	memTableSize uint64
+}
+
+// WithLogger sends the storage engine's log lines to l. Without it they are
+// dropped.
+func WithLogger(l *zap.Logger) Option {
+	return func(c *config) { c.logger = l }
+}
+
+// WithCacheSize sets the size of the block cache in bytes (default
+// DefaultCacheSize).
+func WithCacheSize(bytes int64) Option {
+	return func(c *config) { c.cacheSize = bytes }
+}
+
+// WithMemTableSize sets the size of one memtable in bytes (default
+// DefaultMemTableSize). Larger memtables absorb more writes before a flush
+// and make recovery after a crash replay more of the log.
+func WithMemTableSize(bytes uint64) Option {
+	return func(c *config) { c.memTableSize = bytes }
+}
+
+// Open opens the store in dir, creating it if needed. Only one Store may have
+// a directory open at a time.
+func Open(dir string, opts ...Option) (*Store, error) {
+	cfg := config{logger: zap.NewNop(), cacheSize: DefaultCacheSize, memTableSize: DefaultMemTableSize}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.logger == nil {
+		cfg.logger = zap.NewNop()
+	}
+	db, err := pebbledb.Open(dir, &pebbledb.Options{
+		CacheSize:    cfg.cacheSize,
+		MemTableSize: cfg.memTableSize,
+		Merger:       currentMerger,
+		Logger:       zapLogger{cfg.logger},
+		// Pinned so that upgrading the library never ratchets the on-disk
+		// format by itself.
+		FormatMajorVersion: pebbledb.FormatValueSeparation,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("persistence/pebble: open %s: %w", dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// enter admits a call that uses the db; every successful enter is paired
+// with leave.
+func (s *Store) enter() error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return errClosed
+	}
+	return nil
+}
+
+func (s *Store) leave() { s.mu.RUnlock() }
+
+// userRecord and locationRecord are the stored values; the id is the key.
+type userRecord struct {
+	Name      string `json:"name"`
+	CreatedAt int64  `json:"created_ms"`
+}
+
+type locationRecord struct {
+	Name      string  `json:"name"`
+	Lat       float64 `json:"lat"`
+	Lon       float64 `json:"lon"`
+	CreatedAt int64   `json:"created_ms"`
+}
+
+// CreateUser stores a new user; ErrConflict if the id exists.
+func (s *Store) CreateUser(ctx context.Context, u persistence.User) error {
+	if err := checkID("user", u.ID); err != nil {
+		return err
+	}
+	v, err := json.Marshal(userRecord{Name: u.Name, CreatedAt: u.CreatedAt.UnixMilli()})
+	if err != nil {
+		return fmt.Errorf("%w: user %q: %w", persistence.ErrInvalid, u.ID, err)
+	}
+	return s.create(ctx, appendUserKey(nil, u.ID), v, "user", u.ID)
+}
+
+// GetUser returns the user or ErrNotFound.
+func (s *Store) GetUser(ctx context.Context, id string) (persistence.User, error) {
+	if err := checkID("user", id); err != nil {
+		return persistence.User{}, err
+	}
+	var r userRecord
+	if err := s.getJSON(ctx, appendUserKey(nil, id), &r, "user", id); err != nil {
+		return persistence.User{}, err
+	}
+	return persistence.User{ID: id, Name: r.Name, CreatedAt: time.UnixMilli(r.CreatedAt).UTC()}, nil
+}
+
+// CreateLocation stores a new location; ErrConflict if the id exists.
+func (s *Store) CreateLocation(ctx context.Context, l persistence.Location) error {
+	if err := checkID("location", l.ID); err != nil {
+		return err
+	}
+	v, err := json.Marshal(locationRecord{Name: l.Name, Lat: l.Lat, Lon: l.Lon, CreatedAt: l.CreatedAt.UnixMilli()})
+	if err != nil {
+		return fmt.Errorf("%w: location %q: %w", persistence.ErrInvalid, l.ID, err)
+	}
+	return s.create(ctx, appendLocationKey(nil, l.ID), v, "location", l.ID)
+}
+
+// GetLocation returns the location or ErrNotFound.
+func (s *Store) GetLocation(ctx context.Context, id string) (persistence.Location, error) {
+	if err := checkID("location", id); err != nil {
+		return persistence.Location{}, err
+	}
+	var r locationRecord
+	if err := s.getJSON(ctx, appendLocationKey(nil, id), &r, "location", id); err != nil {
+		return persistence.Location{}, err
+	}
+	return persistence.Location{
+		ID: id, Name: r.Name, Lat: r.Lat, Lon: r.Lon,
+		CreatedAt: time.UnixMilli(r.CreatedAt).UTC(),
+	}, nil
+}
+
+// create durably sets key to v unless key exists.
+func (s *Store) create(ctx context.Context, key, v []byte, kind, id string) error {
+	if err := ctx.Err(); err != nil {
+		return storeErr(err)
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
+
+	_, closer, err := s.db.Get(key)
+	switch {
+	case err == nil:
+		_ = closer.Close()
+		return fmt.Errorf("%w: %s %q", persistence.ErrConflict, kind, id)
+	case !errors.Is(err, pebbledb.ErrNotFound):
+		return storeErr(err)
+	}
+	return storeErr(s.db.Set(key, v, pebbledb.Sync))
+}
+
+func (s *Store) getJSON(ctx context.Context, key []byte, dst any, kind, id string) error {
+	return s.get(ctx, key, kind, id, func(v []byte) error {
+		if err := json.Unmarshal(v, dst); err != nil {
+			return fmt.Errorf("%w: %s %q: %w", errCorrupt, kind, id, err)
+		}
+		return nil
+	})
+}
+
+// get calls decode with the value of key; the value is only valid during
+// the call.
+func (s *Store) get(ctx context.Context, key []byte, kind, id string, decode func([]byte) error) error {
+	if err := ctx.Err(); err != nil {
+		return storeErr(err)
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebbledb.ErrNotFound) {
+		return fmt.Errorf("%w: %s %q", persistence.ErrNotFound, kind, id)
+	}
+	if err != nil {
+		return storeErr(err)
+	}
+	defer closer.Close()
+	return decode(v)
+}
+
+// WriteCheckins durably writes the batch in one atomic, synced write: every
+// checkin goes to the by-user and by-user-and-location partitions, their
+// bucket indexes, the by-id table, and the current location of its user.
+// Rewriting a checkin produces the same keys and values, so retries are
+// safe.
+func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	for i := range batch {
+		c := &batch[i]
+		if err := checkID("user", c.UserID); err != nil {
+			return err
+		}
+		if err := checkID("location", c.LocationID); err != nil {
+			return err
+		}
+		if c.ID == "" {
+			return fmt.Errorf("%w: empty checkin id", persistence.ErrInvalid)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return storeErr(err)
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+
+	b := s.db.NewBatchWithSize(len(batch) * estimatedCheckinBytes)
+	defer b.Close()
+	var key, val []byte
+	for i := range batch {
+		c := &batch[i]
+		ms := persistence.Millis(c.Timestamp).UnixMilli()
+		bucket := persistence.BucketOf(c.Timestamp)
+
+		key = appendCheckinKey(key[:0], c.UserID, "", bucket, ms, c.ID)
+		val = append(val[:0], c.LocationID...)
+		if err := b.Set(key, val, nil); err != nil {
+			return storeErr(err)
+		}
+		key = appendCheckinKey(key[:0], c.UserID, c.LocationID, bucket, ms, c.ID)
+		if err := b.Set(key, nil, nil); err != nil {
+			return storeErr(err)
+		}
+		key = appendBucket(appendBucketIndex(key[:0], c.UserID, ""), bucket)
+		if err := b.Set(key, nil, nil); err != nil {
+			return storeErr(err)
+		}
+		key = appendBucket(appendBucketIndex(key[:0], c.UserID, c.LocationID), bucket)
+		if err := b.Set(key, nil, nil); err != nil {
+			return storeErr(err)
+		}
+		key = appendCheckinByIDKey(key[:0], c.UserID, c.ID)
+		val = appendCheckinByID(val[:0], ms, c.LocationID)
+		if err := b.Set(key, val, nil); err != nil {
+			return storeErr(err)
+		}
+		key = appendCurrentKey(key[:0], c.UserID)
+		val = appendCurrent(val[:0], ms, c.ID, c.LocationID)
+		if err := b.Merge(key, val, nil); err != nil {
+			return storeErr(err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return storeErr(err) // not applied
+	}
+	return storeErr(s.db.Apply(b, pebbledb.Sync))
+}
+
+// estimatedCheckinBytes sizes a batch up front: six records of small keys
+// per checkin.
+const estimatedCheckinBytes = 6 * 64
+
+// GetCheckin returns one checkin of a user by id, or ErrNotFound.
+func (s *Store) GetCheckin(ctx context.Context, userID, checkinID string) (persistence.Checkin, error) {
+	if err := checkID("user", userID); err != nil {
+		return persistence.Checkin{}, err
+	}
+	if checkinID == "" {
+		return persistence.Checkin{}, fmt.Errorf("%w: empty checkin id", persistence.ErrInvalid)
+	}
+	c := persistence.Checkin{ID: checkinID, UserID: userID}
+	err := s.get(ctx, appendCheckinByIDKey(nil, userID, checkinID), "checkin", checkinID, func(v []byte) error {
+		ms, loc, err := decodeCheckinByID(v)
+		c.LocationID, c.Timestamp = loc, time.UnixMilli(ms).UTC()
+		return err
+	})
+	if err != nil {
+		return persistence.Checkin{}, err
+	}
+	return c, nil
+}
+
+// CurrentLocation returns the user's newest checkin, or ErrNotFound.
+func (s *Store) CurrentLocation(ctx context.Context, userID string) (persistence.Checkin, error) {
+	if err := checkID("user", userID); err != nil {
+		return persistence.Checkin{}, err
+	}
+	var c persistence.Checkin
+	err := s.get(ctx, appendCurrentKey(nil, userID), "current location of user", userID, func(v []byte) error {
+		var err error
+		c, err = decodeCurrent(v)
+		return err
+	})
+	if err != nil {
+		return persistence.Checkin{}, err
+	}
+	c.UserID = userID
+	return c, nil
+}
+
+// ListCheckins returns one page of a range read. It reads from the live
+// database, not a snapshot: checkins written while a client pages through a
+// range appear in later pages if they sort after the page position, and
+// never cause a pre-existing checkin to be skipped or repeated.
+func (s *Store) ListCheckins(ctx context.Context, q persistence.Query) (persistence.Page, error) {
+	if err := checkID("user", q.UserID); err != nil {
+		return persistence.Page{}, err
+	}
+	if q.LocationID != "" {
+		if err := checkID("location", q.LocationID); err != nil {
+			return persistence.Page{}, err
+		}
+	}
+	if err := s.enter(); err != nil {
+		return persistence.Page{}, err
+	}
+	defer s.leave()
+	return persistence.ListCheckins(ctx, reader{db: s.db}, q)
+}
+
+// Ping returns nil unless the store is closed.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return storeErr(err)
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	s.leave()
+	return nil
+}
+
+// Close waits for calls in flight, then closes the database. Every write
+// acknowledged before it was synced; calls after Close fail with
+// ErrUnavailable. Closing twice is a no-op.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("persistence/pebble: close: %w", err)
+	}
+	return nil
+}
+
+// storeErr turns an error of the engine or of a context into one that wraps
+// a persistence sentinel. Errors that already wrap one pass unchanged.
+func storeErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, persistence.ErrNotFound),
+		errors.Is(err, persistence.ErrConflict),
+		errors.Is(err, persistence.ErrUnavailable),
+		errors.Is(err, persistence.ErrInvalid):
+		return err
+	case errors.Is(err, pebbledb.ErrNotFound):
+		return fmt.Errorf("%w: %w", persistence.ErrNotFound, err)
+	default:
+		// Cancelled or timed-out contexts, a closed database and I/O errors:
+		// the call may be retried later.
+		return fmt.Errorf("%w: %w", persistence.ErrUnavailable, err)
+	}
+}

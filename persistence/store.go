@@ -1,0 +1,120 @@
+package persistence
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Backends wrap them with %w so callers use errors.Is.
+var (
+	// ErrNotFound: the record does not exist.
+	ErrNotFound = errors.New("persistence: not found")
+	// ErrConflict: a record with that id already exists.
+	ErrConflict = errors.New("persistence: already exists")
+	// ErrUnavailable: the store cannot serve the call right now (down,
+	// overloaded, timed out). A write that failed this way may or may not
+	// have been applied; retrying it is safe.
+	ErrUnavailable = errors.New("persistence: unavailable")
+)
+
+// User is a person who checks in.
+type User struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+}
+
+// Location is a place users check in at.
+type Location struct {
+	ID        string
+	Name      string
+	Lat       float64
+	Lon       float64
+	CreatedAt time.Time
+}
+
+// Checkin records that a user was at a location at a time. Timestamp is UTC
+// with millisecond precision (see Millis).
+type Checkin struct {
+	ID         string
+	UserID     string
+	LocationID string
+	Timestamp  time.Time
+}
+
+// Newer reports whether c should replace cur as the current location: a later
+// timestamp wins, and on equal timestamps the larger checkin id wins, so the
+// answer does not depend on arrival order.
+func (c Checkin) Newer(cur Checkin) bool {
+	if !c.Timestamp.Equal(cur.Timestamp) {
+		return c.Timestamp.After(cur.Timestamp)
+	}
+	return c.ID > cur.ID
+}
+
+// Order is the direction of a range read.
+type Order int8
+
+const (
+	// NewestFirst returns the latest checkin first (the default).
+	NewestFirst Order = iota
+	// OldestFirst returns the earliest checkin first.
+	OldestFirst
+)
+
+// Position is a point in the order of a range read: the last checkin a page
+// returned. The next page starts strictly after it.
+type Position struct {
+	Timestamp time.Time
+	CheckinID string
+}
+
+// Query selects checkins of one user, optionally at one location, with
+// From <= Timestamp < To.
+type Query struct {
+	UserID     string
+	LocationID string // empty: all locations
+	From       time.Time
+	To         time.Time
+	Limit      int // > 0
+	Order      Order
+	After      *Position // nil: from the start of the range
+}
+
+// Page is one page of a range read. Next is nil when no matching checkin
+// follows the page.
+type Page struct {
+	Checkins []Checkin
+	Next     *Position
+}
+
+// Store is the contract between checkin and its databases.
+type Store interface {
+	// CreateUser stores a new user; ErrConflict if the id exists.
+	CreateUser(ctx context.Context, u User) error
+	// GetUser returns the user or ErrNotFound.
+	GetUser(ctx context.Context, id string) (User, error)
+	// CreateLocation stores a new location; ErrConflict if the id exists.
+	CreateLocation(ctx context.Context, l Location) error
+	// GetLocation returns the location or ErrNotFound.
+	GetLocation(ctx context.Context, id string) (Location, error)
+
+	// WriteCheckins durably writes a batch of checkins (any users) to every
+	// table that serves reads: by user, by user and location, by id, and the
+	// current location. It returns nil only when all of it is durable.
+	WriteCheckins(ctx context.Context, batch []Checkin) error
+	// GetCheckin returns one checkin of a user by id, or ErrNotFound.
+	GetCheckin(ctx context.Context, userID, checkinID string) (Checkin, error)
+	// CurrentLocation returns the user's checkin with the latest timestamp
+	// (ties: larger id), or ErrNotFound if the user never checked in.
+	CurrentLocation(ctx context.Context, userID string) (Checkin, error)
+	// ListCheckins returns one page of a range read.
+	ListCheckins(ctx context.Context, q Query) (Page, error)
+
+	// Ping returns nil when the store can serve calls.
+	Ping(ctx context.Context) error
+	// Close releases the store; pending writes have been acknowledged or
+	// failed before it returns.
+	Close() error
+}

@@ -1,0 +1,129 @@
+package persistence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// ErrInvalid: the call's arguments are malformed (for example a query with no
+// user, an empty time range or a non-positive limit). Retrying it unchanged
+// fails again.
+var ErrInvalid = errors.New("persistence: invalid query")
+
+// PartitionReader is what a backend implements to serve range reads;
+// ListCheckins walks it.
+//
+// A partition is (user, bucket) when locationID is empty and (user, location,
+// bucket) otherwise. The from and to bounds ListCheckins passes are whole
+// milliseconds.
+type PartitionReader interface {
+	// Buckets returns the buckets in [lo, hi] that hold at least one checkin
+	// of the user (locationID == "") or of the user at the location, in the
+	// given order (NewestFirst: descending, OldestFirst: ascending).
+	Buckets(ctx context.Context, userID, locationID string, lo, hi int64, order Order) ([]int64, error)
+	// ReadBucket returns up to limit checkins of one partition with
+	// from <= Timestamp < to, ordered by (Timestamp desc, ID asc) for
+	// NewestFirst and the exact reverse (Timestamp asc, ID desc) for
+	// OldestFirst, starting strictly after `after` in that order when after
+	// is not nil.
+	ReadBucket(ctx context.Context, userID, locationID string, bucket int64, from, to time.Time, after *Position, order Order, limit int) ([]Checkin, error)
+}
+
+// ListCheckins serves one page of q from r. It walks the non-empty buckets
+// of the range in the query's order, starting at the bucket of q.After, and
+// stops reading as soon as it holds one checkin more than the page needs:
+// that extra checkin proves a next page exists, and it is not returned.
+// Next is set to the position of the page's last checkin exactly when more
+// matching checkins follow.
+//
+// The range is narrowed to whole milliseconds, the precision checkins are
+// stored with. A query whose range holds no whole millisecond returns an
+// empty page. Malformed queries return an error wrapping ErrInvalid; a
+// cancelled context returns an error wrapping ErrUnavailable and the
+// context's error.
+func ListCheckins(ctx context.Context, r PartitionReader, q Query) (Page, error) {
+	if err := q.validate(); err != nil {
+		return Page{}, err
+	}
+	from, to := ceilMillis(q.From), ceilMillis(q.To)
+	if !from.Before(to) {
+		return Page{}, nil
+	}
+	lo, hi := BucketOf(from), BucketOf(to.Add(-time.Millisecond))
+	var afterBucket int64
+	if q.After != nil {
+		afterBucket = BucketOf(q.After.Timestamp)
+		if q.Order == NewestFirst {
+			hi = min(hi, afterBucket)
+		} else {
+			lo = max(lo, afterBucket)
+		}
+	}
+	if lo > hi {
+		return Page{}, nil
+	}
+
+	buckets, err := r.Buckets(ctx, q.UserID, q.LocationID, lo, hi, q.Order)
+	if err != nil {
+		return Page{}, err
+	}
+	want := q.Limit
+	if want < math.MaxInt {
+		want++
+	}
+	var out []Checkin
+	for _, b := range buckets {
+		if err := ctx.Err(); err != nil {
+			return Page{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		var after *Position
+		if q.After != nil && b == afterBucket {
+			after = q.After
+		}
+		got, err := r.ReadBucket(ctx, q.UserID, q.LocationID, b, from, to, after, q.Order, want-len(out))
+		if err != nil {
+			return Page{}, err
+		}
+		out = append(out, got...)
+		if len(out) >= want {
+			break
+		}
+	}
+
+	page := Page{Checkins: out}
+	if len(out) > q.Limit {
+		page.Checkins = out[:q.Limit:q.Limit]
+		last := page.Checkins[q.Limit-1]
+		page.Next = &Position{Timestamp: last.Timestamp, CheckinID: last.ID}
+	}
+	return page, nil
+}
+
+// validate reports why q cannot be served, wrapping ErrInvalid.
+func (q Query) validate() error {
+	switch {
+	case q.UserID == "":
+		return fmt.Errorf("%w: empty user id", ErrInvalid)
+	case q.Limit <= 0:
+		return fmt.Errorf("%w: limit %d, want > 0", ErrInvalid, q.Limit)
+	case !q.From.Before(q.To):
+		return fmt.Errorf("%w: from %v is not before to %v", ErrInvalid, q.From, q.To)
+	case q.Order != NewestFirst && q.Order != OldestFirst:
+		return fmt.Errorf("%w: unknown order %d", ErrInvalid, q.Order)
+	case q.After != nil && !q.After.Timestamp.Equal(Millis(q.After.Timestamp)):
+		return fmt.Errorf("%w: after position %v is not a whole millisecond", ErrInvalid, q.After.Timestamp)
+	}
+	return nil
+}
+
+// ceilMillis returns the first whole millisecond at or after t, in UTC.
+func ceilMillis(t time.Time) time.Time {
+	m := Millis(t)
+	if m.Before(t) {
+		m = m.Add(time.Millisecond)
+	}
+	return m
+}
