@@ -72,9 +72,10 @@ func splitAddr(addr string) (string, int, error) {
 
 // Node is this process's cluster member.
 type Node struct {
-	System  *actor.ActorSystem
-	Cluster *pcluster.Cluster
-	log     *zap.Logger
+	System   *actor.ActorSystem
+	Cluster  *pcluster.Cluster
+	log      *zap.Logger
+	graceful bool // hand grains over to other members on Stop
 }
 
 // NewSystem creates the actor system with protoactor's logs routed into log.
@@ -109,7 +110,7 @@ func Start(system *actor.ActorSystem, cfg Config, log *zap.Logger, kinds ...*pcl
 		}
 	}()
 	c.StartMember()
-	n = &Node{System: system, Cluster: c, log: log}
+	n = &Node{System: system, Cluster: c, log: log, graceful: cfg.Provider != "standalone"}
 	log.Info("cluster member started", zap.String("address", system.Address()), zap.String("member_id", system.ID), zap.String("provider", cfg.Provider))
 	return n, nil
 }
@@ -122,9 +123,11 @@ func (n *Node) Ready() bool {
 // Address is the host:port other members reach this node at.
 func (n *Node) Address() string { return n.System.Address() }
 
-// Stop leaves the cluster and stops every actor on this node.
+// Stop leaves the cluster and stops every actor on this node. With other
+// members it leaves gracefully (protoactor waits about two seconds for them
+// to take over); alone it stops at once.
 func (n *Node) Stop() {
-	n.Cluster.Shutdown(true)
+	n.Cluster.Shutdown(n.graceful)
 	n.log.Info("cluster member stopped", zap.String("address", n.System.Address()))
 }
 
@@ -140,6 +143,8 @@ func (standalone) StartMember(c *pcluster.Cluster) error {
 	return nil
 }
 
-func (standalone) StartClient(*pcluster.Cluster) error { return errors.New("cluster: standalone has no clients") }
+func (standalone) StartClient(*pcluster.Cluster) error {
+	return errors.New("cluster: standalone has no clients")
+}
 
 func (standalone) Shutdown(bool) error { return nil }

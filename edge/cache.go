@@ -94,4 +94,3 @@ func decodeLocation(id string, b []byte) (persistence.Location, bool) {
 		Name:      string(b[24:]),
 	}, true
 }
-

@@ -14,15 +14,15 @@ import (
 
 // config is every setting of a node; each is a flag with an env twin.
 type config struct {
-	HTTP         edge.Config
-	Cluster      cluster.Config
-	Writer       actors.WriterConfig
-	Grain        actors.GrainConfig
-	CallRetries  int
-	Store        string
-	DataDir      string
-	LogLevel     string
-	DebugAddr    string
+	HTTP        edge.Config
+	Cluster     cluster.Config
+	Writer      actors.WriterConfig
+	Grain       actors.GrainConfig
+	CallRetries int
+	Store       string
+	DataDir     string
+	LogLevel    string
+	DebugAddr   string
 }
 
 func defaultConfig() config {
