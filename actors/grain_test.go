@@ -1,0 +1,403 @@
+package actors_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/checkin/checkin/actors"
+	"github.com/checkin/checkin/cluster"
+	"github.com/checkin/checkin/persistence"
+	"github.com/checkin/checkin/persistence/pebble"
+)
+
+// testNode is a real one-node cluster with real writers over a store.
+type testNode struct {
+	client *actors.Client
+	pool   *actors.Pool
+	member *cluster.Node
+	reg    *prometheus.Registry
+}
+
+func startNode(t testing.TB, store persistence.Store, gcfg actors.GrainConfig, wcfg actors.WriterConfig) *testNode {
+	t.Helper()
+	log := zap.NewNop()
+	ccfg := cluster.DefaultConfig()
+	system := cluster.NewSystem(ccfg, log)
+	reg := prometheus.NewRegistry()
+	m := actors.NewMetrics(reg)
+	pool, err := actors.NewPool(system, store, wcfg, log, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kind := actors.NewUserGrainKind(&actors.Deps{Store: store, Writers: pool, Config: gcfg, Log: log, Metrics: m})
+	member, err := cluster.Start(system, ccfg, log, kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &testNode{client: actors.NewClient(member.Cluster, 5*time.Second, 3), pool: pool, member: member, reg: reg}
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *testNode) stop() {
+	if n.member == nil {
+		return
+	}
+	_ = n.pool.Close(5 * time.Second)
+	n.member.Stop()
+	n.member = nil
+}
+
+func openStore(t testing.TB, dir string) *pebble.Store {
+	t.Helper()
+	s, err := pebble.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func ctx(t testing.TB) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+var base = time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+
+func mustUser(t *testing.T, n *testNode, id string) {
+	t.Helper()
+	if _, err := n.client.CreateUser(ctx(t), persistence.User{ID: id, Name: "N " + id, CreatedAt: base}); err != nil {
+		t.Fatalf("create user %s: %v", id, err)
+	}
+}
+
+func checkin(id, user, loc string, ts time.Time) persistence.Checkin {
+	return persistence.Checkin{ID: id, UserID: user, LocationID: loc, Timestamp: ts}
+}
+
+func wantCode(t *testing.T, err error, kind error, code string) {
+	t.Helper()
+	var e *actors.Error
+	if !errors.As(err, &e) || !errors.Is(err, kind) || e.Code != code {
+		t.Fatalf("want %v/%s, got %#v (%v)", kind, code, e, err)
+	}
+}
+
+func TestGrainBehaviour(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	n := startNode(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+
+	t.Run("current location follows the latest timestamp, not arrival", func(t *testing.T) {
+		mustUser(t, n, "ooo")
+		steps := []struct {
+			c        persistence.Checkin
+			wantCurr string
+		}{
+			{checkin("b", "ooo", "L2", base.Add(2*time.Hour)), "b"},
+			{checkin("a", "ooo", "L1", base.Add(time.Hour)), "b"},    // older, arrives later
+			{checkin("c", "ooo", "L3", base.Add(3*time.Hour)), "c"},  // newer
+			{checkin("bb", "ooo", "L4", base.Add(3*time.Hour)), "c"}, // tie, smaller id loses
+			{checkin("d", "ooo", "L5", base.Add(3*time.Hour)), "d"},  // tie, larger id wins
+		}
+		for _, s := range steps {
+			if _, created, err := n.client.Checkin(ctx(t), s.c, true, true); err != nil || !created {
+				t.Fatalf("checkin %s: created=%v err=%v", s.c.ID, created, err)
+			}
+			cur, err := n.client.CurrentLocation(ctx(t), "ooo")
+			if err != nil || cur.ID != s.wantCurr {
+				t.Fatalf("after %s: current %q (%v), want %q", s.c.ID, cur.ID, err, s.wantCurr)
+			}
+		}
+	})
+
+	t.Run("retries are idempotent", func(t *testing.T) {
+		mustUser(t, n, "idem")
+		c := checkin("x1", "idem", "L1", base)
+		if _, created, err := n.client.Checkin(ctx(t), c, true, true); err != nil || !created {
+			t.Fatalf("first: %v %v", created, err)
+		}
+		tests := []struct {
+			name   string
+			c      persistence.Checkin
+			tsSet  bool
+			wantOK bool
+		}{
+			{"same content", c, true, true},
+			{"timestamp left to the server", checkin("x1", "idem", "L1", base.Add(time.Minute)), false, true},
+			{"other location", checkin("x1", "idem", "L2", base), true, false},
+			{"other timestamp", checkin("x1", "idem", "L1", base.Add(time.Second)), true, false},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				got, created, err := n.client.Checkin(ctx(t), tc.c, tc.tsSet, true)
+				if !tc.wantOK {
+					wantCode(t, err, actors.ErrConflict, actors.CodeCheckinConflict)
+					return
+				}
+				if err != nil || created || got != c {
+					t.Fatalf("got %+v created=%v err=%v, want the stored %+v", got, created, err, c)
+				}
+			})
+		}
+		page, err := store.ListCheckins(ctx(t), persistence.Query{UserID: "idem", From: base.Add(-time.Hour), To: base.Add(time.Hour), Limit: 10})
+		if err != nil || len(page.Checkins) != 1 {
+			t.Fatalf("stored %d checkins (%v), want 1", len(page.Checkins), err)
+		}
+	})
+
+	t.Run("unknown user", func(t *testing.T) {
+		_, _, err := n.client.Checkin(ctx(t), checkin("z", "nobody", "L1", base), true, false)
+		wantCode(t, err, actors.ErrNotFound, actors.CodeUserNotFound)
+		_, err = n.client.CurrentLocation(ctx(t), "nobody")
+		wantCode(t, err, actors.ErrNotFound, actors.CodeUserNotFound)
+	})
+
+	t.Run("user without checkins", func(t *testing.T) {
+		mustUser(t, n, "fresh")
+		_, err := n.client.CurrentLocation(ctx(t), "fresh")
+		wantCode(t, err, actors.ErrNotFound, actors.CodeNoCheckins)
+	})
+
+	t.Run("create user twice", func(t *testing.T) {
+		mustUser(t, n, "twice")
+		_, err := n.client.CreateUser(ctx(t), persistence.User{ID: "twice", Name: "again", CreatedAt: base})
+		wantCode(t, err, actors.ErrConflict, actors.CodeUserExists)
+		u, err := n.client.GetUser(ctx(t), "twice")
+		if err != nil || u.Name != "N twice" {
+			t.Fatalf("get user: %+v %v", u, err)
+		}
+	})
+
+	t.Run("concurrent creates of one user: exactly one wins", func(t *testing.T) {
+		var wins, conflicts atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 20 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := n.client.CreateUser(ctx(t), persistence.User{ID: "race", Name: fmt.Sprint(i), CreatedAt: base})
+				switch {
+				case err == nil:
+					wins.Add(1)
+				case errors.Is(err, actors.ErrConflict):
+					conflicts.Add(1)
+				default:
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if wins.Load() != 1 || conflicts.Load() != 19 {
+			t.Fatalf("wins %d conflicts %d", wins.Load(), conflicts.Load())
+		}
+	})
+
+	t.Run("50 concurrent checkins of one user", func(t *testing.T) {
+		mustUser(t, n, "busy")
+		var wg sync.WaitGroup
+		errs := make(chan error, 100)
+		for i := range 50 {
+			wg.Add(2)
+			c := checkin(fmt.Sprintf("k%02d", i), "busy", fmt.Sprintf("L%d", i%5), base.Add(time.Duration((i*37)%50)*time.Minute))
+			for range 2 { // every checkin sent twice at once: one write, one replay
+				go func() {
+					defer wg.Done()
+					if _, _, err := n.client.Checkin(ctx(t), c, true, true); err != nil {
+						errs <- err
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		page, err := store.ListCheckins(ctx(t), persistence.Query{UserID: "busy", From: base, To: base.Add(time.Hour), Limit: 100})
+		if err != nil || len(page.Checkins) != 50 {
+			t.Fatalf("stored %d (%v), want 50", len(page.Checkins), err)
+		}
+		cur, err := n.client.CurrentLocation(ctx(t), "busy")
+		want := page.Checkins[0] // newest first
+		if err != nil || cur != want {
+			t.Fatalf("current %+v (%v), want %+v", cur, err, want)
+		}
+	})
+}
+
+func TestPassivationAndReactivation(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.IdleTimeout = 300 * time.Millisecond
+	gcfg.RecentIDs = 1
+	n := startNode(t, store, gcfg, actors.DefaultWriterConfig())
+	mustUser(t, n, "sleepy")
+	first := checkin("p1", "sleepy", "L1", base.Add(time.Hour))
+	if _, _, err := n.client.Checkin(ctx(t), first, true, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := n.client.Checkin(ctx(t), checkin("p2", "sleepy", "L2", base), true, true); err != nil {
+		t.Fatal(err)
+	}
+	// p1 is out of the grain's memory (RecentIDs=1): a retry is found in the store.
+	if got, created, err := n.client.Checkin(ctx(t), first, true, true); err != nil || created || got != first {
+		t.Fatalf("retry from store: %+v %v %v", got, created, err)
+	}
+	waitFor(t, "passivation", func() bool { return n.metric(t, "checkin_grains_active") == 0 })
+
+	cur, err := n.client.CurrentLocation(ctx(t), "sleepy")
+	if err != nil || cur != first {
+		t.Fatalf("after reactivation current %+v (%v), want %+v", cur, err, first)
+	}
+	if got, created, err := n.client.Checkin(ctx(t), first, true, true); err != nil || created || got != first {
+		t.Fatalf("retry after reactivation: %+v %v %v", got, created, err)
+	}
+	_, _, err = n.client.Checkin(ctx(t), checkin("p1", "sleepy", "L9", first.Timestamp), true, true)
+	wantCode(t, err, actors.ErrConflict, actors.CodeCheckinConflict)
+	if a := n.metric(t, "checkin_grain_activations_total"); a < 2 {
+		t.Fatalf("activations %v, want at least 2", a)
+	}
+}
+
+func TestRestartKeepsState(t *testing.T) {
+	dir := t.TempDir()
+	store := openStore(t, dir)
+	n := startNode(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	mustUser(t, n, "r")
+	want := checkin("late", "r", "L2", base.Add(time.Hour))
+	for _, c := range []persistence.Checkin{want, checkin("early", "r", "L1", base)} {
+		if _, _, err := n.client.Checkin(ctx(t), c, true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.stop()
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	store = openStore(t, dir)
+	defer store.Close()
+	n = startNode(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	cur, err := n.client.CurrentLocation(ctx(t), "r")
+	if err != nil || cur != want {
+		t.Fatalf("current after restart %+v (%v), want %+v", cur, err, want)
+	}
+	if _, created, err := n.client.Checkin(ctx(t), checkin("early", "r", "L1", base), true, true); err != nil || created {
+		t.Fatalf("retry after restart created=%v err=%v", created, err)
+	}
+}
+
+// metric returns the value of a counter or gauge without labels.
+func (n *testNode) metric(t testing.TB, name string) float64 {
+	t.Helper()
+	mfs, err := n.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			m := mf.GetMetric()[0]
+			if m.GetGauge() != nil {
+				return m.GetGauge().GetValue()
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// faultyStore fails or blocks checkin writes on demand (fault injection).
+type faultyStore struct {
+	persistence.Store
+	fail    atomic.Bool
+	release chan struct{} // non-nil: writes wait for it
+}
+
+func (f *faultyStore) WriteCheckins(ctx context.Context, batch []persistence.Checkin) error {
+	if f.release != nil {
+		select {
+		case <-f.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if f.fail.Load() {
+		return fmt.Errorf("%w: injected", persistence.ErrUnavailable)
+	}
+	return f.Store.WriteCheckins(ctx, batch)
+}
+
+func TestStoreFailureIsRetryable(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	defer inner.Close()
+	store := &faultyStore{Store: inner}
+	n := startNode(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	mustUser(t, n, "f")
+	c := checkin("f1", "f", "L1", base)
+	store.fail.Store(true)
+	_, _, err := n.client.Checkin(ctx(t), c, true, true)
+	wantCode(t, err, actors.ErrUnavailable, actors.CodeUnavailable)
+	if _, err := n.client.CurrentLocation(ctx(t), "f"); !errors.Is(err, actors.ErrNotFound) {
+		t.Fatalf("a failed checkin became the current location: %v", err)
+	}
+	store.fail.Store(false)
+	if _, created, err := n.client.Checkin(ctx(t), c, true, true); err != nil || !created {
+		t.Fatalf("retry after the store recovered: created=%v err=%v", created, err)
+	}
+	if cur, err := n.client.CurrentLocation(ctx(t), "f"); err != nil || cur != c {
+		t.Fatalf("current %+v %v", cur, err)
+	}
+}
+
+func TestFullQueueRefusesAtOnce(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	defer inner.Close()
+	store := &faultyStore{Store: inner, release: make(chan struct{})}
+	wcfg := actors.WriterConfig{Writers: 1, MaxBatch: 1, Linger: 0, QueueSize: 2, MaxInflight: 1, FlushTimeout: 10 * time.Second}
+	n := startNode(t, store, actors.DefaultGrainConfig(), wcfg)
+	users := []string{"q1", "q2", "q3"}
+	for _, u := range users {
+		mustUser(t, n, u)
+	}
+	results := make(chan error, 2)
+	for _, u := range users[:2] {
+		go func() {
+			_, _, err := n.client.Checkin(ctx(t), checkin("c-"+u, u, "L1", base), true, false)
+			results <- err
+		}()
+	}
+	waitFor(t, "two queued checkins", func() bool { return n.metric(t, "checkin_writer_queue_depth") == 2 })
+	// The store stays blocked until after this call: had the call queued,
+	// it could only have ended in a timeout, not a refusal.
+	_, _, err := n.client.Checkin(ctx(t), checkin("c-q3", "q3", "L1", base), true, false)
+	wantCode(t, err, actors.ErrOverloaded, actors.CodeOverloaded)
+	close(store.release)
+	for range 2 {
+		if err := <-results; err != nil {
+			t.Fatalf("queued checkin failed: %v", err)
+		}
+	}
+}
