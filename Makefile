@@ -1,0 +1,42 @@
+# The few targets people expect. `make help` lists them.
+GO        ?= go
+BIN       ?= bin
+PROTOC_GEN_GO_VERSION    := v1.36.12
+PROTOACTOR_VERSION       := $(shell $(GO) list -m -f '{{.Version}}' github.com/asynkron/protoactor-go)
+
+.PHONY: help build run test test-integration bench proto tools lint cassandra-up cassandra-down
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+build: ## build the binaries into ./bin
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+run: ## run one node on the embedded store (./data)
+	$(GO) run ./cmd/checkin
+
+test: ## run every test (CQL tests need CHECKIN_TEST_CQL_HOSTS, see README)
+	$(GO) test -race ./...
+
+test-integration: cassandra-up ## start the local Cassandra node and run every test against it
+	CHECKIN_TEST_CQL_HOSTS=127.0.0.1:9042 $(GO) test -race ./...
+
+bench: ## Go benchmarks of the hot paths (benchstat-friendly)
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee bench.txt
+
+proto: tools ## regenerate messages/*.pb.go from messages/checkin.proto
+	$(GO) generate ./messages
+
+tools: ## install the pinned code generators (protoc itself: apt-get install protobuf-compiler)
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	$(GO) install github.com/asynkron/protoactor-go/protobuf/protoc-gen-go-grain@$(PROTOACTOR_VERSION)
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+cassandra-up: ## start a local Cassandra node for the CQL tests (127.0.0.1:9042)
+	.ci/cassandra-up
+
+cassandra-down: ## stop it
+	.ci/cassandra-down

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/checkin/checkin/cmd/internal/flagenv"
+)
+
+// The README's configuration table is the user's manual: every flag must be
+// in it with its environment twin.
+func TestReadmeDocumentsEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("checkin", flag.ContinueOnError)
+	cfg.register(fs)
+	fs.VisitAll(func(f *flag.Flag) {
+		row := "| `--" + f.Name + "` | `" + flagenv.EnvName(f.Name) + "` |"
+		if !strings.Contains(string(readme), row) {
+			t.Errorf("README.md has no configuration row starting %s", row)
+		}
+	})
+}
+
+func TestDefaultConfigIsValid(t *testing.T) {
+	if err := defaultConfig().validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestInvalidConfigNamesTheFlag(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*config)
+		want   string
+	}{
+		{"no writers", func(c *config) { c.Writer.Writers = 0 }, "writer.count"},
+		{"unknown store", func(c *config) { c.Store = "mysql" }, "store"},
+		{"bad log level", func(c *config) { c.LogLevel = "loud" }, "log.level"},
+		{"bad http addr", func(c *config) { c.HTTP.Addr = "8080" }, "http.addr"},
+		{"bad cluster provider", func(c *config) { c.Cluster.Provider = "zk" }, "cluster.provider"},
+		{"zero idle timeout", func(c *config) { c.Grain.IdleTimeout = 0 }, "grain.idle-timeout"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := defaultConfig()
+			tc.mutate(&c)
+			err := c.validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("validate() = %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+}
