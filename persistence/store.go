@@ -16,6 +16,9 @@ var (
 	// overloaded, timed out). A write that failed this way may or may not
 	// have been applied; retrying it is safe.
 	ErrUnavailable = errors.New("persistence: unavailable")
+	// ErrInvalid: the call's arguments are malformed (an empty id, a query
+	// with an empty range or no limit). Retrying it unchanged fails again.
+	ErrInvalid = errors.New("persistence: invalid argument")
 )
 
 // User is a person who checks in.
@@ -79,7 +82,7 @@ type Query struct {
 	To         time.Time
 	Limit      int // > 0
 	Order      Order
-	After      *Position // nil: from the start of the range
+	After      *Position // nil: from the start of the range; a whole millisecond
 }
 
 // Page is one page of a range read. Next is nil when no matching checkin
@@ -89,7 +92,8 @@ type Page struct {
 	Next     *Position
 }
 
-// Store is the contract between checkin and its databases.
+// Store is the contract between checkin and its databases. Calls after Close
+// return ErrUnavailable; malformed arguments return ErrInvalid.
 type Store interface {
 	// CreateUser stores a new user; ErrConflict if the id exists.
 	CreateUser(ctx context.Context, u User) error

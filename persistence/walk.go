@@ -2,16 +2,10 @@ package persistence
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"time"
 )
-
-// ErrInvalid: the call's arguments are malformed (for example a query with no
-// user, an empty time range or a non-positive limit). Retrying it unchanged
-// fails again.
-var ErrInvalid = errors.New("persistence: invalid query")
 
 // PartitionReader is what a backend implements to serve range reads;
 // ListCheckins walks it.

@@ -13,9 +13,9 @@
 //     the newest checkin (persistence.Checkin.Newer), so it is right whatever
 //     order batches commit in, without locks or read-modify-write.
 //   - Range reads walk the same time-bucketed partitions the Scylla backend
-//     uses (persistence.ListCheckins over bounded iterators), skip empty
-//     buckets through a bucket index, and see every checkin committed before
-//     the read started.
+//     uses (persistence.ListCheckins over bounded iterators) and skip empty
+//     buckets through a bucket index. A page sees every checkin whose write
+//     returned before the page was requested.
 //   - CreateUser and CreateLocation are atomic check-and-insert within the
 //     process, synced to disk.
 //

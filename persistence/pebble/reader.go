@@ -30,7 +30,8 @@ func (r reader) Buckets(ctx context.Context, userID, locationID string, lo, hi i
 	upper := prefixSuccessor(appendBucket(bytes.Clone(prefix), hi))
 
 	var out []int64
-	err := r.scan(ctx, lower, upper, order, func(k, _ []byte) (bool, error) {
+	// Bucket keys sort oldest first: newest first is reverse key order.
+	err := r.scan(ctx, lower, upper, order == persistence.NewestFirst, func(k, _ []byte) (bool, error) {
 		if len(k) != n+8 {
 			return false, fmt.Errorf("%w: bucket index key of %d bytes", errCorrupt, len(k))
 		}
@@ -68,7 +69,8 @@ func (r reader) ReadBucket(ctx context.Context, userID, locationID string, bucke
 	}
 
 	var out []persistence.Checkin
-	err := r.scan(ctx, lower, upper, order, func(k, v []byte) (bool, error) {
+	// Checkin keys sort newest first: oldest first is reverse key order.
+	err := r.scan(ctx, lower, upper, order == persistence.OldestFirst, func(k, v []byte) (bool, error) {
 		if len(k) < n+8 {
 			return false, fmt.Errorf("%w: checkin key of %d bytes", errCorrupt, len(k))
 		}
@@ -87,15 +89,15 @@ func (r reader) ReadBucket(ctx context.Context, userID, locationID string, bucke
 	return out, err
 }
 
-// scan visits the keys in [lower, upper) in key order for NewestFirst and in
-// reverse for OldestFirst, until visit returns false or an error.
-func (r reader) scan(ctx context.Context, lower, upper []byte, order persistence.Order, visit func(k, v []byte) (bool, error)) error {
+// scan visits the keys in [lower, upper) in key order, or in reverse, until
+// visit returns false or an error.
+func (r reader) scan(ctx context.Context, lower, upper []byte, reverse bool, visit func(k, v []byte) (bool, error)) error {
 	it, err := r.db.NewIterWithContext(ctx, &pebbledb.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return storeErr(err)
 	}
 	first, next := it.First, it.Next
-	if order == persistence.OldestFirst {
+	if reverse {
 		first, next = it.Last, it.Prev
 	}
 	i := 0

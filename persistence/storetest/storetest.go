@@ -1,0 +1,863 @@
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/checkin/checkin/persistence"
+)
+
+// Run runs the conformance suite. newStore must return a new, empty store
+// for the calling subtest; Run closes it when the subtest ends.
+func Run(t *testing.T, newStore func(t *testing.T) persistence.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s persistence.Store)
+	}{
+		{"Ping", testPing},
+		{"Users", testUsers},
+		{"Locations", testLocations},
+		{"ConcurrentCreate", testConcurrentCreate},
+		{"WriteThenGetCheckin", testWriteThenGetCheckin},
+		{"EmptyBatch", testEmptyBatch},
+		{"IdempotentRewrite", testIdempotentRewrite},
+		{"CurrentLocation", testCurrentLocation},
+		{"RangeAcrossBuckets", testRangeAcrossBuckets},
+		{"RangeBounds", testRangeBounds},
+		{"LocationFilter", testLocationFilter},
+		{"EmptyResults", testEmptyResults},
+		{"InvalidQuery", testInvalidQuery},
+		{"BatchSpanningUsers", testBatchSpanningUsers},
+		{"LargeBatch", testLargeBatch},
+		{"ConcurrentWrites", testConcurrentWrites},
+		{"WritesWhilePaging", testWritesWhilePaging},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := newStore(t)
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			tt.fn(t, s)
+		})
+	}
+}
+
+// day0 is the start of a day bucket; test data lives in the days after it.
+var day0 = persistence.BucketStart(persistence.BucketOf(time.Date(2024, 3, 10, 0, 0, 0, 0, time.UTC)))
+
+// at returns a time `day` buckets after day0, plus d.
+func at(day int, d time.Duration) time.Time {
+	return day0.Add(time.Duration(day)*persistence.BucketWidth + d)
+}
+
+// everything is a range holding all test data.
+func everything(userID string) persistence.Query {
+	return persistence.Query{UserID: userID, From: at(-1000, 0), To: at(1000, 0), Limit: 1000}
+}
+
+func testPing(t *testing.T, s persistence.Store) {
+	if err := s.Ping(t.Context()); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+}
+
+func testUsers(t *testing.T, s persistence.Store) {
+	ctx := t.Context()
+	created := time.Date(2024, 5, 6, 7, 8, 9, 123_456_789, time.FixedZone("UTC+2", 7200))
+	u := persistence.User{ID: "user_1-A", Name: "Zoë 🚀 \"quoted\"", CreatedAt: created}
+	if err := s.CreateUser(ctx, u); err != nil {
+		t.Fatalf("CreateUser: %v", err)
+	}
+	want := persistence.User{ID: u.ID, Name: u.Name, CreatedAt: persistence.Millis(created)}
+	checkUser(t, s, want)
+
+	err := s.CreateUser(ctx, persistence.User{ID: u.ID, Name: "someone else", CreatedAt: created.Add(time.Hour)})
+	if !errors.Is(err, persistence.ErrConflict) {
+		t.Fatalf("CreateUser of an existing id: err = %v, want ErrConflict", err)
+	}
+	checkUser(t, s, want) // unchanged by the conflicting create
+
+	if _, err := s.GetUser(ctx, "nobody"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("GetUser(nobody): err = %v, want ErrNotFound", err)
+	}
+	// A prefix of an existing id is another id.
+	if _, err := s.GetUser(ctx, "user_1"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("GetUser(user_1): err = %v, want ErrNotFound", err)
+	}
+	// Users and locations are separate: a location may share a user's id.
+	if err := s.CreateLocation(ctx, persistence.Location{ID: u.ID, Name: "place", CreatedAt: created}); err != nil {
+		t.Fatalf("CreateLocation with a user's id: %v", err)
+	}
+	// A user with zero-valued fields round-trips too.
+	checkCreateUser(t, s, persistence.User{ID: "u2"})
+}
+
+func checkCreateUser(t *testing.T, s persistence.Store, u persistence.User) {
+	t.Helper()
+	if err := s.CreateUser(t.Context(), u); err != nil {
+		t.Fatalf("CreateUser(%q): %v", u.ID, err)
+	}
+	u.CreatedAt = persistence.Millis(u.CreatedAt)
+	checkUser(t, s, u)
+}
+
+func checkUser(t *testing.T, s persistence.Store, want persistence.User) {
+	t.Helper()
+	got, err := s.GetUser(t.Context(), want.ID)
+	if err != nil {
+		t.Fatalf("GetUser(%q): %v", want.ID, err)
+	}
+	if got.ID != want.ID || got.Name != want.Name || !got.CreatedAt.Equal(want.CreatedAt) {
+		t.Fatalf("GetUser(%q) = %+v, want %+v", want.ID, got, want)
+	}
+}
+
+func testLocations(t *testing.T, s persistence.Store) {
+	ctx := t.Context()
+	created := time.Date(2023, 12, 31, 23, 59, 59, 999_999_999, time.UTC)
+	locs := []persistence.Location{
+		{ID: "syd", Name: "Sydney Opera House", Lat: -33.856784, Lon: 151.215297, CreatedAt: created},
+		{ID: "pole", Name: "North Pole", Lat: 90, Lon: -180, CreatedAt: created},
+		{ID: "null-island", Name: "", Lat: 0, Lon: 0},
+		{ID: "berlin_1", Name: "Brandenburger Tor", Lat: 52.51627750000001, Lon: 13.377704, CreatedAt: created.Add(-time.Hour)},
+	}
+	for _, l := range locs {
+		if err := s.CreateLocation(ctx, l); err != nil {
+			t.Fatalf("CreateLocation(%q): %v", l.ID, err)
+		}
+	}
+	for _, l := range locs {
+		want := l
+		want.CreatedAt = persistence.Millis(l.CreatedAt)
+		checkLocation(t, s, want)
+	}
+
+	err := s.CreateLocation(ctx, persistence.Location{ID: "syd", Name: "elsewhere", Lat: 1, Lon: 2})
+	if !errors.Is(err, persistence.ErrConflict) {
+		t.Fatalf("CreateLocation of an existing id: err = %v, want ErrConflict", err)
+	}
+	want := locs[0]
+	want.CreatedAt = persistence.Millis(want.CreatedAt)
+	checkLocation(t, s, want)
+
+	if _, err := s.GetLocation(ctx, "nowhere"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("GetLocation(nowhere): err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetUser(ctx, "syd"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("GetUser of a location id: err = %v, want ErrNotFound", err)
+	}
+}
+
+func checkLocation(t *testing.T, s persistence.Store, want persistence.Location) {
+	t.Helper()
+	got, err := s.GetLocation(t.Context(), want.ID)
+	if err != nil {
+		t.Fatalf("GetLocation(%q): %v", want.ID, err)
+	}
+	if got.ID != want.ID || got.Name != want.Name || got.Lat != want.Lat || got.Lon != want.Lon || !got.CreatedAt.Equal(want.CreatedAt) {
+		t.Fatalf("GetLocation(%q) = %+v, want %+v", want.ID, got, want)
+	}
+}
+
+// testConcurrentCreate: of many concurrent creates of one id exactly one
+// succeeds. A race is caught with high probability, not certainty, so it
+// runs several rounds.
+func testConcurrentCreate(t *testing.T, s persistence.Store) {
+	for round := range 5 {
+		concurrentCreate(t, s, fmt.Sprintf("same-%d", round))
+	}
+}
+
+func concurrentCreate(t *testing.T, s persistence.Store, id string) {
+	const n = 16
+	var wg sync.WaitGroup
+	start := make(chan struct{}) // released together, to make the race likely
+	errs := make([]error, 2*n)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			errs[i] = s.CreateUser(t.Context(), persistence.User{ID: id, Name: fmt.Sprint(i)})
+		})
+		wg.Go(func() {
+			<-start
+			errs[n+i] = s.CreateLocation(t.Context(), persistence.Location{ID: id, Name: fmt.Sprint(i)})
+		})
+	}
+	close(start)
+	wg.Wait()
+	for _, part := range [][]error{errs[:n], errs[n:]} {
+		created := 0
+		for _, err := range part {
+			switch {
+			case err == nil:
+				created++
+			case !errors.Is(err, persistence.ErrConflict):
+				t.Errorf("concurrent create: err = %v, want nil or ErrConflict", err)
+			}
+		}
+		if created != 1 {
+			t.Errorf("%d of %d concurrent creates of %q succeeded, want 1", created, n, id)
+		}
+	}
+}
+
+func testWriteThenGetCheckin(t *testing.T, s persistence.Store) {
+	ctx := t.Context()
+	batch := []persistence.Checkin{
+		{ID: "c1", UserID: "u1", LocationID: "l1", Timestamp: at(0, 1500*time.Microsecond+7)}, // sub-ms part is dropped
+		{ID: "c2", UserID: "u1", LocationID: "l2", Timestamp: at(3, time.Hour).In(time.FixedZone("UTC-7", -7*3600))},
+		{ID: "c1", UserID: "u2", LocationID: "l3", Timestamp: at(1, 0)}, // ids are per user
+	}
+	mustWrite(t, s, batch...)
+	for _, c := range batch {
+		got, err := s.GetCheckin(ctx, c.UserID, c.ID)
+		if err != nil {
+			t.Fatalf("GetCheckin(%q, %q): %v", c.UserID, c.ID, err)
+		}
+		checkCheckins(t, "GetCheckin", []persistence.Checkin{got}, normalize([]persistence.Checkin{c}))
+	}
+	if _, err := s.GetCheckin(ctx, "u2", "c2"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("GetCheckin of another user's checkin: err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetCheckin(ctx, "u1", "c9"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("GetCheckin of an unknown id: err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetCheckin(ctx, "u9", "c1"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("GetCheckin of an unknown user: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testEmptyBatch(t *testing.T, s persistence.Store) {
+	if err := s.WriteCheckins(t.Context(), nil); err != nil {
+		t.Fatalf("WriteCheckins(nil): %v", err)
+	}
+	if err := s.WriteCheckins(t.Context(), []persistence.Checkin{}); err != nil {
+		t.Fatalf("WriteCheckins(empty): %v", err)
+	}
+}
+
+func testIdempotentRewrite(t *testing.T, s persistence.Store) {
+	cs := generate(rand.New(rand.NewPCG(1, 1)), "u1", 50, 5, nil)
+	mustWrite(t, s, cs...)
+	mustWrite(t, s, cs...)
+	reversed := slices.Clone(cs[10:30])
+	slices.Reverse(reversed)
+	mustWrite(t, s, reversed...)
+	for _, c := range cs[:5] { // one by one
+		mustWrite(t, s, c)
+	}
+
+	for _, order := range orders {
+		q := everything("u1")
+		q.Order = order
+		checkCheckins(t, "after rewrites", listAll(t, s, q), sorted(cs, order))
+	}
+	q := everything("u1")
+	q.LocationID = cs[0].LocationID
+	checkCheckins(t, "by location after rewrites", listAll(t, s, q), sorted(filter(cs, byLocation(cs[0].LocationID)), persistence.NewestFirst))
+	checkCurrent(t, s, "u1", cs)
+}
+
+func testCurrentLocation(t *testing.T, s persistence.Store) {
+	ctx := t.Context()
+	c := func(id string, day int, d time.Duration, loc string) persistence.Checkin {
+		return persistence.Checkin{ID: id, LocationID: loc, Timestamp: at(day, d)}
+	}
+	shuffled := make([][]persistence.Checkin, 0, 30)
+	for _, i := range rand.New(rand.NewPCG(2, 2)).Perm(30) {
+		shuffled = append(shuffled, []persistence.Checkin{c(fmt.Sprintf("c%02d", i), i%4, time.Duration(i%5)*time.Minute, fmt.Sprintf("l%d", i))})
+	}
+	tests := []struct {
+		name    string
+		batches [][]persistence.Checkin
+	}{
+		{"single checkin", [][]persistence.Checkin{{c("a", 0, 0, "l1")}}},
+		{"older then newer", [][]persistence.Checkin{{c("a", 0, 0, "l1")}, {c("b", 0, time.Millisecond, "l2")}}},
+		{"newer then older", [][]persistence.Checkin{{c("b", 0, time.Millisecond, "l2")}, {c("a", 0, 0, "l1")}}},
+		{"newer then much older", [][]persistence.Checkin{{c("a", 5, 0, "l1")}, {c("z", 1, 0, "l2")}}},
+		{"equal timestamps, larger id first", [][]persistence.Checkin{{c("b", 0, 0, "l2")}, {c("a", 0, 0, "l1")}}},
+		{"equal timestamps, smaller id first", [][]persistence.Checkin{{c("a", 0, 0, "l1")}, {c("b", 0, 0, "l2")}}},
+		{"one batch, newer first", [][]persistence.Checkin{{c("b", 2, time.Hour, "l2"), c("a", 2, 0, "l1"), c("c", 1, 0, "l3")}}},
+		{"one batch, newer last", [][]persistence.Checkin{{c("c", 1, 0, "l3"), c("a", 2, 0, "l1"), c("b", 2, time.Hour, "l2")}}},
+		{"one batch, equal timestamps", [][]persistence.Checkin{{c("b", 0, 0, "l2"), c("c", 0, 0, "l3"), c("a", 0, 0, "l1")}}},
+		{"rewrite of an older checkin", [][]persistence.Checkin{{c("a", 0, 0, "l1"), c("b", 1, 0, "l2")}, {c("a", 0, 0, "l1")}}},
+		{"shuffled single batches", shuffled},
+	}
+	for i, tt := range tests {
+		user := fmt.Sprintf("u%02d", i) // one user per case: the store is shared
+		t.Run(tt.name, func(t *testing.T) {
+			var all []persistence.Checkin
+			for _, b := range tt.batches {
+				for j := range b {
+					b[j].UserID = user
+				}
+				mustWrite(t, s, b...)
+				all = append(all, b...)
+			}
+			checkCurrent(t, s, user, all)
+		})
+	}
+	t.Run("never checked in", func(t *testing.T) {
+		if _, err := s.CurrentLocation(ctx, "nobody"); !errors.Is(err, persistence.ErrNotFound) {
+			t.Fatalf("CurrentLocation(nobody): err = %v, want ErrNotFound", err)
+		}
+	})
+}
+
+func testRangeAcrossBuckets(t *testing.T, s persistence.Store) {
+	// 40 days, some empty; a few users so partitions of neighbours interleave.
+	empty := map[int]bool{2: true, 3: true, 7: true, 13: true, 14: true, 15: true, 22: true, 39: true}
+	rng := rand.New(rand.NewPCG(3, 3))
+	var cs []persistence.Checkin
+	for _, u := range []string{"u", "u1", "u10"} { // ids that are prefixes of each other
+		cs = append(cs, generate(rng, u, 300, 40, empty)...)
+	}
+	mustWrite(t, s, cs...)
+
+	for _, u := range []string{"u", "u1", "u10"} {
+		mine := filter(cs, byUser(u))
+		for _, order := range orders {
+			want := sorted(mine, order)
+			for _, limit := range []int{1, 3, 7, 64, len(want) - 1, len(want), len(want) + 1} {
+				t.Run(fmt.Sprintf("%s order %d limit %d", u, order, limit), func(t *testing.T) {
+					q := everything(u)
+					q.Order, q.Limit = order, limit
+					checkCheckins(t, "paged range", listAll(t, s, q), want)
+				})
+			}
+			t.Run(fmt.Sprintf("%s order %d exact limit", u, order), func(t *testing.T) {
+				q := everything(u)
+				q.Order, q.Limit = order, len(want)
+				page := list(t, s, q)
+				checkCheckins(t, "page", page.Checkins, want)
+				if page.Next != nil {
+					t.Fatalf("next = %+v after the last checkin, want nil", *page.Next)
+				}
+				q.Limit = len(want) - 1
+				page = list(t, s, q)
+				checkCheckins(t, "page", page.Checkins, want[:len(want)-1])
+				checkNext(t, page.Next, want[len(want)-2])
+			})
+		}
+	}
+
+	// A window in the middle, bounds inside buckets, and inside empty ones.
+	windows := []struct {
+		name     string
+		from, to time.Time
+	}{
+		{"inside buckets", at(5, 3*time.Hour), at(25, 17*time.Hour)},
+		{"empty buckets at the edges", at(13, time.Hour), at(22, time.Hour)},
+		{"one bucket", at(30, 0), at(31, 0)},
+		{"only empty buckets", at(13, 0), at(16, 0)},
+	}
+	for _, w := range windows {
+		for _, order := range orders {
+			t.Run(fmt.Sprintf("window %s order %d", w.name, order), func(t *testing.T) {
+				q := persistence.Query{UserID: "u1", From: w.from, To: w.to, Limit: 5, Order: order}
+				want := sorted(filter(cs, byUser("u1"), inRange(w.from, w.to)), order)
+				checkCheckins(t, "window", listAll(t, s, q), want)
+			})
+		}
+	}
+}
+
+func testRangeBounds(t *testing.T, s persistence.Store) {
+	ms := time.Millisecond
+	var cs []persistence.Checkin
+	for i, ts := range []time.Time{
+		at(1, -ms), at(1, 0), at(1, ms), // around a bucket start
+		at(2, 10*time.Hour-ms), at(2, 10*time.Hour), at(2, 10*time.Hour+ms), // inside a bucket
+		at(4, -ms), at(4, 0), // the last ms of a bucket and the next one
+	} {
+		cs = append(cs, persistence.Checkin{ID: fmt.Sprintf("c%d", i), UserID: "u1", LocationID: "l1", Timestamp: ts})
+	}
+	mustWrite(t, s, cs...)
+
+	tests := []struct {
+		name     string
+		from, to time.Time
+		want     []string // newest first
+	}{
+		{"bucket start inclusive", at(1, 0), at(1, 2*ms), []string{"c2", "c1"}},
+		{"to exclusive at a bucket start", at(0, 0), at(1, 0), []string{"c0"}},
+		{"one ms at a bucket start", at(1, 0), at(1, ms), []string{"c1"}},
+		{"one ms inside a bucket", at(2, 10*time.Hour), at(2, 10*time.Hour+ms), []string{"c4"}},
+		{"bounds on checkins", at(2, 10*time.Hour-ms), at(2, 10*time.Hour+ms), []string{"c4", "c3"}},
+		{"bucket ends exclusive", at(3, 0), at(4, 0), []string{"c6"}},
+		{"whole buckets", at(1, 0), at(4, 0), []string{"c6", "c5", "c4", "c3", "c2", "c1"}},
+		{"sub-ms bounds round up", at(1, -ms+1), at(1, ms+1), []string{"c2", "c1"}},
+		{"nothing between", at(1, 2*ms), at(2, 0), nil},
+	}
+	for _, tt := range tests {
+		for _, order := range orders {
+			for _, limit := range []int{1, 100} {
+				t.Run(fmt.Sprintf("%s order %d limit %d", tt.name, order, limit), func(t *testing.T) {
+					want := sorted(filter(cs, inRange(tt.from, tt.to)), order)
+					// The hand-written list guards the filter above.
+					ids := idsOf(sorted(want, persistence.NewestFirst))
+					if !slices.Equal(ids, tt.want) {
+						t.Fatalf("test data: in range %v, want %v", ids, tt.want)
+					}
+					q := persistence.Query{UserID: "u1", From: tt.from, To: tt.to, Limit: limit, Order: order}
+					checkCheckins(t, "bounded range", listAll(t, s, q), want)
+				})
+			}
+		}
+	}
+}
+
+func testLocationFilter(t *testing.T, s persistence.Store) {
+	empty := map[int]bool{1: true, 4: true, 5: true, 11: true}
+	cs := generate(rand.New(rand.NewPCG(4, 4)), "u1", 200, 15, empty)
+	other := generate(rand.New(rand.NewPCG(5, 5)), "u2", 50, 15, nil) // same locations, another user
+	mustWrite(t, s, append(cs, other...)...)
+
+	for _, loc := range []string{"l0", "l1", "l2", "l3", "l4"} {
+		for _, order := range orders {
+			want := sorted(filter(cs, byLocation(loc)), order)
+			if len(want) == 0 {
+				t.Fatalf("test data: no checkins at %s", loc)
+			}
+			for _, limit := range []int{1, 4, 1000} {
+				t.Run(fmt.Sprintf("%s order %d limit %d", loc, order, limit), func(t *testing.T) {
+					q := everything("u1")
+					q.LocationID, q.Order, q.Limit = loc, order, limit
+					checkCheckins(t, "by location", listAll(t, s, q), want)
+				})
+			}
+		}
+	}
+	t.Run("window", func(t *testing.T) {
+		q := persistence.Query{UserID: "u1", LocationID: "l2", From: at(3, 5*time.Hour), To: at(9, 0), Limit: 3}
+		want := sorted(filter(cs, byLocation("l2"), inRange(q.From, q.To)), q.Order)
+		checkCheckins(t, "by location in window", listAll(t, s, q), want)
+	})
+	t.Run("location without checkins", func(t *testing.T) {
+		q := everything("u1")
+		q.LocationID = "l9"
+		checkEmpty(t, s, q)
+	})
+}
+
+func testEmptyResults(t *testing.T, s persistence.Store) {
+	mustWrite(t, s,
+		persistence.Checkin{ID: "a", UserID: "u1", LocationID: "l1", Timestamp: at(0, time.Hour)},
+		persistence.Checkin{ID: "b", UserID: "u1", LocationID: "l1", Timestamp: at(5, time.Hour)},
+	)
+	tests := []struct {
+		name string
+		q    persistence.Query
+	}{
+		{"unknown user", everything("u2")},
+		{"user id prefix", everything("u")},
+		{"range between checkins", persistence.Query{UserID: "u1", From: at(0, 2*time.Hour), To: at(5, time.Hour), Limit: 10}},
+		{"range before all", persistence.Query{UserID: "u1", From: at(-10, 0), To: at(0, time.Hour), Limit: 10}},
+		{"after the last checkin", func() persistence.Query {
+			q := everything("u1")
+			q.After = &persistence.Position{Timestamp: at(0, time.Hour), CheckinID: "a"}
+			return q
+		}()},
+	}
+	for _, tt := range tests {
+		for _, order := range orders {
+			t.Run(fmt.Sprintf("%s order %d", tt.name, order), func(t *testing.T) {
+				q := tt.q
+				q.Order = order
+				if tt.q.After != nil && order == persistence.OldestFirst {
+					q.After = &persistence.Position{Timestamp: at(5, time.Hour), CheckinID: "b"}
+				}
+				checkEmpty(t, s, q)
+			})
+		}
+	}
+}
+
+func testInvalidQuery(t *testing.T, s persistence.Store) {
+	ok := persistence.Query{UserID: "u1", From: at(0, 0), To: at(1, 0), Limit: 10}
+	tests := []struct {
+		name   string
+		change func(*persistence.Query)
+	}{
+		{"empty user", func(q *persistence.Query) { q.UserID = "" }},
+		{"zero limit", func(q *persistence.Query) { q.Limit = 0 }},
+		{"negative limit", func(q *persistence.Query) { q.Limit = -5 }},
+		{"empty range", func(q *persistence.Query) { q.To = q.From }},
+		{"reversed range", func(q *persistence.Query) { q.From, q.To = q.To, q.From }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := ok
+			tt.change(&q)
+			if _, err := s.ListCheckins(t.Context(), q); !errors.Is(err, persistence.ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+func testBatchSpanningUsers(t *testing.T, s persistence.Store) {
+	users := []string{"alice", "bob", "carol"}
+	rng := rand.New(rand.NewPCG(6, 6))
+	var batch []persistence.Checkin
+	for _, u := range users {
+		batch = append(batch, generate(rng, u, 30, 6, nil)...)
+	}
+	rng.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+	mustWrite(t, s, batch...)
+
+	for _, u := range users {
+		mine := filter(batch, byUser(u))
+		for _, order := range orders {
+			q := everything(u)
+			q.Order, q.Limit = order, 7
+			checkCheckins(t, u, listAll(t, s, q), sorted(mine, order))
+		}
+		checkCurrent(t, s, u, mine)
+		for _, c := range mine[:3] {
+			got, err := s.GetCheckin(t.Context(), u, c.ID)
+			if err != nil {
+				t.Fatalf("GetCheckin(%q, %q): %v", u, c.ID, err)
+			}
+			checkCheckins(t, "GetCheckin", []persistence.Checkin{got}, normalize([]persistence.Checkin{c}))
+		}
+	}
+}
+
+func testLargeBatch(t *testing.T, s persistence.Store) {
+	cs := generate(rand.New(rand.NewPCG(7, 7)), "u1", 1000, 10, nil)
+	mustWrite(t, s, cs...)
+	for _, order := range orders {
+		q := everything("u1")
+		q.Order, q.Limit = order, 100
+		got := listAll(t, s, q)
+		if len(got) != 1000 {
+			t.Fatalf("read %d checkins, want 1000", len(got))
+		}
+		checkCheckins(t, "large batch", got, sorted(cs, order))
+	}
+	checkCurrent(t, s, "u1", cs)
+}
+
+func testConcurrentWrites(t *testing.T, s persistence.Store) {
+	const writers, batches, size = 8, 10, 5
+	rng := rand.New(rand.NewPCG(8, 8))
+	var all []persistence.Checkin
+	work := make([][][]persistence.Checkin, writers)
+	for w := range writers {
+		for b := range batches {
+			var batch []persistence.Checkin
+			for i := range size {
+				batch = append(batch, persistence.Checkin{
+					ID:         fmt.Sprintf("w%d-b%02d-%d", w, b, i),
+					UserID:     []string{"u1", "u2"}[(w+i)%2], // both users in every batch
+					LocationID: fmt.Sprintf("l%d", rng.IntN(3)),
+					Timestamp:  at(rng.IntN(5), time.Duration(rng.IntN(3600))*time.Second), // many equal timestamps
+				})
+			}
+			work[w] = append(work[w], batch)
+			all = append(all, batch...)
+		}
+	}
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for _, batch := range work[w] {
+				if err := s.WriteCheckins(t.Context(), batch); err != nil {
+					t.Errorf("writer %d: WriteCheckins: %v", w, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, u := range []string{"u1", "u2"} {
+		mine := filter(all, byUser(u))
+		q := everything(u)
+		q.Limit = 17
+		checkCheckins(t, u, listAll(t, s, q), sorted(mine, persistence.NewestFirst))
+		checkCurrent(t, s, u, mine)
+	}
+}
+
+// testWritesWhilePaging writes new checkins (before, between and after the
+// existing ones, with equal timestamps) between the pages of a range read:
+// the read must return every existing checkin exactly once, in order, and
+// nothing twice.
+func testWritesWhilePaging(t *testing.T, s persistence.Store) {
+	for _, order := range orders {
+		t.Run(fmt.Sprintf("order %d", order), func(t *testing.T) {
+			user := fmt.Sprintf("u%d", order)
+			rng := rand.New(rand.NewPCG(9, uint64(order)))
+			existing := generate(rng, user, 60, 6, map[int]bool{2: true})
+			mustWrite(t, s, existing...)
+
+			q := persistence.Query{UserID: user, From: at(0, 0), To: at(6, 0), Limit: 7, Order: order}
+			var got []persistence.Checkin
+			for round := 0; ; round++ {
+				if round > len(existing) {
+					t.Fatalf("paging does not end")
+				}
+				page := list(t, s, q)
+				got = append(got, page.Checkins...)
+				if page.Next == nil {
+					break
+				}
+				q.After = page.Next
+				// New checkins: anywhere in the range, one on the page position's timestamp.
+				var fresh []persistence.Checkin
+				for i := range 4 {
+					fresh = append(fresh, persistence.Checkin{
+						ID:         fmt.Sprintf("new-%02d-%d", round, i),
+						UserID:     user,
+						LocationID: "l0",
+						Timestamp:  at(rng.IntN(6), time.Duration(rng.IntN(86_400_000))*time.Millisecond),
+					})
+				}
+				fresh = append(fresh,
+					persistence.Checkin{ID: "a-" + fmt.Sprint(round), UserID: user, LocationID: "l1", Timestamp: page.Next.Timestamp},
+					persistence.Checkin{ID: "z-" + fmt.Sprint(round), UserID: user, LocationID: "l1", Timestamp: page.Next.Timestamp},
+				)
+				mustWrite(t, s, fresh...)
+			}
+
+			for i := 1; i < len(got); i++ {
+				if !before(order, got[i-1], got[i]) {
+					t.Fatalf("result %d (%s %v) does not follow result %d (%s %v) strictly", i, got[i].ID, got[i].Timestamp, i-1, got[i-1].ID, got[i-1].Timestamp)
+				}
+			}
+			seen := make(map[string]int)
+			for _, c := range got {
+				seen[c.ID]++
+			}
+			for _, c := range existing {
+				if seen[c.ID] != 1 {
+					t.Errorf("existing checkin %s returned %d times, want 1", c.ID, seen[c.ID])
+				}
+			}
+		})
+	}
+}
+
+// Helpers.
+
+var orders = []persistence.Order{persistence.NewestFirst, persistence.OldestFirst}
+
+// generate returns n checkins of user with distinct ids, spread over `days`
+// day buckets after day0 except the empty ones, at five locations. It
+// includes checkins at the first and the last millisecond of buckets and
+// checkins sharing a timestamp.
+func generate(rng *rand.Rand, user string, n, days int, empty map[int]bool) []persistence.Checkin {
+	var full []int
+	for d := range days {
+		if !empty[d] {
+			full = append(full, d)
+		}
+	}
+	cs := make([]persistence.Checkin, 0, n)
+	for i := range n {
+		day := full[rng.IntN(len(full))]
+		var ts time.Time
+		switch {
+		case i%10 == 3 && i > 0:
+			ts = cs[i-1].Timestamp // same timestamp as the previous one
+		case i%17 == 0:
+			ts = at(day, 0)
+		case i%19 == 0:
+			ts = at(day+1, -time.Millisecond)
+		default:
+			ts = at(day, time.Duration(rng.Int64N(int64(persistence.BucketWidth))))
+		}
+		cs = append(cs, persistence.Checkin{
+			ID:         fmt.Sprintf("c%05d-%x", i, rng.Uint32()), // not in time order
+			UserID:     user,
+			LocationID: fmt.Sprintf("l%d", rng.IntN(5)),
+			Timestamp:  ts,
+		})
+	}
+	return cs
+}
+
+func mustWrite(t *testing.T, s persistence.Store, batch ...persistence.Checkin) {
+	t.Helper()
+	if err := s.WriteCheckins(t.Context(), batch); err != nil {
+		t.Fatalf("WriteCheckins(%d checkins): %v", len(batch), err)
+	}
+}
+
+func list(t *testing.T, s persistence.Store, q persistence.Query) persistence.Page {
+	t.Helper()
+	page, err := s.ListCheckins(t.Context(), q)
+	if err != nil {
+		t.Fatalf("ListCheckins(%+v): %v", q, err)
+	}
+	if len(page.Checkins) > q.Limit {
+		t.Fatalf("page of %d checkins, limit %d", len(page.Checkins), q.Limit)
+	}
+	if page.Next != nil {
+		if len(page.Checkins) != q.Limit {
+			t.Fatalf("page of %d checkins (limit %d) with a next position", len(page.Checkins), q.Limit)
+		}
+		checkNext(t, page.Next, page.Checkins[len(page.Checkins)-1])
+	}
+	return page
+}
+
+// listAll follows the pages of q to the end.
+func listAll(t *testing.T, s persistence.Store, q persistence.Query) []persistence.Checkin {
+	t.Helper()
+	var all []persistence.Checkin
+	for pages := 0; ; pages++ {
+		if pages > 100_000 {
+			t.Fatalf("paging does not end")
+		}
+		page := list(t, s, q)
+		all = append(all, page.Checkins...)
+		if page.Next == nil {
+			return all
+		}
+		q.After = page.Next
+	}
+}
+
+func checkEmpty(t *testing.T, s persistence.Store, q persistence.Query) {
+	t.Helper()
+	page := list(t, s, q)
+	if len(page.Checkins) != 0 || page.Next != nil {
+		t.Fatalf("ListCheckins(%+v) = %d checkins, next %v; want none", q, len(page.Checkins), page.Next)
+	}
+}
+
+func checkNext(t *testing.T, next *persistence.Position, last persistence.Checkin) {
+	t.Helper()
+	if next == nil {
+		t.Fatalf("next = nil, want the position of %s", last.ID)
+	}
+	if !next.Timestamp.Equal(last.Timestamp) || next.CheckinID != last.ID {
+		t.Fatalf("next = %+v, want the position of %s at %v", *next, last.ID, last.Timestamp)
+	}
+}
+
+// checkCurrent checks the current location of user is the newest of
+// written, computed here by timestamp, then larger id.
+func checkCurrent(t *testing.T, s persistence.Store, user string, written []persistence.Checkin) {
+	t.Helper()
+	want := sorted(filter(written, byUser(user)), persistence.NewestFirst)
+	// Newest first sorts equal timestamps by id ascending; the current
+	// location is the largest id among the newest.
+	newest := want[0]
+	for _, c := range want[1:] {
+		if c.Timestamp.Equal(newest.Timestamp) && c.ID > newest.ID {
+			newest = c
+		}
+	}
+	got, err := s.CurrentLocation(t.Context(), user)
+	if err != nil {
+		t.Fatalf("CurrentLocation(%q): %v", user, err)
+	}
+	checkCheckins(t, "CurrentLocation", []persistence.Checkin{got}, []persistence.Checkin{newest})
+}
+
+// checkCheckins fails unless got equals want element by element, with
+// timestamps in UTC at millisecond precision.
+func checkCheckins(t *testing.T, what string, got, want []persistence.Checkin) {
+	t.Helper()
+	for i := range max(len(got), len(want)) {
+		switch {
+		case i >= len(got):
+			t.Fatalf("%s: %d checkins, want %d; first missing: %+v", what, len(got), len(want), want[i])
+		case i >= len(want):
+			t.Fatalf("%s: %d checkins, want %d; first extra: %+v", what, len(got), len(want), got[i])
+		}
+		g, w := got[i], want[i]
+		if g.ID != w.ID || g.UserID != w.UserID || g.LocationID != w.LocationID || !g.Timestamp.Equal(w.Timestamp) {
+			lo := max(i-3, 0)
+			t.Fatalf("%s: checkin %d of %d = %+v, want %+v (of %d)\n got ids from %d: %v\nwant ids from %d: %v",
+				what, i, len(got), g, w, len(want), lo, idsOf(got[lo:min(i+4, len(got))]), lo, idsOf(want[lo:min(i+4, len(want))]))
+		}
+		if g.Timestamp.Location() != time.UTC || g.Timestamp != persistence.Millis(g.Timestamp) {
+			t.Fatalf("%s: checkin %d timestamp %#v is not UTC at ms precision", what, i, g.Timestamp)
+		}
+	}
+}
+
+// sorted returns the checkins, with timestamps as stored, in the order a
+// range read returns them: newest first with equal timestamps by id
+// ascending, or exactly the reverse.
+func sorted(cs []persistence.Checkin, order persistence.Order) []persistence.Checkin {
+	out := normalize(cs)
+	sort.SliceStable(out, func(i, j int) bool { return before(order, out[i], out[j]) })
+	return out
+}
+
+// before reports whether a comes strictly before b in order.
+func before(order persistence.Order, a, b persistence.Checkin) bool {
+	if order == persistence.OldestFirst {
+		a, b = b, a
+	}
+	if !a.Timestamp.Equal(b.Timestamp) {
+		return a.Timestamp.After(b.Timestamp)
+	}
+	return a.ID < b.ID
+}
+
+// normalize returns a copy with timestamps at stored precision.
+func normalize(cs []persistence.Checkin) []persistence.Checkin {
+	out := make([]persistence.Checkin, len(cs))
+	for i, c := range cs {
+		c.Timestamp = persistence.Millis(c.Timestamp)
+		out[i] = c
+	}
+	return out
+}
+
+func filter(cs []persistence.Checkin, keep ...func(persistence.Checkin) bool) []persistence.Checkin {
+	var out []persistence.Checkin
+next:
+	for _, c := range cs {
+		for _, k := range keep {
+			if !k(c) {
+				continue next
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func byUser(id string) func(persistence.Checkin) bool {
+	return func(c persistence.Checkin) bool { return c.UserID == id }
+}
+
+func byLocation(id string) func(persistence.Checkin) bool {
+	return func(c persistence.Checkin) bool { return c.LocationID == id }
+}
+
+// inRange keeps checkins whose stored timestamp is in [from, to).
+func inRange(from, to time.Time) func(persistence.Checkin) bool {
+	return func(c persistence.Checkin) bool {
+		ts := persistence.Millis(c.Timestamp)
+		return !ts.Before(from) && ts.Before(to)
+	}
+}
+
+func idsOf(cs []persistence.Checkin) []string {
+	out := make([]string, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, c.ID)
+	}
+	return out
+}
