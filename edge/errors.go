@@ -49,13 +49,17 @@ func toAPIError(err error) *apiError {
 	}
 	var ge *actors.Error
 	if errors.As(err, &ge) {
-		return &apiError{status: kindStatus(ge.Kind), code: ge.Code, msg: ge.Message}
+		if st := kindStatus(ge.Kind); st != http.StatusInternalServerError {
+			return &apiError{status: st, code: ge.Code, msg: ge.Message}
+		}
 	}
 	switch {
 	case errors.Is(err, persistence.ErrNotFound):
 		return &apiError{http.StatusNotFound, "not_found", "not found"}
 	case errors.Is(err, persistence.ErrConflict):
 		return &apiError{http.StatusConflict, "conflict", "already exists"}
+	case errors.Is(err, persistence.ErrInvalid):
+		return &apiError{http.StatusBadRequest, "bad_request", "the request's arguments are invalid"}
 	case errors.Is(err, persistence.ErrUnavailable):
 		return &apiError{http.StatusServiceUnavailable, actors.CodeUnavailable, "the store is unavailable; retry shortly"}
 	case errors.Is(err, context.DeadlineExceeded):

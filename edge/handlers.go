@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -89,7 +90,7 @@ func (s *Server) createUser(c *fiber.Ctx) error {
 	if err := checkName(*req.Name); err != nil {
 		return err
 	}
-	u.Name = *req.Name
+	u.Name = strings.TrimSpace(*req.Name)
 	ctx, cancel := s.ctx(c)
 	defer cancel()
 	created, err := s.grains.CreateUser(ctx, u)
@@ -158,7 +159,7 @@ func (s *Server) createLocation(c *fiber.Ctx) error {
 	case *req.Lon < -180 || *req.Lon > 180:
 		return badRequest("invalid_coordinates", "lon must be between -180 and 180")
 	}
-	l.Name, l.Lat, l.Lon = *req.Name, *req.Lat, *req.Lon
+	l.Name, l.Lat, l.Lon = strings.TrimSpace(*req.Name), *req.Lat, *req.Lon
 	ctx, cancel := s.ctx(c)
 	defer cancel()
 	if err := s.store.CreateLocation(ctx, l); err != nil {

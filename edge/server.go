@@ -116,9 +116,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 		ErrorHandler:          s.errorHandler,
 		DisableStartupMessage: true,
 	})
-	s.app.Use(recover.New(recover.Config{EnableStackTrace: true, StackTraceHandler: s.logPanic}))
 	s.app.Use(requestid.New())
-	s.app.Use(s.observe)
+	s.app.Use(s.observe) // outside recover, so a recovered panic is counted and logged as a 500
+	s.app.Use(recover.New(recover.Config{EnableStackTrace: true, StackTraceHandler: s.logPanic}))
 	s.app.Use(s.limit)
 	s.routes(d.Registry)
 	return s, nil

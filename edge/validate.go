@@ -94,8 +94,6 @@ func jsonType(kind string) string {
 	switch kind {
 	case "float64", "int", "int64":
 		return "number"
-	case "ptr":
-		return "number"
 	}
 	return kind
 }

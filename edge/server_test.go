@@ -1,0 +1,420 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/checkin/checkin/actors"
+	"github.com/checkin/checkin/persistence"
+	"github.com/checkin/checkin/persistence/pebble"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// fasthttp keeps one process-wide goroutine updating the Date header,
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		// and a stopped worker pool's cleaner sleeps up to 10s before it
+		// sees the stop; neither holds a connection or our state.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+	)
+}
+
+// fakeGrains is a Grains whose methods do what their funcs say; a nil
+// fakeGrains or a nil func answers as a healthy grain would without
+// storing anything.
+type fakeGrains struct {
+	createUser func(ctx context.Context, u persistence.User) (persistence.User, error)
+	checkin    func(ctx context.Context, c persistence.Checkin) (persistence.Checkin, bool, error)
+	current    func(ctx context.Context, userID string) (persistence.Checkin, error)
+}
+
+var _ Grains = (*fakeGrains)(nil)
+
+func (f *fakeGrains) CreateUser(ctx context.Context, u persistence.User) (persistence.User, error) {
+	if f == nil || f.createUser == nil {
+		return u, nil
+	}
+	return f.createUser(ctx, u)
+}
+
+func (f *fakeGrains) Checkin(ctx context.Context, c persistence.Checkin, _, _ bool) (persistence.Checkin, bool, error) {
+	if f == nil || f.checkin == nil {
+		return c, true, nil
+	}
+	return f.checkin(ctx, c)
+}
+
+func (f *fakeGrains) CurrentLocation(ctx context.Context, userID string) (persistence.Checkin, error) {
+	if f == nil || f.current == nil {
+		return persistence.Checkin{}, &actors.Error{Kind: actors.ErrNotFound, Code: actors.CodeNoCheckins, Message: "user " + userID + " has no checkins"}
+	}
+	return f.current(ctx, userID)
+}
+
+// testServer is a Server on a real pebble store in a temp dir, with logs
+// kept for inspection.
+type testServer struct {
+	*Server
+	store  *pebble.Store
+	logs   *observer.ObservedLogs
+	served bool
+}
+
+func newTestServer(t *testing.T, g *fakeGrains, configure func(*Config)) *testServer {
+	t.Helper()
+	st, err := pebble.Open(t.TempDir())
+	if err != nil {
+		t.Fatalf("pebble.Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := st.Close(); err != nil {
+			t.Errorf("store close: %v", err)
+		}
+	})
+	core, logs := observer.New(zap.InfoLevel)
+	reg := prometheus.NewRegistry()
+	cfg := DefaultConfig()
+	cfg.Addr = "127.0.0.1:0"
+	cfg.AccessLog = false
+	cfg.CacheSizeMB = 1
+	if configure != nil {
+		configure(&cfg)
+	}
+	s, err := New(cfg, Deps{
+		Grains:   g,
+		Store:    st,
+		Ready:    func(context.Context) error { return nil },
+		Log:      zap.New(core),
+		Registry: reg,
+	})
+	if err != nil {
+		t.Fatalf("edge.New: %v", err)
+	}
+	ts := &testServer{Server: s, store: st, logs: logs}
+	t.Cleanup(func() {
+		if !ts.served {
+			_ = ts.records.close() // Shutdown does this for a served one
+		}
+	})
+	return ts
+}
+
+// serve starts ts on a free loopback port and returns its base URL; the
+// server is shut down when the test ends.
+func (ts *testServer) serve(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	ts.served = true
+	served := make(chan error, 1)
+	go func() { served <- ts.Serve(ln) }()
+	t.Cleanup(func() {
+		if err := ts.Shutdown(); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return after Shutdown")
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func newClient(t *testing.T) *http.Client {
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// errBody decodes an error response body, failing the test if it is not one.
+func (r response) errBody(t *testing.T) errorBody {
+	t.Helper()
+	var b errorBody
+	dec := json.NewDecoder(bytes.NewReader(r.body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil || b.Error.Code == "" || b.Error.Message == "" {
+		t.Fatalf("body %q is not an error body (%v)", r.body, err)
+	}
+	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("error Content-Type = %q, want application/json", ct)
+	}
+	return b
+}
+
+func do(t *testing.T, c *http.Client, method, url string, body []byte) response {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatalf("new request: %v", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, url, err)
+	}
+	return response{status: res.StatusCode, header: res.Header, body: b}
+}
+
+// TestHTTPGrainErrors drives real HTTP requests whose grain call fails in
+// each way a grain call can fail, and checks status, code, headers, that
+// 5xx details are logged and never echoed, and that panics are recovered.
+func TestHTTPGrainErrors(t *testing.T) {
+	const secret = "dial tcp 10.0.0.7:9042: password=hunter2"
+	var (
+		mu        sync.Mutex // the handler reads what the test sets
+		fail      error
+		panicking bool
+	)
+	set := func(err error, p bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		fail, panicking = err, p
+	}
+	g := &fakeGrains{createUser: func(context.Context, persistence.User) (persistence.User, error) {
+		mu.Lock()
+		err, p := fail, panicking
+		mu.Unlock()
+		if p {
+			panic("grain exploded: " + secret)
+		}
+		return persistence.User{}, err
+	}}
+	ts := newTestServer(t, g, nil)
+	base := ts.serve(t)
+	c := newClient(t)
+
+	tests := []struct {
+		name       string
+		err        error
+		panic      bool
+		status     int
+		code       string
+		msg        string // exact message, when set
+		retryAfter bool
+		logged     string // message of the error log line, when a 5xx must be logged
+	}{
+		{name: "wrapped unknown error", err: fmt.Errorf("create user: %w", errors.New(secret)),
+			status: 500, code: "internal", msg: "internal error", logged: "request failed"},
+		{name: "panic", panic: true,
+			status: 500, code: "internal", msg: "internal error", logged: "panic serving request"},
+		{name: "grain overloaded", err: &actors.Error{Kind: actors.ErrOverloaded, Code: actors.CodeOverloaded, Message: "too many"},
+			status: 503, code: "overloaded", msg: "too many", retryAfter: true, logged: "request failed"},
+		{name: "grain unavailable wrapped", err: fmt.Errorf("call: %w", &actors.Error{Kind: actors.ErrUnavailable, Code: actors.CodeUnavailable, Message: "no answer"}),
+			status: 503, code: "unavailable", msg: "no answer", retryAfter: true, logged: "request failed"},
+		{name: "grain timeout", err: &actors.Error{Kind: actors.ErrTimeout, Code: actors.CodeTimeout, Message: "slow"},
+			status: 504, code: "timeout", msg: "slow", logged: "request failed"},
+		{name: "context deadline", err: fmt.Errorf("grain: %w", context.DeadlineExceeded),
+			status: 504, code: "timeout", logged: "request failed"},
+		{name: "user exists", err: &actors.Error{Kind: actors.ErrConflict, Code: actors.CodeUserExists, Message: "user alice already exists"},
+			status: 409, code: "user_exists", msg: "user alice already exists"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			set(tt.err, tt.panic)
+			before := ts.logs.Len()
+			res := do(t, c, http.MethodPost, base+"/v1/users", []byte(`{"id":"alice","name":"Alice"}`))
+			if res.status != tt.status {
+				t.Fatalf("status = %d, want %d; body %s", res.status, tt.status, res.body)
+			}
+			b := res.errBody(t)
+			if b.Error.Code != tt.code {
+				t.Errorf("code = %q, want %q", b.Error.Code, tt.code)
+			}
+			if tt.msg != "" && b.Error.Message != tt.msg {
+				t.Errorf("message = %q, want %q", b.Error.Message, tt.msg)
+			}
+			if bytes.Contains(res.body, []byte("hunter2")) {
+				t.Errorf("body leaks the error: %s", res.body)
+			}
+			if got := res.header.Get("Retry-After"); (got != "") != tt.retryAfter {
+				t.Errorf("Retry-After = %q, want present: %v", got, tt.retryAfter)
+			}
+			rid := res.header.Get("X-Request-ID")
+			if rid == "" {
+				t.Error("no X-Request-ID header")
+			}
+			var lines []observer.LoggedEntry
+			for _, e := range ts.logs.All()[before:] {
+				if e.Level == zap.ErrorLevel {
+					lines = append(lines, e)
+				}
+			}
+			if tt.logged == "" {
+				if len(lines) != 0 {
+					t.Errorf("a %d logged an error: %v", tt.status, lines)
+				}
+				return
+			}
+			found := false
+			for _, e := range lines {
+				if e.Message == tt.logged && e.ContextMap()["request_id"] == rid {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("no %q error log with request_id %q; got %v", tt.logged, rid, lines)
+			}
+		})
+	}
+
+	t.Run("still serving after the panic", func(t *testing.T) {
+		set(nil, false)
+		if res := do(t, c, http.MethodGet, base+"/healthz", nil); res.status != http.StatusOK {
+			t.Fatalf("healthz: %d %s", res.status, res.body)
+		}
+		res := do(t, c, http.MethodPost, base+"/v1/users", []byte(`{"id":"bob","name":"Bob"}`))
+		if res.status != http.StatusCreated {
+			t.Fatalf("create user: %d %s", res.status, res.body)
+		}
+		if n := ts.inflight.Load(); n != 0 {
+			t.Errorf("inflight = %d after all requests finished, want 0", n)
+		}
+	})
+
+	t.Run("panicked request counted in metrics", func(t *testing.T) {
+		var m dto.Metric
+		if err := ts.m.requests.WithLabelValues("/v1/users", http.MethodPost, "500").Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.GetCounter().GetValue(); got != 2 { // the wrapped unknown error and the panic
+			t.Errorf("checkin_http_requests_total{route=/v1/users,status=500} = %v, want 2", got)
+		}
+	})
+}
+
+func TestHTTPBodyLimit(t *testing.T) {
+	ts := newTestServer(t, nil, func(c *Config) { c.BodyLimit = 1024 })
+	base := ts.serve(t)
+	c := newClient(t)
+
+	tests := []struct {
+		name   string
+		size   int
+		status int
+		code   string
+	}{
+		{name: "at the limit", size: 1024, status: http.StatusCreated},
+		{name: "one byte over", size: 1025, status: http.StatusRequestEntityTooLarge, code: "body_too_large"},
+		{name: "twice the limit", size: 2048, status: http.StatusRequestEntityTooLarge, code: "body_too_large"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := fmt.Sprintf(`{"id":"u%d","name":"x"}`, i)
+			body += strings.Repeat(" ", tt.size-len(body)) // trailing white space is valid JSON
+			res := do(t, c, http.MethodPost, base+"/v1/users", []byte(body))
+			if res.status != tt.status {
+				t.Fatalf("status = %d, want %d; body %s", res.status, tt.status, res.body)
+			}
+			if tt.code == "" {
+				return
+			}
+			if b := res.errBody(t); b.Error.Code != tt.code {
+				t.Errorf("code = %q, want %q", b.Error.Code, tt.code)
+			}
+		})
+	}
+	if res := do(t, c, http.MethodGet, base+"/healthz", nil); res.status != http.StatusOK {
+		t.Fatalf("healthz after 413: %d %s", res.status, res.body)
+	}
+}
+
+func TestHTTPOpenAPIServed(t *testing.T) {
+	ts := newTestServer(t, nil, nil)
+	base := ts.serve(t)
+	res := do(t, newClient(t), http.MethodGet, base+"/openapi.yaml", nil)
+	if res.status != http.StatusOK {
+		t.Fatalf("status = %d", res.status)
+	}
+	if ct := res.header.Get("Content-Type"); ct != "application/yaml" {
+		t.Errorf("Content-Type = %q, want application/yaml", ct)
+	}
+	if !bytes.Equal(res.body, OpenAPI()) || len(res.body) == 0 {
+		t.Errorf("body (%d bytes) is not the embedded document (%d bytes)", len(res.body), len(OpenAPI()))
+	}
+}
+
+// TestHTTPRouting checks the errors that come from routing and the
+// middleware rather than from a handler.
+func TestHTTPRouting(t *testing.T) {
+	ts := newTestServer(t, nil, nil)
+	base := ts.serve(t)
+	c := newClient(t)
+
+	tests := []struct {
+		name   string
+		method string
+		path   string
+		body   string
+		status int
+		code   string
+	}{
+		{name: "unknown path", method: http.MethodGet, path: "/v2/users", status: 404, code: "route_not_found"},
+		{name: "wrong method", method: http.MethodDelete, path: "/v1/users/alice", status: 405, code: "method_not_allowed"},
+		{name: "bad path id", method: http.MethodGet, path: "/v1/users/a.b", status: 400, code: "invalid_id"},
+		{name: "unknown user", method: http.MethodGet, path: "/v1/users/nobody", status: 404, code: "user_not_found"},
+		{name: "unknown location", method: http.MethodGet, path: "/v1/locations/nowhere", status: 404, code: "location_not_found"},
+		{name: "no checkins", method: http.MethodGet, path: "/v1/users/nobody/location", status: 404, code: "no_checkins"},
+		{name: "unknown field", method: http.MethodPost, path: "/v1/locations", body: `{"name":"x","lat":1,"lon":2,"alt":3}`, status: 400, code: "unknown_field"},
+		{name: "healthz", method: http.MethodGet, path: "/healthz", status: 200},
+		{name: "readyz", method: http.MethodGet, path: "/readyz", status: 200},
+		{name: "metrics", method: http.MethodGet, path: "/metrics", status: 200},
+		{name: "head of a get route", method: http.MethodHead, path: "/healthz", status: 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body []byte
+			if tt.body != "" {
+				body = []byte(tt.body)
+			}
+			res := do(t, c, tt.method, base+tt.path, body)
+			if res.status != tt.status {
+				t.Fatalf("status = %d, want %d; body %s", res.status, tt.status, res.body)
+			}
+			if tt.code == "" {
+				return
+			}
+			if b := res.errBody(t); b.Error.Code != tt.code {
+				t.Errorf("code = %q, want %q", b.Error.Code, tt.code)
+			}
+		})
+	}
+}
