@@ -115,6 +115,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 		IdleTimeout:           60 * time.Second,
 		ErrorHandler:          s.errorHandler,
 		DisableStartupMessage: true,
+		// Params, queries and headers are copied: grain identities, cache
+		// keys and metric labels outlive the request's buffers.
+		Immutable: true,
 	})
 	s.app.Use(requestid.New())
 	s.app.Use(s.observe) // outside recover, so a recovered panic is counted and logged as a 500
