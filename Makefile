@@ -17,9 +17,12 @@ run: ## run one node on the embedded store (./data)
 
 test: ## run every test (CQL tests need CHECKIN_TEST_CQL_HOSTS, see README)
 	$(GO) test -race ./...
+	@if [ -n "$$CHECKIN_TEST_CQL_HOSTS" ]; then \
+		echo "== end-to-end tests again on store=scylla ($$CHECKIN_TEST_CQL_HOSTS)"; \
+		CHECKIN_TEST_STORE=scylla $(GO) test -race -count=1 ./cmd/checkin/; fi
 
 test-integration: cassandra-up ## start the local Cassandra node and run every test against it
-	CHECKIN_TEST_CQL_HOSTS=127.0.0.1:9042 $(GO) test -race ./...
+	CHECKIN_TEST_CQL_HOSTS=127.0.0.1:9042 $(MAKE) test
 
 bench: ## Go benchmarks of the hot paths (benchstat-friendly)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee bench.txt

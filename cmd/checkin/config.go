@@ -10,6 +10,7 @@ import (
 	"github.com/checkin/checkin/actors"
 	"github.com/checkin/checkin/cluster"
 	"github.com/checkin/checkin/edge"
+	"github.com/checkin/checkin/persistence/scylla"
 )
 
 // config is every setting of a node; each is a flag with an env twin.
@@ -18,6 +19,7 @@ type config struct {
 	Cluster     cluster.Config
 	Writer      actors.WriterConfig
 	Grain       actors.GrainConfig
+	Scylla      scylla.Config
 	CallRetries int
 	Store       string
 	DataDir     string
@@ -27,7 +29,7 @@ type config struct {
 
 func defaultConfig() config {
 	return config{HTTP: edge.DefaultConfig(), Cluster: cluster.DefaultConfig(), Writer: actors.DefaultWriterConfig(),
-		Grain: actors.DefaultGrainConfig(), CallRetries: 3, Store: "pebble", DataDir: "./data", LogLevel: "info"}
+		Grain: actors.DefaultGrainConfig(), Scylla: scylla.DefaultConfig(), CallRetries: 3, Store: "pebble", DataDir: "./data", LogLevel: "info"}
 }
 
 // register binds every setting to a flag of fs.
@@ -41,14 +43,14 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.HTTP.CacheSizeMB, "cache.size-mb", c.HTTP.CacheSizeMB, "size of the user and location cache in MB")
 	fs.DurationVar(&c.HTTP.CacheTTL, "cache.ttl", c.HTTP.CacheTTL, "how long a cached user or location is kept")
 
-	fs.StringVar(&c.Store, "store", c.Store, "storage backend: pebble (embedded)")
+	fs.StringVar(&c.Store, "store", c.Store, "storage backend: pebble (embedded) or scylla")
 	fs.StringVar(&c.DataDir, "data.dir", c.DataDir, "directory of the embedded store")
 
 	fs.IntVar(&c.Writer.Writers, "writer.count", c.Writer.Writers, "writer actors per node")
 	fs.IntVar(&c.Writer.MaxBatch, "writer.max-batch", c.Writer.MaxBatch, "checkins per store batch at most")
 	fs.DurationVar(&c.Writer.Linger, "writer.linger", c.Writer.Linger, "how long an idle writer waits to fill a batch")
 	fs.IntVar(&c.Writer.QueueSize, "writer.queue-size", c.Writer.QueueSize, "checkins queued per writer before new ones get 503")
-	fs.IntVar(&c.Writer.MaxInflight, "writer.max-inflight", c.Writer.MaxInflight, "store batches in flight per writer")
+	fs.IntVar(&c.Writer.MaxInflight, "writer.max-inflight", 0, "store batches in flight per writer (0: 1 for pebble, 8 for scylla)")
 	fs.DurationVar(&c.Writer.FlushTimeout, "writer.flush-timeout", c.Writer.FlushTimeout, "deadline of one store batch")
 
 	fs.DurationVar(&c.Grain.IdleTimeout, "grain.idle-timeout", c.Grain.IdleTimeout, "passivate a user grain after this long without requests")
@@ -65,6 +67,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Cluster.RequestTimeout, "cluster.request-timeout", c.Cluster.RequestTimeout, "timeout of the cluster's internal requests")
 	fs.StringVar(&c.Cluster.LogLevel, "cluster.log-level", c.Cluster.LogLevel, "lowest level of the actor runtime's own logs")
 
+	c.Scylla.RegisterFlags(fs)
+
 	fs.StringVar(&c.LogLevel, "log.level", c.LogLevel, "lowest log level: debug, info, warn, error")
 	fs.StringVar(&c.DebugAddr, "debug.addr", c.DebugAddr, "address of the pprof debug server (empty: off); keep it on loopback")
 }
@@ -74,8 +78,8 @@ func (c config) validate() error {
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return fmt.Errorf("log.level: %w", err)
 	}
-	if c.Store != "pebble" {
-		return fmt.Errorf("store: unknown backend %q (known: pebble)", c.Store)
+	if c.Store != "pebble" && c.Store != "scylla" {
+		return fmt.Errorf("store: unknown backend %q (known: pebble, scylla)", c.Store)
 	}
 	if c.DataDir == "" {
 		return errors.New("data.dir must not be empty")
@@ -83,5 +87,15 @@ func (c config) validate() error {
 	if c.CallRetries < 1 {
 		return errors.New("grain.call-retries must be at least 1")
 	}
-	return errors.Join(c.HTTP.Validate(), c.Cluster.Validate(), c.Writer.Validate(), c.Grain.Validate())
+	return errors.Join(c.HTTP.Validate(), c.Cluster.Validate(), c.Writer.Validate(), c.Grain.Validate(), c.Scylla.Validate())
+}
+
+// resolve fills the settings whose default depends on others.
+func (c *config) resolve() {
+	if c.Writer.MaxInflight == 0 {
+		c.Writer.MaxInflight = 1 // pebble: one synced commit per writer; concurrent ones share a sync anyway
+		if c.Store == "scylla" {
+			c.Writer.MaxInflight = 8 // a round trip per batch: keep several in flight
+		}
+	}
 }

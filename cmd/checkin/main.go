@@ -2,6 +2,7 @@
 // user grains, the writer actors and the store.
 //
 //	checkin [flags]          run a node (see --help for every flag and its env twin)
+//	checkin migrate [flags]  apply the Scylla schema (idempotent) and exit
 package main
 
 import (
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/checkin/checkin/cmd/internal/flagenv"
+	"github.com/checkin/checkin/persistence/scylla"
 )
 
 func main() {
@@ -26,16 +28,23 @@ func main() {
 }
 
 func run(args []string) error {
+	migrate := len(args) > 0 && args[0] == "migrate"
+	if migrate {
+		args = args[1:]
+	}
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("checkin", flag.ContinueOnError)
 	cfg.register(fs)
-	fs.Usage = flagenv.Usage(fs, os.Stderr, "Usage: checkin [flags]\n\nRuns one checkin node. Every flag can also be set by its environment variable.\n\n")
+	fs.Usage = flagenv.Usage(fs, os.Stderr, "Usage: checkin [migrate] [flags]\n\n"+
+		"Runs one checkin node; with migrate, applies the Scylla schema (store=scylla) and exits.\n"+
+		"Every flag can also be set by its environment variable.\n\n")
 	if err := flagenv.Parse(fs, args, flagenv.Getenv); err != nil {
 		if err == flag.ErrHelp {
 			return nil
 		}
 		return err
 	}
+	cfg.resolve()
 	if err := cfg.validate(); err != nil {
 		return err
 	}
@@ -44,6 +53,9 @@ func run(args []string) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // stderr
+	if migrate {
+		return runMigrate(cfg, log)
+	}
 
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
@@ -71,4 +83,20 @@ func newLogger(level string) (*zap.Logger, error) {
 	zc.EncoderConfig.TimeKey = "ts"
 	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	return zc.Build()
+}
+
+// runMigrate applies the schema of the configured store.
+func runMigrate(cfg config, log *zap.Logger) error {
+	if cfg.Store != "scylla" {
+		log.Info("nothing to migrate: the embedded store needs no schema", zap.String("store", cfg.Store))
+		return nil
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	if err := scylla.Migrate(ctx, cfg.Scylla, log.Named("scylla")); err != nil {
+		log.Error("migrate failed", zap.Error(err))
+		return err
+	}
+	log.Info("migrate complete", zap.String("keyspace", cfg.Scylla.Keyspace))
+	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/checkin/checkin/edge"
 	"github.com/checkin/checkin/persistence"
 	"github.com/checkin/checkin/persistence/pebble"
+	"github.com/checkin/checkin/persistence/scylla"
 )
 
 // node is one running checkin process: store, writers, grains, edge.
@@ -39,6 +40,10 @@ func openStore(cfg config, log *zap.Logger) (persistence.Store, error) {
 	switch cfg.Store {
 	case "pebble":
 		return pebble.Open(cfg.DataDir, pebble.WithLogger(log.Named("pebble")))
+	case "scylla":
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Scylla.ConnectTimeout+cfg.Scylla.Timeout)
+		defer cancel()
+		return scylla.Open(ctx, cfg.Scylla, log.Named("scylla"))
 	}
 	return nil, fmt.Errorf("unknown store %q", cfg.Store)
 }
@@ -46,6 +51,7 @@ func openStore(cfg config, log *zap.Logger) (persistence.Store, error) {
 // startNode wires and starts every part; on error what was started is
 // stopped again.
 func startNode(cfg config, log *zap.Logger) (n *node, err error) {
+	cfg.resolve()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}

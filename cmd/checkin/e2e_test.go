@@ -1,0 +1,1225 @@
+package main
+
+// End-to-end test of the HTTP API v1 against the real binary (see
+// e2etest_helpers_test.go for the harness). CHECKIN_TEST_STORE=scylla (with
+// CHECKIN_TEST_CQL_HOSTS) runs it on Scylla instead of the embedded store.
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const day = 24 * time.Hour
+
+var generatedID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// TestE2E runs most of the API against one node; every subtest uses its own
+// ids, so they run in parallel.
+func TestE2E(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, storeFlags(t)...)
+	for _, tc := range []struct {
+		name string
+		run  func(*testing.T, *proc)
+	}{
+		{"users", testUsers},
+		{"locations", testLocations},
+		{"checkins", testCheckins},
+		{"current location", testCurrentLocation},
+		{"list", testList},
+		{"paging across buckets", testPagingBuckets},
+		{"paging while writing", testPagingWhileWriting},
+		{"concurrent checkins", testConcurrentCheckins},
+		{"operations", testOperations},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.run(t, p)
+		})
+	}
+}
+
+// badBody is a request that must be refused with 400 and leave nothing
+// behind. In body, $ID stands for a fresh valid id.
+type badBody struct {
+	name    string
+	body    string
+	code    string // "": any code
+	mention string // the message must contain this ("": anything)
+}
+
+func checkBadBodies(t *testing.T, p *proc, path, getPrefix string, cases []badBody) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			id := uniqueID("bad")
+			msg := wantError(t, p.do(t, "POST", path, strings.ReplaceAll(tc.body, "$ID", id)), http.StatusBadRequest, tc.code)
+			if tc.mention != "" && !strings.Contains(strings.ToLower(msg), tc.mention) {
+				t.Errorf("message %q does not mention %q", msg, tc.mention)
+			}
+			if getPrefix != "" && strings.Contains(tc.body, "$ID") {
+				if r := p.do(t, "GET", getPrefix+id, nil); r.status != http.StatusNotFound {
+					t.Errorf("refused request left something behind: GET %s%s = %s", getPrefix, id, r)
+				}
+			}
+		})
+	}
+}
+
+func testUsers(t *testing.T, p *proc) {
+	userKeys := []string{"id", "name", "created_at"}
+
+	t.Run("create with id, then get", func(t *testing.T) {
+		t.Parallel()
+		id := uniqueID("u")
+		before := time.Now()
+		u := decodeOK[apiUser](t, p.do(t, "POST", "/v1/users", map[string]any{"id": id, "name": "Zoë ☕ Müller"}), http.StatusCreated, userKeys...)
+		after := time.Now()
+		if u.ID != id || u.Name != "Zoë ☕ Müller" {
+			t.Errorf("created %+v, want id %q and the name sent", u, id)
+		}
+		wantRecent(t, "created_at", u.CreatedAt, before, after)
+		if got := decodeOK[apiUser](t, p.do(t, "GET", "/v1/users/"+id, nil), http.StatusOK, userKeys...); got != u {
+			t.Errorf("GET = %+v, want what POST returned: %+v", got, u)
+		}
+	})
+
+	t.Run("create without id", func(t *testing.T) {
+		t.Parallel()
+		ids := map[string]bool{}
+		for range 3 {
+			u := decodeOK[apiUser](t, p.do(t, "POST", "/v1/users", `{"name":"anon"}`), http.StatusCreated, userKeys...)
+			if !generatedID.MatchString(u.ID) {
+				t.Errorf("generated id %q is not 1-64 of [A-Za-z0-9_-]", u.ID)
+			}
+			if ids[u.ID] {
+				t.Errorf("generated id %q twice", u.ID)
+			}
+			ids[u.ID] = true
+			if got := decodeOK[apiUser](t, p.do(t, "GET", "/v1/users/"+u.ID, nil), http.StatusOK); got != u {
+				t.Errorf("GET = %+v, want %+v", got, u)
+			}
+		}
+	})
+
+	t.Run("id of 64 characters", func(t *testing.T) {
+		t.Parallel()
+		id := uniqueID("u64_")
+		id += strings.Repeat("x", 64-len(id))
+		decodeOK[apiUser](t, p.do(t, "POST", "/v1/users", map[string]any{"id": id, "name": "long"}), http.StatusCreated)
+		decodeOK[apiUser](t, p.do(t, "GET", "/v1/users/"+id, nil), http.StatusOK)
+	})
+
+	t.Run("duplicate id", func(t *testing.T) {
+		t.Parallel()
+		id := uniqueID("dup")
+		first := decodeOK[apiUser](t, p.do(t, "POST", "/v1/users", map[string]any{"id": id, "name": "first"}), http.StatusCreated)
+		wantError(t, p.do(t, "POST", "/v1/users", map[string]any{"id": id, "name": "second"}), http.StatusConflict, "user_exists")
+		wantError(t, p.do(t, "POST", "/v1/users", map[string]any{"id": id, "name": "first"}), http.StatusConflict, "user_exists")
+		if got := decodeOK[apiUser](t, p.do(t, "GET", "/v1/users/"+id, nil), http.StatusOK); got != first {
+			t.Errorf("after the refused duplicate GET = %+v, want the first user %+v", got, first)
+		}
+	})
+
+	t.Run("get unknown", func(t *testing.T) {
+		t.Parallel()
+		wantError(t, p.do(t, "GET", "/v1/users/"+uniqueID("nobody"), nil), http.StatusNotFound, "user_not_found")
+	})
+
+	for _, bad := range []string{"bad.id", "bad%20id", "bad!id", "bad~id", strings.Repeat("a", 65)} {
+		t.Run("bad id in path "+bad[:min(len(bad), 10)], func(t *testing.T) {
+			t.Parallel()
+			wantError(t, p.do(t, "GET", "/v1/users/"+bad, nil), http.StatusBadRequest, "invalid_id")
+		})
+	}
+
+	t.Run("bad body", func(t *testing.T) {
+		t.Parallel()
+		checkBadBodies(t, p, "/v1/users", "/v1/users/", []badBody{
+			{"missing name", `{"id":"$ID"}`, "", "name"},
+			{"null name", `{"id":"$ID","name":null}`, "", "name"},
+			{"empty name", `{"id":"$ID","name":""}`, "", "name"},
+			{"blank name", `{"id":"$ID","name":"   "}`, "", "name"},
+			{"name too long", `{"id":"$ID","name":"` + strings.Repeat("n", 1000) + `"}`, "", "name"},
+			{"unknown field", `{"id":"$ID","name":"x","email":"x@example.com"}`, "unknown_field", "email"},
+			{"name is a number", `{"id":"$ID","name":5}`, "invalid_json", "name"},
+			{"id is a number", `{"id":5,"name":"x"}`, "invalid_json", "id"},
+			{"malformed JSON", `{"id":"$ID","name":"x"`, "", ""},
+			{"not JSON", `id=$ID&name=x`, "", ""},
+			{"array", `[{"id":"$ID","name":"x"}]`, "", ""},
+			{"string", `"$ID"`, "", ""},
+			{"empty body", ``, "", ""},
+			{"two objects", `{"id":"$ID","name":"x"}{"id":"$ID","name":"y"}`, "", ""},
+			{"id with a space", `{"id":"a b","name":"x"}`, "invalid_id", "id"},
+			{"id with a dot", `{"id":"a.b","name":"x"}`, "invalid_id", "id"},
+			{"empty id", `{"id":"","name":"x"}`, "invalid_id", "id"},
+			{"id of 65 characters", `{"id":"` + strings.Repeat("a", 65) + `","name":"x"}`, "invalid_id", "id"},
+		})
+	})
+}
+
+func testLocations(t *testing.T, p *proc) {
+	locKeys := []string{"id", "name", "lat", "lon", "created_at"}
+
+	t.Run("create with id, then get", func(t *testing.T) {
+		t.Parallel()
+		id := uniqueID("l")
+		before := time.Now()
+		l := decodeOK[apiLocation](t, p.do(t, "POST", "/v1/locations", map[string]any{"id": id, "name": "Brandenburger Tor", "lat": 52.516275, "lon": 13.377704}), http.StatusCreated, locKeys...)
+		after := time.Now()
+		if l.ID != id || l.Name != "Brandenburger Tor" || l.Lat != 52.516275 || l.Lon != 13.377704 {
+			t.Errorf("created %+v, want what was sent", l)
+		}
+		wantRecent(t, "created_at", l.CreatedAt, before, after)
+		if got := decodeOK[apiLocation](t, p.do(t, "GET", "/v1/locations/"+id, nil), http.StatusOK, locKeys...); got != l {
+			t.Errorf("GET = %+v, want %+v", got, l)
+		}
+	})
+
+	t.Run("create without id", func(t *testing.T) {
+		t.Parallel()
+		l := decodeOK[apiLocation](t, p.do(t, "POST", "/v1/locations", `{"name":"somewhere","lat":-33.8568,"lon":151.2153}`), http.StatusCreated, locKeys...)
+		if !generatedID.MatchString(l.ID) {
+			t.Errorf("generated id %q is not 1-64 of [A-Za-z0-9_-]", l.ID)
+		}
+		if got := decodeOK[apiLocation](t, p.do(t, "GET", "/v1/locations/"+l.ID, nil), http.StatusOK); got != l {
+			t.Errorf("GET = %+v, want %+v", got, l)
+		}
+	})
+
+	for _, tc := range []struct {
+		name     string
+		lat, lon float64
+	}{
+		{"north-east corner", 90, 180},
+		{"south-west corner", -90, -180},
+		{"null island", 0, 0},
+	} {
+		t.Run("coordinates "+tc.name, func(t *testing.T) {
+			t.Parallel()
+			id := uniqueID("lc")
+			l := decodeOK[apiLocation](t, p.do(t, "POST", "/v1/locations", map[string]any{"id": id, "name": tc.name, "lat": tc.lat, "lon": tc.lon}), http.StatusCreated)
+			if l.Lat != tc.lat || l.Lon != tc.lon {
+				t.Errorf("stored (%v, %v), want (%v, %v)", l.Lat, l.Lon, tc.lat, tc.lon)
+			}
+		})
+	}
+
+	t.Run("duplicate id", func(t *testing.T) {
+		t.Parallel()
+		id := uniqueID("ldup")
+		first := decodeOK[apiLocation](t, p.do(t, "POST", "/v1/locations", map[string]any{"id": id, "name": "first", "lat": 1, "lon": 2}), http.StatusCreated)
+		wantError(t, p.do(t, "POST", "/v1/locations", map[string]any{"id": id, "name": "second", "lat": 3, "lon": 4}), http.StatusConflict, "location_exists")
+		if got := decodeOK[apiLocation](t, p.do(t, "GET", "/v1/locations/"+id, nil), http.StatusOK); got != first {
+			t.Errorf("after the refused duplicate GET = %+v, want the first %+v", got, first)
+		}
+	})
+
+	t.Run("get unknown", func(t *testing.T) {
+		t.Parallel()
+		wantError(t, p.do(t, "GET", "/v1/locations/"+uniqueID("nowhere"), nil), http.StatusNotFound, "location_not_found")
+	})
+
+	t.Run("bad id in path", func(t *testing.T) {
+		t.Parallel()
+		wantError(t, p.do(t, "GET", "/v1/locations/no.where", nil), http.StatusBadRequest, "invalid_id")
+		wantError(t, p.do(t, "GET", "/v1/locations/"+strings.Repeat("b", 65), nil), http.StatusBadRequest, "invalid_id")
+	})
+
+	t.Run("bad body", func(t *testing.T) {
+		t.Parallel()
+		checkBadBodies(t, p, "/v1/locations", "/v1/locations/", []badBody{
+			{"lat 91", `{"id":"$ID","name":"x","lat":91,"lon":0}`, "invalid_coordinates", "lat"},
+			{"lat -90.5", `{"id":"$ID","name":"x","lat":-90.5,"lon":0}`, "invalid_coordinates", "lat"},
+			{"lon -181", `{"id":"$ID","name":"x","lat":0,"lon":-181}`, "invalid_coordinates", "lon"},
+			{"lon 180.0001", `{"id":"$ID","name":"x","lat":0,"lon":180.0001}`, "invalid_coordinates", "lon"},
+			{"missing lat", `{"id":"$ID","name":"x","lon":0}`, "", "lat"},
+			{"missing lon", `{"id":"$ID","name":"x","lat":0}`, "", "lon"},
+			{"missing name", `{"id":"$ID","lat":0,"lon":0}`, "", "name"},
+			{"lat is a string", `{"id":"$ID","name":"x","lat":"52.5","lon":0}`, "invalid_json", "lat"},
+			{"unknown field", `{"id":"$ID","name":"x","lat":0,"lon":0,"alt":30}`, "unknown_field", "alt"},
+			{"malformed JSON", `{"id":"$ID","name":"x","lat":0,`, "", ""},
+			{"array", `[{"id":"$ID","name":"x","lat":0,"lon":0}]`, "", ""},
+			{"bad id", `{"id":"no/where","name":"x","lat":0,"lon":0}`, "invalid_id", "id"},
+		})
+	})
+}
+
+func testCheckins(t *testing.T, p *proc) {
+	ciKeys := []string{"id", "user_id", "location_id", "timestamp"}
+	locA, locB := p.mkLocation(t, "ca"), p.mkLocation(t, "cb")
+	post := func(t *testing.T, user string, body any) response {
+		t.Helper()
+		return p.do(t, "POST", "/v1/users/"+user+"/checkins", body)
+	}
+
+	t.Run("given timestamp is returned in UTC with ms precision; retry", func(t *testing.T) {
+		t.Parallel()
+		user := p.mkUser(t, "cu")
+		id := uniqueID("c")
+		got := decodeOK[apiCheckin](t, post(t, user, map[string]any{"id": id, "location_id": locA.ID, "timestamp": "2024-05-01T14:00:00.123456+02:00"}), http.StatusCreated, ciKeys...)
+		want := apiCheckin{ID: id, UserID: user, LocationID: locA.ID, Timestamp: "2024-05-01T12:00:00.123Z"}
+		if got != want {
+			t.Fatalf("created %+v, want %+v", got, want)
+		}
+		// The same content again (the same instant, written differently) is a retry.
+		for _, ts := range []string{"2024-05-01T14:00:00.123456+02:00", "2024-05-01T12:00:00.123Z"} {
+			if again := decodeOK[apiCheckin](t, post(t, user, map[string]any{"id": id, "location_id": locA.ID, "timestamp": ts}), http.StatusOK, ciKeys...); again != want {
+				t.Errorf("retry with %s answered %+v, want %+v", ts, again, want)
+			}
+		}
+		wantCheckins(t, user, p.listAll(t, user, nil, 50, nil), []ck{{id, locA.ID, time.Date(2024, 5, 1, 12, 0, 0, 123e6, time.UTC)}})
+	})
+
+	t.Run("default timestamp is the server's now; retry without timestamp", func(t *testing.T) {
+		t.Parallel()
+		user := p.mkUser(t, "cu")
+		id := uniqueID("c")
+		before := time.Now()
+		got := decodeOK[apiCheckin](t, post(t, user, map[string]any{"id": id, "location_id": locB.ID}), http.StatusCreated, ciKeys...)
+		after := time.Now()
+		wantRecent(t, "timestamp", got.Timestamp, before, after)
+		if got.ID != id || got.UserID != user || got.LocationID != locB.ID {
+			t.Errorf("created %+v", got)
+		}
+		time.Sleep(20 * time.Millisecond) // a retry's "now" differs; the stored checkin must not
+		if again := decodeOK[apiCheckin](t, post(t, user, map[string]any{"id": id, "location_id": locB.ID}), http.StatusOK); again != got {
+			t.Errorf("retry answered %+v, want the stored %+v", again, got)
+		}
+		// Without an id, the server makes one.
+		gen := decodeOK[apiCheckin](t, post(t, user, map[string]any{"location_id": locA.ID}), http.StatusCreated)
+		if !generatedID.MatchString(gen.ID) || gen.ID == id {
+			t.Errorf("generated checkin id %q", gen.ID)
+		}
+		all := p.listAll(t, user, nil, 50, nil)
+		if len(all) != 2 {
+			t.Errorf("listed %d checkins, want 2 (the retry must not write twice): %+v", len(all), all)
+		}
+	})
+
+	t.Run("same id different content", func(t *testing.T) {
+		t.Parallel()
+		user := p.mkUser(t, "cu")
+		orig := ck{uniqueID("c"), locA.ID, ms(time.Now().Add(-time.Hour))}
+		p.mkCheckin(t, user, orig)
+		for _, other := range []ck{
+			{orig.ID, locB.ID, orig.TS},                  // other location
+			{orig.ID, locA.ID, orig.TS.Add(time.Second)}, // other timestamp
+		} {
+			wantError(t, post(t, user, other.body()), http.StatusConflict, "checkin_conflict")
+		}
+		wantCheckins(t, user, p.listAll(t, user, nil, 50, nil), []ck{orig})
+		p.checkCurrent(t, user, orig, locA)
+	})
+
+	t.Run("unknown user or location", func(t *testing.T) {
+		t.Parallel()
+		user := p.mkUser(t, "cu")
+		wantError(t, post(t, uniqueID("ghost"), map[string]any{"location_id": locA.ID}), http.StatusNotFound, "user_not_found")
+		wantError(t, post(t, user, map[string]any{"location_id": uniqueID("nowhere")}), http.StatusNotFound, "location_not_found")
+		wantError(t, p.do(t, "GET", "/v1/users/"+user+"/location", nil), http.StatusNotFound, "no_checkins")
+	})
+
+	t.Run("users and locations that did not exist at first", func(t *testing.T) {
+		t.Parallel()
+		// Several users at once, so requests for others share connections
+		// (and server buffers) in between.
+		for i := range 8 {
+			t.Run(fmt.Sprint(i), func(t *testing.T) {
+				t.Parallel()
+				user, loc := uniqueID("late"), uniqueID("late")
+				// Asked for before they exist (nothing may remember the 404) …
+				wantError(t, p.do(t, "GET", "/v1/users/"+user, nil), http.StatusNotFound, "user_not_found")
+				wantError(t, p.do(t, "GET", "/v1/users/"+user+"/location", nil), http.StatusNotFound, "user_not_found")
+				wantError(t, post(t, user, map[string]any{"location_id": loc}), http.StatusNotFound, "user_not_found")
+				wantError(t, p.do(t, "GET", "/v1/locations/"+loc, nil), http.StatusNotFound, "location_not_found")
+				// … then created.
+				u := decodeOK[apiUser](t, p.do(t, "POST", "/v1/users", map[string]any{"id": user, "name": "late"}), http.StatusCreated)
+				if u.ID != user {
+					t.Errorf("created user %q, want %q", u.ID, user)
+				}
+				wantError(t, post(t, user, map[string]any{"location_id": loc}), http.StatusNotFound, "location_not_found")
+				l := decodeOK[apiLocation](t, p.do(t, "POST", "/v1/locations", map[string]any{"id": loc, "name": "late", "lat": 1, "lon": 2}), http.StatusCreated)
+				c := ck{uniqueID("late"), loc, ms(time.Now().Add(-time.Minute))}
+				r := post(t, user, c.body())
+				if got := decodeOK[apiCheckin](t, r, http.StatusCreated); got != (apiCheckin{c.ID, user, c.Loc, fmtTS(c.TS)}) {
+					t.Errorf("checkin answer %+v", got)
+				}
+				p.checkCurrent(t, user, c, l)
+				wantCheckins(t, user, p.listAll(t, user, nil, 50, nil), []ck{c})
+			})
+		}
+	})
+
+	t.Run("timestamps at the edges", func(t *testing.T) {
+		t.Parallel()
+		user := p.mkUser(t, "cu")
+		// More than 5 minutes ahead is refused, less is taken.
+		wantError(t, post(t, user, map[string]any{"location_id": locA.ID, "timestamp": time.Now().Add(10 * time.Minute).Format(time.RFC3339Nano)}), http.StatusBadRequest, "timestamp_in_future")
+		soon := ck{uniqueID("soon"), locB.ID, ms(time.Now().Add(4 * time.Minute))}
+		p.mkCheckin(t, user, soon)
+		// 1970 is the earliest time.
+		wantError(t, post(t, user, map[string]any{"location_id": locA.ID, "timestamp": "1969-12-31T23:59:59.999Z"}), http.StatusBadRequest, "")
+		wantError(t, post(t, user, map[string]any{"location_id": locA.ID, "timestamp": "1900-01-01T00:00:00Z"}), http.StatusBadRequest, "")
+		epoch := ck{uniqueID("epoch"), locA.ID, time.Unix(0, 0).UTC()}
+		p.mkCheckin(t, user, epoch)
+		// Both are listed by default (the default range covers them) and the
+		// near-future one is the current location.
+		wantCheckins(t, user, p.listAll(t, user, nil, 50, nil), []ck{soon, epoch})
+		p.checkCurrent(t, user, soon, locB)
+	})
+
+	t.Run("bad body", func(t *testing.T) {
+		t.Parallel()
+		user := p.mkUser(t, "cu")
+		loc := locA.ID
+		var cases []badBody
+		for _, ts := range []string{"yesterday", "2024-05-01", "2024-05-01 12:00:00Z", "2024-13-01T00:00:00Z", "2024-05-01T12:00:00", ""} {
+			cases = append(cases, badBody{"timestamp " + ts, `{"id":"$ID","location_id":"` + loc + `","timestamp":"` + ts + `"}`, "invalid_time", "timestamp"})
+		}
+		cases = append(cases,
+			badBody{"timestamp is a number", `{"id":"$ID","location_id":"` + loc + `","timestamp":1714564800}`, "invalid_json", "timestamp"},
+			badBody{"missing location_id", `{"id":"$ID"}`, "", "location_id"},
+			badBody{"bad location_id", `{"id":"$ID","location_id":"no where"}`, "invalid_id", "location_id"},
+			badBody{"bad id", `{"id":"c 1","location_id":"` + loc + `"}`, "invalid_id", "id"},
+			badBody{"unknown field", `{"id":"$ID","location_id":"` + loc + `","user_id":"` + user + `"}`, "unknown_field", "user_id"},
+			badBody{"malformed JSON", `{"id":"$ID","location_id":`, "", ""},
+			badBody{"array", `["$ID"]`, "", ""},
+		)
+		t.Run("requests", func(t *testing.T) { checkBadBodies(t, p, "/v1/users/"+user+"/checkins", "", cases) })
+		wantError(t, post(t, "bad.user", map[string]any{"location_id": loc}), http.StatusBadRequest, "invalid_id")
+		// None of it was written.
+		if got := p.listAll(t, user, nil, 50, nil); len(got) != 0 {
+			t.Errorf("refused checkins were written: %+v", got)
+		}
+	})
+}
+
+func testCurrentLocation(t *testing.T, p *proc) {
+	t.Run("new user", func(t *testing.T) {
+		t.Parallel()
+		wantError(t, p.do(t, "GET", "/v1/users/"+p.mkUser(t, "cl")+"/location", nil), http.StatusNotFound, "no_checkins")
+	})
+	t.Run("unknown user", func(t *testing.T) {
+		t.Parallel()
+		wantError(t, p.do(t, "GET", "/v1/users/"+uniqueID("ghost")+"/location", nil), http.StatusNotFound, "user_not_found")
+	})
+	t.Run("bad user id", func(t *testing.T) {
+		t.Parallel()
+		wantError(t, p.do(t, "GET", "/v1/users/a.b/location", nil), http.StatusBadRequest, "invalid_id")
+	})
+	t.Run("out of order", func(t *testing.T) {
+		t.Parallel()
+		user := p.mkUser(t, "cl")
+		locs := map[string]apiLocation{}
+		var a, b, c apiLocation
+		for _, l := range []*apiLocation{&a, &b, &c} {
+			*l = p.mkLocation(t, "cl")
+			locs[l.ID] = *l
+		}
+		base := ms(time.Now().Add(-time.Hour))
+		newest := ck{uniqueID("c3"), c.ID, base.Add(30 * time.Minute)}
+		older := []ck{{uniqueID("c1"), a.ID, base}, {uniqueID("c2"), b.ID, base.Add(10 * time.Minute)}}
+		p.mkCheckin(t, user, newest)
+		for _, o := range older {
+			p.mkCheckin(t, user, o)
+			p.checkCurrent(t, user, newest, c) // a late older checkin does not move it
+		}
+		// A newer one does.
+		newer := ck{uniqueID("c4"), a.ID, base.Add(40 * time.Minute)}
+		p.mkCheckin(t, user, newer)
+		p.checkCurrent(t, user, newer, a)
+		// Same timestamp: the larger id wins, whichever arrives first.
+		tie := uniqueID("tie")
+		tieB := ck{tie + "-b", b.ID, base.Add(50 * time.Minute)}
+		tieA := ck{tie + "-a", c.ID, tieB.TS}
+		p.mkCheckin(t, user, tieB)
+		p.mkCheckin(t, user, tieA)
+		all := append([]ck{newest, newer, tieB, tieA}, older...)
+		if w := latest(all); w != tieB {
+			t.Fatalf("test bug: latest = %+v", w)
+		}
+		p.checkCurrent(t, user, tieB, b)
+		wantCheckins(t, user, p.listAll(t, user, nil, 50, nil), query{}.expect(all))
+	})
+}
+
+// testList checks the filters of the list endpoint on a small, hand-made
+// set of checkins around bucket (day) boundaries.
+func testList(t *testing.T, p *proc) {
+	user := p.mkUser(t, "ls")
+	a, b := p.mkLocation(t, "lsa"), p.mkLocation(t, "lsb")
+	d0 := time.Now().UTC().Truncate(day).Add(-10 * day)
+	id := func(n string) string { return uniqueID("ls" + n) }
+	c := []ck{
+		{id("1"), a.ID, d0.Add(time.Hour)},
+		{id("2"), b.ID, d0.Add(2 * time.Hour)},
+		{id("3"), a.ID, d0.Add(2 * time.Hour)}, // tie with 2
+		{id("4"), a.ID, d0.Add(day)},           // first instant of a bucket
+		{id("5"), b.ID, d0.Add(day - time.Millisecond)},
+		{id("6"), a.ID, d0.Add(3*day + 12*time.Hour)}, // day 2 is empty
+		{id("7"), b.ID, d0.Add(3*day + 12*time.Hour + time.Millisecond)},
+		{id("8"), a.ID, d0.Add(5 * day)},
+	}
+	p.mkCheckins(t, user, c)
+
+	berlin := time.FixedZone("+02:00", 2*60*60)
+	for _, tc := range []struct {
+		name string
+		q    query
+	}{
+		{"default: all, newest first", query{}},
+		{"oldest first", query{oldest: true}},
+		{"from is inclusive", query{from: c[3].TS}},
+		{"to is exclusive", query{to: c[3].TS}},
+		{"from and to at checkins", query{from: c[4].TS, to: c[5].TS}},
+		{"from and to in another zone", query{from: c[4].TS.In(berlin), to: c[6].TS.In(berlin)}},
+		{"one millisecond", query{from: c[6].TS, to: c[6].TS.Add(time.Millisecond)}},
+		{"empty range", query{from: d0.Add(2 * day), to: d0.Add(3 * day)}},
+		{"location b", query{loc: b.ID}},
+		{"location a oldest first in a range", query{loc: a.ID, from: c[0].TS, to: c[7].TS, oldest: true}},
+		{"location with none in range", query{loc: b.ID, from: d0.Add(4 * day)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			want := tc.q.expect(c)
+			pg := p.listPage(t, user, tc.q.values())
+			wantCheckins(t, user, pg.Checkins, want)
+			if pg.NextCursor != nil {
+				t.Errorf("next_cursor %q after the last page, want null", *pg.NextCursor)
+			}
+		})
+	}
+
+	t.Run("limit", func(t *testing.T) {
+		t.Parallel()
+		all := query{}.expect(c)
+		pg := p.listPage(t, user, url.Values{"limit": {"1"}})
+		wantCheckins(t, user, pg.Checkins, all[:1])
+		if pg.NextCursor == nil {
+			t.Errorf("limit 1 of %d: next_cursor is null", len(c))
+		}
+		pg = p.listPage(t, user, url.Values{"limit": {"1000"}})
+		wantCheckins(t, user, pg.Checkins, all)
+		if pg.NextCursor != nil {
+			t.Errorf("limit 1000 of %d: next_cursor %q, want null", len(c), *pg.NextCursor)
+		}
+		for _, limit := range []int{2, 3, 5} {
+			wantCheckins(t, user, p.listAll(t, user, nil, limit, nil), all)
+			wantCheckins(t, user, p.listAll(t, user, query{oldest: true, loc: a.ID}.values(), limit, nil), query{oldest: true, loc: a.ID}.expect(c))
+		}
+	})
+
+	t.Run("empty", func(t *testing.T) {
+		t.Parallel()
+		r := p.do(t, "GET", "/v1/users/"+p.mkUser(t, "ls")+"/checkins", nil)
+		pg := decodeOK[apiPage](t, r, http.StatusOK, "checkins", "next_cursor")
+		if pg.Checkins == nil || len(pg.Checkins) != 0 || pg.NextCursor != nil {
+			t.Errorf("a user without checkins: %s, want {\"checkins\":[],\"next_cursor\":null}", r.body)
+		}
+	})
+
+	// Cursors made for other queries.
+	cursorOf := func(t *testing.T, user string, v url.Values) string {
+		v.Set("limit", "1")
+		pg := p.listPage(t, user, v)
+		if pg.NextCursor == nil {
+			t.Fatalf("no cursor for %v", v)
+		}
+		return *pg.NextCursor
+	}
+	other := p.mkUser(t, "ls")
+	p.mkCheckins(t, other, []ck{{id("o1"), a.ID, d0}, {id("o2"), a.ID, d0.Add(time.Hour)}})
+
+	for _, tc := range []struct {
+		name    string
+		user    string
+		params  string
+		status  int
+		code    string
+		mention string // a 400's message must name what is wrong
+	}{
+		{"limit 0", user, "limit=0", 400, "invalid_limit", "limit"},
+		{"limit 1001", user, "limit=1001", 400, "invalid_limit", "limit"},
+		{"limit abc", user, "limit=abc", 400, "invalid_limit", "limit"},
+		{"limit -1", user, "limit=-1", 400, "invalid_limit", "limit"},
+		{"limit 2.5", user, "limit=2.5", 400, "invalid_limit", "limit"},
+		{"from equals to", user, "from=2024-05-01T00:00:00Z&to=2024-05-01T00:00:00Z", 400, "invalid_range", "from"},
+		{"from after to", user, "from=2024-05-02T00:00:00Z&to=2024-05-01T00:00:00Z", 400, "invalid_range", "from"},
+		{"same instant in two zones", user, "from=2024-05-01T02:00:00%2B02:00&to=2024-05-01T00:00:00Z", 400, "invalid_range", "from"},
+		{"bad from", user, "from=yesterday", 400, "invalid_time", "from"},
+		{"bad to", user, "to=2024-05-01", 400, "invalid_time", "to"},
+		{"from before 1970", user, "from=1969-01-01T00:00:00Z", 400, "", "from"},
+		{"garbage cursor", user, "cursor=!!!not-a-cursor", 400, "invalid_cursor", "cursor"},
+		{"short cursor", user, "cursor=AAAA", 400, "invalid_cursor", "cursor"},
+		{"cursor of another user", user, "cursor=" + cursorOf(t, other, url.Values{}), 400, "invalid_cursor", "cursor"},
+		{"cursor of the other order", user, "order=oldest&cursor=" + cursorOf(t, user, url.Values{}), 400, "invalid_cursor", "cursor"},
+		{"cursor of another location filter", user, "location_id=" + a.ID + "&cursor=" + cursorOf(t, user, url.Values{"location_id": {b.ID}}), 400, "invalid_cursor", "cursor"},
+		{"order sideways", user, "order=sideways", 400, "invalid_order", "order"},
+		{"bad location_id", user, "location_id=a.b", 400, "invalid_id", "location_id"},
+		{"unknown user", uniqueID("ghost"), "", 404, "user_not_found", ""},
+		{"bad user id", "a.b", "", 400, "invalid_id", "id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			msg := wantError(t, p.do(t, "GET", "/v1/users/"+tc.user+"/checkins?"+tc.params, nil), tc.status, tc.code)
+			if tc.mention != "" && !strings.Contains(strings.ToLower(msg), tc.mention) {
+				t.Errorf("message %q does not mention %q", msg, tc.mention)
+			}
+		})
+	}
+}
+
+// testPagingBuckets pages with limit 7 through ~120 checkins spread over
+// 30 days (day buckets) with empty days, every order, filter and range.
+func testPagingBuckets(t *testing.T, p *proc) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed>>1))
+	user := p.mkUser(t, "pg")
+	locs := []string{p.mkLocation(t, "pg").ID, p.mkLocation(t, "pg").ID, p.mkLocation(t, "pg").ID}
+	base := time.Now().UTC().Truncate(day).Add(-35 * day)
+	var days []int
+	for d := range 30 {
+		if d%5 == 3 || d >= 12 && d <= 15 {
+			continue // empty days
+		}
+		days = append(days, d)
+	}
+	var cs []ck
+	for i := range 120 {
+		d := base.Add(time.Duration(days[rng.IntN(len(days))]) * day)
+		var ts time.Time
+		switch {
+		case i%20 == 0:
+			ts = d // first instant of the bucket
+		case i%20 == 1:
+			ts = d.Add(day - time.Millisecond) // last instant of the bucket
+		case i%15 == 2:
+			ts = cs[i-1].TS // a tie
+		default:
+			ts = d.Add(time.Duration(rng.Int64N(day.Milliseconds())) * time.Millisecond)
+		}
+		cs = append(cs, ck{uniqueID("pg"), locs[rng.IntN(len(locs))], ts})
+	}
+	rng.Shuffle(len(cs), func(i, j int) { cs[i], cs[j] = cs[j], cs[i] })
+	p.mkCheckins(t, user, cs)
+
+	t.Run("default limit is 50", func(t *testing.T) {
+		t.Parallel()
+		pg := p.listPage(t, user, url.Values{})
+		wantCheckins(t, user, pg.Checkins, query{}.expect(cs)[:50])
+		if pg.NextCursor == nil {
+			t.Error("next_cursor is null after 50 of 120")
+		}
+	})
+	t.Run("limit 1000 is one page", func(t *testing.T) {
+		t.Parallel()
+		pg := p.listPage(t, user, url.Values{"limit": {"1000"}, "order": {"oldest"}})
+		wantCheckins(t, user, pg.Checkins, query{oldest: true}.expect(cs))
+		if pg.NextCursor != nil {
+			t.Error("next_cursor is not null after all 120")
+		}
+	})
+	ranges := []struct {
+		name     string
+		from, to time.Time
+	}{
+		{"whole range", time.Time{}, time.Time{}},
+		{"days 5.5 to 20", base.Add(5*day + 12*time.Hour), base.Add(20 * day)},
+		{"bucket boundaries with empty days", base.Add(11 * day), base.Add(17 * day)},
+	}
+	for _, r := range ranges {
+		for _, loc := range []string{"", locs[0], locs[2]} {
+			for _, oldest := range []bool{false, true} {
+				q := query{from: r.from, to: r.to, loc: loc, oldest: oldest}
+				name := fmt.Sprintf("%s location %q oldest %v", r.name, loc, oldest)
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					want := q.expect(cs)
+					if r.name == "whole range" && len(want) < 20 {
+						t.Fatalf("test bug: only %d checkins expected", len(want))
+					}
+					wantCheckins(t, user, p.listAll(t, user, q.values(), 7, nil), want)
+				})
+			}
+		}
+	}
+}
+
+// testPagingWhileWriting adds checkins between pages: those behind the
+// cursor must not show up, those ahead of it must show up once, and the
+// pre-existing ones must all be listed exactly once.
+func testPagingWhileWriting(t *testing.T, p *proc) {
+	for _, oldest := range []bool{false, true} {
+		t.Run(fmt.Sprintf("oldest %v", oldest), func(t *testing.T) {
+			t.Parallel()
+			user := p.mkUser(t, "pw")
+			loc := p.mkLocation(t, "pw").ID
+			now := time.Now().UTC()
+			base := now.Truncate(day).Add(-20 * day)
+			var pre []ck
+			for i := range 40 {
+				pre = append(pre, ck{uniqueID("pw"), loc, base.Add(time.Duration(i)*6*time.Hour + time.Duration(i%7)*time.Minute)})
+			}
+			p.mkCheckins(t, user, pre)
+			var ahead, behind []ck
+			k := 0
+			q := query{oldest: oldest}
+			got := p.listAll(t, user, q.values(), 6, func(pg apiPage) {
+				if pg.NextCursor == nil || len(pg.Checkins) == 0 {
+					return
+				}
+				k++
+				pos := parseTS(t, pg.Checkins[len(pg.Checkins)-1].Timestamp)
+				step := time.Duration(k) * time.Millisecond
+				var bh, ah ck
+				if oldest {
+					bh = ck{uniqueID("pwb"), loc, pos.Add(-step)}
+					ah = ck{uniqueID("pwa"), loc, ms(now.Add(-time.Hour)).Add(step)}
+				} else {
+					bh = ck{uniqueID("pwb"), loc, pos.Add(step)}
+					ah = ck{uniqueID("pwa"), loc, base.Add(-time.Hour - step)}
+				}
+				p.mkCheckin(t, user, bh)
+				p.mkCheckin(t, user, ah)
+				behind, ahead = append(behind, bh), append(ahead, ah)
+			})
+			if k < 5 {
+				t.Fatalf("test bug: only %d pages", k)
+			}
+			wantCheckins(t, user, got, q.expect(append(append([]ck{}, pre...), ahead...)))
+			// All of it is there for a fresh read.
+			everything := append(append(append([]ck{}, pre...), ahead...), behind...)
+			wantCheckins(t, user, p.listAll(t, user, q.values(), 1000, nil), q.expect(everything))
+		})
+	}
+}
+
+// testConcurrentCheckins sends 50 checkins for one user at once.
+func testConcurrentCheckins(t *testing.T, p *proc) {
+	user := p.mkUser(t, "cc")
+	locs := map[string]apiLocation{}
+	var locIDs []string
+	for range 5 {
+		l := p.mkLocation(t, "cc")
+		locs[l.ID] = l
+		locIDs = append(locIDs, l.ID)
+	}
+	now := time.Now()
+	var cs []ck
+	for range 50 {
+		cs = append(cs, ck{uniqueID("cc"), locIDs[rand.IntN(len(locIDs))], ms(now.Add(-time.Duration(rand.Int64N(int64(10 * day)))))})
+	}
+	send := func(wantStatus int) {
+		t.Helper()
+		results := make([]response, len(cs))
+		errs := make([]error, len(cs))
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i, c := range cs {
+			wg.Go(func() {
+				<-start
+				results[i], errs[i] = p.try(context.Background(), "POST", "/v1/users/"+user+"/checkins", c.body())
+			})
+		}
+		close(start)
+		wg.Wait()
+		for i, c := range cs {
+			if errs[i] != nil {
+				t.Errorf("checkin %s: %v", c.ID, errs[i])
+				continue
+			}
+			got := decodeOK[apiCheckin](t, results[i], wantStatus)
+			if want := (apiCheckin{c.ID, user, c.Loc, fmtTS(c.TS)}); got != want {
+				t.Errorf("answer %+v, want %+v", got, want)
+			}
+		}
+	}
+	send(http.StatusCreated)
+	if t.Failed() {
+		t.FailNow()
+	}
+	want := query{}.expect(cs)
+	wantCheckins(t, user, p.listAll(t, user, nil, 1000, nil), want)
+	cur := latest(cs)
+	p.checkCurrent(t, user, cur, locs[cur.Loc])
+	// Retrying all of them at once writes nothing new.
+	send(http.StatusOK)
+	wantCheckins(t, user, p.listAll(t, user, nil, 1000, nil), want)
+	p.checkCurrent(t, user, cur, locs[cur.Loc])
+
+	// One checkin sent 10 times at once: created once, the others are retries.
+	dup := ck{uniqueID("ccdup"), locIDs[0], ms(now.Add(-11 * day))}
+	resps := make([]response, 10)
+	errs := make([]error, len(resps))
+	var wg sync.WaitGroup
+	for i := range resps {
+		wg.Go(func() {
+			resps[i], errs[i] = p.try(context.Background(), "POST", "/v1/users/"+user+"/checkins", dup.body())
+		})
+	}
+	wg.Wait()
+	created := 0
+	var statuses []int
+	for i, r := range resps {
+		if errs[i] != nil {
+			t.Fatalf("checkin %s: %v", dup.ID, errs[i])
+		}
+		statuses = append(statuses, r.status)
+		if got := decodeOK[apiCheckin](t, r, r.status); got != (apiCheckin{dup.ID, user, dup.Loc, fmtTS(dup.TS)}) {
+			t.Errorf("answer %+v", got)
+		}
+		switch r.status {
+		case http.StatusCreated:
+			created++
+		case http.StatusOK:
+		default:
+			t.Errorf("status %d for a re-sent checkin, want 201 once and 200 after", r.status)
+		}
+	}
+	if created != 1 {
+		t.Errorf("the same checkin sent 10 times at once was created %d times (statuses %v)", created, statuses)
+	}
+	wantCheckins(t, user, p.listAll(t, user, nil, 1000, nil), query{}.expect(append(cs, dup)))
+}
+
+func testOperations(t *testing.T, p *proc) {
+	t.Run("healthz", func(t *testing.T) {
+		t.Parallel()
+		r := p.do(t, "GET", "/healthz", nil)
+		decodeOK[map[string]any](t, r, http.StatusOK)
+		if r.header.Get("X-Request-Id") == "" {
+			t.Error("no X-Request-Id header")
+		}
+	})
+	t.Run("readyz", func(t *testing.T) {
+		t.Parallel()
+		decodeOK[map[string]any](t, p.do(t, "GET", "/readyz", nil), http.StatusOK)
+	})
+	t.Run("metrics", func(t *testing.T) {
+		t.Parallel()
+		user, loc := p.mkUser(t, "m"), p.mkLocation(t, "m")
+		p.mkCheckin(t, user, ck{uniqueID("m"), loc.ID, ms(time.Now())})
+		for range 3 { // requests of every method, so labels of one could be mistaken for another's
+			for _, m := range []string{"GET", "POST", "PUT", "DELETE", "PATCH"} {
+				p.do(t, m, "/v1/users/"+user, nil)
+			}
+		}
+		r := p.do(t, "GET", "/metrics", nil)
+		if r.status != http.StatusOK || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") {
+			t.Fatalf("GET /metrics = %d %s", r.status, r.header.Get("Content-Type"))
+		}
+		body := string(r.body)
+		for _, name := range []string{"checkin_http_requests_total", "checkin_writer_batch_size"} {
+			if !strings.Contains(body, "\n"+name) {
+				t.Errorf("/metrics lacks %s", name)
+			}
+		}
+		if !regexp.MustCompile(`(?m)^checkin_http_requests_total\{[^}]*status="201"[^}]*\} [1-9]`).MatchString(body) {
+			t.Error("/metrics counts no request with status 201")
+		}
+		for _, m := range regexp.MustCompile(`(?m)^checkin_http_requests_total\{.*method="([^"]*)"`).FindAllStringSubmatch(body, -1) {
+			switch m[1] {
+			case "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE":
+			default:
+				t.Errorf("checkin_http_requests_total has method label %q", m[1])
+			}
+		}
+		if !regexp.MustCompile(`(?m)^checkin_writer_batch_size_count [1-9]`).MatchString(body) {
+			t.Error("checkin_writer_batch_size counted no batch after a checkin")
+		}
+	})
+	t.Run("openapi", func(t *testing.T) {
+		t.Parallel()
+		r := p.do(t, "GET", "/openapi.yaml", nil)
+		if r.status != http.StatusOK || !strings.HasPrefix(string(r.body), "openapi:") {
+			t.Errorf("GET /openapi.yaml = %d, body starts %q", r.status, string(r.body[:min(len(r.body), 40)]))
+		}
+	})
+	for _, tc := range []struct{ method, path string }{
+		{"GET", "/nope"},
+		{"GET", "/v1/nope"},
+		{"GET", "/v2/users/x"},
+		{"GET", "/v1/users/x/y"},
+	} {
+		t.Run("unknown route "+tc.method+" "+tc.path, func(t *testing.T) {
+			t.Parallel()
+			wantError(t, p.do(t, tc.method, tc.path, nil), http.StatusNotFound, "route_not_found")
+		})
+	}
+	for _, tc := range []struct{ method, path string }{
+		{"POST", "/healthz"},
+		{"DELETE", "/v1/users/x"},
+		{"PUT", "/v1/locations/x"},
+	} {
+		t.Run("wrong method "+tc.method+" "+tc.path, func(t *testing.T) {
+			t.Parallel()
+			r := p.do(t, tc.method, tc.path, "{}")
+			if r.status != http.StatusMethodNotAllowed && r.status != http.StatusNotFound {
+				t.Fatalf("%s %s = %s, want 405 or 404", tc.method, tc.path, r)
+			}
+			wantError(t, r, r.status, "")
+		})
+	}
+}
+
+// TestRestart stops a node while checkins are being written, starts a new
+// one on the same data, and finds every acknowledged checkin and the same
+// current location.
+func TestRestart(t *testing.T) {
+	t.Parallel()
+	flags := storeFlags(t)
+	a := startProc(t, flags...)
+	user := a.mkUser(t, "ru")
+	userBody := a.do(t, "GET", "/v1/users/"+user, nil).body
+	locs := map[string]apiLocation{}
+	var locIDs []string
+	for range 3 {
+		l := a.mkLocation(t, "ru")
+		locs[l.ID] = l
+		locIDs = append(locIDs, l.ID)
+	}
+	now := time.Now()
+	// Phase 1: acknowledged before the stop, the newest one without a timestamp.
+	var phase1 []ck
+	for range 40 {
+		phase1 = append(phase1, ck{uniqueID("r1"), locIDs[rand.IntN(3)], ms(now.Add(-time.Duration(rand.Int64N(int64(5 * day)))))})
+	}
+	a.mkCheckins(t, user, phase1)
+	nowCI := decodeOK[apiCheckin](t, a.do(t, "POST", "/v1/users/"+user+"/checkins", map[string]any{"id": uniqueID("r1now"), "location_id": locIDs[1]}), http.StatusCreated)
+	phase1 = append(phase1, ck{nowCI.ID, nowCI.LocationID, parseTS(t, nowCI.Timestamp)})
+	cur := latest(phase1)
+	before := a.checkCurrent(t, user, cur, locs[cur.Loc])
+
+	// Phase 2: older checkins keep coming while the node shuts down.
+	type attempt struct {
+		c     ck
+		acked bool
+	}
+	var (
+		mu       sync.Mutex
+		attempts []attempt
+		acked    atomic.Int64
+		quit     = make(chan struct{})
+		wg       sync.WaitGroup
+	)
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-quit:
+					return
+				default:
+				}
+				c := ck{uniqueID("r2"), locIDs[rand.IntN(3)], ms(now.Add(-6*day - time.Duration(rand.Int64N(int64(3*day)))))}
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				r, err := a.try(ctx, "POST", "/v1/users/"+user+"/checkins", c.body())
+				cancel()
+				ok := err == nil && r.status == http.StatusCreated
+				mu.Lock()
+				attempts = append(attempts, attempt{c, ok})
+				mu.Unlock()
+				if ok {
+					acked.Add(1)
+				} else {
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+		})
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for acked.Load() < 50 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	a.stop(t)
+	close(quit)
+	wg.Wait()
+	if acked.Load() < 50 {
+		t.Fatalf("only %d checkins acknowledged under load", acked.Load())
+	}
+
+	b := startProc(t, flags...)
+	if r := b.do(t, "GET", "/v1/users/"+user, nil); r.status != http.StatusOK || string(r.body) != string(userBody) {
+		t.Errorf("user after restart: %s, want 200 %s", r, userBody)
+	}
+	for _, l := range locs {
+		if got := decodeOK[apiLocation](t, b.do(t, "GET", "/v1/locations/"+l.ID, nil), http.StatusOK); got != l {
+			t.Errorf("location after restart %+v, want %+v", got, l)
+		}
+	}
+	// Every acknowledged checkin is there; unacknowledged ones may or may not be.
+	tried := map[string]ck{}
+	mustHave := map[string]bool{}
+	for _, c := range phase1 {
+		tried[c.ID], mustHave[c.ID] = c, true
+	}
+	for _, at := range attempts {
+		tried[at.c.ID] = at.c
+		if at.acked {
+			mustHave[at.c.ID] = true
+		}
+	}
+	got := b.listAll(t, user, nil, 100, nil)
+	var stored []ck
+	for _, g := range got {
+		c, ok := tried[g.ID]
+		if !ok {
+			t.Errorf("listed a checkin nobody sent: %+v", g)
+			continue
+		}
+		stored = append(stored, c)
+		delete(mustHave, g.ID)
+	}
+	for id := range mustHave {
+		t.Errorf("acknowledged checkin %s at %s is lost after the restart", id, fmtTS(tried[id].TS))
+	}
+	wantCheckins(t, user, got, query{}.expect(stored))
+	t.Logf("%d checkins acknowledged, %d attempts not, %d stored", len(phase1)+int(acked.Load()), len(attempts)-int(acked.Load()), len(got))
+	if after := b.checkCurrent(t, user, cur, locs[cur.Loc]); after != before {
+		t.Errorf("current location changed over the restart:\n%+v\n%+v", before, after)
+	}
+	// Retries are still recognised, from the store this time.
+	old := phase1[0]
+	if again := decodeOK[apiCheckin](t, b.do(t, "POST", "/v1/users/"+user+"/checkins", old.body()), http.StatusOK); again != (apiCheckin{old.ID, user, old.Loc, fmtTS(old.TS)}) {
+		t.Errorf("retry after restart answered %+v", again)
+	}
+	conflict := old
+	conflict.Loc = locIDs[(slices.Index(locIDs, old.Loc)+1)%3]
+	wantError(t, b.do(t, "POST", "/v1/users/"+user+"/checkins", conflict.body()), http.StatusConflict, "checkin_conflict")
+	wantError(t, b.do(t, "POST", "/v1/users", map[string]any{"id": user, "name": "again"}), http.StatusConflict, "user_exists")
+	// And the node takes new checkins.
+	next := ck{uniqueID("r3"), locIDs[2], ms(time.Now())}
+	b.mkCheckin(t, user, next)
+	b.checkCurrent(t, user, next, locs[next.Loc])
+}
+
+// TestBodyLimit: a body over --http.body-limit gets 413 as a JSON error.
+func TestBodyLimit(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, append(storeFlags(t), "--http.body-limit=2048")...)
+	user := p.mkUser(t, "bl")
+	big := `{"name":"` + strings.Repeat("x", 4096) + `"}`
+	wantError(t, p.do(t, "POST", "/v1/users", big), http.StatusRequestEntityTooLarge, "")
+	bigCheckin := `{"location_id":"x","id":"` + strings.Repeat("y", 4096) + `"}`
+	wantError(t, p.do(t, "POST", "/v1/users/"+user+"/checkins", bigCheckin), http.StatusRequestEntityTooLarge, "")
+	// Just under the limit the request is read (and refused for its content).
+	under := `{"name":"` + strings.Repeat("x", 1900) + `"}`
+	wantError(t, p.do(t, "POST", "/v1/users", under), http.StatusBadRequest, "")
+	decodeOK[map[string]any](t, p.do(t, "GET", "/healthz", nil), http.StatusOK)
+}
+
+// runBinary runs the binary to its end (bounded) and returns its output
+// and exit code.
+func runBinary(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, checkinBin, args...)
+	cmd.Env = cleanEnv(env...)
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("checkin %s did not exit within %s; output:\n%s", strings.Join(args, " "), startTimeout, out)
+	}
+	if _, ok := err.(*exec.ExitError); err != nil && !ok {
+		t.Fatalf("run checkin: %v", err)
+	}
+	return string(out), cmd.ProcessState.ExitCode()
+}
+
+// envTwin is the contract's rule: CHECKIN_ + upper case, '.' and '-' → '_'.
+func envTwin(flagName string) string {
+	return "CHECKIN_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(flagName))
+}
+
+// helpEntry returns the part of a --help text about one flag: from the line
+// naming it to the next flag.
+func helpEntry(help, name string) string {
+	lines := strings.Split(help, "\n")
+	isFlagLine := func(l string) (string, bool) {
+		l = strings.TrimLeft(l, " \t")
+		if !strings.HasPrefix(l, "-") {
+			return "", false
+		}
+		l = strings.TrimPrefix(strings.TrimPrefix(l, "-"), "-")
+		end := strings.IndexFunc(l, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_')
+		})
+		if end < 0 {
+			end = len(l)
+		}
+		return l[:end], true
+	}
+	for i, l := range lines {
+		if n, ok := isFlagLine(l); ok && n == name {
+			entry := l
+			for _, next := range lines[i+1:] {
+				if _, ok := isFlagLine(next); ok {
+					break
+				}
+				entry += "\n" + next
+			}
+			return entry
+		}
+	}
+	return ""
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	out, code := runBinary(t, nil, "--help")
+	if code != 0 {
+		t.Fatalf("--help exited with %d:\n%s", code, out)
+	}
+	if strings.Contains(out, "http server listening") {
+		t.Fatalf("--help started a server:\n%s", out)
+	}
+	fs := flag.NewFlagSet("checkin", flag.ContinueOnError)
+	cfg := defaultConfig()
+	cfg.register(fs)
+	n := 0
+	fs.VisitAll(func(f *flag.Flag) {
+		n++
+		entry := helpEntry(out, f.Name)
+		if entry == "" {
+			t.Errorf("--help does not list --%s", f.Name)
+		} else if !strings.Contains(entry, envTwin(f.Name)) {
+			t.Errorf("--help lists --%s without its env twin %s:\n%s", f.Name, envTwin(f.Name), entry)
+		}
+	})
+	// The ones the contract names, with their documented defaults.
+	for name, def := range map[string]string{"http.addr": ":8080", "data.dir": "./data", "store": "pebble"} {
+		if entry := helpEntry(out, name); !strings.Contains(entry, envTwin(name)) || !strings.Contains(entry, def) {
+			t.Errorf("--help entry of --%s lacks %s or the default %q:\n%s", name, envTwin(name), def, entry)
+		}
+	}
+	if n < 10 {
+		t.Errorf("only %d flags registered", n)
+	}
+}
+
+func TestInvalidConfig(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+		want string // the message names this
+	}{
+		{"writer.count 0", []string{"--writer.count=0"}, nil, "writer.count"},
+		{"writer.count 0 from env", nil, []string{"CHECKIN_WRITER_COUNT=0"}, "writer.count"},
+		{"body limit too small", []string{"--http.body-limit=10"}, nil, "http.body-limit"},
+		{"unknown store", []string{"--store=nosuch"}, nil, "nosuch"},
+		{"bad log level", []string{"--log.level=loud"}, nil, "log.level"},
+		{"bad duration", []string{"--grain.idle-timeout=soon"}, nil, "grain.idle-timeout"},
+		{"bad duration from env", nil, []string{"CHECKIN_GRAIN_IDLE_TIMEOUT=soon"}, "CHECKIN_GRAIN_IDLE_TIMEOUT"},
+		{"bad http addr", []string{"--http.addr=nonsense"}, nil, "http.addr"},
+		{"unknown flag", []string{"--no-such-flag=1"}, nil, "no-such-flag"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"--http.addr=127.0.0.1:0", "--cluster.addr=127.0.0.1:0", "--data.dir=" + t.TempDir()}, tc.args...)
+			out, code := runBinary(t, tc.env, args...)
+			if code == 0 {
+				t.Errorf("exit code 0, want non-zero")
+			}
+			if strings.Contains(out, "panic:") || strings.Contains(out, "goroutine ") {
+				t.Errorf("it panicked")
+			}
+			if strings.Contains(out, "http server listening") {
+				t.Errorf("it started serving")
+			}
+			if !strings.Contains(out, tc.want) {
+				t.Errorf("output does not name %q:\n%s", tc.want, out)
+			}
+		})
+	}
+}
+
+func TestKeyspaceName(t *testing.T) {
+	valid := regexp.MustCompile(`^[a-z][a-z0-9_]{0,47}$`)
+	for _, name := range []string{"TestE2E", "TestE2E/users/create_with_id,_then_get", strings.Repeat("VeryLongName/", 10), "Test Ünïcode #1"} {
+		a, b := testKeyspace(name), testKeyspace(name)
+		if !valid.MatchString(a) {
+			t.Errorf("testKeyspace(%q) = %q: not a valid keyspace name of at most 48 characters", name, a)
+		}
+		if a == b {
+			t.Errorf("testKeyspace(%q) gave %q twice", name, a)
+		}
+	}
+}
+
+// TestPassivation: a user grain that forgot a checkin id (recent-ids) or
+// passivated (idle-timeout) still recognises retries and conflicts from the
+// store and reloads the current location.
+func TestPassivation(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, append(storeFlags(t), "--grain.idle-timeout=300ms", "--grain.recent-ids=2")...)
+	user := p.mkUser(t, "pv")
+	a, b := p.mkLocation(t, "pv"), p.mkLocation(t, "pv")
+	now := ms(time.Now())
+	cs := []ck{
+		{uniqueID("pv"), a.ID, now.Add(-time.Hour)}, // the newest, sent first
+		{uniqueID("pv"), b.ID, now.Add(-3 * time.Hour)},
+		{uniqueID("pv"), a.ID, now.Add(-2 * time.Hour)},
+		{uniqueID("pv"), b.ID, now.Add(-4 * time.Hour)},
+	}
+	for _, c := range cs {
+		p.mkCheckin(t, user, c)
+	}
+	retries := func(t *testing.T) {
+		for _, c := range cs {
+			if got := decodeOK[apiCheckin](t, p.do(t, "POST", "/v1/users/"+user+"/checkins", c.body()), http.StatusOK); got != (apiCheckin{c.ID, user, c.Loc, fmtTS(c.TS)}) {
+				t.Errorf("retry of %s answered %+v", c.ID, got)
+			}
+			other := c
+			other.TS = c.TS.Add(time.Minute)
+			wantError(t, p.do(t, "POST", "/v1/users/"+user+"/checkins", other.body()), http.StatusConflict, "checkin_conflict")
+		}
+	}
+	// The grain remembers only the last 2 ids: the first ones come from the store.
+	retries(t)
+	// Wait for the grain to passivate.
+	metric := func(name string) string {
+		t.Helper()
+		m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindStringSubmatch(string(p.do(t, "GET", "/metrics", nil).body))
+		if m == nil {
+			t.Fatalf("/metrics lacks %s", name)
+		}
+		return m[1]
+	}
+	activations := metric("checkin_grain_activations_total")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		active := metric("checkin_grains_active")
+		if active == "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("checkin_grains_active is still %s long after --grain.idle-timeout", active)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	p.checkCurrent(t, user, cs[0], a)
+	if again := metric("checkin_grain_activations_total"); again == activations {
+		t.Errorf("no new grain activation after passivation (checkin_grain_activations_total stays %s)", again)
+	}
+	retries(t)
+	// A late older checkin after reactivation does not move the current location.
+	late := ck{uniqueID("pv"), b.ID, now.Add(-5 * time.Hour)}
+	p.mkCheckin(t, user, late)
+	p.checkCurrent(t, user, cs[0], a)
+	wantCheckins(t, user, p.listAll(t, user, nil, 50, nil), query{}.expect(append(cs, late)))
+}

@@ -1,0 +1,291 @@
+package scylla
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gocql/gocql"
+
+	"github.com/checkin/checkin/persistence"
+)
+
+// faultProxy is a TCP proxy between the driver and the real node that can
+// cut the network (close every connection and refuse new ones, as a stopped
+// node does) or black-hole it (connections stay open, nothing flows, as with
+// a partition or a frozen node).
+type faultProxy struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex
+	mode  proxyMode
+	conns map[net.Conn]struct{}
+	flow  chan struct{} // closed while traffic flows; replaced when black-holed
+	wg    sync.WaitGroup
+}
+
+type proxyMode int
+
+const (
+	proxyUp proxyMode = iota
+	proxyDown
+	proxyBlackhole
+)
+
+func newFaultProxy(t *testing.T, target string) *faultProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &faultProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, flow: make(chan struct{})}
+	close(p.flow)
+	p.wg.Add(1)
+	go p.accept()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *faultProxy) addr() *net.TCPAddr { return p.ln.Addr().(*net.TCPAddr) }
+
+func (p *faultProxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		mode := p.mode
+		if mode == proxyDown {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		p.conns[c] = struct{}{}
+		p.wg.Add(1)
+		p.mu.Unlock()
+		go p.serve(c)
+	}
+}
+
+func (p *faultProxy) serve(client net.Conn) {
+	defer p.wg.Done()
+	p.waitFlow()
+	server, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+	if err != nil {
+		p.drop(client)
+		return
+	}
+	if !p.track(server) {
+		server.Close()
+		p.drop(client)
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); p.pipe(server, client) }()
+	go func() { defer wg.Done(); p.pipe(client, server) }()
+	wg.Wait()
+	p.drop(client)
+	p.drop(server)
+}
+
+// pipe copies src to dst, holding each chunk while the proxy black-holes.
+func (p *faultProxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.waitFlow()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	// Either side ending ends both.
+	dst.Close()
+	src.Close()
+}
+
+func (p *faultProxy) waitFlow() {
+	p.mu.Lock()
+	flow := p.flow
+	p.mu.Unlock()
+	<-flow
+}
+
+func (p *faultProxy) track(c net.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mode == proxyDown {
+		return false
+	}
+	p.conns[c] = struct{}{}
+	return true
+}
+
+func (p *faultProxy) drop(c net.Conn) {
+	c.Close()
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+}
+
+// set switches the mode; going down closes every connection.
+func (p *faultProxy) set(m proxyMode) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case m == proxyBlackhole && p.mode != proxyBlackhole:
+		p.flow = make(chan struct{})
+	case m != proxyBlackhole && p.mode == proxyBlackhole:
+		close(p.flow)
+	}
+	p.mode = m
+	if m == proxyDown {
+		for c := range p.conns {
+			c.Close()
+		}
+	}
+}
+
+func (p *faultProxy) close() {
+	p.ln.Close()
+	p.set(proxyDown)
+	p.wg.Wait()
+}
+
+// throughProxy makes the driver reach every node through p: the contact
+// point is the proxy, and the addresses the node announces (its own
+// rpc_address) are translated to the proxy too.
+func throughProxy(cfg Config, p *faultProxy) Config {
+	a := p.addr()
+	cfg.Hosts = []string{net.JoinHostPort(a.IP.String(), strconv.Itoa(a.Port))}
+	cfg.translator = gocql.AddressTranslatorFunc(func(net.IP, int) (net.IP, int) { return a.IP, a.Port })
+	cfg.ReconnectInterval = 250 * time.Millisecond
+	cfg.ConnectTimeout = 2 * time.Second
+	cfg.Retries = 2
+	return cfg
+}
+
+// TestNodeFailure: with the network to the node cut, or black-holed, writes
+// and reads fail with ErrUnavailable within their deadline (nothing hangs),
+// and once the network is back the same store works again by itself.
+func TestNodeFailure(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	p := newFaultProxy(t, cfg.Hosts[0])
+	cfg = throughProxy(cfg, p)
+	cfg.Timeout = 2 * time.Second
+	s := open(t, cfg)
+	ctx := t.Context()
+	seq := 0
+	next := func() persistence.Checkin {
+		seq++
+		return persistence.Checkin{ID: fmt.Sprintf("c%03d", seq), UserID: "u1", LocationID: "l1", Timestamp: day0.Add(time.Duration(seq) * time.Minute)}
+	}
+	var written []persistence.Checkin
+	writeOK := func() {
+		t.Helper()
+		c := next()
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := s.WriteCheckins(wctx, []persistence.Checkin{c}); err != nil {
+			t.Fatalf("write with the node reachable: %v", err)
+		}
+		written = append(written, c)
+	}
+	// failing runs call with a deadline and checks it fails with
+	// ErrUnavailable no later than the deadline (plus scheduling slack).
+	failing := func(what string, deadline time.Duration, call func(context.Context) error) {
+		t.Helper()
+		cctx, cancel := context.WithTimeout(ctx, deadline)
+		defer cancel()
+		start := time.Now()
+		err := call(cctx)
+		took := time.Since(start)
+		if !errors.Is(err, persistence.ErrUnavailable) {
+			t.Fatalf("%s: err = %v, want ErrUnavailable", what, err)
+		}
+		if took > deadline+time.Second {
+			t.Fatalf("%s took %v, deadline %v", what, took, deadline)
+		}
+		t.Logf("%s failed after %v: %v", what, took.Round(time.Millisecond), err)
+	}
+	// recovers waits for a write to succeed again, as a client retrying
+	// with the same checkin would.
+	recovers := func() {
+		t.Helper()
+		c := next()
+		start := time.Now()
+		for {
+			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			err := s.WriteCheckins(wctx, []persistence.Checkin{c})
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Since(start) > 60*time.Second {
+				t.Fatalf("store did not recover within 60s: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		written = append(written, c)
+		t.Logf("recovered %v after the network came back", time.Since(start).Round(time.Millisecond))
+	}
+
+	writeOK()
+	for _, fault := range []struct {
+		name string
+		mode proxyMode
+	}{{"node stopped", proxyDown}, {"network black-holed", proxyBlackhole}} {
+		t.Run(fault.name, func(t *testing.T) {
+			p.set(fault.mode)
+			for i := range 3 {
+				failing(fmt.Sprintf("write %d", i), 1500*time.Millisecond, func(ctx context.Context) error {
+					return s.WriteCheckins(ctx, []persistence.Checkin{next(), next()})
+				})
+			}
+			failing("read", time.Second, func(ctx context.Context) error {
+				_, err := s.GetCheckin(ctx, "u1", written[0].ID)
+				return err
+			})
+			failing("range read", time.Second, func(ctx context.Context) error {
+				_, err := s.ListCheckins(ctx, persistence.Query{UserID: "u1", From: day0, To: day0.AddDate(0, 0, 1), Limit: 10})
+				return err
+			})
+			failing("ping", time.Second, s.Ping)
+			p.set(proxyUp)
+			recovers()
+			writeOK()
+		})
+	}
+
+	page, err := s.ListCheckins(ctx, persistence.Query{UserID: "u1", From: day0, To: day0.AddDate(0, 0, 1), Limit: 1000, Order: persistence.OldestFirst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, c := range page.Checkins {
+		got[c.ID] = true
+	}
+	for _, c := range written {
+		if !got[c.ID] {
+			t.Fatalf("acknowledged checkin %s missing after recovery", c.ID)
+		}
+	}
+	cur, err := s.CurrentLocation(ctx, "u1")
+	if err != nil || cur.ID < written[len(written)-1].ID {
+		t.Fatalf("current location after recovery = %+v, %v; want at least %s", cur, err, written[len(written)-1].ID)
+	}
+}

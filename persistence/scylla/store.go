@@ -1,0 +1,329 @@
+package scylla
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gocql/gocql"
+	"go.uber.org/zap"
+
+	"github.com/checkin/checkin/persistence"
+)
+
+var (
+	_ persistence.Store           = (*Store)(nil)
+	_ persistence.PartitionReader = (*Store)(nil)
+)
+
+// errClosed is returned by every call on a closed Store.
+var errClosed = fmt.Errorf("persistence/scylla: %w: store is closed", persistence.ErrUnavailable)
+
+// Store is the Scylla (or Cassandra) checkin store. It is safe for
+// concurrent use.
+type Store struct {
+	s        *gocql.Session
+	log      *zap.Logger
+	readCL   gocql.Consistency
+	retries  int
+	inflight chan struct{} // a slot per write request in flight (Config.MaxInflight)
+	indexed  *indexCache
+
+	// mu is held shared by every call that uses the session and exclusively
+	// by Close, so Close waits for calls in flight.
+	mu     sync.RWMutex
+	closed bool
+}
+
+// Open connects to the cluster, applies the schema when cfg.AutoMigrate is
+// set (see Migrate; otherwise it checks the schema is current), and returns
+// the store. When cfg.Username is empty, the credentials are read from the
+// environment variables EnvUsername and EnvPassword. A nil log discards the
+// store's and the driver's logs.
+func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Store, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	cfg = cfg.withEnvCredentials(os.Getenv)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("persistence/scylla: %w", err)
+	}
+	check := checkSchema
+	if cfg.AutoMigrate {
+		check = migrate
+	}
+	if err := check(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	s, err := connect(ctx, cfg, cfg.Keyspace, 0, log)
+	if err != nil {
+		return nil, err
+	}
+	readCL, _ := parseConsistency(cfg.ReadConsistency) // checked by Validate
+	log.Info("scylla store open",
+		zap.Strings("hosts", cfg.Hosts), zap.String("keyspace", cfg.Keyspace), zap.String("local_dc", cfg.LocalDC),
+		zap.String("write_consistency", cfg.Consistency), zap.String("read_consistency", cfg.ReadConsistency),
+		zap.Bool("scylla", isScylla(s)), zap.Bool("authenticated", cfg.Username != ""))
+	return &Store{
+		s:        s,
+		log:      log,
+		readCL:   readCL,
+		retries:  cfg.Retries,
+		inflight: make(chan struct{}, cfg.MaxInflight),
+		indexed:  newIndexCache(indexCacheSize),
+	}, nil
+}
+
+// enter admits a call that uses the session; every successful enter is
+// paired with leave.
+func (s *Store) enter() error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return errClosed
+	}
+	return nil
+}
+
+func (s *Store) leave() { s.mu.RUnlock() }
+
+// checkID rejects ids the schema cannot hold: empty ones (not a valid
+// partition key) and ones with a NUL byte (the separator of the current
+// location value).
+func checkID(kind, id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: empty %s id", persistence.ErrInvalid, kind)
+	}
+	if strings.IndexByte(id, 0) >= 0 {
+		return fmt.Errorf("%w: %s id %q contains a NUL byte", persistence.ErrInvalid, kind, id)
+	}
+	return nil
+}
+
+const (
+	cqlInsertUser     = `INSERT INTO users (user_id, name, created_at) VALUES (?, ?, ?) IF NOT EXISTS`
+	cqlSelectUser     = `SELECT name, created_at FROM users WHERE user_id = ?`
+	cqlInsertLocation = `INSERT INTO locations (location_id, name, lat, lon, created_at) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS`
+	cqlSelectLocation = `SELECT name, lat, lon, created_at FROM locations WHERE location_id = ?`
+	cqlSelectCheckin  = `SELECT ts, location_id FROM checkin_by_id WHERE user_id = ? AND checkin_id = ?`
+	cqlSelectCurrent  = `SELECT checkin FROM current_location WHERE user_id = ?`
+	cqlPing           = `SELECT release_version FROM system.local`
+)
+
+// CreateUser stores a new user; ErrConflict if the id exists. It is a
+// lightweight transaction: of concurrent creates of one id exactly one
+// succeeds (or several, if they create identical users). When the outcome
+// is unknown (a timeout), a serial read settles it: nil if the stored user is
+// this one, ErrConflict if it is another, ErrUnavailable if none is stored.
+func (s *Store) CreateUser(ctx context.Context, u persistence.User) error {
+	if err := checkID("user", u.ID); err != nil {
+		return err
+	}
+	ms := persistence.Millis(u.CreatedAt).UnixMilli()
+	return s.create(ctx, "user", u.ID, cqlInsertUser, []any{u.ID, u.Name, ms}, func(ctx context.Context) (bool, error) {
+		got, err := s.getUser(ctx, u.ID, gocql.LocalSerial)
+		if err != nil {
+			return false, err
+		}
+		return got.Name == u.Name && got.CreatedAt.UnixMilli() == ms, nil
+	})
+}
+
+// GetUser returns the user or ErrNotFound.
+func (s *Store) GetUser(ctx context.Context, id string) (persistence.User, error) {
+	if err := checkID("user", id); err != nil {
+		return persistence.User{}, err
+	}
+	if err := s.enter(); err != nil {
+		return persistence.User{}, err
+	}
+	defer s.leave()
+	return s.getUser(ctx, id, s.readCL)
+}
+
+func (s *Store) getUser(ctx context.Context, id string, cl gocql.Consistency) (persistence.User, error) {
+	u := persistence.User{ID: id}
+	var ms int64
+	err := s.s.Query(cqlSelectUser, id).WithContext(ctx).Consistency(cl).Idempotent(true).Scan(&u.Name, &ms)
+	if err != nil {
+		return persistence.User{}, notFound(err, "get user", "user", id)
+	}
+	u.CreatedAt = time.UnixMilli(ms).UTC()
+	return u, nil
+}
+
+// CreateLocation stores a new location; ErrConflict if the id exists. It
+// behaves as CreateUser.
+func (s *Store) CreateLocation(ctx context.Context, l persistence.Location) error {
+	if err := checkID("location", l.ID); err != nil {
+		return err
+	}
+	ms := persistence.Millis(l.CreatedAt).UnixMilli()
+	return s.create(ctx, "location", l.ID, cqlInsertLocation, []any{l.ID, l.Name, l.Lat, l.Lon, ms}, func(ctx context.Context) (bool, error) {
+		got, err := s.getLocation(ctx, l.ID, gocql.LocalSerial)
+		if err != nil {
+			return false, err
+		}
+		return got.Name == l.Name && got.Lat == l.Lat && got.Lon == l.Lon && got.CreatedAt.UnixMilli() == ms, nil
+	})
+}
+
+// GetLocation returns the location or ErrNotFound.
+func (s *Store) GetLocation(ctx context.Context, id string) (persistence.Location, error) {
+	if err := checkID("location", id); err != nil {
+		return persistence.Location{}, err
+	}
+	if err := s.enter(); err != nil {
+		return persistence.Location{}, err
+	}
+	defer s.leave()
+	return s.getLocation(ctx, id, s.readCL)
+}
+
+func (s *Store) getLocation(ctx context.Context, id string, cl gocql.Consistency) (persistence.Location, error) {
+	l := persistence.Location{ID: id}
+	var ms int64
+	err := s.s.Query(cqlSelectLocation, id).WithContext(ctx).Consistency(cl).Idempotent(true).Scan(&l.Name, &l.Lat, &l.Lon, &ms)
+	if err != nil {
+		return persistence.Location{}, notFound(err, "get location", "location", id)
+	}
+	l.CreatedAt = time.UnixMilli(ms).UTC()
+	return l, nil
+}
+
+// create runs an INSERT ... IF NOT EXISTS. When its outcome is unknown,
+// mine reads the row at serial consistency (which completes any unfinished
+// transaction on it) and reports whether the stored row is the one this call
+// tried to insert; it returns ErrNotFound if there is none.
+func (s *Store) create(ctx context.Context, kind, id, stmt string, args []any, mine func(context.Context) (bool, error)) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	conflict := func() error { return fmt.Errorf("persistence/scylla: %w: %s %q", persistence.ErrConflict, kind, id) }
+	// Not idempotent: a retry could see this call's own insert.
+	applied, err := s.s.Query(stmt, args...).WithContext(ctx).MapScanCAS(map[string]any{})
+	switch {
+	case err == nil && applied:
+		return nil
+	case err == nil:
+		return conflict()
+	case classify(err).outcome == maybeApplied && ctx.Err() == nil:
+		same, rerr := mine(ctx)
+		switch {
+		case rerr == nil && same:
+			return nil
+		case rerr == nil:
+			return conflict()
+		}
+	}
+	return storeErr("create "+kind+" "+id, err)
+}
+
+// WriteCheckins: see write.go.
+
+// GetCheckin returns one checkin of a user by id, or ErrNotFound. A checkin
+// is found only once every table of it has been written (checkin_by_id is
+// written last).
+func (s *Store) GetCheckin(ctx context.Context, userID, checkinID string) (persistence.Checkin, error) {
+	if err := checkID("user", userID); err != nil {
+		return persistence.Checkin{}, err
+	}
+	if err := checkID("checkin", checkinID); err != nil {
+		return persistence.Checkin{}, err
+	}
+	if err := s.enter(); err != nil {
+		return persistence.Checkin{}, err
+	}
+	defer s.leave()
+	c := persistence.Checkin{ID: checkinID, UserID: userID}
+	var ms int64
+	err := s.s.Query(cqlSelectCheckin, userID, checkinID).WithContext(ctx).Consistency(s.readCL).Idempotent(true).Scan(&ms, &c.LocationID)
+	if err != nil {
+		return persistence.Checkin{}, notFound(err, "get checkin", "checkin", checkinID)
+	}
+	c.Timestamp = time.UnixMilli(ms).UTC()
+	return c, nil
+}
+
+// CurrentLocation returns the user's newest checkin (ties: larger id), or
+// ErrNotFound. See current.go for how the newest wins.
+func (s *Store) CurrentLocation(ctx context.Context, userID string) (persistence.Checkin, error) {
+	if err := checkID("user", userID); err != nil {
+		return persistence.Checkin{}, err
+	}
+	if err := s.enter(); err != nil {
+		return persistence.Checkin{}, err
+	}
+	defer s.leave()
+	var v []byte
+	err := s.s.Query(cqlSelectCurrent, userID).WithContext(ctx).Consistency(s.readCL).Idempotent(true).Scan(&v)
+	if err != nil {
+		return persistence.Checkin{}, notFound(err, "get current location", "current location of user", userID)
+	}
+	c, err := decodeCurrent(v)
+	if err != nil {
+		return persistence.Checkin{}, err
+	}
+	c.UserID = userID
+	return c, nil
+}
+
+// ListCheckins returns one page of a range read, walking the bucket index
+// and the time-bucketed partitions (see Buckets and ReadBucket). It reads
+// live data, not a snapshot: checkins written while a client pages through a
+// range appear in later pages if they sort after the page position, and
+// never cause a checkin to be skipped or repeated.
+func (s *Store) ListCheckins(ctx context.Context, q persistence.Query) (persistence.Page, error) {
+	if err := checkID("user", q.UserID); err != nil {
+		return persistence.Page{}, err
+	}
+	if q.LocationID != "" {
+		if err := checkID("location", q.LocationID); err != nil {
+			return persistence.Page{}, err
+		}
+	}
+	if err := s.enter(); err != nil {
+		return persistence.Page{}, err
+	}
+	defer s.leave()
+	return persistence.ListCheckins(ctx, s, q)
+}
+
+// Ping returns nil when a node answers a query.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	var v string
+	err := s.s.Query(cqlPing).WithContext(ctx).Consistency(gocql.One).Idempotent(true).Scan(&v)
+	return storeErr("ping", err)
+}
+
+// Close waits for calls in flight, then closes the session. Every write
+// that returned nil before was acknowledged by the cluster; calls after
+// Close fail with ErrUnavailable. Closing twice is a no-op.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.s.Close()
+	return nil
+}
+
+// notFound maps the driver's "no rows" to ErrNotFound naming the record,
+// and other errors with storeErr.
+func notFound(err error, op, kind, id string) error {
+	if errors.Is(err, gocql.ErrNotFound) {
+		return fmt.Errorf("persistence/scylla: %w: %s %q", persistence.ErrNotFound, kind, id)
+	}
+	return storeErr(op, err)
+}

@@ -1,0 +1,323 @@
+package scylla
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gocql/gocql"
+
+	"github.com/checkin/checkin/persistence"
+)
+
+const (
+	cqlInsertByUser               = `INSERT INTO checkins_by_user (user_id, bucket, ts, checkin_id, location_id) VALUES (?, ?, ?, ?, ?)`
+	cqlInsertByUserLocation       = `INSERT INTO checkins_by_user_location (user_id, location_id, bucket, ts, checkin_id) VALUES (?, ?, ?, ?, ?)`
+	cqlInsertBucketByUser         = `INSERT INTO buckets_by_user (user_id, bucket) VALUES (?, ?)`
+	cqlInsertBucketByUserLocation = `INSERT INTO buckets_by_user_location (user_id, location_id, bucket) VALUES (?, ?, ?)`
+	cqlInsertCheckinByID          = `INSERT INTO checkin_by_id (user_id, checkin_id, ts, location_id) VALUES (?, ?, ?, ?)`
+	// The write timestamp makes the newest checkin win (see current.go).
+	cqlInsertCurrent = `INSERT INTO current_location (user_id, checkin) VALUES (?, ?) USING TIMESTAMP ?`
+)
+
+// maxRowsPerBatch splits the rows of one partition into batches small enough
+// to stay near the servers' batch size warning (5 KiB by default) and far
+// from the failure threshold (50 KiB).
+const maxRowsPerBatch = 50
+
+// Write retries back off exponentially from writeBackoffMin up to
+// writeBackoffMax, with jitter, and never sleep past the caller's deadline.
+const (
+	writeBackoffMin = 20 * time.Millisecond
+	writeBackoffMax = time.Second
+)
+
+// stmt is one CQL statement with its arguments.
+type stmt struct {
+	cql  string
+	args []any
+}
+
+// unit is one request: a single statement or an unlogged batch whose
+// statements all write one partition of one table.
+type unit struct {
+	table string
+	stmts []stmt
+	// indexKeys are bucket-index rows this unit writes; they are remembered
+	// once it succeeds.
+	indexKeys []string
+}
+
+// partition names one partition of one table.
+type partition struct {
+	table  string
+	user   string
+	loc    string
+	bucket int64
+	id     string
+}
+
+// WriteCheckins durably writes a batch of checkins (any users, in any order)
+// to every table that serves reads. It returns nil only when every write was
+// acknowledged at the configured write consistency.
+//
+// The rows are grouped by partition into single-partition unlogged batches
+// (at most maxRowsPerBatch rows each; never a batch across partitions), which
+// run concurrently, bounded by Config.MaxInflight for the whole store. Each
+// fails over and retries transient errors with backoff within ctx's deadline
+// (at most Config.Retries times). Two phases:
+//
+//  1. checkins_by_user, checkins_by_user_location, their bucket indexes and
+//     current_location (one write per user: the batch's newest checkin);
+//  2. only when all of phase 1 succeeded, checkin_by_id, so that GetCheckin
+//     finds a checkin only once every other table has it.
+//
+// An error wraps persistence.ErrUnavailable for transient failures; part of
+// the batch may have been written. Every write is an idempotent upsert keyed
+// by (user, checkin id), so the caller retries the same batch to complete it.
+func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	for i := range batch {
+		c := &batch[i]
+		if err := checkID("user", c.UserID); err != nil {
+			return err
+		}
+		if err := checkID("location", c.LocationID); err != nil {
+			return err
+		}
+		if err := checkID("checkin", c.ID); err != nil {
+			return err
+		}
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	if err := ctx.Err(); err != nil {
+		return storeErr("write checkins", err)
+	}
+	rows, byID := s.plan(batch)
+	if err := s.run(ctx, rows); err != nil {
+		return err
+	}
+	return s.run(ctx, byID)
+}
+
+// plan groups the writes of batch into units: rows holds phase 1, byID
+// phase 2.
+func (s *Store) plan(batch []persistence.Checkin) (rows, byID []unit) {
+	var order []partition
+	groups := make(map[partition][]stmt)
+	add := func(p partition, cql string, args ...any) {
+		if _, ok := groups[p]; !ok {
+			order = append(order, p)
+		}
+		groups[p] = append(groups[p], stmt{cql, args})
+	}
+	newest := make(map[string]persistence.Checkin)
+	var users []string
+	seenIndex := make(map[string]bool)
+	indexKeys := make(map[partition][]string)
+	addIndex := func(p partition, key, cql string, args ...any) {
+		if seenIndex[key] || s.indexed.has(key) {
+			return
+		}
+		seenIndex[key] = true
+		indexKeys[p] = append(indexKeys[p], key)
+		add(p, cql, args...)
+	}
+	byIDSeen := make(map[partition]int)
+
+	for _, c := range batch {
+		c.Timestamp = persistence.Millis(c.Timestamp)
+		ms := c.Timestamp.UnixMilli()
+		b := persistence.BucketOf(c.Timestamp)
+
+		add(partition{table: "checkins_by_user", user: c.UserID, bucket: b},
+			cqlInsertByUser, c.UserID, b, ms, c.ID, c.LocationID)
+		add(partition{table: "checkins_by_user_location", user: c.UserID, loc: c.LocationID, bucket: b},
+			cqlInsertByUserLocation, c.UserID, c.LocationID, b, ms, c.ID)
+		addIndex(partition{table: "buckets_by_user", user: c.UserID}, indexKey("u", c.UserID, "", b),
+			cqlInsertBucketByUser, c.UserID, b)
+		addIndex(partition{table: "buckets_by_user_location", user: c.UserID, loc: c.LocationID}, indexKey("l", c.UserID, c.LocationID, b),
+			cqlInsertBucketByUserLocation, c.UserID, c.LocationID, b)
+
+		if cur, ok := newest[c.UserID]; !ok {
+			users = append(users, c.UserID)
+			newest[c.UserID] = c
+		} else if c.Newer(cur) {
+			newest[c.UserID] = c
+		}
+
+		p := partition{table: "checkin_by_id", user: c.UserID, id: c.ID}
+		st := stmt{cqlInsertCheckinByID, []any{c.UserID, c.ID, ms, c.LocationID}}
+		if i, ok := byIDSeen[p]; ok {
+			byID[i].stmts[0] = st // the same checkin twice in one batch: the last wins
+		} else {
+			byIDSeen[p] = len(byID)
+			byID = append(byID, unit{table: p.table, stmts: []stmt{st}})
+		}
+	}
+
+	for _, p := range order {
+		st := groups[p]
+		for len(st) > 0 {
+			n := min(len(st), maxRowsPerBatch)
+			u := unit{table: p.table, stmts: st[:n:n]}
+			if keys := indexKeys[p]; len(keys) > 0 {
+				// Index partitions hold one statement per key, in order.
+				u.indexKeys, indexKeys[p] = keys[:n:n], keys[n:]
+			}
+			rows = append(rows, u)
+			st = st[n:]
+		}
+	}
+	for _, user := range users {
+		c := newest[user]
+		ms := c.Timestamp.UnixMilli()
+		rows = append(rows, unit{table: "current_location", stmts: []stmt{{cqlInsertCurrent,
+			[]any{user, encodeCurrent(c, ms), writeTimestamp(ms, c.ID)}}}})
+	}
+	return rows, byID
+}
+
+func indexKey(kind, user, loc string, bucket int64) string {
+	return kind + user + "\x00" + loc + "\x00" + strconv.FormatInt(bucket, 10)
+}
+
+// run executes units concurrently, each holding one of the store's
+// in-flight slots, and returns nil only when all succeeded. The first
+// failure cancels the units not yet finished.
+func (s *Store) run(parent context.Context, units []unit) error {
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first error
+	)
+	fail := func(err error) {
+		once.Do(func() {
+			first = err
+			cancel()
+		})
+	}
+launch:
+	for i := range units {
+		select {
+		case s.inflight <- struct{}{}:
+		case <-ctx.Done():
+			break launch
+		}
+		wg.Add(1)
+		go func(u *unit) {
+			defer func() {
+				<-s.inflight
+				wg.Done()
+			}()
+			if err := s.execWithRetry(ctx, u); err != nil {
+				fail(err)
+			}
+		}(&units[i])
+	}
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	if err := parent.Err(); err != nil {
+		return storeErr("write checkins", err)
+	}
+	return nil
+}
+
+// execWithRetry runs one unit, retrying transient failures with backoff
+// while ctx allows, at most s.retries times.
+func (s *Store) execWithRetry(ctx context.Context, u *unit) error {
+	for attempt := 0; ; attempt++ {
+		err := s.exec(ctx, u)
+		if err == nil {
+			for _, k := range u.indexKeys {
+				s.indexed.add(k)
+			}
+			return nil
+		}
+		if !classify(err).transient || attempt >= s.retries || ctx.Err() != nil {
+			return storeErr("write "+u.table, err)
+		}
+		wait := backoff(attempt)
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+			return storeErr("write "+u.table, err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return storeErr("write "+u.table, errors.Join(err, ctx.Err()))
+		}
+	}
+}
+
+// exec sends one unit: a single statement, or an unlogged batch of one
+// partition. Retries are left to execWithRetry.
+func (s *Store) exec(ctx context.Context, u *unit) error {
+	if len(u.stmts) == 1 {
+		st := u.stmts[0]
+		return s.s.Query(st.cql, st.args...).WithContext(ctx).Idempotent(true).RetryPolicy(noRetry).Exec()
+	}
+	b := s.s.Batch(gocql.UnloggedBatch).WithContext(ctx).RetryPolicy(noRetry)
+	b.Entries = make([]gocql.BatchEntry, len(u.stmts))
+	for i, st := range u.stmts {
+		b.Entries[i] = gocql.BatchEntry{Stmt: st.cql, Args: st.args, Idempotent: true}
+	}
+	return b.Exec()
+}
+
+// backoff returns the wait before retry attempt+1: exponential, capped,
+// with full jitter in its upper half.
+func backoff(attempt int) time.Duration {
+	d := writeBackoffMax
+	if attempt < 16 {
+		d = min(writeBackoffMin<<attempt, writeBackoffMax)
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// indexCacheSize bounds the bucket-index rows a store remembers as written.
+const indexCacheSize = 1 << 16
+
+// indexCache remembers bucket-index rows known to be durable, so that the
+// checkins of an active user do not rewrite the same index row on every
+// write. It only ever saves writes: a row it forgets is written again.
+type indexCache struct {
+	mu  sync.Mutex
+	m   map[string]struct{}
+	max int
+}
+
+func newIndexCache(max int) *indexCache {
+	return &indexCache{m: make(map[string]struct{}), max: max}
+}
+
+func (c *indexCache) has(k string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.m[k]
+	return ok
+}
+
+// add remembers k; when full, it forgets everything first (a cheap bound;
+// the cost is one rewrite per active user and bucket).
+func (c *indexCache) add(k string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= c.max {
+		clear(c.m)
+	}
+	c.m[k] = struct{}{}
+}
