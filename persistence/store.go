@@ -3,6 +3,8 @@ package persistence
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -121,4 +123,17 @@ type Store interface {
 	// Close releases the store; pending writes have been acknowledged or
 	// failed before it returns.
 	Close() error
+}
+
+// CheckID returns an error wrapping ErrInvalid for an id no backend can
+// store: empty, or holding a NUL byte (the key separator). kind names the id
+// in the message ("user", "location", "checkin").
+func CheckID(kind, id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: empty %s id", ErrInvalid, kind)
+	}
+	if strings.IndexByte(id, 0) >= 0 {
+		return fmt.Errorf("%w: %s id %q contains a NUL byte", ErrInvalid, kind, id)
+	}
+	return nil
 }

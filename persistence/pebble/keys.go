@@ -4,14 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
-
-	"github.com/checkin/checkin/persistence"
 )
 
 // Key families. Every key starts with one family byte; ids inside a key are
 // followed by sep unless they are the key's last component. User and
-// location ids never contain sep (checkID enforces it), so the prefix of one
+// location ids never contain sep (persistence.CheckID enforces it), so the prefix of one
 // id never matches the keys of another.
 //
 // The checkin families mirror the partitions of the Scylla backend: a key's
@@ -41,17 +38,6 @@ const (
 // signBit flips int64 order into uint64 order: encoded big-endian, negative
 // values sort before positive ones.
 const signBit = 1 << 63
-
-// checkID rejects ids that would break the key layout.
-func checkID(kind, id string) error {
-	if id == "" {
-		return fmt.Errorf("%w: empty %s id", persistence.ErrInvalid, kind)
-	}
-	if strings.IndexByte(id, sep) >= 0 {
-		return fmt.Errorf("%w: %s id %q contains a NUL byte", persistence.ErrInvalid, kind, id)
-	}
-	return nil
-}
 
 func appendUserKey(dst []byte, userID string) []byte {
 	return append(append(dst, famUser), userID...)

@@ -119,7 +119,7 @@ type locationRecord struct {
 
 // CreateUser stores a new user; ErrConflict if the id exists.
 func (s *Store) CreateUser(ctx context.Context, u persistence.User) error {
-	if err := checkID("user", u.ID); err != nil {
+	if err := persistence.CheckID("user", u.ID); err != nil {
 		return err
 	}
 	v, err := json.Marshal(userRecord{Name: u.Name, CreatedAt: u.CreatedAt.UnixMilli()})
@@ -131,7 +131,7 @@ func (s *Store) CreateUser(ctx context.Context, u persistence.User) error {
 
 // GetUser returns the user or ErrNotFound.
 func (s *Store) GetUser(ctx context.Context, id string) (persistence.User, error) {
-	if err := checkID("user", id); err != nil {
+	if err := persistence.CheckID("user", id); err != nil {
 		return persistence.User{}, err
 	}
 	var r userRecord
@@ -143,7 +143,7 @@ func (s *Store) GetUser(ctx context.Context, id string) (persistence.User, error
 
 // CreateLocation stores a new location; ErrConflict if the id exists.
 func (s *Store) CreateLocation(ctx context.Context, l persistence.Location) error {
-	if err := checkID("location", l.ID); err != nil {
+	if err := persistence.CheckID("location", l.ID); err != nil {
 		return err
 	}
 	v, err := json.Marshal(locationRecord{Name: l.Name, Lat: l.Lat, Lon: l.Lon, CreatedAt: l.CreatedAt.UnixMilli()})
@@ -155,7 +155,7 @@ func (s *Store) CreateLocation(ctx context.Context, l persistence.Location) erro
 
 // GetLocation returns the location or ErrNotFound.
 func (s *Store) GetLocation(ctx context.Context, id string) (persistence.Location, error) {
-	if err := checkID("location", id); err != nil {
+	if err := persistence.CheckID("location", id); err != nil {
 		return persistence.Location{}, err
 	}
 	var r locationRecord
@@ -232,10 +232,10 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 	}
 	for i := range batch {
 		c := &batch[i]
-		if err := checkID("user", c.UserID); err != nil {
+		if err := persistence.CheckID("user", c.UserID); err != nil {
 			return err
 		}
-		if err := checkID("location", c.LocationID); err != nil {
+		if err := persistence.CheckID("location", c.LocationID); err != nil {
 			return err
 		}
 		if c.ID == "" {
@@ -298,7 +298,7 @@ const estimatedCheckinBytes = 6 * 64
 
 // GetCheckin returns one checkin of a user by id, or ErrNotFound.
 func (s *Store) GetCheckin(ctx context.Context, userID, checkinID string) (persistence.Checkin, error) {
-	if err := checkID("user", userID); err != nil {
+	if err := persistence.CheckID("user", userID); err != nil {
 		return persistence.Checkin{}, err
 	}
 	if checkinID == "" {
@@ -318,7 +318,7 @@ func (s *Store) GetCheckin(ctx context.Context, userID, checkinID string) (persi
 
 // CurrentLocation returns the user's newest checkin, or ErrNotFound.
 func (s *Store) CurrentLocation(ctx context.Context, userID string) (persistence.Checkin, error) {
-	if err := checkID("user", userID); err != nil {
+	if err := persistence.CheckID("user", userID); err != nil {
 		return persistence.Checkin{}, err
 	}
 	var c persistence.Checkin
@@ -339,11 +339,11 @@ func (s *Store) CurrentLocation(ctx context.Context, userID string) (persistence
 // range appear in later pages if they sort after the page position, and
 // never cause a pre-existing checkin to be skipped or repeated.
 func (s *Store) ListCheckins(ctx context.Context, q persistence.Query) (persistence.Page, error) {
-	if err := checkID("user", q.UserID); err != nil {
+	if err := persistence.CheckID("user", q.UserID); err != nil {
 		return persistence.Page{}, err
 	}
 	if q.LocationID != "" {
-		if err := checkID("location", q.LocationID); err != nil {
+		if err := persistence.CheckID("location", q.LocationID); err != nil {
 			return persistence.Page{}, err
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -91,19 +90,6 @@ func (s *Store) enter() error {
 
 func (s *Store) leave() { s.mu.RUnlock() }
 
-// checkID rejects ids the schema cannot hold: empty ones (not a valid
-// partition key) and ones with a NUL byte (the separator of the current
-// location value).
-func checkID(kind, id string) error {
-	if id == "" {
-		return fmt.Errorf("%w: empty %s id", persistence.ErrInvalid, kind)
-	}
-	if strings.IndexByte(id, 0) >= 0 {
-		return fmt.Errorf("%w: %s id %q contains a NUL byte", persistence.ErrInvalid, kind, id)
-	}
-	return nil
-}
-
 const (
 	cqlInsertUser     = `INSERT INTO users (user_id, name, created_at) VALUES (?, ?, ?) IF NOT EXISTS`
 	cqlSelectUser     = `SELECT name, created_at FROM users WHERE user_id = ?`
@@ -120,7 +106,7 @@ const (
 // is unknown (a timeout), a serial read settles it: nil if the stored user is
 // this one, ErrConflict if it is another, ErrUnavailable if none is stored.
 func (s *Store) CreateUser(ctx context.Context, u persistence.User) error {
-	if err := checkID("user", u.ID); err != nil {
+	if err := persistence.CheckID("user", u.ID); err != nil {
 		return err
 	}
 	ms := persistence.Millis(u.CreatedAt).UnixMilli()
@@ -135,7 +121,7 @@ func (s *Store) CreateUser(ctx context.Context, u persistence.User) error {
 
 // GetUser returns the user or ErrNotFound.
 func (s *Store) GetUser(ctx context.Context, id string) (persistence.User, error) {
-	if err := checkID("user", id); err != nil {
+	if err := persistence.CheckID("user", id); err != nil {
 		return persistence.User{}, err
 	}
 	if err := s.enter(); err != nil {
@@ -159,7 +145,7 @@ func (s *Store) getUser(ctx context.Context, id string, cl gocql.Consistency) (p
 // CreateLocation stores a new location; ErrConflict if the id exists. It
 // behaves as CreateUser.
 func (s *Store) CreateLocation(ctx context.Context, l persistence.Location) error {
-	if err := checkID("location", l.ID); err != nil {
+	if err := persistence.CheckID("location", l.ID); err != nil {
 		return err
 	}
 	ms := persistence.Millis(l.CreatedAt).UnixMilli()
@@ -174,7 +160,7 @@ func (s *Store) CreateLocation(ctx context.Context, l persistence.Location) erro
 
 // GetLocation returns the location or ErrNotFound.
 func (s *Store) GetLocation(ctx context.Context, id string) (persistence.Location, error) {
-	if err := checkID("location", id); err != nil {
+	if err := persistence.CheckID("location", id); err != nil {
 		return persistence.Location{}, err
 	}
 	if err := s.enter(); err != nil {
@@ -230,10 +216,10 @@ func (s *Store) create(ctx context.Context, kind, id, stmt string, args []any, m
 // is found only once every table of it has been written (checkin_by_id is
 // written last).
 func (s *Store) GetCheckin(ctx context.Context, userID, checkinID string) (persistence.Checkin, error) {
-	if err := checkID("user", userID); err != nil {
+	if err := persistence.CheckID("user", userID); err != nil {
 		return persistence.Checkin{}, err
 	}
-	if err := checkID("checkin", checkinID); err != nil {
+	if err := persistence.CheckID("checkin", checkinID); err != nil {
 		return persistence.Checkin{}, err
 	}
 	if err := s.enter(); err != nil {
@@ -253,7 +239,7 @@ func (s *Store) GetCheckin(ctx context.Context, userID, checkinID string) (persi
 // CurrentLocation returns the user's newest checkin (ties: larger id), or
 // ErrNotFound. See current.go for how the newest wins.
 func (s *Store) CurrentLocation(ctx context.Context, userID string) (persistence.Checkin, error) {
-	if err := checkID("user", userID); err != nil {
+	if err := persistence.CheckID("user", userID); err != nil {
 		return persistence.Checkin{}, err
 	}
 	if err := s.enter(); err != nil {
@@ -279,11 +265,11 @@ func (s *Store) CurrentLocation(ctx context.Context, userID string) (persistence
 // range appear in later pages if they sort after the page position, and
 // never cause a checkin to be skipped or repeated.
 func (s *Store) ListCheckins(ctx context.Context, q persistence.Query) (persistence.Page, error) {
-	if err := checkID("user", q.UserID); err != nil {
+	if err := persistence.CheckID("user", q.UserID); err != nil {
 		return persistence.Page{}, err
 	}
 	if q.LocationID != "" {
-		if err := checkID("location", q.LocationID); err != nil {
+		if err := persistence.CheckID("location", q.LocationID); err != nil {
 			return persistence.Page{}, err
 		}
 	}

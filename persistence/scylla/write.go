@@ -84,13 +84,13 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 	}
 	for i := range batch {
 		c := &batch[i]
-		if err := checkID("user", c.UserID); err != nil {
+		if err := persistence.CheckID("user", c.UserID); err != nil {
 			return err
 		}
-		if err := checkID("location", c.LocationID); err != nil {
+		if err := persistence.CheckID("location", c.LocationID); err != nil {
 			return err
 		}
-		if err := checkID("checkin", c.ID); err != nil {
+		if err := persistence.CheckID("checkin", c.ID); err != nil {
 			return err
 		}
 	}
