@@ -4,7 +4,7 @@ BIN       ?= bin
 PROTOC_GEN_GO_VERSION    := v1.36.12
 PROTOACTOR_VERSION       := $(shell $(GO) list -m -f '{{.Version}}' github.com/asynkron/protoactor-go)
 
-.PHONY: help build run test test-integration bench proto tools lint cassandra-up cassandra-down
+.PHONY: help build run test test-integration bench bench-http proto tools lint cassandra-up cassandra-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ test-integration: cassandra-up ## start the local Cassandra node and run every t
 
 bench: ## Go benchmarks of the hot paths (benchstat-friendly)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee bench.txt
+
+bench-http: ## bare Fiber vs naive design vs checkin over HTTP, table + sweep + plot (~10 min)
+	cmd/checkin-load/scripts/bench-http.sh
 
 proto: tools ## regenerate messages/*.pb.go from messages/checkin.proto
 	$(GO) generate ./messages

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"os/exec"
@@ -1127,6 +1128,8 @@ func TestInvalidConfig(t *testing.T) {
 		{"bad duration from env", nil, []string{"CHECKIN_GRAIN_IDLE_TIMEOUT=soon"}, "CHECKIN_GRAIN_IDLE_TIMEOUT"},
 		{"bad http addr", []string{"--http.addr=nonsense"}, nil, "http.addr"},
 		{"unknown flag", []string{"--no-such-flag=1"}, nil, "no-such-flag"},
+		{"unreachable store", []string{"--store=scylla", "--scylla.hosts=127.0.0.1:1", "--scylla.connect-timeout=1s"}, nil, "open store"},
+		{"cluster port taken", []string{"--cluster.addr=127.0.0.1:" + takenPort(t)}, nil, "cluster"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -1222,4 +1225,15 @@ func TestPassivation(t *testing.T) {
 	p.mkCheckin(t, user, late)
 	p.checkCurrent(t, user, cs[0], a)
 	wantCheckins(t, user, p.listAll(t, user, nil, 50, nil), query{}.expect(append(cs, late)))
+}
+
+// takenPort returns a loopback port that a listener of this test holds.
+func takenPort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
 }

@@ -39,31 +39,41 @@ type node struct {
 func openStore(cfg config, log *zap.Logger) (persistence.Store, error) {
 	switch cfg.Store {
 	case "pebble":
-		return pebble.Open(cfg.DataDir, pebble.WithLogger(log.Named("pebble")))
+		s, err := pebble.Open(cfg.DataDir, pebble.WithLogger(log.Named("pebble")))
+		if err != nil { // not a typed nil inside the interface
+			return nil, err
+		}
+		return s, nil
 	case "scylla":
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.Scylla.ConnectTimeout+cfg.Scylla.Timeout)
 		defer cancel()
-		return scylla.Open(ctx, cfg.Scylla, log.Named("scylla"))
+		s, err := scylla.Open(ctx, cfg.Scylla, log.Named("scylla"))
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
 	return nil, fmt.Errorf("unknown store %q", cfg.Store)
 }
 
 // startNode wires and starts every part; on error what was started is
 // stopped again.
-func startNode(cfg config, log *zap.Logger) (n *node, err error) {
+func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 	cfg.resolve()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	n = &node{cfg: cfg, log: log, served: make(chan error, 1)}
+	n := &node{cfg: cfg, log: log, served: make(chan error, 1)}
 	defer func() {
 		if err != nil {
-			n.stop()
+			_ = n.stop()
 		}
 	}()
-	if n.store, err = openStore(cfg, log); err != nil {
+	store, err := openStore(cfg, log)
+	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	n.store = store
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := actors.NewMetrics(reg)

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// client sends requests to the targets in turn. It uses fasthttp's
+// HostClient: one pool of keep-alive connections per target, sized to the
+// concurrency, no automatic retries (a retry would hide an error).
+type client struct {
+	targets []*target
+	next    atomic.Uint64
+	timeout time.Duration
+}
+
+type target struct {
+	base   string // as given, for reports
+	prefix string // path prefix of the base URL, without the trailing slash
+	hc     *fasthttp.HostClient
+}
+
+func newClient(bases []*url.URL, conns int, timeout time.Duration) *client {
+	c := &client{timeout: timeout}
+	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	for _, u := range bases {
+		addr := u.Host
+		if u.Port() == "" {
+			if u.Scheme == "https" {
+				addr += ":443"
+			} else {
+				addr += ":80"
+			}
+		}
+		c.targets = append(c.targets, &target{
+			base:   u.String(),
+			prefix: strings.TrimSuffix(u.EscapedPath(), "/"),
+			hc: &fasthttp.HostClient{
+				Addr:                          addr,
+				Dial:                          func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) },
+				IsTLS:                         u.Scheme == "https",
+				MaxConns:                      conns,
+				MaxConnWaitTimeout:            timeout,
+				MaxIdleConnDuration:           10 * time.Second,
+				ReadTimeout:                   timeout,
+				WriteTimeout:                  timeout,
+				MaxIdemponentCallAttempts:     1,
+				NoDefaultUserAgentHeader:      true,
+				DisableHeaderNamesNormalizing: true,
+				DisablePathNormalizing:        true,
+			},
+		})
+	}
+	return c
+}
+
+// pick returns the next target, round-robin.
+func (c *client) pick() *target {
+	if len(c.targets) == 1 {
+		return c.targets[0]
+	}
+	return c.targets[(c.next.Add(1)-1)%uint64(len(c.targets))]
+}
+
+// do sends one request: method to path (which starts with '/'), with body
+// as JSON when it is not nil. The answer is left in resp.
+func (c *client) do(req *fasthttp.Request, resp *fasthttp.Response, method string, path, body []byte) error {
+	t := c.pick()
+	req.Reset()
+	resp.Reset()
+	req.Header.SetMethod(method)
+	if t.prefix != "" {
+		uri := make([]byte, 0, len(t.prefix)+len(path))
+		req.SetRequestURIBytes(append(append(uri, t.prefix...), path...))
+	} else {
+		req.SetRequestURIBytes(path)
+	}
+	req.Header.SetHost(t.hc.Addr)
+	if body != nil {
+		req.Header.SetContentType("application/json")
+		req.SetBodyRaw(body)
+	}
+	return t.hc.DoTimeout(req, resp, c.timeout)
+}
+
+// close drops the idle connections of every target.
+func (c *client) close() {
+	for _, t := range c.targets {
+		t.hc.CloseIdleConnections()
+	}
+}
+
+// Error kinds of requests that got no HTTP answer.
+const (
+	kindTimeout    = "timeout"
+	kindConnection = "connection"
+	kindDropped    = "dropped" // open model: not sent, --max-outstanding were queued or in flight
+	kindExpired    = "expired" // open model: queued longer than --timeout, not sent
+)
+
+// transportKind sorts an error of a request without an answer.
+func transportKind(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
+		errors.Is(err, fasthttp.ErrNoFreeConns), errors.As(err, &ne) && ne.Timeout():
+		return kindTimeout
+	}
+	return kindConnection
+}
+
+// statusKind names an HTTP error answer by its status and the code in the
+// API's error body ("503:overloaded"); a body of another shape gives the
+// status alone.
+func statusKind(status int, body []byte) string {
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	s := strconv.Itoa(status)
+	if json.Unmarshal(body, &e) == nil && e.Error.Code != "" && validID(e.Error.Code) {
+		return s + ":" + e.Error.Code
+	}
+	return s
+}

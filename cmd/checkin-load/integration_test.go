@@ -1,0 +1,236 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startCheckin builds cmd/checkin, starts it on a free loopback port with a
+// fresh data dir, and returns its base URL. The node is stopped (SIGTERM,
+// then kill) when the test ends.
+func startCheckin(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and starts the checkin binary")
+	}
+	bin := buildCheckin(t)
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "--http.addr=127.0.0.1:0", "--data.dir="+filepath.Join(dir, "data"), "--http.access-log=false")
+	cmd.Env = cleanEnv()
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	addrc := make(chan string, 1)
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs.Write(sc.Bytes())
+			logs.WriteByte('\n')
+			var line struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "http server listening" {
+				addrc <- line.Addr
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		exited := make(chan error, 1)
+		go func() { <-drained; exited <- cmd.Wait() }()
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("checkin exited with %v\n%s", err, logs.String())
+			}
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Errorf("checkin did not stop within 20s of SIGTERM\n%s", logs.String())
+		}
+	})
+	select {
+	case addr := <-addrc:
+		return "http://" + addr
+	case <-drained:
+		t.Fatalf("checkin exited before listening\n%s", logs.String())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("checkin did not log its address within 20s\n%s", logs.String())
+	}
+	return ""
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string // removed by TestMain
+	buildErr  error
+)
+
+// buildCheckin builds cmd/checkin once per test binary.
+func buildCheckin(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if binDir, buildErr = os.MkdirTemp("", "checkin-load-test-"); buildErr != nil {
+			return
+		}
+		args := []string{"build", "-o", filepath.Join(binDir, "checkin")}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		out, err := exec.Command("go", append(args, "github.com/checkin/checkin/cmd/checkin")...).CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/checkin: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "checkin")
+}
+
+// cleanEnv is the environment without CHECKIN_ variables, so a developer's
+// settings do not leak into the node under test.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CHECKIN_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// TestAgainstCheckin drives the real binary: a short mixed closed-model
+// run, a short open-model run and a replay of the testdata excerpt, all
+// with --verify. Nothing acknowledged may be lost, nothing may fail. Then
+// --verify must notice a checkin that was acknowledged but never stored.
+func TestAgainstCheckin(t *testing.T) {
+	base := startCheckin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	synthetic := func(mut func(*config)) config {
+		cfg := defaultConfig()
+		cfg.Targets = base
+		cfg.Duration = 2 * time.Second
+		cfg.Concurrency = 8
+		cfg.Users, cfg.Locations = 40, 10
+		cfg.MixCheckin, cfg.MixLocation, cfg.MixRange, cfg.MixRangeLocation = 2, 1, 0.5, 0.5
+		cfg.Popularity = "zipf"
+		cfg.Verify = true
+		cfg.ProgressInterval = 500 * time.Millisecond
+		mut(&cfg)
+		return cfg
+	}
+	replay := defaultConfig()
+	replay.Targets = base
+	replay.Replay = "testdata/gowalla_nyc_excerpt.tsv"
+	replay.Venues = "testdata/venues_excerpt.tsv"
+	replay.Duration = 0
+	replay.Concurrency = 4
+	replay.Verify = true
+
+	for _, tc := range []struct {
+		name string
+		cfg  config
+		json bool
+		// checks beyond "nothing lost, no errors"
+		check func(t *testing.T, rep *Report)
+	}{
+		{"closed mix", synthetic(func(*config) {}), false, func(t *testing.T, rep *Report) {
+			for _, name := range opNames {
+				if rep.Ops[name] == nil || rep.Ops[name].OK == 0 {
+					t.Errorf("no successful %s requests", name)
+				}
+			}
+		}},
+		{"open model", synthetic(func(c *config) {
+			c.Rate, c.Duration, c.Setup, c.RunID = 200, time.Second, true, "open1"
+		}), true, func(t *testing.T, rep *Report) {
+			if rep.Open == nil || rep.Open.Intended != 200 || rep.Open.Queued+rep.Open.Dropped != 200 {
+				t.Errorf("open accounting %+v, want 200 intended", rep.Open)
+			}
+		}},
+		{"replay", replay, false, func(t *testing.T, rep *Report) {
+			if rep.Requests != 50 || rep.Replay.Created != 49 || rep.Replay.Existing != 1 {
+				t.Errorf("replay: %d requests, created %d, existing %d; want 50, 49, 1 (one duplicate row)",
+					rep.Requests, rep.Replay.Created, rep.Replay.Existing)
+			}
+			if rep.Verify.Acknowledged != 49 || rep.Setup.Users != 2 || rep.Setup.Locations != 46 {
+				t.Errorf("verify %+v, setup %+v", rep.Verify, rep.Setup)
+			}
+		}},
+		{"replay again is idempotent", replay, false, func(t *testing.T, rep *Report) {
+			if rep.Replay.Created != 0 || rep.Replay.Existing != 50 || rep.Setup.Existing != 48 {
+				t.Errorf("second replay: created %d, existing %d, setup %+v; want everything already there",
+					rep.Replay.Created, rep.Replay.Existing, rep.Setup)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cfg.JSON = tc.json
+			var stdout, stderr bytes.Buffer
+			rep, err := run(ctx, tc.cfg, &stdout, &stderr)
+			if err != nil {
+				t.Fatalf("run: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+			}
+			t.Logf("report:\n%s", stdout.String())
+			if tc.json {
+				var decoded Report
+				if err := json.NewDecoder(io.Reader(&stdout)).Decode(&decoded); err != nil || decoded.Requests != rep.Requests {
+					t.Errorf("--json output does not decode to the report: %v", err)
+				}
+			}
+			if rep.Requests == 0 || rep.Errors != 0 || rep.Count5xx() != 0 {
+				t.Errorf("requests %d, errors %d, 5xx %d: %v", rep.Requests, rep.Errors, rep.Count5xx(), rep.ErrorKinds)
+			}
+			if v := rep.Verify; v == nil || v.Lost != 0 || v.Mismatched != 0 || v.UnverifiedUsers != 0 || v.Found != v.Acknowledged || v.Found == 0 {
+				t.Errorf("verify: %+v", rep.Verify)
+			}
+			tc.check(t, rep)
+		})
+	}
+	t.Run("verify catches a lost checkin", func(t *testing.T) { verifyCatchesLoss(t, base) })
+}
+
+// verifyCatchesLoss points --verify at an acknowledgement the server never
+// stored: it must be reported lost.
+func verifyCatchesLoss(t *testing.T, base string) {
+	cfg := defaultConfig()
+	cfg.Targets = base
+	cfg.Users, cfg.Locations, cfg.SetupCheckins = 2, 1, 0
+	cfg.Concurrency = 1
+	cfg.Progress = false
+	bases, _ := cfg.targetURLs()
+	r := &runner{cfg: cfg, stderr: io.Discard, runID: "x", syn: newSynthetic(cfg)}
+	r.cl = newClient(bases, 1, time.Second)
+	defer r.cl.close()
+	if _, _, err := r.setup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UnixMilli()
+	v := r.verify(context.Background(), []ack{{User: "load-u0", ID: "never-written", Loc: "load-l0", TS: now}})
+	if v.Lost != 1 || v.LostSample[0] != "load-u0/never-written" || v.UnverifiedUsers != 0 {
+		t.Fatalf("verify of a checkin that was never written: %+v", v)
+	}
+}

@@ -1,0 +1,450 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	if code == 0 {
+		// fasthttp's idle-connection cleaner outlives the client by up to
+		// MaxIdleConnDuration after its connections are closed.
+		if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner")); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func TestUniformPicker(t *testing.T) {
+	const n, samples = 10, 200_000
+	p := newPicker(rand.New(rand.NewPCG(1, 2)), "uniform", n, 0, 0)
+	var counts [n]int
+	for range samples {
+		counts[p.pick()]++
+	}
+	// chi-square with 9 degrees of freedom: 27.9 is the 0.999 quantile
+	want := float64(samples) / n
+	chi := 0.0
+	for _, c := range counts {
+		chi += (float64(c) - want) * (float64(c) - want) / want
+	}
+	if chi > 27.9 {
+		t.Fatalf("uniform picker is not uniform: chi-square %.1f, counts %v", chi, counts)
+	}
+}
+
+func TestZipfPicker(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		s, v float64
+	}{
+		{"s=1.1 v=1", 1.1, 1},
+		{"s=2 v=1", 2, 1},
+		{"s=1.5 v=3", 1.5, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n, samples = 1000, 300_000
+			p := newPicker(rand.New(rand.NewPCG(3, 4)), "zipf", n, tc.s, tc.v)
+			counts := make([]int, n)
+			for range samples {
+				k := p.pick()
+				if k < 0 || k >= n {
+					t.Fatalf("pick %d outside [0, %d)", k, n)
+				}
+				counts[k]++
+			}
+			for k := range 4 {
+				if counts[k] <= counts[k+1] {
+					t.Fatalf("rank %d picked %d times, rank %d %d times: not decreasing", k, counts[k], k+1, counts[k+1])
+				}
+			}
+			// P(0)/P(1) = ((v+1)/v)^s
+			want := math.Pow((tc.v+1)/tc.v, tc.s)
+			got := float64(counts[0]) / float64(counts[1])
+			if math.Abs(got-want)/want > 0.05 {
+				t.Fatalf("P(0)/P(1) = %.3f, want %.3f ± 5%%", got, want)
+			}
+		})
+	}
+}
+
+func TestMix(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.MixCheckin, cfg.MixLocation, cfg.MixRange, cfg.MixRangeLocation = 1, 2, 0, 1
+	m := newMix(cfg)
+	r := rand.New(rand.NewPCG(5, 6))
+	var counts [numOps]int
+	const samples = 100_000
+	for range samples {
+		counts[m.pick(r)]++
+	}
+	if counts[opRange] != 0 {
+		t.Fatalf("op with weight 0 picked %d times", counts[opRange])
+	}
+	for o, w := range map[op]float64{opCheckin: 0.25, opLocation: 0.5, opRangeLocation: 0.25} {
+		if got := float64(counts[o]) / samples; math.Abs(got-w) > 0.01 {
+			t.Errorf("%s share %.3f, want %.3f", o, got, w)
+		}
+	}
+}
+
+func TestRunOpenAccounting(t *testing.T) {
+	rate := func(perSec float64) func(int64) time.Duration {
+		return func(i int64) time.Duration { return time.Duration(float64(i) * float64(time.Second) / perSec) }
+	}
+	t.Run("fast server: every intended request is sent", func(t *testing.T) {
+		var o OpenReport
+		var dropped, done atomic.Int64
+		runOpen(context.Background(), &source{}, rate(2000), 200*time.Millisecond, 4, 100, &o, &dropped,
+			func(int, openJob) { done.Add(1) })
+		if o.Intended < 380 || o.Intended > 400 {
+			t.Errorf("intended %d, want about 400 (2000/s for 200ms)", o.Intended)
+		}
+		if o.Queued != o.Intended || o.Dropped != 0 || done.Load() != o.Queued {
+			t.Errorf("intended %d, sent %d, dropped %d, done %d: want all sent and done", o.Intended, o.Queued, o.Dropped, done.Load())
+		}
+	})
+	t.Run("stuck server: outstanding is bounded and the rest is dropped", func(t *testing.T) {
+		var o OpenReport
+		var dropped atomic.Int64
+		release := make(chan struct{})
+		var started atomic.Int64
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			close(release)
+		}()
+		runOpen(context.Background(), &source{}, rate(1000), 200*time.Millisecond, 5, 20, &o, &dropped,
+			func(int, openJob) { started.Add(1); <-release })
+		if o.Queued != 20 || started.Load() != 20 {
+			t.Errorf("sent %d, started %d: want max-outstanding 20", o.Queued, started.Load())
+		}
+		if o.Intended != o.Queued+o.Dropped || o.Dropped < 150 {
+			t.Errorf("intended %d, sent %d, dropped %d: want intended = sent + dropped, most dropped", o.Intended, o.Queued, o.Dropped)
+		}
+		if dropped.Load() != o.Dropped {
+			t.Errorf("live dropped %d, final %d", dropped.Load(), o.Dropped)
+		}
+		// 15 of the 20 waited in the queue behind 5 stuck workers
+		if o.Late != 15 {
+			t.Errorf("late %d, want 15", o.Late)
+		}
+	})
+	t.Run("latency counts from the intended time", func(t *testing.T) {
+		var o OpenReport
+		var dropped atomic.Int64
+		var mu sync.Mutex
+		var lags []time.Duration
+		// one worker, 10ms of work per request, a request due every 5ms:
+		// the queue grows and the nth request starts about n*5ms late.
+		runOpen(context.Background(), &source{}, rate(200), 100*time.Millisecond, 1, 1000, &o, &dropped,
+			func(_ int, j openJob) {
+				mu.Lock()
+				lags = append(lags, time.Since(j.intended))
+				mu.Unlock()
+				time.Sleep(10 * time.Millisecond)
+			})
+		if o.Dropped != 0 || o.Queued != o.Intended || o.Intended != 20 {
+			t.Fatalf("intended %d, sent %d, dropped %d: want 20 sent", o.Intended, o.Queued, o.Dropped)
+		}
+		if last := lags[len(lags)-1]; last < 80*time.Millisecond {
+			t.Errorf("last request started %v after its intended time, want >= 80ms (queueing behind a slow server)", last)
+		}
+		if o.Late == 0 || o.MaxLagMS < 80 {
+			t.Errorf("late %d, max lag %.1fms: want queueing counted", o.Late, o.MaxLagMS)
+		}
+	})
+	t.Run("source end and context end stop the schedule", func(t *testing.T) {
+		var o OpenReport
+		var dropped atomic.Int64
+		runOpen(context.Background(), &source{limit: 7}, rate(10000), 0, 2, 10, &o, &dropped, func(int, openJob) {})
+		if o.Intended != 7 || o.Queued != 7 {
+			t.Errorf("limit 7: intended %d, sent %d", o.Intended, o.Queued)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		runOpen(ctx, &source{}, rate(1), 0, 2, 10, &o, &dropped, func(int, openJob) {})
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("cancelled schedule took %v to stop", took)
+		}
+	})
+}
+
+func TestReportPercentiles(t *testing.T) {
+	rec := newRecorder(3)
+	// 1ms, 2ms, ..., 1000ms: one of each, spread over shards and two ops
+	for i := 1; i <= 1000; i++ {
+		o := opCheckin
+		if i%2 == 0 {
+			o = opLocation
+		}
+		status, kind := 201, ""
+		if i%100 == 0 {
+			status, kind = 503, "503:overloaded"
+		}
+		rec.record(i, o, time.Duration(i)*time.Millisecond, status, kind)
+	}
+	rec.record(0, opRange, 0, 0, kindTimeout)
+	per, all := rec.merged()
+	l := summarize(all.hist, all.maxUS)
+	for _, tc := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"p50", l.P50, 500}, {"p90", l.P90, 900}, {"p99", l.P99, 990}, {"p99.9", l.P999, 999}, {"max", l.Max, 1000},
+		{"mean", l.Mean, 1001 * 1000 / 2 / 1001.0},
+	} {
+		if math.Abs(tc.got-tc.want)/tc.want > 0.002 {
+			t.Errorf("%s = %.3fms, want %.3fms ± 0.2%%", tc.name, tc.got, tc.want)
+		}
+	}
+	if l.Max != 1000 {
+		t.Errorf("max = %v, want exactly 1000ms", l.Max)
+	}
+	rep := &Report{}
+	cfg := defaultConfig()
+	rep.fill(cfg, rec, 2*time.Second, nil)
+	if rep.Requests != 1001 || rep.Errors != 11 || rep.OK != 990 {
+		t.Errorf("requests %d errors %d ok %d, want 1001, 11, 990", rep.Requests, rep.Errors, rep.OK)
+	}
+	if rep.StatusCodes["503"] != 10 || rep.StatusCodes["201"] != 990 || rep.ErrorKinds[kindTimeout] != 1 || rep.ErrorKinds["503:overloaded"] != 10 {
+		t.Errorf("status codes %v, error kinds %v", rep.StatusCodes, rep.ErrorKinds)
+	}
+	if rep.Count5xx() != 10 {
+		t.Errorf("5xx = %d, want 10", rep.Count5xx())
+	}
+	if rep.Throughput != 500.5 || rep.Ops["checkin"].Requests != 500 || per[opRange].count != 1 {
+		t.Errorf("throughput %v, checkin %d, range %d", rep.Throughput, rep.Ops["checkin"].Requests, per[opRange].count)
+	}
+	var b strings.Builder
+	if err := rep.write(&b, false); err != nil || !strings.Contains(b.String(), "p99.9") {
+		t.Errorf("text report: %v\n%s", err, b.String())
+	}
+}
+
+func TestReplayParser(t *testing.T) {
+	d, err := loadReplay("testdata/gowalla_nyc_excerpt.tsv", "testdata/venues_excerpt.tsv", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.rows) != 50 || len(d.users) != 2 || len(d.locations) != 46 || d.duplicates != 1 {
+		t.Fatalf("rows %d users %d locations %d duplicates %d, want 50, 2, 46, 1", len(d.rows), len(d.users), len(d.locations), d.duplicates)
+	}
+	for i := 1; i < len(d.rows); i++ {
+		if d.rows[i].Time.Before(d.rows[i-1].Time) {
+			t.Fatalf("row %d (%v) before row %d (%v): not in time order", i, d.rows[i].Time, i-1, d.rows[i-1].Time)
+		}
+	}
+	// the duplicate pair: same id, so the server answers 200 to the second
+	var dupIDs []string
+	for _, r := range d.rows {
+		if r.User == "578" && r.Time.Equal(time.Date(2010, 9, 1, 22, 34, 54, 0, time.UTC)) {
+			dupIDs = append(dupIDs, r.checkinID())
+		}
+	}
+	if len(dupIDs) != 2 || dupIDs[0] != dupIDs[1] || dupIDs[0] != "gw-578-1283380494-12973" {
+		t.Fatalf("duplicate rows got ids %v, want twice gw-578-1283380494-12973", dupIDs)
+	}
+	names := map[string]replayLocation{}
+	for _, l := range d.locations {
+		names[l.ID] = l
+	}
+	if l := names["23261"]; l.Name != "JFK John F. Kennedy International" || l.Lat != 40.6438845363 || l.Lon != -73.78280639649999 {
+		t.Errorf("location 23261 = %+v", l)
+	}
+	// 7 of the 46 locations have no venue name
+	unnamed := 0
+	for _, l := range d.locations {
+		if strings.HasPrefix(l.Name, "Gowalla spot ") {
+			unnamed++
+		}
+	}
+	if unnamed != 46-39 {
+		t.Errorf("%d unnamed locations, want 7", unnamed)
+	}
+
+	withPrefix, err := loadReplay("testdata/gowalla_nyc_excerpt.tsv", "", "x-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if withPrefix.users[0] != "x-"+d.users[0] || !strings.HasPrefix(withPrefix.rows[0].checkinID(), "gw-x-") {
+		t.Errorf("prefix not applied: %v %s", withPrefix.users, withPrefix.rows[0].checkinID())
+	}
+}
+
+func TestReplayParserErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, in, want string
+	}{
+		{"fields", "1\t2010-01-01T00:00:00Z\t40\t-73\n", "line 1: 4 fields"},
+		{"time", "1\t2010-01-01 00:00:00\t40\t-73\t5\n", "line 1: time"},
+		{"lat", "\n1\t2010-01-01T00:00:00Z\t91\t-73\t5\n", "line 2: latitude"},
+		{"lon", "1\t2010-01-01T00:00:00Z\t40\tx\t5\n", "line 1: longitude"},
+		{"user id", "a b\t2010-01-01T00:00:00Z\t40\t-73\t5\n", "line 1: user id"},
+		{"location id", "1\t2010-01-01T00:00:00Z\t40\t-73\t5/6\n", "line 1: location id"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseCheckins(strings.NewReader(tc.in))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+	rows, err := parseCheckins(strings.NewReader("7\t2010-01-01T00:00:00Z\t40.5\t-73.5\t9\r\n\n"))
+	if err != nil || len(rows) != 1 || rows[0].Loc != "9" || rows[0].Line != 1 {
+		t.Fatalf("CRLF and blank lines: %v %+v", err, rows)
+	}
+	long := row{User: strings.Repeat("u", 40), Loc: strings.Repeat("l", 30), Time: time.Unix(1e9, 0)}
+	if id := long.checkinID(); len(id) > 64 || !strings.HasPrefix(id, "gwh-") || id != long.checkinID() {
+		t.Errorf("long ids hash to %q", id)
+	}
+}
+
+func TestCleanName(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"  Washington Square Park ", "Washington Square Park"},
+		{"", ""},
+		{"\xff", ""},
+		{strings.Repeat("é", 200), strings.Repeat("é", 128)},
+	} {
+		if got := cleanName(tc.in); got != tc.want {
+			t.Errorf("cleanName(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // error substring; "" = valid
+	}{
+		{"defaults", nil, nil, ""},
+		{"localhost", []string{"--targets=http://localhost:1,http://[::1]:2/api"}, nil, ""},
+		{"remote refused", []string{"--targets=http://10.1.2.3:8080"}, nil, "not a loopback address"},
+		{"remote allowed", []string{"--targets=http://10.1.2.3:8080", "--allow-remote"}, nil, ""},
+		{"not http", []string{"--targets=ftp://127.0.0.1:8080"}, nil, "not an http(s) base URL"},
+		{"env twin", nil, map[string]string{"CHECKIN_CONCURRENCY": "0"}, "concurrency must be at least 1"},
+		{"flag wins over env", []string{"--concurrency=3"}, map[string]string{"CHECKIN_CONCURRENCY": "0"}, ""},
+		{"unbounded", []string{"--duration=0"}, nil, "set --duration or --requests"},
+		{"zipf s", []string{"--popularity=zipf", "--zipf.s=1"}, nil, "zipf.s > 1"},
+		{"popularity", []string{"--popularity=pareto"}, nil, "not uniform or zipf"},
+		{"no mix", []string{"--mix.checkin=0"}, nil, "at least one mix weight"},
+		{"range limit", []string{"--range.limit=1001"}, nil, "range.limit"},
+		{"venues alone", []string{"--venues=v.tsv"}, nil, "venues needs --replay"},
+		{"replay rate and speed", []string{"--replay=f", "--rate=5", "--replay-speed=2"}, nil, "not both"},
+		{"replay warmup", []string{"--replay=f", "--warmup=1s"}, nil, "warmup"},
+		{"bad prefix", []string{"--id-prefix=a/b"}, nil, "id-prefix"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			getenv := func(k string) string { return tc.env[k] }
+			_, err := parseConfig(tc.args, getenv, &strings.Builder{})
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+	cfg, err := parseConfig([]string{"--replay=x.tsv"}, func(string) string { return "" }, &strings.Builder{})
+	if err != nil || cfg.Duration != 0 {
+		t.Errorf("replay without --duration: duration %v (%v), want 0 (whole file)", cfg.Duration, err)
+	}
+	cfg, _ = parseConfig([]string{"--replay=x.tsv", "--duration=5s"}, func(string) string { return "" }, &strings.Builder{})
+	if cfg.Duration != 5*time.Second {
+		t.Errorf("replay with --duration=5s: %v", cfg.Duration)
+	}
+}
+
+func TestErrorKinds(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status int
+		body   string
+		want   string
+	}{
+		{"api error", 503, `{"error":{"code":"overloaded","message":"busy"}}`, "503:overloaded"},
+		{"not json", 502, `<html>bad gateway</html>`, "502"},
+		{"odd code", 500, `{"error":{"code":"a b","message":""}}`, "500"},
+	} {
+		if got := statusKind(tc.status, []byte(tc.body)); got != tc.want {
+			t.Errorf("%s: statusKind = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	if got := transportKind(fasthttp.ErrTimeout); got != kindTimeout {
+		t.Errorf("ErrTimeout → %q", got)
+	}
+	if got := transportKind(errors.New("connection refused")); got != kindConnection {
+		t.Errorf("refused → %q", got)
+	}
+}
+
+func TestBodies(t *testing.T) {
+	ts := time.Date(2024, 5, 1, 12, 0, 0, 123e6, time.UTC)
+	if got := string(appendCheckinBody(nil, "c1", "moma", ts)); got != `{"id":"c1","location_id":"moma","timestamp":"2024-05-01T12:00:00.123Z"}` {
+		t.Errorf("checkin body %s", got)
+	}
+	if got := string(appendRangePath(nil, "alice", "moma", ts, 50)); got != "/v1/users/alice/checkins?from=2024-05-01T12:00:00.123Z&limit=50&location_id=moma" {
+		t.Errorf("range path %s", got)
+	}
+}
+
+// TestOpenExpiresStaleRequests: with a server slower than the offered rate,
+// queued requests older than --timeout are failed as "expired" without
+// being sent, and every intended request is accounted for.
+func TestOpenExpiresStaleRequests(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		time.Sleep(40 * time.Millisecond)
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	cfg := defaultConfig()
+	cfg.Targets, cfg.Concurrency, cfg.Rate, cfg.Timeout = srv.URL, 1, 100, 150*time.Millisecond
+	cfg.Users, cfg.Locations, cfg.MixCheckin, cfg.MixLocation = 5, 5, 0, 1
+	cfg.Progress = false
+	bases, err := cfg.targetURLs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &runner{cfg: cfg, stderr: io.Discard, runID: "t", syn: newSynthetic(cfg)}
+	r.cl = newClient(bases, 1, cfg.Timeout)
+	defer r.cl.close()
+	rng := rand.New(rand.NewPCG(1, 1))
+	r.workers = []*worker{{rng: rng, users: uniformPicker{rng, 5}, locs: uniformPicker{rng, 5}, req: &fasthttp.Request{}, resp: &fasthttp.Response{}}}
+	rec := newRecorder(1)
+	open, _ := r.phase(context.Background(), "run", rec, 400*time.Millisecond, 0)
+	rep := &Report{}
+	rep.fill(cfg, rec, time.Second, open)
+	if open.Intended != 40 || open.Queued != 40 || open.Dropped != 0 {
+		t.Fatalf("open accounting %+v, want 40 intended and queued", open)
+	}
+	if open.Expired == 0 || rep.ErrorKinds[kindExpired] != open.Expired {
+		t.Fatalf("expired %d, error kinds %v: want stale requests expired", open.Expired, rep.ErrorKinds)
+	}
+	if rep.Requests != 40 || rep.OK+open.Expired != 40 {
+		t.Fatalf("requests %d, ok %d, expired %d: want every request accounted for", rep.Requests, rep.OK, open.Expired)
+	}
+	if rep.Latency.Max < 150 {
+		t.Fatalf("max latency %.1fms: expired requests count with their wait", rep.Latency.Max)
+	}
+}

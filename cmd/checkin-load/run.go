@@ -1,0 +1,418 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// lateAfter: an open-model request that starts more than this after its
+// intended time is counted as late (its latency still runs from the
+// intended time).
+const lateAfter = 10 * time.Millisecond
+
+// recorderShards is the number of locks workers record under.
+const recorderShards = 8
+
+// runner holds what the phases of one run share.
+type runner struct {
+	cfg     config
+	cl      *client
+	syn     *synthetic  // synthetic workload; nil when replaying
+	rep     *replayData // replay; nil otherwise
+	runID   string
+	stderr  io.Writer
+	workers []*worker
+}
+
+// worker is the state of one connection's request loop.
+type worker struct {
+	idx   int
+	rng   *mrand.Rand
+	users picker
+	locs  picker
+	req   *fasthttp.Request
+	resp  *fasthttp.Response
+	path  []byte
+	body  []byte
+	seq   uint64
+	acks  []ack // acknowledged checkins, kept for --verify
+}
+
+// ack is a checkin the server acknowledged with a 2xx.
+type ack struct {
+	User, ID, Loc string
+	TS            int64 // unix ms
+}
+
+// run performs one load run: setup, warmup, the measured phase and the
+// verification, and writes the report to stdout (progress goes to stderr).
+// The returned error is errLost when --verify found missing checkins.
+func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (*Report, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	bases, err := cfg.targetURLs()
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{cfg: cfg, stderr: stderr, runID: cfg.RunID}
+	if r.runID == "" {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		r.runID = hex.EncodeToString(b[:])
+	}
+	if cfg.replaying() {
+		if r.rep, err = loadReplay(cfg.Replay, cfg.Venues, cfg.ReplayPrefix); err != nil {
+			return nil, fmt.Errorf("replay: %w", err)
+		}
+	} else {
+		r.syn = newSynthetic(cfg)
+	}
+	r.cl = newClient(bases, max(cfg.Concurrency, cfg.SetupConcurrency), cfg.Timeout)
+	defer r.cl.close()
+	for i := range cfg.Concurrency {
+		rng := mrand.New(mrand.NewPCG(cfg.Seed, uint64(i)))
+		w := &worker{idx: i, rng: rng, req: &fasthttp.Request{}, resp: &fasthttp.Response{}}
+		if r.syn != nil {
+			w.users = newPicker(rng, cfg.Popularity, cfg.Users, cfg.ZipfS, cfg.ZipfV)
+			w.locs = uniformPicker{r: rng, n: cfg.Locations}
+		}
+		r.workers = append(r.workers, w)
+	}
+
+	rep := &Report{Targets: make([]string, len(r.cl.targets)), Concurrency: cfg.Concurrency, RunID: r.runID}
+	for i, t := range r.cl.targets {
+		rep.Targets[i] = t.base
+	}
+	var setupAcks []ack
+	if cfg.Setup {
+		if rep.Setup, setupAcks, err = r.setup(ctx); err != nil {
+			return rep, err
+		}
+		// the measured phase starts with no more connections than workers
+		r.cl.close()
+	}
+	if cfg.Warmup > 0 && ctx.Err() == nil {
+		r.phase(ctx, "warmup", newRecorder(recorderShards), cfg.Warmup, 0)
+	}
+	rec := newRecorder(recorderShards)
+	if ctx.Err() == nil {
+		open, elapsed := r.phase(ctx, "run", rec, cfg.Duration, cfg.Requests)
+		rep.fill(cfg, rec, elapsed, open)
+	}
+	if r.rep != nil {
+		rep.Replay = &ReplayReport{File: cfg.Replay, Rows: len(r.rep.rows), Users: len(r.rep.users),
+			Locations: len(r.rep.locations), DuplicateRows: r.rep.duplicates}
+		if o := rep.Ops[opCheckin.String()]; o != nil {
+			rep.Replay.Created, rep.Replay.Existing = o.StatusCodes["201"], o.StatusCodes["200"]
+		}
+	}
+	if cfg.Verify && ctx.Err() == nil {
+		acks := setupAcks
+		for _, w := range r.workers {
+			acks = append(acks, w.acks...)
+		}
+		rep.Verify = r.verify(ctx, acks)
+	}
+	if err := rep.write(stdout, cfg.JSON); err != nil {
+		return rep, err
+	}
+	if ctx.Err() != nil {
+		return rep, ctx.Err()
+	}
+	if v := rep.Verify; v != nil && (v.Lost > 0 || v.Mismatched > 0 || v.UnverifiedUsers > 0) {
+		return rep, errLost
+	}
+	return rep, nil
+}
+
+// phase runs the workload for d (0: until the source is exhausted) or n
+// requests (0: no count bound), closed or open model as configured.
+func (r *runner) phase(ctx context.Context, name string, rec *recorder, d time.Duration, n int64) (*OpenReport, time.Duration) {
+	src := &source{limit: n}
+	if r.rep != nil {
+		src.rows = int64(len(r.rep.rows))
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var open *OpenReport
+	var dropped atomic.Int64
+	stopProgress := r.progress(name, rec, &dropped)
+	start := time.Now()
+	if r.cfg.openModel() {
+		open = &OpenReport{OfferedRate: r.cfg.Rate, ReplaySpeed: r.cfg.ReplaySpeed}
+		r.open(pctx, rec, src, d, open, &dropped)
+	} else {
+		if d > 0 {
+			var c context.CancelFunc
+			pctx, c = context.WithTimeout(pctx, d)
+			defer c()
+		}
+		r.closed(pctx, rec, src)
+	}
+	elapsed := time.Since(start)
+	stopProgress()
+	return open, elapsed
+}
+
+// source hands out job numbers: the row to replay, or a count of synthetic
+// requests.
+type source struct {
+	limit int64 // 0: none
+	rows  int64 // replay: number of rows; 0: synthetic
+	n     atomic.Int64
+}
+
+func (s *source) next() (int64, bool) {
+	i := s.n.Add(1) - 1
+	if s.limit > 0 && i >= s.limit || s.rows > 0 && i >= s.rows {
+		return 0, false
+	}
+	return i, true
+}
+
+// closed runs one request loop per worker: each sends its next request as
+// soon as the previous one is answered.
+func (r *runner) closed(ctx context.Context, rec *recorder, src *source) {
+	var wg sync.WaitGroup
+	for _, w := range r.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i, ok := src.next()
+				if !ok {
+					return
+				}
+				r.exec(w, rec, i, time.Now())
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// openJob is a request with the time it was meant to start.
+type openJob struct {
+	i        int64
+	intended time.Time
+}
+
+// open starts requests on schedule, whatever the answers: request i is due
+// at start + i/rate (or, in a time-scaled replay, at its row's time scaled
+// by the replay speed). Latency runs from the due time, so a slow server
+// cannot hide its delay by slowing the sender (coordinated omission).
+// Requests queued or in flight are bounded by --max-outstanding; a due
+// request beyond that is dropped and counted, never sent late silently. A
+// queued request that waited longer than --timeout is not sent but counted
+// as failed ("expired", latency = its wait), as a real client would have
+// given up; that also bounds how long the queue takes to drain at the end.
+func (r *runner) open(ctx context.Context, rec *recorder, src *source, d time.Duration, o *OpenReport, dropped *atomic.Int64) {
+	at := func(i int64) time.Duration { return time.Duration(float64(i) * float64(time.Second) / r.cfg.Rate) }
+	if r.rep != nil && r.cfg.ReplaySpeed > 0 {
+		t0 := r.rep.rows[0].Time
+		at = func(i int64) time.Duration {
+			return time.Duration(float64(r.rep.rows[i].Time.Sub(t0)) / r.cfg.ReplaySpeed)
+		}
+	}
+	var expired atomic.Int64
+	runOpen(ctx, src, at, d, len(r.workers), r.cfg.MaxOutstanding, o, dropped, func(w int, j openJob) {
+		if time.Since(j.intended) > r.cfg.Timeout {
+			// A client would have given up on it by now: count it as a
+			// timeout of its own kind instead of sending it this late.
+			r.expire(r.workers[w], rec, j.i, j.intended)
+			expired.Add(1)
+			return
+		}
+		r.exec(r.workers[w], rec, j.i, j.intended)
+	})
+	o.Expired = expired.Load()
+}
+
+// runOpen is the open-model scheduler: it calls do(worker, job) on one of
+// workers goroutines for each job due before d has passed (d = 0: until
+// src ends or ctx is done), and fills o's counts. liveDropped follows the
+// dropped count while it runs (for the progress line).
+func runOpen(ctx context.Context, src *source, at func(int64) time.Duration, d time.Duration, workers, maxOutstanding int,
+	o *OpenReport, liveDropped *atomic.Int64, do func(worker int, j openJob)) {
+	jobs := make(chan openJob, maxOutstanding)
+	var outstanding, late, maxLag atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				lag := time.Since(j.intended)
+				if lag > lateAfter {
+					late.Add(1)
+				}
+				for {
+					m := maxLag.Load()
+					if int64(lag) <= m || maxLag.CompareAndSwap(m, int64(lag)) {
+						break
+					}
+				}
+				do(w, j)
+				outstanding.Add(-1)
+			}
+		}()
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	start := time.Now()
+	var intended, sent, dropped int64
+loop:
+	for ctx.Err() == nil {
+		i, ok := src.next()
+		if !ok {
+			break
+		}
+		due := at(i)
+		if d > 0 && due >= d {
+			break
+		}
+		intendedAt := start.Add(due)
+		if wait := time.Until(intendedAt); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				break loop
+			case <-timer.C:
+			}
+		}
+		intended++
+		if outstanding.Load() >= int64(maxOutstanding) {
+			dropped++
+			liveDropped.Store(dropped)
+			continue
+		}
+		outstanding.Add(1)
+		sent++
+		jobs <- openJob{i: i, intended: intendedAt}
+	}
+	close(jobs)
+	wg.Wait()
+	o.Intended, o.Queued, o.Dropped, o.Late = intended, sent, dropped, late.Load()
+	o.MaxLagMS = float64(maxLag.Load()) / float64(time.Millisecond)
+}
+
+// expire records job i, which waited in the queue longer than the request
+// timeout, as failed without sending it.
+func (r *runner) expire(w *worker, rec *recorder, i int64, intended time.Time) {
+	o := opCheckin
+	if r.rep == nil {
+		o = r.syn.mix.pick(w.rng)
+	}
+	rec.record(w.idx, o, time.Since(intended), 0, kindExpired)
+}
+
+// exec sends job i on worker w and records it; latency runs from start.
+func (r *runner) exec(w *worker, rec *recorder, i int64, start time.Time) {
+	var (
+		o             op
+		method        = fasthttp.MethodGet
+		user, id, loc string
+		ts            time.Time
+		body          []byte
+	)
+	w.path = w.path[:0]
+	if r.rep != nil {
+		row := &r.rep.rows[i]
+		o, user, id, loc, ts = opCheckin, row.User, row.checkinID(), row.Loc, row.Time
+	} else {
+		o = r.syn.mix.pick(w.rng)
+		user = r.syn.users[w.users.pick()]
+		switch o {
+		case opCheckin:
+			w.seq++
+			id = r.cfg.IDPrefix + "-" + r.runID + "-" + strconv.Itoa(w.idx) + "-" + strconv.FormatUint(w.seq, 10)
+			loc = r.syn.locations[w.locs.pick()]
+			ts = time.Now().Truncate(time.Millisecond)
+		case opLocation:
+			w.path = appendUserPath(w.path, user, "/location")
+		case opRange:
+			w.path = appendRangePath(w.path, user, "", time.Now().Add(-r.cfg.RangeWindow), r.cfg.RangeLimit)
+		case opRangeLocation:
+			w.path = appendRangePath(w.path, user, r.syn.locations[w.locs.pick()], time.Now().Add(-r.cfg.RangeWindow), r.cfg.RangeLimit)
+		}
+	}
+	if o == opCheckin {
+		method = fasthttp.MethodPost
+		w.path = appendUserPath(w.path, user, "/checkins")
+		w.body = appendCheckinBody(w.body[:0], id, loc, ts)
+		body = w.body
+	}
+	err := r.cl.do(w.req, w.resp, method, w.path, body)
+	took := time.Since(start)
+	status, kind := 0, ""
+	switch {
+	case err != nil:
+		kind = transportKind(err)
+	default:
+		status = w.resp.StatusCode()
+		if status < 200 || status > 299 {
+			kind = statusKind(status, w.resp.Body())
+		} else if o == opCheckin && r.cfg.Verify {
+			w.acks = append(w.acks, ack{User: user, ID: id, Loc: loc, TS: ts.UnixMilli()})
+		}
+	}
+	rec.record(w.idx, o, took, status, kind)
+}
+
+// progress prints a line to stderr every interval until the returned stop
+// is called.
+func (r *runner) progress(name string, rec *recorder, dropped *atomic.Int64) (stop func()) {
+	if !r.cfg.Progress {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		h := newHist()
+		t := time.NewTicker(r.cfg.ProgressInterval)
+		defer t.Stop()
+		start, last, lastN := time.Now(), time.Now(), int64(0)
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				n := rec.total.Load()
+				rate := float64(n-lastN) / now.Sub(last).Seconds()
+				last, lastN = now, n
+				p99 := rec.snapshotP99(h)
+				line := fmt.Sprintf("%-6s %6.1fs  requests %9d  rate %8.0f/s  errors %6d  p99 %s",
+					name, now.Sub(start).Seconds(), n, rate, rec.errs.Load(), fmtMS(float64(p99)/1000))
+				if d := dropped.Load(); d > 0 {
+					line += fmt.Sprintf("  dropped %d", d)
+				}
+				fmt.Fprintln(r.stderr, line)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// fmtMS prints a duration given in milliseconds with a unit that fits.
+func fmtMS(ms float64) string {
+	switch {
+	case ms >= 1000:
+		return strconv.FormatFloat(ms/1000, 'f', 2, 64) + "s"
+	case ms >= 10:
+		return strconv.FormatFloat(ms, 'f', 1, 64) + "ms"
+	}
+	return strconv.FormatFloat(ms, 'f', 3, 64) + "ms"
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Prints the benchmark table from the closed-model JSON reports of
+bench-http.sh: scenario, connections, throughput, p99 and the ratios to the
+bare and naive baselines at the same workload and connection count.
+
+    table.py RESULTS_DIR            (reads RESULTS_DIR/closed-<workload>-<scenario>-c<conns>.json)
+    table.py --markdown RESULTS_DIR
+"""
+import json
+import os
+import re
+import sys
+
+ORDER = {"bare": 0, "naive": 1, "checkin": 2, "scylla": 3}
+WORKLOAD_NAMES = {"write": "checkin writes", "read": "current-location reads"}
+
+
+def load(results):
+    runs = {}
+    for name in os.listdir(results):
+        m = re.fullmatch(r"closed-(\w+)-(\w+)-c(\d+)\.json", name)
+        if not m:
+            continue
+        try:
+            with open(os.path.join(results, name)) as f:
+                rep = json.load(f)
+        except (OSError, ValueError):
+            continue  # a failed run: no report
+        runs[(m.group(1), m.group(2), int(m.group(3)))] = rep
+    return runs
+
+
+def ratio(x, base):
+    return f"{x / base:.2f}x" if base else "-"
+
+
+def main():
+    args = sys.argv[1:]
+    markdown = "--markdown" in args
+    args = [a for a in args if a != "--markdown"]
+    if len(args) != 1:
+        sys.exit(__doc__)
+    runs = load(args[0])
+    if not runs:
+        sys.exit(f"no closed-model reports in {args[0]}")
+    head = ["workload", "scenario", "conns", "ok/s", "p99 ms", "p99.9 ms", "errors", "vs bare", "vs naive"]
+    rows = []
+    for (w, s, c) in sorted(runs, key=lambda k: (k[0] != "write", k[0], k[2], ORDER.get(k[1], 9), k[1])):
+        r = runs[(w, s, c)]
+        bare = runs.get((w, "bare", c), {}).get("ok_rps", 0)
+        naive = runs.get((w, "naive", c), {}).get("ok_rps", 0)
+        rows.append([WORKLOAD_NAMES.get(w, w), s, str(c), f"{r['ok_rps']:.0f}", f"{r['latency']['p99_ms']:.2f}",
+                     f"{r['latency']['p99_9_ms']:.2f}", str(r["errors"]), ratio(r["ok_rps"], bare), ratio(r["ok_rps"], naive)])
+    if markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|")
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+        return
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+    for row in [head] + rows:
+        print("  ".join(x.ljust(w) if i < 2 else x.rjust(w) for i, (x, w) in enumerate(zip(row, widths))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// SetupReport counts what the setup phase created.
+type SetupReport struct {
+	Users     int              `json:"users"`
+	Locations int              `json:"locations"`
+	Checkins  int              `json:"checkins"`
+	Created   int64            `json:"created"`  // 201
+	Existing  int64            `json:"existing"` // 409 user/location exists, 200 checkin stored already
+	Failed    int64            `json:"failed"`
+	Errors    map[string]int64 `json:"errors,omitempty"`
+	ElapsedS  float64          `json:"elapsed_s"`
+}
+
+// setupAttempts is how often a setup request is tried when the answer says
+// "try again" (timeout, connection error, 429, 503, 504).
+const setupAttempts = 5
+
+// setupItem is one create request of the setup phase.
+type setupItem struct {
+	path string
+	body []byte
+	ack  *ack // checkins: what to verify
+}
+
+// setup creates the users and locations (and, synthetic, the first
+// checkins of every user) with bounded concurrency. Existing records (409)
+// are fine, so setup can be re-run. It fails when any request keeps
+// failing.
+func (r *runner) setup(ctx context.Context) (*SetupReport, []ack, error) {
+	start := time.Now()
+	rep := &SetupReport{Errors: map[string]int64{}}
+	var records []setupItem
+	if r.rep != nil {
+		for _, u := range r.rep.users {
+			records = append(records, userItem(u, "Gowalla user "+u))
+		}
+		for _, l := range r.rep.locations {
+			records = append(records, locationItem(l.ID, l.Name, l.Lat, l.Lon))
+		}
+		rep.Users, rep.Locations = len(r.rep.users), len(r.rep.locations)
+	} else {
+		for i, u := range r.syn.users {
+			records = append(records, userItem(u, "Load user "+strconv.Itoa(i)))
+		}
+		for i, l := range r.syn.locations {
+			// spread over a box around New York City
+			lat := 40.5 + 0.4*float64(i%1000)/1000
+			lon := -74.2 + 0.5*float64(i/1000%1000)/1000
+			records = append(records, locationItem(l, "Load location "+strconv.Itoa(i), lat, lon))
+		}
+		rep.Users, rep.Locations = len(r.syn.users), len(r.syn.locations)
+	}
+	var checkins []setupItem
+	if r.syn != nil && r.cfg.SetupCheckins > 0 {
+		// a minute ago, so range reads of the last window find them
+		base := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+		for i, u := range r.syn.users {
+			for k := range r.cfg.SetupCheckins {
+				a := &ack{User: u, ID: r.cfg.IDPrefix + "-" + r.runID + "-s" + strconv.Itoa(i) + "-" + strconv.Itoa(k),
+					Loc: r.syn.locations[(i+k)%len(r.syn.locations)], TS: base.Add(time.Duration(k) * time.Second).UnixMilli()}
+				checkins = append(checkins, setupItem{
+					path: "/v1/users/" + u + "/checkins",
+					body: appendCheckinBody(nil, a.ID, a.Loc, time.UnixMilli(a.TS)),
+					ack:  a,
+				})
+			}
+		}
+		rep.Checkins = len(checkins)
+	}
+
+	var done, failed atomic.Int64
+	total := len(records) + len(checkins)
+	stop := r.setupProgress(start, &done, &failed, total)
+	var acks []ack
+	var mu sync.Mutex
+	// The run needs every record: the first request that keeps failing
+	// ends the setup.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, items := range [][]setupItem{records, checkins} {
+		r.createAll(sctx, cancel, items, rep, &mu, &done, &failed, func(a *ack) {
+			mu.Lock()
+			acks = append(acks, *a)
+			mu.Unlock()
+		})
+	}
+	stop()
+	rep.Failed = failed.Load()
+	if ctx.Err() == nil && rep.Failed == 0 && int(done.Load()) != total {
+		return rep, nil, fmt.Errorf("setup: only %d of %d create requests done", done.Load(), total)
+	}
+	rep.ElapsedS = time.Since(start).Seconds()
+	if len(rep.Errors) == 0 {
+		rep.Errors = nil
+	}
+	if err := ctx.Err(); err != nil {
+		return rep, nil, err
+	}
+	if rep.Failed > 0 {
+		return rep, nil, fmt.Errorf("setup: create requests failed (after up to %d tries): %s; stopped after %d of %d",
+			setupAttempts, fmtCounts(rep.Errors), done.Load(), total)
+	}
+	return rep, acks, nil
+}
+
+func userItem(id, name string) setupItem {
+	b, _ := json.Marshal(struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	}{id, name})
+	return setupItem{path: "/v1/users", body: b}
+}
+
+func locationItem(id, name string, lat, lon float64) setupItem {
+	b, _ := json.Marshal(struct {
+		ID   string  `json:"id"`
+		Name string  `json:"name"`
+		Lat  float64 `json:"lat"`
+		Lon  float64 `json:"lon"`
+	}{id, name, lat, lon})
+	return setupItem{path: "/v1/locations", body: b}
+}
+
+// createAll posts every item with SetupConcurrency requests in flight.
+func (r *runner) createAll(ctx context.Context, fail func(), items []setupItem, rep *SetupReport, mu *sync.Mutex,
+	done, failed *atomic.Int64, acked func(*ack)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(r.cfg.SetupConcurrency, len(items)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := &fasthttp.Request{}, &fasthttp.Response{}
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(len(items)) {
+					return
+				}
+				it := &items[i]
+				status, kind := r.create(ctx, req, resp, it)
+				if ctx.Err() != nil {
+					return
+				}
+				mu.Lock()
+				switch {
+				case status == 201:
+					rep.Created++
+				case status == 409 && it.ack == nil, status == 200 && it.ack != nil:
+					rep.Existing++
+				default:
+					failed.Add(1)
+					rep.Errors[kind]++
+					fail()
+				}
+				mu.Unlock()
+				if it.ack != nil && (status == 201 || status == 200) {
+					acked(it.ack)
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// create posts one item, trying again while the answer says so. It returns
+// the last status (0: no answer) and, for a failure, its kind.
+func (r *runner) create(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response, it *setupItem) (int, string) {
+	status, kind := 0, ""
+	for attempt := 1; attempt <= setupAttempts && ctx.Err() == nil; attempt++ {
+		err := r.cl.do(req, resp, fasthttp.MethodPost, []byte(it.path), it.body)
+		if err != nil {
+			status, kind = 0, transportKind(err)
+		} else {
+			status, kind = resp.StatusCode(), ""
+			if status >= 300 {
+				kind = statusKind(status, resp.Body())
+			}
+		}
+		if !retryable(status) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+		}
+	}
+	return status, kind
+}
+
+// retryable: no answer, or an answer that asks to try again.
+func retryable(status int) bool {
+	return status == 0 || status == 429 || status == 503 || status == 504
+}
+
+func (r *runner) setupProgress(start time.Time, done, failed *atomic.Int64, total int) (stop func()) {
+	if !r.cfg.Progress {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(r.cfg.ProgressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case now := <-t.C:
+				fmt.Fprintf(r.stderr, "setup  %6.1fs  done %d/%d  failed %d\n",
+					now.Sub(start).Seconds(), done.Load(), total, failed.Load())
+			}
+		}
+	}()
+	return func() { close(quit); wg.Wait() }
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// VerifyReport is the outcome of reading every acknowledged checkin back.
+type VerifyReport struct {
+	Acknowledged    int      `json:"acknowledged"` // distinct checkin ids answered 2xx
+	Users           int      `json:"users"`
+	Found           int      `json:"found"`
+	Lost            int      `json:"lost"`       // acknowledged, not listed
+	Mismatched      int      `json:"mismatched"` // listed with another location or timestamp
+	UnverifiedUsers int      `json:"unverified_users"`
+	ReadErrors      int64    `json:"read_errors"`
+	LostSample      []string `json:"lost_sample,omitempty"` // user/checkin id, at most 20
+	ElapsedS        float64  `json:"elapsed_s"`
+}
+
+// verifyPageLimit is the page size of the read-back.
+const verifyPageLimit = 1000
+
+// verify lists, for every user with acknowledged checkins, the range from
+// its earliest to its latest acknowledged checkin (following next_cursor
+// to the end), and counts acknowledged checkins that are not there.
+func (r *runner) verify(ctx context.Context, acks []ack) *VerifyReport {
+	start := time.Now()
+	byUser := map[string]map[string]ack{}
+	for _, a := range acks {
+		m := byUser[a.User]
+		if m == nil {
+			m = map[string]ack{}
+			byUser[a.User] = m
+		}
+		m[a.ID] = a
+	}
+	users := make([]string, 0, len(byUser))
+	rep := &VerifyReport{Users: len(byUser)}
+	for u, m := range byUser {
+		users = append(users, u)
+		rep.Acknowledged += len(m)
+	}
+	slices.Sort(users)
+
+	var mu sync.Mutex
+	var next, checked, readErrs atomic.Int64
+	stop := r.verifyProgress(start, &checked, len(users))
+	var wg sync.WaitGroup
+	for range min(r.cfg.SetupConcurrency, len(users)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := &fasthttp.Request{}, &fasthttp.Response{}
+			for ctx.Err() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(len(users)) {
+					return
+				}
+				u := users[i]
+				want := byUser[u]
+				got, err := r.listAll(ctx, req, resp, u, want, &readErrs)
+				mu.Lock()
+				if err != nil {
+					rep.UnverifiedUsers++
+					fmt.Fprintf(r.stderr, "verify: user %s: %v\n", u, err)
+				} else {
+					for id, a := range want {
+						g, ok := got[id]
+						switch {
+						case !ok:
+							rep.Lost++
+							if len(rep.LostSample) < 20 {
+								rep.LostSample = append(rep.LostSample, u+"/"+id)
+							}
+						case g.Loc != a.Loc || g.TS != a.TS:
+							rep.Mismatched++
+						default:
+							rep.Found++
+						}
+					}
+				}
+				mu.Unlock()
+				checked.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	stop()
+	slices.Sort(rep.LostSample)
+	rep.ReadErrors = readErrs.Load()
+	rep.ElapsedS = time.Since(start).Seconds()
+	return rep
+}
+
+// listAll returns the user's checkins in the range that holds every id in
+// want, by id.
+func (r *runner) listAll(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response, user string,
+	want map[string]ack, readErrs *atomic.Int64) (map[string]ack, error) {
+	lo, hi := int64(1<<62), int64(-1<<62)
+	for _, a := range want {
+		lo, hi = min(lo, a.TS), max(hi, a.TS)
+	}
+	base := "/v1/users/" + url.PathEscape(user) + "/checkins?limit=" + fmt.Sprint(verifyPageLimit) +
+		"&from=" + url.QueryEscape(time.UnixMilli(lo).UTC().Format(timeLayout)) +
+		"&to=" + url.QueryEscape(time.UnixMilli(hi+1).UTC().Format(timeLayout))
+	got := map[string]ack{}
+	cursor := ""
+	for pages := 0; ; pages++ {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if pages > 1_000_000 {
+			return nil, fmt.Errorf("list: more than %d pages", pages)
+		}
+		path := base
+		if cursor != "" {
+			path += "&cursor=" + url.QueryEscape(cursor)
+		}
+		var page struct {
+			Checkins []struct {
+				ID         string `json:"id"`
+				LocationID string `json:"location_id"`
+				Timestamp  string `json:"timestamp"`
+			} `json:"checkins"`
+			NextCursor *string `json:"next_cursor"`
+		}
+		var err error
+		for attempt := 1; attempt <= setupAttempts; attempt++ {
+			if err = r.cl.do(req, resp, fasthttp.MethodGet, []byte(path), nil); err == nil {
+				if st := resp.StatusCode(); st != 200 {
+					err = fmt.Errorf("list answered %s", statusKind(st, resp.Body()))
+					if !retryable(st) {
+						readErrs.Add(1)
+						return nil, err
+					}
+				} else if err = json.Unmarshal(resp.Body(), &page); err != nil {
+					readErrs.Add(1)
+					return nil, fmt.Errorf("list: %w", err)
+				} else {
+					break
+				}
+			}
+			readErrs.Add(1)
+			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range page.Checkins {
+			t, perr := time.Parse(time.RFC3339Nano, c.Timestamp)
+			if perr != nil {
+				return nil, fmt.Errorf("list: checkin %s: timestamp %q: %w", c.ID, c.Timestamp, perr)
+			}
+			if _, dup := got[c.ID]; dup {
+				return nil, fmt.Errorf("list: checkin %s listed twice", c.ID)
+			}
+			got[c.ID] = ack{User: user, ID: c.ID, Loc: c.LocationID, TS: t.UnixMilli()}
+		}
+		if page.NextCursor == nil || *page.NextCursor == "" {
+			return got, nil
+		}
+		if len(page.Checkins) == 0 {
+			return nil, fmt.Errorf("list: empty page with a next_cursor")
+		}
+		cursor = *page.NextCursor
+	}
+}
+
+func (r *runner) verifyProgress(start time.Time, checked *atomic.Int64, total int) (stop func()) {
+	if !r.cfg.Progress {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(r.cfg.ProgressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case now := <-t.C:
+				fmt.Fprintf(r.stderr, "verify %6.1fs  users %d/%d\n", now.Sub(start).Seconds(), checked.Load(), total)
+			}
+		}
+	}()
+	return func() { close(quit); wg.Wait() }
+}
