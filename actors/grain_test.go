@@ -247,13 +247,20 @@ func TestPassivationAndReactivation(t *testing.T) {
 	if _, _, err := n.client.Checkin(ctx(t), first, true, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := n.client.Checkin(ctx(t), checkin("p2", "sleepy", "L2", base), true, true); err != nil {
+	older := checkin("p2", "sleepy", "L2", base)
+	if _, _, err := n.client.Checkin(ctx(t), older, true, true); err != nil {
 		t.Fatal(err)
 	}
-	// p1 is out of the grain's memory (RecentIDs=1): a retry is found in the store.
-	if got, created, err := n.client.Checkin(ctx(t), first, true, true); err != nil || created || got != first {
+	// The grain remembers only the newest checkin (RecentIDs=1): a retry of
+	// the older one is found in the store, with the same or another content.
+	if got, created, err := n.client.Checkin(ctx(t), older, true, true); err != nil || created || got != older {
 		t.Fatalf("retry from store: %+v %v %v", got, created, err)
 	}
+	if got, created, err := n.client.Checkin(ctx(t), checkin("p2", "sleepy", "L2", base.Add(time.Hour)), false, true); err != nil || created || got != older {
+		t.Fatalf("retry without timestamp from store: %+v %v %v", got, created, err)
+	}
+	_, _, err := n.client.Checkin(ctx(t), checkin("p2", "sleepy", "L7", base), true, true)
+	wantCode(t, err, actors.ErrConflict, actors.CodeCheckinConflict)
 	waitFor(t, "passivation", func() bool { return n.metric(t, "checkin_grains_active") == 0 })
 
 	cur, err := n.client.CurrentLocation(ctx(t), "sleepy")
@@ -265,6 +272,9 @@ func TestPassivationAndReactivation(t *testing.T) {
 	}
 	_, _, err = n.client.Checkin(ctx(t), checkin("p1", "sleepy", "L9", first.Timestamp), true, true)
 	wantCode(t, err, actors.ErrConflict, actors.CodeCheckinConflict)
+	if got, created, err := n.client.Checkin(ctx(t), older, true, true); err != nil || created || got != older {
+		t.Fatalf("retry of the older checkin after reactivation: %+v %v %v", got, created, err)
+	}
 	if a := n.metric(t, "checkin_grain_activations_total"); a < 2 {
 		t.Fatalf("activations %v, want at least 2", a)
 	}
@@ -376,7 +386,7 @@ func TestFullQueueRefusesAtOnce(t *testing.T) {
 	inner := openStore(t, t.TempDir())
 	defer inner.Close()
 	store := &faultyStore{Store: inner, release: make(chan struct{})}
-	wcfg := actors.WriterConfig{Writers: 1, MaxBatch: 1, Linger: 0, QueueSize: 2, MaxInflight: 1, FlushTimeout: 10 * time.Second}
+	wcfg := actors.WriterConfig{Writers: 1, MaxBatch: 1, Linger: 0, QueueSize: 2, MaxInflight: 1, FlushTimeout: 10 * time.Second, LookupConcurrency: 1}
 	n := startNode(t, store, actors.DefaultGrainConfig(), wcfg)
 	users := []string{"q1", "q2", "q3"}
 	for _, u := range users {
@@ -399,5 +409,42 @@ func TestFullQueueRefusesAtOnce(t *testing.T) {
 		if err := <-results; err != nil {
 			t.Fatalf("queued checkin failed: %v", err)
 		}
+	}
+}
+
+// After reactivation the grain knows the newest checkins only; the others,
+// even those sharing a timestamp with remembered ones, are recognised from
+// the store when retried, with the same content or another.
+func TestRetriesAcrossTheMemoryWindow(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.IdleTimeout = 300 * time.Millisecond
+	gcfg.RecentIDs = 2
+	n := startNode(t, store, gcfg, actors.DefaultWriterConfig())
+	mustUser(t, n, "w")
+	cs := []persistence.Checkin{
+		checkin("a", "w", "L1", base), checkin("b", "w", "L2", base), checkin("c", "w", "L3", base),
+		checkin("d", "w", "L4", base.Add(-time.Hour)),
+	}
+	for _, c := range cs {
+		if _, created, err := n.client.Checkin(ctx(t), c, true, true); err != nil || !created {
+			t.Fatalf("checkin %s: %v %v", c.ID, created, err)
+		}
+	}
+	waitFor(t, "passivation", func() bool { return n.metric(t, "checkin_grains_active") == 0 })
+	for _, c := range cs {
+		got, created, err := n.client.Checkin(ctx(t), c, true, true)
+		if err != nil || created || got != c {
+			t.Errorf("retry of %s after reactivation: %+v created=%v err=%v", c.ID, got, created, err)
+		}
+		_, _, err = n.client.Checkin(ctx(t), checkin(c.ID, "w", "elsewhere", c.Timestamp), true, true)
+		if !errors.Is(err, actors.ErrConflict) {
+			t.Errorf("changed retry of %s: %v, want a conflict", c.ID, err)
+		}
+	}
+	page, err := store.ListCheckins(ctx(t), persistence.Query{UserID: "w", From: base.Add(-2 * time.Hour), To: base.Add(time.Hour), Limit: 10})
+	if err != nil || len(page.Checkins) != len(cs) {
+		t.Fatalf("stored %d checkins (%v), want %d", len(page.Checkins), err, len(cs))
 	}
 }

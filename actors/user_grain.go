@@ -19,13 +19,12 @@ type GrainConfig struct {
 	MissingTimeout time.Duration // passivate sooner when the user does not exist
 	RecentIDs      int           // checkin ids remembered per user for retries (older ones are looked up in the store)
 	StoreTimeout   time.Duration // deadline of one store call made by a grain
-	WriteTimeout   time.Duration // how long a grain waits for its writer
 }
 
 // DefaultGrainConfig: 10 minute passivation, 16 remembered ids.
 func DefaultGrainConfig() GrainConfig {
 	return GrainConfig{IdleTimeout: 10 * time.Minute, MissingTimeout: 30 * time.Second, RecentIDs: 16,
-		StoreTimeout: 5 * time.Second, WriteTimeout: 10 * time.Second}
+		StoreTimeout: 5 * time.Second}
 }
 
 // Validate reports the first setting out of range.
@@ -37,8 +36,8 @@ func (c GrainConfig) Validate() error {
 		return errors.New("grain.missing-timeout must be positive")
 	case c.RecentIDs < 0:
 		return errors.New("grain.recent-ids must not be negative")
-	case c.StoreTimeout <= 0 || c.WriteTimeout <= 0:
-		return errors.New("grain store and write timeouts must be positive")
+	case c.StoreTimeout <= 0:
+		return errors.New("grain.store-timeout must be positive")
 	}
 	return nil
 }
@@ -79,12 +78,16 @@ type createOp struct {
 // actor goroutine and comes back through ReenterAfter, so the mailbox keeps
 // moving while a batch is written.
 type userGrain struct {
-	deps     *Deps
-	id       string
-	loaded   bool
-	user     *persistence.User // nil: the user does not exist
-	current  *persistence.Checkin
-	entries  []*entry // pending entries, then the RecentIDs latest done ones
+	deps    *Deps
+	id      string
+	loaded  bool
+	user    *persistence.User // nil: the user does not exist
+	current *persistence.Checkin
+	entries []*entry // pending entries and the RecentIDs newest done ones
+	// complete: every checkin of the user is in entries, so an id not
+	// there is new. Once the grain forgets one, ids it does not know need
+	// a store look-up (a retry may carry any timestamp).
+	complete bool
 	creating *createOp
 }
 
@@ -98,8 +101,6 @@ func (g *userGrain) Init(ctx pcluster.GrainContext) {
 }
 
 func (g *userGrain) Terminate(pcluster.GrainContext) { g.deps.Metrics.active.Dec() }
-
-func (g *userGrain) ReceiveDefault(pcluster.GrainContext) {}
 
 // load reads the user and the current location from the store, once per
 // activation (again after a failure).
@@ -126,7 +127,32 @@ func (g *userGrain) load() error {
 	default:
 		g.current = &cur
 	}
+	if err := g.loadRecent(ctx); err != nil {
+		return newError(ErrUnavailable, CodeUnavailable, "cannot load recent checkins: "+err.Error())
+	}
 	g.user, g.loaded = &u, true
+	return nil
+}
+
+// farFuture bounds the activation read; no stored timestamp reaches it.
+var farFuture = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// loadRecent remembers the user's newest RecentIDs checkins; a user with no
+// more than that is known whole.
+func (g *userGrain) loadRecent(ctx context.Context) error {
+	g.entries, g.complete = nil, false
+	if g.deps.Config.RecentIDs == 0 {
+		return nil
+	}
+	page, err := g.deps.Store.ListCheckins(ctx, persistence.Query{UserID: g.id, From: time.Unix(0, 0).UTC(), To: farFuture,
+		Limit: g.deps.Config.RecentIDs, Order: persistence.NewestFirst})
+	if err != nil {
+		return err
+	}
+	for _, c := range page.Checkins {
+		g.entries = append(g.entries, &entry{c: c, done: true})
+	}
+	g.complete = page.Next == nil
 	return nil
 }
 
@@ -178,7 +204,7 @@ func (g *userGrain) CreateUser(req *messages.CreateUserRequest, _ func(*messages
 		g.creating = nil
 		switch {
 		case err == nil:
-			g.user, g.current = &op.user, nil
+			g.user, g.current, g.complete = &op.user, nil, true
 			ctx.SetReceiveTimeout(g.deps.Config.IdleTimeout)
 			ctx.Send(op.waiters[0], userMsg(op.user))
 			op.waiters = op.waiters[1:]
@@ -213,55 +239,41 @@ func (g *userGrain) Checkin(req *messages.CheckinRequest, _ func(*messages.Check
 	}
 	e := &entry{c: c, waiters: []waiter{w}}
 	g.entries = append(g.entries, e)
-	if !req.GetClientId() {
-		g.write(ctx, e)
-		return nil
+	// A client-chosen id the grain does not know may have been stored
+	// before (unless it knows every checkin of the user): the writer looks
+	// it up in the same round trip as the write.
+	lookup := req.GetClientId() && !g.complete
+	if err := g.deps.Writers.submit(ctx, e.c, lookup); err != nil {
+		g.fail(ctx, e, err)
 	}
-	// A client-chosen id may have been written before this activation.
-	var stored persistence.Checkin
-	g.async(ctx, func(sc context.Context) (err error) {
-		stored, err = g.deps.Store.GetCheckin(sc, g.id, c.ID)
-		return err
-	}, func(err error) {
-		switch {
-		case errors.Is(err, persistence.ErrNotFound):
-			g.write(ctx, e)
-		case err != nil:
-			g.fail(ctx, e, newError(ErrUnavailable, CodeUnavailable, "cannot look up the checkin id: "+err.Error()))
-		default:
-			e.c = stored
-			g.settle(ctx, e, false)
-		}
-	})
 	return nil
 }
 
-// write sends e to the writer and settles it when the batch is durable.
-func (g *userGrain) write(ctx pcluster.GrainContext, e *entry) {
-	f, err := g.deps.Writers.submit(ctx, e.c, g.deps.Config.WriteTimeout)
-	if err != nil {
-		g.fail(ctx, e, err)
+// ReceiveDefault takes the writers' answers.
+func (g *userGrain) ReceiveDefault(ctx pcluster.GrainContext) {
+	r, ok := ctx.Message().(*messages.WriteResult)
+	if !ok {
 		return
 	}
-	ctx.ReenterAfter(f, func(res interface{}, err error) {
-		r, _ := res.(*messages.WriteResult)
-		switch {
-		case err != nil:
-			g.fail(ctx, e, newError(ErrTimeout, CodeTimeout, "the checkin was not confirmed in time; retry with the same id"))
-		case r == nil:
-			g.fail(ctx, e, errors.New("unexpected writer answer"))
-		case r.GetError() != "" && r.GetUnavailable():
-			g.fail(ctx, e, newError(ErrUnavailable, CodeUnavailable, "the store is unavailable; retry with the same id"))
-		case r.GetError() != "":
-			g.fail(ctx, e, errors.New("store write failed: "+r.GetError()))
-		default:
-			if g.current == nil || e.c.Newer(*g.current) {
-				cur := e.c
-				g.current = &cur
-			}
-			g.settle(ctx, e, true)
+	e := g.find(r.GetCheckinId())
+	if e == nil || e.done {
+		return
+	}
+	switch {
+	case r.GetError() != "" && r.GetUnavailable():
+		g.fail(ctx, e, newError(ErrUnavailable, CodeUnavailable, "the store is unavailable; retry with the same id"))
+	case r.GetError() != "":
+		g.fail(ctx, e, errors.New("store write failed: "+r.GetError()))
+	case r.GetExisting() != nil:
+		e.c = fromMsg(r.GetExisting())
+		g.settle(ctx, e, false)
+	default:
+		if g.current == nil || e.c.Newer(*g.current) {
+			cur := e.c
+			g.current = &cur
 		}
-	})
+		g.settle(ctx, e, true)
+	}
 }
 
 // settle marks e durable and answers everyone waiting on it; created tells
@@ -310,26 +322,22 @@ func (g *userGrain) find(id string) *entry {
 
 // trim keeps the pending entries and the RecentIDs newest done ones.
 func (g *userGrain) trim() {
-	done := 0
-	for _, e := range g.entries {
-		if e.done {
-			done++
+	for {
+		done, oldest := 0, -1
+		for i, e := range g.entries {
+			if e.done {
+				done++
+				if oldest < 0 || e.c.Timestamp.Before(g.entries[oldest].c.Timestamp) {
+					oldest = i
+				}
+			}
 		}
-	}
-	if done <= g.deps.Config.RecentIDs {
-		return
-	}
-	drop := done - g.deps.Config.RecentIDs
-	kept := g.entries[:0]
-	for _, e := range g.entries {
-		if e.done && drop > 0 {
-			drop--
-			continue
+		if done <= g.deps.Config.RecentIDs {
+			return
 		}
-		kept = append(kept, e)
+		g.complete = false
+		g.entries = append(g.entries[:oldest], g.entries[oldest+1:]...)
 	}
-	clear(g.entries[len(kept):])
-	g.entries = kept
 }
 
 // asyncDone carries the outcome of a store call back to the grain.

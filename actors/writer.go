@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,11 +24,14 @@ type WriterConfig struct {
 	QueueSize    int           // checkins queued per writer before new ones are refused
 	MaxInflight  int           // concurrent store batches per writer
 	FlushTimeout time.Duration // deadline of one store batch
+	// LookupConcurrency bounds the checkin-id look-ups one batch runs at
+	// once (retries of client-chosen ids after the grain forgot them).
+	LookupConcurrency int
 }
 
 // DefaultWriterConfig is tuned for the embedded store on a small machine.
 func DefaultWriterConfig() WriterConfig {
-	return WriterConfig{Writers: 8, MaxBatch: 256, Linger: 500 * time.Microsecond, QueueSize: 4096, MaxInflight: 1, FlushTimeout: 5 * time.Second}
+	return WriterConfig{Writers: 8, MaxBatch: 256, Linger: 500 * time.Microsecond, QueueSize: 4096, MaxInflight: 1, FlushTimeout: 5 * time.Second, LookupConcurrency: 1}
 }
 
 // Validate reports the first setting out of range.
@@ -45,6 +49,8 @@ func (c WriterConfig) Validate() error {
 		return errors.New("writer.max-inflight must be at least 1")
 	case c.FlushTimeout <= 0:
 		return errors.New("writer.flush-timeout must be positive")
+	case c.LookupConcurrency < 1:
+		return errors.New("writer.lookup-concurrency must be at least 1")
 	}
 	return nil
 }
@@ -58,6 +64,7 @@ type Pool struct {
 	log    *zap.Logger
 	m      *Metrics
 	pids   []*actor.PID
+	jobs   []chan []pendingWrite // per writer: batches for its flushers
 	depth  []atomic.Int64
 	closed atomic.Bool
 }
@@ -70,14 +77,32 @@ func NewPool(system *actor.ActorSystem, store persistence.Store, cfg WriterConfi
 	p := &Pool{system: system, store: store, cfg: cfg, log: log, m: m,
 		pids: make([]*actor.PID, cfg.Writers), depth: make([]atomic.Int64, cfg.Writers)}
 	for i := range p.pids {
-		w := &writer{pool: p, idx: i}
+		w := &writer{pool: p, idx: i, jobs: make(chan []pendingWrite, cfg.MaxInflight)}
 		pid, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return w }), fmt.Sprintf("checkin-writer-%d", i))
 		if err != nil {
 			return nil, fmt.Errorf("actors: spawn writer %d: %w", i, err)
 		}
 		p.pids[i] = pid
+		p.jobs = append(p.jobs, w.jobs)
+		for range cfg.MaxInflight {
+			go p.flusher(w.jobs, pid)
+		}
 	}
 	return p, nil
+}
+
+// flusher writes the batches of one writer, one at a time, and reports
+// each back to the writer. Long-lived, so batches do not pay for a new
+// goroutine (and its stack growth) each.
+func (p *Pool) flusher(jobs <-chan []pendingWrite, writer *actor.PID) {
+	for batch := range jobs {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.FlushTimeout)
+		done := writeBatch(ctx, p.store, batch, p.cfg.LookupConcurrency)
+		cancel()
+		done.took = time.Since(start)
+		p.system.Root.Send(writer, done)
+	}
 }
 
 func (p *Pool) index(userID string) int {
@@ -86,20 +111,22 @@ func (p *Pool) index(userID string) int {
 	return int(h.Sum32() % uint32(len(p.pids)))
 }
 
-// submit hands c to its writer and returns the future of its WriteResult,
-// or ErrOverloaded at once when that writer's queue is full.
-func (p *Pool) submit(ctx actor.SenderContext, c persistence.Checkin, timeout time.Duration) (*actor.Future, error) {
+// submit hands c to its writer, which answers ctx's actor with a
+// WriteResult; it returns ErrOverloaded at once when that writer's queue is
+// full. checkExisting asks the writer to look the checkin id up first.
+func (p *Pool) submit(ctx actor.Context, c persistence.Checkin, checkExisting bool) error {
 	if p.closed.Load() {
-		return nil, newError(ErrUnavailable, CodeUnavailable, "the node is shutting down")
+		return newError(ErrUnavailable, CodeUnavailable, "the node is shutting down")
 	}
 	i := p.index(c.UserID)
 	if p.depth[i].Add(1) > int64(p.cfg.QueueSize) {
 		p.depth[i].Add(-1)
 		p.m.rejected.Inc()
-		return nil, newError(ErrOverloaded, CodeOverloaded, "too many checkins are waiting to be written; retry shortly")
+		return newError(ErrOverloaded, CodeOverloaded, "too many checkins are waiting to be written; retry shortly")
 	}
 	p.m.queueDepth.Inc()
-	return ctx.RequestFuture(p.pids[i], &messages.WriteCheckin{Checkin: toMsg(c)}, timeout), nil
+	ctx.Request(p.pids[i], &messages.WriteCheckin{Checkin: toMsg(c), CheckExisting: checkExisting})
+	return nil
 }
 
 // Close refuses new writes, flushes what is queued and waits (up to timeout)
@@ -113,6 +140,9 @@ func (p *Pool) Close(timeout time.Duration) error {
 		}
 		p.system.Root.Stop(pid)
 	}
+	for _, j := range p.jobs {
+		close(j)
+	}
 	return errors.Join(errs...)
 }
 
@@ -121,15 +151,18 @@ type (
 	lingerTick struct{}
 	drain      struct{}
 	flushDone  struct {
-		batch []pendingWrite
-		err   error
-		took  time.Duration
+		batch     []pendingWrite
+		existing  []*persistence.Checkin // stored already: not written
+		lookupErr []error                // the look-up failed: not written
+		err       error                  // of the store batch
+		took      time.Duration
 	}
 )
 
 type pendingWrite struct {
-	c      persistence.Checkin
-	sender *actor.PID
+	c             persistence.Checkin
+	sender        *actor.PID
+	checkExisting bool
 }
 
 // writer batches the checkins of its share of users: a batch goes to the
@@ -138,6 +171,7 @@ type pendingWrite struct {
 type writer struct {
 	pool     *Pool
 	idx      int
+	jobs     chan []pendingWrite
 	pending  []pendingWrite
 	inflight int
 	armed    bool
@@ -147,7 +181,7 @@ type writer struct {
 func (w *writer) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *messages.WriteCheckin:
-		w.pending = append(w.pending, pendingWrite{c: fromMsg(msg.Checkin), sender: ctx.Sender()})
+		w.pending = append(w.pending, pendingWrite{c: fromMsg(msg.Checkin), sender: ctx.Sender(), checkExisting: msg.CheckExisting})
 		w.kick(ctx, false)
 	case lingerTick:
 		w.armed = false
@@ -201,33 +235,69 @@ func (w *writer) flush(ctx actor.Context, reason string) {
 	w.pool.m.flushes.WithLabelValues(reason).Inc()
 	w.pool.m.batchSize.Observe(float64(n))
 
-	self, root, store, timeout := ctx.Self(), ctx.ActorSystem().Root, w.pool.store, w.pool.cfg.FlushTimeout
-	go func() {
-		cs := make([]persistence.Checkin, len(batch))
-		for i := range batch {
-			cs[i] = batch[i].c
+	w.jobs <- batch // never blocks: at most MaxInflight batches are out
+}
+
+// writeBatch looks up the checkins that asked for it (lookups at once at
+// most), then writes the ones not stored yet in one store batch.
+func writeBatch(ctx context.Context, store persistence.Store, batch []pendingWrite, lookups int) *flushDone {
+	done := &flushDone{batch: batch, existing: make([]*persistence.Checkin, len(batch)), lookupErr: make([]error, len(batch))}
+	var next atomic.Int64
+	lookup := func() {
+		for i := int(next.Add(1)) - 1; i < len(batch); i = int(next.Add(1)) - 1 {
+			if !batch[i].checkExisting {
+				continue
+			}
+			c, err := store.GetCheckin(ctx, batch[i].c.UserID, batch[i].c.ID)
+			switch {
+			case err == nil:
+				done.existing[i] = &c
+			case !errors.Is(err, persistence.ErrNotFound):
+				done.lookupErr[i] = err
+			}
 		}
-		start := time.Now()
-		sctx, cancel := context.WithTimeout(context.Background(), timeout)
-		err := store.WriteCheckins(sctx, cs)
-		cancel()
-		root.Send(self, &flushDone{batch: batch, err: err, took: time.Since(start)})
-	}()
+	}
+	var wg sync.WaitGroup
+	for range max(lookups, 1) - 1 { // this goroutine is one of them
+		wg.Add(1)
+		go func() { defer wg.Done(); lookup() }()
+	}
+	lookup()
+	wg.Wait()
+	cs := make([]persistence.Checkin, 0, len(batch))
+	for i := range batch {
+		if done.existing[i] == nil && done.lookupErr[i] == nil {
+			cs = append(cs, batch[i].c)
+		}
+	}
+	if len(cs) > 0 {
+		done.err = store.WriteCheckins(ctx, cs)
+	}
+	return done
 }
 
 func (w *writer) finish(ctx actor.Context, done *flushDone) {
-	result := &messages.WriteResult{}
 	label := "ok"
 	if done.err != nil {
 		label = "error"
-		result.Error = done.err.Error()
-		result.Unavailable = errors.Is(done.err, persistence.ErrUnavailable) || errors.Is(done.err, context.DeadlineExceeded)
 		w.pool.log.Error("checkin batch write failed", zap.Int("writer", w.idx), zap.Int("batch_size", len(done.batch)), zap.Error(done.err))
 	}
 	w.pool.m.flushLatency.WithLabelValues(label).Observe(done.took.Seconds())
-	for _, p := range done.batch {
+	for i, p := range done.batch {
+		r := &messages.WriteResult{CheckinId: p.c.ID}
+		err := done.err
+		switch {
+		case done.lookupErr[i] != nil:
+			err = done.lookupErr[i]
+		case done.existing[i] != nil:
+			r.Existing, err = toMsg(*done.existing[i]), nil
+		}
+		if err != nil {
+			r.Error = err.Error()
+			r.Unavailable = errors.Is(err, persistence.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
+		}
 		if p.sender != nil {
-			ctx.Send(p.sender, result)
+			ctx.Send(p.sender, r)
 		}
 	}
 	w.pool.depth[w.idx].Add(-int64(len(done.batch)))

@@ -443,10 +443,15 @@ func (x *CurrentLocationResponse) GetCheckin() *Checkin {
 }
 
 // WriteCheckin asks a writer actor to store a checkin durably. The writer
-// answers with WriteResult once the batch holding it is durable or failed.
+// answers the sender with WriteResult once the batch holding it is durable
+// or failed.
 type WriteCheckin struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Checkin       *Checkin               `protobuf:"bytes,1,opt,name=checkin,proto3" json:"checkin,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Checkin *Checkin               `protobuf:"bytes,1,opt,name=checkin,proto3" json:"checkin,omitempty"`
+	// check_existing asks the writer to look the checkin id up in the store
+	// first: when it is stored already, nothing is written and the stored
+	// checkin comes back in WriteResult.existing.
+	CheckExisting bool `protobuf:"varint,2,opt,name=check_existing,json=checkExisting,proto3" json:"check_existing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -488,13 +493,23 @@ func (x *WriteCheckin) GetCheckin() *Checkin {
 	return nil
 }
 
+func (x *WriteCheckin) GetCheckExisting() bool {
+	if x != nil {
+		return x.CheckExisting
+	}
+	return false
+}
+
 type WriteResult struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	CheckinId string                 `protobuf:"bytes,1,opt,name=checkin_id,json=checkinId,proto3" json:"checkin_id,omitempty"`
 	// error is empty on success.
-	Error string `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	// unavailable is true when the store could not be reached in time: the
 	// write may or may not have been applied, and retrying it is safe.
-	Unavailable   bool `protobuf:"varint,2,opt,name=unavailable,proto3" json:"unavailable,omitempty"`
+	Unavailable bool `protobuf:"varint,3,opt,name=unavailable,proto3" json:"unavailable,omitempty"`
+	// existing is the stored checkin when check_existing found one.
+	Existing      *Checkin `protobuf:"bytes,4,opt,name=existing,proto3" json:"existing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -529,6 +544,13 @@ func (*WriteResult) Descriptor() ([]byte, []int) {
 	return file_checkin_proto_rawDescGZIP(), []int{9}
 }
 
+func (x *WriteResult) GetCheckinId() string {
+	if x != nil {
+		return x.CheckinId
+	}
+	return ""
+}
+
 func (x *WriteResult) GetError() string {
 	if x != nil {
 		return x.Error
@@ -541,6 +563,13 @@ func (x *WriteResult) GetUnavailable() bool {
 		return x.Unavailable
 	}
 	return false
+}
+
+func (x *WriteResult) GetExisting() *Checkin {
+	if x != nil {
+		return x.Existing
+	}
+	return nil
 }
 
 var File_checkin_proto protoreflect.FileDescriptor
@@ -571,12 +600,16 @@ const file_checkin_proto_rawDesc = "" +
 	"\acreated\x18\x02 \x01(\bR\acreated\"\x18\n" +
 	"\x16CurrentLocationRequest\"N\n" +
 	"\x17CurrentLocationResponse\x123\n" +
-	"\acheckin\x18\x01 \x01(\v2\x19.checkin.messages.CheckinR\acheckin\"C\n" +
+	"\acheckin\x18\x01 \x01(\v2\x19.checkin.messages.CheckinR\acheckin\"j\n" +
 	"\fWriteCheckin\x123\n" +
-	"\acheckin\x18\x01 \x01(\v2\x19.checkin.messages.CheckinR\acheckin\"E\n" +
-	"\vWriteResult\x12\x14\n" +
-	"\x05error\x18\x01 \x01(\tR\x05error\x12 \n" +
-	"\vunavailable\x18\x02 \x01(\bR\vunavailable2\xe3\x02\n" +
+	"\acheckin\x18\x01 \x01(\v2\x19.checkin.messages.CheckinR\acheckin\x12%\n" +
+	"\x0echeck_existing\x18\x02 \x01(\bR\rcheckExisting\"\x9b\x01\n" +
+	"\vWriteResult\x12\x1d\n" +
+	"\n" +
+	"checkin_id\x18\x01 \x01(\tR\tcheckinId\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12 \n" +
+	"\vunavailable\x18\x03 \x01(\bR\vunavailable\x125\n" +
+	"\bexisting\x18\x04 \x01(\v2\x19.checkin.messages.CheckinR\bexisting2\xe3\x02\n" +
 	"\tUserGrain\x12Q\n" +
 	"\n" +
 	"CreateUser\x12#.checkin.messages.CreateUserRequest\x1a\x16.checkin.messages.User\"\x06\x82\xb5\x18\x02\b\x01\x12C\n" +
@@ -614,19 +647,20 @@ var file_checkin_proto_depIdxs = []int32{
 	0, // 1: checkin.messages.CheckinResponse.checkin:type_name -> checkin.messages.Checkin
 	0, // 2: checkin.messages.CurrentLocationResponse.checkin:type_name -> checkin.messages.Checkin
 	0, // 3: checkin.messages.WriteCheckin.checkin:type_name -> checkin.messages.Checkin
-	2, // 4: checkin.messages.UserGrain.CreateUser:input_type -> checkin.messages.CreateUserRequest
-	3, // 5: checkin.messages.UserGrain.GetUser:input_type -> checkin.messages.GetUserRequest
-	4, // 6: checkin.messages.UserGrain.Checkin:input_type -> checkin.messages.CheckinRequest
-	6, // 7: checkin.messages.UserGrain.CurrentLocation:input_type -> checkin.messages.CurrentLocationRequest
-	1, // 8: checkin.messages.UserGrain.CreateUser:output_type -> checkin.messages.User
-	1, // 9: checkin.messages.UserGrain.GetUser:output_type -> checkin.messages.User
-	5, // 10: checkin.messages.UserGrain.Checkin:output_type -> checkin.messages.CheckinResponse
-	7, // 11: checkin.messages.UserGrain.CurrentLocation:output_type -> checkin.messages.CurrentLocationResponse
-	8, // [8:12] is the sub-list for method output_type
-	4, // [4:8] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	0, // 4: checkin.messages.WriteResult.existing:type_name -> checkin.messages.Checkin
+	2, // 5: checkin.messages.UserGrain.CreateUser:input_type -> checkin.messages.CreateUserRequest
+	3, // 6: checkin.messages.UserGrain.GetUser:input_type -> checkin.messages.GetUserRequest
+	4, // 7: checkin.messages.UserGrain.Checkin:input_type -> checkin.messages.CheckinRequest
+	6, // 8: checkin.messages.UserGrain.CurrentLocation:input_type -> checkin.messages.CurrentLocationRequest
+	1, // 9: checkin.messages.UserGrain.CreateUser:output_type -> checkin.messages.User
+	1, // 10: checkin.messages.UserGrain.GetUser:output_type -> checkin.messages.User
+	5, // 11: checkin.messages.UserGrain.Checkin:output_type -> checkin.messages.CheckinResponse
+	7, // 12: checkin.messages.UserGrain.CurrentLocation:output_type -> checkin.messages.CurrentLocationResponse
+	9, // [9:13] is the sub-list for method output_type
+	5, // [5:9] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_checkin_proto_init() }

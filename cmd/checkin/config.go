@@ -46,18 +46,18 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Store, "store", c.Store, "storage backend: pebble (embedded) or scylla")
 	fs.StringVar(&c.DataDir, "data.dir", c.DataDir, "directory of the embedded store")
 
-	fs.IntVar(&c.Writer.Writers, "writer.count", c.Writer.Writers, "writer actors per node")
+	fs.IntVar(&c.Writer.Writers, "writer.count", 0, "writer actors per node (0: 1 for pebble, 4 for scylla)")
 	fs.IntVar(&c.Writer.MaxBatch, "writer.max-batch", c.Writer.MaxBatch, "checkins per store batch at most")
 	fs.DurationVar(&c.Writer.Linger, "writer.linger", c.Writer.Linger, "how long an idle writer waits to fill a batch")
 	fs.IntVar(&c.Writer.QueueSize, "writer.queue-size", c.Writer.QueueSize, "checkins queued per writer before new ones get 503")
 	fs.IntVar(&c.Writer.MaxInflight, "writer.max-inflight", 0, "store batches in flight per writer (0: 1 for pebble, 8 for scylla)")
 	fs.DurationVar(&c.Writer.FlushTimeout, "writer.flush-timeout", c.Writer.FlushTimeout, "deadline of one store batch")
+	fs.IntVar(&c.Writer.LookupConcurrency, "writer.lookup-concurrency", 0, "checkin-id look-ups a batch runs at once (0: 1 for pebble, 16 for scylla)")
 
 	fs.DurationVar(&c.Grain.IdleTimeout, "grain.idle-timeout", c.Grain.IdleTimeout, "passivate a user grain after this long without requests")
 	fs.DurationVar(&c.Grain.MissingTimeout, "grain.missing-timeout", c.Grain.MissingTimeout, "passivate the grain of a user that does not exist after this long")
 	fs.IntVar(&c.Grain.RecentIDs, "grain.recent-ids", c.Grain.RecentIDs, "checkin ids each grain remembers for retries (older ones are looked up in the store)")
 	fs.DurationVar(&c.Grain.StoreTimeout, "grain.store-timeout", c.Grain.StoreTimeout, "deadline of a store read made by a grain")
-	fs.DurationVar(&c.Grain.WriteTimeout, "grain.write-timeout", c.Grain.WriteTimeout, "how long a grain waits for its checkin to be written")
 	fs.IntVar(&c.CallRetries, "grain.call-retries", c.CallRetries, "attempts of a grain call that found no activation (all within the request deadline)")
 
 	fs.StringVar(&c.Cluster.Name, "cluster.name", c.Cluster.Name, "cluster name; nodes with other names never join")
@@ -92,6 +92,18 @@ func (c config) validate() error {
 
 // resolve fills the settings whose default depends on others.
 func (c *config) resolve() {
+	if c.Writer.Writers == 0 {
+		c.Writer.Writers = 1 // pebble: one synced commit at a time makes the largest batches
+		if c.Store == "scylla" {
+			c.Writer.Writers = 4
+		}
+	}
+	if c.Writer.LookupConcurrency == 0 {
+		c.Writer.LookupConcurrency = 1 // local reads: a goroutine each would cost more than it saves
+		if c.Store == "scylla" {
+			c.Writer.LookupConcurrency = 16 // a round trip each: overlap them
+		}
+	}
 	if c.Writer.MaxInflight == 0 {
 		c.Writer.MaxInflight = 1 // pebble: one synced commit per writer; concurrent ones share a sync anyway
 		if c.Store == "scylla" {

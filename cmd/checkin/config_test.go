@@ -39,7 +39,7 @@ func TestInvalidConfigNamesTheFlag(t *testing.T) {
 		mutate func(*config)
 		want   string
 	}{
-		{"no writers", func(c *config) { c.Writer.Writers = 0 }, "writer.count"},
+		{"no writers", func(c *config) { c.Writer.Writers = -1 }, "writer.count"},
 		{"unknown store", func(c *config) { c.Store = "mysql" }, "store"},
 		{"bad log level", func(c *config) { c.LogLevel = "loud" }, "log.level"},
 		{"bad http addr", func(c *config) { c.HTTP.Addr = "8080" }, "http.addr"},

@@ -1119,8 +1119,8 @@ func TestInvalidConfig(t *testing.T) {
 		env  []string
 		want string // the message names this
 	}{
-		{"writer.count 0", []string{"--writer.count=0"}, nil, "writer.count"},
-		{"writer.count 0 from env", nil, []string{"CHECKIN_WRITER_COUNT=0"}, "writer.count"},
+		{"writer.count negative", []string{"--writer.count=-1"}, nil, "writer.count"},
+		{"writer.count negative from env", nil, []string{"CHECKIN_WRITER_COUNT=-1"}, "writer.count"},
 		{"body limit too small", []string{"--http.body-limit=10"}, nil, "http.body-limit"},
 		{"unknown store", []string{"--store=nosuch"}, nil, "nosuch"},
 		{"bad log level", []string{"--log.level=loud"}, nil, "log.level"},

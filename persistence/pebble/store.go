@@ -36,7 +36,14 @@ type Store struct {
 
 	// createMu makes the check-and-insert of users and locations atomic.
 	createMu sync.Mutex
+
+	// indexed holds bucket-index keys known durable, so an active user's
+	// checkins do not rewrite the same index key on every batch.
+	indexed *persistence.WrittenSet
 }
+
+// indexCacheSize bounds the bucket-index keys a store remembers as written.
+const indexCacheSize = 1 << 16
 
 // Option configures Open.
 type Option func(*config)
@@ -88,7 +95,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("persistence/pebble: open %s: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, indexed: persistence.NewWrittenSet(indexCacheSize)}, nil
 }
 
 // enter admits a call that uses the db; every successful enter is paired
@@ -253,6 +260,7 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 	b := s.db.NewBatchWithSize(len(batch) * estimatedCheckinBytes)
 	defer b.Close()
 	var key, val []byte
+	var indexKeys []string // written by this batch: known durable once it is
 	for i := range batch {
 		c := &batch[i]
 		ms := persistence.Millis(c.Timestamp).UnixMilli()
@@ -267,13 +275,15 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 		if err := b.Set(key, nil, nil); err != nil {
 			return storeErr(err)
 		}
-		key = appendBucket(appendBucketIndex(key[:0], c.UserID, ""), bucket)
-		if err := b.Set(key, nil, nil); err != nil {
-			return storeErr(err)
-		}
-		key = appendBucket(appendBucketIndex(key[:0], c.UserID, c.LocationID), bucket)
-		if err := b.Set(key, nil, nil); err != nil {
-			return storeErr(err)
+		for _, loc := range [2]string{"", c.LocationID} {
+			key = appendBucket(appendBucketIndex(key[:0], c.UserID, loc), bucket)
+			if s.indexed.Has(string(key)) {
+				continue
+			}
+			if err := b.Set(key, nil, nil); err != nil {
+				return storeErr(err)
+			}
+			indexKeys = append(indexKeys, string(key))
 		}
 		key = appendCheckinByIDKey(key[:0], c.UserID, c.ID)
 		val = appendCheckinByID(val[:0], ms, c.LocationID)
@@ -289,7 +299,13 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 	if err := ctx.Err(); err != nil {
 		return storeErr(err) // not applied
 	}
-	return storeErr(s.db.Apply(b, pebbledb.Sync))
+	if err := s.db.Apply(b, pebbledb.Sync); err != nil {
+		return storeErr(err)
+	}
+	for _, k := range indexKeys {
+		s.indexed.Add(k)
+	}
+	return nil
 }
 
 // estimatedCheckinBytes sizes a batch up front: six records of small keys

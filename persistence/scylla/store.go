@@ -30,7 +30,7 @@ type Store struct {
 	readCL   gocql.Consistency
 	retries  int
 	inflight chan struct{} // a slot per write request in flight (Config.MaxInflight)
-	indexed  *indexCache
+	indexed  *persistence.WrittenSet
 
 	// mu is held shared by every call that uses the session and exclusively
 	// by Close, so Close waits for calls in flight.
@@ -73,7 +73,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Store, error) {
 		readCL:   readCL,
 		retries:  cfg.Retries,
 		inflight: make(chan struct{}, cfg.MaxInflight),
-		indexed:  newIndexCache(indexCacheSize),
+		indexed:  persistence.NewWrittenSet(indexCacheSize),
 	}, nil
 }
 

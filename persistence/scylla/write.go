@@ -124,7 +124,7 @@ func (s *Store) plan(batch []persistence.Checkin) (rows, byID []unit) {
 	seenIndex := make(map[string]bool)
 	indexKeys := make(map[partition][]string)
 	addIndex := func(p partition, key, cql string, args ...any) {
-		if seenIndex[key] || s.indexed.has(key) {
+		if seenIndex[key] || s.indexed.Has(key) {
 			return
 		}
 		seenIndex[key] = true
@@ -242,7 +242,7 @@ func (s *Store) execWithRetry(ctx context.Context, u *unit) error {
 		err := s.exec(ctx, u)
 		if err == nil {
 			for _, k := range u.indexKeys {
-				s.indexed.add(k)
+				s.indexed.Add(k)
 			}
 			return nil
 		}
@@ -290,34 +290,3 @@ func backoff(attempt int) time.Duration {
 
 // indexCacheSize bounds the bucket-index rows a store remembers as written.
 const indexCacheSize = 1 << 16
-
-// indexCache remembers bucket-index rows known to be durable, so that the
-// checkins of an active user do not rewrite the same index row on every
-// write. It only ever saves writes: a row it forgets is written again.
-type indexCache struct {
-	mu  sync.Mutex
-	m   map[string]struct{}
-	max int
-}
-
-func newIndexCache(max int) *indexCache {
-	return &indexCache{m: make(map[string]struct{}), max: max}
-}
-
-func (c *indexCache) has(k string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.m[k]
-	return ok
-}
-
-// add remembers k; when full, it forgets everything first (a cheap bound;
-// the cost is one rewrite per active user and bucket).
-func (c *indexCache) add(k string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= c.max {
-		clear(c.m)
-	}
-	c.m[k] = struct{}{}
-}
