@@ -13,13 +13,16 @@ import (
 // Client calls user grains wherever the cluster placed them.
 type Client struct {
 	cluster *pcluster.Cluster
+	view    *CurrentView  // current locations published by this node's grains
 	timeout time.Duration // upper bound of one call when the context has no sooner deadline
 	retries int
 }
 
-// NewClient returns a client with a default per-call timeout.
-func NewClient(c *pcluster.Cluster, timeout time.Duration, retries int) *Client {
-	return &Client{cluster: c, timeout: timeout, retries: max(retries, 1)}
+// NewClient returns a client with a default per-call timeout. view may be
+// nil; with it, current-location reads of users whose grains are active on
+// this node are answered from what those grains published.
+func NewClient(c *pcluster.Cluster, timeout time.Duration, retries int, view *CurrentView) *Client {
+	return &Client{cluster: c, timeout: timeout, retries: max(retries, 1), view: view}
 }
 
 func (cl *Client) opts(ctx context.Context) []pcluster.GrainCallOption {
@@ -63,8 +66,16 @@ func (cl *Client) Checkin(ctx context.Context, c persistence.Checkin, timestampS
 	return fromMsg(r.GetCheckin()), r.GetCreated(), nil
 }
 
-// CurrentLocation returns the user's latest checkin from its grain's memory.
+// CurrentLocation returns the user's latest checkin from its grain's memory:
+// as the grain published it when it is active on this node, else by asking
+// the grain (which activates it).
 func (cl *Client) CurrentLocation(ctx context.Context, userID string) (persistence.Checkin, error) {
+	if c, ok, found := cl.view.get(userID); found {
+		if !ok {
+			return c, newError(ErrNotFound, CodeNoCheckins, "user "+userID+" has no checkins")
+		}
+		return c, nil
+	}
 	r, err := cl.grain(userID).CurrentLocation(&messages.CurrentLocationRequest{}, cl.opts(ctx)...)
 	if err != nil {
 		return persistence.Checkin{}, fromGrainError(err)

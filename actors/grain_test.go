@@ -37,12 +37,17 @@ func startNode(t testing.TB, store persistence.Store, gcfg actors.GrainConfig, w
 	if err != nil {
 		t.Fatal(err)
 	}
-	kind := actors.NewUserGrainKind(&actors.Deps{Store: store, Writers: pool, Config: gcfg, Log: log, Metrics: m})
+	view, err := actors.NewCurrentView(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { view.Close() })
+	kind := actors.NewUserGrainKind(&actors.Deps{View: view, Store: store, Writers: pool, Config: gcfg, Log: log, Metrics: m})
 	member, err := cluster.Start(system, ccfg, log, kind)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &testNode{client: actors.NewClient(member.Cluster, 5*time.Second, 3), pool: pool, member: member, reg: reg}
+	n := &testNode{client: actors.NewClient(member.Cluster, 5*time.Second, 3, view), pool: pool, member: member, reg: reg}
 	t.Cleanup(n.stop)
 	return n
 }

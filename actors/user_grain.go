@@ -19,12 +19,13 @@ type GrainConfig struct {
 	MissingTimeout time.Duration // passivate sooner when the user does not exist
 	RecentIDs      int           // checkin ids remembered per user for retries (older ones are looked up in the store)
 	StoreTimeout   time.Duration // deadline of one store call made by a grain
+	ViewSizeMB     int           // memory of the current-location view of active grains
 }
 
 // DefaultGrainConfig: 10 minute passivation, 16 remembered ids.
 func DefaultGrainConfig() GrainConfig {
 	return GrainConfig{IdleTimeout: 10 * time.Minute, MissingTimeout: 30 * time.Second, RecentIDs: 16,
-		StoreTimeout: 5 * time.Second}
+		StoreTimeout: 5 * time.Second, ViewSizeMB: 64}
 }
 
 // Validate reports the first setting out of range.
@@ -38,12 +39,15 @@ func (c GrainConfig) Validate() error {
 		return errors.New("grain.recent-ids must not be negative")
 	case c.StoreTimeout <= 0:
 		return errors.New("grain.store-timeout must be positive")
+	case c.ViewSizeMB < 1:
+		return errors.New("grain.view-size-mb must be at least 1")
 	}
 	return nil
 }
 
 // Deps is what user grains need from their node.
 type Deps struct {
+	View    *CurrentView // where grains publish current locations (nil: nowhere)
 	Store   persistence.Store
 	Writers *Pool
 	Config  GrainConfig
@@ -100,7 +104,10 @@ func (g *userGrain) Init(ctx pcluster.GrainContext) {
 	}
 }
 
-func (g *userGrain) Terminate(pcluster.GrainContext) { g.deps.Metrics.active.Dec() }
+func (g *userGrain) Terminate(pcluster.GrainContext) {
+	g.deps.View.withdraw(g.id)
+	g.deps.Metrics.active.Dec()
+}
 
 // load reads the user and the current location from the store, once per
 // activation (again after a failure).
@@ -131,6 +138,7 @@ func (g *userGrain) load() error {
 		return newError(ErrUnavailable, CodeUnavailable, "cannot load recent checkins: "+err.Error())
 	}
 	g.user, g.loaded = &u, true
+	g.deps.View.publish(g.id, g.current)
 	return nil
 }
 
@@ -205,6 +213,7 @@ func (g *userGrain) CreateUser(req *messages.CreateUserRequest, _ func(*messages
 		switch {
 		case err == nil:
 			g.user, g.current, g.complete = &op.user, nil, true
+			g.deps.View.publish(g.id, nil)
 			ctx.SetReceiveTimeout(g.deps.Config.IdleTimeout)
 			ctx.Send(op.waiters[0], userMsg(op.user))
 			op.waiters = op.waiters[1:]
@@ -271,6 +280,7 @@ func (g *userGrain) ReceiveDefault(ctx pcluster.GrainContext) {
 		if g.current == nil || e.c.Newer(*g.current) {
 			cur := e.c
 			g.current = &cur
+			g.deps.View.publish(g.id, g.current) // before anyone hears of the checkin
 		}
 		g.settle(ctx, e, true)
 	}

@@ -58,6 +58,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Grain.MissingTimeout, "grain.missing-timeout", c.Grain.MissingTimeout, "passivate the grain of a user that does not exist after this long")
 	fs.IntVar(&c.Grain.RecentIDs, "grain.recent-ids", c.Grain.RecentIDs, "checkin ids each grain remembers for retries (older ones are looked up in the store)")
 	fs.DurationVar(&c.Grain.StoreTimeout, "grain.store-timeout", c.Grain.StoreTimeout, "deadline of a store read made by a grain")
+	fs.IntVar(&c.Grain.ViewSizeMB, "grain.view-size-mb", c.Grain.ViewSizeMB, "memory of the current locations that active grains publish for reads")
 	fs.IntVar(&c.CallRetries, "grain.call-retries", c.CallRetries, "attempts of a grain call that found no activation (all within the request deadline)")
 
 	fs.StringVar(&c.Cluster.Name, "cluster.name", c.Cluster.Name, "cluster name; nodes with other names never join")

@@ -28,6 +28,7 @@ type node struct {
 	store   persistence.Store
 	pool    *actors.Pool
 	member  *cluster.Node
+	view    *actors.CurrentView
 	grains  *actors.Client
 	edge    *edge.Server
 	ln      net.Listener
@@ -81,11 +82,14 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 	if n.pool, err = actors.NewPool(system, n.store, cfg.Writer, log.Named("writer"), m); err != nil {
 		return nil, err
 	}
-	kind := actors.NewUserGrainKind(&actors.Deps{Store: n.store, Writers: n.pool, Config: cfg.Grain, Log: log.Named("grain"), Metrics: m})
+	if n.view, err = actors.NewCurrentView(cfg.Grain.ViewSizeMB); err != nil {
+		return nil, err
+	}
+	kind := actors.NewUserGrainKind(&actors.Deps{View: n.view, Store: n.store, Writers: n.pool, Config: cfg.Grain, Log: log.Named("grain"), Metrics: m})
 	if n.member, err = cluster.Start(system, cfg.Cluster, log.Named("cluster"), kind); err != nil {
 		return nil, err
 	}
-	n.grains = actors.NewClient(n.member.Cluster, cfg.HTTP.RequestTimeout, cfg.CallRetries)
+	n.grains = actors.NewClient(n.member.Cluster, cfg.HTTP.RequestTimeout, cfg.CallRetries, n.view)
 	n.edge, err = edge.New(cfg.HTTP, edge.Deps{Grains: n.grains, Store: n.store, Ready: n.ready, Log: log.Named("http"), Registry: reg})
 	if err != nil {
 		return nil, err
@@ -151,6 +155,9 @@ func (n *node) stop() error {
 	}
 	if n.member != nil {
 		n.member.Stop()
+	}
+	if n.view != nil {
+		errs = append(errs, n.view.Close())
 	}
 	if n.store != nil {
 		errs = append(errs, n.store.Close())

@@ -1,0 +1,86 @@
+package actors
+
+import (
+	"context"
+	"encoding/binary"
+	"time"
+
+	"github.com/allegro/bigcache/v3"
+
+	"github.com/checkin/checkin/persistence"
+)
+
+// CurrentView is this node's read side of the user grains: every active
+// grain publishes its user's current location here before it acknowledges
+// the checkin that changed it, and withdraws it when it stops. Reading it
+// serves a current-location request from the grain's memory without a trip
+// through the grain's mailbox. An entry that is missing (evicted, or the
+// grain is not active here) only means the read goes to the grain.
+//
+// It is valid while this node hosts the users' grains; with the standalone
+// membership it always does.
+type CurrentView struct {
+	cache *bigcache.BigCache
+}
+
+// NewCurrentView returns a view of at most sizeMB megabytes.
+func NewCurrentView(sizeMB int) (*CurrentView, error) {
+	cfg := bigcache.DefaultConfig(24 * time.Hour) // grains withdraw their entries; the window only bounds leftovers
+	cfg.Shards = 256
+	cfg.HardMaxCacheSize = sizeMB
+	cfg.MaxEntriesInWindow = 100_000
+	cfg.MaxEntrySize = 96
+	cfg.CleanWindow = time.Hour
+	c, err := bigcache.New(context.Background(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &CurrentView{cache: c}, nil
+}
+
+// Close releases the view.
+func (v *CurrentView) Close() error { return v.cache.Close() }
+
+// publish records that userID exists and its current checkin (nil: none).
+func (v *CurrentView) publish(userID string, cur *persistence.Checkin) {
+	if v == nil {
+		return
+	}
+	var b []byte
+	if cur != nil {
+		b = make([]byte, 0, 9+len(cur.ID)+len(cur.LocationID))
+		b = binary.BigEndian.AppendUint64(b, uint64(cur.Timestamp.UnixMilli()))
+		b = append(b, byte(len(cur.ID)))
+		b = append(append(b, cur.ID...), cur.LocationID...)
+	}
+	_ = v.cache.Set(userID, b)
+}
+
+// withdraw forgets userID (its grain stops).
+func (v *CurrentView) withdraw(userID string) {
+	if v != nil {
+		_ = v.cache.Delete(userID)
+	}
+}
+
+// get returns the published state of userID: found is false when nothing
+// is published; ok is false when the user has no checkins.
+func (v *CurrentView) get(userID string) (c persistence.Checkin, ok, found bool) {
+	if v == nil {
+		return c, false, false
+	}
+	b, err := v.cache.Get(userID)
+	if err != nil {
+		return c, false, false
+	}
+	if len(b) < 9 || len(b) < 9+int(b[8]) {
+		return c, false, len(b) == 0
+	}
+	n := int(b[8])
+	return persistence.Checkin{
+		ID:         string(b[9 : 9+n]),
+		UserID:     userID,
+		LocationID: string(b[9+n:]),
+		Timestamp:  time.UnixMilli(int64(binary.BigEndian.Uint64(b))).UTC(),
+	}, true, true
+}
