@@ -15,11 +15,12 @@ import (
 // immutable once created, so only hits are cached: a miss always asks the
 // store, and a record created a moment ago is found.
 type records struct {
-	store persistence.Store
-	cache *bigcache.BigCache
+	store   persistence.Store
+	cache   *bigcache.BigCache
+	timeout time.Duration // of a store read on a miss
 }
 
-func newRecords(store persistence.Store, sizeMB int, ttl time.Duration) (*records, error) {
+func newRecords(store persistence.Store, sizeMB int, ttl, timeout time.Duration) (*records, error) {
 	cfg := bigcache.DefaultConfig(ttl)
 	cfg.Shards = 256
 	cfg.HardMaxCacheSize = sizeMB
@@ -30,7 +31,7 @@ func newRecords(store persistence.Store, sizeMB int, ttl time.Duration) (*record
 	if err != nil {
 		return nil, err
 	}
-	return &records{store: store, cache: c}, nil
+	return &records{store: store, cache: c, timeout: timeout}, nil
 }
 
 func (r *records) close() error { return r.cache.Close() }
@@ -43,6 +44,8 @@ func (r *records) location(ctx context.Context, id string) (persistence.Location
 			return l, nil
 		}
 	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
 	l, err := r.store.GetLocation(ctx, id)
 	if err != nil {
 		return l, err
@@ -57,6 +60,8 @@ func (r *records) user(ctx context.Context, id string) (persistence.User, error)
 	if b, err := r.cache.Get(key); err == nil && len(b) >= 8 {
 		return persistence.User{ID: id, CreatedAt: time.UnixMilli(int64(binary.BigEndian.Uint64(b))).UTC(), Name: string(b[8:])}, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
 	u, err := r.store.GetUser(ctx, id)
 	if err != nil {
 		return u, err

@@ -2,9 +2,12 @@ package edge
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -252,8 +255,10 @@ func (s *Server) currentLocation(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := s.ctx(c)
-	defer cancel()
+	// No request deadline made up front: the common case reads only memory
+	// (the grain's published state and the location cache); the grain call
+	// and a store read each bound themselves by the request timeout.
+	ctx := c.UserContext()
 	cur, err := s.grains.CurrentLocation(ctx, userID)
 	if err != nil {
 		return err
@@ -262,8 +267,49 @@ func (s *Server) currentLocation(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(currentJSON{UserID: userID, LocationID: cur.LocationID, Timestamp: formatTime(cur.Timestamp),
-		CheckinID: cur.ID, Location: toLocationJSON(l)})
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Send(appendCurrentJSON(make([]byte, 0, 256), cur, l))
+}
+
+// appendCurrentJSON encodes the current-location answer (currentJSON) by
+// hand: it is the hottest read. Ids need no escaping (validID).
+func appendCurrentJSON(b []byte, cur persistence.Checkin, l persistence.Location) []byte {
+	b = append(append(b, `{"user_id":"`...), cur.UserID...)
+	b = append(append(b, `","location_id":"`...), cur.LocationID...)
+	b = appendTime(append(b, `","timestamp":"`...), cur.Timestamp)
+	b = append(append(b, `","checkin_id":"`...), cur.ID...)
+	b = append(append(b, `","location":{"id":"`...), l.ID...)
+	b = appendJSONString(append(b, `","name":`...), l.Name)
+	b = appendJSONFloat(append(b, `,"lat":`...), l.Lat)
+	b = appendJSONFloat(append(b, `,"lon":`...), l.Lon)
+	b = appendTime(append(b, `,"created_at":"`...), l.CreatedAt)
+	return append(b, `"}}`...)
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		default:
+			b = append(b, c)
+		}
+	}
+	return append(b, '"')
+}
+
+// appendJSONFloat appends f as encoding/json would for coordinates.
+func appendJSONFloat(b []byte, f float64) []byte {
+	if a := math.Abs(f); a != 0 && a < 1e-6 {
+		j, _ := json.Marshal(f) // exponent form, rare
+		return append(b, j...)
+	}
+	return strconv.AppendFloat(b, f, 'f', -1, 64)
 }
 
 func (s *Server) listCheckins(c *fiber.Ctx) error {

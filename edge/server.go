@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -102,7 +103,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	rec, err := newRecords(d.Store, cfg.CacheSizeMB, cfg.CacheTTL)
+	rec, err := newRecords(d.Store, cfg.CacheSizeMB, cfg.CacheTTL, cfg.RequestTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("edge: cache: %w", err)
 	}
@@ -223,6 +224,19 @@ func (s *Server) observe(c *fiber.Ctx) error {
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+
+	mu       sync.RWMutex
+	children map[metricKey]metricChildren // resolved label sets: the vecs' lookups cost on every request
+}
+
+type metricKey struct {
+	method, route string
+	status        int
+}
+
+type metricChildren struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -232,6 +246,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "checkin_http_request_seconds", Help: "HTTP request latency by route, method and status.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17)}, []string{"route", "method", "status"}),
+		children: map[metricKey]metricChildren{},
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.latency)
@@ -240,7 +255,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) observe(method, route string, status int, took time.Duration) {
-	st := strconv.Itoa(status)
-	m.requests.WithLabelValues(route, method, st).Inc()
-	m.latency.WithLabelValues(route, method, st).Observe(took.Seconds())
+	k := metricKey{method: method, route: route, status: status}
+	m.mu.RLock()
+	ch, ok := m.children[k]
+	m.mu.RUnlock()
+	if !ok {
+		st := strconv.Itoa(status)
+		ch = metricChildren{requests: m.requests.WithLabelValues(route, method, st), latency: m.latency.WithLabelValues(route, method, st)}
+		m.mu.Lock()
+		m.children[k] = ch
+		m.mu.Unlock()
+	}
+	ch.requests.Inc()
+	ch.latency.Observe(took.Seconds())
 }

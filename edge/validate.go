@@ -123,4 +123,39 @@ func parseLimit(s string) (int, error) {
 	return n, nil
 }
 
-func formatTime(t time.Time) string { return t.UTC().Format(timeLayoutOut) }
+func formatTime(t time.Time) string {
+	var buf [24]byte
+	return string(appendTime(buf[:0], t))
+}
+
+// appendTime appends t in the API's time format, RFC 3339 in UTC with
+// milliseconds (timeLayoutOut). It is time.Format by hand: every response
+// carries times.
+func appendTime(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	y, mo, d := t.Date()
+	if y < 0 || y > 9999 {
+		return t.AppendFormat(b, timeLayoutOut)
+	}
+	h, mi, s := t.Clock()
+	b = appendDigits(b, y, 4)
+	b = appendDigits(append(b, '-'), int(mo), 2)
+	b = appendDigits(append(b, '-'), d, 2)
+	b = appendDigits(append(b, 'T'), h, 2)
+	b = appendDigits(append(b, ':'), mi, 2)
+	b = appendDigits(append(b, ':'), s, 2)
+	b = appendDigits(append(b, '.'), t.Nanosecond()/1e6, 3)
+	return append(b, 'Z')
+}
+
+// appendDigits appends v (non-negative) as exactly n decimal digits.
+func appendDigits(b []byte, v, n int) []byte {
+	for i := n - 1; i >= 0; i-- {
+		p := 1
+		for range i {
+			p *= 10
+		}
+		b = append(b, byte('0'+v/p%10))
+	}
+	return b
+}

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
@@ -288,5 +289,15 @@ func TestDecodeJSON(t *testing.T) {
 			}
 			wantAPIError(t, err, tt.wantCode, tt.wantMsg...)
 		})
+	}
+}
+
+func TestAppendTimeMatchesTimeFormat(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		ts := time.UnixMilli(r.Int64N(253402300799999)).In(time.FixedZone("", (r.IntN(48)-24)*1800)) // years 1970–9999, any offset
+		if got, want := formatTime(ts), ts.UTC().Format(timeLayoutOut); got != want {
+			t.Fatalf("formatTime(%v) = %q, want %q", ts, got, want)
+		}
 	}
 }

@@ -1,0 +1,49 @@
+package edge
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/checkin/checkin/persistence"
+)
+
+// The hand-written current-location encoding must decode to what
+// encoding/json makes of currentJSON.
+func TestAppendCurrentJSONMatchesEncodingJSON(t *testing.T) {
+	ts := time.Date(2024, 5, 1, 12, 0, 0, 123_000_000, time.UTC)
+	tests := []struct {
+		name     string
+		loc      string
+		lat, lon float64
+	}{
+		{"plain", "MoMA", 40.7614, -73.9776},
+		{"quotes and backslashes", `Joe's "Pizza" \\ Bar`, 0, 0},
+		{"control characters", "line\nbreak\ttab\x00nul\x1f", -90, 180},
+		{"unicode and html", "Café <b>&</b> 東京 \u2028", 1e-7, -1e-9},
+		{"integral and tiny", "x", 45, 0.000001},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cur := persistence.Checkin{ID: "c-1", UserID: "u_1", LocationID: "l-1", Timestamp: ts}
+			l := persistence.Location{ID: "l-1", Name: tc.loc, Lat: tc.lat, Lon: tc.lon, CreatedAt: ts.Add(-time.Hour)}
+			got := appendCurrentJSON(nil, cur, l)
+			want, err := json.Marshal(currentJSON{UserID: cur.UserID, LocationID: cur.LocationID, Timestamp: formatTime(cur.Timestamp),
+				CheckinID: cur.ID, Location: toLocationJSON(l)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var g, w any
+			if err := json.Unmarshal(got, &g); err != nil {
+				t.Fatalf("invalid JSON %s: %v", got, err)
+			}
+			if err := json.Unmarshal(want, &w); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(g, w) {
+				t.Fatalf("got  %s\nwant %s", got, want)
+			}
+		})
+	}
+}
