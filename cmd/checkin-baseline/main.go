@@ -12,6 +12,7 @@
 //     the store.
 //
 //     checkin-baseline --mode=naive --http.addr=127.0.0.1:8081 --data.dir=/tmp/naive
+//     checkin-baseline --mode=naive --store=scylla --scylla.hosts=127.0.0.1:9042
 package main
 
 import (
@@ -31,11 +32,14 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/checkin/checkin/cmd/internal/flagenv"
+	"github.com/checkin/checkin/persistence/scylla"
 )
 
 // config of a baseline server; each setting is a flag with an env twin.
 type config struct {
 	Mode           string
+	Store          string
+	Scylla         scylla.Config
 	Addr           string
 	DataDir        string
 	RequestTimeout time.Duration
@@ -44,13 +48,15 @@ type config struct {
 }
 
 func defaultConfig() config {
-	return config{Mode: "bare", Addr: ":8080", DataDir: "./data", RequestTimeout: 5 * time.Second, BodyLimit: 64 << 10, LogLevel: "info"}
+	return config{Mode: "bare", Store: "pebble", Scylla: scylla.DefaultConfig(), Addr: ":8080", DataDir: "./data", RequestTimeout: 5 * time.Second, BodyLimit: 64 << 10, LogLevel: "info"}
 }
 
 func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Mode, "mode", c.Mode, "bare (answers at once, no work) or naive (one synced store write per checkin)")
 	fs.StringVar(&c.Addr, "http.addr", c.Addr, "HTTP listen address (host:port; port 0 picks a free port)")
+	fs.StringVar(&c.Store, "store", c.Store, "naive: pebble (embedded, in data.dir) or scylla (scylla.* flags)")
 	fs.StringVar(&c.DataDir, "data.dir", c.DataDir, "naive: directory of the embedded store")
+	c.Scylla.RegisterFlags(fs)
 	fs.DurationVar(&c.RequestTimeout, "http.request-timeout", c.RequestTimeout, "naive: deadline of one request's store calls")
 	fs.IntVar(&c.BodyLimit, "http.body-limit", c.BodyLimit, "largest request body in bytes")
 	fs.StringVar(&c.LogLevel, "log.level", c.LogLevel, "lowest log level: debug, info, warn, error")
@@ -66,6 +72,12 @@ func (c config) validate() error {
 	var lvl zapcore.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return fmt.Errorf("log.level: %w", err)
+	}
+	if c.Store != "pebble" && c.Store != "scylla" {
+		return fmt.Errorf("store: %q is not pebble or scylla", c.Store)
+	}
+	if err := c.Scylla.Validate(); err != nil {
+		return err
 	}
 	switch {
 	case c.Mode == "naive" && c.DataDir == "":
@@ -143,7 +155,7 @@ func start(cfg config, log *zap.Logger) (*server, error) {
 	case "bare":
 		bareRoutes(app)
 	case "naive":
-		n, err := openNaive(cfg.DataDir, cfg.RequestTimeout, log)
+		n, err := openNaive(cfg, log)
 		if err != nil {
 			return nil, err
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/checkin/checkin/persistence"
 	"github.com/checkin/checkin/persistence/pebble"
+	"github.com/checkin/checkin/persistence/scylla"
 )
 
 // naive is the "attempt 1" design: the handler does everything itself, on
@@ -29,12 +30,25 @@ type naive struct {
 	log     *zap.Logger
 }
 
-func openNaive(dir string, timeout time.Duration, log *zap.Logger) (*naive, error) {
-	st, err := pebble.Open(dir, pebble.WithLogger(log.Named("pebble")))
-	if err != nil {
-		return nil, err
+func openNaive(cfg config, log *zap.Logger) (*naive, error) {
+	n := &naive{timeout: cfg.RequestTimeout, log: log}
+	switch cfg.Store {
+	case "scylla":
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Scylla.ConnectTimeout+cfg.Scylla.Timeout)
+		defer cancel()
+		st, err := scylla.Open(ctx, cfg.Scylla, log.Named("scylla"))
+		if err != nil {
+			return nil, err
+		}
+		n.store = st
+	default:
+		st, err := pebble.Open(cfg.DataDir, pebble.WithLogger(log.Named("pebble")))
+		if err != nil {
+			return nil, err
+		}
+		n.store = st
 	}
-	return &naive{store: st, timeout: timeout, log: log}, nil
+	return n, nil
 }
 
 func (n *naive) close() error { return n.store.Close() }

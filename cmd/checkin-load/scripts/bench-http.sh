@@ -4,7 +4,8 @@
 #   naive    checkin-baseline --mode=naive  (one synced store write per checkin)
 #   checkin  checkin on the embedded store (pebble)
 #   scylla   checkin --store=scylla, when CHECKIN_TEST_CQL_HOSTS is set and the
-#            binary knows that store
+#            binary knows that store, and beside it
+#   naive-scylla  the naive design on the same CQL node
 # for checkin writes and current-location reads at several connection counts
 # (closed model), then an open-model rate sweep for the plot. The server runs
 # on CPU 0 and the load generator on CPU 1 (taskset), each server on a fresh
@@ -105,7 +106,7 @@ bin=$work/bin
 help=$("$bin/checkin" --help 2>&1 || true)
 if [ -n "${CHECKIN_TEST_CQL_HOSTS:-}" ]; then
   if grep -A1 -- '--store ' <<<"$help" | grep -q scylla; then
-    scenarios="$scenarios scylla"
+    scenarios="$scenarios naive-scylla scylla"
   else
     log "CHECKIN_TEST_CQL_HOSTS is set but this checkin has no --store=scylla: skipping the scylla scenario"
   fi
@@ -134,6 +135,10 @@ start_server() {
     bare) cmd=("$bin/checkin-baseline" --mode=bare --http.addr=127.0.0.1:0) ;;
     naive) cmd=("$bin/checkin-baseline" --mode=naive --http.addr=127.0.0.1:0 --data.dir="$server_dir/data") ;;
     checkin) cmd=("$bin/checkin" --http.addr=127.0.0.1:0 --data.dir="$server_dir/data" --http.access-log=false) ;;
+    naive-scylla)
+      cmd=("$bin/checkin-baseline" --mode=naive --store=scylla --http.addr=127.0.0.1:0
+        --scylla.hosts="${CHECKIN_TEST_CQL_HOSTS:-127.0.0.1:9042}" --scylla.keyspace="bench_naive_$(date +%s)_$$")
+      ;;
     scylla)
       # a fresh keyspace per run, like a fresh data dir (drop them when done:
       # DROP KEYSPACE bench_...)

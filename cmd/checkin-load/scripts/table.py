@@ -11,7 +11,9 @@ import os
 import re
 import sys
 
-ORDER = {"bare": 0, "naive": 1, "checkin": 2, "scylla": 3}
+ORDER = {"bare": 0, "naive": 1, "checkin": 2, "naive-scylla": 3, "scylla": 4}
+# the naive run on the same store as the scenario
+NAIVE_OF = {"scylla": "naive-scylla", "naive-scylla": "naive-scylla"}
 WORKLOAD_NAMES = {"write": "checkin writes", "read": "current-location reads"}
 
 
@@ -43,12 +45,12 @@ def main():
     runs = load(args[0])
     if not runs:
         sys.exit(f"no closed-model reports in {args[0]}")
-    head = ["workload", "scenario", "conns", "ok/s", "p99 ms", "p99.9 ms", "errors", "vs bare", "vs naive"]
+    head = ["workload", "scenario", "conns", "ok/s", "p99 ms", "p99.9 ms", "errors", "vs bare", "vs naive (same store)"]
     rows = []
     for (w, s, c) in sorted(runs, key=lambda k: (k[0] != "write", k[0], k[2], ORDER.get(k[1], 9), k[1])):
         r = runs[(w, s, c)]
         bare = runs.get((w, "bare", c), {}).get("ok_rps", 0)
-        naive = runs.get((w, "naive", c), {}).get("ok_rps", 0)
+        naive = runs.get((w, NAIVE_OF.get(s, "naive"), c), {}).get("ok_rps", 0)
         rows.append([WORKLOAD_NAMES.get(w, w), s, str(c), f"{r['ok_rps']:.0f}", f"{r['latency']['p99_ms']:.2f}",
                      f"{r['latency']['p99_9_ms']:.2f}", str(r["errors"]), ratio(r["ok_rps"], bare), ratio(r["ok_rps"], naive)])
     if markdown:
