@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 
-ORDER = {"bare": 0, "naive": 1, "checkin": 2, "scylla": 3}
+ORDER = {"bare": 0, "naive": 1, "checkin": 2, "naive-scylla": 3, "scylla": 4}
 LABELS = {"bare": "bare Fiber (ceiling)", "naive": "naive (sync write per request)",
           "checkin": "checkin, embedded store", "scylla": "checkin, Scylla store"}
 WORKLOAD_NAMES = {"write": "checkin writes", "read": "current-location reads"}
@@ -37,7 +37,7 @@ def matplotlib_pyplot():
 def load(results):
     series = {}  # workload -> scenario -> [(offered, ok_rps, p99_ms, dropped)]
     for name in os.listdir(results):
-        m = re.fullmatch(r"open-(\w+)-(\w+)-r(\d+)\.json", name)
+        m = re.fullmatch(r"open-(\w+)-([\w-]+)-r(\d+)\.json", name)
         if not m:
             continue
         try:

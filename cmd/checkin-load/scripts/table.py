@@ -20,7 +20,7 @@ WORKLOAD_NAMES = {"write": "checkin writes", "read": "current-location reads"}
 def load(results):
     runs = {}
     for name in os.listdir(results):
-        m = re.fullmatch(r"closed-(\w+)-(\w+)-c(\d+)\.json", name)
+        m = re.fullmatch(r"closed-(\w+)-([\w-]+)-c(\d+)\.json", name)
         if not m:
             continue
         try:
