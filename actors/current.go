@@ -31,6 +31,7 @@ func NewCurrentView(sizeMB int) (*CurrentView, error) {
 	cfg.MaxEntriesInWindow = 100_000
 	cfg.MaxEntrySize = 96
 	cfg.CleanWindow = time.Hour
+	cfg.Verbose = false // it would print every shard growth on the standard logger
 	c, err := bigcache.New(context.Background(), cfg)
 	if err != nil {
 		return nil, err
