@@ -1,6 +1,10 @@
 package actors
 
-import "github.com/asynkron/protoactor-go/actor"
+import (
+	"sync"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
 
 // poolDispatcher runs actor mailboxes on a fixed set of long-lived
 // goroutines instead of a new goroutine per mailbox run (protoactor's
@@ -40,5 +44,6 @@ func (d *poolDispatcher) Schedule(fn func()) {
 
 func (d *poolDispatcher) Throughput() int { return d.throughput }
 
-// dispatcher is shared by the grains and writers of the process.
-var dispatcher = newPoolDispatcher(64, 300)
+// dispatcher returns the dispatcher shared by the grains and writers of the
+// process, starting its workers on first use.
+var dispatcher = sync.OnceValue(func() actor.Dispatcher { return newPoolDispatcher(64, 300) })

@@ -58,7 +58,7 @@ type Deps struct {
 // NewUserGrainKind returns the cluster kind of user grains on this node.
 func NewUserGrainKind(d *Deps) *pcluster.Kind {
 	return messages.NewUserGrainKind(func() messages.UserGrain { return &userGrain{deps: d} }, d.Config.IdleTimeout,
-		actor.WithDispatcher(dispatcher))
+		actor.WithDispatcher(dispatcher()))
 }
 
 // entry is a checkin id the grain knows: being looked up, being written, or

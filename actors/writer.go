@@ -78,7 +78,7 @@ func NewPool(system *actor.ActorSystem, store persistence.Store, cfg WriterConfi
 		pids: make([]*actor.PID, cfg.Writers), depth: make([]atomic.Int64, cfg.Writers)}
 	for i := range p.pids {
 		w := &writer{pool: p, idx: i, jobs: make(chan []pendingWrite, cfg.MaxInflight)}
-		pid, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return w }, actor.WithDispatcher(dispatcher)), fmt.Sprintf("checkin-writer-%d", i))
+		pid, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return w }, actor.WithDispatcher(dispatcher())), fmt.Sprintf("checkin-writer-%d", i))
 		if err != nil {
 			return nil, fmt.Errorf("actors: spawn writer %d: %w", i, err)
 		}
