@@ -137,3 +137,21 @@ func CheckID(kind, id string) error {
 	}
 	return nil
 }
+
+// CheckBatch returns an error wrapping ErrInvalid for a checkin batch no
+// backend can store (see CheckID).
+func CheckBatch(batch []Checkin) error {
+	for i := range batch {
+		c := &batch[i]
+		if err := CheckID("user", c.UserID); err != nil {
+			return err
+		}
+		if err := CheckID("location", c.LocationID); err != nil {
+			return err
+		}
+		if err := CheckID("checkin", c.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}

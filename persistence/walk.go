@@ -98,9 +98,15 @@ func ListCheckins(ctx context.Context, r PartitionReader, q Query) (Page, error)
 
 // validate reports why q cannot be served, wrapping ErrInvalid.
 func (q Query) validate() error {
+	if err := CheckID("user", q.UserID); err != nil {
+		return err
+	}
+	if q.LocationID != "" {
+		if err := CheckID("location", q.LocationID); err != nil {
+			return err
+		}
+	}
 	switch {
-	case q.UserID == "":
-		return fmt.Errorf("%w: empty user id", ErrInvalid)
 	case q.Limit <= 0:
 		return fmt.Errorf("%w: limit %d, want > 0", ErrInvalid, q.Limit)
 	case !q.From.Before(q.To):

@@ -237,17 +237,8 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 	if len(batch) == 0 {
 		return nil
 	}
-	for i := range batch {
-		c := &batch[i]
-		if err := persistence.CheckID("user", c.UserID); err != nil {
-			return err
-		}
-		if err := persistence.CheckID("location", c.LocationID); err != nil {
-			return err
-		}
-		if c.ID == "" {
-			return fmt.Errorf("%w: empty checkin id", persistence.ErrInvalid)
-		}
+	if err := persistence.CheckBatch(batch); err != nil {
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return storeErr(err)
@@ -355,14 +346,6 @@ func (s *Store) CurrentLocation(ctx context.Context, userID string) (persistence
 // range appear in later pages if they sort after the page position, and
 // never cause a pre-existing checkin to be skipped or repeated.
 func (s *Store) ListCheckins(ctx context.Context, q persistence.Query) (persistence.Page, error) {
-	if err := persistence.CheckID("user", q.UserID); err != nil {
-		return persistence.Page{}, err
-	}
-	if q.LocationID != "" {
-		if err := persistence.CheckID("location", q.LocationID); err != nil {
-			return persistence.Page{}, err
-		}
-	}
 	if err := s.enter(); err != nil {
 		return persistence.Page{}, err
 	}

@@ -82,17 +82,8 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 	if len(batch) == 0 {
 		return nil
 	}
-	for i := range batch {
-		c := &batch[i]
-		if err := persistence.CheckID("user", c.UserID); err != nil {
-			return err
-		}
-		if err := persistence.CheckID("location", c.LocationID); err != nil {
-			return err
-		}
-		if err := persistence.CheckID("checkin", c.ID); err != nil {
-			return err
-		}
+	if err := persistence.CheckBatch(batch); err != nil {
+		return err
 	}
 	if err := s.enter(); err != nil {
 		return err
