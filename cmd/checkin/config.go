@@ -25,11 +25,12 @@ type config struct {
 	DataDir     string
 	LogLevel    string
 	DebugAddr   string
+	GCPercent   int
 }
 
 func defaultConfig() config {
 	return config{HTTP: edge.DefaultConfig(), Cluster: cluster.DefaultConfig(), Writer: actors.DefaultWriterConfig(),
-		Grain: actors.DefaultGrainConfig(), Scylla: scylla.DefaultConfig(), CallRetries: 3, Store: "pebble", DataDir: "./data", LogLevel: "info"}
+		Grain: actors.DefaultGrainConfig(), Scylla: scylla.DefaultConfig(), CallRetries: 3, GCPercent: 200, Store: "pebble", DataDir: "./data", LogLevel: "info"}
 }
 
 // register binds every setting to a flag of fs.
@@ -71,6 +72,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	c.Scylla.RegisterFlags(fs)
 
 	fs.StringVar(&c.LogLevel, "log.level", c.LogLevel, "lowest log level: debug, info, warn, error")
+	fs.IntVar(&c.GCPercent, "runtime.gc-percent", c.GCPercent, "Go GC target percentage (GOGC); higher trades memory for CPU, -1 turns the GC off")
 	fs.StringVar(&c.DebugAddr, "debug.addr", c.DebugAddr, "address of the pprof debug server (empty: off); keep it on loopback")
 }
 
@@ -84,6 +86,9 @@ func (c config) validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("data.dir must not be empty")
+	}
+	if c.GCPercent < -1 {
+		return errors.New("runtime.gc-percent must be -1 (off) or more")
 	}
 	if c.CallRetries < 1 {
 		return errors.New("grain.call-retries must be at least 1")

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -56,6 +57,7 @@ func run(args []string) error {
 	if migrate {
 		return runMigrate(cfg, log)
 	}
+	debug.SetGCPercent(cfg.GCPercent)
 
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
