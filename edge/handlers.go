@@ -247,7 +247,8 @@ func (s *Server) checkin(c *fiber.Ctx) error {
 	if created {
 		status = http.StatusCreated
 	}
-	return c.Status(status).JSON(toCheckinJSON(stored))
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Status(status).Send(appendCheckinJSON(make([]byte, 0, 160), stored))
 }
 
 func (s *Server) currentLocation(c *fiber.Ctx) error {
@@ -284,6 +285,16 @@ func appendCurrentJSON(b []byte, cur persistence.Checkin, l persistence.Location
 	b = appendJSONFloat(append(b, `,"lon":`...), l.Lon)
 	b = appendTime(append(b, `,"created_at":"`...), l.CreatedAt)
 	return append(b, `"}}`...)
+}
+
+// appendCheckinJSON encodes a checkin (checkinJSON) by hand: it answers every
+// write. Ids need no escaping (validID).
+func appendCheckinJSON(b []byte, ci persistence.Checkin) []byte {
+	b = append(append(b, `{"id":"`...), ci.ID...)
+	b = append(append(b, `","user_id":"`...), ci.UserID...)
+	b = append(append(b, `","location_id":"`...), ci.LocationID...)
+	b = appendTime(append(b, `","timestamp":"`...), ci.Timestamp)
+	return append(b, `"}`...)
 }
 
 // appendJSONString appends s as a JSON string.

@@ -47,3 +47,14 @@ func TestAppendCurrentJSONMatchesEncodingJSON(t *testing.T) {
 		})
 	}
 }
+
+func TestAppendCheckinJSONMatchesEncodingJSON(t *testing.T) {
+	ci := persistence.Checkin{ID: "0192-abc_DEF", UserID: "u-1", LocationID: "L_9", Timestamp: time.Date(1999, 12, 31, 23, 59, 59, 999_000_000, time.UTC)}
+	want, err := json.Marshal(toCheckinJSON(ci))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := appendCheckinJSON(nil, ci); string(got) != string(want) {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
