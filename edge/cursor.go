@@ -41,7 +41,7 @@ func decodeCursor(s string, q persistence.Query) (*persistence.Position, error) 
 		return nil, bad
 	}
 	id := string(buf[14:])
-	if !validID(id) {
+	if !ValidID(id) {
 		return nil, bad
 	}
 	ts := time.UnixMilli(int64(binary.BigEndian.Uint64(buf[2:10]))).UTC()

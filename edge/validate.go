@@ -25,8 +25,9 @@ const (
 // minTime is the earliest timestamp accepted and the default start of a range.
 var minTime = time.Unix(0, 0).UTC()
 
-// validID reports whether id is 1–64 characters of [A-Za-z0-9_-].
-func validID(id string) bool {
+// ValidID reports whether id is 1–64 characters of [A-Za-z0-9_-], the
+// form of every user, location and checkin id in the API.
+func ValidID(id string) bool {
 	if len(id) == 0 || len(id) > maxIDLen {
 		return false
 	}
@@ -40,7 +41,7 @@ func validID(id string) bool {
 }
 
 func checkID(field, id string) error {
-	if !validID(id) {
+	if !ValidID(id) {
 		return badRequest("invalid_id", fmt.Sprintf("%s must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'", field))
 	}
 	return nil

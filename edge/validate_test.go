@@ -59,8 +59,8 @@ func TestValidID(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := validID(tt.id); got != tt.want {
-				t.Errorf("validID(%q) = %v, want %v", tt.id, got, tt.want)
+			if got := ValidID(tt.id); got != tt.want {
+				t.Errorf("ValidID(%q) = %v, want %v", tt.id, got, tt.want)
 			}
 		})
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/checkin/checkin/edge"
 	"github.com/checkin/checkin/persistence"
 )
 
@@ -69,21 +70,8 @@ func decode(c *fiber.Ctx, v any) error {
 	return nil
 }
 
-func validID(id string) bool {
-	if len(id) == 0 || len(id) > 64 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 func checkID(field, id string) error {
-	if !validID(id) {
+	if !edge.ValidID(id) {
 		return badRequest("invalid_id", fmt.Sprintf("%s must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'", field))
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
+	"github.com/checkin/checkin/edge"
 	"github.com/checkin/checkin/persistence"
 	"github.com/checkin/checkin/persistence/pebble"
 	"github.com/checkin/checkin/persistence/scylla"
@@ -373,7 +374,7 @@ func encodeCursor(p persistence.Position) string {
 
 func decodeCursor(s string) (*persistence.Position, error) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) < 9 || !validID(string(b[8:])) {
+	if err != nil || len(b) < 9 || !edge.ValidID(string(b[8:])) {
 		return nil, badRequest("invalid_cursor", "cursor is not one this API returned")
 	}
 	return &persistence.Position{Timestamp: time.UnixMilli(int64(binary.BigEndian.Uint64(b))).UTC(), CheckinID: string(b[8:])}, nil

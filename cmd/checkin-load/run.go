@@ -373,37 +373,20 @@ func (r *runner) exec(w *worker, rec *recorder, i int64, start time.Time) {
 // progress prints a line to stderr every interval until the returned stop
 // is called.
 func (r *runner) progress(name string, rec *recorder, dropped *atomic.Int64) (stop func()) {
-	if !r.cfg.Progress {
-		return func() {}
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		h := newHist()
-		t := time.NewTicker(r.cfg.ProgressInterval)
-		defer t.Stop()
-		start, last, lastN := time.Now(), time.Now(), int64(0)
-		for {
-			select {
-			case <-done:
-				return
-			case now := <-t.C:
-				n := rec.total.Load()
-				rate := float64(n-lastN) / now.Sub(last).Seconds()
-				last, lastN = now, n
-				p99 := rec.snapshotP99(h)
-				line := fmt.Sprintf("%-6s %6.1fs  requests %9d  rate %8.0f/s  errors %6d  p99 %s",
-					name, now.Sub(start).Seconds(), n, rate, rec.errs.Load(), fmtMS(float64(p99)/1000))
-				if d := dropped.Load(); d > 0 {
-					line += fmt.Sprintf("  dropped %d", d)
-				}
-				fmt.Fprintln(r.stderr, line)
-			}
+	h := newHist()
+	start, last, lastN := time.Now(), time.Now(), int64(0)
+	return r.ticker(func(now time.Time) {
+		n := rec.total.Load()
+		rate := float64(n-lastN) / now.Sub(last).Seconds()
+		last, lastN = now, n
+		p99 := rec.snapshotP99(h)
+		line := fmt.Sprintf("%-6s %6.1fs  requests %9d  rate %8.0f/s  errors %6d  p99 %s",
+			name, now.Sub(start).Seconds(), n, rate, rec.errs.Load(), fmtMS(float64(p99)/1000))
+		if d := dropped.Load(); d > 0 {
+			line += fmt.Sprintf("  dropped %d", d)
 		}
-	}()
-	return func() { close(done); wg.Wait() }
+		fmt.Fprintln(r.stderr, line)
+	})
 }
 
 // fmtMS prints a duration given in milliseconds with a unit that fits.

@@ -207,6 +207,15 @@ func retryable(status int) bool {
 }
 
 func (r *runner) setupProgress(start time.Time, done, failed *atomic.Int64, total int) (stop func()) {
+	return r.ticker(func(now time.Time) {
+		fmt.Fprintf(r.stderr, "setup  %6.1fs  done %d/%d  failed %d\n",
+			now.Sub(start).Seconds(), done.Load(), total, failed.Load())
+	})
+}
+
+// ticker calls line every progress interval until stop is called (never
+// when progress is off).
+func (r *runner) ticker(line func(now time.Time)) (stop func()) {
 	if !r.cfg.Progress {
 		return func() {}
 	}
@@ -222,8 +231,7 @@ func (r *runner) setupProgress(start time.Time, done, failed *atomic.Int64, tota
 			case <-quit:
 				return
 			case now := <-t.C:
-				fmt.Fprintf(r.stderr, "setup  %6.1fs  done %d/%d  failed %d\n",
-					now.Sub(start).Seconds(), done.Load(), total, failed.Load())
+				line(now)
 			}
 		}
 	}()

@@ -176,24 +176,7 @@ func (r *runner) listAll(ctx context.Context, req *fasthttp.Request, resp *fasth
 }
 
 func (r *runner) verifyProgress(start time.Time, checked *atomic.Int64, total int) (stop func()) {
-	if !r.cfg.Progress {
-		return func() {}
-	}
-	quit := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(r.cfg.ProgressInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case now := <-t.C:
-				fmt.Fprintf(r.stderr, "verify %6.1fs  users %d/%d\n", now.Sub(start).Seconds(), checked.Load(), total)
-			}
-		}
-	}()
-	return func() { close(quit); wg.Wait() }
+	return r.ticker(func(now time.Time) {
+		fmt.Fprintf(r.stderr, "verify %6.1fs  users %d/%d\n", now.Sub(start).Seconds(), checked.Load(), total)
+	})
 }
