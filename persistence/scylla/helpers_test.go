@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -15,6 +16,10 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if strings.TrimSpace(os.Getenv(envHosts)) == "" && os.Getenv("CI") != "true" {
+		// Say it even without -v, where skip messages are not shown.
+		fmt.Fprintln(os.Stderr, skipMessage)
+	}
 	goleak.VerifyTestMain(m,
 		// After a connection to a node is lost, the driver refills its pool
 		// in goroutines that sleep out the reconnection interval before they
