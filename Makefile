@@ -19,7 +19,13 @@ test: ## run every test (CQL tests need CHECKIN_TEST_CQL_HOSTS, see README)
 	$(GO) test -race ./...
 	@if [ -n "$$CHECKIN_TEST_CQL_HOSTS" ]; then \
 		echo "== end-to-end tests again on store=scylla ($$CHECKIN_TEST_CQL_HOSTS)"; \
-		CHECKIN_TEST_STORE=scylla $(GO) test -race -count=1 ./cmd/checkin/; fi
+		CHECKIN_TEST_STORE=scylla $(GO) test -race -count=1 ./cmd/checkin/; \
+	else \
+		echo "#####################################################################"; \
+		echo "## SKIPPED: the Scylla/Cassandra tests (CHECKIN_TEST_CQL_HOSTS unset)"; \
+		echo "## Run them with a real node: .ci/cassandra-up, then"; \
+		echo "##   CHECKIN_TEST_CQL_HOSTS=127.0.0.1:9042 make test"; \
+		echo "#####################################################################"; fi
 
 test-integration: cassandra-up ## start the local Cassandra node and run every test against it
 	CHECKIN_TEST_CQL_HOSTS=127.0.0.1:9042 $(MAKE) test
