@@ -120,9 +120,6 @@ func (n *Node) Ready() bool {
 	return n.Cluster.MemberList.ContainsMemberID(n.System.ID)
 }
 
-// Address is the host:port other members reach this node at.
-func (n *Node) Address() string { return n.System.Address() }
-
 // Stop leaves the cluster and stops every actor on this node. With other
 // members it leaves gracefully (protoactor waits about two seconds for them
 // to take over); alone it stops at once.

@@ -40,7 +40,7 @@ func startTest(t *testing.T, mode string) string {
 		}
 		http.DefaultClient.CloseIdleConnections()
 	})
-	return "http://" + s.addr()
+	return "http://" + s.ln.Addr().String()
 }
 
 // call sends one request and decodes the JSON answer into a map.

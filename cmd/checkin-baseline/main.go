@@ -173,9 +173,6 @@ func start(cfg config, log *zap.Logger) (*server, error) {
 	return s, nil
 }
 
-// addr is the address the server listens on.
-func (s *server) addr() string { return s.ln.Addr().String() }
-
 func (s *server) stop() error {
 	err := errors.Join(s.app.ShutdownWithTimeout(15*time.Second), s.close())
 	if err != nil {

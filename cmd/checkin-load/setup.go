@@ -137,39 +137,47 @@ func locationItem(id, name string, lat, lon float64) setupItem {
 // createAll posts every item with SetupConcurrency requests in flight.
 func (r *runner) createAll(ctx context.Context, fail func(), items []setupItem, rep *SetupReport, mu *sync.Mutex,
 	done, failed *atomic.Int64, acked func(*ack)) {
+	r.forEach(ctx, len(items), func(i int, req *fasthttp.Request, resp *fasthttp.Response) {
+		it := &items[i]
+		status, kind := r.create(ctx, req, resp, it)
+		if ctx.Err() != nil {
+			return
+		}
+		mu.Lock()
+		switch {
+		case status == 201:
+			rep.Created++
+		case status == 409 && it.ack == nil, status == 200 && it.ack != nil:
+			rep.Existing++
+		default:
+			failed.Add(1)
+			rep.Errors[kind]++
+			fail()
+		}
+		mu.Unlock()
+		if it.ack != nil && (status == 201 || status == 200) {
+			acked(it.ack)
+		}
+		done.Add(1)
+	})
+}
+
+// forEach calls fn(0..n-1) on SetupConcurrency goroutines, each with its own
+// request and response, until done or ctx ends.
+func (r *runner) forEach(ctx context.Context, n int, fn func(i int, req *fasthttp.Request, resp *fasthttp.Response)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(r.cfg.SetupConcurrency, len(items)) {
+	for range min(r.cfg.SetupConcurrency, n) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			req, resp := &fasthttp.Request{}, &fasthttp.Response{}
 			for ctx.Err() == nil {
-				i := next.Add(1) - 1
-				if i >= int64(len(items)) {
+				i := int(next.Add(1) - 1)
+				if i >= n {
 					return
 				}
-				it := &items[i]
-				status, kind := r.create(ctx, req, resp, it)
-				if ctx.Err() != nil {
-					return
-				}
-				mu.Lock()
-				switch {
-				case status == 201:
-					rep.Created++
-				case status == 409 && it.ack == nil, status == 200 && it.ack != nil:
-					rep.Existing++
-				default:
-					failed.Add(1)
-					rep.Errors[kind]++
-					fail()
-				}
-				mu.Unlock()
-				if it.ack != nil && (status == 201 || status == 200) {
-					acked(it.ack)
-				}
-				done.Add(1)
+				fn(i, req, resp)
 			}
 		}()
 	}

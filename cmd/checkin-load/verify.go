@@ -52,48 +52,35 @@ func (r *runner) verify(ctx context.Context, acks []ack) *VerifyReport {
 	slices.Sort(users)
 
 	var mu sync.Mutex
-	var next, checked, readErrs atomic.Int64
+	var checked, readErrs atomic.Int64
 	stop := r.verifyProgress(start, &checked, len(users))
-	var wg sync.WaitGroup
-	for range min(r.cfg.SetupConcurrency, len(users)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, resp := &fasthttp.Request{}, &fasthttp.Response{}
-			for ctx.Err() == nil {
-				i := next.Add(1) - 1
-				if i >= int64(len(users)) {
-					return
-				}
-				u := users[i]
-				want := byUser[u]
-				got, err := r.listAll(ctx, req, resp, u, want, &readErrs)
-				mu.Lock()
-				if err != nil {
-					rep.UnverifiedUsers++
-					fmt.Fprintf(r.stderr, "verify: user %s: %v\n", u, err)
-				} else {
-					for id, a := range want {
-						g, ok := got[id]
-						switch {
-						case !ok:
-							rep.Lost++
-							if len(rep.LostSample) < 20 {
-								rep.LostSample = append(rep.LostSample, u+"/"+id)
-							}
-						case g.Loc != a.Loc || g.TS != a.TS:
-							rep.Mismatched++
-						default:
-							rep.Found++
-						}
+	r.forEach(ctx, len(users), func(i int, req *fasthttp.Request, resp *fasthttp.Response) {
+		u := users[i]
+		want := byUser[u]
+		got, err := r.listAll(ctx, req, resp, u, want, &readErrs)
+		mu.Lock()
+		if err != nil {
+			rep.UnverifiedUsers++
+			fmt.Fprintf(r.stderr, "verify: user %s: %v\n", u, err)
+		} else {
+			for id, a := range want {
+				g, ok := got[id]
+				switch {
+				case !ok:
+					rep.Lost++
+					if len(rep.LostSample) < 20 {
+						rep.LostSample = append(rep.LostSample, u+"/"+id)
 					}
+				case g.Loc != a.Loc || g.TS != a.TS:
+					rep.Mismatched++
+				default:
+					rep.Found++
 				}
-				mu.Unlock()
-				checked.Add(1)
 			}
-		}()
-	}
-	wg.Wait()
+		}
+		mu.Unlock()
+		checked.Add(1)
+	})
 	stop()
 	slices.Sort(rep.LostSample)
 	rep.ReadErrors = readErrs.Load()
