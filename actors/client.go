@@ -12,7 +12,7 @@ import (
 
 // Client calls user grains wherever the cluster placed them.
 type Client struct {
-	cluster *pcluster.Cluster
+	caller  *caller
 	view    *CurrentView  // current locations published by this node's grains
 	timeout time.Duration // upper bound of one call when the context has no sooner deadline
 	retries int
@@ -22,24 +22,12 @@ type Client struct {
 // nil; with it, current-location reads of users whose grains are active on
 // this node are answered from what those grains published.
 func NewClient(c *pcluster.Cluster, timeout time.Duration, retries int, view *CurrentView) *Client {
-	return &Client{cluster: c, timeout: timeout, retries: max(retries, 1), view: view}
-}
-
-func (cl *Client) opts(ctx context.Context) []pcluster.GrainCallOption {
-	t := cl.timeout
-	if d, ok := ctx.Deadline(); ok {
-		t = min(t, time.Until(d))
-	}
-	return []pcluster.GrainCallOption{pcluster.WithTimeout(max(t, time.Millisecond)), pcluster.WithRetryCount(cl.retries)}
-}
-
-func (cl *Client) grain(id string) *messages.UserGrainGrainClient {
-	return messages.GetUserGrainGrainClient(cl.cluster, id)
+	return &Client{caller: newCaller(c), timeout: timeout, retries: max(retries, 1), view: view}
 }
 
 // CreateUser creates the user u.ID through its grain.
 func (cl *Client) CreateUser(ctx context.Context, u persistence.User) (persistence.User, error) {
-	r, err := cl.grain(u.ID).CreateUser(&messages.CreateUserRequest{Name: u.Name, CreatedAtMs: u.CreatedAt.UnixMilli()}, cl.opts(ctx)...)
+	r, err := callUser[*messages.User](cl, ctx, u.ID, methodCreateUser, &messages.CreateUserRequest{Name: u.Name, CreatedAtMs: u.CreatedAt.UnixMilli()})
 	if err != nil {
 		return persistence.User{}, fromGrainError(err)
 	}
@@ -48,7 +36,7 @@ func (cl *Client) CreateUser(ctx context.Context, u persistence.User) (persisten
 
 // GetUser returns the user as its grain knows it.
 func (cl *Client) GetUser(ctx context.Context, id string) (persistence.User, error) {
-	r, err := cl.grain(id).GetUser(&messages.GetUserRequest{}, cl.opts(ctx)...)
+	r, err := callUser[*messages.User](cl, ctx, id, methodGetUser, &messages.GetUserRequest{})
 	if err != nil {
 		return persistence.User{}, fromGrainError(err)
 	}
@@ -59,7 +47,7 @@ func (cl *Client) GetUser(ctx context.Context, id string) (persistence.User, err
 // checkin; created is false when c.ID was already stored with the same
 // content. timestampSet and clientID say which fields the client chose.
 func (cl *Client) Checkin(ctx context.Context, c persistence.Checkin, timestampSet, clientID bool) (persistence.Checkin, bool, error) {
-	r, err := cl.grain(c.UserID).Checkin(&messages.CheckinRequest{Checkin: toMsg(c), TimestampSet: timestampSet, ClientId: clientID}, cl.opts(ctx)...)
+	r, err := callUser[*messages.CheckinResponse](cl, ctx, c.UserID, methodCheckin, &messages.CheckinRequest{Checkin: toMsg(c), TimestampSet: timestampSet, ClientId: clientID})
 	if err != nil {
 		return persistence.Checkin{}, false, fromGrainError(err)
 	}
@@ -76,7 +64,7 @@ func (cl *Client) CurrentLocation(ctx context.Context, userID string) (persisten
 		}
 		return c, nil
 	}
-	r, err := cl.grain(userID).CurrentLocation(&messages.CurrentLocationRequest{}, cl.opts(ctx)...)
+	r, err := callUser[*messages.CurrentLocationResponse](cl, ctx, userID, methodCurrentLocation, &messages.CurrentLocationRequest{})
 	if err != nil {
 		return persistence.Checkin{}, fromGrainError(err)
 	}

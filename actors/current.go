@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"time"
+	"unsafe"
 
 	"github.com/allegro/bigcache/v3"
 
@@ -74,14 +75,17 @@ func (v *CurrentView) get(userID string) (c persistence.Checkin, ok, found bool)
 	if err != nil {
 		return c, false, false
 	}
-	if len(b) < 9 || len(b) < 9+int(b[8]) {
+	if len(b) <= 9 || len(b) < 9+int(b[8]) {
 		return c, false, len(b) == 0
 	}
+	// b is a copy made for this call that nothing else references or
+	// changes, so the strings may share its bytes instead of copying them.
 	n := int(b[8])
+	ids := unsafe.String(&b[9], len(b)-9)
 	return persistence.Checkin{
-		ID:         string(b[9 : 9+n]),
+		ID:         ids[:n],
 		UserID:     userID,
-		LocationID: string(b[9+n:]),
+		LocationID: ids[n:],
 		Timestamp:  time.UnixMilli(int64(binary.BigEndian.Uint64(b))).UTC(),
 	}, true, true
 }

@@ -3,7 +3,6 @@ package edge
 import (
 	"context"
 	"encoding/binary"
-	"math"
 	"time"
 
 	"github.com/allegro/bigcache/v3"
@@ -13,51 +12,76 @@ import (
 
 // records is a read-through cache of users and locations. Both are
 // immutable once created, so only hits are cached: a miss always asks the
-// store, and a record created a moment ago is found.
+// store, and a record created a moment ago is found. Locations are kept as
+// the JSON object the API answers with, so the hottest read appends it as
+// is; users as their creation time and name.
 type records struct {
-	store   persistence.Store
-	cache   *bigcache.BigCache
-	timeout time.Duration // of a store read on a miss
+	store     persistence.Store
+	users     *bigcache.BigCache // id → created_at (8 bytes, Unix ms) + name
+	locations *bigcache.BigCache // id → the location's JSON object
+	timeout   time.Duration      // of a store read on a miss
 }
 
+// newRecords splits sizeMB between the two caches.
 func newRecords(store persistence.Store, sizeMB int, ttl, timeout time.Duration) (*records, error) {
-	cfg := bigcache.DefaultConfig(ttl)
-	cfg.Shards = 256
-	cfg.HardMaxCacheSize = sizeMB
-	cfg.MaxEntriesInWindow = 100_000
-	cfg.MaxEntrySize = 128
-	cfg.Verbose = false
-	c, err := bigcache.New(context.Background(), cfg)
+	open := func(mb, entryBytes int) (*bigcache.BigCache, error) {
+		cfg := bigcache.DefaultConfig(ttl)
+		cfg.Shards = 256
+		cfg.HardMaxCacheSize = max(mb, 1)
+		cfg.MaxEntriesInWindow = 100_000
+		cfg.MaxEntrySize = entryBytes
+		cfg.Verbose = false
+		return bigcache.New(context.Background(), cfg)
+	}
+	users, err := open(sizeMB/2, 96)
 	if err != nil {
 		return nil, err
 	}
-	return &records{store: store, cache: c, timeout: timeout}, nil
+	locations, err := open(sizeMB-sizeMB/2, 256)
+	if err != nil {
+		_ = users.Close()
+		return nil, err
+	}
+	return &records{store: store, users: users, locations: locations, timeout: timeout}, nil
 }
 
-func (r *records) close() error { return r.cache.Close() }
+func (r *records) close() error {
+	err := r.users.Close()
+	if lerr := r.locations.Close(); err == nil {
+		err = lerr
+	}
+	return err
+}
 
-// location returns the location from cache or store.
-func (r *records) location(ctx context.Context, id string) (persistence.Location, error) {
-	key := "l" + id
-	if b, err := r.cache.Get(key); err == nil {
-		if l, ok := decodeLocation(id, b); ok {
-			return l, nil
-		}
+// appendLocation appends the JSON object of location id to b, from cache
+// or store.
+func (r *records) appendLocation(ctx context.Context, b []byte, id string) ([]byte, error) {
+	if j, err := r.locations.Get(id); err == nil {
+		return append(b, j...), nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	l, err := r.store.GetLocation(ctx, id)
 	if err != nil {
-		return l, err
+		return b, err
 	}
-	_ = r.cache.Set(key, encodeLocation(l))
-	return l, nil
+	n := len(b)
+	b = appendLocationJSON(b, l)
+	_ = r.locations.Set(id, b[n:])
+	return b, nil
+}
+
+// hasLocation returns nil when location id exists, ErrNotFound when it
+// does not.
+func (r *records) hasLocation(ctx context.Context, id string) error {
+	var buf [256]byte
+	_, err := r.appendLocation(ctx, buf[:0], id)
+	return err
 }
 
 // user returns the user from cache or store.
 func (r *records) user(ctx context.Context, id string) (persistence.User, error) {
-	key := "u" + id
-	if b, err := r.cache.Get(key); err == nil && len(b) >= 8 {
+	if b, err := r.users.Get(id); err == nil && len(b) >= 8 {
 		return persistence.User{ID: id, CreatedAt: time.UnixMilli(int64(binary.BigEndian.Uint64(b))).UTC(), Name: string(b[8:])}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
@@ -71,31 +95,10 @@ func (r *records) user(ctx context.Context, id string) (persistence.User, error)
 }
 
 func (r *records) putUser(u persistence.User) {
-	b := binary.BigEndian.AppendUint64(nil, uint64(u.CreatedAt.UnixMilli()))
-	_ = r.cache.Set("u"+u.ID, append(b, u.Name...))
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(u.Name)), uint64(u.CreatedAt.UnixMilli()))
+	_ = r.users.Set(u.ID, append(b, u.Name...))
 }
 
 func (r *records) putLocation(l persistence.Location) {
-	_ = r.cache.Set("l"+l.ID, encodeLocation(l))
-}
-
-func encodeLocation(l persistence.Location) []byte {
-	b := make([]byte, 0, 24+len(l.Name))
-	b = binary.BigEndian.AppendUint64(b, math.Float64bits(l.Lat))
-	b = binary.BigEndian.AppendUint64(b, math.Float64bits(l.Lon))
-	b = binary.BigEndian.AppendUint64(b, uint64(l.CreatedAt.UnixMilli()))
-	return append(b, l.Name...)
-}
-
-func decodeLocation(id string, b []byte) (persistence.Location, bool) {
-	if len(b) < 24 {
-		return persistence.Location{}, false
-	}
-	return persistence.Location{
-		ID:        id,
-		Lat:       math.Float64frombits(binary.BigEndian.Uint64(b)),
-		Lon:       math.Float64frombits(binary.BigEndian.Uint64(b[8:])),
-		CreatedAt: time.UnixMilli(int64(binary.BigEndian.Uint64(b[16:]))).UTC(),
-		Name:      string(b[24:]),
-	}, true
+	_ = r.locations.Set(l.ID, appendLocationJSON(make([]byte, 0, 128), l))
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -172,7 +173,8 @@ func (s *Server) createLocation(c *fiber.Ctx) error {
 		return err
 	}
 	s.records.putLocation(l)
-	return c.Status(http.StatusCreated).JSON(toLocationJSON(l))
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Status(http.StatusCreated).Send(appendLocationJSON(make([]byte, 0, 128), l))
 }
 
 func (s *Server) getLocation(c *fiber.Ctx) error {
@@ -182,14 +184,15 @@ func (s *Server) getLocation(c *fiber.Ctx) error {
 	}
 	ctx, cancel := s.ctx(c)
 	defer cancel()
-	l, err := s.records.location(ctx, id)
+	b, err := s.records.appendLocation(ctx, make([]byte, 0, 128), id)
 	if errors.Is(err, persistence.ErrNotFound) {
 		return notFound("location_not_found", "location "+id+" does not exist")
 	}
 	if err != nil {
 		return err
 	}
-	return c.JSON(toLocationJSON(l))
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Send(b)
 }
 
 func (s *Server) checkin(c *fiber.Ctx) error {
@@ -233,7 +236,7 @@ func (s *Server) checkin(c *fiber.Ctx) error {
 	if err := s.userExists(ctx, userID); err != nil {
 		return err
 	}
-	if _, err := s.records.location(ctx, ci.LocationID); err != nil {
+	if err := s.records.hasLocation(ctx, ci.LocationID); err != nil {
 		if errors.Is(err, persistence.ErrNotFound) {
 			return notFound("location_not_found", "location "+ci.LocationID+" does not exist")
 		}
@@ -264,27 +267,41 @@ func (s *Server) currentLocation(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	l, err := s.records.location(ctx, cur.LocationID)
+	buf := answers.Get().(*[]byte)
+	defer answers.Put(buf)
+	b := appendCurrentHead((*buf)[:0], cur)
+	b, err = s.records.appendLocation(ctx, b, cur.LocationID)
+	*buf = b
 	if err != nil {
 		return err
 	}
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	return c.Send(appendCurrentJSON(make([]byte, 0, 256), cur, l))
+	return c.Send(append(b, '}')) // Send copies
 }
 
-// appendCurrentJSON encodes the current-location answer (currentJSON) by
-// hand: it is the hottest read. Ids need no escaping (validID).
-func appendCurrentJSON(b []byte, cur persistence.Checkin, l persistence.Location) []byte {
+// answers are buffers the hottest read renders into before Send copies the
+// answer into the response.
+var answers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// appendCurrentHead encodes the current-location answer (currentJSON) by
+// hand up to its location object: it is the hottest read. Ids need no
+// escaping (validID).
+func appendCurrentHead(b []byte, cur persistence.Checkin) []byte {
 	b = append(append(b, `{"user_id":"`...), cur.UserID...)
 	b = append(append(b, `","location_id":"`...), cur.LocationID...)
 	b = appendTime(append(b, `","timestamp":"`...), cur.Timestamp)
 	b = append(append(b, `","checkin_id":"`...), cur.ID...)
-	b = append(append(b, `","location":{"id":"`...), l.ID...)
+	return append(b, `","location":`...)
+}
+
+// appendLocationJSON encodes a location (locationJSON) by hand.
+func appendLocationJSON(b []byte, l persistence.Location) []byte {
+	b = append(append(b, `{"id":"`...), l.ID...)
 	b = appendJSONString(append(b, `","name":`...), l.Name)
 	b = appendJSONFloat(append(b, `,"lat":`...), l.Lat)
 	b = appendJSONFloat(append(b, `,"lon":`...), l.Lon)
 	b = appendTime(append(b, `,"created_at":"`...), l.CreatedAt)
-	return append(b, `"}}`...)
+	return append(b, `"}`...)
 }
 
 // appendCheckinJSON encodes a checkin (checkinJSON) by hand: it answers every

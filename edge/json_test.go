@@ -11,7 +11,7 @@ import (
 
 // The hand-written current-location encoding must decode to what
 // encoding/json makes of currentJSON.
-func TestAppendCurrentJSONMatchesEncodingJSON(t *testing.T) {
+func TestHandEncodedJSONMatchesEncodingJSON(t *testing.T) {
 	ts := time.Date(2024, 5, 1, 12, 0, 0, 123_000_000, time.UTC)
 	tests := []struct {
 		name     string
@@ -28,7 +28,8 @@ func TestAppendCurrentJSONMatchesEncodingJSON(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cur := persistence.Checkin{ID: "c-1", UserID: "u_1", LocationID: "l-1", Timestamp: ts}
 			l := persistence.Location{ID: "l-1", Name: tc.loc, Lat: tc.lat, Lon: tc.lon, CreatedAt: ts.Add(-time.Hour)}
-			got := appendCurrentJSON(nil, cur, l)
+			// the answer as currentLocation assembles it
+			got := append(appendLocationJSON(appendCurrentHead(nil, cur), l), '}')
 			want, err := json.Marshal(currentJSON{UserID: cur.UserID, LocationID: cur.LocationID, Timestamp: formatTime(cur.Timestamp),
 				CheckinID: cur.ID, Location: toLocationJSON(l)})
 			if err != nil {
@@ -43,6 +44,16 @@ func TestAppendCurrentJSONMatchesEncodingJSON(t *testing.T) {
 			}
 			if !reflect.DeepEqual(g, w) {
 				t.Fatalf("got  %s\nwant %s", got, want)
+			}
+			// and the location alone, as GET /v1/locations/{id} answers
+			var gl, wl any
+			if err := json.Unmarshal(appendLocationJSON(nil, l), &gl); err != nil {
+				t.Fatalf("invalid location JSON: %v", err)
+			}
+			wantLoc, _ := json.Marshal(toLocationJSON(l))
+			_ = json.Unmarshal(wantLoc, &wl)
+			if !reflect.DeepEqual(gl, wl) {
+				t.Fatalf("location: got %s\nwant %s", appendLocationJSON(nil, l), wantLoc)
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
 	"github.com/checkin/checkin/persistence"
@@ -35,6 +36,19 @@ func benchNode(b *testing.B, users int) *node {
 		}
 	}
 	return n
+}
+
+// checkinEach gives users u0..u{users-1} one checkin each, so their grains
+// are active and have a current location.
+func checkinEach(b *testing.B, n *node, users int) {
+	b.Helper()
+	ctx := context.Background()
+	for i := range users {
+		c := persistence.Checkin{ID: fmt.Sprintf("c%d", i), UserID: fmt.Sprintf("u%d", i), LocationID: "L1", Timestamp: time.Now()}
+		if _, _, err := n.grains.Checkin(ctx, c, true, false); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // BenchmarkCheckin measures the write path behind POST /v1/users/{id}/checkins:
@@ -67,13 +81,8 @@ func BenchmarkCheckin(b *testing.B) {
 func BenchmarkCurrentLocation(b *testing.B) {
 	const users = 1000
 	n := benchNode(b, users)
+	checkinEach(b, n, users)
 	ctx := context.Background()
-	for i := range users {
-		c := persistence.Checkin{ID: fmt.Sprintf("c%d", i), UserID: fmt.Sprintf("u%d", i), LocationID: "L1", Timestamp: time.Now()}
-		if _, _, err := n.grains.Checkin(ctx, c, true, false); err != nil {
-			b.Fatal(err)
-		}
-	}
 	var seq atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(32)
@@ -88,4 +97,77 @@ func BenchmarkCurrentLocation(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reads/s")
+}
+
+// serveFiber runs one request through the node's whole Fiber pipeline
+// (request id, metrics, recovery, limits, handler) without a socket, and
+// returns the status.
+func serveFiber(h fasthttp.RequestHandler, fc *fasthttp.RequestCtx, method, uri string, body []byte) int {
+	fc.Request.Reset()
+	fc.Response.Reset()
+	fc.Request.Header.SetMethod(method)
+	fc.Request.SetRequestURI(uri)
+	if body != nil {
+		fc.Request.Header.SetContentType("application/json")
+		fc.Request.SetBody(body)
+	}
+	h(fc)
+	return fc.Response.StatusCode()
+}
+
+// userURIs returns /v1/users/u{i}/{tail} for every user.
+func userURIs(users int, tail string) []string {
+	uris := make([]string, users)
+	for i := range uris {
+		uris[i] = fmt.Sprintf("/v1/users/u%d/%s", i, tail)
+	}
+	return uris
+}
+
+// BenchmarkHTTPCurrentLocation measures GET /v1/users/{id}/location through
+// the Fiber pipeline: the server's share of a read, minus the socket.
+func BenchmarkHTTPCurrentLocation(b *testing.B) {
+	const users = 1000
+	n := benchNode(b, users)
+	checkinEach(b, n, users)
+	uris := userURIs(users, "location")
+	h := n.edge.App().Handler()
+	var seq atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var fc fasthttp.RequestCtx
+		for pb.Next() {
+			if st := serveFiber(h, &fc, "GET", uris[seq.Add(1)%users], nil); st != 200 {
+				b.Errorf("status %d: %s", st, fc.Response.Body())
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkHTTPCheckin measures POST /v1/users/{id}/checkins through the
+// Fiber pipeline: validation, grain call, durable batch, answer.
+func BenchmarkHTTPCheckin(b *testing.B) {
+	const users = 1000
+	n := benchNode(b, users)
+	uris := userURIs(users, "checkins")
+	h := n.edge.App().Handler()
+	var seq atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var fc fasthttp.RequestCtx
+		var body []byte
+		for pb.Next() {
+			i := seq.Add(1)
+			body = fmt.Appendf(body[:0], `{"location_id":"L1","id":"c%d"}`, i)
+			if st := serveFiber(h, &fc, "POST", uris[i%users], body); st != 201 {
+				b.Errorf("status %d: %s", st, fc.Response.Body())
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "checkins/s")
 }

@@ -26,11 +26,12 @@ type config struct {
 	LogLevel    string
 	DebugAddr   string
 	GCPercent   int
+	MemoryLimit string
 }
 
 func defaultConfig() config {
 	return config{HTTP: edge.DefaultConfig(), Cluster: cluster.DefaultConfig(), Writer: actors.DefaultWriterConfig(),
-		Grain: actors.DefaultGrainConfig(), Scylla: scylla.DefaultConfig(), CallRetries: 3, GCPercent: 200, Store: "pebble", DataDir: "./data", LogLevel: "info"}
+		Grain: actors.DefaultGrainConfig(), Scylla: scylla.DefaultConfig(), CallRetries: 3, GCPercent: 400, MemoryLimit: "auto", Store: "pebble", DataDir: "./data", LogLevel: "info"}
 }
 
 // register binds every setting to a flag of fs.
@@ -72,7 +73,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	c.Scylla.RegisterFlags(fs)
 
 	fs.StringVar(&c.LogLevel, "log.level", c.LogLevel, "lowest log level: debug, info, warn, error")
-	fs.IntVar(&c.GCPercent, "runtime.gc-percent", c.GCPercent, "Go GC target percentage (GOGC); higher trades memory for CPU, -1 turns the GC off")
+	fs.IntVar(&c.GCPercent, "runtime.gc-percent", c.GCPercent, "Go GC target percentage (GOGC): the heap may grow this much over the live heap before a collection; higher trades memory for CPU and tail latency, -1 turns the GC off (then only runtime.memory-limit triggers it)")
+	fs.StringVar(&c.MemoryLimit, "runtime.memory-limit", c.MemoryLimit, "soft limit of the Go heap (GOMEMLIMIT): a size (512MiB, 4GiB), auto (75% of the cgroup's or machine's memory) or off; the GC runs more often near it")
 	fs.StringVar(&c.DebugAddr, "debug.addr", c.DebugAddr, "address of the pprof debug server (empty: off); keep it on loopback")
 }
 
@@ -89,6 +91,9 @@ func (c config) validate() error {
 	}
 	if c.GCPercent < -1 {
 		return errors.New("runtime.gc-percent must be -1 (off) or more")
+	}
+	if _, err := memoryLimit(c.MemoryLimit); err != nil {
+		return err
 	}
 	if c.CallRetries < 1 {
 		return errors.New("grain.call-retries must be at least 1")

@@ -58,6 +58,9 @@ func run(args []string) error {
 		return runMigrate(cfg, log)
 	}
 	debug.SetGCPercent(cfg.GCPercent)
+	limit, _ := memoryLimit(cfg.MemoryLimit) // validated
+	debug.SetMemoryLimit(limit)
+	log.Info("runtime", zap.Int("gc_percent", cfg.GCPercent), zap.Int64("memory_limit_bytes", limit))
 
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()

@@ -1,0 +1,206 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/checkin/checkin/messages"
+)
+
+// caller makes typed grain calls the way the generated grain client does
+// (a cluster.GrainRequest carrying the marshalled request, answered by the
+// grain's generated dispatcher), but waits for the answer in a pooled reply
+// box instead of a protoactor future. A future costs a process-registry
+// entry, a timer and a context per call, and the grain's actor keeps the
+// last sender it saw, so the future of each grain's last call stayed on
+// the heap: at 10k active users that was the largest share of the live
+// objects the GC marks.
+//
+// A box is registered once under a fixed id and reused: it serves one call
+// at a time. A box whose call timed out may still receive the late answer,
+// so it is retired (unregistered; the late answer goes to dead letters)
+// instead of reused.
+type caller struct {
+	system  *actor.ActorSystem
+	cluster *pcluster.Cluster
+	free    chan *replyBox // idle boxes; beyond its capacity boxes are retired
+	seq     atomic.Uint64
+}
+
+// maxIdleBoxes bounds the boxes kept for reuse: about the grain calls in
+// flight at once on a busy node.
+const maxIdleBoxes = 8192
+
+func newCaller(c *pcluster.Cluster) *caller {
+	return &caller{system: c.ActorSystem, cluster: c, free: make(chan *replyBox, maxIdleBoxes)}
+}
+
+// replyBox is the actor.Process grains answer to.
+type replyBox struct {
+	pid   *actor.PID
+	ch    chan any // the answer; capacity 1
+	timer *time.Timer
+}
+
+var _ actor.Process = (*replyBox)(nil)
+
+func (b *replyBox) SendUserMessage(_ *actor.PID, m any) {
+	_, msg, _ := actor.UnwrapEnvelope(m)
+	select {
+	case b.ch <- msg:
+	default: // a second answer to one call: not expected, dropped
+	}
+}
+
+func (b *replyBox) SendSystemMessage(_ *actor.PID, m any) { b.SendUserMessage(nil, m) }
+func (b *replyBox) Stop(*actor.PID)                       {}
+
+func (c *caller) box() *replyBox {
+	select {
+	case b := <-c.free:
+		return b
+	default:
+	}
+	b := &replyBox{ch: make(chan any, 1), timer: time.NewTimer(time.Hour)}
+	b.timer.Stop()
+	id := "checkin-reply-" + strconv.FormatUint(c.seq.Add(1), 36)
+	pid, ok := c.system.ProcessRegistry.Add(b, id)
+	if !ok { // the id is taken: cannot happen, ids are unique per process
+		panic("actors: reply box id " + id + " already registered")
+	}
+	b.pid = pid
+	return b
+}
+
+func (c *caller) release(b *replyBox) {
+	if len(b.ch) != 0 { // an unread answer: not expected; never reuse such a box
+		c.retire(b)
+		return
+	}
+	select {
+	case c.free <- b:
+	default:
+		c.retire(b)
+	}
+}
+
+func (c *caller) retire(b *replyBox) { c.system.ProcessRegistry.Remove(b.pid) }
+
+// errCallTimeout reports a grain that did not answer in time.
+var errCallTimeout = errors.New("no answer within the call timeout")
+
+// call sends req to the grain identity of kind as method and returns the
+// grain's answer (a proto message or a *cluster.GrainErrorResponse).
+// Messages to a grain that stopped in between (dead letters) are retried
+// up to attempts times against a fresh placement.
+func (c *caller) call(ctx context.Context, identity, kind string, method int32, req proto.Message, timeout time.Duration, attempts int) (any, error) {
+	data, err := proto.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	msg := &pcluster.GrainRequest{MethodIndex: method, MessageData: data}
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	if timeout <= 0 {
+		return nil, errCallTimeout
+	}
+	deadline := time.Now().Add(timeout)
+	b := c.box()
+	for attempt := 1; ; attempt++ {
+		pid := c.pid(identity, kind)
+		if pid == nil {
+			c.release(b)
+			return nil, fmt.Errorf("no placement for %s/%s", kind, identity)
+		}
+		c.system.Root.RequestWithCustomSender(pid, msg, b.pid)
+		b.timer.Reset(time.Until(deadline))
+		select {
+		case res := <-b.ch:
+			b.timer.Stop()
+			if _, dead := res.(*actor.DeadLetterResponse); dead {
+				c.cluster.PidCache.RemoveByValue(identity, kind, pid)
+				if attempt < attempts && time.Now().Before(deadline) {
+					continue
+				}
+				c.release(b)
+				return nil, fmt.Errorf("grain %s/%s is gone (%d attempts)", kind, identity, attempt)
+			}
+			c.release(b)
+			return res, nil
+		case <-b.timer.C:
+			c.cluster.PidCache.RemoveByValue(identity, kind, pid)
+			c.retire(b) // the answer may still come
+			return nil, errCallTimeout
+		case <-ctx.Done():
+			b.timer.Stop()
+			c.retire(b)
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// pid returns the grain's PID from the cluster's cache, activating it
+// through the identity lookup when unknown.
+func (c *caller) pid(identity, kind string) *actor.PID {
+	if pid, ok := c.cluster.PidCache.Get(identity, kind); ok && pid != nil {
+		return pid
+	}
+	pid := c.cluster.Get(identity, kind)
+	if pid != nil {
+		c.cluster.PidCache.Set(identity, kind, pid)
+	}
+	return pid
+}
+
+// methodIndex is the index protoc-gen-go-grain gives method of service: its
+// position in the service definition.
+func methodIndex(service, method protoreflect.Name) int32 {
+	s := messages.File_checkin_proto.Services().ByName(service)
+	if s == nil {
+		panic("actors: no service " + string(service))
+	}
+	m := s.Methods().ByName(method)
+	if m == nil {
+		panic("actors: no method " + string(service) + "." + string(method))
+	}
+	return int32(m.Index())
+}
+
+var (
+	methodCreateUser      = methodIndex("UserGrain", "CreateUser")
+	methodGetUser         = methodIndex("UserGrain", "GetUser")
+	methodCheckin         = methodIndex("UserGrain", "Checkin")
+	methodCurrentLocation = methodIndex("UserGrain", "CurrentLocation")
+)
+
+// userGrainKind is the kind the generated code registers user grains as.
+const userGrainKind = "UserGrain"
+
+// callUser calls method of user grain id and returns its answer as R.
+func callUser[R proto.Message](cl *Client, ctx context.Context, id string, method int32, req proto.Message) (R, error) {
+	var zero R
+	res, err := cl.caller.call(ctx, id, userGrainKind, method, req, cl.timeout, cl.retries)
+	if err != nil {
+		return zero, err
+	}
+	switch m := res.(type) {
+	case R:
+		return m, nil
+	case *pcluster.GrainErrorResponse:
+		return zero, m
+	case error:
+		return zero, m
+	default:
+		return zero, fmt.Errorf("unexpected answer %T from user grain", res)
+	}
+}

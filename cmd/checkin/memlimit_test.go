@@ -1,0 +1,69 @@
+package main
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestMemoryLimit(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    int64
+		wantErr bool
+	}{
+		{"off", math.MaxInt64, false},
+		{"0", math.MaxInt64, false},
+		{"512MiB", 512 << 20, false},
+		{"4GiB", 4 << 30, false},
+		{" 1.5 GiB ", 3 << 29, false},
+		{"2GB", 2e9, false},
+		{"134217728", 128 << 20, false},
+		{"1MiB", 0, true}, // below the floor
+		{"lots", 0, true},
+		{"-1GiB", 0, true},
+		{"", 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := memoryLimit(tc.in)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("memoryLimit(%q) error %v, want error %v", tc.in, err, tc.wantErr)
+			}
+			if !tc.wantErr && got != tc.want {
+				t.Fatalf("memoryLimit(%q) = %d, want %d", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestMemoryLimitAuto(t *testing.T) {
+	total, err := memTotal("/proc/meminfo")
+	if err != nil {
+		t.Skipf("no /proc/meminfo here: %v", err)
+	}
+	got, err := memoryLimit("auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got <= 0 || got > int64(float64(total)*autoMemoryFraction)+1 {
+		t.Fatalf("auto limit %d, machine memory %d", got, total)
+	}
+}
+
+func TestMemTotal(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "meminfo")
+	if err := os.WriteFile(p, []byte("MemFree:  100 kB\nMemTotal:       2048 kB\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := memTotal(p); err != nil || got != 2048<<10 {
+		t.Fatalf("memTotal = %d, %v; want %d", got, err, 2048<<10)
+	}
+	if err := os.WriteFile(p, []byte("MemFree: 1 kB\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := memTotal(p); err == nil {
+		t.Fatal("no MemTotal line: want an error")
+	}
+}
