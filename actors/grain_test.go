@@ -453,3 +453,33 @@ func TestRetriesAcrossTheMemoryWindow(t *testing.T) {
 		t.Fatalf("stored %d checkins (%v), want %d", len(page.Checkins), err, len(cs))
 	}
 }
+
+// A call that times out leaves its answer to come later; that late answer
+// must reach nobody, and every later call must get its own answer (the
+// client reuses its reply boxes).
+func TestLateAnswerReachesNoLaterCall(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	defer inner.Close()
+	store := &faultyStore{Store: inner, release: make(chan struct{})}
+	n := startNode(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	mustUser(t, n, "t")
+	short, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	late := checkin("late", "t", "L1", base)
+	_, _, err := n.client.Checkin(short, late, true, true)
+	wantCode(t, err, actors.ErrUnavailable, actors.CodeUnavailable)
+	close(store.release) // the write completes and its answer goes out now
+
+	for i := range 20 {
+		c := checkin(fmt.Sprintf("next-%d", i), "t", "L2", base.Add(time.Duration(i+1)*time.Second))
+		got, created, err := n.client.Checkin(ctx(t), c, true, true)
+		if err != nil || !created || got != c {
+			t.Fatalf("call %d answered with %+v created=%v err=%v, want its own checkin %+v", i, got, created, err, c)
+		}
+	}
+	// The timed-out checkin was written after all (a retry would get 200).
+	got, created, err := n.client.Checkin(ctx(t), late, true, true)
+	if err != nil || created || got != late {
+		t.Fatalf("retry of the timed-out checkin: %+v created=%v err=%v", got, created, err)
+	}
+}

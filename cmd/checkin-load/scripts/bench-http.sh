@@ -28,6 +28,17 @@
 #   BENCH_DATA_DIR=<dir>      where the servers' fresh data dirs are made (default: a temp dir;
 #                             put it on the disk you want to measure fsync on)
 #   BENCH_PLOT=1              run plot.py on the sweep (installs matplotlib with pip if missing)
+#   tail phase (not in the default BENCH_PHASES): current-location reads on
+#   checkin, open model, long enough that garbage collections land in the
+#   window at their natural rate:
+#   BENCH_TAIL_RATES="13000 19000 26000"   offered reads/s
+#   BENCH_TAIL_DURATION=60s
+#   rss phase (not in the default BENCH_PHASES): the Gowalla replay file,
+#   BENCH_RSS_PASSES times with new user and location ids each pass, against
+#   one checkin node; RSS, Go heap (in use, and live after the last GC) and
+#   active grains sampled into rss.tsv:
+#   BENCH_RSS_PASSES=5 BENCH_RSS_IDLE=30s (grain.idle-timeout, in seconds) BENCH_RSS_SAMPLE=2 (seconds)
+#   BENCH_REPLAY=<root>/../shared/data/gowalla_nyc_checkins.tsv
 #
 # Example (a short smoke run):
 #   BENCH_DURATION=2s BENCH_WARMUP=0s BENCH_CONNS=16 BENCH_PHASES=table \
@@ -53,6 +64,13 @@ server_cpus=${BENCH_SERVER_CPUS:-0}
 load_cpus=${BENCH_LOAD_CPUS:-1}
 results=${BENCH_RESULTS:-${TMPDIR:-/tmp}/checkin-bench/$(date +%Y%m%d-%H%M%S)}
 plot=${BENCH_PLOT:-1}
+tail_rates=${BENCH_TAIL_RATES:-"13000 19000 26000"}
+tail_duration=${BENCH_TAIL_DURATION:-60s}
+rss_passes=${BENCH_RSS_PASSES:-5}
+rss_idle=${BENCH_RSS_IDLE:-30s}
+rss_sample=${BENCH_RSS_SAMPLE:-2}
+replay_file=${BENCH_REPLAY:-$(dirname "$0")/../../../../shared/data/gowalla_nyc_checkins.tsv}
+server_extra=() # more flags for the next checkin server
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -134,7 +152,7 @@ start_server() {
   case $scenario in
     bare) cmd=("$bin/checkin-baseline" --mode=bare --http.addr=127.0.0.1:0) ;;
     naive) cmd=("$bin/checkin-baseline" --mode=naive --http.addr=127.0.0.1:0 --data.dir="$server_dir/data") ;;
-    checkin) cmd=("$bin/checkin" --http.addr=127.0.0.1:0 --data.dir="$server_dir/data" --http.access-log=false) ;;
+    checkin) cmd=("$bin/checkin" --http.addr=127.0.0.1:0 --data.dir="$server_dir/data" --http.access-log=false "${server_extra[@]}") ;;
     naive-scylla)
       cmd=("$bin/checkin-baseline" --mode=naive --store=scylla --http.addr=127.0.0.1:0
         --scylla.hosts="${CHECKIN_TEST_CQL_HOSTS:-127.0.0.1:9042}" --scylla.keyspace="bench_naive_$(date +%s)_$$")
@@ -236,5 +254,60 @@ if [[ " $phases " == *" sweep "* ]]; then
   if [ "$plot" = 1 ]; then
     python3 "$here/plot.py" "$results" || log "plot failed (the JSON reports are in $results)"
   fi
+fi
+n=0
+if [[ " $phases " == *" tail "* ]]; then
+  tail_runs=0
+  for _ in $tail_rates; do tail_runs=$((tail_runs + 1)); done
+  log "tail: $tail_runs open-model read runs of $tail_duration on checkin, $sweep_conns connections"
+  for r in $tail_rates; do
+    n=$((n + 1))
+    log "[$n/$tail_runs] read checkin, offered $r/s for $tail_duration"
+    one_run "tail-read-checkin-r$r" checkin read --concurrency="$sweep_conns" --rate="$r" --duration="$tail_duration" --warmup="$warmup"
+  done
+fi
+
+# rss_sampler PID ADDR: every $rss_sample s, a line of rss.tsv until killed.
+rss_sampler() {
+  local pid=$1 addr=$2 t0
+  t0=$(date +%s.%N)
+  echo -e "seconds\trss_mib\theap_inuse_mib\theap_live_mib\tgrains_active\tpass" > "$results/rss.tsv"
+  while kill -0 "$pid" 2>/dev/null; do
+    local rss m
+    rss=$(awk '/^VmRSS:/ {printf "%.1f", $2/1024}' "/proc/$pid/status" 2>/dev/null || echo "")
+    m=$(curl -s --max-time 1 "http://$addr/metrics" 2>/dev/null |
+      awk '/^go_memstats_heap_inuse_bytes / {h=$2/1048576} /^go_gc_heap_live_bytes / {l=$2/1048576}
+        /^checkin_grains_active / {g=$2} END {printf "%.1f\t%.1f\t%d", h, l, g}')
+    printf '%s\t%s\t%s\t%s\n' "$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN {printf "%.1f", a - b}')" "$rss" "$m" "$(cat "$results/rss.pass" 2>/dev/null || echo 0)" >> "$results/rss.tsv"
+    sleep "$rss_sample"
+  done
+}
+
+if [[ " $phases " == *" rss "* ]]; then
+  [ -r "$replay_file" ] || die "replay file $replay_file not readable (set BENCH_REPLAY)"
+  log "rss: $rss_passes replay passes of $(wc -l < "$replay_file") checkins, grain.idle-timeout=$rss_idle"
+  server_extra=(--grain.idle-timeout="$rss_idle")
+  start_server checkin || die "checkin did not start"
+  server_extra=()
+  echo 0 > "$results/rss.pass"
+  rss_sampler "$server_pid" "$server_addr" &
+  sampler_pid=$!
+  for p in $(seq 1 "$rss_passes"); do
+    echo "$p" > "$results/rss.pass"
+    log "[$p/$rss_passes] replay pass with ids p$p-*"
+    cmd=("$bin/checkin-load" --targets="http://$server_addr" --replay="$replay_file" --replay.id-prefix="p$p-"
+      --concurrency=64 --setup.concurrency=64 --verify --json --progress.interval=5s)
+    echo "${pin_load[*]} ${cmd[*]}" >> "$results/commands.txt"
+    "${pin_load[@]}" "${cmd[@]}" > "$results/rss-pass$p.json" 2> "$results/rss-pass$p.log" ||
+      log "  pass $p: checkin-load failed (see $results/rss-pass$p.log)"
+  done
+  echo idle > "$results/rss.pass"
+  log "idle for $rss_idle + 15s: grains passivate"
+  sleep "$(( ${rss_idle%s} + 15 ))"
+  kill "$sampler_pid" 2>/dev/null || true
+  wait "$sampler_pid" 2>/dev/null || true
+  stop_server
+  rm -f "$results/rss.pass"
+  python3 "$here/rss.py" "$results" | tee "$results/rss.txt"
 fi
 log "results: $results"
