@@ -95,13 +95,18 @@ func (c *caller) release(b *replyBox) {
 
 func (c *caller) retire(b *replyBox) { c.system.ProcessRegistry.Remove(b.pid) }
 
+// placementBackoff is the wait before attempt n+1 of a call that found no
+// placement, times n.
+const placementBackoff = 20 * time.Millisecond
+
 // errCallTimeout reports a grain that did not answer in time.
 var errCallTimeout = errors.New("no answer within the call timeout")
 
 // call sends req to the grain identity of kind as method and returns the
 // grain's answer (a proto message or a *cluster.GrainErrorResponse).
-// Messages to a grain that stopped in between (dead letters) are retried
-// up to attempts times against a fresh placement.
+// Messages to a grain that stopped in between (dead letters) and calls
+// that found no placement are retried, up to attempts times in all, within
+// the timeout.
 func (c *caller) call(ctx context.Context, identity, kind string, method int32, req proto.Message, timeout time.Duration, attempts int) (any, error) {
 	data, err := proto.Marshal(req)
 	if err != nil {
@@ -118,9 +123,13 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 	b := c.box()
 	for attempt := 1; ; attempt++ {
 		pid := c.pid(identity, kind)
-		if pid == nil {
+		if pid == nil { // no member could activate it (the topology may be changing)
+			if wait := time.Duration(attempt) * placementBackoff; attempt < attempts && time.Until(deadline) > wait {
+				time.Sleep(wait)
+				continue
+			}
 			c.release(b)
-			return nil, fmt.Errorf("no placement for %s/%s", kind, identity)
+			return nil, fmt.Errorf("no placement for %s/%s after %d attempts", kind, identity, attempt)
 		}
 		c.system.Root.RequestWithCustomSender(pid, msg, b.pid)
 		b.timer.Reset(time.Until(deadline))

@@ -37,7 +37,12 @@
 #   BENCH_RSS_PASSES times with new user and location ids each pass, against
 #   one checkin node; RSS, Go heap (in use, and live after the last GC) and
 #   active grains sampled into rss.tsv:
-#   BENCH_RSS_PASSES=5 BENCH_RSS_IDLE=30s (grain.idle-timeout, in seconds) BENCH_RSS_SAMPLE=2 (seconds)
+#   BENCH_RSS_PASSES=8 BENCH_RSS_IDLE=10s (grain.idle-timeout, in seconds) BENCH_RSS_SAMPLE=2 (seconds)
+#   BENCH_RSS_SERVER_FLAGS="--grain.view-size-mb=16 --cache.size-mb=16"  smaller
+#   caps than the defaults (64 each), so the capped caches fill early in the run
+#   and what remains is what passivation gives back
+#   BENCH_RSS_REST=150 seconds of no load at the end (past Go's 2-minute
+#   forced GC, so the live heap of the idle node is measured)
 #   BENCH_REPLAY=<root>/../shared/data/gowalla_nyc_checkins.tsv
 #
 # Example (a short smoke run):
@@ -66,8 +71,10 @@ results=${BENCH_RESULTS:-${TMPDIR:-/tmp}/checkin-bench/$(date +%Y%m%d-%H%M%S)}
 plot=${BENCH_PLOT:-1}
 tail_rates=${BENCH_TAIL_RATES:-"13000 19000 26000"}
 tail_duration=${BENCH_TAIL_DURATION:-60s}
-rss_passes=${BENCH_RSS_PASSES:-5}
-rss_idle=${BENCH_RSS_IDLE:-30s}
+rss_passes=${BENCH_RSS_PASSES:-8}
+rss_idle=${BENCH_RSS_IDLE:-10s}
+rss_rest=${BENCH_RSS_REST:-150}
+rss_server_flags=${BENCH_RSS_SERVER_FLAGS:-"--grain.view-size-mb=16 --cache.size-mb=16"}
 rss_sample=${BENCH_RSS_SAMPLE:-2}
 replay_file=${BENCH_REPLAY:-$(dirname "$0")/../../../../shared/data/gowalla_nyc_checkins.tsv}
 server_extra=() # more flags for the next checkin server
@@ -285,8 +292,9 @@ rss_sampler() {
 
 if [[ " $phases " == *" rss "* ]]; then
   [ -r "$replay_file" ] || die "replay file $replay_file not readable (set BENCH_REPLAY)"
-  log "rss: $rss_passes replay passes of $(wc -l < "$replay_file") checkins, grain.idle-timeout=$rss_idle"
-  server_extra=(--grain.idle-timeout="$rss_idle")
+  log "rss: $rss_passes replay passes of $(wc -l < "$replay_file") checkins, grain.idle-timeout=$rss_idle $rss_server_flags"
+  # shellcheck disable=SC2206 # word splitting intended
+  server_extra=(--grain.idle-timeout="$rss_idle" $rss_server_flags)
   start_server checkin || die "checkin did not start"
   server_extra=()
   echo 0 > "$results/rss.pass"
@@ -302,8 +310,8 @@ if [[ " $phases " == *" rss "* ]]; then
       log "  pass $p: checkin-load failed (see $results/rss-pass$p.log)"
   done
   echo idle > "$results/rss.pass"
-  log "idle for $rss_idle + 15s: grains passivate"
-  sleep "$(( ${rss_idle%s} + 15 ))"
+  log "no load for ${rss_rest}s: grains passivate, Go's periodic GC runs"
+  sleep "$rss_rest"
   kill "$sampler_pid" 2>/dev/null || true
   wait "$sampler_pid" 2>/dev/null || true
   stop_server
