@@ -37,7 +37,7 @@
 #   BENCH_RSS_PASSES times with new user and location ids each pass, against
 #   one checkin node; RSS, Go heap (in use, and live after the last GC) and
 #   active grains sampled into rss.tsv:
-#   BENCH_RSS_PASSES=8 BENCH_RSS_IDLE=10s (grain.idle-timeout, in seconds) BENCH_RSS_SAMPLE=2 (seconds)
+#   BENCH_RSS_PASSES=10 BENCH_RSS_IDLE=10s (grain.idle-timeout, in seconds) BENCH_RSS_SAMPLE=2 (seconds)
 #   BENCH_RSS_SERVER_FLAGS="--grain.view-size-mb=16 --cache.size-mb=16"  smaller
 #   caps than the defaults (64 each), so the capped caches fill early in the run
 #   and what remains is what passivation gives back
@@ -71,7 +71,7 @@ results=${BENCH_RESULTS:-${TMPDIR:-/tmp}/checkin-bench/$(date +%Y%m%d-%H%M%S)}
 plot=${BENCH_PLOT:-1}
 tail_rates=${BENCH_TAIL_RATES:-"13000 19000 26000"}
 tail_duration=${BENCH_TAIL_DURATION:-60s}
-rss_passes=${BENCH_RSS_PASSES:-8}
+rss_passes=${BENCH_RSS_PASSES:-10}
 rss_idle=${BENCH_RSS_IDLE:-10s}
 rss_rest=${BENCH_RSS_REST:-150}
 rss_server_flags=${BENCH_RSS_SERVER_FLAGS:-"--grain.view-size-mb=16 --cache.size-mb=16"}
