@@ -16,7 +16,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/gofiber/fiber/v2/middleware/recover"
-	"github.com/gofiber/fiber/v2/middleware/requestid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
@@ -122,7 +121,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		// keys and metric labels outlive the request's buffers.
 		Immutable: true,
 	})
-	s.app.Use(requestid.New(requestid.Config{Header: fiber.HeaderXRequestID, Generator: newRequestIDs(), ContextKey: requestid.ConfigDefault.ContextKey}))
+	s.app.Use(requestIDs())
 	s.app.Use(s.observe) // outside recover, so a recovered panic is counted and logged as a 500
 	s.app.Use(recover.New(recover.Config{EnableStackTrace: true, StackTraceHandler: s.logPanic}))
 	s.app.Use(s.limit)
@@ -177,29 +176,42 @@ func (s *Server) logPanic(c *fiber.Ctx, e any) {
 	s.log.Error("panic serving request", zap.String("request_id", requestID(c)), zap.String("path", c.Path()), zap.Any("panic", e), zap.Stack("stack"))
 }
 
-// newRequestIDs returns a generator of request ids unique across restarts
-// and nodes: a random prefix per process and a counter, 25 characters.
-// Cheaper than a UUID per request.
-func newRequestIDs() func() string {
+// maxRequestIDLen bounds the X-Request-ID a client may set; a longer one
+// is replaced by ours.
+const maxRequestIDLen = 128
+
+// requestIDs sets X-Request-ID on every response: the client's, else a new
+// id unique across restarts and nodes (a random prefix per process and a
+// counter, 25 characters). The id lives only in the response header, so a
+// request costs no allocation for it; requestID reads it back for logs.
+func requestIDs() fiber.Handler {
 	var seed [4]byte
 	_, _ = crand.Read(seed[:])
-	prefix := hex.EncodeToString(seed[:]) + "-"
+	var prefix [9]byte
+	hex.Encode(prefix[:8], seed[:])
+	prefix[8] = '-'
 	var seq atomic.Uint64
-	return func() string {
+	return func(c *fiber.Ctx) error {
+		h := &c.Response().Header
+		if in := c.Request().Header.Peek(fiber.HeaderXRequestID); len(in) > 0 && len(in) <= maxRequestIDLen {
+			h.SetBytesV(fiber.HeaderXRequestID, in)
+			return c.Next()
+		}
 		var b [25]byte
-		n := copy(b[:], prefix)
+		n := copy(b[:], prefix[:])
 		v := seq.Add(1)
 		for i := len(b) - 1; i >= n; i-- {
 			b[i] = "0123456789abcdef"[v&0xf]
 			v >>= 4
 		}
-		return string(b[:])
+		h.SetBytesV(fiber.HeaderXRequestID, b[:])
+		return c.Next()
 	}
 }
 
+// requestID is the request's id, as set on its response.
 func requestID(c *fiber.Ctx) string {
-	id, _ := c.Locals(requestid.ConfigDefault.ContextKey).(string)
-	return id
+	return string(c.Response().Header.Peek(fiber.HeaderXRequestID))
 }
 
 // ctx is the request's context with the request deadline.

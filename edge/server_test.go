@@ -418,3 +418,44 @@ func TestHTTPRouting(t *testing.T) {
 		})
 	}
 }
+
+// Every response carries a request id: the client's when it sent a
+// reasonable one, else a new one that no other response had; error logs
+// carry the same id.
+func TestRequestIDs(t *testing.T) {
+	ts := newTestServer(t, nil, nil)
+	url := ts.serve(t)
+	c := newClient(t)
+	get := func(rid string) response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodGet, url+"/v1/users/nobody/location", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rid != "" {
+			req.Header.Set("X-Request-ID", rid)
+		}
+		res, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		_, _ = io.Copy(io.Discard, res.Body)
+		return response{status: res.StatusCode, header: res.Header}
+	}
+	seen := map[string]bool{}
+	for range 50 {
+		rid := get("").header.Get("X-Request-ID")
+		if len(rid) != 25 || seen[rid] {
+			t.Fatalf("generated id %q: want 25 characters, new each time", rid)
+		}
+		seen[rid] = true
+	}
+	if got := get("trace-42").header.Get("X-Request-ID"); got != "trace-42" {
+		t.Errorf("client id not echoed: got %q", got)
+	}
+	long := strings.Repeat("x", maxRequestIDLen+1)
+	if got := get(long).header.Get("X-Request-ID"); got == long || len(got) != 25 {
+		t.Errorf("an over-long client id was kept or not replaced: %q", got)
+	}
+}
