@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -164,7 +165,9 @@ func (c *caller) pid(identity, kind string) *actor.PID {
 	if pid, ok := c.cluster.PidCache.Get(identity, kind); ok && pid != nil {
 		return pid
 	}
-	pid := c.cluster.Get(identity, kind)
+	// The identity is kept by the placement and the activation: a copy,
+	// since callers may pass strings that live in a request's buffer.
+	pid := c.cluster.Get(strings.Clone(identity), kind)
 	if pid != nil {
 		c.cluster.PidCache.Set(identity, kind, pid)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,9 +118,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 		IdleTimeout:           60 * time.Second,
 		ErrorHandler:          s.errorHandler,
 		DisableStartupMessage: true,
-		// Params, queries and headers are copied: grain identities, cache
-		// keys and metric labels outlive the request's buffers.
-		Immutable: true,
+		// Not Immutable: params, queries, headers, method and path point
+		// into the request's buffers, valid only while it is served
+		// (copying them all cost four allocations per request). What
+		// outlives a request is copied where it is kept: a grain identity
+		// when the grain is activated (actors), metric label sets on first
+		// use (metrics.observe); caches copy their keys; JSON bodies decode
+		// to fresh strings.
 	})
 	s.app.Use(requestIDs())
 	s.app.Use(s.observe) // outside recover, so a recovered panic is counted and logged as a 500
@@ -294,6 +299,10 @@ func (m *metrics) observe(method, route string, status int, took time.Duration) 
 	ch, ok := m.children[k]
 	m.mu.RUnlock()
 	if !ok {
+		// kept as a map key and as labels (the route is the request's own
+		// path when no route matched at all)
+		method, route = strings.Clone(method), strings.Clone(route)
+		k.method, k.route = method, route
 		st := strconv.Itoa(status)
 		ch = metricChildren{requests: m.requests.WithLabelValues(route, method, st), latency: m.latency.WithLabelValues(route, method, st)}
 		m.mu.Lock()
