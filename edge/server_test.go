@@ -182,14 +182,20 @@ func do(t *testing.T, c *http.Client, method, url string, body []byte) response 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return send(t, c, req)
+}
+
+// send sends req and reads the whole response.
+func send(t *testing.T, c *http.Client, req *http.Request) response {
+	t.Helper()
 	res, err := c.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
-		t.Fatalf("%s %s: read body: %v", method, url, err)
+		t.Fatalf("%s %s: read body: %v", req.Method, req.URL, err)
 	}
 	return response{status: res.StatusCode, header: res.Header, body: b}
 }
@@ -435,13 +441,7 @@ func TestRequestIDs(t *testing.T) {
 		if rid != "" {
 			req.Header.Set("X-Request-ID", rid)
 		}
-		res, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		_, _ = io.Copy(io.Discard, res.Body)
-		return response{status: res.StatusCode, header: res.Header}
+		return send(t, c, req)
 	}
 	seen := map[string]bool{}
 	for range 50 {
