@@ -74,8 +74,10 @@ func (r *records) appendLocation(ctx context.Context, b []byte, id string) ([]by
 // hasLocation returns nil when location id exists, ErrNotFound when it
 // does not.
 func (r *records) hasLocation(ctx context.Context, id string) error {
-	var buf [256]byte
-	_, err := r.appendLocation(ctx, buf[:0], id)
+	if _, err := r.locations.Get(id); err == nil {
+		return nil
+	}
+	_, err := r.appendLocation(ctx, nil, id) // reads the store, fills the cache
 	return err
 }
 

@@ -76,7 +76,7 @@ rss_idle=${BENCH_RSS_IDLE:-10s}
 rss_rest=${BENCH_RSS_REST:-150}
 rss_server_flags=${BENCH_RSS_SERVER_FLAGS:-"--grain.view-size-mb=16 --cache.size-mb=16"}
 rss_sample=${BENCH_RSS_SAMPLE:-2}
-replay_file=${BENCH_REPLAY:-$(dirname "$0")/../../../../shared/data/gowalla_nyc_checkins.tsv}
+replay_file=${BENCH_REPLAY:-$root/../shared/data/gowalla_nyc_checkins.tsv}
 server_extra=() # more flags for the next checkin server
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
