@@ -58,7 +58,7 @@ type Deps struct {
 // NewUserGrainKind returns the cluster kind of user grains on this node.
 func NewUserGrainKind(d *Deps) *pcluster.Kind {
 	return messages.NewUserGrainKind(func() messages.UserGrain { return &userGrain{deps: d} }, d.Config.IdleTimeout,
-		actor.WithDispatcher(dispatcher()))
+		actor.WithDispatcher(dispatcher()), actor.WithMailbox(newMailbox))
 }
 
 // entry is a checkin id the grain knows: being looked up, being written, or
@@ -213,7 +213,8 @@ func (g *userGrain) CreateUser(req *messages.CreateUserRequest, _ func(*messages
 		g.creating = nil
 		switch {
 		case err == nil:
-			g.user, g.current, g.complete = &op.user, nil, true
+			u := op.user // not &op.user: that would keep op and its waiters alive
+			g.user, g.current, g.complete = &u, nil, true
 			g.deps.View.publish(g.id, nil)
 			ctx.SetReceiveTimeout(g.deps.Config.IdleTimeout)
 			ctx.Send(op.waiters[0], userMsg(op.user))

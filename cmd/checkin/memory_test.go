@@ -44,15 +44,17 @@ func BenchmarkIdleGrainMemory(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer m.stop()
-			before := liveHeap()
+			before, beforeObjects := liveHeap()
 			b.ResetTimer()
 			parallel(b, users, func(i int) error {
 				_, err := m.grains.CurrentLocation(ctx, fmt.Sprintf("m%d", i))
 				return err
 			})
 			b.StopTimer()
-			after := liveHeap()
+			after, afterObjects := liveHeap()
 			b.ReportMetric(float64(after-before)/float64(users), "bytes/grain")
+			// The garbage collector's marking work grows with live objects.
+			b.ReportMetric(float64(afterObjects-beforeObjects)/float64(users), "objects/grain")
 			b.ReportMetric(float64(after)/(1<<20), "heap-MiB")
 		})
 	}
@@ -87,11 +89,11 @@ func parallel(b *testing.B, n int, fn func(i int) error) {
 	}
 }
 
-func liveHeap() uint64 {
+func liveHeap() (bytes, objects uint64) {
 	var ms runtime.MemStats
 	for range 2 {
 		runtime.GC()
 	}
 	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
+	return ms.HeapAlloc, ms.HeapObjects
 }
