@@ -28,10 +28,14 @@
 #   BENCH_DATA_DIR=<dir>      where the servers' fresh data dirs are made (default: a temp dir;
 #                             put it on the disk you want to measure fsync on)
 #   BENCH_PLOT=1              run plot.py on the sweep (installs matplotlib with pip if missing)
-#   tail phase (not in the default BENCH_PHASES): current-location reads on
-#   checkin, open model, long enough that garbage collections land in the
-#   window at their natural rate:
-#   BENCH_TAIL_RATES="13000 19000 26000"   offered reads/s
+#   tail phase (not in the default BENCH_PHASES): current-location reads,
+#   open model, long enough that garbage collections land in the window at
+#   their natural rate, on checkin and on the bare baseline at the same
+#   offered rates (what the machine's HTTP path alone gives at that rate),
+#   repeated in interleaved rounds; tail.py prints medians:
+#   BENCH_TAIL_RATES="13000 21000 29000"   offered reads/s (about 30/50/70 %
+#                                          of checkin's open-model read peak here)
+#   BENCH_TAIL_SCENARIOS="bare checkin" BENCH_TAIL_REPEAT=3
 #   BENCH_TAIL_DURATION=60s
 #   rss phase (not in the default BENCH_PHASES): the Gowalla replay file,
 #   BENCH_RSS_PASSES times with new user and location ids each pass, against
@@ -69,7 +73,9 @@ server_cpus=${BENCH_SERVER_CPUS:-0}
 load_cpus=${BENCH_LOAD_CPUS:-1}
 results=${BENCH_RESULTS:-${TMPDIR:-/tmp}/checkin-bench/$(date +%Y%m%d-%H%M%S)}
 plot=${BENCH_PLOT:-1}
-tail_rates=${BENCH_TAIL_RATES:-"13000 19000 26000"}
+tail_rates=${BENCH_TAIL_RATES:-"13000 21000 29000"}
+tail_scenarios=${BENCH_TAIL_SCENARIOS:-"bare checkin"}
+tail_repeat=${BENCH_TAIL_REPEAT:-3}
 tail_duration=${BENCH_TAIL_DURATION:-60s}
 rss_passes=${BENCH_RSS_PASSES:-10}
 rss_idle=${BENCH_RSS_IDLE:-10s}
@@ -265,13 +271,18 @@ fi
 n=0
 if [[ " $phases " == *" tail "* ]]; then
   tail_runs=0
-  for _ in $tail_rates; do tail_runs=$((tail_runs + 1)); done
-  log "tail: $tail_runs open-model read runs of $tail_duration on checkin, $sweep_conns connections"
-  for r in $tail_rates; do
-    n=$((n + 1))
-    log "[$n/$tail_runs] read checkin, offered $r/s for $tail_duration"
-    one_run "tail-read-checkin-r$r" checkin read --concurrency="$sweep_conns" --rate="$r" --duration="$tail_duration" --warmup="$warmup"
+  for _ in $(seq 1 "$tail_repeat"); do for _ in $tail_rates; do for _ in $tail_scenarios; do tail_runs=$((tail_runs + 1)); done; done; done
+  log "tail: $tail_runs open-model read runs of $tail_duration ($tail_scenarios; $tail_repeat rounds), $sweep_conns connections"
+  for i in $(seq 1 "$tail_repeat"); do
+    for r in $tail_rates; do
+      for s in $tail_scenarios; do
+        n=$((n + 1))
+        log "[$n/$tail_runs] read $s, offered $r/s for $tail_duration (round $i)"
+        one_run "tail-read-$s-r$r-$i" "$s" read --concurrency="$sweep_conns" --rate="$r" --duration="$tail_duration" --warmup="$warmup"
+      done
+    done
   done
+  python3 "$here/tail.py" "$results" | tee "$results/tail.txt"
 fi
 
 # rss_sampler PID ADDR: every $rss_sample s, a line of rss.tsv until killed.
