@@ -200,21 +200,19 @@ func (s *Server) checkin(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	var req struct {
-		ID         *string `json:"id"`
-		LocationID *string `json:"location_id"`
-		Timestamp  *string `json:"timestamp"`
-	}
-	if err := decodeJSON(c.Body(), &req); err != nil {
+	var req checkinBody
+	if err := req.decode(c.Body()); err != nil {
 		return err
 	}
 	now := s.now()
-	ci := persistence.Checkin{ID: newID(), UserID: userID, Timestamp: persistence.Millis(now)}
+	ci := persistence.Checkin{UserID: userID, Timestamp: persistence.Millis(now)}
 	if req.ID != nil {
 		if err := checkID("id", *req.ID); err != nil {
 			return err
 		}
 		ci.ID = *req.ID
+	} else {
+		ci.ID = newID()
 	}
 	if req.LocationID == nil {
 		return badRequest("invalid_id", "location_id is required")
