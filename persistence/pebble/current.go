@@ -2,6 +2,7 @@ package pebble
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -12,17 +13,61 @@ import (
 	"github.com/checkin/checkin/persistence"
 )
 
+// currentFromPartitions returns the user's newest checkin, read from the
+// by-user partitions: keys sort by bucket, then newest timestamp first, then
+// checkin id, so the newest checkin opens the last bucket, and among
+// checkins of that same timestamp the larger id (the one
+// persistence.Checkin.Newer prefers) sorts last. One seek to the last key,
+// one back to the start of its bucket, a step per equal timestamp: no write
+// of its own per checkin, and right whatever order batches commit in.
+func currentFromPartitions(ctx context.Context, db *pebbledb.DB, userID string) (persistence.Checkin, error) {
+	prefix := append(append([]byte{famByUser}, userID...), sep)
+	n := len(prefix)
+	it, err := db.NewIterWithContext(ctx, &pebbledb.IterOptions{LowerBound: prefix, UpperBound: prefixSuccessor(bytes.Clone(prefix))})
+	if err != nil {
+		return persistence.Checkin{}, storeErr(err)
+	}
+	defer it.Close()
+	if !it.Last() {
+		if err := it.Error(); err != nil {
+			return persistence.Checkin{}, storeErr(err)
+		}
+		return persistence.Checkin{}, fmt.Errorf("%w: current location of user %q", persistence.ErrNotFound, userID)
+	}
+	if len(it.Key()) < n+16 {
+		return persistence.Checkin{}, fmt.Errorf("%w: checkin key of %d bytes", errCorrupt, len(it.Key()))
+	}
+	if !it.SeekGE(append(prefix, it.Key()[n:n+8]...)) {
+		return persistence.Checkin{}, storeErr(it.Error()) // the key just seen is gone: only an error does that
+	}
+	newest := bytes.Clone(it.Key()[n+8 : n+16])
+	c := persistence.Checkin{UserID: userID, Timestamp: time.UnixMilli(decodeInvertedMillis(newest)).UTC()}
+	for ok := true; ok; ok = it.Next() {
+		k := it.Key()
+		if len(k) < n+16 || !bytes.Equal(k[n+8:n+16], newest) {
+			break
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return persistence.Checkin{}, storeErr(err)
+		}
+		c.ID, c.LocationID = string(k[n+16:]), string(v)
+	}
+	if err := it.Error(); err != nil {
+		return persistence.Checkin{}, storeErr(err)
+	}
+	return c, nil
+}
+
 // currentMergerName is stored in the database; a database written with one
-// merger cannot be opened with another. Bump the version when the value
-// encoding or the rule changes.
+// merger cannot be opened with another, so the merger stays registered
+// although nothing is merged any more.
 const currentMergerName = "checkin.current.v1"
 
-// currentMerger keeps, for every famCurrent key, the operand whose checkin is
-// newest by persistence.Checkin.Newer. Max is associative and commutative, so
-// the current location does not depend on the order writes arrive or commit
-// in, and needs no read-modify-write.
-//
-// Only famCurrent keys are ever written with Merge.
+// currentMerger kept, for every famCurrent key, the operand whose checkin is
+// newest by persistence.Checkin.Newer. Databases written before the current
+// location was read from the by-user partitions hold such keys; nothing reads
+// them and compactions merge them with this.
 var currentMerger = &pebbledb.Merger{
 	Name:  currentMergerName,
 	Merge: newCurrentValueMerger,

@@ -9,9 +9,10 @@
 //     either fully applied or not at all.
 //   - Checkin rows are keyed by (user, bucket, timestamp, checkin id), so
 //     rewriting a checkin rewrites the same rows: writes are idempotent.
-//   - The current location of a user is kept by a merge operator that keeps
-//     the newest checkin (persistence.Checkin.Newer), so it is right whatever
-//     order batches commit in, without locks or read-modify-write.
+//   - The current location of a user is read from the by-user partitions
+//     (the newest bucket's newest checkin, ties to the larger id, as
+//     persistence.Checkin.Newer), so it is right whatever order batches
+//     commit in and costs no write of its own.
 //   - Range reads walk the same time-bucketed partitions the Scylla backend
 //     uses (persistence.ListCheckins over bounded iterators) and skip empty
 //     buckets through a bucket index. A page sees every checkin whose write

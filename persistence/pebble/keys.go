@@ -29,7 +29,9 @@ const (
 	famBucketsByUserLocation byte = 0x06
 	// famCheckinByID | user id | sep | checkin id → ts | location id
 	famCheckinByID byte = 0x07
-	// famCurrent | user id → merge operands of the current location (see current.go)
+	// famCurrent | user id → merge operands of the current location, in
+	// databases written before it was read from famByUser (see current.go);
+	// no longer written
 	famCurrent byte = 0x08
 
 	sep byte = 0x00
@@ -75,10 +77,6 @@ func appendBucketIndex(dst []byte, userID, locationID string) []byte {
 
 func appendCheckinByIDKey(dst []byte, userID, checkinID string) []byte {
 	return append(append(append(append(dst, famCheckinByID), userID...), sep), checkinID...)
-}
-
-func appendCurrentKey(dst []byte, userID string) []byte {
-	return append(append(dst, famCurrent), userID...)
 }
 
 func appendBucket(dst []byte, b int64) []byte {

@@ -110,6 +110,46 @@ func TestReopen(t *testing.T) {
 	}
 }
 
+// A database written when the current location was a merge operand per
+// checkin still opens, compacts those operands, and answers the current
+// location from the partitions (a stale operand is not believed).
+func TestOpensDatabaseWithCurrentMergeOperands(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	day := persistence.BucketStart(19792)
+	newest := persistence.Checkin{ID: "c2", UserID: "u1", LocationID: "l2", Timestamp: day.Add(time.Hour)}
+	s := open(t, dir)
+	mustWriteCheckins(t, s, persistence.Checkin{ID: "c1", UserID: "u1", LocationID: "l1", Timestamp: day}, newest)
+	legacy := append([]byte{famCurrent}, "u1"...)
+	for _, op := range [][]byte{appendCurrent(nil, day.UnixMilli(), "c1", "l1"), appendCurrent(nil, day.UnixMilli()-1, "c0", "l0")} {
+		if err := s.db.Merge(legacy, op, pebbledb.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir)
+	defer s.Close()
+	if err := s.db.Compact(ctx, []byte{famCurrent}, []byte{famCurrent + 1}, true); err != nil {
+		t.Fatalf("compacting the merge operands: %v", err)
+	}
+	got, err := s.CurrentLocation(ctx, "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != newest.ID || got.LocationID != newest.LocationID || !got.Timestamp.Equal(newest.Timestamp) {
+		t.Fatalf("current location %+v, want %+v", got, newest)
+	}
+}
+
+func mustWriteCheckins(t *testing.T, s *Store, cs ...persistence.Checkin) {
+	t.Helper()
+	if err := s.WriteCheckins(t.Context(), cs); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestCurrentMerger(t *testing.T) {
 	t0 := int64(1_710_028_800_000)
 	op := func(ms int64, id, loc string) []byte { return appendCurrent(nil, ms, id, loc) }

@@ -230,7 +230,8 @@ func (s *Store) get(ctx context.Context, key []byte, kind, id string, decode fun
 
 // WriteCheckins durably writes the batch in one atomic, synced write: every
 // checkin goes to the by-user and by-user-and-location partitions, their
-// bucket indexes, the by-id table, and the current location of its user.
+// bucket indexes and the by-id table. The current location needs no write
+// of its own: CurrentLocation reads it from the by-user partitions.
 // Rewriting a checkin produces the same keys and values, so retries are
 // safe.
 func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) error {
@@ -281,11 +282,6 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 		if err := b.Set(key, val, nil); err != nil {
 			return storeErr(err)
 		}
-		key = appendCurrentKey(key[:0], c.UserID)
-		val = appendCurrent(val[:0], ms, c.ID, c.LocationID)
-		if err := b.Merge(key, val, nil); err != nil {
-			return storeErr(err)
-		}
 	}
 	if err := ctx.Err(); err != nil {
 		return storeErr(err) // not applied
@@ -299,9 +295,9 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 	return nil
 }
 
-// estimatedCheckinBytes sizes a batch up front: six records of small keys
+// estimatedCheckinBytes sizes a batch up front: five records of small keys
 // per checkin.
-const estimatedCheckinBytes = 6 * 64
+const estimatedCheckinBytes = 5 * 64
 
 // GetCheckin returns one checkin of a user by id, or ErrNotFound.
 func (s *Store) GetCheckin(ctx context.Context, userID, checkinID string) (persistence.Checkin, error) {
@@ -328,17 +324,14 @@ func (s *Store) CurrentLocation(ctx context.Context, userID string) (persistence
 	if err := persistence.CheckID("user", userID); err != nil {
 		return persistence.Checkin{}, err
 	}
-	var c persistence.Checkin
-	err := s.get(ctx, appendCurrentKey(nil, userID), "current location of user", userID, func(v []byte) error {
-		var err error
-		c, err = decodeCurrent(v)
-		return err
-	})
-	if err != nil {
+	if err := ctx.Err(); err != nil {
+		return persistence.Checkin{}, storeErr(err)
+	}
+	if err := s.enter(); err != nil {
 		return persistence.Checkin{}, err
 	}
-	c.UserID = userID
-	return c, nil
+	defer s.leave()
+	return currentFromPartitions(ctx, s.db, userID)
 }
 
 // ListCheckins returns one page of a range read. It reads from the live
