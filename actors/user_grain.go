@@ -64,6 +64,17 @@ func NewUserGrainKind(d *Deps) *pcluster.Kind {
 
 // entry is a checkin id the grain knows: being looked up, being written, or
 // durable (done). Requests with the same id wait on it.
+type entry struct {
+	c       persistence.Checkin
+	done    bool
+	waiters []waiter
+}
+
+type waiter struct {
+	sender *actor.PID
+	req    *messages.CheckinRequest
+}
+
 // slot holds an entry beside the hash of its checkin id, so that finding
 // an id reads one small array instead of following a pointer and a string
 // per entry (cache misses, with thousands of grains, made the look-up a
@@ -80,17 +91,6 @@ func idHash(id string) uint64 { return maphash.String(idSeed, id) }
 
 func (g *userGrain) remember(e *entry) {
 	g.entries = append(g.entries, slot{idHash(e.c.ID), e})
-}
-
-type entry struct {
-	c       persistence.Checkin
-	done    bool
-	waiters []waiter
-}
-
-type waiter struct {
-	sender *actor.PID
-	req    *messages.CheckinRequest
 }
 
 type createOp struct {
