@@ -9,11 +9,11 @@ workload.
 Needs matplotlib; when it is missing, the script installs it with pip first.
 """
 import importlib
-import json
 import os
-import re
 import subprocess
 import sys
+
+from reports import load_reports
 
 ORDER = {"bare": 0, "naive": 1, "checkin": 2, "naive-scylla": 3, "scylla": 4}
 LABELS = {"bare": "bare Fiber (ceiling)", "naive": "naive (sync write per request)",
@@ -36,15 +36,7 @@ def matplotlib_pyplot():
 
 def load(results):
     series = {}  # workload -> scenario -> [(offered, ok_rps, p99_ms, dropped)]
-    for name in os.listdir(results):
-        m = re.fullmatch(r"open-(\w+)-([\w-]+)-r(\d+)\.json", name)
-        if not m:
-            continue
-        try:
-            with open(os.path.join(results, name)) as f:
-                rep = json.load(f)
-        except (OSError, ValueError):
-            continue
+    for m, rep in load_reports(results, r"open-(\w+)-([\w-]+)-r(\d+)\.json"):
         w, s, rate = m.group(1), m.group(2), int(m.group(3))
         series.setdefault(w, {}).setdefault(s, []).append(
             (rate, rep["ok_rps"], rep["latency"]["p99_ms"], rep.get("dropped", 0)))

@@ -6,10 +6,9 @@ bare and naive baselines at the same workload and connection count.
     table.py RESULTS_DIR            (reads RESULTS_DIR/closed-<workload>-<scenario>-c<conns>.json)
     table.py --markdown RESULTS_DIR
 """
-import json
-import os
-import re
 import sys
+
+from reports import load_reports
 
 ORDER = {"bare": 0, "naive": 1, "checkin": 2, "naive-scylla": 3, "scylla": 4}
 # the naive run on the same store as the scenario
@@ -18,18 +17,8 @@ WORKLOAD_NAMES = {"write": "checkin writes", "read": "current-location reads"}
 
 
 def load(results):
-    runs = {}
-    for name in os.listdir(results):
-        m = re.fullmatch(r"closed-(\w+)-([\w-]+)-c(\d+)\.json", name)
-        if not m:
-            continue
-        try:
-            with open(os.path.join(results, name)) as f:
-                rep = json.load(f)
-        except (OSError, ValueError):
-            continue  # a failed run: no report
-        runs[(m.group(1), m.group(2), int(m.group(3)))] = rep
-    return runs
+    return {(m.group(1), m.group(2), int(m.group(3))): rep
+            for m, rep in load_reports(results, r"closed-(\w+)-([\w-]+)-c(\d+)\.json")}
 
 
 def ratio(x, base):

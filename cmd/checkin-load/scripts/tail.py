@@ -7,26 +7,17 @@ limit (5 ms unless --limit-ms says otherwise).
     tail.py [--markdown] [--limit-ms=5] RESULTS_DIR
             (reads RESULTS_DIR/tail-read-<scenario>-r<rate>-<round>.json)
 """
-import json
-import os
-import re
 import statistics
 import sys
+
+from reports import load_reports
 
 ORDER = {"bare": 0, "checkin": 1}
 
 
 def load(results):
     runs = {}
-    for name in os.listdir(results):
-        m = re.fullmatch(r"tail-read-([\w-]+)-r(\d+)-(\d+)\.json", name)
-        if not m:
-            continue
-        try:
-            with open(os.path.join(results, name)) as f:
-                rep = json.load(f)
-        except (OSError, ValueError):
-            continue  # a failed run: no report
+    for m, rep in load_reports(results, r"tail-read-([\w-]+)-r(\d+)-(\d+)\.json"):
         runs.setdefault((m.group(1), int(m.group(2))), []).append((int(m.group(3)), rep))
     return runs
 
