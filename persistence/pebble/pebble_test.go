@@ -119,7 +119,9 @@ func TestOpensDatabaseWithCurrentMergeOperands(t *testing.T) {
 	day := persistence.BucketStart(19792)
 	newest := persistence.Checkin{ID: "c2", UserID: "u1", LocationID: "l2", Timestamp: day.Add(time.Hour)}
 	s := open(t, dir)
-	mustWriteCheckins(t, s, persistence.Checkin{ID: "c1", UserID: "u1", LocationID: "l1", Timestamp: day}, newest)
+	if err := s.WriteCheckins(ctx, []persistence.Checkin{{ID: "c1", UserID: "u1", LocationID: "l1", Timestamp: day}, newest}); err != nil {
+		t.Fatal(err)
+	}
 	legacy := append([]byte{famCurrent}, "u1"...)
 	for _, op := range [][]byte{appendCurrent(nil, day.UnixMilli(), "c1", "l1"), appendCurrent(nil, day.UnixMilli()-1, "c0", "l0")} {
 		if err := s.db.Merge(legacy, op, pebbledb.Sync); err != nil {
@@ -140,13 +142,6 @@ func TestOpensDatabaseWithCurrentMergeOperands(t *testing.T) {
 	}
 	if got.ID != newest.ID || got.LocationID != newest.LocationID || !got.Timestamp.Equal(newest.Timestamp) {
 		t.Fatalf("current location %+v, want %+v", got, newest)
-	}
-}
-
-func mustWriteCheckins(t *testing.T, s *Store, cs ...persistence.Checkin) {
-	t.Helper()
-	if err := s.WriteCheckins(t.Context(), cs); err != nil {
-		t.Fatal(err)
 	}
 }
 
