@@ -7,6 +7,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/checkin/checkin/actors"
 	"github.com/checkin/checkin/persistence"
@@ -104,7 +105,14 @@ func fiberCode(status int) string {
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	ae := toAPIError(err)
 	if ae.status >= 500 {
-		s.log.Error("request failed", zap.String("request_id", requestID(c)), zap.String("route", c.Route().Path), zap.Int("status", ae.status), zap.Error(err))
+		// Refusals (overload, unavailable, timeouts) are expected under
+		// load and while a cluster member fails over: warnings; anything
+		// else is a defect: errors.
+		lvl := zapcore.ErrorLevel
+		if ae.status == http.StatusServiceUnavailable || ae.status == http.StatusGatewayTimeout {
+			lvl = zapcore.WarnLevel
+		}
+		s.log.Log(lvl, "request failed", zap.String("request_id", requestID(c)), zap.String("route", c.Route().Path), zap.Int("status", ae.status), zap.Error(err))
 	}
 	if ae.status == http.StatusServiceUnavailable || ae.status == http.StatusTooManyRequests {
 		c.Set(fiber.HeaderRetryAfter, "1")

@@ -274,11 +274,15 @@ func (s *Server) currentLocation(c *fiber.Ctx) error {
 		return err
 	}
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	return c.Send(append(b, '}')) // Send copies
+	// SetBody copies into the response's own buffer. (Fiber's Send keeps
+	// the slice until the response is written, after this buffer is back in
+	// the pool: concurrent reads then answered with each other's bodies.)
+	c.Response().SetBody(append(b, '}'))
+	return nil
 }
 
-// answers are buffers the hottest read renders into before Send copies the
-// answer into the response.
+// answers are buffers the hottest read renders into before SetBody copies
+// the answer into the response.
 var answers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // appendCurrentHead encodes the current-location answer (currentJSON) by
