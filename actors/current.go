@@ -18,8 +18,9 @@ import (
 // through the grain's mailbox. An entry that is missing (evicted, or the
 // grain is not active here) only means the read goes to the grain.
 //
-// It is valid while this node hosts the users' grains; with the standalone
-// membership it always does.
+// It is valid while this node hosts the users' grains: when the topology
+// changes, a grain this node no longer owns is stopped and withdraws its
+// entry, and reads for it go to the grain on its new owner.
 type CurrentView struct {
 	cache *bigcache.BigCache
 }

@@ -1,17 +1,22 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
 	"github.com/asynkron/protoactor-go/remote"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 	"go.uber.org/zap/zapcore"
@@ -22,14 +27,26 @@ type Config struct {
 	Name           string        // cluster name; nodes with different names never meet
 	Addr           string        // host:port of this node's remote endpoint (port 0: any free port)
 	AdvertisedAddr string        // host:port other nodes reach this node at (empty: Addr)
-	Provider       string        // membership provider: standalone
-	RequestTimeout time.Duration // protoactor's internal request timeout
+	Provider       string        // membership provider: standalone or etcd
+	RequestTimeout time.Duration // protoactor's internal requests, and asking another member to activate a grain
 	LogLevel       string        // minimum level of protoactor's own logs
+	Etcd           EtcdConfig    // with Provider etcd
 }
+
+// EtcdConfig is where members of an etcd-provided cluster register.
+type EtcdConfig struct {
+	Endpoints   []string      // host:port of etcd servers
+	Prefix      string        // key prefix of the member records
+	DialTimeout time.Duration // connecting to etcd, and the check at start
+}
+
+// Providers are the membership providers Start knows.
+var Providers = []string{"standalone", "etcd"}
 
 // DefaultConfig is a one-node cluster on loopback.
 func DefaultConfig() Config {
-	return Config{Name: "checkin", Addr: "127.0.0.1:0", Provider: "standalone", RequestTimeout: 5 * time.Second, LogLevel: "warn"}
+	return Config{Name: "checkin", Addr: "127.0.0.1:0", Provider: "standalone", RequestTimeout: 5 * time.Second, LogLevel: "warn",
+		Etcd: EtcdConfig{Endpoints: []string{"127.0.0.1:2379"}, Prefix: "/checkin", DialTimeout: 5 * time.Second}}
 }
 
 // Validate reports the first setting out of range.
@@ -45,8 +62,27 @@ func (c Config) Validate() error {
 			return fmt.Errorf("cluster.advertised-addr: %w", err)
 		}
 	}
-	if c.Provider != "standalone" {
-		return fmt.Errorf("cluster.provider: unknown provider %q (known: standalone)", c.Provider)
+	if !slices.Contains(Providers, c.Provider) {
+		return fmt.Errorf("cluster.provider: unknown provider %q (known: %s)", c.Provider, strings.Join(Providers, ", "))
+	}
+	if c.Provider == "etcd" {
+		if len(c.Etcd.Endpoints) == 0 {
+			return errors.New("cluster.etcd-endpoints must name at least one etcd server")
+		}
+		for _, e := range c.Etcd.Endpoints {
+			if _, _, err := splitAddr(e); err != nil {
+				return fmt.Errorf("cluster.etcd-endpoints: %w", err)
+			}
+		}
+		if !strings.HasPrefix(c.Etcd.Prefix, "/") {
+			return errors.New("cluster.etcd-prefix must start with /")
+		}
+		if c.Etcd.DialTimeout <= 0 {
+			return errors.New("cluster.etcd-dial-timeout must be positive")
+		}
+		if h, _, _ := splitAddr(c.advertised()); h == "" || h == "0.0.0.0" || h == "::" {
+			return fmt.Errorf("cluster.advertised-addr: other members cannot reach %q; set a routable host", c.advertised())
+		}
 	}
 	if c.RequestTimeout <= 0 {
 		return errors.New("cluster.request-timeout must be positive")
@@ -56,6 +92,13 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cluster.log-level: %w", err)
 	}
 	return nil
+}
+
+func (c Config) advertised() string {
+	if c.AdvertisedAddr != "" {
+		return c.AdvertisedAddr
+	}
+	return c.Addr
 }
 
 func splitAddr(addr string) (string, int, error) {
@@ -76,6 +119,7 @@ type Node struct {
 	Cluster  *pcluster.Cluster
 	log      *zap.Logger
 	graceful bool // hand grains over to other members on Stop
+	members  atomic.Int64
 }
 
 // NewSystem creates the actor system with protoactor's logs routed into log.
@@ -87,7 +131,9 @@ func NewSystem(cfg Config, log *zap.Logger) *actor.ActorSystem {
 	if err != nil { // the requested level is below the logger's own: keep the logger's
 		core = log.Core()
 	}
-	logger := slog.New(zapslog.NewHandler(core, zapslog.WithName("protoactor")))
+	// No stack traces: they point into the runtime, not at a cause of ours,
+	// and make one line of each of its error logs (a lost peer) a page.
+	logger := slog.New(zapslog.NewHandler(core, zapslog.WithName("protoactor"), zapslog.AddStacktraceAt(slog.LevelError+100)))
 	return actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
 }
 
@@ -101,16 +147,27 @@ func Start(system *actor.ActorSystem, cfg Config, log *zap.Logger, kinds ...*pcl
 	if cfg.AdvertisedAddr != "" {
 		ropts = append(ropts, remote.WithAdvertisedHost(cfg.AdvertisedAddr))
 	}
-	ccfg := pcluster.Configure(cfg.Name, &standalone{}, disthash.New(), remote.Configure(host, port, ropts...),
+	provider, err := newProvider(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	ccfg := pcluster.Configure(cfg.Name, provider, newPlacement(cfg.RequestTimeout), remote.Configure(host, port, ropts...),
 		pcluster.WithKinds(kinds...), pcluster.WithRequestTimeout(cfg.RequestTimeout))
 	c := pcluster.New(system, ccfg)
 	defer func() { // protoactor panics when it cannot start (e.g. the port is taken)
 		if r := recover(); r != nil {
-			err = fmt.Errorf("cluster: start member on %s: %v", cfg.Addr, r)
+			n, err = nil, fmt.Errorf("cluster: start member on %s: %v", cfg.Addr, r)
 		}
 	}()
+	n = &Node{System: system, log: log, graceful: cfg.Provider != "standalone"}
+	system.EventStream.Subscribe(func(ev any) {
+		if t, ok := ev.(*pcluster.ClusterTopology); ok {
+			n.members.Store(int64(len(t.Members)))
+			log.Info("cluster topology changed", zap.Int("members", len(t.Members)), zap.Int("joined", len(t.Joined)), zap.Int("left", len(t.Left)))
+		}
+	})
 	c.StartMember()
-	n = &Node{System: system, Cluster: c, log: log, graceful: cfg.Provider != "standalone"}
+	n.Cluster = c
 	log.Info("cluster member started", zap.String("address", system.Address()), zap.String("member_id", system.ID), zap.String("provider", cfg.Provider))
 	return n, nil
 }
@@ -120,12 +177,41 @@ func (n *Node) Ready() bool {
 	return n.Cluster.MemberList.ContainsMemberID(n.System.ID)
 }
 
+// Members returns how many members the current topology has, this node
+// included.
+func (n *Node) Members() int { return int(n.members.Load()) }
+
 // Stop leaves the cluster and stops every actor on this node. With other
 // members it leaves gracefully (protoactor waits about two seconds for them
 // to take over); alone it stops at once.
 func (n *Node) Stop() {
 	n.Cluster.Shutdown(n.graceful)
 	n.log.Info("cluster member stopped", zap.String("address", n.System.Address()))
+}
+
+// newProvider returns the membership provider cfg names. For etcd it first
+// checks that etcd answers, so a node with a wrong address fails at start
+// with a clear error instead of waiting for members forever.
+func newProvider(cfg Config, log *zap.Logger) (pcluster.ClusterProvider, error) {
+	if cfg.Provider != "etcd" {
+		return &standalone{}, nil
+	}
+	ecfg := clientv3.Config{Endpoints: cfg.Etcd.Endpoints, DialTimeout: cfg.Etcd.DialTimeout, Logger: log.Named("etcd")}
+	check, err := clientv3.New(ecfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: etcd client: %w", err)
+	}
+	defer check.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Etcd.DialTimeout)
+	defer cancel()
+	if _, err := check.Get(ctx, cfg.Etcd.Prefix, clientv3.WithCountOnly()); err != nil {
+		return nil, fmt.Errorf("cluster: etcd at %s does not answer: %w", strings.Join(cfg.Etcd.Endpoints, ","), err)
+	}
+	p, err := etcd.NewWithConfig(cfg.Etcd.Prefix, ecfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: etcd provider: %w", err)
+	}
+	return p, nil
 }
 
 // standalone is the membership of a one-node cluster: the node itself.

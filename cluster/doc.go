@@ -1,11 +1,16 @@
 // Package cluster starts a checkin node's actor system, its remote endpoint
-// and its membership in the protoactor cluster, and registers the grain
-// kinds the node hosts.
+// and its membership in the protoactor cluster, registers the grain kinds
+// the node hosts, and places grains on members.
 //
 // Guarantees: the node listens only on the configured address; protoactor's
 // logs go to the node's zap logger; Ready reports whether this node is a
 // member of the cluster topology, so the edge can refuse traffic until it is.
+// Members that see the same topology agree on the owner of every grain
+// identity, and an owner activates an identity at most once; a member stops
+// the grains it no longer owns when the topology changes.
 //
 // Membership providers: "standalone" (default) makes a one-node cluster that
-// needs no external server.
+// needs no external server; "etcd" registers each member in etcd under a
+// lease and watches the others, so members join, leave and fail over while
+// the cluster runs.
 package cluster

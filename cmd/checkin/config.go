@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 
 	"go.uber.org/zap/zapcore"
 
@@ -66,7 +67,10 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Cluster.Name, "cluster.name", c.Cluster.Name, "cluster name; nodes with other names never join")
 	fs.StringVar(&c.Cluster.Addr, "cluster.addr", c.Cluster.Addr, "host:port of this node's actor endpoint (port 0 picks a free port)")
 	fs.StringVar(&c.Cluster.AdvertisedAddr, "cluster.advertised-addr", c.Cluster.AdvertisedAddr, "host:port other nodes reach this node at (default: cluster.addr)")
-	fs.StringVar(&c.Cluster.Provider, "cluster.provider", c.Cluster.Provider, "membership: standalone (one node)")
+	fs.StringVar(&c.Cluster.Provider, "cluster.provider", c.Cluster.Provider, "membership: standalone (one node) or etcd (nodes register in etcd; needs store=scylla)")
+	fs.Var((*commaList)(&c.Cluster.Etcd.Endpoints), "cluster.etcd-endpoints", "comma-separated host:port of the etcd servers (cluster.provider=etcd)")
+	fs.StringVar(&c.Cluster.Etcd.Prefix, "cluster.etcd-prefix", c.Cluster.Etcd.Prefix, "etcd key prefix under which members register")
+	fs.DurationVar(&c.Cluster.Etcd.DialTimeout, "cluster.etcd-dial-timeout", c.Cluster.Etcd.DialTimeout, "timeout of connecting to etcd (a node that cannot reach it at start exits)")
 	fs.DurationVar(&c.Cluster.RequestTimeout, "cluster.request-timeout", c.Cluster.RequestTimeout, "timeout of the cluster's internal requests")
 	fs.StringVar(&c.Cluster.LogLevel, "cluster.log-level", c.Cluster.LogLevel, "lowest level of the actor runtime's own logs")
 
@@ -95,6 +99,9 @@ func (c config) validate() error {
 	if _, err := memoryLimit(c.MemoryLimit); err != nil {
 		return err
 	}
+	if c.Cluster.Provider != "standalone" && c.Store != "scylla" {
+		return fmt.Errorf("cluster.provider=%s needs store=scylla: the embedded store holds only what its own node wrote, and a user's grain moves between nodes", c.Cluster.Provider)
+	}
 	if c.CallRetries < 1 {
 		return errors.New("grain.call-retries must be at least 1")
 	}
@@ -121,4 +128,14 @@ func (c *config) resolve() {
 			c.Writer.MaxInflight = 8 // a round trip per batch: keep several in flight
 		}
 	}
+}
+
+// commaList is a comma-separated flag value; Set replaces the list.
+type commaList []string
+
+func (l *commaList) String() string { return strings.Join(*l, ",") }
+
+func (l *commaList) Set(v string) error {
+	*l = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
+	return nil
 }

@@ -44,6 +44,16 @@ func TestInvalidConfigNamesTheFlag(t *testing.T) {
 		{"bad log level", func(c *config) { c.LogLevel = "loud" }, "log.level"},
 		{"bad http addr", func(c *config) { c.HTTP.Addr = "8080" }, "http.addr"},
 		{"bad cluster provider", func(c *config) { c.Cluster.Provider = "zk" }, "cluster.provider"},
+		{"etcd on the embedded store", func(c *config) { c.Cluster.Provider = "etcd" }, "store=scylla"},
+		{"etcd without endpoints", func(c *config) {
+			c.Store, c.Cluster.Provider, c.Cluster.AdvertisedAddr, c.Cluster.Etcd.Endpoints = "scylla", "etcd", "10.0.0.1:7946", nil
+		}, "cluster.etcd-endpoints"},
+		{"etcd with an unreachable advertised address", func(c *config) {
+			c.Store, c.Cluster.Provider, c.Cluster.Addr = "scylla", "etcd", "0.0.0.0:7946"
+		}, "cluster.advertised-addr"},
+		{"etcd prefix not a path", func(c *config) {
+			c.Store, c.Cluster.Provider, c.Cluster.Etcd.Prefix = "scylla", "etcd", "checkin"
+		}, "cluster.etcd-prefix"},
 		{"zero idle timeout", func(c *config) { c.Grain.IdleTimeout = 0 }, "grain.idle-timeout"},
 	}
 	for _, tc := range tests {

@@ -1195,29 +1195,21 @@ func TestPassivation(t *testing.T) {
 	// The grain remembers only the last 2 ids: the first ones come from the store.
 	retries(t)
 	// Wait for the grain to passivate.
-	metric := func(name string) string {
-		t.Helper()
-		m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindStringSubmatch(string(p.do(t, "GET", "/metrics", nil).body))
-		if m == nil {
-			t.Fatalf("/metrics lacks %s", name)
-		}
-		return m[1]
-	}
-	activations := metric("checkin_grain_activations_total")
+	activations := p.metric(t, "checkin_grain_activations_total")
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		active := metric("checkin_grains_active")
-		if active == "0" {
+		active := p.metric(t, "checkin_grains_active")
+		if active == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("checkin_grains_active is still %s long after --grain.idle-timeout", active)
+			t.Fatalf("checkin_grains_active is still %v long after --grain.idle-timeout", active)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	p.checkCurrent(t, user, cs[0], a)
-	if again := metric("checkin_grain_activations_total"); again == activations {
-		t.Errorf("no new grain activation after passivation (checkin_grain_activations_total stays %s)", again)
+	if again := p.metric(t, "checkin_grain_activations_total"); again == activations {
+		t.Errorf("no new grain activation after passivation (checkin_grain_activations_total stays %v)", again)
 	}
 	retries(t)
 	// A late older checkin after reactivation does not move the current location.

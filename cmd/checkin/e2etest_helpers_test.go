@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -141,9 +142,10 @@ type procLog struct {
 }
 
 type logLine struct {
-	Level string `json:"level"`
-	Msg   string `json:"msg"`
-	Addr  string `json:"addr"`
+	Level  string `json:"level"`
+	Logger string `json:"logger"`
+	Msg    string `json:"msg"`
+	Addr   string `json:"addr"`
 }
 
 func (l *procLog) Write(p []byte) (int, error) {
@@ -198,6 +200,9 @@ type proc struct {
 	stopped bool
 	// allowErrorLogs: the test provokes error logs on purpose.
 	allowErrorLogs bool
+	// allowErrorsFrom: error logs of this logger are expected (the actor
+	// runtime's, when a test kills a member of the cluster).
+	allowErrorsFrom string
 }
 
 // startProc starts the binary with the flags every test node uses plus
@@ -271,11 +276,42 @@ func (p *proc) stop(t *testing.T) {
 	}
 	if !p.allowErrorLogs {
 		for _, l := range p.log.lines() {
+			if l.Level == "error" && p.allowErrorsFrom != "" && l.Logger == p.allowErrorsFrom {
+				continue
+			}
 			if l.Level == "error" || l.Level == "dpanic" || l.Level == "panic" || l.Level == "fatal" {
 				t.Errorf("checkin logged at level %s: %q", l.Level, l.Msg)
 			}
 		}
 	}
+}
+
+// kill ends the process with SIGKILL (a crash) and waits for it to exit.
+func (p *proc) kill(t *testing.T) {
+	t.Helper()
+	if p.stopped {
+		return
+	}
+	p.stopped = true
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	if p.hc != nil {
+		p.hc.CloseIdleConnections()
+	}
+}
+
+// metric returns the value of an unlabelled metric from /metrics.
+func (p *proc) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(string(p.do(t, "GET", "/metrics", nil).body))
+	if m == nil {
+		t.Fatalf("/metrics lacks %s", name)
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatalf("/metrics: %s %q: %v", name, m[1], err)
+	}
+	return v
 }
 
 // response is a fully read HTTP response.

@@ -94,6 +94,8 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 	if n.member, err = cluster.Start(system, cfg.Cluster, log.Named("cluster"), kind); err != nil {
 		return nil, err
 	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "checkin_cluster_members", Help: "Members of the cluster topology this node sees, itself included."},
+		func() float64 { return float64(n.member.Members()) }))
 	n.grains = actors.NewClient(n.member.Cluster, cfg.HTTP.RequestTimeout, cfg.CallRetries, n.view)
 	n.edge, err = edge.New(cfg.HTTP, edge.Deps{Grains: n.grains, Store: n.store, Ready: n.ready, Log: log.Named("http"), Registry: reg})
 	if err != nil {
@@ -141,8 +143,10 @@ func (n *node) startDebug(addr string) error {
 }
 
 // stop shuts down in dependency order: stop taking requests and finish
-// those in flight, write out queued checkins, leave the cluster, close the
-// store.
+// those in flight, leave the cluster (other members take this node's users
+// over; its grains stop), write out queued checkins, close the store.
+// Leaving before the writers close means other members' calls reach a
+// grain that can still write until the handover.
 func (n *node) stop() error {
 	if n.stopped {
 		return nil
@@ -155,11 +159,11 @@ func (n *node) stop() error {
 	if n.debug != nil {
 		errs = append(errs, n.debug.Close())
 	}
-	if n.pool != nil {
-		errs = append(errs, n.pool.Close(n.cfg.Writer.FlushTimeout+time.Second))
-	}
 	if n.member != nil {
 		n.member.Stop()
+	}
+	if n.pool != nil {
+		errs = append(errs, n.pool.Close(n.cfg.Writer.FlushTimeout+time.Second))
 	}
 	if n.view != nil {
 		errs = append(errs, n.view.Close())

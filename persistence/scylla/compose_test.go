@@ -263,6 +263,52 @@ func TestCompose(t *testing.T) {
 		}
 	})
 
+	t.Run("cluster", func(t *testing.T) {
+		if len(apps) < 3 {
+			t.Errorf("app services = %v, want several (3 or more) in one cluster", apps)
+		}
+		var etcds []string
+		for name, s := range f.Services {
+			if strings.Contains(s.Image, "/etcd:") {
+				etcds = append(etcds, name)
+				if s.Healthcheck == nil || !strings.Contains(strings.Join(s.Healthcheck.Test, " "), "endpoint health") {
+					t.Errorf("%s: no etcd health check", name)
+				}
+			}
+		}
+		if len(etcds) == 0 {
+			t.Fatal("no etcd service for the nodes' membership")
+		}
+		advertised := map[string]string{}
+		for _, name := range apps {
+			env := f.Services[name].Environment
+			if env["CHECKIN_CLUSTER_PROVIDER"] != "etcd" {
+				t.Errorf("%s: CHECKIN_CLUSTER_PROVIDER=%q, want etcd", name, env["CHECKIN_CLUSTER_PROVIDER"])
+			}
+			for _, e := range strings.Split(env["CHECKIN_CLUSTER_ETCD_ENDPOINTS"], ",") {
+				host, port, err := net.SplitHostPort(strings.TrimSpace(e))
+				if err != nil || port != "2379" || !slices.Contains(etcds, host) {
+					t.Errorf("%s: etcd endpoint %q, want an etcd service at :2379 (%v)", name, e, etcds)
+				}
+				if f.Services[name].DependsOn[host].Condition != "service_healthy" {
+					t.Errorf("%s does not wait for %s to be healthy", name, host)
+				}
+			}
+			_, port, err := net.SplitHostPort(env["CHECKIN_CLUSTER_ADDR"])
+			if err != nil {
+				t.Errorf("%s: CHECKIN_CLUSTER_ADDR %q: %v", name, env["CHECKIN_CLUSTER_ADDR"], err)
+			}
+			adv := env["CHECKIN_CLUSTER_ADVERTISED_ADDR"]
+			if want := net.JoinHostPort(name, port); adv != want {
+				t.Errorf("%s: CHECKIN_CLUSTER_ADVERTISED_ADDR=%q, want %q (its own name, its cluster port)", name, adv, want)
+			}
+			if other, dup := advertised[adv]; dup {
+				t.Errorf("%s and %s advertise the same address %q", other, name, adv)
+			}
+			advertised[adv] = name
+		}
+	})
+
 	t.Run("environment", func(t *testing.T) {
 		for name, s := range f.Services {
 			var fs flag.FlagSet

@@ -1,0 +1,328 @@
+package cluster
+
+import (
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/eventstream"
+
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+)
+
+// placement is the identity lookup: it decides which member hosts a
+// grain and activates it there, at most once per member.
+//
+// The owner of an identity is chosen by rendezvous hashing over the
+// members that host its kind: every member scores mix(hash(identity) ^
+// hash(member address)) and the highest score wins. Members agree on
+// the owner whenever they agree on the topology; a member joining or
+// leaving moves only the identities it wins or held. The score goes
+// through a 64-bit finalizer so members on adjacent ports of one host
+// split identities evenly (a plain FNV-1a of identity and address, what
+// protoactor's disthash lookup scores with, splits three such members
+// about 50/25/25).
+//
+// The owner keeps its activations in a map guarded by a mutex: a local
+// look-up spawns the grain directly (no actor hop, no future); a remote
+// one asks the owner's activator actor. Activations are dropped from the
+// map when they stop (protoactor publishes ActivationTerminating), in
+// constant time; when the topology changes, grains this member no longer
+// owns are stopped so that the new owner can activate them.
+type placement struct {
+	c       *pcluster.Cluster
+	self    string // this member's address
+	timeout time.Duration
+	log     *slog.Logger
+	ring    atomic.Pointer[ring]
+
+	mu     sync.Mutex
+	active map[identityKey]*actor.PID
+	props  map[string]*actor.Props // per kind: sets the cluster identity from the actor's name
+	seq    uint64
+
+	activator *actor.PID
+	sub       *eventstream.Subscription
+	stopped   atomic.Bool
+}
+
+var _ pcluster.IdentityLookup = (*placement)(nil)
+
+type identityKey struct{ kind, identity string }
+
+// activatorName is the name of the actor that serves other members'
+// activation requests; every member registers it under the same name.
+const activatorName = "checkin-placement"
+
+func newPlacement(timeout time.Duration) *placement {
+	return &placement{timeout: timeout, active: map[identityKey]*actor.PID{}, props: map[string]*actor.Props{}}
+}
+
+// Setup is called by protoactor when the member starts.
+func (p *placement) Setup(c *pcluster.Cluster, kinds []string, _ bool) {
+	p.c = c
+	p.self = c.ActorSystem.Address()
+	p.log = c.Logger()
+	p.ring.Store(&ring{})
+	for _, k := range kinds {
+		if ak := c.GetClusterKind(k); ak != nil {
+			p.props[k] = ak.Props.Clone(actor.WithOnInit(setIdentityFromName))
+		}
+	}
+	var err error
+	p.activator, err = c.ActorSystem.Root.SpawnNamed(actor.PropsFromFunc(p.receive), activatorName)
+	if err != nil {
+		panic("cluster: start the placement activator: " + err.Error())
+	}
+	p.sub = c.ActorSystem.EventStream.Subscribe(func(ev any) {
+		switch e := ev.(type) {
+		case *pcluster.ClusterTopology:
+			p.onTopology(e.Members)
+		case *pcluster.ActivationTerminating:
+			p.onTerminating(e)
+		}
+	})
+}
+
+// Get returns the PID of the identity's activation on its owner,
+// activating it there if needed; nil when no member hosts the kind or the
+// owner did not answer within the timeout.
+func (p *placement) Get(ci *pcluster.ClusterIdentity) *actor.PID {
+	owner := p.ring.Load().owner(ci.Kind, ci.Identity)
+	switch owner {
+	case "":
+		return nil
+	case p.self:
+		return p.activate(ci.Kind, ci.Identity)
+	}
+	res, err := p.c.ActorSystem.Root.RequestFuture(actor.NewPID(owner, activatorName),
+		&pcluster.ActivationRequest{ClusterIdentity: ci}, p.timeout).Result()
+	if err != nil {
+		return nil
+	}
+	if r, ok := res.(*pcluster.ActivationResponse); ok && !r.Failed {
+		return r.Pid
+	}
+	return nil
+}
+
+// RemovePid forgets an activation a caller found dead.
+func (p *placement) RemovePid(ci *pcluster.ClusterIdentity, pid *actor.PID) {
+	p.forget(identityKey{ci.Kind, ci.Identity}, pid)
+}
+
+// Shutdown stops every activation on this member and waits for them to
+// stop, up to the timeout. protoactor may call it more than once.
+func (p *placement) Shutdown() {
+	if p.stopped.Swap(true) {
+		return
+	}
+	p.mu.Lock()
+	pids := make([]*actor.PID, 0, len(p.active))
+	for _, pid := range p.active {
+		pids = append(pids, pid)
+	}
+	p.mu.Unlock()
+	p.stopAll(pids)
+	p.c.ActorSystem.EventStream.Unsubscribe(p.sub)
+	p.c.ActorSystem.Root.Stop(p.activator)
+}
+
+// stopAll poisons pids and waits until they stopped or the timeout passed.
+func (p *placement) stopAll(pids []*actor.PID) {
+	if len(pids) == 0 {
+		return
+	}
+	futures := make([]*actor.Future, len(pids))
+	for i, pid := range pids {
+		futures[i] = p.c.ActorSystem.Root.PoisonFuture(pid)
+	}
+	deadline := time.Now().Add(p.timeout)
+	for _, f := range futures {
+		if time.Now().After(deadline) {
+			p.log.Warn("placement: activations still stopping at the deadline", slog.Int("activations", len(pids)))
+			return
+		}
+		_ = f.Wait()
+	}
+}
+
+// activate returns the local activation of identity, spawning it if there
+// is none; nil for a kind this member does not host.
+func (p *placement) activate(kind, identity string) *actor.PID {
+	key := identityKey{kind, identity}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pid := p.active[key]; pid != nil {
+		return pid
+	}
+	props := p.props[kind]
+	if props == nil {
+		return nil
+	}
+	p.seq++
+	pid, err := p.c.ActorSystem.Root.SpawnNamed(props, activationName(kind, identity, p.seq))
+	if err != nil {
+		p.log.Error("placement: spawn failed", slog.String("kind", kind), slog.String("identity", identity), slog.Any("error", err))
+		return nil
+	}
+	if ak := p.c.GetClusterKind(kind); ak != nil {
+		ak.Inc()
+	}
+	p.active[key] = pid
+	return pid
+}
+
+func (p *placement) onTerminating(e *pcluster.ActivationTerminating) {
+	if e.ClusterIdentity == nil {
+		return
+	}
+	if p.forget(identityKey{e.ClusterIdentity.Kind, e.ClusterIdentity.Identity}, e.Pid) {
+		if ak := p.c.GetClusterKind(e.ClusterIdentity.Kind); ak != nil {
+			ak.Dec()
+		}
+	}
+}
+
+// forget removes key's activation if it is pid; reports whether it did.
+func (p *placement) forget(key identityKey, pid *actor.PID) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cur := p.active[key]; cur != nil && cur.Equal(pid) {
+		delete(p.active, key)
+		return true
+	}
+	return false
+}
+
+// onTopology installs the new members and stops the activations this
+// member no longer owns (they stop in the background; the new owner
+// activates them on their next call).
+func (p *placement) onTopology(members []*pcluster.Member) {
+	r := newRing(members)
+	p.ring.Store(r)
+	var moved []*actor.PID
+	p.mu.Lock()
+	for key, pid := range p.active {
+		if r.owner(key.kind, key.identity) != p.self {
+			moved = append(moved, pid)
+		}
+	}
+	p.mu.Unlock()
+	if len(moved) > 0 {
+		p.log.Info("placement: handing over activations", slog.Int("activations", len(moved)), slog.Int("members", len(members)))
+		for _, pid := range moved {
+			p.c.ActorSystem.Root.Poison(pid)
+		}
+	}
+}
+
+// receive serves activation requests from other members.
+func (p *placement) receive(ctx actor.Context) {
+	req, ok := ctx.Message().(*pcluster.ActivationRequest)
+	if !ok || req.ClusterIdentity == nil {
+		return
+	}
+	ci := req.ClusterIdentity
+	// The requester computed the owner from its topology; activate only
+	// what this member owns by its own, so that members that disagree
+	// during a change do not activate one identity twice.
+	if p.ring.Load().owner(ci.Kind, ci.Identity) != p.self {
+		ctx.Respond(&pcluster.ActivationResponse{Failed: true})
+		return
+	}
+	pid := p.activate(ci.Kind, ci.Identity)
+	ctx.Respond(&pcluster.ActivationResponse{Pid: pid, Failed: pid == nil})
+}
+
+// activationName is the actor name of an activation: kind, identity and a
+// sequence number, so that the identity can be read back from the name
+// (each activation shares its kind's props instead of cloning them).
+func activationName(kind, identity string, seq uint64) string {
+	return kind + "/" + identity + "$" + strconv.FormatUint(seq, 36)
+}
+
+func setIdentityFromName(ctx actor.Context) {
+	if ci := identityFromName(ctx.Self().Id); ci != nil {
+		pcluster.SetClusterIdentity(ctx, ci)
+	}
+}
+
+// identityFromName reads the cluster identity back from an activation's
+// name; nil when the name is not one activationName made.
+func identityFromName(name string) *pcluster.ClusterIdentity {
+	slash, dollar := strings.IndexByte(name, '/'), strings.LastIndexByte(name, '$')
+	if slash < 0 || dollar < slash {
+		return nil
+	}
+	return pcluster.NewClusterIdentity(name[slash+1:dollar], name[:slash])
+}
+
+// ring is one topology's members, by kind, for rendezvous hashing.
+type ring struct {
+	byKind map[string][]ringMember
+}
+
+type ringMember struct {
+	addr string
+	seed uint64 // hash of addr
+}
+
+func newRing(members []*pcluster.Member) *ring {
+	r := &ring{byKind: map[string][]ringMember{}}
+	for _, m := range members {
+		addr := m.Address()
+		for _, k := range m.Kinds {
+			r.byKind[k] = append(r.byKind[k], ringMember{addr: addr, seed: mix64(fnv64(addr))})
+		}
+	}
+	for _, ms := range r.byKind { // every member orders alike, so ties break alike
+		slices.SortFunc(ms, func(a, b ringMember) int { return strings.Compare(a.addr, b.addr) })
+	}
+	return r
+}
+
+// owner returns the address of the member that hosts identity of kind, or
+// "" when no member hosts kind.
+func (r *ring) owner(kind, identity string) string {
+	ms := r.byKind[kind]
+	switch len(ms) {
+	case 0:
+		return ""
+	case 1:
+		return ms[0].addr
+	}
+	h := fnv64(identity)
+	best, bestScore := 0, uint64(0)
+	for i, m := range ms {
+		if s := mix64(h ^ m.seed); s > bestScore || i == 0 {
+			best, bestScore = i, s
+		}
+	}
+	return ms[best].addr
+}
+
+// fnv64 is 64-bit FNV-1a.
+func fnv64(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * 1099511628211
+	}
+	return h
+}
+
+// mix64 is the splitmix64 finalizer: every input bit flips about half the
+// output bits.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}

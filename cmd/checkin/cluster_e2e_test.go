@@ -1,0 +1,234 @@
+package main
+
+// End-to-end test of a multi-node cluster: real checkin processes on
+// loopback that find each other through a real etcd and share a real CQL
+// store. Needs CHECKIN_TEST_ETCD_ENDPOINTS and CHECKIN_TEST_CQL_HOSTS
+// (.ci/etcd-up, .ci/cassandra-up); without them it is skipped, except in
+// CI, where it fails.
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// clusterFlags returns the flags that make nodes members of one new
+// cluster over one new keyspace.
+func clusterFlags(t *testing.T) []string {
+	t.Helper()
+	etcd, cql := os.Getenv("CHECKIN_TEST_ETCD_ENDPOINTS"), os.Getenv("CHECKIN_TEST_CQL_HOSTS")
+	if etcd == "" || cql == "" {
+		msg := "multi-node tests need CHECKIN_TEST_ETCD_ENDPOINTS and CHECKIN_TEST_CQL_HOSTS: run .ci/etcd-up and .ci/cassandra-up, then " +
+			"CHECKIN_TEST_ETCD_ENDPOINTS=127.0.0.1:2379 CHECKIN_TEST_CQL_HOSTS=127.0.0.1:9042 make test"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip("SKIPPED: " + msg)
+	}
+	name := "t" + randHex(4)
+	return []string{"--store=scylla", "--scylla.hosts=" + cql, "--scylla.keyspace=" + testKeyspace(t.Name()),
+		"--cluster.provider=etcd", "--cluster.etcd-endpoints=" + etcd, "--cluster.etcd-prefix=/checkin-test/" + name,
+		"--cluster.name=" + name, "--http.request-timeout=3s", "--cluster.request-timeout=2s"}
+}
+
+// startMember starts a node of the cluster. Its actor runtime logs errors
+// when another member dies, which the test does on purpose.
+func startMember(t *testing.T, flags []string) *proc {
+	t.Helper()
+	p := startProc(t, flags...)
+	p.allowErrorsFrom = "protoactor"
+	return p
+}
+
+// waitMembers waits until every node in ps sees want members.
+func waitMembers(t *testing.T, want int, ps ...*proc) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for _, p := range ps {
+		for {
+			got := p.metric(t, "checkin_cluster_members")
+			if int(got) == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s sees %v cluster members, want %d", p.base, got, want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// postUntilAcked posts c for user through the nodes in turn, retrying the
+// same checkin (same id) after errors, until a node acknowledges it or the
+// deadline passes. It returns the number of attempts, 0 if none succeeded.
+func postUntilAcked(user string, c ck, deadline time.Time, nodes ...*proc) (attempts int, last string) {
+	for i := 0; time.Now().Before(deadline); i++ {
+		p := nodes[i%len(nodes)]
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r, err := p.try(ctx, "POST", "/v1/users/"+user+"/checkins", c.body())
+		cancel()
+		attempts++
+		if err == nil && (r.status == http.StatusCreated || r.status == http.StatusOK) {
+			return attempts, ""
+		}
+		if err != nil {
+			last = err.Error()
+		} else {
+			last = r.String()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return 0, last
+}
+
+// TestCluster runs three nodes as one cluster: grains are spread over the
+// nodes with one activation per user, any node answers for any user, a
+// node that crashes or leaves loses no acknowledged checkin, and a node
+// that joins takes its share.
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	flags := clusterFlags(t)
+	a := startMember(t, flags) // creates the keyspace before the others start
+	b, c := startMember(t, flags), startMember(t, flags)
+	waitMembers(t, 3, a, b, c)
+	nodes := []*proc{a, b, c}
+
+	locs := map[string]apiLocation{}
+	var locIDs []string
+	for i := range 3 {
+		l := nodes[i].mkLocation(t, "cl")
+		locs[l.ID], locIDs = l, append(locIDs, l.ID)
+	}
+	const users = 24
+	ids := make([]string, users)
+	sent := map[string][]ck{} // acknowledged checkins per user
+	now := ms(time.Now())
+	for i := range ids {
+		ids[i] = nodes[i%3].mkUser(t, "cl")
+		// Out of timestamp order, each through another node: the newest
+		// goes second.
+		for j, age := range []time.Duration{3 * time.Hour, time.Hour, 2 * time.Hour} {
+			k := ck{uniqueID("cl"), locIDs[(i+j)%3], now.Add(-age - time.Duration(i)*time.Minute)}
+			nodes[(i+j)%3].mkCheckin(t, ids[i], k)
+			sent[ids[i]] = append(sent[ids[i]], k)
+		}
+	}
+	checkAll := func(t *testing.T, ps ...*proc) {
+		t.Helper()
+		for _, u := range ids {
+			cur := latest(sent[u])
+			for _, p := range ps {
+				p.checkCurrent(t, u, cur, locs[cur.Loc])
+			}
+		}
+	}
+	t.Run("any node answers for any user", func(t *testing.T) { checkAll(t, a, b, c) })
+
+	t.Run("one activation per user, spread over the nodes", func(t *testing.T) {
+		total := 0.0
+		for _, p := range nodes {
+			n := p.metric(t, "checkin_grains_active")
+			if n == 0 {
+				t.Errorf("%s hosts no user grain: placement does not spread users", p.base)
+			}
+			total += n
+		}
+		if total != users {
+			t.Errorf("%v user grains active over the cluster, want %d (one per user)", total, users)
+		}
+	})
+
+	t.Run("a crashed node loses no acknowledged checkin", func(t *testing.T) {
+		c.kill(t)
+		start := time.Now()
+		deadline := start.Add(60 * time.Second)
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		worst := 0
+		for i, u := range ids {
+			k := ck{uniqueID("cl"), locIDs[i%3], now.Add(time.Duration(i) * time.Second)} // the newest of this user
+			wg.Go(func() {
+				n, last := postUntilAcked(u, k, deadline, a, b)
+				mu.Lock()
+				defer mu.Unlock()
+				if n == 0 {
+					t.Errorf("checkin for %s never acknowledged after the crash; last answer: %s", u, last)
+					return
+				}
+				sent[u] = append(sent[u], k)
+				worst = max(worst, n)
+			})
+		}
+		wg.Wait()
+		t.Logf("every user took checkins again %s after the crash (at most %d attempts)", time.Since(start).Round(time.Millisecond), worst)
+		waitMembers(t, 2, a, b)
+		checkAll(t, a, b)
+		for i, u := range ids { // every acknowledged checkin, on either node
+			wantCheckins(t, u, []*proc{a, b}[i%2].listAll(t, u, nil, 100, nil), query{}.expect(sent[u]))
+		}
+	})
+
+	t.Run("a node that leaves hands its users over", func(t *testing.T) {
+		// Checkins keep coming through a while b leaves: each must be
+		// acknowledged (retried with the same id after a refusal).
+		quit := make(chan struct{})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		refused, acked := 0, 0
+		for w := range 4 {
+			wg.Go(func() {
+				for i := w; ; i += 4 {
+					select {
+					case <-quit:
+						return
+					default:
+					}
+					u := ids[i%users]
+					k := ck{uniqueID("cl"), locIDs[i%3], now.Add(-time.Duration(i+1) * time.Millisecond)} // older than the current one
+					n, last := postUntilAcked(u, k, time.Now().Add(30*time.Second), a)
+					mu.Lock()
+					if n == 0 {
+						t.Errorf("checkin for %s never acknowledged while b left; last answer: %s", u, last)
+					} else {
+						sent[u] = append(sent[u], k)
+						refused += n - 1
+						acked++
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		time.Sleep(300 * time.Millisecond)
+		b.stop(t) // clean exit, no error logged
+		time.Sleep(300 * time.Millisecond)
+		close(quit)
+		wg.Wait()
+		t.Logf("%d checkins acknowledged through a while b left, %d attempts refused first", acked, refused)
+		waitMembers(t, 1, a)
+		checkAll(t, a)
+		for _, u := range ids {
+			wantCheckins(t, u, a.listAll(t, u, nil, 100, nil), query{}.expect(sent[u]))
+		}
+		if n := a.metric(t, "checkin_grains_active"); n != users {
+			t.Errorf("the last node hosts %v user grains after the others left, want %d", n, users)
+		}
+	})
+
+	t.Run("a node that joins takes its share", func(t *testing.T) {
+		d := startMember(t, flags)
+		waitMembers(t, 2, a, d)
+		checkAll(t, d, a)
+		if n := d.metric(t, "checkin_grains_active"); n == 0 || n == users {
+			t.Errorf("the new node hosts %v of %d user grains, want a share", n, users)
+		}
+		for i, u := range ids { // writes through the new node, in both directions
+			k := ck{uniqueID("cl"), locIDs[i%3], now.Add(time.Minute + time.Duration(i)*time.Second)}
+			[]*proc{a, d}[i%2].mkCheckin(t, u, k)
+			sent[u] = append(sent[u], k)
+		}
+		checkAll(t, a, d)
+	})
+}
