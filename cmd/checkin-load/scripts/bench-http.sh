@@ -48,6 +48,14 @@
 #   BENCH_RSS_REST=150 seconds of no load at the end (past Go's 2-minute
 #   forced GC, so the live heap of the idle node is measured)
 #   BENCH_REPLAY=<root>/../shared/data/gowalla_nyc_checkins.tsv
+#   cluster phase (not in the default BENCH_PHASES; needs CHECKIN_TEST_CQL_HOSTS
+#   and CHECKIN_TEST_ETCD_ENDPOINTS): checkin clusters of each size on the CQL
+#   node, members found through etcd, every member pinned like the server;
+#   the load goes round-robin over all members, so a request reaches the
+#   user's owner directly about 1/N of the time and is forwarded otherwise;
+#   rounds interleave the sizes; cluster.py prints medians:
+#   BENCH_CLUSTER_NODES="1 3" BENCH_CLUSTER_WORKLOADS="write read"
+#   BENCH_CLUSTER_CONNS=64 BENCH_CLUSTER_REPEAT=2
 #
 # Example (a short smoke run):
 #   BENCH_DURATION=2s BENCH_WARMUP=0s BENCH_CONNS=16 BENCH_PHASES=table \
@@ -83,6 +91,10 @@ rss_rest=${BENCH_RSS_REST:-150}
 rss_server_flags=${BENCH_RSS_SERVER_FLAGS:-"--grain.view-size-mb=16 --cache.size-mb=16"}
 rss_sample=${BENCH_RSS_SAMPLE:-2}
 replay_file=${BENCH_REPLAY:-$root/../shared/data/gowalla_nyc_checkins.tsv}
+cluster_nodes=${BENCH_CLUSTER_NODES:-"1 3"}
+cluster_workloads=${BENCH_CLUSTER_WORKLOADS:-"write read"}
+cluster_conns=${BENCH_CLUSTER_CONNS:-64}
+cluster_repeat=${BENCH_CLUSTER_REPEAT:-2}
 server_extra=() # more flags for the next checkin server
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -103,27 +115,27 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/checkin-bench-work.XXXXXX")
 data_root=${BENCH_DATA_DIR:-$work}
 mkdir -p "$results" "$data_root"
-server_pid=""
-server_dir=""
+server_pid="" server_addr="" # of the server started last
+server_pids=() server_dirs=()  # of every server running
 
+# stop_server: stops every server started (SIGTERM, SIGKILL after 30 s) and
+# deletes their data dirs.
 stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill -TERM "$server_pid" 2>/dev/null || true
+  local pid dir
+  for pid in "${server_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${server_pids[@]}"; do
     for _ in $(seq 1 300); do
-      kill -0 "$server_pid" 2>/dev/null || break
+      kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
-    if kill -0 "$server_pid" 2>/dev/null; then
-      log "server $server_pid did not stop within 30s of SIGTERM: killing it"
-      kill -KILL "$server_pid" 2>/dev/null || true
+    if kill -0 "$pid" 2>/dev/null; then
+      log "server $pid did not stop within 30s of SIGTERM: killing it"
+      kill -KILL "$pid" 2>/dev/null || true
     fi
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
-  fi
-  if [ -n "$server_dir" ]; then
-    rm -rf "$server_dir"
-    server_dir=""
-  fi
+    wait "$pid" 2>/dev/null || true
+  done
+  for dir in "${server_dirs[@]}"; do rm -rf "$dir"; done
+  server_pids=() server_dirs=() server_pid="" server_addr=""
 }
 cleanup() { stop_server; rm -rf "$work"; }
 trap cleanup EXIT
@@ -156,12 +168,14 @@ fi
 } > "$results/machine.txt"
 cat "$results/machine.txt" >&2
 
-# start_server SCENARIO: starts it on a fresh data dir and a free port; sets
-# server_pid and server_addr. Returns 1 (after showing the log) when the
+# start_server SCENARIO: starts it on a fresh data dir and a free port
+# (beside any server already running); sets server_pid and server_addr.
+# Returns 1 (after showing the log and stopping every server) when the
 # server does not come up.
 start_server() {
-  local scenario=$1 cmd
+  local scenario=$1 cmd server_dir
   server_dir=$(mktemp -d "$data_root/checkin-bench-data.XXXXXX")
+  server_dirs+=("$server_dir")
   case $scenario in
     bare) cmd=("$bin/checkin-baseline" --mode=bare --http.addr=127.0.0.1:0) ;;
     naive) cmd=("$bin/checkin-baseline" --mode=naive --http.addr=127.0.0.1:0 --data.dir="$server_dir/data") ;;
@@ -177,11 +191,19 @@ start_server() {
       if grep -q -- '--scylla.hosts ' <<<"$help"; then cmd+=(--scylla.hosts="${CHECKIN_TEST_CQL_HOSTS:-127.0.0.1:9042}"); fi
       if grep -q -- '--scylla.keyspace ' <<<"$help"; then cmd+=(--scylla.keyspace="bench_$(date +%s)_$$"); fi
       ;;
+    member)
+      # a member of an etcd-provided cluster; server_extra names the
+      # cluster's keyspace and etcd prefix
+      cmd=("$bin/checkin" --store=scylla --http.addr=127.0.0.1:0 --http.access-log=false --cluster.addr=127.0.0.1:0
+        --scylla.hosts="${CHECKIN_TEST_CQL_HOSTS:-127.0.0.1:9042}" --cluster.provider=etcd
+        --cluster.etcd-endpoints="${CHECKIN_TEST_ETCD_ENDPOINTS:-127.0.0.1:2379}" "${server_extra[@]}")
+      ;;
     *) die "unknown scenario $scenario" ;;
   esac
   echo "${pin_server[*]} ${cmd[*]}" >> "$results/commands.txt"
   "${pin_server[@]}" "${cmd[@]}" 2> "$server_dir/server.log" &
   server_pid=$!
+  server_pids+=("$server_pid")
   server_addr=""
   for _ in $(seq 1 600); do
     server_addr=$(grep -m1 '"msg":"http server listening"' "$server_dir/server.log" 2>/dev/null |
@@ -190,7 +212,6 @@ start_server() {
     if ! kill -0 "$server_pid" 2>/dev/null; then
       log "  $scenario server exited at start:"
       tail -5 "$server_dir/server.log" >&2
-      server_pid=""
       stop_server
       return 1
     fi
@@ -217,7 +238,15 @@ one_run() {
   local name=$1 scenario=$2 workload=$3
   shift 3
   start_server "$scenario" || { log "  $name: skipped"; return 0; }
-  local cmd=("$bin/checkin-load" --targets="http://$server_addr" --users="$users" --locations="$locations"
+  load_run "$name" "http://$server_addr" "$workload" "$@"
+}
+
+# load_run NAME TARGETS WORKLOAD FLAGS...: one load run against the servers
+# running (TARGETS: comma-separated base URLs), then stops them.
+load_run() {
+  local name=$1 targets=$2 workload=$3
+  shift 3
+  local cmd=("$bin/checkin-load" --targets="$targets" --users="$users" --locations="$locations"
     --setup.concurrency=64 --timeout=10s $(workload_flags "$workload") --json --progress.interval=5s "$@")
   echo "${pin_load[*]} ${cmd[*]}" >> "$results/commands.txt"
   if ! "${pin_load[@]}" "${cmd[@]}" > "$results/$name.json" 2> "$results/$name.log"; then
@@ -283,6 +312,42 @@ if [[ " $phases " == *" tail "* ]]; then
     done
   done
   python3 "$here/tail.py" "$results" | tee "$results/tail.txt"
+fi
+
+n=0
+if [[ " $phases " == *" cluster "* ]]; then
+  [ -n "${CHECKIN_TEST_CQL_HOSTS:-}" ] && [ -n "${CHECKIN_TEST_ETCD_ENDPOINTS:-}" ] ||
+    die "the cluster phase needs CHECKIN_TEST_CQL_HOSTS and CHECKIN_TEST_ETCD_ENDPOINTS (.ci/cassandra-up, .ci/etcd-up)"
+  cluster_runs=0
+  for _ in $(seq 1 "$cluster_repeat"); do for _ in $cluster_nodes; do for _ in $cluster_workloads; do cluster_runs=$((cluster_runs + 1)); done; done; done
+  log "cluster: $cluster_runs runs of $duration, $cluster_conns connections round-robin over every node; nodes: $cluster_nodes"
+  for i in $(seq 1 "$cluster_repeat"); do
+    for w in $cluster_workloads; do
+      for k in $cluster_nodes; do
+        n=$((n + 1))
+        log "[$n/$cluster_runs] $w, $k node(s) (round $i)"
+        ks="bench_cluster_$(date +%s)_$$"
+        # The first node creates the keyspace; the others start once it is up.
+        server_extra=(--scylla.keyspace="$ks" --cluster.name="$ks" --cluster.etcd-prefix="/checkin-bench/$ks")
+        targets=""
+        for _ in $(seq 1 "$k"); do
+          start_server member || die "a cluster member did not start"
+          targets="${targets:+$targets,}http://$server_addr"
+        done
+        server_extra=()
+        for u in ${targets//,/ }; do # every member sees all k
+          for _ in $(seq 1 300); do
+            m=$(curl -s --max-time 1 "$u/metrics" | awk '/^checkin_cluster_members / {print $2}' || true)
+            [ "$m" = "$k" ] && break
+            sleep 0.1
+          done
+          [ "$m" = "$k" ] || die "$u sees ${m:-no} members, want $k"
+        done
+        load_run "cluster-$w-n$k-$i" "$targets" "$w" --concurrency="$cluster_conns" --duration="$duration" --warmup="$warmup"
+      done
+    done
+  done
+  python3 "$here/cluster.py" "$results" | tee "$results/cluster.txt"
 fi
 
 # rss_sampler PID ADDR: every $rss_sample s, a line of rss.tsv until killed.

@@ -3,6 +3,7 @@ from a results directory."""
 import json
 import os
 import re
+import sys
 
 
 def load_reports(results, pattern):
@@ -18,3 +19,27 @@ def load_reports(results, pattern):
                 yield m, json.load(f)
         except (OSError, ValueError):
             continue  # a failed run: no report
+
+
+def print_table(head, rows, markdown, left=1):
+    """Prints rows under head: as a Markdown table, or as aligned text. The
+    first `left` columns are labels (left-aligned), the rest numbers."""
+    if markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "|".join("---" if i < left else "---:" for i in range(len(head))) + "|")
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+        return
+    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+    for row in [head] + rows:
+        print("  ".join(x.ljust(w) if i < left else x.rjust(w) for i, (x, w) in enumerate(zip(row, widths))))
+
+
+def table_args(doc):
+    """Parses the command line of a table script, `[--markdown] RESULTS_DIR`:
+    returns (markdown, results dir); exits with doc when it is not that."""
+    args = sys.argv[1:]
+    rest = [a for a in args if a != "--markdown"]
+    if len(rest) != 1:
+        sys.exit(doc)
+    return "--markdown" in args, rest[0]

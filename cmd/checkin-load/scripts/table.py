@@ -8,7 +8,7 @@ bare and naive baselines at the same workload and connection count.
 """
 import sys
 
-from reports import load_reports
+from reports import load_reports, print_table, table_args
 
 ORDER = {"bare": 0, "naive": 1, "checkin": 2, "naive-scylla": 3, "scylla": 4}
 # the naive run on the same store as the scenario
@@ -26,14 +26,10 @@ def ratio(x, base):
 
 
 def main():
-    args = sys.argv[1:]
-    markdown = "--markdown" in args
-    args = [a for a in args if a != "--markdown"]
-    if len(args) != 1:
-        sys.exit(__doc__)
-    runs = load(args[0])
+    markdown, results = table_args(__doc__)
+    runs = load(results)
     if not runs:
-        sys.exit(f"no closed-model reports in {args[0]}")
+        sys.exit(f"no closed-model reports in {results}")
     head = ["workload", "scenario", "conns", "ok/s", "p99 ms", "p99.9 ms", "errors", "vs bare", "vs naive (same store)"]
     rows = []
     for (w, s, c) in sorted(runs, key=lambda k: (k[0] != "write", k[0], k[2], ORDER.get(k[1], 9), k[1])):
@@ -42,15 +38,7 @@ def main():
         naive = runs.get((w, NAIVE_OF.get(s, "naive"), c), {}).get("ok_rps", 0)
         rows.append([WORKLOAD_NAMES.get(w, w), s, str(c), f"{r['ok_rps']:.0f}", f"{r['latency']['p99_ms']:.2f}",
                      f"{r['latency']['p99_9_ms']:.2f}", str(r["errors"]), ratio(r["ok_rps"], bare), ratio(r["ok_rps"], naive)])
-    if markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|")
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
-        return
-    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
-    for row in [head] + rows:
-        print("  ".join(x.ljust(w) if i < 2 else x.rjust(w) for i, (x, w) in enumerate(zip(row, widths))))
+    print_table(head, rows, markdown, left=2)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ limit (5 ms unless --limit-ms says otherwise).
 import statistics
 import sys
 
-from reports import load_reports
+from reports import load_reports, print_table
 
 ORDER = {"bare": 0, "checkin": 1}
 
@@ -48,15 +48,7 @@ def main():
                      f"{med(lambda x: x['latency']['p50_ms']):.2f}", f"{statistics.median(p99s):.2f}",
                      f"{med(lambda x: x['latency']['p99_9_ms']):.2f}", " / ".join(f"{p:.1f}" for p in p99s),
                      f"{sum(p <= limit for p in p99s)}/{len(p99s)}"])
-    if markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "|".join("---" if i == 0 else "---:" for i in range(len(head))) + "|")
-        for row in rows:
-            print("| " + " | ".join(row) + " |")
-        return
-    widths = [max(len(x) for x in col) for col in zip(head, *rows)]
-    for row in [head] + rows:
-        print("  ".join(x.ljust(w) if i == 0 else x.rjust(w) for i, (x, w) in enumerate(zip(row, widths))))
+    print_table(head, rows, markdown, left=1)
 
 
 if __name__ == "__main__":
