@@ -11,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -35,14 +36,17 @@ type caller struct {
 	cluster *pcluster.Cluster
 	free    chan *replyBox // idle boxes; beyond its capacity boxes are retired
 	seq     atomic.Uint64
+	local   prometheus.Counter // calls to grains on this node
+	remote  prometheus.Counter // calls forwarded to the grain's owner
 }
 
 // maxIdleBoxes bounds the boxes kept for reuse: about the grain calls in
 // flight at once on a busy node.
 const maxIdleBoxes = 8192
 
-func newCaller(c *pcluster.Cluster) *caller {
-	return &caller{system: c.ActorSystem, cluster: c, free: make(chan *replyBox, maxIdleBoxes)}
+func newCaller(c *pcluster.Cluster, m *Metrics) *caller {
+	return &caller{system: c.ActorSystem, cluster: c, free: make(chan *replyBox, maxIdleBoxes),
+		local: m.served.WithLabelValues(servedLocal), remote: m.served.WithLabelValues(servedRemote)}
 }
 
 // replyBox is the actor.Process grains answer to.
@@ -131,6 +135,11 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 			}
 			c.release(b)
 			return nil, fmt.Errorf("no placement for %s/%s after %d attempts", kind, identity, attempt)
+		}
+		if pid.Address == c.system.Address() {
+			c.local.Inc()
+		} else {
+			c.remote.Inc()
 		}
 		c.system.Root.RequestWithCustomSender(pid, msg, b.pid)
 		b.timer.Reset(time.Until(deadline))

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/checkin/checkin/messages"
 	"github.com/checkin/checkin/persistence"
@@ -12,17 +13,19 @@ import (
 
 // Client calls user grains wherever the cluster placed them.
 type Client struct {
-	caller  *caller
-	view    *CurrentView  // current locations published by this node's grains
-	timeout time.Duration // upper bound of one call when the context has no sooner deadline
-	retries int
+	caller   *caller
+	fromView prometheus.Counter // reads answered from the view
+	view     *CurrentView       // current locations published by this node's grains
+	timeout  time.Duration      // upper bound of one call when the context has no sooner deadline
+	retries  int
 }
 
 // NewClient returns a client with a default per-call timeout. view may be
 // nil; with it, current-location reads of users whose grains are active on
-// this node are answered from what those grains published.
-func NewClient(c *pcluster.Cluster, timeout time.Duration, retries int, view *CurrentView) *Client {
-	return &Client{caller: newCaller(c), timeout: timeout, retries: max(retries, 1), view: view}
+// this node are answered from what those grains published. m counts where
+// requests were served (checkin_grain_requests_total).
+func NewClient(c *pcluster.Cluster, timeout time.Duration, retries int, view *CurrentView, m *Metrics) *Client {
+	return &Client{caller: newCaller(c, m), fromView: m.served.WithLabelValues(servedView), timeout: timeout, retries: max(retries, 1), view: view}
 }
 
 // CreateUser creates the user u.ID through its grain.
@@ -59,6 +62,7 @@ func (cl *Client) Checkin(ctx context.Context, c persistence.Checkin, timestampS
 // the grain (which activates it).
 func (cl *Client) CurrentLocation(ctx context.Context, userID string) (persistence.Checkin, error) {
 	if c, ok, found := cl.view.get(userID); found {
+		cl.fromView.Inc()
 		if !ok {
 			return c, newError(ErrNotFound, CodeNoCheckins, "user "+userID+" has no checkins")
 		}

@@ -9,8 +9,17 @@ const (
 	flushShutdown = "shutdown"
 )
 
+// Where a grain request was served, the label values of
+// checkin_grain_requests_total.
+const (
+	servedView   = "view"   // a current-location read answered from this node's view
+	servedLocal  = "local"  // a call to a grain on this node
+	servedRemote = "remote" // a call forwarded to the node that owns the user
+)
+
 // Metrics are the actors' Prometheus instruments.
 type Metrics struct {
+	served       *prometheus.CounterVec
 	activations  prometheus.Counter
 	active       prometheus.Gauge
 	batchSize    prometheus.Histogram
@@ -24,6 +33,8 @@ type Metrics struct {
 // registered, for tests).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		served: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "checkin_grain_requests_total", Help: "Requests to user grains, by where they were served: view (a current-location read answered from this node's view), local (a grain on this node), remote (forwarded to the node that owns the user)."}, []string{"served_by"}),
 		activations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "checkin_grain_activations_total", Help: "User grains activated on this node."}),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -42,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "checkin_writer_queue_depth", Help: "Checkins queued or being written on this node."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth)
+		reg.MustRegister(m.served, m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth)
 	}
 	return m
 }

@@ -45,7 +45,7 @@ var Providers = []string{"standalone", "etcd"}
 
 // DefaultConfig is a one-node cluster on loopback.
 func DefaultConfig() Config {
-	return Config{Name: "checkin", Addr: "127.0.0.1:0", Provider: "standalone", RequestTimeout: 5 * time.Second, LogLevel: "warn",
+	return Config{Name: "checkin", Addr: "127.0.0.1:0", Provider: "standalone", RequestTimeout: 2 * time.Second, LogLevel: "warn",
 		Etcd: EtcdConfig{Endpoints: []string{"127.0.0.1:2379"}, Prefix: "/checkin", DialTimeout: 5 * time.Second}}
 }
 

@@ -182,22 +182,21 @@ func (p *placement) onTerminating(e *pcluster.ActivationTerminating) {
 	if e.ClusterIdentity == nil {
 		return
 	}
-	if p.forget(identityKey{e.ClusterIdentity.Kind, e.ClusterIdentity.Identity}, e.Pid) {
-		if ak := p.c.GetClusterKind(e.ClusterIdentity.Kind); ak != nil {
-			ak.Dec()
-		}
-	}
+	p.forget(identityKey{e.ClusterIdentity.Kind, e.ClusterIdentity.Identity}, e.Pid)
 }
 
-// forget removes key's activation if it is pid; reports whether it did.
-func (p *placement) forget(key identityKey, pid *actor.PID) bool {
+// forget removes key's activation if it is pid.
+func (p *placement) forget(key identityKey, pid *actor.PID) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if cur := p.active[key]; cur != nil && cur.Equal(pid) {
+	cur := p.active[key]
+	found := cur != nil && cur.Equal(pid)
+	if found {
 		delete(p.active, key)
-		return true
 	}
-	return false
+	p.mu.Unlock()
+	if ak := p.c.GetClusterKind(key.kind); found && ak != nil {
+		ak.Dec()
+	}
 }
 
 // onTopology installs the new members and stops the activations this

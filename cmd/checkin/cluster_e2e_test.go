@@ -31,7 +31,7 @@ func clusterFlags(t *testing.T) []string {
 	name := "t" + randHex(4)
 	return []string{"--store=scylla", "--scylla.hosts=" + cql, "--scylla.keyspace=" + testKeyspace(t.Name()),
 		"--cluster.provider=etcd", "--cluster.etcd-endpoints=" + etcd, "--cluster.etcd-prefix=/checkin-test/" + name,
-		"--cluster.name=" + name, "--http.request-timeout=3s", "--cluster.request-timeout=2s"}
+		"--cluster.name=" + name, "--http.request-timeout=3s"}
 }
 
 // startMember starts a node of the cluster. Its actor runtime logs errors
@@ -125,7 +125,16 @@ func TestCluster(t *testing.T) {
 			}
 		}
 	}
-	t.Run("any node answers for any user", func(t *testing.T) { checkAll(t, a, b, c) })
+	t.Run("any node answers for any user", func(t *testing.T) {
+		checkAll(t, a, b, c)
+		// Each node served some users itself and forwarded the others.
+		for _, p := range nodes {
+			local := p.metric(t, `checkin_grain_requests_total{served_by="local"}`) + p.metric(t, `checkin_grain_requests_total{served_by="view"}`)
+			if remote := p.metric(t, `checkin_grain_requests_total{served_by="remote"}`); local == 0 || remote == 0 {
+				t.Errorf("%s served %v grain requests itself and forwarded %v, want both", p.base, local, remote)
+			}
+		}
+	})
 
 	t.Run("one activation per user, spread over the nodes", func(t *testing.T) {
 		total := 0.0

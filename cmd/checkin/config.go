@@ -71,7 +71,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Var((*commaList)(&c.Cluster.Etcd.Endpoints), "cluster.etcd-endpoints", "comma-separated host:port of the etcd servers (cluster.provider=etcd)")
 	fs.StringVar(&c.Cluster.Etcd.Prefix, "cluster.etcd-prefix", c.Cluster.Etcd.Prefix, "etcd key prefix under which members register")
 	fs.DurationVar(&c.Cluster.Etcd.DialTimeout, "cluster.etcd-dial-timeout", c.Cluster.Etcd.DialTimeout, "timeout of connecting to etcd (a node that cannot reach it at start exits)")
-	fs.DurationVar(&c.Cluster.RequestTimeout, "cluster.request-timeout", c.Cluster.RequestTimeout, "timeout of the cluster's internal requests")
+	fs.DurationVar(&c.Cluster.RequestTimeout, "cluster.request-timeout", c.Cluster.RequestTimeout, "timeout of the cluster's internal requests, among them asking the owner node to activate a grain (keep it below http.request-timeout)")
 	fs.StringVar(&c.Cluster.LogLevel, "cluster.log-level", c.Cluster.LogLevel, "lowest level of the actor runtime's own logs")
 
 	c.Scylla.RegisterFlags(fs)

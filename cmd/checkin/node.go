@@ -96,7 +96,7 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "checkin_cluster_members", Help: "Members of the cluster topology this node sees, itself included."},
 		func() float64 { return float64(n.member.Members()) }))
-	n.grains = actors.NewClient(n.member.Cluster, cfg.HTTP.RequestTimeout, cfg.CallRetries, n.view)
+	n.grains = actors.NewClient(n.member.Cluster, cfg.HTTP.RequestTimeout, cfg.CallRetries, n.view, m)
 	n.edge, err = edge.New(cfg.HTTP, edge.Deps{Grains: n.grains, Store: n.store, Ready: n.ready, Log: log.Named("http"), Registry: reg})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,86 @@
+package cluster
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"go.uber.org/zap"
+)
+
+// A real one-member cluster: the placement activates an identity once
+// however many callers ask at the same time, gives the grain its identity,
+// forgets an activation when it stops, and activates it anew afterwards.
+func TestPlacementActivatesOnceAndForgetsStopped(t *testing.T) {
+	var inits atomic.Int64
+	seen := make(chan string, 16)
+	kind := pcluster.NewKind("Probe", actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actor.Started); ok {
+			inits.Add(1)
+			if ci := pcluster.GetClusterIdentity(ctx); ci != nil {
+				seen <- ci.Kind + "/" + ci.Identity
+			}
+		}
+	}))
+	cfg := DefaultConfig()
+	log := zap.NewNop()
+	n, err := Start(NewSystem(cfg, log), cfg, log, kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Stop)
+	lookup := n.Cluster.Config.IdentityLookup.(*placement)
+	ci := pcluster.NewClusterIdentity("user/with$odd/chars", "Probe")
+
+	var wg sync.WaitGroup
+	pids := make([]*actor.PID, 32)
+	for i := range pids {
+		wg.Go(func() { pids[i] = lookup.Get(ci) })
+	}
+	wg.Wait()
+	for _, pid := range pids {
+		if pid == nil || !pid.Equal(pids[0]) {
+			t.Fatalf("concurrent look-ups returned %v and %v, want one activation", pids[0], pid)
+		}
+	}
+	select {
+	case got := <-seen:
+		if got != "Probe/user/with$odd/chars" {
+			t.Fatalf("the grain sees identity %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the grain did not start")
+	}
+	if got := n.Cluster.GetClusterKind("Probe").Count(); got != 1 {
+		t.Errorf("kind count %d after one activation, want 1", got)
+	}
+	if got := lookup.Get(pcluster.NewClusterIdentity("x", "Unknown")); got != nil {
+		t.Errorf("a kind no member hosts was activated as %v", got)
+	}
+
+	if err := n.System.Root.PoisonFuture(pids[0]).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for n.Cluster.GetClusterKind("Probe").Count() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a stopped activation is still counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	again := lookup.Get(ci)
+	if again == nil || again.Equal(pids[0]) {
+		t.Fatalf("after the grain stopped, Get returned %v (the old activation was %v)", again, pids[0])
+	}
+	select {
+	case <-seen:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the new activation did not start")
+	}
+	if got := inits.Load(); got != 2 {
+		t.Errorf("%d activations in all, want 2", got)
+	}
+}
