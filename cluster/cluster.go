@@ -120,6 +120,7 @@ type Node struct {
 	log      *zap.Logger
 	graceful bool // hand grains over to other members on Stop
 	members  atomic.Int64
+	joined   atomic.Bool // this node is in the current topology
 }
 
 // NewSystem creates the actor system with protoactor's logs routed into log.
@@ -162,6 +163,8 @@ func Start(system *actor.ActorSystem, cfg Config, log *zap.Logger, kinds ...*pcl
 	n = &Node{System: system, log: log, graceful: cfg.Provider != "standalone"}
 	system.EventStream.Subscribe(func(ev any) {
 		if t, ok := ev.(*pcluster.ClusterTopology); ok {
+			self := system.Address()
+			n.joined.Store(slices.ContainsFunc(t.Members, func(m *pcluster.Member) bool { return m.Address() == self }))
 			n.members.Store(int64(len(t.Members)))
 			log.Info("cluster topology changed", zap.Int("members", len(t.Members)), zap.Int("joined", len(t.Joined)), zap.Int("left", len(t.Left)))
 		}
@@ -172,10 +175,10 @@ func Start(system *actor.ActorSystem, cfg Config, log *zap.Logger, kinds ...*pcl
 	return n, nil
 }
 
-// Ready reports whether this node is a member of the current topology.
-func (n *Node) Ready() bool {
-	return n.Cluster.MemberList.ContainsMemberID(n.System.ID)
-}
+// Ready reports whether this node is a member of the current topology. It
+// compares addresses: providers name members differently (etcd's member ids
+// are not the actor system's id).
+func (n *Node) Ready() bool { return n.joined.Load() }
 
 // Members returns how many members the current topology has, this node
 // included.

@@ -43,7 +43,8 @@ func startMember(t *testing.T, flags []string) *proc {
 	return p
 }
 
-// waitMembers waits until every node in ps sees want members.
+// waitMembers waits until every node in ps sees want members, then checks
+// each says it is ready.
 func waitMembers(t *testing.T, want int, ps ...*proc) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -57,6 +58,9 @@ func waitMembers(t *testing.T, want int, ps ...*proc) {
 				t.Fatalf("%s sees %v cluster members, want %d", p.base, got, want)
 			}
 			time.Sleep(100 * time.Millisecond)
+		}
+		if r := p.do(t, "GET", "/readyz", nil); r.status != http.StatusOK {
+			t.Errorf("%s: GET /readyz = %s with %d members, want 200", p.base, r, want)
 		}
 	}
 }
