@@ -127,3 +127,46 @@ func ceilMillis(t time.Time) time.Time {
 	}
 	return m
 }
+
+// NewestCheckin returns the user's current location as the partitions hold
+// it: the checkin with the latest timestamp, the larger id on equal
+// timestamps (Checkin.Newer), or an error wrapping ErrNotFound when the user
+// has none. It reads the newest non-empty bucket's first row, then, since
+// partitions order equal timestamps by id ascending, the last row of that
+// millisecond (a one-row read in OldestFirst order). Nothing is written per
+// checkin to serve it, and it is right whatever order writes landed in.
+func NewestCheckin(ctx context.Context, r PartitionReader, userID string) (Checkin, error) {
+	if err := CheckID("user", userID); err != nil {
+		return Checkin{}, err
+	}
+	buckets, err := r.Buckets(ctx, userID, "", math.MinInt64, math.MaxInt64, NewestFirst)
+	if err != nil {
+		return Checkin{}, err
+	}
+	for _, b := range buckets {
+		if err := ctx.Err(); err != nil {
+			return Checkin{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		// An index entry may precede its rows (or outlive a failed write):
+		// an empty bucket is skipped.
+		first, err := r.ReadBucket(ctx, userID, "", b, BucketStart(b), BucketStart(b+1), nil, NewestFirst, 1)
+		if err != nil {
+			return Checkin{}, err
+		}
+		if len(first) == 0 {
+			continue
+		}
+		ts := first[0].Timestamp
+		last, err := r.ReadBucket(ctx, userID, "", b, ts, ts.Add(time.Millisecond), nil, OldestFirst, 1)
+		if err != nil {
+			return Checkin{}, err
+		}
+		c := first[0]
+		if len(last) == 1 && last[0].Newer(c) {
+			c = last[0]
+		}
+		c.UserID = userID
+		return c, nil
+	}
+	return Checkin{}, fmt.Errorf("%w: current location of user %q", ErrNotFound, userID)
+}

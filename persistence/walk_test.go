@@ -358,3 +358,62 @@ func TestListCheckinsReaderErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestNewestCheckin(t *testing.T) {
+	u := func(id, loc string, ts time.Time) Checkin {
+		return Checkin{ID: id, UserID: "u", LocationID: loc, Timestamp: ts}
+	}
+	tests := []struct {
+		name      string
+		cs        []Checkin
+		emptyDays []int // bucket index entries without rows
+		want      string
+		reads     []int64 // buckets read, in order (nil: not checked)
+	}{
+		{name: "one", cs: []Checkin{u("a", "L1", at(3, time.Hour))}, want: "a"},
+		{name: "latest timestamp, not the last written", cs: []Checkin{
+			u("new", "L1", at(5, time.Hour)), u("old", "L2", at(5, time.Minute)), u("older", "L1", at(2, 0))}, want: "new",
+			reads: []int64{BucketOf(at(5, 0)), BucketOf(at(5, 0))}},
+		{name: "equal timestamps: the larger id", cs: []Checkin{
+			u("b", "L1", at(4, time.Hour)), u("c", "L2", at(4, time.Hour)), u("a", "L3", at(4, time.Hour)), u("z", "L1", at(4, time.Minute))}, want: "c"},
+		{name: "the newest bucket's index entry has no rows", cs: []Checkin{u("a", "L1", at(1, 0)), u("b", "L1", at(2, time.Second))},
+			emptyDays: []int{9}, want: "b", reads: []int64{BucketOf(at(9, 0)), BucketOf(at(2, 0)), BucketOf(at(2, 0))}},
+		{name: "another user's checkins do not count", cs: []Checkin{u("a", "L1", at(1, 0)), {ID: "x", UserID: "v", LocationID: "L1", Timestamp: at(8, 0)}}, want: "a"},
+		{name: "none", cs: []Checkin{{ID: "x", UserID: "v", LocationID: "L1", Timestamp: at(8, 0)}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newMemReader(tc.cs...)
+			for _, d := range tc.emptyDays {
+				r.parts[partKey{"u", "", BucketOf(at(d, 0))}] = nil
+			}
+			got, err := NewestCheckin(context.Background(), r, "u")
+			if tc.want == "" {
+				if !errors.Is(err, ErrNotFound) {
+					t.Fatalf("NewestCheckin = %+v, %v; want ErrNotFound", got, err)
+				}
+				return
+			}
+			if err != nil || got.ID != tc.want || got.UserID != "u" {
+				t.Fatalf("NewestCheckin = %+v, %v; want %s", got, err, tc.want)
+			}
+			for _, c := range tc.cs {
+				if c.ID == tc.want && (got.LocationID != c.LocationID || !got.Timestamp.Equal(c.Timestamp)) {
+					t.Errorf("NewestCheckin = %+v, want %+v", got, c)
+				}
+			}
+			if tc.reads != nil && !slices.Equal(r.reads, tc.reads) {
+				t.Errorf("read buckets %v, want %v (the newest non-empty one only)", r.reads, tc.reads)
+			}
+		})
+	}
+	if _, err := NewestCheckin(context.Background(), newMemReader(), ""); !errors.Is(err, ErrInvalid) {
+		t.Errorf("empty user id: %v, want ErrInvalid", err)
+	}
+	boom := errors.New("boom")
+	for _, r := range []PartitionReader{errReader{bucketsErr: boom}, errReader{readErr: boom}} {
+		if _, err := NewestCheckin(context.Background(), r, "u"); !errors.Is(err, boom) {
+			t.Errorf("reader error: %v, want it passed on", err)
+		}
+	}
+}

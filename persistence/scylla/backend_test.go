@@ -170,35 +170,6 @@ func TestCurrentLocationOutOfOrder(t *testing.T) {
 	}
 }
 
-// TestCurrentTieBreakByValue checks the rule current.go relies on, on the
-// real node: on equal write timestamps the larger value wins, compared as
-// unsigned bytes; and USING TIMESTAMP overrides the driver's timestamp.
-func TestCurrentTieBreakByValue(t *testing.T) {
-	t.Parallel()
-	s := open(t, testConfig(t))
-	ctx := t.Context()
-	pairs := [][2]string{{"xaz", "xa\u00e9"}, {"b", "a"}, {"ab", "a"}, {"a\x01", "a"}}
-	for i, p := range pairs {
-		for _, order := range [][2]string{{p[0], p[1]}, {p[1], p[0]}} {
-			user := fmt.Sprintf("tie-%d-%s", i, order[0])
-			for _, v := range order {
-				if err := s.s.Query(cqlInsertCurrent, user, []byte(v+"\x00rest"), int64(-5000)).WithContext(ctx).Exec(); err != nil {
-					t.Fatal(err)
-				}
-			}
-			var v []byte
-			var wt int64
-			if err := s.s.Query(`SELECT checkin, WRITETIME(checkin) FROM current_location WHERE user_id = ?`, user).WithContext(ctx).Scan(&v, &wt); err != nil {
-				t.Fatal(err)
-			}
-			want := max(p[0], p[1]) + "\x00rest"
-			if string(v) != want || wt != -5000 {
-				t.Fatalf("writes %q then %q: stored %q at %d, want %q at -5000", order[0], order[1], v, wt, want)
-			}
-		}
-	}
-}
-
 // TestTupleComparisonMixedOrder documents why ReadBucket continues a page
 // with two slices: on (ts DESC, checkin_id ASC) clustering, CQL's
 // (ts, checkin_id) > (T, I) compares by value, not in clustering order, so it

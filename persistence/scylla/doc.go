@@ -6,9 +6,10 @@
 // Data model (schema/v001.cql): users and locations by id; checkins in two
 // time-bucketed tables, partitioned by (user, day bucket) and by (user,
 // location, day bucket), clustered newest first; per-user bucket indexes so
-// range reads skip empty days; checkin_by_id for lookups by id; and
-// current_location, one cell per user that the newest checkin wins by write
-// timestamp (current.go).
+// range reads skip empty days; and checkin_by_id for lookups by id. The
+// current location is read from checkins_by_user (the newest non-empty
+// bucket's newest millisecond, the larger id on ties); the current_location
+// table of v001 is no longer written or read.
 //
 // Guarantees, on top of those of persistence.Store:
 //
@@ -24,7 +25,8 @@
 //     is an idempotent upsert, so retrying it completes it. classify
 //     documents which errors mean "not applied" and which "maybe applied".
 //   - The current location is right whatever order writes arrive in, on any
-//     node, without reads or lightweight transactions.
+//     node, without a write of its own, reads before writes or lightweight
+//     transactions.
 //   - CreateUser and CreateLocation are lightweight transactions (INSERT IF
 //     NOT EXISTS): exactly one of concurrent creates of an id wins.
 //   - The driver is token aware (shard aware on Scylla), uses prepared

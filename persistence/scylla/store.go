@@ -96,7 +96,6 @@ const (
 	cqlInsertLocation = `INSERT INTO locations (location_id, name, lat, lon, created_at) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS`
 	cqlSelectLocation = `SELECT name, lat, lon, created_at FROM locations WHERE location_id = ?`
 	cqlSelectCheckin  = `SELECT ts, location_id FROM checkin_by_id WHERE user_id = ? AND checkin_id = ?`
-	cqlSelectCurrent  = `SELECT checkin FROM current_location WHERE user_id = ?`
 	cqlPing           = `SELECT release_version FROM system.local`
 )
 
@@ -237,26 +236,15 @@ func (s *Store) GetCheckin(ctx context.Context, userID, checkinID string) (persi
 }
 
 // CurrentLocation returns the user's newest checkin (ties: larger id), or
-// ErrNotFound. See current.go for how the newest wins.
+// ErrNotFound, read from the by-user partitions (persistence.NewestCheckin):
+// the newest non-empty bucket's first row, then the last row of its
+// millisecond. Nothing is written per checkin for it.
 func (s *Store) CurrentLocation(ctx context.Context, userID string) (persistence.Checkin, error) {
-	if err := persistence.CheckID("user", userID); err != nil {
-		return persistence.Checkin{}, err
-	}
 	if err := s.enter(); err != nil {
 		return persistence.Checkin{}, err
 	}
 	defer s.leave()
-	var v []byte
-	err := s.s.Query(cqlSelectCurrent, userID).WithContext(ctx).Consistency(s.readCL).Idempotent(true).Scan(&v)
-	if err != nil {
-		return persistence.Checkin{}, notFound(err, "get current location", "current location of user", userID)
-	}
-	c, err := decodeCurrent(v)
-	if err != nil {
-		return persistence.Checkin{}, err
-	}
-	c.UserID = userID
-	return c, nil
+	return persistence.NewestCheckin(ctx, s, userID)
 }
 
 // ListCheckins returns one page of a range read, walking the bucket index

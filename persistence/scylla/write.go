@@ -19,8 +19,6 @@ const (
 	cqlInsertBucketByUser         = `INSERT INTO buckets_by_user (user_id, bucket) VALUES (?, ?)`
 	cqlInsertBucketByUserLocation = `INSERT INTO buckets_by_user_location (user_id, location_id, bucket) VALUES (?, ?, ?)`
 	cqlInsertCheckinByID          = `INSERT INTO checkin_by_id (user_id, checkin_id, ts, location_id) VALUES (?, ?, ?, ?)`
-	// The write timestamp makes the newest checkin win (see current.go).
-	cqlInsertCurrent = `INSERT INTO current_location (user_id, checkin) VALUES (?, ?) USING TIMESTAMP ?`
 )
 
 // maxRowsPerBatch splits the rows of one partition into batches small enough
@@ -70,8 +68,9 @@ type partition struct {
 // fails over and retries transient errors with backoff within ctx's deadline
 // (at most Config.Retries times). Two phases:
 //
-//  1. checkins_by_user, checkins_by_user_location, their bucket indexes and
-//     current_location (one write per user: the batch's newest checkin);
+//  1. checkins_by_user, checkins_by_user_location and their bucket indexes
+//     (the current location is read from checkins_by_user: no row of its
+//     own);
 //  2. only when all of phase 1 succeeded, checkin_by_id, so that GetCheckin
 //     finds a checkin only once every other table has it.
 //
@@ -110,8 +109,6 @@ func (s *Store) plan(batch []persistence.Checkin) (rows, byID []unit) {
 		}
 		groups[p] = append(groups[p], stmt{cql, args})
 	}
-	newest := make(map[string]persistence.Checkin)
-	var users []string
 	seenIndex := make(map[string]bool)
 	indexKeys := make(map[partition][]string)
 	addIndex := func(p partition, key, cql string, args ...any) {
@@ -138,13 +135,6 @@ func (s *Store) plan(batch []persistence.Checkin) (rows, byID []unit) {
 		addIndex(partition{table: "buckets_by_user_location", user: c.UserID, loc: c.LocationID}, indexKey("l", c.UserID, c.LocationID, b),
 			cqlInsertBucketByUserLocation, c.UserID, c.LocationID, b)
 
-		if cur, ok := newest[c.UserID]; !ok {
-			users = append(users, c.UserID)
-			newest[c.UserID] = c
-		} else if c.Newer(cur) {
-			newest[c.UserID] = c
-		}
-
 		p := partition{table: "checkin_by_id", user: c.UserID, id: c.ID}
 		st := stmt{cqlInsertCheckinByID, []any{c.UserID, c.ID, ms, c.LocationID}}
 		if i, ok := byIDSeen[p]; ok {
@@ -167,12 +157,6 @@ func (s *Store) plan(batch []persistence.Checkin) (rows, byID []unit) {
 			rows = append(rows, u)
 			st = st[n:]
 		}
-	}
-	for _, user := range users {
-		c := newest[user]
-		ms := c.Timestamp.UnixMilli()
-		rows = append(rows, unit{table: "current_location", stmts: []stmt{{cqlInsertCurrent,
-			[]any{user, encodeCurrent(c, ms), writeTimestamp(ms, c.ID)}}}})
 	}
 	return rows, byID
 }
