@@ -145,17 +145,22 @@ func (g *userGrain) load() error {
 	case err != nil:
 		return newError(ErrUnavailable, CodeUnavailable, "cannot load the user: "+err.Error())
 	}
-	cur, err := g.deps.Store.CurrentLocation(ctx, g.id)
-	switch {
-	case errors.Is(err, persistence.ErrNotFound):
-		g.current = nil
-	case err != nil:
-		return newError(ErrUnavailable, CodeUnavailable, "cannot load the current location: "+err.Error())
-	default:
-		g.current = &cur
-	}
-	if err := g.loadRecent(ctx); err != nil {
+	recent, err := g.loadRecent(ctx)
+	if err != nil {
 		return newError(ErrUnavailable, CodeUnavailable, "cannot load recent checkins: "+err.Error())
+	}
+	if cur, settled := newestOf(recent, g.complete); settled {
+		g.current = cur // no second read: the newest checkins settle it
+	} else {
+		cur, err := g.deps.Store.CurrentLocation(ctx, g.id)
+		switch {
+		case errors.Is(err, persistence.ErrNotFound):
+			g.current = nil
+		case err != nil:
+			return newError(ErrUnavailable, CodeUnavailable, "cannot load the current location: "+err.Error())
+		default:
+			g.current = &cur
+		}
 	}
 	g.user, g.loaded = &u, true
 	g.deps.View.publish(g.id, g.current)
@@ -165,23 +170,45 @@ func (g *userGrain) load() error {
 // farFuture bounds the activation read; no stored timestamp reaches it.
 var farFuture = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// loadRecent remembers the user's newest RecentIDs checkins; a user with no
-// more than that is known whole.
-func (g *userGrain) loadRecent(ctx context.Context) error {
+// loadRecent remembers the user's newest RecentIDs checkins, and returns
+// them newest first; a user with no more than that is known whole
+// (g.complete).
+func (g *userGrain) loadRecent(ctx context.Context) ([]persistence.Checkin, error) {
 	g.entries, g.complete = nil, false
 	if g.deps.Config.RecentIDs == 0 {
-		return nil
+		return nil, nil
 	}
 	page, err := g.deps.Store.ListCheckins(ctx, persistence.Query{UserID: g.id, From: time.Unix(0, 0).UTC(), To: farFuture,
 		Limit: g.deps.Config.RecentIDs, Order: persistence.NewestFirst})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, c := range page.Checkins {
 		g.remember(&entry{c: c, done: true})
 	}
 	g.complete = page.Next == nil
-	return nil
+	return page.Checkins, nil
+}
+
+// newestOf returns the current location that the user's newest checkins
+// (newest first: timestamp descending, id ascending) settle: the largest id
+// of the newest millisecond. They settle it when they hold that whole
+// millisecond: a checkin of an older one follows it, or they are the whole
+// history (complete; none at all: no current location). Otherwise settled
+// is false and the store must answer.
+func newestOf(newest []persistence.Checkin, complete bool) (cur *persistence.Checkin, settled bool) {
+	if len(newest) == 0 {
+		return nil, complete
+	}
+	n := 1
+	for n < len(newest) && newest[n].Timestamp.Equal(newest[0].Timestamp) {
+		n++
+	}
+	if n == len(newest) && !complete {
+		return nil, false
+	}
+	c := newest[n-1]
+	return &c, true
 }
 
 // existing returns the user or why it cannot be used; grains of users that
