@@ -67,13 +67,28 @@ func (c *client) pick() *target {
 	if len(c.targets) == 1 {
 		return c.targets[0]
 	}
-	return c.targets[(c.next.Add(1)-1)%uint64(len(c.targets))]
+	return c.targets[c.nextIndex()]
 }
 
-// do sends one request: method to path (which starts with '/'), with body
-// as JSON when it is not nil. The answer is left in resp.
+// nextIndex returns the index of the next target, round-robin.
+func (c *client) nextIndex() int {
+	return int((c.next.Add(1) - 1) % uint64(len(c.targets)))
+}
+
+// do sends one request to the next target: method to path (which starts
+// with '/'), with body as JSON when it is not nil. The answer is left in
+// resp.
 func (c *client) do(req *fasthttp.Request, resp *fasthttp.Response, method string, path, body []byte) error {
-	t := c.pick()
+	return c.doOn(c.pick(), req, resp, method, path, body)
+}
+
+// doAt is do on target i (modulo the number of targets): a caller that
+// retries with i+1 tries every target in turn.
+func (c *client) doAt(i int, req *fasthttp.Request, resp *fasthttp.Response, method string, path, body []byte) error {
+	return c.doOn(c.targets[i%len(c.targets)], req, resp, method, path, body)
+}
+
+func (c *client) doOn(t *target, req *fasthttp.Request, resp *fasthttp.Response, method string, path, body []byte) error {
 	req.Reset()
 	resp.Reset()
 	req.Header.SetMethod(method)

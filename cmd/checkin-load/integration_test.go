@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -211,6 +213,56 @@ func TestAgainstCheckin(t *testing.T) {
 		})
 	}
 	t.Run("verify catches a lost checkin", func(t *testing.T) { verifyCatchesLoss(t, base) })
+	t.Run("verify reads past a target that is down", func(t *testing.T) { verifyPastDeadTarget(t, base) })
+}
+
+// verifyPastDeadTarget: with targets refusing connections (nodes killed by
+// a fault test), every acknowledged checkin is still read back through the
+// one that answers.
+func verifyPastDeadTarget(t *testing.T, base string) {
+	refused := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close() // connections to it are refused from now on
+		return "http://" + ln.Addr().String()
+	}
+	// Three dead targets of four: a read-back that left target choice to
+	// the round-robin could meet them more often than it retries.
+	dead, dead2, dead3 := refused(), refused(), refused()
+	cfg := defaultConfig()
+	cfg.Targets = dead + "," + dead2 + "," + dead3 + "," + base
+	cfg.Users, cfg.Locations, cfg.SetupCheckins = 8, 1, 0
+	cfg.Concurrency = 1
+	cfg.Progress = false
+	cfg.IDPrefix = "dead"
+	bases, err := cfg.targetURLs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &runner{cfg: cfg, stderr: io.Discard, runID: "x", syn: newSynthetic(cfg)}
+	r.cl = newClient(bases, 1, time.Second)
+	defer r.cl.close()
+	if _, _, err := r.setup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	loc := r.syn.locations[0]
+	var acks []ack
+	for i, user := range r.syn.users {
+		id := fmt.Sprintf("dead-%d", i)
+		body := fmt.Sprintf(`{"id":%q,"location_id":%q,"timestamp":%q}`, id, loc, now.Format(time.RFC3339Nano))
+		res, err := http.Post(base+"/v1/users/"+user+"/checkins", "application/json", strings.NewReader(body))
+		if err != nil || res.StatusCode != http.StatusCreated {
+			t.Fatalf("checkin for %s: %v %v", user, res, err)
+		}
+		res.Body.Close()
+		acks = append(acks, ack{User: user, ID: id, Loc: loc, TS: now.UnixMilli()})
+	}
+	if v := r.verify(context.Background(), acks); v.Found != len(acks) || v.Lost != 0 || v.UnverifiedUsers != 0 {
+		t.Fatalf("verify with a dead target: %+v", v)
+	}
 }
 
 // verifyCatchesLoss points --verify at an acknowledgement the server never

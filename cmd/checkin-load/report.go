@@ -13,7 +13,7 @@ import (
 
 // errLost: --verify found acknowledged checkins missing (or different, or
 // could not read them all back).
-var errLost = errors.New("verify: acknowledged checkins are missing")
+var errLost = errors.New("verify: acknowledged checkins are missing, different, or could not be read back")
 
 // Report is the outcome of a run; --json prints it as is.
 type Report struct {

@@ -24,8 +24,9 @@ type SetupReport struct {
 	ElapsedS  float64          `json:"elapsed_s"`
 }
 
-// setupAttempts is how often a setup request is tried when the answer says
-// "try again" (timeout, connection error, 429, 503, 504).
+// setupAttempts is how often, per target, a setup request (and a --verify
+// read) is tried when the answer says "try again" (timeout, connection
+// error, 429, 503, 504).
 const setupAttempts = 5
 
 // setupItem is one create request of the setup phase.
@@ -111,7 +112,7 @@ func (r *runner) setup(ctx context.Context) (*SetupReport, []ack, error) {
 	}
 	if rep.Failed > 0 {
 		return rep, nil, fmt.Errorf("setup: create requests failed (after up to %d tries): %s; stopped after %d of %d",
-			setupAttempts, fmtCounts(rep.Errors), done.Load(), total)
+			setupAttempts*len(r.cl.targets), fmtCounts(rep.Errors), done.Load(), total)
 	}
 	return rep, acks, nil
 }
@@ -187,26 +188,41 @@ func (r *runner) forEach(ctx context.Context, n int, fn func(i int, req *fasthtt
 // create posts one item, trying again while the answer says so. It returns
 // the last status (0: no answer) and, for a failure, its kind.
 func (r *runner) create(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response, it *setupItem) (int, string) {
-	status, kind := 0, ""
-	for attempt := 1; attempt <= setupAttempts && ctx.Err() == nil; attempt++ {
-		err := r.cl.do(req, resp, fasthttp.MethodPost, []byte(it.path), it.body)
-		if err != nil {
-			status, kind = 0, transportKind(err)
-		} else {
-			status, kind = resp.StatusCode(), ""
-			if status >= 300 {
-				kind = statusKind(status, resp.Body())
-			}
+	if err := r.tryEach(ctx, req, resp, fasthttp.MethodPost, []byte(it.path), it.body, nil); err != nil {
+		return 0, transportKind(err)
+	}
+	status := resp.StatusCode()
+	if status >= 300 {
+		return status, statusKind(status, resp.Body())
+	}
+	return status, ""
+}
+
+// tryEach sends one request until the answer is not retryable, at most
+// setupAttempts times per target, each attempt to the next target in turn
+// (so targets that are down, e.g. nodes killed by a fault test, cost one
+// attempt in n whatever other goroutines send), backing off in between.
+// failed is called after each attempt that is to be repeated (nil: not
+// called). It returns the last transport error, nil when an answer came
+// (its status is in resp; it may still be retryable when the attempts ran
+// out), or ctx's error when no attempt was made.
+func (r *runner) tryEach(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response, method string, path, body []byte, failed func()) error {
+	err := ctx.Err()
+	first := r.cl.nextIndex() // the first attempt goes where round-robin says
+	for attempt := 1; attempt <= setupAttempts*len(r.cl.targets) && ctx.Err() == nil; attempt++ {
+		err = r.cl.doAt(first+attempt-1, req, resp, method, path, body)
+		if err == nil && !retryable(resp.StatusCode()) {
+			return nil
 		}
-		if !retryable(status) {
-			break
+		if failed != nil {
+			failed()
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+		case <-time.After(time.Duration(min(attempt, setupAttempts)) * 100 * time.Millisecond):
 		}
 	}
-	return status, kind
+	return err
 }
 
 // retryable: no answer, or an answer that asks to try again.

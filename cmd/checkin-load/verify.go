@@ -120,27 +120,19 @@ func (r *runner) listAll(ctx context.Context, req *fasthttp.Request, resp *fasth
 			} `json:"checkins"`
 			NextCursor *string `json:"next_cursor"`
 		}
-		var err error
-		for attempt := 1; attempt <= setupAttempts; attempt++ {
-			if err = r.cl.do(req, resp, fasthttp.MethodGet, []byte(path), nil); err == nil {
-				if st := resp.StatusCode(); st != 200 {
-					err = fmt.Errorf("list answered %s", statusKind(st, resp.Body()))
-					if !retryable(st) {
-						readErrs.Add(1)
-						return nil, err
-					}
-				} else if err = json.Unmarshal(resp.Body(), &page); err != nil {
-					readErrs.Add(1)
-					return nil, fmt.Errorf("list: %w", err)
-				} else {
-					break
-				}
+		err := r.tryEach(ctx, req, resp, fasthttp.MethodGet, []byte(path), nil, func() { readErrs.Add(1) })
+		if st := resp.StatusCode(); err == nil && st != 200 {
+			if !retryable(st) {
+				readErrs.Add(1) // retryable ones were counted by tryEach
 			}
-			readErrs.Add(1)
-			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+			err = fmt.Errorf("list answered %s", statusKind(st, resp.Body()))
 		}
 		if err != nil {
 			return nil, err
+		}
+		if err := json.Unmarshal(resp.Body(), &page); err != nil {
+			readErrs.Add(1)
+			return nil, fmt.Errorf("list: %w", err)
 		}
 		for _, c := range page.Checkins {
 			t, perr := time.Parse(time.RFC3339Nano, c.Timestamp)
