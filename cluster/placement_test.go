@@ -36,11 +36,18 @@ func TestRingSplitsIdentitiesEvenly(t *testing.T) {
 		{"2 members", []int{9000, 9100}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRing(members([]string{"UserGrain"}, tc.ports...))
-			counts := map[string]int{}
+			ms := members([]string{"UserGrain"}, tc.ports...)
+			r := newRing(ms)
+			// protoactor's own rendezvous (disthash's), for the README's
+			// comparison: logged, not asserted.
+			theirs := pcluster.NewRendezvous()
+			theirs.UpdateMembers(ms)
+			counts, theirCounts := map[string]int{}, map[string]int{}
 			for _, id := range ids {
 				counts[r.owner("UserGrain", id)]++
+				theirCounts[theirs.GetByClusterIdentity(pcluster.NewClusterIdentity(id, "UserGrain"))]++
 			}
+			t.Logf("ids per member: ours %v, protoactor's rendezvous %v", counts, theirCounts)
 			if len(counts) != len(tc.ports) {
 				t.Fatalf("owners %v, want all %d members", counts, len(tc.ports))
 			}

@@ -237,13 +237,7 @@ func verifyPastDeadTarget(t *testing.T, base string) {
 	cfg.Concurrency = 1
 	cfg.Progress = false
 	cfg.IDPrefix = "dead"
-	bases, err := cfg.targetURLs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &runner{cfg: cfg, stderr: io.Discard, runID: "x", syn: newSynthetic(cfg)}
-	r.cl = newClient(bases, 1, time.Second)
-	defer r.cl.close()
+	r := testRunner(t, cfg, time.Second)
 	if _, _, err := r.setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -273,10 +267,7 @@ func verifyCatchesLoss(t *testing.T, base string) {
 	cfg.Users, cfg.Locations, cfg.SetupCheckins = 2, 1, 0
 	cfg.Concurrency = 1
 	cfg.Progress = false
-	bases, _ := cfg.targetURLs()
-	r := &runner{cfg: cfg, stderr: io.Discard, runID: "x", syn: newSynthetic(cfg)}
-	r.cl = newClient(bases, 1, time.Second)
-	defer r.cl.close()
+	r := testRunner(t, cfg, time.Second)
 	if _, _, err := r.setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}

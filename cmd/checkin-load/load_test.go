@@ -422,13 +422,7 @@ func TestOpenExpiresStaleRequests(t *testing.T) {
 	cfg.Targets, cfg.Concurrency, cfg.Rate, cfg.Timeout = srv.URL, 1, 100, 150*time.Millisecond
 	cfg.Users, cfg.Locations, cfg.MixCheckin, cfg.MixLocation = 5, 5, 0, 1
 	cfg.Progress = false
-	bases, err := cfg.targetURLs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &runner{cfg: cfg, stderr: io.Discard, runID: "t", syn: newSynthetic(cfg)}
-	r.cl = newClient(bases, 1, cfg.Timeout)
-	defer r.cl.close()
+	r := testRunner(t, cfg, cfg.Timeout)
 	rng := rand.New(rand.NewPCG(1, 1))
 	r.workers = []*worker{{rng: rng, users: uniformPicker{rng, 5}, locs: uniformPicker{rng, 5}, req: &fasthttp.Request{}, resp: &fasthttp.Response{}}}
 	rec := newRecorder(1)
@@ -447,4 +441,18 @@ func TestOpenExpiresStaleRequests(t *testing.T) {
 	if rep.Latency.Max < 150 {
 		t.Fatalf("max latency %.1fms: expired requests count with their wait", rep.Latency.Max)
 	}
+}
+
+// testRunner is a runner of cfg with one connection per target and the
+// given request timeout, closed when the test ends.
+func testRunner(t *testing.T, cfg config, timeout time.Duration) *runner {
+	t.Helper()
+	bases, err := cfg.targetURLs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &runner{cfg: cfg, stderr: io.Discard, runID: "t", syn: newSynthetic(cfg)}
+	r.cl = newClient(bases, 1, timeout)
+	t.Cleanup(r.cl.close)
+	return r
 }

@@ -263,9 +263,12 @@ print(f"  -> {r['ok_rps']:.0f} ok/s, p99 {r['latency']['p99_ms']:.2f} ms, errors
 PY
 }
 
-runs_table=0 runs_sweep=0
-for w in $workloads; do for _ in $scenarios; do for _ in $conns_list; do runs_table=$((runs_table + 1)); done; done; done
-for w in $sweep_workloads; do for _ in $scenarios; do for _ in $sweep_rates; do runs_sweep=$((runs_sweep + 1)); done; done; done
+# words LIST...: how many words the lists hold (run counts for progress).
+words() { echo $#; }
+# shellcheck disable=SC2086 # word splitting intended
+runs_table=$(($(words $workloads) * $(words $scenarios) * $(words $conns_list)))
+# shellcheck disable=SC2086
+runs_sweep=$(($(words $sweep_workloads) * $(words $scenarios) * $(words $sweep_rates)))
 n=0
 if [[ " $phases " == *" table "* ]]; then
   log "table: $runs_table runs of $duration (+ $warmup warmup) each"
@@ -299,8 +302,8 @@ if [[ " $phases " == *" sweep "* ]]; then
 fi
 n=0
 if [[ " $phases " == *" tail "* ]]; then
-  tail_runs=0
-  for _ in $(seq 1 "$tail_repeat"); do for _ in $tail_rates; do for _ in $tail_scenarios; do tail_runs=$((tail_runs + 1)); done; done; done
+  # shellcheck disable=SC2086
+  tail_runs=$((tail_repeat * $(words $tail_rates) * $(words $tail_scenarios)))
   log "tail: $tail_runs open-model read runs of $tail_duration ($tail_scenarios; $tail_repeat rounds), $sweep_conns connections"
   for i in $(seq 1 "$tail_repeat"); do
     for r in $tail_rates; do
@@ -318,8 +321,8 @@ n=0
 if [[ " $phases " == *" cluster "* ]]; then
   [ -n "${CHECKIN_TEST_CQL_HOSTS:-}" ] && [ -n "${CHECKIN_TEST_ETCD_ENDPOINTS:-}" ] ||
     die "the cluster phase needs CHECKIN_TEST_CQL_HOSTS and CHECKIN_TEST_ETCD_ENDPOINTS (.ci/cassandra-up, .ci/etcd-up)"
-  cluster_runs=0
-  for _ in $(seq 1 "$cluster_repeat"); do for _ in $cluster_nodes; do for _ in $cluster_workloads; do cluster_runs=$((cluster_runs + 1)); done; done; done
+  # shellcheck disable=SC2086
+  cluster_runs=$((cluster_repeat * $(words $cluster_nodes) * $(words $cluster_workloads)))
   log "cluster: $cluster_runs runs of $duration, $cluster_conns connections round-robin over every node; nodes: $cluster_nodes"
   for i in $(seq 1 "$cluster_repeat"); do
     for w in $cluster_workloads; do
