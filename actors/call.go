@@ -100,6 +100,14 @@ func (c *caller) release(b *replyBox) {
 
 func (c *caller) retire(b *replyBox) { c.system.ProcessRegistry.Remove(b.pid) }
 
+// localRequest is a grain call to an activation on this node: the typed
+// request as is, where a call to another node carries it marshalled in a
+// cluster.GrainRequest. The grain's answer is the same either way. The
+// request is not copied: the grain may keep it and the strings it holds
+// (a checkin's id and location) past the call, so callers build a new one
+// per call from strings that stay unchanged.
+type localRequest struct{ req proto.Message }
+
 // placementBackoff is the wait before attempt n+1 of a call that found no
 // placement, times n.
 const placementBackoff = 20 * time.Millisecond
@@ -113,11 +121,8 @@ var errCallTimeout = errors.New("no answer within the call timeout")
 // that found no placement are retried, up to attempts times in all, within
 // the timeout.
 func (c *caller) call(ctx context.Context, identity, kind string, method int32, req proto.Message, timeout time.Duration, attempts int) (any, error) {
-	data, err := proto.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	msg := &pcluster.GrainRequest{MethodIndex: method, MessageData: data}
+	var remote *pcluster.GrainRequest // marshalled once, for the first remote attempt
+	local := &localRequest{req: req}
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))
 	}
@@ -136,10 +141,20 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 			c.release(b)
 			return nil, fmt.Errorf("no placement for %s/%s after %d attempts", kind, identity, attempt)
 		}
+		var msg any = local
 		if pid.Address == c.system.Address() {
 			c.local.Inc()
 		} else {
 			c.remote.Inc()
+			if remote == nil {
+				data, err := proto.Marshal(req)
+				if err != nil {
+					c.release(b)
+					return nil, err
+				}
+				remote = &pcluster.GrainRequest{MethodIndex: method, MessageData: data}
+			}
+			msg = remote
 		}
 		c.system.Root.RequestWithCustomSender(pid, msg, b.pid)
 		b.timer.Reset(time.Until(deadline))

@@ -50,7 +50,12 @@ func (cl *Client) GetUser(ctx context.Context, id string) (persistence.User, err
 // checkin; created is false when c.ID was already stored with the same
 // content. timestampSet and clientID say which fields the client chose.
 func (cl *Client) Checkin(ctx context.Context, c persistence.Checkin, timestampSet, clientID bool) (persistence.Checkin, bool, error) {
-	r, err := callUser[*messages.CheckinResponse](cl, ctx, c.UserID, methodCheckin, &messages.CheckinRequest{Checkin: toMsg(c), TimestampSet: timestampSet, ClientId: clientID})
+	m := toMsg(c)
+	// The grain takes the user from its identity. Not sending it also keeps
+	// the grain from holding a caller's id string, which may live in a
+	// request buffer that is reused once the call returns.
+	m.UserId = ""
+	r, err := callUser[*messages.CheckinResponse](cl, ctx, c.UserID, methodCheckin, &messages.CheckinRequest{Checkin: m, TimestampSet: timestampSet, ClientId: clientID})
 	if err != nil {
 		return persistence.Checkin{}, false, fromGrainError(err)
 	}

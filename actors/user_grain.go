@@ -3,12 +3,14 @@ package actors
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/checkin/checkin/messages"
 	"github.com/checkin/checkin/persistence"
@@ -306,12 +308,46 @@ func (g *userGrain) Checkin(req *messages.CheckinRequest, _ func(*messages.Check
 	return nil
 }
 
-// ReceiveDefault takes the writers' answers.
+// ReceiveDefault takes calls from this node (the generated dispatcher
+// takes those from other nodes) and the writers' answers.
 func (g *userGrain) ReceiveDefault(ctx pcluster.GrainContext) {
-	r, ok := ctx.Message().(*messages.WriteResult)
-	if !ok {
-		return
+	switch m := ctx.Message().(type) {
+	case *localRequest:
+		g.serveLocal(ctx, m)
+	case *messages.WriteResult:
+		g.written(ctx, m)
 	}
+}
+
+// serveLocal runs a call from this node as the generated dispatcher runs
+// one from another node: answers and errors reach the caller alike.
+func (g *userGrain) serveLocal(ctx pcluster.GrainContext, m *localRequest) {
+	var (
+		res proto.Message
+		err error
+	)
+	switch req := m.req.(type) {
+	case *messages.CheckinRequest:
+		err = g.Checkin(req, nil, nil, ctx)
+	case *messages.CurrentLocationRequest:
+		res, err = g.CurrentLocation(req, ctx)
+	case *messages.GetUserRequest:
+		res, err = g.GetUser(req, ctx)
+	case *messages.CreateUserRequest:
+		err = g.CreateUser(req, nil, nil, ctx)
+	default:
+		err = pcluster.NewGrainErrorResponse(pcluster.ErrorReason_INVALID_ARGUMENT, fmt.Sprintf("no user grain method takes %T", m.req))
+	}
+	switch {
+	case err != nil:
+		ctx.Respond(pcluster.FromError(err))
+	case res != nil:
+		ctx.Respond(res)
+	}
+}
+
+// written takes a writer's answer for one checkin.
+func (g *userGrain) written(ctx pcluster.GrainContext, r *messages.WriteResult) {
 	e := g.find(r.GetCheckinId())
 	if e == nil || e.done {
 		return
@@ -396,6 +432,9 @@ func (g *userGrain) trim() {
 		}
 		g.complete = false
 		g.entries = append(g.entries[:oldest], g.entries[oldest+1:]...)
+		if done-1 <= g.deps.Config.RecentIDs { // the usual case: one over
+			return
+		}
 	}
 }
 

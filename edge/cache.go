@@ -81,6 +81,15 @@ func (r *records) hasLocation(ctx context.Context, id string) error {
 	return err
 }
 
+// cached reports whether both the user and the location are in the caches.
+func (r *records) cached(userID, locationID string) bool {
+	if _, err := r.users.Get(userID); err != nil {
+		return false
+	}
+	_, err := r.locations.Get(locationID)
+	return err == nil
+}
+
 // user returns the user from cache or store.
 func (r *records) user(ctx context.Context, id string) (persistence.User, error) {
 	if b, err := r.users.Get(id); err == nil && len(b) >= 8 {

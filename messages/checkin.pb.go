@@ -245,8 +245,9 @@ func (*GetUserRequest) Descriptor() ([]byte, []int) {
 }
 
 type CheckinRequest struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Checkin *Checkin               `protobuf:"bytes,1,opt,name=checkin,proto3" json:"checkin,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// checkin.user_id is ignored: the grain's identity is the user.
+	Checkin *Checkin `protobuf:"bytes,1,opt,name=checkin,proto3" json:"checkin,omitempty"`
 	// timestamp_set is false when the client left the timestamp to the
 	// server: a retry then matches a stored checkin whatever its timestamp.
 	TimestampSet bool `protobuf:"varint,2,opt,name=timestamp_set,json=timestampSet,proto3" json:"timestamp_set,omitempty"`
