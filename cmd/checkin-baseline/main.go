@@ -32,6 +32,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/checkin/checkin/cmd/internal/flagenv"
+	"github.com/checkin/checkin/cmd/internal/goruntime"
 	"github.com/checkin/checkin/persistence/scylla"
 )
 
@@ -45,10 +46,11 @@ type config struct {
 	RequestTimeout time.Duration
 	BodyLimit      int
 	LogLevel       string
+	Runtime        goruntime.Config // as checkin's, so comparisons share one runtime
 }
 
 func defaultConfig() config {
-	return config{Mode: "bare", Store: "pebble", Scylla: scylla.DefaultConfig(), Addr: ":8080", DataDir: "./data", RequestTimeout: 5 * time.Second, BodyLimit: 64 << 10, LogLevel: "info"}
+	return config{Mode: "bare", Store: "pebble", Scylla: scylla.DefaultConfig(), Addr: ":8080", DataDir: "./data", RequestTimeout: 5 * time.Second, BodyLimit: 64 << 10, LogLevel: "info", Runtime: goruntime.DefaultConfig()}
 }
 
 func (c *config) register(fs *flag.FlagSet) {
@@ -60,6 +62,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RequestTimeout, "http.request-timeout", c.RequestTimeout, "naive: deadline of one request's store calls")
 	fs.IntVar(&c.BodyLimit, "http.body-limit", c.BodyLimit, "largest request body in bytes")
 	fs.StringVar(&c.LogLevel, "log.level", c.LogLevel, "lowest log level: debug, info, warn, error")
+	c.Runtime.RegisterFlags(fs)
 }
 
 func (c config) validate() error {
@@ -72,6 +75,9 @@ func (c config) validate() error {
 	var lvl zapcore.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return fmt.Errorf("log.level: %w", err)
+	}
+	if err := c.Runtime.Validate(); err != nil {
+		return err
 	}
 	if c.Store != "pebble" && c.Store != "scylla" {
 		return fmt.Errorf("store: %q is not pebble or scylla", c.Store)
@@ -118,6 +124,7 @@ func run(ctx context.Context, cfg config, logOut io.Writer) error {
 	}
 	log := newLogger(cfg.LogLevel, logOut)
 	defer log.Sync() //nolint:errcheck // stderr
+	cfg.Runtime.Apply(log)
 	s, err := start(cfg, log)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/checkin/checkin/actors"
 	"github.com/checkin/checkin/cluster"
+	"github.com/checkin/checkin/cmd/internal/goruntime"
 	"github.com/checkin/checkin/edge"
 	"github.com/checkin/checkin/persistence/scylla"
 )
@@ -26,13 +27,12 @@ type config struct {
 	DataDir     string
 	LogLevel    string
 	DebugAddr   string
-	GCPercent   int
-	MemoryLimit string
+	Runtime     goruntime.Config
 }
 
 func defaultConfig() config {
 	return config{HTTP: edge.DefaultConfig(), Cluster: cluster.DefaultConfig(), Writer: actors.DefaultWriterConfig(),
-		Grain: actors.DefaultGrainConfig(), Scylla: scylla.DefaultConfig(), CallRetries: 3, GCPercent: 400, MemoryLimit: "auto", Store: "pebble", DataDir: "./data", LogLevel: "info"}
+		Grain: actors.DefaultGrainConfig(), Scylla: scylla.DefaultConfig(), CallRetries: 3, Runtime: goruntime.DefaultConfig(), Store: "pebble", DataDir: "./data", LogLevel: "info"}
 }
 
 // register binds every setting to a flag of fs.
@@ -77,8 +77,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	c.Scylla.RegisterFlags(fs)
 
 	fs.StringVar(&c.LogLevel, "log.level", c.LogLevel, "lowest log level: debug, info, warn, error")
-	fs.IntVar(&c.GCPercent, "runtime.gc-percent", c.GCPercent, "Go GC target percentage (GOGC): the heap may grow this much over the live heap before a collection; higher trades memory for CPU and tail latency, -1 turns the GC off (then only runtime.memory-limit triggers it)")
-	fs.StringVar(&c.MemoryLimit, "runtime.memory-limit", c.MemoryLimit, "soft limit of the Go heap (GOMEMLIMIT): a size (512MiB, 4GiB), auto (75% of the cgroup's or machine's memory) or off; the GC runs more often near it")
+	c.Runtime.RegisterFlags(fs)
 	fs.StringVar(&c.DebugAddr, "debug.addr", c.DebugAddr, "address of the pprof debug server (empty: off); keep it on loopback")
 }
 
@@ -93,10 +92,7 @@ func (c config) validate() error {
 	if c.DataDir == "" {
 		return errors.New("data.dir must not be empty")
 	}
-	if c.GCPercent < -1 {
-		return errors.New("runtime.gc-percent must be -1 (off) or more")
-	}
-	if _, err := memoryLimit(c.MemoryLimit); err != nil {
+	if err := c.Runtime.Validate(); err != nil {
 		return err
 	}
 	if c.Cluster.Provider != "standalone" && c.Store != "scylla" {

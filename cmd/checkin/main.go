@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -57,10 +56,7 @@ func run(args []string) error {
 	if migrate {
 		return runMigrate(cfg, log)
 	}
-	debug.SetGCPercent(cfg.GCPercent)
-	limit, _ := memoryLimit(cfg.MemoryLimit) // validated
-	debug.SetMemoryLimit(limit)
-	log.Info("runtime", zap.Int("gc_percent", cfg.GCPercent), zap.Int64("memory_limit_bytes", limit))
+	cfg.Runtime.Apply(log)
 
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()

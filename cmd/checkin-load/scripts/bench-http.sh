@@ -24,6 +24,11 @@
 #   BENCH_SWEEP_DURATION=5s
 #   BENCH_SWEEP_WORKLOADS=write
 #   BENCH_SERVER_CPUS=0 BENCH_LOAD_CPUS=1
+#   CHECKIN_RUNTIME_GOMAXPROCS, CHECKIN_RUNTIME_GC_PERCENT, ...: every server
+#                             (checkin and both baselines) reads the same
+#                             runtime.* settings from them; unset: the defaults
+#                             (GOMAXPROCS at least 2). CHECKIN_RUNTIME_GOMAXPROCS=1
+#                             is what Go picks on its own on one pinned CPU.
 #   BENCH_RESULTS=<dir>       default: ${TMPDIR:-/tmp}/checkin-bench/<date>
 #   BENCH_DATA_DIR=<dir>      where the servers' fresh data dirs are made (default: a temp dir;
 #                             put it on the disk you want to measure fsync on)
@@ -165,6 +170,7 @@ fi
   echo "pinning:   server ${pin_server[*]:-none}, load generator ${pin_load[*]:-none}"
   echo "runs:      duration $duration, warmup $warmup, users $users, locations $locations"
   echo "data:      $(df -hT "$data_root" | awk 'NR==2 {print $2 " on " $1}')"
+  echo "runtime:   $(env | grep -E '^(CHECKIN_RUNTIME_|GOMAXPROCS=|GOGC=|GOMEMLIMIT=)' | sort | tr '\n' ' ')(else every server's runtime.* defaults)"
 } > "$results/machine.txt"
 cat "$results/machine.txt" >&2
 
