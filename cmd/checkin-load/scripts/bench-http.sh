@@ -27,8 +27,8 @@
 #   CHECKIN_RUNTIME_GOMAXPROCS, CHECKIN_RUNTIME_GC_PERCENT, ...: every server
 #                             (checkin and both baselines) reads the same
 #                             runtime.* settings from them; unset: the defaults
-#                             (GOMAXPROCS at least 2). CHECKIN_RUNTIME_GOMAXPROCS=1
-#                             is what Go picks on its own on one pinned CPU.
+#                             (Go's GOMAXPROCS: 1 on one pinned CPU). See the
+#                             README for CHECKIN_RUNTIME_GOMAXPROCS=2.
 #   BENCH_RESULTS=<dir>       default: ${TMPDIR:-/tmp}/checkin-bench/<date>
 #   BENCH_DATA_DIR=<dir>      where the servers' fresh data dirs are made (default: a temp dir;
 #                             put it on the disk you want to measure fsync on)

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -34,7 +33,7 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.GCPercent, "runtime.gc-percent", c.GCPercent, "Go GC target percentage (GOGC): the heap may grow this much over the live heap before a collection; higher trades memory for CPU and tail latency, -1 turns the GC off (then only runtime.memory-limit triggers it)")
 	fs.StringVar(&c.MemoryLimit, "runtime.memory-limit", c.MemoryLimit, "soft limit of the Go heap (GOMEMLIMIT): a size (512MiB, 4GiB), auto (75% of the cgroup's or machine's memory) or off; the GC runs more often near it")
-	fs.StringVar(&c.MaxProcs, "runtime.gomaxprocs", c.MaxProcs, "Go code running at once (GOMAXPROCS): a number, or auto (Go's choice from the CPUs this process may use, but at least 2, so a thread blocked in a disk sync does not stop the rest; a GOMAXPROCS environment variable is left as set)")
+	fs.StringVar(&c.MaxProcs, "runtime.gomaxprocs", c.MaxProcs, "threads running Go code at once (GOMAXPROCS): a number, or auto (Go's choice: the CPUs this process may use, or the GOMAXPROCS environment variable)")
 }
 
 // Validate reports the first setting out of range.
@@ -45,7 +44,7 @@ func (c Config) Validate() error {
 	if _, err := memoryLimit(c.MemoryLimit); err != nil {
 		return err
 	}
-	if _, err := maxProcs(c.MaxProcs, runtime.GOMAXPROCS(0), os.Getenv("GOMAXPROCS") != ""); err != nil {
+	if _, err := maxProcs(c.MaxProcs, runtime.GOMAXPROCS(0)); err != nil {
 		return err
 	}
 	return nil
@@ -56,7 +55,7 @@ func (c Config) Apply(log *zap.Logger) {
 	debug.SetGCPercent(c.GCPercent)
 	limit, _ := memoryLimit(c.MemoryLimit)
 	debug.SetMemoryLimit(limit)
-	procs, _ := maxProcs(c.MaxProcs, runtime.GOMAXPROCS(0), os.Getenv("GOMAXPROCS") != "")
+	procs, _ := maxProcs(c.MaxProcs, runtime.GOMAXPROCS(0))
 	if procs != runtime.GOMAXPROCS(0) {
 		runtime.GOMAXPROCS(procs)
 	}
@@ -64,22 +63,11 @@ func (c Config) Apply(log *zap.Logger) {
 		zap.Int("gomaxprocs", procs), zap.Int("cpus", runtime.NumCPU()))
 }
 
-// minAutoProcs is the fewest Ps auto gives. A synced write to disk blocks
-// its thread in the kernel while it holds a P; with a single P, nothing
-// else runs until the runtime notices and hands the P to another thread.
-// On one CPU that idled the node for part of every sync, and it slowed a
-// design that syncs per request several times over (see the README,
-// "Benchmarks").
-const minAutoProcs = 2
-
-// maxProcs resolves runtime.gomaxprocs given Go's current choice (current)
-// and whether the GOMAXPROCS environment variable set it.
-func maxProcs(s string, current int, fromEnv bool) (int, error) {
+// maxProcs resolves runtime.gomaxprocs given Go's current choice: auto
+// keeps it.
+func maxProcs(s string, current int) (int, error) {
 	if strings.TrimSpace(s) == "auto" {
-		if fromEnv {
-			return current, nil
-		}
-		return max(current, minAutoProcs), nil
+		return current, nil
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(s))
 	if err != nil || n < 1 {

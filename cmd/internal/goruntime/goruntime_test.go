@@ -73,27 +73,25 @@ func TestMaxProcs(t *testing.T) {
 		name    string
 		in      string
 		current int
-		fromEnv bool
 		want    int
 		wantErr bool
 	}{
-		{"auto on one CPU raises to two", "auto", 1, false, 2, false},
-		{"auto keeps more CPUs", "auto", 8, false, 8, false},
-		{"auto leaves the environment's choice", "auto", 1, true, 1, false},
-		{"a number is taken as is", "1", 4, false, 1, false},
-		{"a number over the CPUs", "6", 2, false, 6, false},
-		{"zero", "0", 2, false, 0, true},
-		{"negative", "-2", 2, false, 0, true},
-		{"words", "many", 2, false, 0, true},
+		{"auto keeps Go's choice", "auto", 1, 1, false},
+		{"auto keeps more CPUs", " auto ", 8, 8, false},
+		{"a number is taken as is", "2", 1, 2, false},
+		{"a number under the CPUs", "1", 4, 1, false},
+		{"zero", "0", 2, 0, true},
+		{"negative", "-2", 2, 0, true},
+		{"words", "many", 2, 0, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := maxProcs(tc.in, tc.current, tc.fromEnv)
+			got, err := maxProcs(tc.in, tc.current)
 			if (err != nil) != tc.wantErr {
-				t.Fatalf("maxProcs(%q, %d, %v) error %v, want error %v", tc.in, tc.current, tc.fromEnv, err, tc.wantErr)
+				t.Fatalf("maxProcs(%q, %d) error %v, want error %v", tc.in, tc.current, err, tc.wantErr)
 			}
 			if got != tc.want {
-				t.Fatalf("maxProcs(%q, %d, %v) = %d, want %d", tc.in, tc.current, tc.fromEnv, got, tc.want)
+				t.Fatalf("maxProcs(%q, %d) = %d, want %d", tc.in, tc.current, got, tc.want)
 			}
 		})
 	}
