@@ -34,6 +34,7 @@ import (
 type caller struct {
 	system  *actor.ActorSystem
 	cluster *pcluster.Cluster
+	active  activeLookup   // nil when the identity lookup has no local fast path
 	free    chan *replyBox // idle boxes; beyond its capacity boxes are retired
 	seq     atomic.Uint64
 	local   prometheus.Counter // calls to grains on this node
@@ -44,8 +45,16 @@ type caller struct {
 // flight at once on a busy node.
 const maxIdleBoxes = 8192
 
+// activeLookup is the local fast path of the cluster's identity lookup
+// (cluster's placement has it): the activation of an identity on this
+// member, if any, found without allocating.
+type activeLookup interface {
+	Active(kind, identity string) *actor.PID
+}
+
 func newCaller(c *pcluster.Cluster, m *Metrics) *caller {
-	return &caller{system: c.ActorSystem, cluster: c, free: make(chan *replyBox, maxIdleBoxes),
+	active, _ := c.IdentityLookup.(activeLookup)
+	return &caller{system: c.ActorSystem, cluster: c, active: active, free: make(chan *replyBox, maxIdleBoxes),
 		local: m.served.WithLabelValues(servedLocal), remote: m.served.WithLabelValues(servedRemote)}
 }
 
@@ -162,7 +171,7 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 		case res := <-b.ch:
 			b.timer.Stop()
 			if _, dead := res.(*actor.DeadLetterResponse); dead {
-				c.cluster.PidCache.RemoveByValue(identity, kind, pid)
+				c.forget(identity, kind, pid)
 				if attempt < attempts && time.Now().Before(deadline) {
 					continue
 				}
@@ -172,6 +181,9 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 			c.release(b)
 			return res, nil
 		case <-b.timer.C:
+			// A silent grain on another member may have moved: ask again
+			// next time. A local one stays: it is alive and slow (forgetting
+			// it would let a second activation of the identity start here).
 			c.cluster.PidCache.RemoveByValue(identity, kind, pid)
 			c.retire(b) // the answer may still come
 			return nil, errCallTimeout
@@ -183,19 +195,39 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 	}
 }
 
-// pid returns the grain's PID from the cluster's cache, activating it
-// through the identity lookup when unknown.
+// pid returns the grain's PID: its activation on this member, else the
+// cluster's cache of other members' activations, else it activates it
+// through the identity lookup. Only PIDs on other members are cached: the
+// cache's key is a new string per look-up and per entry, which for local
+// activations cost an allocation per call and an object per grain for the
+// GC to mark.
 func (c *caller) pid(identity, kind string) *actor.PID {
+	if c.active != nil {
+		if pid := c.active.Active(kind, identity); pid != nil {
+			return pid
+		}
+	}
 	if pid, ok := c.cluster.PidCache.Get(identity, kind); ok && pid != nil {
 		return pid
 	}
 	// The identity is kept by the placement and the activation: a copy,
 	// since callers may pass strings that live in a request's buffer.
 	pid := c.cluster.Get(strings.Clone(identity), kind)
-	if pid != nil {
+	if pid != nil && (c.active == nil || pid.Address != c.system.Address()) {
 		c.cluster.PidCache.Set(identity, kind, pid)
 	}
 	return pid
+}
+
+// forget drops pid, found dead (its process is gone), wherever pid found
+// it; the placement forgets a local one only if it is still the identity's
+// activation.
+func (c *caller) forget(identity, kind string, pid *actor.PID) {
+	if c.active != nil && pid.Address == c.system.Address() {
+		c.cluster.IdentityLookup.RemovePid(pcluster.NewClusterIdentity(identity, kind), pid)
+		return
+	}
+	c.cluster.PidCache.RemoveByValue(identity, kind, pid)
 }
 
 // methodIndex is the index protoc-gen-go-grain gives method of service: its

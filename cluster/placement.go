@@ -111,6 +111,17 @@ func (p *placement) Get(ci *pcluster.ClusterIdentity) *actor.PID {
 	return nil
 }
 
+// Active returns the activation of identity on this member, or nil; it
+// neither activates nor allocates. Callers on this member use it before
+// anything else: the common case of a grain call is a grain that is active
+// here.
+func (p *placement) Active(kind, identity string) *actor.PID {
+	p.mu.Lock()
+	pid := p.active[identityKey{kind, identity}]
+	p.mu.Unlock()
+	return pid
+}
+
 // RemovePid forgets an activation a caller found dead.
 func (p *placement) RemovePid(ci *pcluster.ClusterIdentity, pid *actor.PID) {
 	p.forget(identityKey{ci.Kind, ci.Identity}, pid)

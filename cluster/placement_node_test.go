@@ -57,6 +57,12 @@ func TestPlacementActivatesOnceAndForgetsStopped(t *testing.T) {
 	if got := n.Cluster.GetClusterKind("Probe").Count(); got != 1 {
 		t.Errorf("kind count %d after one activation, want 1", got)
 	}
+	if got := lookup.Active("Probe", ci.Identity); got == nil || !got.Equal(pids[0]) {
+		t.Errorf("Active returned %v, want the activation %v", got, pids[0])
+	}
+	if got := lookup.Active("Probe", "never-activated"); got != nil {
+		t.Errorf("Active returned %v for an identity never activated", got)
+	}
 	if got := lookup.Get(pcluster.NewClusterIdentity("x", "Unknown")); got != nil {
 		t.Errorf("a kind no member hosts was activated as %v", got)
 	}
@@ -70,6 +76,9 @@ func TestPlacementActivatesOnceAndForgetsStopped(t *testing.T) {
 			t.Fatal("a stopped activation is still counted")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if got := lookup.Active("Probe", ci.Identity); got != nil {
+		t.Errorf("Active returned %v after the activation stopped", got)
 	}
 	again := lookup.Get(ci)
 	if again == nil || again.Equal(pids[0]) {
