@@ -197,10 +197,9 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 
 // pid returns the grain's PID: its activation on this member, else the
 // cluster's cache of other members' activations, else it activates it
-// through the identity lookup. Only PIDs on other members are cached: the
-// cache's key is a new string per look-up and per entry, which for local
-// activations cost an allocation per call and an object per grain for the
-// GC to mark.
+// through the identity lookup. Only PIDs on other members are cached: each
+// cache entry keeps a key string of its own, which for local activations
+// was an object per grain for the GC to mark, beside the placement's entry.
 func (c *caller) pid(identity, kind string) *actor.PID {
 	if c.active != nil {
 		if pid := c.active.Active(kind, identity); pid != nil {
