@@ -483,3 +483,67 @@ func TestLateAnswerReachesNoLaterCall(t *testing.T) {
 		t.Fatalf("retry of the timed-out checkin: %+v created=%v err=%v", got, created, err)
 	}
 }
+
+// A grain waiting for the store does not passivate, however long past its
+// idle timeout the write takes: its caller gets the answer. Once the write
+// is done the grain passivates as usual.
+func TestNoPassivationWhileWriting(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	defer inner.Close()
+	store := &faultyStore{Store: inner, release: make(chan struct{})}
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.IdleTimeout = 100 * time.Millisecond
+	n := startNode(t, store, gcfg, actors.DefaultWriterConfig())
+	mustUser(t, n, "slow")
+	done := make(chan error, 1)
+	c := checkin("s1", "slow", "L1", base)
+	go func() {
+		_, _, err := n.client.Checkin(ctx(t), c, true, true)
+		done <- err
+	}()
+	waitFor(t, "the write to reach the store", func() bool { return n.metric(t, "checkin_writer_queue_depth") == 1 })
+	time.Sleep(10 * gcfg.IdleTimeout) // the write outlasts the idle timeout many times over
+	if a := n.metric(t, "checkin_grains_active"); a != 1 {
+		t.Fatalf("active grains %v while its checkin is being written, want 1", a)
+	}
+	close(store.release)
+	if err := <-done; err != nil {
+		t.Fatalf("checkin written while idle: %v", err)
+	}
+	waitFor(t, "passivation after the write", func() bool { return n.metric(t, "checkin_grains_active") == 0 })
+	if cur, err := n.client.CurrentLocation(ctx(t), "slow"); err != nil || cur != c {
+		t.Fatalf("after reactivation current %+v (%v), want %+v", cur, err, c)
+	}
+}
+
+// The grain of a user that does not exist passivates after
+// grain.missing-timeout; one that exists stays for grain.idle-timeout, and
+// requests keep it active.
+func TestPassivationTimeouts(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.IdleTimeout = time.Hour
+	gcfg.MissingTimeout = 200 * time.Millisecond
+	n := startNode(t, store, gcfg, actors.DefaultWriterConfig())
+	mustUser(t, n, "here")
+	if _, err := n.client.GetUser(ctx(t), "ghost"); !errors.Is(err, actors.ErrNotFound) {
+		t.Fatalf("ghost: %v, want not found", err)
+	}
+	if a := n.metric(t, "checkin_grains_active"); a != 2 {
+		t.Fatalf("active grains %v, want 2", a)
+	}
+	waitFor(t, "the missing user's grain to passivate", func() bool { return n.metric(t, "checkin_grains_active") == 1 })
+	for range 5 { // well past the missing timeout, with requests
+		time.Sleep(gcfg.MissingTimeout)
+		if _, err := n.client.GetUser(ctx(t), "here"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a := n.metric(t, "checkin_grains_active"); a != 1 {
+		t.Fatalf("active grains %v, want the existing user's grain", a)
+	}
+	if act := n.metric(t, "checkin_grain_activations_total"); act != 2 {
+		t.Fatalf("activations %v, want 2 (no reactivation of the existing user)", act)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -56,11 +58,16 @@ type Deps struct {
 	Config  GrainConfig
 	Log     *zap.Logger
 	Metrics *Metrics
+
+	idle *passivator // set by NewUserGrainKind
 }
 
 // NewUserGrainKind returns the cluster kind of user grains on this node.
+// Grains passivate by the node's passivator, not by protoactor's receive
+// timeout (the generated kind gets none).
 func NewUserGrainKind(d *Deps) *pcluster.Kind {
-	return messages.NewUserGrainKind(func() messages.UserGrain { return &userGrain{deps: d} }, d.Config.IdleTimeout,
+	d.idle = newPassivator(d.Config)
+	return messages.NewUserGrainKind(func() messages.UserGrain { return &userGrain{deps: d} }, 0,
 		actor.WithDispatcher(dispatcher()), actor.WithMailbox(newMailbox))
 }
 
@@ -115,20 +122,43 @@ type userGrain struct {
 	// a store look-up (a retry may carry any timestamp).
 	complete bool
 	creating *createOp
+	writing  int // checkins submitted and not yet settled or failed
+
+	self   *actor.PID
+	idleAt atomic.Int64 // passivator clock: passivate after it; see touch
 }
 
 func (g *userGrain) Init(ctx pcluster.GrainContext) {
 	g.id = ctx.Identity()
+	g.self = ctx.Self()
 	g.deps.Metrics.activations.Inc()
 	g.deps.Metrics.active.Inc()
 	if err := g.load(); err != nil {
 		g.deps.Log.Warn("user grain load failed", zap.String("user_id", g.id), zap.Error(err))
 	}
+	g.touch()
+	g.deps.idle.add(g, ctx.ActorSystem())
 }
 
 func (g *userGrain) Terminate(pcluster.GrainContext) {
+	g.deps.idle.remove(g)
 	g.deps.View.withdraw(g.id)
 	g.deps.Metrics.active.Dec()
+}
+
+// touch restarts the grain's idle time: grain.idle-timeout, or
+// grain.missing-timeout for a user that does not exist. A grain waiting
+// for the store (a checkin being written, a user being created) does not
+// passivate: its callers would wait for an answer that never comes.
+func (g *userGrain) touch() {
+	timeout := g.deps.Config.IdleTimeout
+	switch {
+	case g.writing > 0 || g.creating != nil:
+		timeout = math.MaxInt64 / 2 // never, while busy; touched again when done
+	case g.loaded && g.user == nil:
+		timeout = g.deps.Config.MissingTimeout
+	}
+	g.deps.idle.keepAlive(g, timeout)
 }
 
 // load reads the user and the current location from the store, once per
@@ -220,13 +250,13 @@ func (g *userGrain) existing(ctx pcluster.GrainContext) error {
 		return err
 	}
 	if g.user == nil {
-		ctx.SetReceiveTimeout(g.deps.Config.MissingTimeout)
 		return newError(ErrNotFound, CodeUserNotFound, "user "+g.id+" does not exist")
 	}
 	return nil
 }
 
 func (g *userGrain) GetUser(_ *messages.GetUserRequest, ctx pcluster.GrainContext) (*messages.User, error) {
+	defer g.touch()
 	if err := g.existing(ctx); err != nil {
 		return nil, toGrainError(err)
 	}
@@ -234,6 +264,7 @@ func (g *userGrain) GetUser(_ *messages.GetUserRequest, ctx pcluster.GrainContex
 }
 
 func (g *userGrain) CurrentLocation(_ *messages.CurrentLocationRequest, ctx pcluster.GrainContext) (*messages.CurrentLocationResponse, error) {
+	defer g.touch()
 	if err := g.existing(ctx); err != nil {
 		return nil, toGrainError(err)
 	}
@@ -244,6 +275,7 @@ func (g *userGrain) CurrentLocation(_ *messages.CurrentLocationRequest, ctx pclu
 }
 
 func (g *userGrain) CreateUser(req *messages.CreateUserRequest, _ func(*messages.User), _ func(error), ctx pcluster.GrainContext) error {
+	defer g.touch()
 	if err := g.load(); err != nil {
 		return toGrainError(err)
 	}
@@ -264,7 +296,6 @@ func (g *userGrain) CreateUser(req *messages.CreateUserRequest, _ func(*messages
 			u := op.user // not &op.user: that would keep op and its waiters alive
 			g.user, g.current, g.complete = &u, nil, true
 			g.deps.View.publish(g.id, nil)
-			ctx.SetReceiveTimeout(g.deps.Config.IdleTimeout)
 			ctx.Send(op.waiters[0], userMsg(op.user))
 			op.waiters = op.waiters[1:]
 			err = newError(ErrConflict, CodeUserExists, "user "+g.id+" already exists")
@@ -277,11 +308,13 @@ func (g *userGrain) CreateUser(req *messages.CreateUserRequest, _ func(*messages
 		for _, w := range op.waiters {
 			ctx.Send(w, toGrainError(err))
 		}
+		g.touch()
 	})
 	return nil
 }
 
 func (g *userGrain) Checkin(req *messages.CheckinRequest, _ func(*messages.CheckinResponse), _ func(error), ctx pcluster.GrainContext) error {
+	defer g.touch()
 	if err := g.existing(ctx); err != nil {
 		return toGrainError(err)
 	}
@@ -298,6 +331,7 @@ func (g *userGrain) Checkin(req *messages.CheckinRequest, _ func(*messages.Check
 	}
 	e := &entry{c: c, waiters: []waiter{w}}
 	g.remember(e)
+	g.writing++ // until settle or fail
 	// A client-chosen id the grain does not know may have been stored
 	// before (unless it knows every checkin of the user): the writer looks
 	// it up in the same round trip as the write.
@@ -348,6 +382,7 @@ func (g *userGrain) serveLocal(ctx pcluster.GrainContext, m *localRequest) {
 
 // written takes a writer's answer for one checkin.
 func (g *userGrain) written(ctx pcluster.GrainContext, r *messages.WriteResult) {
+	defer g.touch()
 	e := g.find(r.GetCheckinId())
 	if e == nil || e.done {
 		return
@@ -374,6 +409,7 @@ func (g *userGrain) written(ctx pcluster.GrainContext, r *messages.WriteResult) 
 // whether the first waiter's request is what was just written.
 func (g *userGrain) settle(ctx pcluster.GrainContext, e *entry, created bool) {
 	e.done = true
+	g.writing--
 	for i, w := range e.waiters {
 		g.answer(ctx, e, w, created && i == 0)
 	}
@@ -394,6 +430,7 @@ func (g *userGrain) answer(ctx pcluster.GrainContext, e *entry, w waiter, create
 
 // fail forgets e (so a retry tries again) and passes err to its waiters.
 func (g *userGrain) fail(ctx pcluster.GrainContext, e *entry, err error) {
+	g.writing--
 	for i, x := range g.entries {
 		if x.e == e {
 			g.entries = append(g.entries[:i], g.entries[i+1:]...)
