@@ -35,9 +35,12 @@ type passivator struct {
 // do not wait for it.
 const passivatorShards = 16
 
+// passivatorShard maps each grain's PID to its current instance: an actor
+// restarted by its supervisor keeps its PID and gets a new instance, whose
+// registration replaces the old one's (the old one never terminates).
 type passivatorShard struct {
 	mu     sync.Mutex
-	grains map[*userGrain]struct{}
+	grains map[*actor.PID]*userGrain
 }
 
 // Sweep interval bounds: a quarter of the shorter timeout, within these.
@@ -51,7 +54,7 @@ func newPassivator(cfg GrainConfig) *passivator {
 	tick = min(max(tick, minPassivateTick), maxPassivateTick)
 	p := &passivator{tick: tick, epoch: time.Now()}
 	for i := range p.shards {
-		p.shards[i].grains = make(map[*userGrain]struct{})
+		p.shards[i].grains = make(map[*actor.PID]*userGrain)
 	}
 	return p
 }
@@ -69,9 +72,12 @@ func (p *passivator) shardOf(g *userGrain) *passivatorShard {
 func (p *passivator) add(g *userGrain, system *actor.ActorSystem) {
 	s := p.shardOf(g)
 	s.mu.Lock()
-	s.grains[g] = struct{}{}
+	_, again := s.grains[g.self]
+	s.grains[g.self] = g
 	s.mu.Unlock()
-	p.count.Add(1)
+	if !again {
+		p.count.Add(1)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.running {
@@ -84,10 +90,12 @@ func (p *passivator) add(g *userGrain, system *actor.ActorSystem) {
 func (p *passivator) remove(g *userGrain) {
 	s := p.shardOf(g)
 	s.mu.Lock()
-	_, ok := s.grains[g]
-	delete(s.grains, g)
+	cur, ok := s.grains[g.self]
+	if ok && cur == g {
+		delete(s.grains, g.self)
+	}
 	s.mu.Unlock()
-	if ok {
+	if ok && cur == g {
 		p.count.Add(-1)
 	}
 }
@@ -118,9 +126,9 @@ func (p *passivator) sweep(due []*actor.PID) []*actor.PID {
 	for i := range p.shards {
 		s := &p.shards[i]
 		s.mu.Lock()
-		for g := range s.grains {
+		for pid, g := range s.grains {
 			if d := g.idleAt.Load(); d != passivating && now > d && g.idleAt.CompareAndSwap(d, passivating) {
-				due = append(due, g.self)
+				due = append(due, pid)
 			}
 		}
 		s.mu.Unlock()
