@@ -255,8 +255,12 @@ func (s *Server) checkin(c *fiber.Ctx) error {
 	if created {
 		status = http.StatusCreated
 	}
+	buf := answers.Get().(*[]byte)
+	defer answers.Put(buf)
+	*buf = appendCheckinJSON((*buf)[:0], stored)
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	return c.Status(status).Send(appendCheckinJSON(make([]byte, 0, 160), stored))
+	c.Status(status).Response().SetBody(*buf) // a copy: see currentLocation
+	return nil
 }
 
 func (s *Server) currentLocation(c *fiber.Ctx) error {
@@ -288,8 +292,8 @@ func (s *Server) currentLocation(c *fiber.Ctx) error {
 	return nil
 }
 
-// answers are buffers the hottest read renders into before SetBody copies
-// the answer into the response.
+// answers are buffers the hottest read and checkins render into before
+// SetBody copies the answer into the response.
 var answers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 // appendCurrentHead encodes the current-location answer (currentJSON) by

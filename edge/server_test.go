@@ -513,3 +513,50 @@ func TestConcurrentCurrentLocationAnswers(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// Concurrent checkins are each answered with their own checkin: the answer
+// is rendered into a pooled buffer, so the response must hold a copy.
+func TestConcurrentCheckinAnswers(t *testing.T) {
+	const users = 16
+	ts := newTestServer(t, &fakeGrains{}, nil)
+	ctx := context.Background()
+	for i := range users {
+		id := fmt.Sprintf("u%02d", i)
+		if err := ts.store.CreateUser(ctx, persistence.User{ID: id, Name: id, CreatedAt: time.UnixMilli(1600000000000).UTC()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ts.store.CreateLocation(ctx, persistence.Location{ID: "loc-" + id, Name: "place of " + id, CreatedAt: time.UnixMilli(1600000000000).UTC()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := ts.serve(t)
+	c := newClient(t)
+	var wg sync.WaitGroup
+	for i := range users {
+		id := fmt.Sprintf("u%02d", i)
+		wg.Go(func() {
+			for n := range 200 {
+				cid := fmt.Sprintf("c-%s-%d", id, n)
+				body := `{"id":"` + cid + `","location_id":"loc-` + id + `"}`
+				res, err := c.Post(base+"/v1/users/"+id+"/checkins", "application/json", strings.NewReader(body))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				b, err := io.ReadAll(res.Body)
+				res.Body.Close()
+				var got struct {
+					ID         string `json:"id"`
+					UserID     string `json:"user_id"`
+					LocationID string `json:"location_id"`
+				}
+				if err != nil || res.StatusCode != http.StatusCreated || json.Unmarshal(b, &got) != nil ||
+					got.ID != cid || got.UserID != id || got.LocationID != "loc-"+id {
+					t.Errorf("answer for %s: %d %s (%v)", cid, res.StatusCode, b, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
