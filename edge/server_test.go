@@ -469,63 +469,72 @@ func TestRequestIDs(t *testing.T) {
 // hottest read renders into pooled buffers, which must not be handed to
 // the connection that is still sending them.
 func TestConcurrentCurrentLocationAnswers(t *testing.T) {
-	const users = 16
 	g := &fakeGrains{current: func(_ context.Context, userID string) (persistence.Checkin, error) {
 		return persistence.Checkin{ID: "c-" + userID, UserID: userID, LocationID: "loc-" + userID, Timestamp: time.UnixMilli(1700000000000).UTC()}, nil
 	}}
-	ts := newTestServer(t, g, nil)
-	for i := range users {
-		id := fmt.Sprintf("u%02d", i)
-		if err := ts.store.CreateLocation(context.Background(), persistence.Location{ID: "loc-" + id, Name: "place of " + id, CreatedAt: time.UnixMilli(1600000000000).UTC()}); err != nil {
-			t.Fatal(err)
+	concurrentPerUser(t, newTestServer(t, g, nil), func(c *http.Client, base, id string, _ int) error {
+		res, err := c.Get(base + "/v1/users/" + id + "/location")
+		if err != nil {
+			return err
 		}
-	}
-	base := ts.serve(t)
-	c := newClient(t)
-	var wg sync.WaitGroup
-	for i := range users {
-		id := fmt.Sprintf("u%02d", i)
-		wg.Go(func() {
-			for range 200 {
-				req, _ := http.NewRequest(http.MethodGet, base+"/v1/users/"+id+"/location", nil)
-				res, err := c.Do(req)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				b, err := io.ReadAll(res.Body)
-				res.Body.Close()
-				var got struct {
-					UserID    string `json:"user_id"`
-					CheckinID string `json:"checkin_id"`
-					Location  struct {
-						ID   string `json:"id"`
-						Name string `json:"name"`
-					} `json:"location"`
-				}
-				if err != nil || res.StatusCode != http.StatusOK || json.Unmarshal(b, &got) != nil ||
-					got.UserID != id || got.CheckinID != "c-"+id || got.Location.ID != "loc-"+id || got.Location.Name != "place of "+id {
-					t.Errorf("answer for %s: %d %s (%v)", id, res.StatusCode, b, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		var got struct {
+			UserID    string `json:"user_id"`
+			CheckinID string `json:"checkin_id"`
+			Location  struct {
+				ID   string `json:"id"`
+				Name string `json:"name"`
+			} `json:"location"`
+		}
+		if err != nil || res.StatusCode != http.StatusOK || json.Unmarshal(b, &got) != nil ||
+			got.UserID != id || got.CheckinID != "c-"+id || got.Location.ID != "loc-"+id || got.Location.Name != "place of "+id {
+			return fmt.Errorf("answer for %s: %d %s (%v)", id, res.StatusCode, b, err)
+		}
+		return nil
+	})
 }
 
 // Concurrent checkins are each answered with their own checkin: the answer
 // is rendered into a pooled buffer, so the response must hold a copy.
 func TestConcurrentCheckinAnswers(t *testing.T) {
-	const users = 16
-	ts := newTestServer(t, &fakeGrains{}, nil)
+	concurrentPerUser(t, newTestServer(t, &fakeGrains{}, nil), func(c *http.Client, base, id string, n int) error {
+		cid := fmt.Sprintf("c-%s-%d", id, n)
+		body := `{"id":"` + cid + `","location_id":"loc-` + id + `"}`
+		res, err := c.Post(base+"/v1/users/"+id+"/checkins", "application/json", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		var got struct {
+			ID         string `json:"id"`
+			UserID     string `json:"user_id"`
+			LocationID string `json:"location_id"`
+		}
+		if err != nil || res.StatusCode != http.StatusCreated || json.Unmarshal(b, &got) != nil ||
+			got.ID != cid || got.UserID != id || got.LocationID != "loc-"+id {
+			return fmt.Errorf("answer for %s: %d %s (%v)", cid, res.StatusCode, b, err)
+		}
+		return nil
+	})
+}
+
+// concurrentPerUser stores 16 users u00..u15, each with a location
+// loc-<user> ("place of <user>"), serves ts, and runs request(n) 200 times
+// for every user at once, one goroutine per user; a user's first error
+// fails the test.
+func concurrentPerUser(t *testing.T, ts *testServer, request func(c *http.Client, base, id string, n int) error) {
+	t.Helper()
+	const users, each = 16, 200
 	ctx := context.Background()
+	created := time.UnixMilli(1600000000000).UTC()
 	for i := range users {
 		id := fmt.Sprintf("u%02d", i)
-		if err := ts.store.CreateUser(ctx, persistence.User{ID: id, Name: id, CreatedAt: time.UnixMilli(1600000000000).UTC()}); err != nil {
+		if err := ts.store.CreateUser(ctx, persistence.User{ID: id, Name: id, CreatedAt: created}); err != nil {
 			t.Fatal(err)
 		}
-		if err := ts.store.CreateLocation(ctx, persistence.Location{ID: "loc-" + id, Name: "place of " + id, CreatedAt: time.UnixMilli(1600000000000).UTC()}); err != nil {
+		if err := ts.store.CreateLocation(ctx, persistence.Location{ID: "loc-" + id, Name: "place of " + id, CreatedAt: created}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -535,24 +544,9 @@ func TestConcurrentCheckinAnswers(t *testing.T) {
 	for i := range users {
 		id := fmt.Sprintf("u%02d", i)
 		wg.Go(func() {
-			for n := range 200 {
-				cid := fmt.Sprintf("c-%s-%d", id, n)
-				body := `{"id":"` + cid + `","location_id":"loc-` + id + `"}`
-				res, err := c.Post(base+"/v1/users/"+id+"/checkins", "application/json", strings.NewReader(body))
-				if err != nil {
+			for n := range each {
+				if err := request(c, base, id, n); err != nil {
 					t.Error(err)
-					return
-				}
-				b, err := io.ReadAll(res.Body)
-				res.Body.Close()
-				var got struct {
-					ID         string `json:"id"`
-					UserID     string `json:"user_id"`
-					LocationID string `json:"location_id"`
-				}
-				if err != nil || res.StatusCode != http.StatusCreated || json.Unmarshal(b, &got) != nil ||
-					got.ID != cid || got.UserID != id || got.LocationID != "loc-"+id {
-					t.Errorf("answer for %s: %d %s (%v)", cid, res.StatusCode, b, err)
 					return
 				}
 			}
