@@ -29,7 +29,8 @@
 #                             runtime.* settings from them; unset: the defaults
 #                             (Go's GOMAXPROCS: 1 on one pinned CPU). See the
 #                             README for CHECKIN_RUNTIME_GOMAXPROCS=2.
-#   BENCH_RESULTS=<dir>       default: ${TMPDIR:-/tmp}/checkin-bench/<date>
+#   BENCH_RESULTS=<dir>       default: ${TMPDIR:-/tmp}/checkin-bench/<date>; must hold no
+#                             reports yet (the report scripts read all of them)
 #   BENCH_DATA_DIR=<dir>      where the servers' fresh data dirs are made (default: a temp dir;
 #                             put it on the disk you want to measure fsync on)
 #   BENCH_PLOT=1              run plot.py on the sweep (installs matplotlib with pip if missing)
@@ -119,6 +120,11 @@ fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/checkin-bench-work.XXXXXX")
 data_root=${BENCH_DATA_DIR:-$work}
+# The report scripts read every report in the directory: reports of an
+# earlier run left there would be mixed into this one's tables.
+if compgen -G "$results/*.json" >/dev/null || [ -e "$results/rss.tsv" ]; then
+  die "$results already holds reports of an earlier run: choose another BENCH_RESULTS or empty it"
+fi
 mkdir -p "$results" "$data_root"
 server_pid="" server_addr="" # of the server started last
 server_pids=() server_dirs=()  # of every server running
