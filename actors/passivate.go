@@ -90,12 +90,12 @@ func (p *passivator) add(g *userGrain, system *actor.ActorSystem) {
 func (p *passivator) remove(g *userGrain) {
 	s := p.shardOf(g)
 	s.mu.Lock()
-	cur, ok := s.grains[g.self]
-	if ok && cur == g {
+	mine := s.grains[g.self] == g // not when a restarted instance replaced g
+	if mine {
 		delete(s.grains, g.self)
 	}
 	s.mu.Unlock()
-	if ok && cur == g {
+	if mine {
 		p.count.Add(-1)
 	}
 }
