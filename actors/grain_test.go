@@ -547,3 +547,74 @@ func TestPassivationTimeouts(t *testing.T) {
 		t.Fatalf("activations %v, want 2 (no reactivation of the existing user)", act)
 	}
 }
+
+// lookupFailingStore fails checkin-id look-ups on demand (fault injection),
+// one by one or, with batch set, through the batch look-up.
+type lookupFailingStore struct {
+	persistence.Store
+	fail atomic.Bool
+}
+
+func (f *lookupFailingStore) GetCheckin(ctx context.Context, userID, id string) (persistence.Checkin, error) {
+	if f.fail.Load() {
+		return persistence.Checkin{}, fmt.Errorf("%w: injected", persistence.ErrUnavailable)
+	}
+	return f.Store.GetCheckin(ctx, userID, id)
+}
+
+type batchLookupFailingStore struct{ *lookupFailingStore }
+
+func (f batchLookupFailingStore) GetCheckins(ctx context.Context, refs []persistence.CheckinRef) ([]persistence.Checkin, []bool, error) {
+	if f.fail.Load() {
+		return nil, nil, fmt.Errorf("%w: injected", persistence.ErrUnavailable)
+	}
+	return f.Store.(persistence.CheckinBatchGetter).GetCheckins(ctx, refs)
+}
+
+// A client-chosen id the grain has forgotten is looked up before it is
+// written; when the look-up fails the checkin is neither written nor
+// acknowledged, and a retry once the store is back records it once.
+func TestLookupFailureIsRetryable(t *testing.T) {
+	for _, batch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batch=%v", batch), func(t *testing.T) {
+			inner := openStore(t, t.TempDir())
+			defer inner.Close()
+			f := &lookupFailingStore{Store: inner}
+			var store persistence.Store = f
+			if batch {
+				store = batchLookupFailingStore{f}
+			}
+			gcfg := actors.DefaultGrainConfig()
+			gcfg.RecentIDs = 1
+			n := startNode(t, store, gcfg, actors.DefaultWriterConfig())
+			mustUser(t, n, "k")
+			first, second := checkin("k1", "k", "L1", base), checkin("k2", "k", "L2", base.Add(time.Minute))
+			for _, c := range []persistence.Checkin{first, second} { // the grain keeps one id: it no longer knows them all
+				if _, created, err := n.client.Checkin(ctx(t), c, true, true); err != nil || !created {
+					t.Fatalf("checkin %s: created=%v err=%v", c.ID, created, err)
+				}
+			}
+			third := checkin("k3", "k", "L3", base.Add(2*time.Minute))
+			f.fail.Store(true)
+			_, _, err := n.client.Checkin(ctx(t), third, true, true)
+			wantCode(t, err, actors.ErrUnavailable, actors.CodeUnavailable)
+			if _, err := inner.GetCheckin(ctx(t), "k", "k3"); !errors.Is(err, persistence.ErrNotFound) {
+				t.Fatalf("a checkin whose look-up failed was written: %v", err)
+			}
+			if cur, err := n.client.CurrentLocation(ctx(t), "k"); err != nil || cur != second {
+				t.Fatalf("current after the failed look-up: %+v %v, want %+v", cur, err, second)
+			}
+			f.fail.Store(false)
+			for i, wantCreated := range []bool{true, false} {
+				got, created, err := n.client.Checkin(ctx(t), third, true, true)
+				if err != nil || created != wantCreated || got != third {
+					t.Fatalf("call %d after the store recovered: %+v created=%v err=%v", i+1, got, created, err)
+				}
+			}
+			// the first checkin, forgotten by the grain, is found in the store
+			if got, created, err := n.client.Checkin(ctx(t), first, true, true); err != nil || created || got != first {
+				t.Fatalf("retry of a forgotten checkin: %+v created=%v err=%v", got, created, err)
+			}
+		})
+	}
+}

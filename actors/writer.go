@@ -238,10 +238,52 @@ func (w *writer) flush(ctx actor.Context, reason string) {
 	w.jobs <- batch // never blocks: at most MaxInflight batches are out
 }
 
-// writeBatch looks up the checkins that asked for it (lookups at once at
-// most), then writes the ones not stored yet in one store batch.
+// writeBatch looks up the checkins that asked for it, then writes the ones
+// not stored yet in one store batch. A store that looks a batch up at once
+// gets one call; any other gets a GetCheckin each, lookups at once at most.
 func writeBatch(ctx context.Context, store persistence.Store, batch []pendingWrite, lookups int) *flushDone {
 	done := &flushDone{batch: batch, existing: make([]*persistence.Checkin, len(batch)), lookupErr: make([]error, len(batch))}
+	if bg, ok := store.(persistence.CheckinBatchGetter); ok {
+		lookupBatch(ctx, bg, batch, done)
+	} else {
+		lookupEach(ctx, store, batch, done, lookups)
+	}
+	cs := make([]persistence.Checkin, 0, len(batch))
+	for i := range batch {
+		if done.existing[i] == nil && done.lookupErr[i] == nil {
+			cs = append(cs, batch[i].c)
+		}
+	}
+	if len(cs) > 0 {
+		done.err = store.WriteCheckins(ctx, cs)
+	}
+	return done
+}
+
+func lookupBatch(ctx context.Context, store persistence.CheckinBatchGetter, batch []pendingWrite, done *flushDone) {
+	var refs []persistence.CheckinRef
+	var at []int // batch index of refs[j]
+	for i := range batch {
+		if batch[i].checkExisting {
+			refs = append(refs, persistence.CheckinRef{UserID: batch[i].c.UserID, ID: batch[i].c.ID})
+			at = append(at, i)
+		}
+	}
+	if len(refs) == 0 {
+		return
+	}
+	got, found, err := store.GetCheckins(ctx, refs)
+	for j, i := range at {
+		switch {
+		case err != nil:
+			done.lookupErr[i] = err
+		case found[j]:
+			done.existing[i] = &got[j]
+		}
+	}
+}
+
+func lookupEach(ctx context.Context, store persistence.Store, batch []pendingWrite, done *flushDone, lookups int) {
 	var next atomic.Int64
 	lookup := func() {
 		for i := int(next.Add(1)) - 1; i < len(batch); i = int(next.Add(1)) - 1 {
@@ -264,16 +306,6 @@ func writeBatch(ctx context.Context, store persistence.Store, batch []pendingWri
 	}
 	lookup()
 	wg.Wait()
-	cs := make([]persistence.Checkin, 0, len(batch))
-	for i := range batch {
-		if done.existing[i] == nil && done.lookupErr[i] == nil {
-			cs = append(cs, batch[i].c)
-		}
-	}
-	if len(cs) > 0 {
-		done.err = store.WriteCheckins(ctx, cs)
-	}
-	return done
 }
 
 func (w *writer) finish(ctx actor.Context, done *flushDone) {

@@ -125,6 +125,21 @@ type Store interface {
 	Close() error
 }
 
+// CheckinRef names one checkin: its user and its id.
+type CheckinRef struct {
+	UserID string
+	ID     string
+}
+
+// CheckinBatchGetter is implemented by a Store that looks many checkins up
+// by id faster together than with one GetCheckin each (the embedded store:
+// one iterator for the whole batch). GetCheckins answers for refs[i] in
+// got[i] and found[i], as GetCheckin would; an error means the look-up as
+// a whole failed and nothing in got or found holds.
+type CheckinBatchGetter interface {
+	GetCheckins(ctx context.Context, refs []CheckinRef) (got []Checkin, found []bool, err error)
+}
+
 // CheckID returns an error wrapping ErrInvalid for an id no backend can
 // store: empty, or holding a NUL byte (the key separator). kind names the id
 // in the message ("user", "location", "checkin").

@@ -55,7 +55,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.Writer.QueueSize, "writer.queue-size", c.Writer.QueueSize, "checkins queued per writer before new ones get 503")
 	fs.IntVar(&c.Writer.MaxInflight, "writer.max-inflight", 0, "store batches in flight per writer (0: 1 for pebble, 8 for scylla)")
 	fs.DurationVar(&c.Writer.FlushTimeout, "writer.flush-timeout", c.Writer.FlushTimeout, "deadline of one store batch")
-	fs.IntVar(&c.Writer.LookupConcurrency, "writer.lookup-concurrency", 0, "checkin-id look-ups a batch runs at once (0: 1 for pebble, 16 for scylla)")
+	fs.IntVar(&c.Writer.LookupConcurrency, "writer.lookup-concurrency", 0, "checkin-id look-ups a batch runs at once, for a store that looks ids up one by one (0: 1 for pebble, 16 for scylla)")
 
 	fs.DurationVar(&c.Grain.IdleTimeout, "grain.idle-timeout", c.Grain.IdleTimeout, "passivate a user grain after this long without requests")
 	fs.DurationVar(&c.Grain.MissingTimeout, "grain.missing-timeout", c.Grain.MissingTimeout, "passivate the grain of a user that does not exist after this long")

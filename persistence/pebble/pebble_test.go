@@ -542,3 +542,118 @@ func BenchmarkWriteCheckinsParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(seq.Load())/b.Elapsed().Seconds(), "checkins/s")
 }
+
+// TestGetCheckinsFromTables looks checkins up once they live only in
+// tables at the bottom level (the batch iterator's per-level state is what
+// differs from GetCheckin): every stored id must be found and no other.
+func TestGetCheckinsFromTables(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, t.TempDir())
+	defer s.Close()
+	day := persistence.BucketStart(19792)
+	var refs, misses []persistence.CheckinRef
+	want := map[persistence.CheckinRef]persistence.Checkin{}
+	for b := range 20 {
+		batch := make([]persistence.Checkin, 500)
+		for i := range batch {
+			k := b*len(batch) + i
+			c := persistence.Checkin{ID: fmt.Sprintf("c%d", k), UserID: fmt.Sprintf("u%d", k%97), LocationID: fmt.Sprintf("l%d", k%13), Timestamp: day.Add(time.Duration(k) * time.Second)}
+			batch[i] = c
+			r := persistence.CheckinRef{UserID: c.UserID, ID: c.ID}
+			want[r] = c
+			refs = append(refs, r)
+			misses = append(misses, persistence.CheckinRef{UserID: c.UserID, ID: fmt.Sprintf("c%d", k+1)}) // another user's id
+		}
+		if err := s.WriteCheckins(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Compact(ctx, []byte{0}, []byte{0xff}, false); err != nil {
+		t.Fatal(err)
+	}
+	m := s.db.Metrics()
+	if n := m.Levels[6].TablesCount; n == 0 {
+		t.Fatalf("no tables on the bottom level after a full compaction:\n%s", m)
+	}
+	if n := m.Levels[0].TablesCount; n != 0 {
+		t.Fatalf("%d tables left on L0 after a full compaction", n)
+	}
+
+	got, found, err := s.GetCheckins(ctx, append(refs, misses...))
+	if err != nil {
+		t.Fatalf("GetCheckins: %v", err)
+	}
+	for i, r := range refs {
+		if !found[i] {
+			t.Fatalf("GetCheckins missed stored checkin %+v", r)
+		}
+		if g, w := got[i], want[r]; g.ID != w.ID || g.UserID != w.UserID || g.LocationID != w.LocationID || !g.Timestamp.Equal(w.Timestamp) {
+			t.Fatalf("GetCheckins(%+v) = %+v, want %+v", r, got[i], w)
+		}
+	}
+	for i, r := range misses {
+		j := len(refs) + i
+		if _, stored := want[r]; found[j] != stored {
+			t.Fatalf("GetCheckins(%+v): found %v, stored %v", r, found[j], stored)
+		}
+	}
+}
+
+// BenchmarkLookupNewIDs looks up checkin ids never stored, as the writers
+// do for client-chosen ids a grain has forgotten, in a store holding 512k
+// checkins of 10k users (in tables and memtables): a GetCheckin each
+// against GetCheckins for a batch of 256. ns/op is per id.
+func BenchmarkLookupNewIDs(b *testing.B) {
+	s, err := Open(b.TempDir()) // the node's defaults: cache and memtable sizes matter here
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	day := persistence.BucketStart(19792)
+	batch := make([]persistence.Checkin, 256)
+	for n := range 2048 {
+		for i := range batch {
+			k := n*len(batch) + i
+			batch[i] = persistence.Checkin{ID: fmt.Sprintf("run-%d", k), UserID: fmt.Sprintf("u%d", k%10000), LocationID: fmt.Sprintf("l%d", k%1000), Timestamp: day.Add(time.Duration(k) * time.Millisecond)}
+		}
+		if err := s.WriteCheckins(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ref := func(i int) persistence.CheckinRef {
+		return persistence.CheckinRef{UserID: fmt.Sprintf("u%d", i%10000), ID: fmt.Sprintf("new-%d", i)}
+	}
+	b.Run("each", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			r := ref(i)
+			i++
+			if _, err := s.GetCheckin(ctx, r.UserID, r.ID); !errors.Is(err, persistence.ErrNotFound) {
+				b.Fatalf("GetCheckin of a new id: %v", err)
+			}
+		}
+	})
+	b.Run("batch=256", func(b *testing.B) {
+		refs := make([]persistence.CheckinRef, 0, 256)
+		flush := func() {
+			_, found, err := s.GetCheckins(ctx, refs)
+			if err != nil || slices.Contains(found, true) {
+				b.Fatalf("GetCheckins of new ids: %v, %v", found, err)
+			}
+			refs = refs[:0]
+		}
+		i := 0
+		for b.Loop() {
+			refs = append(refs, ref(i))
+			i++
+			if len(refs) == cap(refs) {
+				flush()
+			}
+		}
+		flush()
+	})
+}

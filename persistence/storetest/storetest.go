@@ -25,6 +25,7 @@ func Run(t *testing.T, newStore func(t *testing.T) persistence.Store) {
 		{"Locations", testLocations},
 		{"ConcurrentCreate", testConcurrentCreate},
 		{"WriteThenGetCheckin", testWriteThenGetCheckin},
+		{"GetCheckinsBatch", testGetCheckinsBatch},
 		{"EmptyBatch", testEmptyBatch},
 		{"IdempotentRewrite", testIdempotentRewrite},
 		{"CurrentLocation", testCurrentLocation},
@@ -234,6 +235,62 @@ func testWriteThenGetCheckin(t *testing.T, s persistence.Store) {
 	}
 	if _, err := s.GetCheckin(ctx, "u9", "c1"); !errors.Is(err, persistence.ErrNotFound) {
 		t.Fatalf("GetCheckin of an unknown user: err = %v, want ErrNotFound", err)
+	}
+}
+
+// testGetCheckinsBatch checks a store's batch look-up, when it has one,
+// against GetCheckin: hits, misses of every kind, repeats, any order.
+func testGetCheckinsBatch(t *testing.T, s persistence.Store) {
+	bg, ok := s.(persistence.CheckinBatchGetter)
+	if !ok {
+		t.Skip("the store has no batch look-up; writers call GetCheckin for each id")
+	}
+	batch := generate(rand.New(rand.NewPCG(7, 7)), "u1", 40, 5, nil)
+	batch = append(batch, generate(rand.New(rand.NewPCG(8, 8)), "u2", 40, 5, nil)...)
+	mustWrite(t, s, batch...)
+	var refs []persistence.CheckinRef
+	for i := len(batch) - 1; i >= 0; i -= 3 { // newest first, a third of them
+		refs = append(refs, persistence.CheckinRef{UserID: batch[i].UserID, ID: batch[i].ID})
+	}
+	refs = append(refs,
+		persistence.CheckinRef{UserID: "u1", ID: "never-written"},
+		persistence.CheckinRef{UserID: "u9", ID: batch[0].ID},            // unknown user
+		persistence.CheckinRef{UserID: "u2", ID: batch[0].ID},            // u1's id asked of u2
+		persistence.CheckinRef{UserID: batch[0].UserID, ID: batch[0].ID}, // twice
+		persistence.CheckinRef{UserID: batch[0].UserID, ID: batch[0].ID},
+	)
+	got, found, err := bg.GetCheckins(t.Context(), refs)
+	if err != nil {
+		t.Fatalf("GetCheckins: %v", err)
+	}
+	if len(got) != len(refs) || len(found) != len(refs) {
+		t.Fatalf("GetCheckins answered %d and %d for %d refs", len(got), len(found), len(refs))
+	}
+	hits := 0
+	for i, r := range refs {
+		want, err := s.GetCheckin(t.Context(), r.UserID, r.ID)
+		switch {
+		case errors.Is(err, persistence.ErrNotFound):
+			if found[i] {
+				t.Errorf("GetCheckins found %s/%s, GetCheckin did not: %+v", r.UserID, r.ID, got[i])
+			}
+		case err != nil:
+			t.Fatalf("GetCheckin(%q, %q): %v", r.UserID, r.ID, err)
+		case !found[i]:
+			t.Errorf("GetCheckins missed %s/%s", r.UserID, r.ID)
+		default:
+			hits++
+			checkCheckins(t, "GetCheckins", got[i:i+1], []persistence.Checkin{want})
+		}
+	}
+	if want := len(refs) - 3; hits != want {
+		t.Errorf("GetCheckins found %d of %d refs, want %d", hits, len(refs), want)
+	}
+	if _, _, err := bg.GetCheckins(t.Context(), []persistence.CheckinRef{{UserID: "u1", ID: ""}}); !errors.Is(err, persistence.ErrInvalid) {
+		t.Errorf("GetCheckins of an empty id: err = %v, want ErrInvalid", err)
+	}
+	if got, found, err := bg.GetCheckins(t.Context(), nil); err != nil || len(got) != 0 || len(found) != 0 {
+		t.Errorf("GetCheckins(nil) = %v, %v, %v; want nothing", got, found, err)
 	}
 }
 
