@@ -618,3 +618,46 @@ func TestLookupFailureIsRetryable(t *testing.T) {
 		})
 	}
 }
+
+// countingStore counts checkin-id look-ups (it hides any batch look-up, so
+// every id is one GetCheckin).
+type countingStore struct {
+	persistence.Store
+	lookups atomic.Int64
+}
+
+func (s *countingStore) GetCheckin(ctx context.Context, userID, id string) (persistence.Checkin, error) {
+	s.lookups.Add(1)
+	return s.Store.GetCheckin(ctx, userID, id)
+}
+
+// The grain remembers the ids of the user's newest grain.recent-ids
+// checkins by timestamp, whatever order they arrived in: their retries are
+// answered from memory, an older one's from the store.
+func TestRecentIDsAreTheNewestByTimestamp(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	defer inner.Close()
+	store := &countingStore{Store: inner}
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.RecentIDs = 2
+	n := startNode(t, store, gcfg, actors.DefaultWriterConfig())
+	mustUser(t, n, "r")
+	oldest, newest, middle := checkin("r1", "r", "L1", base), checkin("r2", "r", "L2", base.Add(2*time.Hour)), checkin("r3", "r", "L3", base.Add(time.Hour))
+	for _, c := range []persistence.Checkin{oldest, newest, middle} { // arrival order is not time order
+		if _, created, err := n.client.Checkin(ctx(t), c, true, true); err != nil || !created {
+			t.Fatalf("checkin %s: created=%v err=%v", c.ID, created, err)
+		}
+	}
+	for _, tt := range []struct {
+		c       persistence.Checkin
+		lookups int64
+	}{{newest, 0}, {middle, 0}, {oldest, 1}} {
+		before := store.lookups.Load()
+		if got, created, err := n.client.Checkin(ctx(t), tt.c, true, true); err != nil || created || got != tt.c {
+			t.Fatalf("retry of %s: %+v created=%v err=%v", tt.c.ID, got, created, err)
+		}
+		if d := store.lookups.Load() - before; d != tt.lookups {
+			t.Errorf("retry of %s made %d store look-ups, want %d", tt.c.ID, d, tt.lookups)
+		}
+	}
+}

@@ -84,12 +84,15 @@ type waiter struct {
 	req    *messages.CheckinRequest
 }
 
-// slot holds an entry beside the hash of its checkin id, so that finding
-// an id reads one small array instead of following a pointer and a string
-// per entry (cache misses, with thousands of grains, made the look-up a
-// few percent of a checkin's CPU).
+// slot holds an entry beside the hash of its checkin id and, once it is
+// durable, its timestamp, so that finding an id and trimming the oldest
+// read one small array instead of following a pointer per entry (cache
+// misses, with thousands of grains, made each a few percent of a checkin's
+// CPU).
 type slot struct {
 	hash uint64
+	ms   int64 // e.c's timestamp, once done
+	done bool  // e.done
 	e    *entry
 }
 
@@ -99,7 +102,7 @@ var idSeed = maphash.MakeSeed()
 func idHash(id string) uint64 { return maphash.String(idSeed, id) }
 
 func (g *userGrain) remember(e *entry) {
-	g.entries = append(g.entries, slot{idHash(e.c.ID), e})
+	g.entries = append(g.entries, slot{hash: idHash(e.c.ID), ms: e.c.Timestamp.UnixMilli(), done: e.done, e: e})
 }
 
 type createOp struct {
@@ -409,6 +412,12 @@ func (g *userGrain) written(ctx pcluster.GrainContext, r *messages.WriteResult) 
 // whether the first waiter's request is what was just written.
 func (g *userGrain) settle(ctx pcluster.GrainContext, e *entry, created bool) {
 	e.done = true
+	for i := range g.entries {
+		if x := &g.entries[i]; x.e == e {
+			x.done, x.ms = true, e.c.Timestamp.UnixMilli()
+			break
+		}
+	}
 	g.writing--
 	for i, w := range e.waiters {
 		g.answer(ctx, e, w, created && i == 0)
@@ -457,9 +466,9 @@ func (g *userGrain) trim() {
 	for {
 		done, oldest := 0, -1
 		for i, x := range g.entries {
-			if x.e.done {
+			if x.done {
 				done++
-				if oldest < 0 || x.e.c.Timestamp.Before(g.entries[oldest].e.c.Timestamp) {
+				if oldest < 0 || x.ms < g.entries[oldest].ms {
 					oldest = i
 				}
 			}
