@@ -585,7 +585,7 @@ func TestLookupFailureIsRetryable(t *testing.T) {
 				store = batchLookupFailingStore{f}
 			}
 			gcfg := actors.DefaultGrainConfig()
-			gcfg.RecentIDs = 1
+			gcfg.RecentIDs, gcfg.KnownIDs = 1, 0
 			n := startNode(t, store, gcfg, actors.DefaultWriterConfig())
 			mustUser(t, n, "k")
 			first, second := checkin("k1", "k", "L1", base), checkin("k2", "k", "L2", base.Add(time.Minute))
@@ -631,6 +631,11 @@ func (s *countingStore) GetCheckin(ctx context.Context, userID, id string) (pers
 	return s.Store.GetCheckin(ctx, userID, id)
 }
 
+// EachCheckinID lists ids as the store under it does (not a look-up).
+func (s *countingStore) EachCheckinID(ctx context.Context, userID string, limit int, fn func([]byte)) (bool, error) {
+	return s.Store.(persistence.CheckinIDLister).EachCheckinID(ctx, userID, limit, fn)
+}
+
 // The grain remembers the ids of the user's newest grain.recent-ids
 // checkins by timestamp, whatever order they arrived in: their retries are
 // answered from memory, an older one's from the store.
@@ -660,4 +665,67 @@ func TestRecentIDsAreTheNewestByTimestamp(t *testing.T) {
 			t.Errorf("retry of %s made %d store look-ups, want %d", tt.c.ID, d, tt.lookups)
 		}
 	}
+}
+
+// A grain that knows every checkin id of its user (recent ones whole,
+// older ones by hash, read on activation from a store that lists them)
+// sends a new id to the store without a look-up; a retry of a known id,
+// or any id once the user has more than it keeps, is looked up.
+func TestKnownIDsSpareLookups(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	defer inner.Close()
+	store := &countingStore{Store: inner}
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.RecentIDs, gcfg.KnownIDs = 1, 2
+	gcfg.IdleTimeout = 300 * time.Millisecond
+	n := startNode(t, store, gcfg, actors.DefaultWriterConfig())
+	at := func(i int) time.Time { return base.Add(time.Duration(i) * time.Minute) }
+	// step sends c and checks that it made want look-ups.
+	step := func(t *testing.T, c persistence.Checkin, wantCreated bool, want int64) {
+		t.Helper()
+		before := store.lookups.Load()
+		got, created, err := n.client.Checkin(ctx(t), c, true, true)
+		if err != nil || created != wantCreated || got != c {
+			t.Fatalf("checkin %s: %+v created=%v err=%v", c.ID, got, created, err)
+		}
+		if d := store.lookups.Load() - before; d != want {
+			t.Fatalf("checkin %s (created=%v) made %d store look-ups, want %d", c.ID, created, d, want)
+		}
+	}
+	passivate := func(t *testing.T) {
+		t.Helper()
+		waitFor(t, "passivation", func() bool { return n.metric(t, "checkin_grains_active") == 0 })
+	}
+
+	t.Run("grain that created the user", func(t *testing.T) {
+		mustUser(t, n, "a")
+		c := []persistence.Checkin{checkin("a1", "a", "L1", at(1)), checkin("a2", "a", "L2", at(2)), checkin("a3", "a", "L3", at(3)),
+			checkin("a4", "a", "L4", at(4)), checkin("a5", "a", "L5", at(5))}
+		for _, x := range c[:3] { // one recent, two known
+			step(t, x, true, 0)
+		}
+		step(t, c[0], false, 1) // a retry of a known id: its content is in the store
+		step(t, c[3], true, 0)  // new: no look-up; the grain now holds more than it keeps
+		step(t, c[4], true, 1)
+	})
+	t.Run("reactivated, ids fit", func(t *testing.T) {
+		mustUser(t, n, "b")
+		c := []persistence.Checkin{checkin("b1", "b", "L1", at(1)), checkin("b2", "b", "L2", at(2)), checkin("b3", "b", "L3", at(3)), checkin("b4", "b", "L4", at(4))}
+		for _, x := range c[:3] {
+			step(t, x, true, 0)
+		}
+		passivate(t)
+		step(t, c[3], true, 0)  // the activation read all three ids
+		step(t, c[1], false, 1) // known by hash: looked up
+	})
+	t.Run("reactivated, too many ids", func(t *testing.T) {
+		mustUser(t, n, "c")
+		c := []persistence.Checkin{checkin("c1", "c", "L1", at(1)), checkin("c2", "c", "L2", at(2)), checkin("c3", "c", "L3", at(3)),
+			checkin("c4", "c", "L4", at(4)), checkin("c5", "c", "L5", at(5))}
+		for _, x := range c[:4] { // the fourth is new to a grain that knew all three before it
+			step(t, x, true, 0)
+		}
+		passivate(t)
+		step(t, c[4], true, 1) // four ids do not fit in one recent and two known
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -23,13 +24,15 @@ type GrainConfig struct {
 	IdleTimeout    time.Duration // passivate a grain after this long without a request
 	MissingTimeout time.Duration // passivate sooner when the user does not exist
 	RecentIDs      int           // checkin ids remembered per user for retries (older ones are looked up in the store)
+	KnownIDs       int           // further checkin ids per user kept as 8-byte hashes, so that a new id needs no store look-up
 	StoreTimeout   time.Duration // deadline of one store call made by a grain
 	ViewSizeMB     int           // memory of the current-location view of active grains
 }
 
-// DefaultGrainConfig: 10 minute passivation, 16 remembered ids.
+// DefaultGrainConfig: 10 minute passivation, 16 remembered ids, 256 more
+// known by hash.
 func DefaultGrainConfig() GrainConfig {
-	return GrainConfig{IdleTimeout: 10 * time.Minute, MissingTimeout: 30 * time.Second, RecentIDs: 16,
+	return GrainConfig{IdleTimeout: 10 * time.Minute, MissingTimeout: 30 * time.Second, RecentIDs: 16, KnownIDs: 256,
 		StoreTimeout: 5 * time.Second, ViewSizeMB: 64}
 }
 
@@ -42,6 +45,8 @@ func (c GrainConfig) Validate() error {
 		return errors.New("grain.missing-timeout must be positive")
 	case c.RecentIDs < 0:
 		return errors.New("grain.recent-ids must not be negative")
+	case c.KnownIDs < 0:
+		return errors.New("grain.known-ids must not be negative")
 	case c.StoreTimeout <= 0:
 		return errors.New("grain.store-timeout must be positive")
 	case c.ViewSizeMB < 1:
@@ -120,9 +125,13 @@ type userGrain struct {
 	user    *persistence.User // nil: the user does not exist
 	current *persistence.Checkin
 	entries []slot // pending entries and the RecentIDs newest done ones
-	// complete: every checkin of the user is in entries, so an id not
-	// there is new. Once the grain forgets one, ids it does not know need
-	// a store look-up (a retry may carry any timestamp).
+	// known: sorted hashes of the user's other stored checkin ids, up to
+	// KnownIDs, while complete.
+	known []uint64
+	// complete: every checkin id of the user is in entries or known, so an
+	// id in neither is new. Once the grain forgets one (more ids than
+	// RecentIDs+KnownIDs), ids it does not hold need a store look-up (a
+	// retry may carry any timestamp).
 	complete bool
 	creating *createOp
 	writing  int // checkins submitted and not yet settled or failed
@@ -197,9 +206,59 @@ func (g *userGrain) load() error {
 			g.current = &cur
 		}
 	}
+	g.loadKnown(ctx)
 	g.user, g.loaded = &u, true
 	g.deps.View.publish(g.id, g.current)
 	return nil
+}
+
+// loadKnown makes the grain complete for a user whose older checkin ids fit
+// in KnownIDs, by reading them once from a store that lists ids; new ids
+// then need no store look-up. Otherwise (or when the read fails) new ids
+// are looked up as before.
+func (g *userGrain) loadKnown(ctx context.Context) {
+	l, ok := g.deps.Store.(persistence.CheckinIDLister)
+	limit := g.deps.Config.KnownIDs
+	if g.complete || !ok || limit == 0 {
+		return
+	}
+	var known []uint64
+	all, err := l.EachCheckinID(ctx, g.id, limit+len(g.entries), func(id []byte) {
+		h := maphash.Bytes(idSeed, id) // equal to idHash of the same id
+		for _, x := range g.entries {
+			if x.hash == h {
+				return
+			}
+		}
+		known = append(known, h)
+	})
+	if err != nil || !all || len(known) > limit {
+		return
+	}
+	slices.Sort(known)
+	g.known, g.complete = slices.Compact(known), true
+}
+
+// knows reports whether h is among the known hashes.
+func (g *userGrain) knows(h uint64) bool {
+	_, found := slices.BinarySearch(g.known, h)
+	return found
+}
+
+// forget moves a trimmed entry's hash to known, or gives completeness up
+// when known is full.
+func (g *userGrain) forget(h uint64) {
+	if !g.complete {
+		return
+	}
+	i, found := slices.BinarySearch(g.known, h)
+	switch {
+	case found:
+	case len(g.known) >= g.deps.Config.KnownIDs:
+		g.known, g.complete = nil, false
+	default:
+		g.known = slices.Insert(g.known, i, h)
+	}
 }
 
 // farFuture bounds the activation read; no stored timestamp reaches it.
@@ -209,7 +268,7 @@ var farFuture = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 // them newest first; a user with no more than that is known whole
 // (g.complete).
 func (g *userGrain) loadRecent(ctx context.Context) ([]persistence.Checkin, error) {
-	g.entries, g.complete = nil, false
+	g.entries, g.known, g.complete = nil, nil, false
 	if g.deps.Config.RecentIDs == 0 {
 		return nil, nil
 	}
@@ -335,10 +394,11 @@ func (g *userGrain) Checkin(req *messages.CheckinRequest, _ func(*messages.Check
 	e := &entry{c: c, waiters: []waiter{w}}
 	g.remember(e)
 	g.writing++ // until settle or fail
-	// A client-chosen id the grain does not know may have been stored
-	// before (unless it knows every checkin of the user): the writer looks
-	// it up in the same round trip as the write.
-	lookup := req.GetClientId() && !g.complete
+	// A client-chosen id the grain does not hold may have been stored
+	// before, unless the grain knows every checkin id of the user and this
+	// one is not among them: the writer looks it up in the same round trip
+	// as the write.
+	lookup := req.GetClientId() && (!g.complete || g.knows(idHash(c.ID)))
 	if err := g.deps.Writers.submit(ctx, e.c, lookup); err != nil {
 		g.fail(ctx, e, err)
 	}
@@ -476,7 +536,7 @@ func (g *userGrain) trim() {
 		if done <= g.deps.Config.RecentIDs {
 			return
 		}
-		g.complete = false
+		g.forget(g.entries[oldest].hash)
 		g.entries = append(g.entries[:oldest], g.entries[oldest+1:]...)
 		if done-1 <= g.deps.Config.RecentIDs { // the usual case: one over
 			return

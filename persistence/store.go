@@ -140,6 +140,15 @@ type CheckinBatchGetter interface {
 	GetCheckins(ctx context.Context, refs []CheckinRef) (got []Checkin, found []bool, err error)
 }
 
+// CheckinIDLister is implemented by a Store that reads one user's checkin
+// ids cheaply (the embedded store: one range of keys). EachCheckinID calls
+// fn with up to limit of the user's checkin ids, in no promised order; id
+// is only valid during the call. all reports whether those were every id
+// the user has.
+type CheckinIDLister interface {
+	EachCheckinID(ctx context.Context, userID string, limit int, fn func(id []byte)) (all bool, err error)
+}
+
 // CheckID returns an error wrapping ErrInvalid for an id no backend can
 // store: empty, or holding a NUL byte (the key separator). kind names the id
 // in the message ("user", "location", "checkin").

@@ -18,6 +18,7 @@ import (
 var (
 	_ persistence.Store              = (*Store)(nil)
 	_ persistence.CheckinBatchGetter = (*Store)(nil)
+	_ persistence.CheckinIDLister    = (*Store)(nil)
 )
 
 // Defaults sized for a small server.
@@ -373,6 +374,35 @@ func (s *Store) GetCheckins(ctx context.Context, refs []persistence.CheckinRef) 
 		return nil, nil, storeErr(err)
 	}
 	return got, found, nil
+}
+
+// EachCheckinID walks the user's by-id keys, in id order.
+func (s *Store) EachCheckinID(ctx context.Context, userID string, limit int, fn func(id []byte)) (bool, error) {
+	if err := persistence.CheckID("user", userID); err != nil {
+		return false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return false, storeErr(err)
+	}
+	if err := s.enter(); err != nil {
+		return false, err
+	}
+	defer s.leave()
+	prefix := appendCheckinByIDKey(nil, userID, "")
+	it, err := s.db.NewIterWithContext(ctx, &pebbledb.IterOptions{LowerBound: prefix, UpperBound: prefixSuccessor(bytes.Clone(prefix))})
+	if err != nil {
+		return false, storeErr(err)
+	}
+	n := 0
+	valid := it.First()
+	for ; valid && n < limit; valid = it.Next() {
+		fn(it.Key()[len(prefix):])
+		n++
+	}
+	if err := it.Close(); err != nil {
+		return false, storeErr(err)
+	}
+	return !valid, nil
 }
 
 // CurrentLocation returns the user's newest checkin, or ErrNotFound.

@@ -26,6 +26,7 @@ func Run(t *testing.T, newStore func(t *testing.T) persistence.Store) {
 		{"ConcurrentCreate", testConcurrentCreate},
 		{"WriteThenGetCheckin", testWriteThenGetCheckin},
 		{"GetCheckinsBatch", testGetCheckinsBatch},
+		{"EachCheckinID", testEachCheckinID},
 		{"EmptyBatch", testEmptyBatch},
 		{"IdempotentRewrite", testIdempotentRewrite},
 		{"CurrentLocation", testCurrentLocation},
@@ -291,6 +292,56 @@ func testGetCheckinsBatch(t *testing.T, s persistence.Store) {
 	}
 	if got, found, err := bg.GetCheckins(t.Context(), nil); err != nil || len(got) != 0 || len(found) != 0 {
 		t.Errorf("GetCheckins(nil) = %v, %v, %v; want nothing", got, found, err)
+	}
+}
+
+// testEachCheckinID checks a store's id listing, when it has one: every id
+// of the user and no other user's (u1 and u10 share a prefix), the limit,
+// and whether the listing was all of them.
+func testEachCheckinID(t *testing.T, s persistence.Store) {
+	l, ok := s.(persistence.CheckinIDLister)
+	if !ok {
+		t.Skip("the store lists no checkin ids; grains look new ids up in it")
+	}
+	u1 := generate(rand.New(rand.NewPCG(9, 9)), "u1", 30, 4, nil)
+	mustWrite(t, s, u1...)
+	mustWrite(t, s, generate(rand.New(rand.NewPCG(10, 10)), "u10", 20, 4, nil)...)
+	want := idsOf(u1)
+	slices.Sort(want)
+	for _, tt := range []struct {
+		name    string
+		user    string
+		limit   int
+		n       int
+		wantAll bool
+	}{
+		{"all", "u1", 100, len(u1), true},
+		{"exactly all", "u1", len(u1), len(u1), true},
+		{"fewer", "u1", 7, 7, false},
+		{"none asked", "u1", 0, 0, false},
+		{"user without checkins", "u2", 10, 0, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			all, err := l.EachCheckinID(t.Context(), tt.user, tt.limit, func(id []byte) { got = append(got, string(id)) })
+			if err != nil {
+				t.Fatalf("EachCheckinID: %v", err)
+			}
+			if len(got) != tt.n || all != tt.wantAll {
+				t.Fatalf("EachCheckinID(%s, %d) gave %d ids, all=%v; want %d, all=%v", tt.user, tt.limit, len(got), all, tt.n, tt.wantAll)
+			}
+			for _, id := range got {
+				if _, found := slices.BinarySearch(want, id); tt.user == "u1" && !found {
+					t.Fatalf("EachCheckinID(u1) gave %q, not one of u1's ids", id)
+				}
+			}
+			if slices.Sort(got); tt.n == len(u1) && !slices.Equal(got, want) {
+				t.Fatalf("EachCheckinID(u1) = %v, want %v", got, want)
+			}
+		})
+	}
+	if _, err := l.EachCheckinID(t.Context(), "", 10, func([]byte) {}); !errors.Is(err, persistence.ErrInvalid) {
+		t.Errorf("EachCheckinID of an empty user id: err = %v, want ErrInvalid", err)
 	}
 }
 
