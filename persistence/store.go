@@ -131,6 +131,10 @@ type CheckinRef struct {
 	ID     string
 }
 
+// Optional interfaces: callers find them by type assertion on the Store
+// they hold, so a decorator that wraps a Store hides them unless it
+// implements them too.
+
 // CheckinBatchGetter is implemented by a Store that looks many checkins up
 // by id faster together than with one GetCheckin each (the embedded store:
 // one iterator for the whole batch). GetCheckins answers for refs[i] in
