@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -728,4 +729,49 @@ func TestKnownIDsSpareLookups(t *testing.T) {
 		passivate(t)
 		step(t, c[4], true, 1) // four ids do not fit in one recent and two known
 	})
+}
+
+// Requests that meet a grain as it passivates — queued behind its stop, or
+// served just before it while their write is still in flight — must all
+// be answered: by the grain, or by a new activation once the caller hears
+// that the old one is gone. Clients pause about one idle timeout between
+// checkins, so grains stop and start again thousands of times.
+func TestPassivationRaceLosesNoAnswer(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.IdleTimeout = 10 * time.Millisecond
+	n := startNode(t, store, gcfg, actors.DefaultWriterConfig())
+	const users = 40
+	for u := range users {
+		mustUser(t, n, fmt.Sprintf("p%d", u))
+	}
+	start := n.metric(t, "checkin_grain_activations_total")
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	stop := time.Now().Add(3 * time.Second)
+	for u := range users {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(u), 1))
+			user := fmt.Sprintf("p%d", u)
+			for i := 0; time.Now().Before(stop); i++ {
+				c, cancel := context.WithTimeout(context.Background(), time.Second)
+				_, _, err := n.client.Checkin(c, checkin(fmt.Sprintf("%s-%d", user, i), user, "L1", base.Add(time.Duration(i)*time.Second)), true, true)
+				cancel()
+				if err != nil {
+					failed.Add(1)
+					t.Errorf("checkin %d of %s: %v", i, user, err)
+				}
+				time.Sleep(time.Duration(8000+rng.IntN(8000)) * time.Microsecond)
+			}
+		}()
+	}
+	wg.Wait()
+	activations := n.metric(t, "checkin_grain_activations_total") - start
+	t.Logf("%v activations, %d failed checkins", activations, failed.Load())
+	if activations < users*10 {
+		t.Fatalf("only %v activations: the grains did not passivate between checkins, so the race was not exercised", activations)
+	}
 }

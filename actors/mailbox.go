@@ -29,6 +29,7 @@ type mailbox struct {
 	system     []any
 	scheduled  bool // a run is scheduled or running
 	suspended  bool
+	stopped    bool // the actor stopped: user messages go to dead letters
 	invoker    actor.MessageInvoker
 	dispatcher actor.Dispatcher
 }
@@ -54,6 +55,11 @@ func (m *mailbox) PostUserMessage(msg any) {
 		}
 	}
 	m.mu.Lock()
+	if m.stopped { // a sender that resolved the PID before the stop
+		m.mu.Unlock()
+		m.deadLetter(msg)
+		return
+	}
 	if len(m.overflow) > 0 || int(m.n) == len(m.ring) {
 		m.overflow = append(m.overflow, msg)
 	} else {
@@ -144,6 +150,7 @@ func (m *mailbox) run() {
 			default:
 				m.mu.Unlock()
 				m.invoker.InvokeSystemMessage(msg)
+				m.afterSystemMessage()
 			}
 			continue
 		}
@@ -155,6 +162,52 @@ func (m *mailbox) run() {
 		m.mu.Unlock()
 		m.invoker.InvokeUserMessage(msg)
 	}
+}
+
+// afterSystemMessage notices that the actor stopped (a stop completes in a
+// system message) and hands every user message still queued to dead
+// letters. protoactor drops them silently, so their senders would wait out
+// their timeouts; dead letters answer a request with a DeadLetterResponse,
+// on which grain callers ask again at once. Messages posted later go the
+// same way.
+func (m *mailbox) afterSystemMessage() {
+	sys, self := m.actor()
+	if sys == nil {
+		return
+	}
+	if _, alive := sys.ProcessRegistry.Get(self); alive {
+		return
+	}
+	m.mu.Lock()
+	m.stopped = true
+	var left []any
+	for m.n > 0 {
+		left = append(left, m.popUserLocked())
+	}
+	m.mu.Unlock()
+	for _, msg := range left {
+		sys.DeadLetter.SendUserMessage(self, msg)
+	}
+}
+
+// deadLetter hands msg, sent to the stopped actor, to dead letters.
+func (m *mailbox) deadLetter(msg any) {
+	if sys, self := m.actor(); sys != nil {
+		sys.DeadLetter.SendUserMessage(self, msg)
+	}
+}
+
+// actor returns the system and PID of the mailbox's actor (nil before the
+// actor is registered with the mailbox).
+func (m *mailbox) actor() (*actor.ActorSystem, *actor.PID) {
+	c, ok := m.invoker.(interface {
+		ActorSystem() *actor.ActorSystem
+		Self() *actor.PID
+	})
+	if !ok || c.Self() == nil {
+		return nil, nil
+	}
+	return c.ActorSystem(), c.Self()
 }
 
 // popUserLocked removes the oldest user message; m.n > 0.

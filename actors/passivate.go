@@ -15,7 +15,8 @@ import (
 // timer (and its closure) per grain for the garbage collector to mark, and
 // every message stopped and restarted it, two timer-heap operations per
 // message. A grain passivates between its timeout and a quarter of the
-// shorter timeout later.
+// shorter timeout later. The grain itself decides, when the request
+// reaches it: one still waiting for the store stays.
 //
 // The goroutine runs only while grains are registered: it exits when the
 // last one leaves (the node stopped, or every grain passivated) and starts
@@ -114,7 +115,10 @@ func (p *passivator) loop(system *actor.ActorSystem) {
 		p.mu.Unlock()
 		due = p.sweep(due[:0])
 		for _, pid := range due {
-			system.Root.Poison(pid) // after what is already in its mailbox
+			// The grain decides when it reads this, after what is already
+			// in its mailbox: a request served meanwhile may have made it
+			// busy (see userGrain.passivate).
+			system.Root.Send(pid, passivateNow{})
 		}
 		clear(due)
 	}
@@ -138,6 +142,15 @@ func (p *passivator) sweep(due []*actor.PID) []*actor.PID {
 
 // passivating marks a grain whose stop was requested.
 const passivating = -1
+
+// passivateNow asks a grain past its deadline to stop.
+type passivateNow struct{}
+
+// resume takes back a stop request the grain declined: its next touch sets
+// a deadline again.
+func (p *passivator) resume(g *userGrain) {
+	g.idleAt.CompareAndSwap(passivating, p.now())
+}
 
 // keepAlive moves g's deadline timeout from now, unless its stop was
 // already requested (a request that gets in before the stop is served;

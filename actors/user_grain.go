@@ -226,8 +226,8 @@ func (g *userGrain) loadKnown(ctx context.Context) {
 	all, err := l.EachCheckinID(ctx, g.id, limit+len(g.entries), func(id []byte) {
 		h := maphash.Bytes(idSeed, id) // equal to idHash of the same id
 		for _, x := range g.entries {
-			if x.hash == h {
-				return
+			if x.hash == h && x.e.c.ID == string(id) {
+				return // held whole
 			}
 		}
 		known = append(known, h)
@@ -413,7 +413,23 @@ func (g *userGrain) ReceiveDefault(ctx pcluster.GrainContext) {
 		g.serveLocal(ctx, m)
 	case *messages.WriteResult:
 		g.written(ctx, m)
+	case passivateNow:
+		g.passivate(ctx)
 	}
+}
+
+// passivate stops the grain unless it waits for the store (a checkin being
+// written, a user being created): stopped then, its callers would wait for
+// answers that never come. It stops at once, before any request queued
+// behind this message; the mailbox hands those to dead letters, which
+// tell their callers to ask again (a new activation answers).
+func (g *userGrain) passivate(ctx pcluster.GrainContext) {
+	if g.writing > 0 || g.creating != nil {
+		g.deps.idle.resume(g)
+		g.touch()
+		return
+	}
+	ctx.Stop(ctx.Self())
 }
 
 // serveLocal runs a call from this node as the generated dispatcher runs

@@ -360,7 +360,8 @@ func (s *Store) GetCheckins(ctx context.Context, refs []persistence.CheckinRef) 
 		}
 		v, err := it.ValueAndErr()
 		if err != nil {
-			break // it.Close reports it
+			_ = it.Close()
+			return nil, nil, storeErr(err)
 		}
 		ms, loc, err := decodeCheckinByID(v)
 		if err != nil {
