@@ -12,27 +12,31 @@ import (
 	"github.com/checkin/checkin/cluster"
 	"github.com/checkin/checkin/cmd/internal/goruntime"
 	"github.com/checkin/checkin/edge"
+	"github.com/checkin/checkin/persistence/pebble"
 	"github.com/checkin/checkin/persistence/scylla"
 )
 
 // config is every setting of a node; each is a flag with an env twin.
 type config struct {
-	HTTP        edge.Config
-	Cluster     cluster.Config
-	Writer      actors.WriterConfig
-	Grain       actors.GrainConfig
-	Scylla      scylla.Config
-	CallRetries int
-	Store       string
-	DataDir     string
-	LogLevel    string
-	DebugAddr   string
-	Runtime     goruntime.Config
+	HTTP             edge.Config
+	Cluster          cluster.Config
+	Writer           actors.WriterConfig
+	Grain            actors.GrainConfig
+	Scylla           scylla.Config
+	CallRetries      int
+	Store            string
+	DataDir          string
+	PebbleCacheMB    int // block cache of the embedded store
+	PebbleMemTableMB int // one memtable of the embedded store
+	LogLevel         string
+	DebugAddr        string
+	Runtime          goruntime.Config
 }
 
 func defaultConfig() config {
 	return config{HTTP: edge.DefaultConfig(), Cluster: cluster.DefaultConfig(), Writer: actors.DefaultWriterConfig(),
-		Grain: actors.DefaultGrainConfig(), Scylla: scylla.DefaultConfig(), CallRetries: 3, Runtime: goruntime.DefaultConfig(), Store: "pebble", DataDir: "./data", LogLevel: "info"}
+		Grain: actors.DefaultGrainConfig(), Scylla: scylla.DefaultConfig(), CallRetries: 3, Runtime: goruntime.DefaultConfig(), Store: "pebble", DataDir: "./data", LogLevel: "info",
+		PebbleCacheMB: pebble.DefaultCacheSize >> 20, PebbleMemTableMB: pebble.DefaultMemTableSize >> 20}
 }
 
 // register binds every setting to a flag of fs.
@@ -48,6 +52,8 @@ func (c *config) register(fs *flag.FlagSet) {
 
 	fs.StringVar(&c.Store, "store", c.Store, "storage backend: pebble (embedded) or scylla")
 	fs.StringVar(&c.DataDir, "data.dir", c.DataDir, "directory of the embedded store")
+	fs.IntVar(&c.PebbleCacheMB, "pebble.cache-size-mb", c.PebbleCacheMB, "block cache of the embedded store in MB")
+	fs.IntVar(&c.PebbleMemTableMB, "pebble.memtable-size-mb", c.PebbleMemTableMB, "one memtable of the embedded store in MB (also bounds the log replayed at start)")
 
 	fs.IntVar(&c.Writer.Writers, "writer.count", 0, "writer actors per node (0: 1 for pebble, 4 for scylla)")
 	fs.IntVar(&c.Writer.MaxBatch, "writer.max-batch", c.Writer.MaxBatch, "checkins per store batch at most")
@@ -92,6 +98,12 @@ func (c config) validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("data.dir must not be empty")
+	}
+	if c.PebbleCacheMB < 1 {
+		return errors.New("pebble.cache-size-mb must be at least 1")
+	}
+	if c.PebbleMemTableMB < 1 || c.PebbleMemTableMB > 1024 {
+		return errors.New("pebble.memtable-size-mb must be between 1 and 1024")
 	}
 	if err := c.Runtime.Validate(); err != nil {
 		return err

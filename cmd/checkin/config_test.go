@@ -55,6 +55,9 @@ func TestInvalidConfigNamesTheFlag(t *testing.T) {
 			c.Store, c.Cluster.Provider, c.Cluster.Etcd.Prefix = "scylla", "etcd", "checkin"
 		}, "cluster.etcd-prefix"},
 		{"zero idle timeout", func(c *config) { c.Grain.IdleTimeout = 0 }, "grain.idle-timeout"},
+		{"negative known ids", func(c *config) { c.Grain.KnownIDs = -1 }, "grain.known-ids"},
+		{"no block cache", func(c *config) { c.PebbleCacheMB = 0 }, "pebble.cache-size-mb"},
+		{"huge memtable", func(c *config) { c.PebbleMemTableMB = 4096 }, "pebble.memtable-size-mb"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
