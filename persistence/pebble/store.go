@@ -10,6 +10,7 @@ import (
 	"time"
 
 	pebbledb "github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 
 	"github.com/checkin/checkin/persistence"
@@ -93,6 +94,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		MemTableSize: cfg.memTableSize,
 		Merger:       currentMerger,
 		Logger:       zapLogger{cfg.logger},
+		FS:           yieldingFS{vfs.Default},
 		// Pinned so that upgrading the library never ratchets the on-disk
 		// format by itself.
 		FormatMajorVersion: pebbledb.FormatValueSeparation,
