@@ -21,7 +21,7 @@ import (
 // one back to the start of its bucket, a step per equal timestamp: no write
 // of its own per checkin, and right whatever order batches commit in.
 func currentFromPartitions(ctx context.Context, db *pebbledb.DB, userID string) (persistence.Checkin, error) {
-	prefix := append(append([]byte{famByUser}, userID...), sep)
+	prefix := appendUserFamily(nil, userID, famByUser)
 	n := len(prefix)
 	it, err := db.NewIterWithContext(ctx, &pebbledb.IterOptions{LowerBound: prefix, UpperBound: prefixSuccessor(bytes.Clone(prefix))})
 	if err != nil {

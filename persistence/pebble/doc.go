@@ -20,6 +20,9 @@
 //   - CreateUser and CreateLocation are atomic check-and-insert within the
 //     process, synced to disk.
 //
+// A database written in an older key layout is brought to the current one
+// when it is opened (layout.go); one in a newer layout is refused.
+//
 // One process at a time may open a directory. Calls after Close fail with
 // persistence.ErrUnavailable.
 package pebble

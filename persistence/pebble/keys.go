@@ -8,31 +8,47 @@ import (
 
 // Key families. Every key starts with one family byte; ids inside a key are
 // followed by sep unless they are the key's last component. User and
-// location ids never contain sep (persistence.CheckID enforces it), so the prefix of one
-// id never matches the keys of another.
+// location ids never contain sep (persistence.CheckID enforces it), so the
+// prefix of one id never matches the keys of another.
 //
-// The checkin families mirror the partitions of the Scylla backend: a key's
-// prefix up to and including the bucket is the partition, the rest is the
-// clustering order (timestamp descending, checkin id ascending).
+// A user's checkin rows all live under famUserScoped: famUserScoped | user id
+// | sep | sub-family | rest. One user's keys sit side by side, so the three
+// rows of a checkin, and the checkins of one user, go into the memtable next
+// to each other (WriteCheckins orders a batch by user): the skiplist finds
+// each insert position from the last one instead of from the top. This is
+// layout 2 (see layout.go); layout 1 began with the sub-family byte.
+//
+// The checkin sub-families mirror the partitions of the Scylla backend: a
+// key's prefix up to and including the bucket is the partition, the rest is
+// the clustering order (timestamp descending, checkin id ascending).
 const (
+	// famMeta | name → the store's own records (layoutKey)
+	famMeta byte = 0x00
 	// famUser | user id → userRecord (JSON)
 	famUser byte = 0x01
 	// famLocation | location id → locationRecord (JSON)
 	famLocation byte = 0x02
-	// famByUser | user id | sep | bucket | inverted ts | checkin id → location id
+
+	// Sub-families of famUserScoped; the prefix "famUserScoped | user id |
+	// sep |" is left out below.
+
+	// famByUser | bucket | inverted ts | checkin id → location id
 	famByUser byte = 0x03
-	// famByUserLocation | user id | sep | location id | sep | bucket | inverted ts | checkin id → empty
+	// famByUserLocation | location id | sep | bucket | inverted ts | checkin id → empty
 	famByUserLocation byte = 0x04
-	// famBucketsByUser | user id | sep | bucket → empty: the non-empty buckets of a user
+	// famBucketsByUser | bucket → empty: the non-empty buckets of a user
 	famBucketsByUser byte = 0x05
-	// famBucketsByUserLocation | user id | sep | location id | sep | bucket → empty
+	// famBucketsByUserLocation | location id | sep | bucket → empty
 	famBucketsByUserLocation byte = 0x06
-	// famCheckinByID | user id | sep | checkin id → ts | location id
+	// famCheckinByID | checkin id → ts | location id
 	famCheckinByID byte = 0x07
+
 	// famCurrent | user id → merge operands of the current location, in
 	// databases written before it was read from famByUser (see current.go);
 	// no longer written
 	famCurrent byte = 0x08
+	// famUserScoped | user id | sep | sub-family | … → the user's checkin rows
+	famUserScoped byte = 0x09
 
 	sep byte = 0x00
 )
@@ -53,11 +69,16 @@ func appendLocationKey(dst []byte, locationID string) []byte {
 // locationID is empty, else of (user, location, bucket).
 func appendPartition(dst []byte, userID, locationID string, bucket int64) []byte {
 	if locationID == "" {
-		dst = append(append(append(dst, famByUser), userID...), sep)
+		dst = appendUserFamily(dst, userID, famByUser)
 	} else {
-		dst = append(append(append(append(append(dst, famByUserLocation), userID...), sep), locationID...), sep)
+		dst = append(append(appendUserFamily(dst, userID, famByUserLocation), locationID...), sep)
 	}
 	return appendBucket(dst, bucket)
+}
+
+// appendUserFamily appends the prefix of one family of a user's keys.
+func appendUserFamily(dst []byte, userID string, fam byte) []byte {
+	return append(append(append(append(dst, famUserScoped), userID...), sep), fam)
 }
 
 // appendCheckinKey appends the key of one checkin inside a partition.
@@ -70,13 +91,13 @@ func appendCheckinKey(dst []byte, userID, locationID string, bucket, ms int64, c
 // a user at a location); the index keys are the prefix followed by a bucket.
 func appendBucketIndex(dst []byte, userID, locationID string) []byte {
 	if locationID == "" {
-		return append(append(append(dst, famBucketsByUser), userID...), sep)
+		return appendUserFamily(dst, userID, famBucketsByUser)
 	}
-	return append(append(append(append(append(dst, famBucketsByUserLocation), userID...), sep), locationID...), sep)
+	return append(append(appendUserFamily(dst, userID, famBucketsByUserLocation), locationID...), sep)
 }
 
 func appendCheckinByIDKey(dst []byte, userID, checkinID string) []byte {
-	return append(append(append(append(dst, famCheckinByID), userID...), sep), checkinID...)
+	return append(appendUserFamily(dst, userID, famCheckinByID), checkinID...)
 }
 
 func appendBucket(dst []byte, b int64) []byte {

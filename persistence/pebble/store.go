@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,6 +102,10 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		FormatMajorVersion: pebbledb.FormatValueSeparation,
 	})
 	if err != nil {
+		return nil, fmt.Errorf("persistence/pebble: open %s: %w", dir, err)
+	}
+	if err := upgradeLayout(db, cfg.logger); err != nil {
+		_ = db.Close()
 		return nil, fmt.Errorf("persistence/pebble: open %s: %w", dir, err)
 	}
 	return &Store{db: db, indexed: persistence.NewWrittenSet(indexCacheSize)}, nil
@@ -260,7 +266,7 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 	defer b.Close()
 	var key, val []byte
 	var indexKeys []string // written by this batch: known durable once it is
-	for i := range batch {
+	for _, i := range byUser(batch) {
 		c := &batch[i]
 		ms := persistence.Millis(c.Timestamp).UnixMilli()
 		bucket := persistence.BucketOf(c.Timestamp)
@@ -300,6 +306,18 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 		s.indexed.Add(k)
 	}
 	return nil
+}
+
+// byUser returns the indexes of batch ordered by user id: the memtable
+// inserts a batch's keys in its order, and each insert searches from the
+// last, so a user's keys go in next to each other (keys.go).
+func byUser(batch []persistence.Checkin) []int32 {
+	order := make([]int32, len(batch))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortStableFunc(order, func(a, b int32) int { return strings.Compare(batch[a].UserID, batch[b].UserID) })
+	return order
 }
 
 // estimatedCheckinBytes sizes a batch up front: five records of small keys
