@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"iter"
 	"maps"
 	"slices"
 	"testing"
@@ -105,8 +104,8 @@ func snapshot(t *testing.T, s *Store, all []persistence.Checkin) string {
 			t.Fatalf("GetCheckin(%s, %s) = %+v, %v", c.UserID, c.ID, got, err)
 		}
 	}
-	for _, u := range slices.Sorted(mapKeys(users)) {
-		for _, l := range append([]string{""}, slices.Sorted(mapKeys(locations))...) {
+	for _, u := range slices.Sorted(maps.Keys(users)) {
+		for _, l := range append([]string{""}, slices.Sorted(maps.Keys(locations))...) {
 			page, err := s.ListCheckins(ctx, persistence.Query{UserID: u, LocationID: l, From: time.UnixMilli(0), To: time.UnixMilli(1 << 50), Limit: 10_000})
 			if err != nil {
 				t.Fatal(err)
@@ -182,5 +181,3 @@ func countKeys(t *testing.T, db *pebbledb.DB, lower, upper []byte) int {
 	}
 	return n
 }
-
-func mapKeys(m map[string]bool) iter.Seq[string] { return maps.Keys(m) }
