@@ -81,12 +81,9 @@ func (r *records) hasLocation(ctx context.Context, id string) error {
 	return err
 }
 
-// cached reports whether both the user and the location are in the caches.
-func (r *records) cached(userID, locationID string) bool {
-	if _, err := r.users.Get(userID); err != nil {
-		return false
-	}
-	_, err := r.locations.Get(locationID)
+// locationCached reports whether location id is in the cache.
+func (r *records) locationCached(id string) bool {
+	_, err := r.locations.Get(id)
 	return err == nil
 }
 

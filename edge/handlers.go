@@ -229,11 +229,15 @@ func (s *Server) checkin(c *fiber.Ctx) error {
 			return badRequest("timestamp_in_future", fmt.Sprintf("timestamp must not be more than %s in the future", maxFuture))
 		}
 	}
-	// Usually both records are cached and the grain call, which bounds
-	// itself by the request timeout, is the only wait: no deadline is made
-	// up front. Reading a record from the store starts the request's one.
+	// The user's grain knows whether the user exists and answers
+	// user_not_found itself, so the edge checks only the location. Usually
+	// it is cached and the grain call, which bounds itself by the request
+	// timeout, is the only wait: no deadline is made up front. A location
+	// read from the store starts the request's one; the user is checked
+	// first then, so a request naming neither gets user_not_found either
+	// way.
 	ctx := c.UserContext()
-	if !s.records.cached(userID, ci.LocationID) {
+	if !s.records.locationCached(ci.LocationID) {
 		var cancel context.CancelFunc
 		ctx, cancel = s.ctx(c)
 		defer cancel()
