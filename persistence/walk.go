@@ -14,10 +14,14 @@ import (
 // bucket) otherwise. The from and to bounds ListCheckins passes are whole
 // milliseconds.
 type PartitionReader interface {
-	// Buckets returns the buckets in [lo, hi] that hold at least one checkin
-	// of the user (locationID == "") or of the user at the location, in the
-	// given order (NewestFirst: descending, OldestFirst: ascending).
-	Buckets(ctx context.Context, userID, locationID string, lo, hi int64, order Order) ([]int64, error)
+	// Buckets calls yield with each bucket in [lo, hi] that holds at least
+	// one checkin of the user (locationID == "") or of the user at the
+	// location, in the given order (NewestFirst: descending, OldestFirst:
+	// ascending), until yield returns false. Walkers stop as soon as they
+	// hold what they need, so a backend finds the buckets as they are asked
+	// for, not all of them up front. It may also yield a bucket that turns
+	// out empty (an index entry written before its rows).
+	Buckets(ctx context.Context, userID, locationID string, lo, hi int64, order Order, yield func(bucket int64) bool) error
 	// ReadBucket returns up to limit checkins of one partition with
 	// from <= Timestamp < to, ordered by (Timestamp desc, ID asc) for
 	// NewestFirst and the exact reverse (Timestamp asc, ID desc) for
@@ -60,18 +64,18 @@ func ListCheckins(ctx context.Context, r PartitionReader, q Query) (Page, error)
 		return Page{}, nil
 	}
 
-	buckets, err := r.Buckets(ctx, q.UserID, q.LocationID, lo, hi, q.Order)
-	if err != nil {
-		return Page{}, err
-	}
 	want := q.Limit
 	if want < math.MaxInt {
 		want++
 	}
-	var out []Checkin
-	for _, b := range buckets {
+	var (
+		out     []Checkin
+		readErr error
+	)
+	err := r.Buckets(ctx, q.UserID, q.LocationID, lo, hi, q.Order, func(b int64) bool {
 		if err := ctx.Err(); err != nil {
-			return Page{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+			readErr = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return false
 		}
 		var after *Position
 		if q.After != nil && b == afterBucket {
@@ -79,14 +83,18 @@ func ListCheckins(ctx context.Context, r PartitionReader, q Query) (Page, error)
 		}
 		got, err := r.ReadBucket(ctx, q.UserID, q.LocationID, b, from, to, after, q.Order, want-len(out))
 		if err != nil {
-			return Page{}, err
+			readErr = err
+			return false
 		}
 		out = append(out, got...)
-		if len(out) >= want {
-			break
-		}
+		return len(out) < want
+	})
+	if err == nil {
+		err = readErr
 	}
-
+	if err != nil {
+		return Page{}, err
+	}
 	page := Page{Checkins: out}
 	if len(out) > q.Limit {
 		page.Checkins = out[:q.Limit:q.Limit]
@@ -139,34 +147,44 @@ func NewestCheckin(ctx context.Context, r PartitionReader, userID string) (Check
 	if err := CheckID("user", userID); err != nil {
 		return Checkin{}, err
 	}
-	buckets, err := r.Buckets(ctx, userID, "", math.MinInt64, math.MaxInt64, NewestFirst)
-	if err != nil {
-		return Checkin{}, err
-	}
-	for _, b := range buckets {
+	var (
+		c       Checkin
+		found   bool
+		readErr error
+	)
+	err := r.Buckets(ctx, userID, "", math.MinInt64, math.MaxInt64, NewestFirst, func(b int64) bool {
 		if err := ctx.Err(); err != nil {
-			return Checkin{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+			readErr = fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return false
 		}
 		// An index entry may precede its rows (or outlive a failed write):
 		// an empty bucket is skipped.
 		first, err := r.ReadBucket(ctx, userID, "", b, BucketStart(b), BucketStart(b+1), nil, NewestFirst, 1)
-		if err != nil {
-			return Checkin{}, err
-		}
-		if len(first) == 0 {
-			continue
+		if err != nil || len(first) == 0 {
+			readErr = err
+			return err == nil
 		}
 		ts := first[0].Timestamp
 		last, err := r.ReadBucket(ctx, userID, "", b, ts, ts.Add(time.Millisecond), nil, OldestFirst, 1)
 		if err != nil {
-			return Checkin{}, err
+			readErr = err
+			return false
 		}
-		c := first[0]
+		c, found = first[0], true
 		if len(last) == 1 && last[0].Newer(c) {
 			c = last[0]
 		}
-		c.UserID = userID
-		return c, nil
+		return false
+	})
+	if err == nil {
+		err = readErr
 	}
-	return Checkin{}, fmt.Errorf("%w: current location of user %q", ErrNotFound, userID)
+	switch {
+	case err != nil:
+		return Checkin{}, err
+	case !found:
+		return Checkin{}, fmt.Errorf("%w: current location of user %q", ErrNotFound, userID)
+	}
+	c.UserID = userID
+	return c, nil
 }

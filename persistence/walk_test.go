@@ -14,8 +14,9 @@ import (
 // lays checkins out: one partition per (user, bucket) and one per
 // (user, location, bucket).
 type memReader struct {
-	parts map[partKey][]Checkin
-	reads []int64 // buckets passed to ReadBucket, in call order
+	parts   map[partKey][]Checkin
+	reads   []int64 // buckets passed to ReadBucket, in call order
+	yielded []int64 // buckets Buckets handed out, in order
 }
 
 type partKey struct {
@@ -34,7 +35,7 @@ func newMemReader(cs ...Checkin) *memReader {
 	return m
 }
 
-func (m *memReader) Buckets(_ context.Context, userID, locationID string, lo, hi int64, order Order) ([]int64, error) {
+func (m *memReader) Buckets(_ context.Context, userID, locationID string, lo, hi int64, order Order, yield func(int64) bool) error {
 	var bs []int64
 	for k := range m.parts {
 		if k.user == userID && k.location == locationID && k.bucket >= lo && k.bucket <= hi {
@@ -45,7 +46,13 @@ func (m *memReader) Buckets(_ context.Context, userID, locationID string, lo, hi
 	if order == NewestFirst {
 		slices.Reverse(bs)
 	}
-	return bs, nil
+	for _, b := range bs {
+		m.yielded = append(m.yielded, b)
+		if !yield(b) {
+			break
+		}
+	}
+	return nil
 }
 
 func (m *memReader) ReadBucket(_ context.Context, userID, locationID string, bucket int64, from, to time.Time, after *Position, order Order, limit int) ([]Checkin, error) {
@@ -236,6 +243,10 @@ func TestListCheckins(t *testing.T) {
 			if tt.maxReads > 0 && len(r.reads) > tt.maxReads {
 				t.Errorf("read buckets %v, want at most %d reads", r.reads, tt.maxReads)
 			}
+			// The walk asks for no bucket it does not read.
+			if !slices.Equal(r.yielded, r.reads) {
+				t.Errorf("buckets asked for %v, read %v", r.yielded, r.reads)
+			}
 		})
 	}
 }
@@ -332,8 +343,12 @@ func TestListCheckinsCancelled(t *testing.T) {
 // errReader fails every call; ListCheckins must return its errors unchanged.
 type errReader struct{ bucketsErr, readErr error }
 
-func (e errReader) Buckets(context.Context, string, string, int64, int64, Order) ([]int64, error) {
-	return []int64{BucketOf(base)}, e.bucketsErr
+func (e errReader) Buckets(_ context.Context, _, _ string, _, _ int64, _ Order, yield func(int64) bool) error {
+	if e.bucketsErr != nil {
+		return e.bucketsErr
+	}
+	yield(BucketOf(base))
+	return nil
 }
 
 func (e errReader) ReadBucket(context.Context, string, string, int64, time.Time, time.Time, *Position, Order, int) ([]Checkin, error) {

@@ -15,8 +15,9 @@
 //     commit in and costs no write of its own.
 //   - Range reads walk the same time-bucketed partitions the Scylla backend
 //     uses (persistence.ListCheckins over bounded iterators) and skip empty
-//     buckets through a bucket index. A page sees every checkin whose write
-//     returned before the page was requested.
+//     buckets by seeking through the partitions, whose keys begin with the
+//     bucket. A page sees every checkin whose write returned before the
+//     page was requested.
 //   - CreateUser and CreateLocation are atomic check-and-insert within the
 //     process, synced to disk.
 //

@@ -15,8 +15,9 @@ import (
 // | sep | sub-family | rest. One user's keys sit side by side, so the three
 // rows of a checkin, and the checkins of one user, go into the memtable next
 // to each other (WriteCheckins orders a batch by user): the skiplist finds
-// each insert position from the last one instead of from the top. This is
-// layout 2 (see layout.go); layout 1 began with the sub-family byte.
+// each insert position from the last one instead of from the top. Layout 1
+// began with the sub-family byte; layout 2 added this prefix; layout 3 (the
+// current one, see layout.go) has the same keys and no bucket index rows.
 //
 // The checkin sub-families mirror the partitions of the Scylla backend: a
 // key's prefix up to and including the bucket is the partition, the rest is
@@ -36,10 +37,10 @@ const (
 	famByUser byte = 0x03
 	// famByUserLocation | location id | sep | bucket | inverted ts | checkin id → empty
 	famByUserLocation byte = 0x04
-	// famBucketsByUser | bucket → empty: the non-empty buckets of a user
-	famBucketsByUser byte = 0x05
-	// famBucketsByUserLocation | location id | sep | bucket → empty
-	famBucketsByUserLocation byte = 0x06
+	// 0x05 and 0x06 held the bucket indexes of a user and of a user at a
+	// location (bucket → empty) up to layout 2. Layout 3 finds buckets in
+	// the partitions; databases upgraded from layout 2 keep the old index
+	// rows, which nothing reads. Never reuse the two bytes.
 	// famCheckinByID | checkin id → ts | location id
 	famCheckinByID byte = 0x07
 
@@ -68,12 +69,17 @@ func appendLocationKey(dst []byte, locationID string) []byte {
 // appendPartition appends the partition prefix of (user, bucket) when
 // locationID is empty, else of (user, location, bucket).
 func appendPartition(dst []byte, userID, locationID string, bucket int64) []byte {
+	return appendBucket(appendPartitionPrefix(dst, userID, locationID), bucket)
+}
+
+// appendPartitionPrefix appends what the partitions of a user (or of a
+// user at a location) share: their keys are this prefix, a bucket and the
+// clustering key.
+func appendPartitionPrefix(dst []byte, userID, locationID string) []byte {
 	if locationID == "" {
-		dst = appendUserFamily(dst, userID, famByUser)
-	} else {
-		dst = append(append(appendUserFamily(dst, userID, famByUserLocation), locationID...), sep)
+		return appendUserFamily(dst, userID, famByUser)
 	}
-	return appendBucket(dst, bucket)
+	return append(append(appendUserFamily(dst, userID, famByUserLocation), locationID...), sep)
 }
 
 // appendUserFamily appends the prefix of one family of a user's keys.
@@ -85,15 +91,6 @@ func appendUserFamily(dst []byte, userID string, fam byte) []byte {
 func appendCheckinKey(dst []byte, userID, locationID string, bucket, ms int64, checkinID string) []byte {
 	dst = appendPartition(dst, userID, locationID, bucket)
 	return append(appendInvertedMillis(dst, ms), checkinID...)
-}
-
-// appendBucketIndex appends the prefix of the bucket index of a user (or of
-// a user at a location); the index keys are the prefix followed by a bucket.
-func appendBucketIndex(dst []byte, userID, locationID string) []byte {
-	if locationID == "" {
-		return appendUserFamily(dst, userID, famBucketsByUser)
-	}
-	return append(append(appendUserFamily(dst, userID, famBucketsByUserLocation), locationID...), sep)
 }
 
 func appendCheckinByIDKey(dst []byte, userID, checkinID string) []byte {

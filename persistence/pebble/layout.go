@@ -13,8 +13,9 @@ import (
 // written before it existed have none and use layout 1.
 var layoutKey = []byte{famMeta, 'l', 'a', 'y', 'o', 'u', 't'}
 
-// layout is the key layout this code reads and writes (keys.go).
-const layout = 2
+// layout is the key layout this code reads and writes (keys.go). Layout 3
+// has the keys of layout 2 and writes no bucket index rows.
+const layout = 3
 
 // errLayout reports a database written in a layout this code cannot read.
 var errLayout = errors.New("persistence/pebble: unknown key layout")
@@ -23,11 +24,15 @@ var errLayout = errors.New("persistence/pebble: unknown key layout")
 const moveBatchKeys = 4096
 
 // upgradeLayout brings db to the current layout. A new database is only
-// marked. A layout 1 database has its checkin rows moved to layout 2 in
-// synced batches, each of which writes the new keys and deletes the old in
-// one atomic step, and is marked once all are moved: a crash part way
-// leaves a database that is still unmarked, and the next open moves the
-// rest. A database marked with another layout is refused.
+// marked. A layout 1 database has its checkin rows moved to the layout 2
+// keys in synced batches, each of which writes the new keys and deletes the
+// old in one atomic step, and is marked once all are moved: a crash part
+// way leaves a database that is still unmarked, and the next open moves the
+// rest. A layout 2 database only has its mark changed: its rows are layout
+// 3 rows, and its bucket index rows are left unread. (Binaries that write
+// layout 2 refuse a database marked 3: they would write index rows that
+// readers no longer need, and read index rows that new writes no longer
+// make.) A database marked with another layout is refused.
 func upgradeLayout(db *pebbledb.DB, log *zap.Logger) error {
 	v, closer, err := db.Get(layoutKey)
 	if err == nil {
@@ -36,10 +41,14 @@ func upgradeLayout(db *pebbledb.DB, log *zap.Logger) error {
 			got = int(v[0])
 		}
 		_ = closer.Close()
-		if got != layout {
-			return fmt.Errorf("%w: the database has layout %d, this version reads layout %d", errLayout, got, layout)
+		switch got {
+		case layout:
+			return nil
+		case 2:
+			log.Info("marked the database with the current key layout", zap.Int("from", got), zap.Int("layout", layout))
+			return storeErr(db.Set(layoutKey, []byte{layout}, pebbledb.Sync))
 		}
-		return nil
+		return fmt.Errorf("%w: the database has layout %d, this version reads layout %d", errLayout, got, layout)
 	}
 	if !errors.Is(err, pebbledb.ErrNotFound) {
 		return storeErr(err)

@@ -27,49 +27,101 @@ func TestUpgradesLayout1(t *testing.T) {
 		{"interrupted move", 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx := t.Context()
 			dir := t.TempDir()
-			day := persistence.BucketStart(19792)
 			s := open(t, dir)
 			// More keys than one move batch, over several users, locations and days.
-			var all []persistence.Checkin
-			for i := range 4000 {
-				all = append(all, persistence.Checkin{
-					ID:         fmt.Sprintf("c%d", i),
-					UserID:     fmt.Sprintf("u%d", i%7),
-					LocationID: fmt.Sprintf("l%d", i%5),
-					Timestamp:  day.Add(time.Duration(i) * 3 * time.Minute),
-				})
-			}
-			if err := s.WriteCheckins(ctx, all); err != nil {
-				t.Fatal(err)
-			}
+			all := writeSome(t, s, 4000, 3*time.Minute)
 			want := snapshot(t, s, all)
 			if n := downgrade(t, s.db, tt.every); n < moveBatchKeys {
 				t.Fatalf("downgraded %d keys, want more than one move batch", n)
 			}
-			if err := s.Close(); err != nil {
-				t.Fatal(err)
-			}
-
-			s = open(t, dir)
+			s = reopenUpgraded(t, s, dir, all, want)
 			defer s.Close()
-			if got := snapshot(t, s, all); got != want {
-				t.Fatalf("after the upgrade the store answers\n%s\nwant\n%s", got, want)
-			}
 			if n := countKeys(t, s.db, []byte{famByUser}, []byte{famCheckinByID + 1}); n != 0 {
 				t.Fatalf("%d layout 1 keys left", n)
 			}
-			v, closer, err := s.db.Get(layoutKey)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer closer.Close()
-			if !bytes.Equal(v, []byte{layout}) {
-				t.Fatalf("layout %v, want %d", v, layout)
-			}
 		})
 	}
+}
+
+// A database in layout 2 (marked 2, with bucket index rows) opens as
+// layout 3 with every checkin readable as before; its index rows, even
+// ones naming buckets with no rows, change no answer.
+func TestUpgradesLayout2(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir)
+	all := writeSome(t, s, 600, 37*time.Minute)
+	want := snapshot(t, s, all)
+	// Layout 2's index rows: one per (user, bucket) and (user, location,
+	// bucket) written, and stale ones for empty buckets around them.
+	b := s.db.NewBatch()
+	for _, c := range all {
+		bucket := persistence.BucketOf(c.Timestamp)
+		for _, bk := range []int64{bucket - 40, bucket, bucket + 40} {
+			user := appendUserFamily(nil, c.UserID, 0x05)
+			loc := append(append(appendUserFamily(nil, c.UserID, 0x06), c.LocationID...), sep)
+			for _, k := range [][]byte{appendBucket(user, bk), appendBucket(loc, bk)} {
+				if err := b.Set(k, nil, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if err := b.Set(layoutKey, []byte{2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(pebbledb.Sync); err != nil {
+		t.Fatal(err)
+	}
+	s = reopenUpgraded(t, s, dir, all, want)
+	defer s.Close()
+}
+
+// writeSome writes n checkins of 7 users at 5 locations, one every step,
+// and returns them.
+func writeSome(t *testing.T, s *Store, n int, step time.Duration) []persistence.Checkin {
+	t.Helper()
+	day := persistence.BucketStart(19792)
+	all := make([]persistence.Checkin, n)
+	for i := range all {
+		all[i] = persistence.Checkin{
+			ID:         fmt.Sprintf("c%d", i),
+			UserID:     fmt.Sprintf("u%d", i%7),
+			LocationID: fmt.Sprintf("l%d", i%5),
+			Timestamp:  day.Add(time.Duration(i) * step),
+		}
+	}
+	if err := s.WriteCheckins(t.Context(), all); err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+// reopenUpgraded closes s, opens dir again (which upgrades it), and checks
+// that the store answers what snapshot rendered before (want) and is marked
+// with the current layout. The caller closes the store it returns.
+func reopenUpgraded(t *testing.T, s *Store, dir string, all []persistence.Checkin, want string) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir)
+	if got := snapshot(t, s, all); got != want {
+		s.Close()
+		t.Fatalf("after the upgrade the store answers\n%s\nwant\n%s", got, want)
+	}
+	v, closer, err := s.db.Get(layoutKey)
+	if err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	mark := bytes.Clone(v)
+	_ = closer.Close()
+	if !bytes.Equal(mark, []byte{layout}) {
+		s.Close()
+		t.Fatalf("layout %v, want %d", mark, layout)
+	}
+	return s
 }
 
 func TestRefusesUnknownLayout(t *testing.T) {

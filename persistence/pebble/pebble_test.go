@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -656,4 +657,56 @@ func BenchmarkLookupNewIDs(b *testing.B) {
 		}
 		flush()
 	})
+}
+
+// Buckets finds the non-empty buckets by seeking through the partitions:
+// in both orders, within bounds, per location, stopping when asked, and
+// never seeing the keys of a user or location whose id extends another's.
+func TestBuckets(t *testing.T) {
+	s := open(t, t.TempDir())
+	defer s.Close()
+	day := func(b int64) time.Time { return persistence.BucketStart(b).Add(5 * time.Hour) }
+	var batch []persistence.Checkin
+	add := func(user, loc string, buckets ...int64) {
+		for i, b := range buckets {
+			for k := range 3 { // several rows per bucket: one seek must skip them all
+				batch = append(batch, persistence.Checkin{ID: fmt.Sprintf("%s-%s-%d-%d", user, loc, i, k), UserID: user, LocationID: loc, Timestamp: day(b).Add(time.Duration(k) * time.Minute)})
+			}
+		}
+	}
+	add("u1", "l1", -3, 0, 6)
+	add("u1", "l10", 5, 100)
+	add("u10", "l1", 1, 2, 3) // ids that extend u1's
+	add("u", "l1", 4)         // and an id that u1's extends
+	if err := s.WriteCheckins(t.Context(), batch); err != nil {
+		t.Fatal(err)
+	}
+	r := reader{s.db}
+	for _, tt := range []struct {
+		name     string
+		user     string
+		location string
+		lo, hi   int64
+		order    persistence.Order
+		limit    int
+		want     []int64
+	}{
+		{"all, newest first", "u1", "", math.MinInt64, math.MaxInt64, persistence.NewestFirst, 0, []int64{100, 6, 5, 0, -3}},
+		{"all, oldest first", "u1", "", math.MinInt64, math.MaxInt64, persistence.OldestFirst, 0, []int64{-3, 0, 5, 6, 100}},
+		{"bounds are inclusive", "u1", "", 0, 6, persistence.NewestFirst, 0, []int64{6, 5, 0}},
+		{"bounds between buckets", "u1", "", 1, 99, persistence.OldestFirst, 0, []int64{5, 6}},
+		{"stops when asked", "u1", "", math.MinInt64, math.MaxInt64, persistence.NewestFirst, 2, []int64{100, 6}},
+		{"one location", "u1", "l1", math.MinInt64, math.MaxInt64, persistence.NewestFirst, 0, []int64{6, 0, -3}},
+		{"a location whose id extends l1's", "u1", "l10", math.MinInt64, math.MaxInt64, persistence.OldestFirst, 0, []int64{5, 100}},
+		{"a user whose id extends u1's", "u10", "", math.MinInt64, math.MaxInt64, persistence.NewestFirst, 0, []int64{3, 2, 1}},
+		{"a user whose id u1's extends", "u", "", math.MinInt64, math.MaxInt64, persistence.NewestFirst, 0, []int64{4}},
+		{"no checkins", "u2", "", math.MinInt64, math.MaxInt64, persistence.NewestFirst, 0, nil},
+		{"empty range", "u1", "", 7, 99, persistence.NewestFirst, 0, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := storetest.Buckets(t, r, tt.user, tt.location, tt.lo, tt.hi, tt.order, tt.limit); !slices.Equal(got, tt.want) {
+				t.Fatalf("buckets %v, want %v", got, tt.want)
+			}
+		})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	pebbledb "github.com/cockroachdb/pebble/v2"
@@ -12,7 +13,7 @@ import (
 )
 
 // reader serves persistence.ListCheckins from bounded iterators over the
-// partition and bucket-index families.
+// partition families.
 type reader struct{ db *pebbledb.DB }
 
 var _ persistence.PartitionReader = reader{}
@@ -20,25 +21,52 @@ var _ persistence.PartitionReader = reader{}
 // ctxCheckEvery is how many keys an iterator visits between context checks.
 const ctxCheckEvery = 256
 
-func (r reader) Buckets(ctx context.Context, userID, locationID string, lo, hi int64, order persistence.Order) ([]int64, error) {
+// Buckets finds the non-empty buckets in the partitions themselves: a
+// partition's keys begin with its bucket, so one seek past a bucket lands on
+// the first key of the next bucket that holds a row. No bucket index is
+// written (layout 3), and a walk that stops early seeks no further.
+func (r reader) Buckets(ctx context.Context, userID, locationID string, lo, hi int64, order persistence.Order, yield func(int64) bool) error {
 	if lo > hi {
-		return nil, nil
+		return nil
 	}
-	prefix := appendBucketIndex(nil, userID, locationID)
+	prefix := appendPartitionPrefix(nil, userID, locationID)
 	n := len(prefix)
-	lower := appendBucket(prefix, lo)
-	upper := prefixSuccessor(appendBucket(bytes.Clone(prefix), hi))
-
-	var out []int64
-	// Bucket keys sort oldest first: newest first is reverse key order.
-	err := r.scan(ctx, lower, upper, order == persistence.NewestFirst, func(k, _ []byte) (bool, error) {
-		if len(k) != n+8 {
-			return false, fmt.Errorf("%w: bucket index key of %d bytes", errCorrupt, len(k))
+	lower := appendBucket(bytes.Clone(prefix), lo)
+	upper := prefixSuccessor(appendBucket(bytes.Clone(prefix), hi)) // past every key of bucket hi
+	it, err := r.db.NewIterWithContext(ctx, &pebbledb.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return storeErr(err)
+	}
+	seek := bytes.Clone(prefix)
+	newest := order == persistence.NewestFirst
+	ok := it.First()
+	if newest {
+		ok = it.Last()
+	}
+	for ok {
+		k := it.Key()
+		if len(k) < n+8 {
+			_ = it.Close()
+			return fmt.Errorf("%w: checkin key of %d bytes", errCorrupt, len(k))
 		}
-		out = append(out, decodeBucket(k[n:]))
-		return true, nil
-	})
-	return out, err
+		b := decodeBucket(k[n : n+8])
+		if !yield(b) {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			_ = it.Close()
+			return storeErr(err)
+		}
+		switch {
+		case newest && b == math.MinInt64, !newest && b == math.MaxInt64:
+			ok = false
+		case newest:
+			ok = it.SeekLT(appendBucket(seek[:n], b)) // the last key before bucket b
+		default:
+			ok = it.SeekGE(appendBucket(seek[:n], b+1))
+		}
+	}
+	return storeErr(it.Close())
 }
 
 func (r reader) ReadBucket(ctx context.Context, userID, locationID string, bucket int64, from, to time.Time, after *persistence.Position, order persistence.Order, limit int) ([]persistence.Checkin, error) {

@@ -44,14 +44,7 @@ type Store struct {
 
 	// createMu makes the check-and-insert of users and locations atomic.
 	createMu sync.Mutex
-
-	// indexed holds bucket-index keys known durable, so an active user's
-	// checkins do not rewrite the same index key on every batch.
-	indexed *persistence.WrittenSet
 }
-
-// indexCacheSize bounds the bucket-index keys a store remembers as written.
-const indexCacheSize = 1 << 16
 
 // Option configures Open.
 type Option func(*config)
@@ -108,7 +101,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("persistence/pebble: open %s: %w", dir, err)
 	}
-	return &Store{db: db, indexed: persistence.NewWrittenSet(indexCacheSize)}, nil
+	return &Store{db: db}, nil
 }
 
 // enter admits a call that uses the db; every successful enter is paired
@@ -242,8 +235,10 @@ func (s *Store) get(ctx context.Context, key []byte, kind, id string, decode fun
 }
 
 // WriteCheckins durably writes the batch in one atomic, synced write: every
-// checkin goes to the by-user and by-user-and-location partitions, their
-// bucket indexes and the by-id table. The current location needs no write
+// checkin goes to the by-user and by-user-and-location partitions and the
+// by-id table, three rows. Readers find a user's non-empty buckets by
+// seeking through the partitions (reader.Buckets), so no bucket index is
+// written. The current location needs no write
 // of its own: CurrentLocation reads it from the by-user partitions.
 // Rewriting a checkin produces the same keys and values, so retries are
 // safe.
@@ -265,7 +260,6 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 	b := s.db.NewBatchWithSize(len(batch) * estimatedCheckinBytes)
 	defer b.Close()
 	var key, val []byte
-	var indexKeys []string // written by this batch: known durable once it is
 	for _, i := range byUser(batch) {
 		c := &batch[i]
 		ms := persistence.Millis(c.Timestamp).UnixMilli()
@@ -280,16 +274,6 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 		if err := b.Set(key, nil, nil); err != nil {
 			return storeErr(err)
 		}
-		for _, loc := range [2]string{"", c.LocationID} {
-			key = appendBucket(appendBucketIndex(key[:0], c.UserID, loc), bucket)
-			if s.indexed.Has(string(key)) {
-				continue
-			}
-			if err := b.Set(key, nil, nil); err != nil {
-				return storeErr(err)
-			}
-			indexKeys = append(indexKeys, string(key))
-		}
 		key = appendCheckinByIDKey(key[:0], c.UserID, c.ID)
 		val = appendCheckinByID(val[:0], ms, c.LocationID)
 		if err := b.Set(key, val, nil); err != nil {
@@ -299,13 +283,7 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 	if err := ctx.Err(); err != nil {
 		return storeErr(err) // not applied
 	}
-	if err := s.db.Apply(b, pebbledb.Sync); err != nil {
-		return storeErr(err)
-	}
-	for _, k := range indexKeys {
-		s.indexed.Add(k)
-	}
-	return nil
+	return storeErr(s.db.Apply(b, pebbledb.Sync))
 }
 
 // byUser returns the indexes of batch ordered by user id: the memtable

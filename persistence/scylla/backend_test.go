@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/checkin/checkin/persistence"
+	"github.com/checkin/checkin/persistence/storetest"
 )
 
 // Integration tests of what is particular to this backend, against the
@@ -88,13 +89,11 @@ func TestBucketBoundaries(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Fatalf("rows = %v, want %v", got, want)
 			}
-			buckets, err := s.Buckets(t.Context(), user, "", b-5, b+5, persistence.OldestFirst)
-			if err != nil || !slices.Equal(buckets, []int64{b - 1, b}) {
-				t.Fatalf("Buckets = %v, %v; want [%d %d]", buckets, err, b-1, b)
+			if buckets := storetest.Buckets(t, s, user, "", b-5, b+5, persistence.OldestFirst, 0); !slices.Equal(buckets, []int64{b - 1, b}) {
+				t.Fatalf("Buckets = %v; want [%d %d]", buckets, b-1, b)
 			}
-			buckets, err = s.Buckets(t.Context(), user, "l2", b-5, b+5, persistence.NewestFirst)
-			if err != nil || !slices.Equal(buckets, []int64{b - 1}) {
-				t.Fatalf("Buckets(l2) = %v, %v; want [%d]", buckets, err, b-1)
+			if buckets := storetest.Buckets(t, s, user, "l2", b-5, b+5, persistence.NewestFirst, 0); !slices.Equal(buckets, []int64{b - 1}) {
+				t.Fatalf("Buckets(l2) = %v; want [%d]", buckets, b-1)
 			}
 			for _, q := range []struct {
 				from, to time.Time
@@ -295,9 +294,13 @@ func TestPagingAcrossManyBuckets(t *testing.T) {
 		write(t, s, chunk...)
 	}
 	lo, hi := persistence.BucketOf(day0)-10, persistence.BucketOf(day0)+800
-	buckets, err := s.Buckets(t.Context(), "u1", "", lo, hi, persistence.NewestFirst)
-	if err != nil || len(buckets) != len(nonEmpty) || !slices.IsSortedFunc(buckets, func(a, b int64) int { return int(b - a) }) {
-		t.Fatalf("Buckets = %d buckets (%v), want %d newest first", len(buckets), err, len(nonEmpty))
+	buckets := storetest.Buckets(t, s, "u1", "", lo, hi, persistence.NewestFirst, 0)
+	if len(buckets) != len(nonEmpty) || !slices.IsSortedFunc(buckets, func(a, b int64) int { return int(b - a) }) {
+		t.Fatalf("Buckets = %d buckets, want %d newest first", len(buckets), len(nonEmpty))
+	}
+	// A walk that stops early gets the newest buckets, in order.
+	if first := storetest.Buckets(t, s, "u1", "", lo, hi, persistence.NewestFirst, 3); !slices.Equal(first, buckets[:3]) {
+		t.Fatalf("first three buckets %v, want %v", first, buckets[:3])
 	}
 
 	from, to := day0.AddDate(0, 0, 30).Add(5*time.Hour), day0.AddDate(0, 0, 700)

@@ -45,11 +45,11 @@ const (
 // readPageSize bounds the rows one response carries; larger reads page.
 const readPageSize = 1000
 
-// Buckets returns the non-empty buckets in [lo, hi] from the bucket index
+// Buckets yields the non-empty buckets in [lo, hi] from the bucket index
 // of the user (or of the user at the location), in the given order.
-func (s *Store) Buckets(ctx context.Context, userID, locationID string, lo, hi int64, order persistence.Order) ([]int64, error) {
+func (s *Store) Buckets(ctx context.Context, userID, locationID string, lo, hi int64, order persistence.Order, yield func(int64) bool) error {
 	if lo > hi {
-		return nil, nil
+		return nil
 	}
 	var cql string
 	var args []any
@@ -64,15 +64,18 @@ func (s *Store) Buckets(ctx context.Context, userID, locationID string, lo, hi i
 		cql, args = cqlBucketsByUserLocationAsc, []any{userID, locationID, lo, hi}
 	}
 	it := s.s.Query(cql, args...).WithContext(ctx).Consistency(s.readCL).Idempotent(true).PageSize(readPageSize).Iter()
-	var out []int64
+	// The iterator fetches the index a page at a time: a walk that stops
+	// early reads no further pages.
 	var b int64
 	for it.Scan(&b) {
-		out = append(out, b)
+		if !yield(b) {
+			break
+		}
 	}
 	if err := it.Close(); err != nil {
-		return nil, storeErr("read bucket index", err)
+		return storeErr("read bucket index", err)
 	}
-	return out, nil
+	return nil
 }
 
 // ReadBucket returns up to limit checkins of one partition with from <= ts

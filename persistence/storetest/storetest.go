@@ -969,3 +969,18 @@ func idsOf(cs []persistence.Checkin) []string {
 	}
 	return out
 }
+
+// Buckets returns what r.Buckets yields, asking for at most limit buckets
+// (0: all of them), for backend tests of their PartitionReader.
+func Buckets(t testing.TB, r persistence.PartitionReader, userID, locationID string, lo, hi int64, order persistence.Order, limit int) []int64 {
+	t.Helper()
+	var out []int64
+	err := r.Buckets(t.Context(), userID, locationID, lo, hi, order, func(b int64) bool {
+		out = append(out, b)
+		return limit == 0 || len(out) < limit
+	})
+	if err != nil {
+		t.Fatalf("Buckets(%q, %q, %d, %d, %v): %v", userID, locationID, lo, hi, order, err)
+	}
+	return out
+}
