@@ -710,3 +710,50 @@ func TestBuckets(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkListCheckins reads ranges of users with a year of daily
+// checkins (20 users, 365 days, 3 checkins a day at 10 locations): the
+// first page of 50 of the whole year, newest first; the whole year in one
+// page; the same two at one location; and the current location.
+func BenchmarkListCheckins(b *testing.B) {
+	s := open(b, b.TempDir())
+	defer s.Close()
+	day := persistence.BucketStart(19792)
+	var all []persistence.Checkin
+	for u := range 20 {
+		for d := range 365 {
+			for k := range 3 {
+				all = append(all, persistence.Checkin{
+					ID: fmt.Sprintf("c%d-%d-%d", u, d, k), UserID: fmt.Sprintf("u%d", u), LocationID: fmt.Sprintf("l%d", (d+k)%10),
+					Timestamp: day.AddDate(0, 0, d).Add(time.Duration(k) * time.Hour),
+				})
+			}
+		}
+	}
+	for batch := range slices.Chunk(all, 1000) {
+		if err := s.WriteCheckins(b.Context(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, bc := range []struct {
+		name     string
+		location string
+		limit    int
+	}{{"first-page", "", 50}, {"whole-year", "", 2000}, {"location-first-page", "l3", 20}, {"location-whole-year", "l3", 2000}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				q := persistence.Query{UserID: fmt.Sprintf("u%d", i%20), LocationID: bc.location, From: day, To: day.AddDate(1, 0, 0), Limit: bc.limit}
+				if p, err := s.ListCheckins(b.Context(), q); err != nil || len(p.Checkins) == 0 {
+					b.Fatalf("ListCheckins: %d checkins, %v", len(p.Checkins), err)
+				}
+			}
+		})
+	}
+	b.Run("current-location", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if _, err := s.CurrentLocation(b.Context(), fmt.Sprintf("u%d", i%20)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
