@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"encoding/binary"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -49,15 +50,21 @@ func (v *CurrentView) publish(userID string, cur *persistence.Checkin) {
 	if v == nil {
 		return
 	}
-	var b []byte
-	if cur != nil {
-		b = make([]byte, 0, 9+len(cur.ID)+len(cur.LocationID))
-		b = binary.BigEndian.AppendUint64(b, uint64(cur.Timestamp.UnixMilli()))
-		b = append(b, byte(len(cur.ID)))
-		b = append(append(b, cur.ID...), cur.LocationID...)
+	if cur == nil {
+		_ = v.cache.Set(userID, nil)
+		return
 	}
+	buf := entries.Get().(*[]byte) // Set copies the entry: the buffer is reused
+	b := binary.BigEndian.AppendUint64((*buf)[:0], uint64(cur.Timestamp.UnixMilli()))
+	b = append(b, byte(len(cur.ID)))
+	b = append(append(b, cur.ID...), cur.LocationID...)
 	_ = v.cache.Set(userID, b)
+	*buf = b
+	entries.Put(buf)
 }
+
+// entries are the buffers publish renders entries into.
+var entries = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
 
 // withdraw forgets userID (its grain stops).
 func (v *CurrentView) withdraw(userID string) {
