@@ -72,12 +72,10 @@ func (r *records) appendLocation(ctx context.Context, b []byte, id string) ([]by
 }
 
 // hasLocation returns nil when location id exists, ErrNotFound when it
-// does not.
+// does not. Callers have seen it missing from the cache: it reads the
+// store and fills the cache.
 func (r *records) hasLocation(ctx context.Context, id string) error {
-	if _, err := r.locations.Get(id); err == nil {
-		return nil
-	}
-	_, err := r.appendLocation(ctx, nil, id) // reads the store, fills the cache
+	_, err := r.appendLocation(ctx, nil, id)
 	return err
 }
 

@@ -298,9 +298,10 @@ func byUser(batch []persistence.Checkin) []int32 {
 	return order
 }
 
-// estimatedCheckinBytes sizes a batch up front: five records of small keys
-// per checkin.
-const estimatedCheckinBytes = 5 * 64
+// estimatedCheckinBytes sizes a batch up front: three records per checkin,
+// each a key of two ids, a bucket and a timestamp (about 100 bytes with
+// UUIDs) and a short value.
+const estimatedCheckinBytes = 3 * 128
 
 // GetCheckin returns one checkin of a user by id, or ErrNotFound.
 func (s *Store) GetCheckin(ctx context.Context, userID, checkinID string) (persistence.Checkin, error) {
