@@ -43,6 +43,7 @@ type config struct {
 	Scylla         scylla.Config
 	Addr           string
 	DataDir        string
+	IOUring        bool
 	RequestTimeout time.Duration
 	BodyLimit      int
 	LogLevel       string
@@ -50,7 +51,7 @@ type config struct {
 }
 
 func defaultConfig() config {
-	return config{Mode: "bare", Store: "pebble", Scylla: scylla.DefaultConfig(), Addr: ":8080", DataDir: "./data", RequestTimeout: 5 * time.Second, BodyLimit: 64 << 10, LogLevel: "info", Runtime: goruntime.DefaultConfig()}
+	return config{Mode: "bare", Store: "pebble", Scylla: scylla.DefaultConfig(), Addr: ":8080", DataDir: "./data", IOUring: false, RequestTimeout: 5 * time.Second, BodyLimit: 64 << 10, LogLevel: "info", Runtime: goruntime.DefaultConfig()}
 }
 
 func (c *config) register(fs *flag.FlagSet) {
@@ -58,6 +59,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Addr, "http.addr", c.Addr, "HTTP listen address (host:port; port 0 picks a free port)")
 	fs.StringVar(&c.Store, "store", c.Store, "naive: pebble (embedded, in data.dir) or scylla (scylla.* flags)")
 	fs.StringVar(&c.DataDir, "data.dir", c.DataDir, "naive: directory of the embedded store")
+	fs.BoolVar(&c.IOUring, "pebble.io-uring", c.IOUring, "naive: sync the embedded store's files through io_uring where the kernel allows it, as checkin's flag of the same name (false: blocking fsync calls)")
 	c.Scylla.RegisterFlags(fs)
 	fs.DurationVar(&c.RequestTimeout, "http.request-timeout", c.RequestTimeout, "naive: deadline of one request's store calls")
 	fs.IntVar(&c.BodyLimit, "http.body-limit", c.BodyLimit, "largest request body in bytes")

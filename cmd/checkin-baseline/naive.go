@@ -43,7 +43,7 @@ func openNaive(cfg config, log *zap.Logger) (*naive, error) {
 		}
 		n.store = st
 	default:
-		st, err := pebble.Open(cfg.DataDir, pebble.WithLogger(log.Named("pebble")))
+		st, err := pebble.Open(cfg.DataDir, pebble.WithLogger(log.Named("pebble")), pebble.WithIOUring(cfg.IOUring))
 		if err != nil {
 			return nil, err
 		}

@@ -28,6 +28,7 @@ type config struct {
 	DataDir          string
 	PebbleCacheMB    int // block cache of the embedded store
 	PebbleMemTableMB int // one memtable of the embedded store
+	PebbleIOUring    bool
 	LogLevel         string
 	DebugAddr        string
 	Runtime          goruntime.Config
@@ -36,7 +37,7 @@ type config struct {
 func defaultConfig() config {
 	return config{HTTP: edge.DefaultConfig(), Cluster: cluster.DefaultConfig(), Writer: actors.DefaultWriterConfig(),
 		Grain: actors.DefaultGrainConfig(), Scylla: scylla.DefaultConfig(), CallRetries: 3, Runtime: goruntime.DefaultConfig(), Store: "pebble", DataDir: "./data", LogLevel: "info",
-		PebbleCacheMB: pebble.DefaultCacheSize >> 20, PebbleMemTableMB: pebble.DefaultMemTableSize >> 20}
+		PebbleCacheMB: pebble.DefaultCacheSize >> 20, PebbleMemTableMB: pebble.DefaultMemTableSize >> 20, PebbleIOUring: false}
 }
 
 // register binds every setting to a flag of fs.
@@ -54,6 +55,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data.dir", c.DataDir, "directory of the embedded store")
 	fs.IntVar(&c.PebbleCacheMB, "pebble.cache-size-mb", c.PebbleCacheMB, "block cache of the embedded store in MB")
 	fs.IntVar(&c.PebbleMemTableMB, "pebble.memtable-size-mb", c.PebbleMemTableMB, "one memtable of the embedded store in MB (also bounds the log replayed at start)")
+	fs.BoolVar(&c.PebbleIOUring, "pebble.io-uring", c.PebbleIOUring, "sync the embedded store's files through io_uring where the kernel allows it, so that waiting for the disk does not hold a Go P (false: blocking fsync calls). Either way a write is acknowledged only once synced")
 
 	fs.IntVar(&c.Writer.Writers, "writer.count", 0, "writer actors per node (0: 1 for pebble, 4 for scylla)")
 	fs.IntVar(&c.Writer.MaxBatch, "writer.max-batch", c.Writer.MaxBatch, "checkins per store batch at most")

@@ -42,7 +42,8 @@ func openStore(cfg config, log *zap.Logger) (persistence.Store, error) {
 	switch cfg.Store {
 	case "pebble":
 		s, err := pebble.Open(cfg.DataDir, pebble.WithLogger(log.Named("pebble")),
-			pebble.WithCacheSize(int64(cfg.PebbleCacheMB)<<20), pebble.WithMemTableSize(uint64(cfg.PebbleMemTableMB)<<20))
+			pebble.WithCacheSize(int64(cfg.PebbleCacheMB)<<20), pebble.WithMemTableSize(uint64(cfg.PebbleMemTableMB)<<20),
+			pebble.WithIOUring(cfg.PebbleIOUring))
 		if err != nil { // not a typed nil inside the interface
 			return nil, err
 		}

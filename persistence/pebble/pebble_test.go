@@ -43,6 +43,18 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// The whole contract again with files synced through io_uring (where the
+// kernel refuses it the store syncs the blocking way, as above).
+func TestConformanceIOUring(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) persistence.Store {
+		s, err := Open(t.TempDir(), WithCacheSize(testCacheSize), WithMemTableSize(4<<20), WithIOUring(true))
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return s
+	})
+}
+
 func TestReopen(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()

@@ -29,6 +29,8 @@
 #                             runtime.* settings from them; unset: the defaults
 #                             (Go's GOMAXPROCS: 1 on one pinned CPU). See the
 #                             README for CHECKIN_RUNTIME_GOMAXPROCS=2.
+#   CHECKIN_PEBBLE_IO_URING=true: checkin and the naive design on the embedded
+#                             store sync through io_uring (default: blocking syncs)
 #   BENCH_RESULTS=<dir>       default: ${TMPDIR:-/tmp}/checkin-bench/<date>; must hold no
 #                             reports yet (the report scripts read all of them)
 #   BENCH_DATA_DIR=<dir>      where the servers' fresh data dirs are made (default: a temp dir;
@@ -176,7 +178,7 @@ fi
   echo "pinning:   server ${pin_server[*]:-none}, load generator ${pin_load[*]:-none}"
   echo "runs:      duration $duration, warmup $warmup, users $users, locations $locations"
   echo "data:      $(df -hT "$data_root" | awk 'NR==2 {print $2 " on " $1}')"
-  echo "runtime:   $(env | grep -E '^(CHECKIN_RUNTIME_|GOMAXPROCS=|GOGC=|GOMEMLIMIT=)' | sort | tr '\n' ' ')(else every server's runtime.* defaults)"
+  echo "runtime:   $(env | grep -E '^(CHECKIN_RUNTIME_|CHECKIN_PEBBLE_IO_URING=|GOMAXPROCS=|GOGC=|GOMEMLIMIT=)' | sort | tr '\n' ' ')(else every server's runtime.* defaults)"
 } > "$results/machine.txt"
 cat "$results/machine.txt" >&2
 

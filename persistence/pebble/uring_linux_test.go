@@ -1,0 +1,176 @@
+//go:build linux
+
+package pebble
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/checkin/checkin/persistence"
+)
+
+// testRing sets up a ring. Where the kernel refuses io_uring (a seccomp
+// profile, kernel.io_uring_disabled) the ring tests skip, except in CI,
+// whose machines allow it.
+func testRing(t *testing.T) *ring {
+	t.Helper()
+	r, err := newRing()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("newRing: %v", err)
+		}
+		t.Skipf("######## SKIPPED: io_uring is not available here (%v); the store syncs the blocking way ########", err)
+	}
+	t.Cleanup(func() {
+		if err := r.close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return r
+}
+
+func TestRingSyncs(t *testing.T) {
+	r := testRing(t)
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("durable"); err != nil {
+		t.Fatal(err)
+	}
+	for _, datasync := range []bool{true, false} {
+		before := r.completed.Load()
+		if err := r.sync(f.Fd(), datasync); err != nil {
+			t.Fatalf("sync(datasync=%v): %v", datasync, err)
+		}
+		if got := r.completed.Load() - before; got != 1 {
+			t.Fatalf("sync(datasync=%v): the kernel answered %d syncs, want 1", datasync, got)
+		}
+	}
+}
+
+func TestRingReturnsTheSyncsError(t *testing.T) {
+	r := testRing(t)
+	// A descriptor that is not open is the one sync error a test can
+	// cause (no other test can open it: it is above any fd limit). It must
+	// come back as the kernel's errno, not as a reason to sync another way.
+	const notOpen = 1 << 30
+	err := r.sync(notOpen, true)
+	if !errors.Is(err, syscall.EBADF) || errors.Is(err, errRingUnusable) {
+		t.Fatalf("sync of a closed fd: %v, want EBADF", err)
+	}
+}
+
+func TestRingManySyncsAtOnce(t *testing.T) {
+	r := testRing(t)
+	dir := t.TempDir()
+	const n = 4 * ringEntries // more than the ring's slots
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			f, err := os.Create(filepath.Join(dir, string(rune('a'+i%26))+time.Now().Format("150405.000000000")))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer f.Close()
+			if _, err := f.WriteString("x"); err != nil {
+				errs <- err
+				return
+			}
+			errs <- r.sync(f.Fd(), i%2 == 0)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := r.completed.Load(); got != n {
+		t.Fatalf("the kernel answered %d syncs, want %d", got, n)
+	}
+	if len(r.slots) != ringEntries {
+		t.Fatalf("%d of %d slots free after the syncs", len(r.slots), ringEntries)
+	}
+}
+
+// A broken ring (a submission failed) hands every sync back to the file's
+// own blocking Sync.
+func TestRingFileFallsBackWhenTheRingIsBroken(t *testing.T) {
+	r := testRing(t)
+	r.broken = true
+	fs := ringFS{FS: vfs.Default, ring: r}
+	f, err := fs.Create(filepath.Join(t.TempDir(), "f"), vfs.WriteCategoryUnspecified)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SyncData(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.completed.Load(); got != 0 {
+		t.Fatalf("a broken ring answered %d syncs", got)
+	}
+}
+
+// A store opened WithIOUring(true) syncs its commits through the ring, and
+// one opened without it (the default) reads the same data back.
+func TestStoreSyncsThroughTheRing(t *testing.T) {
+	testRing(t) // skips where io_uring is refused
+	ctx := t.Context()
+	dir := t.TempDir()
+	day := persistence.BucketStart(19792)
+	c := persistence.Checkin{ID: "c1", UserID: "u1", LocationID: "l1", Timestamp: day.Add(time.Hour)}
+
+	s, err := Open(dir, WithCacheSize(testCacheSize), WithIOUring(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ring == nil {
+		t.Fatal("the store syncs the blocking way although io_uring is available")
+	}
+	before := s.ring.completed.Load()
+	if err := s.WriteCheckins(ctx, []persistence.Checkin{c}); err != nil {
+		t.Fatal(err)
+	}
+	if s.ring.completed.Load() == before {
+		t.Fatal("a synced write made no sync through the ring")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = Open(dir, WithCacheSize(testCacheSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.ring != nil {
+		t.Fatal("a store opened without WithIOUring(true) has a ring")
+	}
+	got, err := s.GetCheckin(ctx, "u1", "c1")
+	if err != nil || !got.Timestamp.Equal(c.Timestamp) || got.LocationID != c.LocationID {
+		t.Fatalf("GetCheckin after reopening = %+v, %v; want %+v", got, err, c)
+	}
+	c2 := persistence.Checkin{ID: "c2", UserID: "u1", LocationID: "l2", Timestamp: day.Add(2 * time.Hour)}
+	if err := s.WriteCheckins(ctx, []persistence.Checkin{c2}); err != nil {
+		t.Fatalf("a write syncing the blocking way: %v", err)
+	}
+}
