@@ -4,6 +4,7 @@ package pebble
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -77,7 +78,7 @@ func TestRingManySyncsAtOnce(t *testing.T) {
 	errs := make(chan error, n)
 	for i := range n {
 		wg.Go(func() {
-			f, err := os.Create(filepath.Join(dir, string(rune('a'+i%26))+time.Now().Format("150405.000000000")))
+			f, err := os.Create(filepath.Join(dir, fmt.Sprintf("f%d", i)))
 			if err != nil {
 				errs <- err
 				return
