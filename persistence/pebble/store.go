@@ -102,7 +102,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	if cfg.ioURing {
 		var err error
 		if r, err = newRing(); err != nil {
-			cfg.logger.Info("syncing files with blocking system calls: io_uring is not available", zap.Error(err))
+			cfg.logger.Warn("syncing files with blocking system calls: io_uring is not available", zap.Error(err))
 		} else {
 			cfg.logger.Info("syncing files through io_uring")
 			fs = ringFS{FS: fs, ring: r}
