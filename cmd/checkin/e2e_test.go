@@ -877,12 +877,29 @@ func testOperations(t *testing.T, p *proc) {
 	}
 }
 
-// TestRestart stops a node while checkins are being written, starts a new
-// one on the same data, and finds every acknowledged checkin and the same
-// current location.
+// TestRestart stops a node while checkins are being written — a shutdown,
+// or SIGKILL — starts a new one on the same data, and finds every
+// acknowledged checkin and the same current location.
 func TestRestart(t *testing.T) {
 	t.Parallel()
-	flags := storeFlags(t)
+	type variant struct {
+		name  string
+		crash bool
+		flags []string
+	}
+	variants := []variant{{name: "shutdown"}, {name: "crash", crash: true}}
+	if testStore() == "pebble" {
+		variants = append(variants, variant{name: "crash, io_uring syncs", crash: true, flags: []string{"--pebble.io-uring=true"}})
+	}
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
+			testRestart(t, v.crash, append(storeFlags(t), v.flags...))
+		})
+	}
+}
+
+func testRestart(t *testing.T, crash bool, flags []string) {
 	a := startProc(t, flags...)
 	user := a.mkUser(t, "ru")
 	userBody := a.do(t, "GET", "/v1/users/"+user, nil).body
@@ -905,7 +922,8 @@ func TestRestart(t *testing.T) {
 	cur := latest(phase1)
 	before := a.checkCurrent(t, user, cur, locs[cur.Loc])
 
-	// Phase 2: older checkins keep coming while the node shuts down.
+	// Phase 2: older checkins keep coming while the node shuts down or
+	// crashes.
 	type attempt struct {
 		c     ck
 		acked bool
@@ -945,7 +963,11 @@ func TestRestart(t *testing.T) {
 	for acked.Load() < 50 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	a.stop(t)
+	if crash {
+		a.kill(t)
+	} else {
+		a.stop(t)
+	}
 	close(quit)
 	wg.Wait()
 	if acked.Load() < 50 {
