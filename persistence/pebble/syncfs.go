@@ -2,6 +2,7 @@ package pebble
 
 import (
 	"errors"
+	"runtime"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -43,6 +44,17 @@ func (fs ringFS) wrap(f vfs.File, err error) (vfs.File, error) {
 type ringFile struct {
 	vfs.File
 	ring *ring
+}
+
+// Write first hands finished syncs to their waiters and, if there were
+// any, lets them run: a flush or compaction writing a table keeps the P for
+// up to yieldEvery, and a checkin waiting for its log sync would wait that
+// long behind it (the reaper runs only when the network poller does).
+func (f *ringFile) Write(p []byte) (int, error) {
+	if f.ring.handOff() {
+		runtime.Gosched()
+	}
+	return f.File.Write(p)
 }
 
 // Sync flushes data and metadata; SyncData data and what is needed to read

@@ -93,6 +93,7 @@ type ring struct {
 	slots   chan uint32 // free request slots; a slot's waiter gets its result
 	waiters [ringEntries]chan int32
 
+	reapMu sync.Mutex // draining the completion ring
 	mu     sync.Mutex // submission
 	broken bool       // a submission failed: everything syncs the blocking way
 
@@ -238,17 +239,33 @@ func (r *ring) reap() {
 	var buf [8]byte
 	for {
 		_, err := r.events.Read(buf[:])
-		head, tail := atomic.LoadUint32(r.cqHead), atomic.LoadUint32(r.cqTail)
-		for ; head != tail; head++ {
-			c := r.cqes[head&*r.cqMask]
-			r.completed.Add(1) // before the waiter can see its answer
-			r.waiters[c.userData] <- c.res
-		}
-		atomic.StoreUint32(r.cqHead, head)
+		r.drain()
 		if err != nil {
 			return
 		}
 	}
+}
+
+// handOff gives the syncs that have finished to their waiters and reports
+// whether there were any.
+func (r *ring) handOff() bool {
+	if atomic.LoadUint32(r.cqHead) == atomic.LoadUint32(r.cqTail) {
+		return false
+	}
+	r.drain()
+	return true
+}
+
+func (r *ring) drain() {
+	r.reapMu.Lock()
+	defer r.reapMu.Unlock()
+	head, tail := atomic.LoadUint32(r.cqHead), atomic.LoadUint32(r.cqTail)
+	for ; head != tail; head++ {
+		c := r.cqes[head&*r.cqMask]
+		r.completed.Add(1) // before the waiter can see its answer
+		r.waiters[c.userData] <- c.res
+	}
+	atomic.StoreUint32(r.cqHead, head)
 }
 
 // close releases the ring; no sync may be in flight or start after it.

@@ -175,3 +175,54 @@ func TestStoreSyncsThroughTheRing(t *testing.T) {
 		t.Fatalf("a write syncing the blocking way: %v", err)
 	}
 }
+
+// File writes hand finished syncs to their waiters too (ringFile.Write),
+// racing the reaper for the same completions: each answer must reach its
+// waiter exactly once.
+func TestRingHandOffRacesTheReaper(t *testing.T) {
+	r := testRing(t)
+	dir := t.TempDir()
+	const n = 8 * ringEntries
+	done := make(chan struct{})
+	handedOff := make(chan int)
+	go func() {
+		k := 0
+		for {
+			select {
+			case <-done:
+				handedOff <- k
+				return
+			default:
+				if r.handOff() {
+					k++
+				}
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			f, err := os.Create(filepath.Join(dir, fmt.Sprintf("f%d", i)))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer f.Close()
+			errs <- r.sync(f.Fd(), true)
+		})
+	}
+	wg.Wait()
+	close(done)
+	k := <-handedOff
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := r.completed.Load(); got != n {
+		t.Fatalf("%d syncs answered, want %d", got, n)
+	}
+	t.Logf("handOff delivered answers %d times for %d syncs; the reaper the rest", k, n)
+}
