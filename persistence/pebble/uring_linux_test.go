@@ -70,10 +70,11 @@ func TestRingReturnsTheSyncsError(t *testing.T) {
 	}
 }
 
-func TestRingManySyncsAtOnce(t *testing.T) {
-	r := testRing(t)
+// syncAtOnce syncs n fresh files through r from n goroutines at once
+// (data only for even i) and fails the test on any error.
+func syncAtOnce(t *testing.T, r *ring, n int) {
+	t.Helper()
 	dir := t.TempDir()
-	const n = 4 * ringEntries // more than the ring's slots
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := range n {
@@ -98,9 +99,14 @@ func TestRingManySyncsAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := r.completed.Load(); got != n {
+	if got := r.completed.Load(); got != uint64(n) {
 		t.Fatalf("the kernel answered %d syncs, want %d", got, n)
 	}
+}
+
+func TestRingManySyncsAtOnce(t *testing.T) {
+	r := testRing(t)
+	syncAtOnce(t, r, 4*ringEntries) // more than the ring's slots
 	if len(r.slots) != ringEntries {
 		t.Fatalf("%d of %d slots free after the syncs", len(r.slots), ringEntries)
 	}
@@ -181,7 +187,6 @@ func TestStoreSyncsThroughTheRing(t *testing.T) {
 // waiter exactly once.
 func TestRingHandOffRacesTheReaper(t *testing.T) {
 	r := testRing(t)
-	dir := t.TempDir()
 	const n = 8 * ringEntries
 	done := make(chan struct{})
 	handedOff := make(chan int)
@@ -199,30 +204,9 @@ func TestRingHandOffRacesTheReaper(t *testing.T) {
 			}
 		}
 	}()
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Go(func() {
-			f, err := os.Create(filepath.Join(dir, fmt.Sprintf("f%d", i)))
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer f.Close()
-			errs <- r.sync(f.Fd(), true)
-		})
-	}
-	wg.Wait()
-	close(done)
-	k := <-handedOff
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got := r.completed.Load(); got != n {
-		t.Fatalf("%d syncs answered, want %d", got, n)
-	}
-	t.Logf("handOff delivered answers %d times for %d syncs; the reaper the rest", k, n)
+	defer func() {
+		close(done)
+		t.Logf("handOff delivered answers %d times for %d syncs; the reaper the rest", <-handedOff, n)
+	}()
+	syncAtOnce(t, r, n)
 }
