@@ -10,11 +10,20 @@
 # (closed model), then an open-model rate sweep for the plot. The server runs
 # on CPU 0 and the load generator on CPU 1 (taskset), each server on a fresh
 # data dir on 127.0.0.1 and a free port; it is stopped by PID after each run.
+# In the table, the scenarios of one workload and connection count run back
+# to back, so a machine (or CQL node) that drifts over minutes moves them
+# together; rounds alternate their order, and table.py prints medians.
 #
 # Settings (environment):
 #   BENCH_DURATION=10s        measured time of each run
 #   BENCH_WARMUP=2s           unmeasured warmup before it
 #   BENCH_CONNS="16 64 256"   connection counts of the table
+#   BENCH_ROUNDS=1            table rounds; even rounds run the scenarios in
+#                             reverse order (table.py: medians, every round's ok/s)
+#   BENCH_CQL_WARMUP=30s      with a CQL node: unmeasured writes by the naive
+#                             design, then by checkin, for this long each before
+#                             the first measured run, so neither scenario meets
+#                             a JVM that is still compiling (0s: none)
 #   BENCH_WORKLOADS="write read"
 #   BENCH_SCENARIOS="bare naive checkin"   (scylla is added when available)
 #   BENCH_USERS=10000 BENCH_LOCATIONS=1000
@@ -76,6 +85,9 @@ root=$(cd "$here/../../.." && pwd)
 duration=${BENCH_DURATION:-10s}
 warmup=${BENCH_WARMUP:-2s}
 conns_list=${BENCH_CONNS:-"16 64 256"}
+rounds=${BENCH_ROUNDS:-1}
+cql_warmup=${BENCH_CQL_WARMUP:-30s}
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_ROUNDS must be a whole number of at least 1, not '$rounds'" >&2; exit 2; }
 workloads=${BENCH_WORKLOADS:-"write read"}
 scenarios=${BENCH_SCENARIOS:-"bare naive checkin"}
 users=${BENCH_USERS:-10000}
@@ -279,19 +291,44 @@ PY
 
 # words LIST...: how many words the lists hold (run counts for progress).
 words() { echo $#; }
+# reversed LIST...: the list in reverse order.
+reversed() {
+  local out=() x
+  for x in "$@"; do out=("$x" "${out[@]}"); done
+  echo "${out[@]}"
+}
 # shellcheck disable=SC2086 # word splitting intended
-runs_table=$(($(words $workloads) * $(words $scenarios) * $(words $conns_list)))
+runs_table=$((rounds * $(words $workloads) * $(words $scenarios) * $(words $conns_list)))
 # shellcheck disable=SC2086
 runs_sweep=$(($(words $sweep_workloads) * $(words $scenarios) * $(words $sweep_rates)))
+
+# A CQL node's JVM compiles and its compactions start during its first
+# minutes: warm it with both designs' writes before anything is measured.
+if [[ " $scenarios " == *" scylla "* && "$cql_warmup" != 0* ]] &&
+  [[ " $phases " == *" table "* || " $phases " == *" sweep "* ]]; then
+  for s in naive-scylla scylla; do
+    log "warming the CQL node: $s writes for $cql_warmup (not measured)"
+    one_run "warmup-write-$s" "$s" write --concurrency=64 --duration="$cql_warmup" --warmup=0s
+  done
+fi
+
 n=0
 if [[ " $phases " == *" table "* ]]; then
-  log "table: $runs_table runs of $duration (+ $warmup warmup) each"
-  for w in $workloads; do
-    for s in $scenarios; do
+  log "table: $runs_table runs of $duration (+ $warmup warmup) each, $rounds round(s)"
+  for i in $(seq 1 "$rounds"); do
+    order=$scenarios
+    # shellcheck disable=SC2086
+    if [ $((i % 2)) = 0 ]; then order=$(reversed $scenarios); fi
+    # the first round keeps the names of single-round results
+    suffix=""
+    if [ "$i" -gt 1 ]; then suffix="-$i"; fi
+    for w in $workloads; do
       for c in $conns_list; do
-        n=$((n + 1))
-        log "[$n/$runs_table] $w $s, $c connections"
-        one_run "closed-$w-$s-c$c" "$s" "$w" --concurrency="$c" --duration="$duration" --warmup="$warmup"
+        for s in $order; do
+          n=$((n + 1))
+          log "[$n/$runs_table] $w $s, $c connections (round $i)"
+          one_run "closed-$w-$s-c$c$suffix" "$s" "$w" --concurrency="$c" --duration="$duration" --warmup="$warmup"
+        done
       done
     done
   done
