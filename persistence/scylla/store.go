@@ -25,12 +25,13 @@ var errClosed = fmt.Errorf("persistence/scylla: %w: store is closed", persistenc
 // Store is the Scylla (or Cassandra) checkin store. It is safe for
 // concurrent use.
 type Store struct {
-	s        *gocql.Session
-	log      *zap.Logger
-	readCL   gocql.Consistency
-	retries  int
-	inflight chan struct{} // a slot per write request in flight (Config.MaxInflight)
-	indexed  *persistence.WrittenSet
+	s       *gocql.Session
+	log     *zap.Logger
+	readCL  gocql.Consistency
+	retries int
+	jobs    chan job       // write requests for the workers
+	workers sync.WaitGroup // Config.MaxInflight workers, each one request in flight
+	indexed *persistence.WrittenSet
 
 	// mu is held shared by every call that uses the session and exclusively
 	// by Close, so Close waits for calls in flight.
@@ -67,14 +68,19 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Store, error) {
 		zap.Strings("hosts", cfg.Hosts), zap.String("keyspace", cfg.Keyspace), zap.String("local_dc", cfg.LocalDC),
 		zap.String("write_consistency", cfg.Consistency), zap.String("read_consistency", cfg.ReadConsistency),
 		zap.Bool("scylla", isScylla(s)), zap.Bool("authenticated", cfg.Username != ""))
-	return &Store{
-		s:        s,
-		log:      log,
-		readCL:   readCL,
-		retries:  cfg.Retries,
-		inflight: make(chan struct{}, cfg.MaxInflight),
-		indexed:  persistence.NewWrittenSet(indexCacheSize),
-	}, nil
+	st := &Store{
+		s:       s,
+		log:     log,
+		readCL:  readCL,
+		retries: cfg.Retries,
+		jobs:    make(chan job),
+		indexed: persistence.NewWrittenSet(indexCacheSize),
+	}
+	st.workers.Add(cfg.MaxInflight)
+	for range cfg.MaxInflight {
+		go st.work()
+	}
+	return st, nil
 }
 
 // enter admits a call that uses the session; every successful enter is
@@ -281,6 +287,8 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.jobs) // no call is in flight: none sends
+	s.workers.Wait()
 	s.s.Close()
 	return nil
 }
