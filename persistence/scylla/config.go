@@ -61,7 +61,8 @@ type Config struct {
 	// NumConns is the number of connections per host (per shard on Scylla).
 	NumConns int
 	// MaxInflight bounds the single-partition write batches the store has in
-	// flight at once, over all concurrent WriteCheckins calls.
+	// flight at once, over all concurrent WriteCheckins calls: Open starts
+	// this many worker goroutines, each with one request in flight.
 	MaxInflight int
 	// Retries is how many times a failed idempotent request is retried:
 	// by the driver on another host for reads, and with backoff within the
