@@ -10,25 +10,23 @@ the one-node cluster's.
 import statistics
 import sys
 
-from reports import load_reports, print_table, table_args
+from reports import load_rounds, print_table, table_args
 
 WORKLOAD_NAMES = {"write": "checkin writes", "read": "current-location reads"}
 
 
 def main():
     markdown, results = table_args(__doc__)
-    runs = {}
-    for m, rep in load_reports(results, r"cluster-(\w+)-n(\d+)-(\d+)\.json"):
-        runs.setdefault((m.group(1), int(m.group(2))), []).append((int(m.group(3)), rep))
+    runs = load_rounds(results, r"cluster-(\w+)-n(\d+)-(?P<round>\d+)\.json", lambda m: (m.group(1), int(m.group(2))))
     if not runs:
         sys.exit(f"no cluster reports in {results}")
     head = ["workload", "nodes", "rounds", "ok/s", "p99 ms", "ok/s of each round", "errors", "x one node"]
     rows = []
     for (w, k) in sorted(runs, key=lambda x: (x[0] != "write", x[1])):
-        reps = [rep for _, rep in sorted(runs[(w, k)], key=lambda x: x[0])]
+        reps = runs[(w, k)]
         ok = statistics.median(r["ok_rps"] for r in reps)
         one = runs.get((w, 1))
-        base = statistics.median(r["ok_rps"] for _, r in one) if one else 0
+        base = statistics.median(r["ok_rps"] for r in one) if one else 0
         rows.append([WORKLOAD_NAMES.get(w, w), str(k), str(len(reps)), f"{ok:.0f}",
                      f"{statistics.median(r['latency']['p99_ms'] for r in reps):.2f}",
                      " / ".join(f"{r['ok_rps']:.0f}" for r in reps), str(sum(r["errors"] for r in reps)),

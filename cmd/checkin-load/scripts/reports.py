@@ -21,6 +21,16 @@ def load_reports(results, pattern):
             continue  # a failed run: no report
 
 
+def load_rounds(results, pattern, key):
+    """Groups the reports of load_reports by key(match), each group's reports
+    in round order: {key: [report, ...]}. The pattern's group named "round"
+    holds the round; a report whose name has none is round 1."""
+    runs = {}
+    for m, rep in load_reports(results, pattern):
+        runs.setdefault(key(m), []).append((int(m.group("round") or 1), rep))
+    return {k: [rep for _, rep in sorted(v, key=lambda x: x[0])] for k, v in runs.items()}
+
+
 def print_table(head, rows, markdown, left=1):
     """Prints rows under head: as a Markdown table, or as aligned text. The
     first `left` columns are labels (left-aligned), the rest numbers."""

@@ -12,7 +12,7 @@ round's throughput.
 import statistics
 import sys
 
-from reports import load_reports, print_table, table_args
+from reports import load_rounds, print_table, table_args
 
 ORDER = {"bare": 0, "naive": 1, "checkin": 2, "naive-scylla": 3, "scylla": 4}
 # the naive run on the same store as the scenario
@@ -22,11 +22,8 @@ WORKLOAD_NAMES = {"write": "checkin writes", "read": "current-location reads"}
 
 def load(results):
     """Returns {(workload, scenario, conns): [report of each round, in round order]}."""
-    runs = {}
-    for m, rep in load_reports(results, r"closed-(\w+)-([\w-]+?)-c(\d+)(?:-(\d+))?\.json"):
-        key = (m.group(1), m.group(2), int(m.group(3)))
-        runs.setdefault(key, []).append((int(m.group(4) or 1), rep))
-    return {k: [rep for _, rep in sorted(v, key=lambda x: x[0])] for k, v in runs.items()}
+    return load_rounds(results, r"closed-(\w+)-([\w-]+?)-c(\d+)(?:-(?P<round>\d+))?\.json",
+                       lambda m: (m.group(1), m.group(2), int(m.group(3))))
 
 
 def median(reps, field):

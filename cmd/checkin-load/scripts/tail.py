@@ -10,16 +10,13 @@ limit (5 ms unless --limit-ms says otherwise).
 import statistics
 import sys
 
-from reports import load_reports, print_table
+from reports import load_rounds, print_table
 
 ORDER = {"bare": 0, "checkin": 1}
 
 
 def load(results):
-    runs = {}
-    for m, rep in load_reports(results, r"tail-read-([\w-]+)-r(\d+)-(\d+)\.json"):
-        runs.setdefault((m.group(1), int(m.group(2))), []).append((int(m.group(3)), rep))
-    return runs
+    return load_rounds(results, r"tail-read-([\w-]+)-r(\d+)-(?P<round>\d+)\.json", lambda m: (m.group(1), int(m.group(2))))
 
 
 def main():
@@ -41,7 +38,7 @@ def main():
             f"rounds p99 <= {limit:g} ms"]
     rows = []
     for (s, r) in sorted(runs, key=lambda k: (k[1], ORDER.get(k[0], 9), k[0])):
-        reps = [rep for _, rep in sorted(runs[(s, r)], key=lambda x: x[0])]
+        reps = runs[(s, r)]
         med = lambda f: statistics.median(f(x) for x in reps)
         p99s = [x["latency"]["p99_ms"] for x in reps]
         rows.append([s, str(r), str(len(reps)), f"{med(lambda x: x['ok_rps']):.0f}",
