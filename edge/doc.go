@@ -6,5 +6,6 @@
 // 5xx; a 201/200 on a checkin means the checkin is durable; when the node is
 // saturated requests are refused at once with 503 and Retry-After instead of
 // queueing; Shutdown stops accepting connections and waits for the requests
-// in flight.
+// in flight. With API keys (LoadAPIKeys), every /v1 request without one of
+// them gets 401; the operations endpoints stay open.
 package edge

@@ -31,6 +31,7 @@ type openAPIOperation struct {
 		In   string `yaml:"in"`
 	} `yaml:"parameters"`
 	Responses map[string]any `yaml:"responses"`
+	Security  *[]any         `yaml:"security"` // nil: the document's
 }
 
 var openAPIMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -150,6 +151,15 @@ func TestOpenAPIOperations(t *testing.T) {
 		}
 		if _, ok := op.Responses["503"]; !ok {
 			t.Errorf("%s: no 503 response (every request can be refused as overloaded)", name)
+		}
+		// With API keys, the edge refuses every /v1 request without one
+		// (authenticate is the /v1 group's middleware) and nothing else.
+		_, has401 := op.Responses["401"]
+		if v1 := strings.HasPrefix(path, "/v1/"); v1 != has401 {
+			t.Errorf("%s: 401 response documented = %v, want %v (only /v1 needs an API key)", name, has401, v1)
+		}
+		if open := op.Security != nil && len(*op.Security) == 0; open == strings.HasPrefix(path, "/v1/") {
+			t.Errorf("%s: security: [] = %v; only the routes outside /v1 need no key", name, open)
 		}
 	}
 }

@@ -84,6 +84,9 @@ type Deps struct {
 	Ready    func(context.Context) error // nil error: the node can serve
 	Log      *zap.Logger
 	Registry *prometheus.Registry
+	// APIKeys: with any, every /v1 request must carry one (LoadAPIKeys);
+	// nil or none: /v1 is open.
+	APIKeys *APIKeys
 }
 
 // Server is the HTTP edge of one node.
@@ -97,6 +100,7 @@ type Server struct {
 	log      *zap.Logger
 	m        *metrics
 	inflight atomic.Int64
+	keys     *APIKeys
 	now      func() time.Time
 }
 
@@ -109,7 +113,12 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge: cache: %w", err)
 	}
-	s := &Server{cfg: cfg, grains: d.Grains, store: d.Store, records: rec, ready: d.Ready, log: d.Log, m: newMetrics(d.Registry), now: time.Now}
+	s := &Server{cfg: cfg, grains: d.Grains, store: d.Store, records: rec, ready: d.Ready, log: d.Log, m: newMetrics(d.Registry), keys: d.APIKeys, now: time.Now}
+	if n := d.APIKeys.Len(); n > 0 {
+		s.log.Info("API keys required on /v1", zap.Int("keys", n))
+	} else {
+		s.log.Warn("no API keys configured: /v1 is open to every client that can reach it (set " + EnvAPIKeys + " or http.api-keys-file)")
+	}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "checkin",
 		BodyLimit:             cfg.BodyLimit,
@@ -143,7 +152,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 		c.Set(fiber.HeaderContentType, "application/yaml")
 		return c.Send(openAPI)
 	})
-	v1 := a.Group("/v1")
+	v1 := a.Group("/v1", s.authenticate)
 	v1.Post("/users", s.createUser)
 	v1.Get("/users/:id", s.getUser)
 	v1.Post("/users/:id/checkins", s.checkin)

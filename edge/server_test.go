@@ -78,6 +78,12 @@ type testServer struct {
 
 func newTestServer(t *testing.T, g *fakeGrains, configure func(*Config)) *testServer {
 	t.Helper()
+	return newTestServerWithKeys(t, g, configure, nil)
+}
+
+// newTestServerWithKeys is newTestServer requiring keys on /v1.
+func newTestServerWithKeys(t *testing.T, g *fakeGrains, configure func(*Config), keys *APIKeys) *testServer {
+	t.Helper()
 	st, err := pebble.Open(t.TempDir())
 	if err != nil {
 		t.Fatalf("pebble.Open: %v", err)
@@ -102,6 +108,7 @@ func newTestServer(t *testing.T, g *fakeGrains, configure func(*Config)) *testSe
 		Ready:    func(context.Context) error { return nil },
 		Log:      zap.New(core),
 		Registry: reg,
+		APIKeys:  keys,
 	})
 	if err != nil {
 		t.Fatalf("edge.New: %v", err)

@@ -20,6 +20,7 @@ type client struct {
 	targets []*target
 	next    atomic.Uint64
 	timeout time.Duration
+	auth    []byte // Authorization header value; nil: none
 }
 
 type target struct {
@@ -28,8 +29,13 @@ type target struct {
 	hc     *fasthttp.HostClient
 }
 
-func newClient(bases []*url.URL, conns int, timeout time.Duration) *client {
+// newClient makes a client of the targets at bases; a non-empty apiKey is
+// sent as a bearer token with every request.
+func newClient(bases []*url.URL, conns int, timeout time.Duration, apiKey string) *client {
 	c := &client{timeout: timeout}
+	if apiKey != "" {
+		c.auth = []byte("Bearer " + apiKey)
+	}
 	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
 	for _, u := range bases {
 		addr := u.Host
@@ -99,6 +105,9 @@ func (c *client) doOn(t *target, req *fasthttp.Request, resp *fasthttp.Response,
 		req.SetRequestURIBytes(path)
 	}
 	req.Header.SetHost(t.hc.Addr)
+	if c.auth != nil {
+		req.Header.SetBytesV(fasthttp.HeaderAuthorization, c.auth)
+	}
 	if body != nil {
 		req.Header.SetContentType("application/json")
 		req.SetBodyRaw(body)

@@ -14,6 +14,7 @@ import (
 type config struct {
 	Targets     string // comma-separated base URLs
 	AllowRemote bool
+	APIKey      string // from CHECKIN_API_KEY only, never a flag; "" sends none
 
 	Concurrency    int
 	Rate           float64 // > 0: open model at this many requests per second

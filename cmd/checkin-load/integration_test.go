@@ -20,9 +20,9 @@ import (
 )
 
 // startCheckin builds cmd/checkin, starts it on a free loopback port with a
-// fresh data dir, and returns its base URL. The node is stopped (SIGTERM,
+// fresh data dir and env added to its environment, and returns its base URL. The node is stopped (SIGTERM,
 // then kill) when the test ends.
-func startCheckin(t *testing.T) string {
+func startCheckin(t *testing.T, env ...string) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds and starts the checkin binary")
@@ -30,7 +30,7 @@ func startCheckin(t *testing.T) string {
 	bin := buildCheckin(t)
 	dir := t.TempDir()
 	cmd := exec.Command(bin, "--http.addr=127.0.0.1:0", "--data.dir="+filepath.Join(dir, "data"), "--http.access-log=false")
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -214,6 +214,48 @@ func TestAgainstCheckin(t *testing.T) {
 	}
 	t.Run("verify catches a lost checkin", func(t *testing.T) { verifyCatchesLoss(t, base) })
 	t.Run("verify reads past a target that is down", func(t *testing.T) { verifyPastDeadTarget(t, base) })
+}
+
+// TestAgainstCheckinWithAPIKey: against a node that requires API keys, a
+// run with the key from CHECKIN_API_KEY sends it on every request (setup,
+// run and read-back), and a run without it is refused.
+func TestAgainstCheckinWithAPIKey(t *testing.T) {
+	const key = "load-test-key-0123456789"
+	base := startCheckin(t, "CHECKIN_HTTP_API_KEYS="+key)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg, err := parseConfig([]string{"--targets=" + base, "--duration=1s", "--warmup=0s", "--concurrency=4", "--users=10",
+		"--locations=5", "--mix.checkin=1", "--mix.location=1", "--mix.range=1", "--mix.range-location=1", "--verify", "--progress=false"},
+		func(name string) string {
+			if name == envAPIKey {
+				return key
+			}
+			return ""
+		}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	rep, err := run(ctx, cfg, &out, io.Discard)
+	if err != nil {
+		t.Fatalf("run with the key: %v\n%s", err, out.String())
+	}
+	if rep.Requests == 0 || rep.Errors != 0 || rep.Verify == nil || rep.Verify.Found == 0 || rep.Verify.Lost != 0 {
+		t.Errorf("with the key: %d requests, %d errors %v, verify %+v", rep.Requests, rep.Errors, rep.ErrorKinds, rep.Verify)
+	}
+	if strings.Contains(out.String(), key) {
+		t.Error("the report prints the API key")
+	}
+
+	cfg.APIKey = ""
+	cfg.Setup, cfg.Verify = false, false
+	rep, err = run(ctx, cfg, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatalf("run without the key: %v", err)
+	}
+	if rep.Requests == 0 || rep.Errors != rep.Requests || rep.ErrorKinds["401:unauthorized"] != rep.Requests {
+		t.Errorf("without the key: %d requests, %d errors %v; want all 401:unauthorized", rep.Requests, rep.Errors, rep.ErrorKinds)
+	}
 }
 
 // verifyPastDeadTarget: with targets refusing connections (nodes killed by

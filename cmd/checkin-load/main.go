@@ -45,13 +45,19 @@ func main() {
 	}
 }
 
+// envAPIKey names the environment variable with the API key to send.
+const envAPIKey = "CHECKIN_API_KEY"
+
 const usageHead = `Usage: checkin-load [flags]
 
 Drives checkin nodes over HTTP and reports throughput and latency percentiles.
 Closed model by default (--concurrency requests in flight); --rate R starts R
 requests per second on schedule (open model; latency counts from the intended
 start). --replay FILE replays a Gowalla-format check-in file in time order.
-Every flag can also be set by its environment variable.
+Every flag can also be set by its environment variable. For nodes that
+require API keys, the key comes from the environment variable CHECKIN_API_KEY
+(never a flag, so it stays out of process listings); every request sends it
+as "Authorization: Bearer <key>".
 
 `
 
@@ -66,6 +72,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	if err := flagenv.Parse(fs, args, getenv); err != nil {
 		return cfg, err
 	}
+	cfg.APIKey = getenv(envAPIKey)
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}

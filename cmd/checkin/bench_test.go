@@ -10,6 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 
+	"github.com/checkin/checkin/edge"
 	"github.com/checkin/checkin/persistence"
 )
 
@@ -100,12 +101,16 @@ func BenchmarkCurrentLocation(b *testing.B) {
 }
 
 // serveFiber runs one request through the node's whole Fiber pipeline
-// (request id, metrics, recovery, limits, handler) without a socket, and
-// returns the status.
-func serveFiber(h fasthttp.RequestHandler, fc *fasthttp.RequestCtx, method, uri string, body []byte) int {
+// (request id, metrics, recovery, limits, authentication, handler) without
+// a socket, and returns the status. auth, if not nil, is the Authorization
+// header.
+func serveFiber(h fasthttp.RequestHandler, fc *fasthttp.RequestCtx, method, uri string, body, auth []byte) int {
 	fc.Request.Reset()
 	fc.Response.Reset()
 	fc.Request.Header.SetMethod(method)
+	if auth != nil {
+		fc.Request.Header.SetBytesV(fasthttp.HeaderAuthorization, auth)
+	}
 	fc.Request.SetRequestURI(uri)
 	if body != nil {
 		fc.Request.Header.SetContentType("application/json")
@@ -126,7 +131,17 @@ func userURIs(users int, tail string) []string {
 
 // BenchmarkHTTPCurrentLocation measures GET /v1/users/{id}/location through
 // the Fiber pipeline: the server's share of a read, minus the socket.
-func BenchmarkHTTPCurrentLocation(b *testing.B) {
+func BenchmarkHTTPCurrentLocation(b *testing.B) { benchHTTPCurrentLocation(b, nil) }
+
+// BenchmarkHTTPCurrentLocationAPIKey is BenchmarkHTTPCurrentLocation on a
+// node that requires API keys (two keys; the request carries the second).
+func BenchmarkHTTPCurrentLocationAPIKey(b *testing.B) {
+	const key = "bench-key-0123456789abcdef"
+	b.Setenv(edge.EnvAPIKeys, "other-key-0123456789abcdef,"+key)
+	benchHTTPCurrentLocation(b, []byte("Bearer "+key))
+}
+
+func benchHTTPCurrentLocation(b *testing.B, auth []byte) {
 	const users = 1000
 	n := benchNode(b, users)
 	checkinEach(b, n, users)
@@ -138,7 +153,7 @@ func BenchmarkHTTPCurrentLocation(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		var fc fasthttp.RequestCtx
 		for pb.Next() {
-			if st := serveFiber(h, &fc, "GET", uris[seq.Add(1)%users], nil); st != 200 {
+			if st := serveFiber(h, &fc, "GET", uris[seq.Add(1)%users], nil, auth); st != 200 {
 				b.Errorf("status %d: %s", st, fc.Response.Body())
 				return
 			}
@@ -163,7 +178,7 @@ func BenchmarkHTTPCheckin(b *testing.B) {
 		for pb.Next() {
 			i := seq.Add(1)
 			body = fmt.Appendf(body[:0], `{"location_id":"L1","id":"c%d"}`, i)
-			if st := serveFiber(h, &fc, "POST", uris[i%users], body); st != 201 {
+			if st := serveFiber(h, &fc, "POST", uris[i%users], body, nil); st != 201 {
 				b.Errorf("status %d: %s", st, fc.Response.Body())
 				return
 			}

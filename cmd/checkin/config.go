@@ -19,6 +19,7 @@ import (
 // config is every setting of a node; each is a flag with an env twin.
 type config struct {
 	HTTP             edge.Config
+	APIKeysFile      string // API keys, one per line; re-read on SIGHUP
 	Cluster          cluster.Config
 	Writer           actors.WriterConfig
 	Grain            actors.GrainConfig
@@ -48,6 +49,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.HTTP.MaxInflight, "http.max-inflight", c.HTTP.MaxInflight, "requests served at once; more are refused with 503")
 	fs.DurationVar(&c.HTTP.ShutdownGrace, "http.shutdown-grace", c.HTTP.ShutdownGrace, "how long shutdown waits for requests in flight")
 	fs.BoolVar(&c.HTTP.AccessLog, "http.access-log", c.HTTP.AccessLog, "log every request")
+	fs.StringVar(&c.APIKeysFile, "http.api-keys-file", c.APIKeysFile, "file of API keys, one per line (# comments), re-read on SIGHUP; with keys here or in "+edge.EnvAPIKeys+" every /v1 request needs \"Authorization: Bearer <key>\" (empty and no env keys: /v1 is open)")
 	fs.IntVar(&c.HTTP.CacheSizeMB, "cache.size-mb", c.HTTP.CacheSizeMB, "size of the user and location cache in MB")
 	fs.DurationVar(&c.HTTP.CacheTTL, "cache.ttl", c.HTTP.CacheTTL, "how long a cached user or location is kept")
 

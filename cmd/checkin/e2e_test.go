@@ -12,12 +12,15 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -1044,6 +1047,55 @@ func TestBodyLimit(t *testing.T) {
 	decodeOK[map[string]any](t, p.do(t, "GET", "/healthz", nil), http.StatusOK)
 }
 
+// TestAPIKeys runs a node that requires API keys from a file: /v1 answers
+// 401 without a key of the file, and SIGHUP makes the node re-read the file
+// (a file without keys is refused and the keys in use stay).
+func TestAPIKeys(t *testing.T) {
+	t.Parallel()
+	const key1, key2 = "first-key-0123456789abcdef", "second-key-0123456789abcdef"
+	file := filepath.Join(t.TempDir(), "api-keys")
+	write := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("# clients\n" + key1 + "\n")
+	p := startProc(t, append(storeFlags(t), "--http.api-keys-file="+file)...)
+	p.allowErrorLogs = true // the refused reload below is logged as an error
+	hup := func(wantMsg string) {
+		t.Helper()
+		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !p.log.has(wantMsg) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q logged within 10s of SIGHUP", wantMsg)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	user := uniqueID("key")
+	wantError(t, p.do(t, "POST", "/v1/users", map[string]string{"id": user, "name": "K"}), http.StatusUnauthorized, "unauthorized")
+	decodeOK[map[string]any](t, p.do(t, "GET", "/healthz", nil), http.StatusOK)
+	p.bearer = key1
+	decodeOK[map[string]any](t, p.do(t, "POST", "/v1/users", map[string]string{"id": user, "name": "K"}), http.StatusCreated)
+
+	write(key2 + "\n")
+	hup("API keys reloaded")
+	wantError(t, p.do(t, "GET", "/v1/users/"+user, nil), http.StatusUnauthorized, "unauthorized")
+	p.bearer = key2
+	decodeOK[map[string]any](t, p.do(t, "GET", "/v1/users/"+user, nil), http.StatusOK)
+
+	write("# every key retired by mistake\n")
+	hup("API keys not reloaded; the keys in use stay")
+	decodeOK[map[string]any](t, p.do(t, "GET", "/v1/users/"+user, nil), http.StatusOK)
+	if strings.Contains(p.log.String(), key1) || strings.Contains(p.log.String(), key2) {
+		t.Error("the log holds an API key")
+	}
+}
+
 // runBinary runs the binary to its end (bounded) and returns its output
 // and exit code.
 func runBinary(t *testing.T, env []string, args ...string) (string, int) {
@@ -1152,6 +1204,8 @@ func TestInvalidConfig(t *testing.T) {
 		{"unknown flag", []string{"--no-such-flag=1"}, nil, "no-such-flag"},
 		{"unreachable store", []string{"--store=scylla", "--scylla.hosts=127.0.0.1:1", "--scylla.connect-timeout=1s"}, nil, "open store"},
 		{"cluster port taken", []string{"--cluster.addr=127.0.0.1:" + takenPort(t)}, nil, "cluster"},
+		{"API key too short", nil, []string{"CHECKIN_HTTP_API_KEYS=tiny-key"}, "CHECKIN_HTTP_API_KEYS: key 1"},
+		{"API keys file missing", []string{"--http.api-keys-file=/nonexistent/keys"}, nil, "http.api-keys-file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

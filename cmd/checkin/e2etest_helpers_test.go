@@ -196,6 +196,7 @@ type proc struct {
 	log     *procLog
 	base    string // http://host:port
 	hc      *http.Client
+	bearer  string        // sent as "Authorization: Bearer <bearer>" when not empty
 	done    chan struct{} // closed when the process has exited
 	stopped bool
 	// allowErrorLogs: the test provokes error logs on purpose.
@@ -346,6 +347,9 @@ func (p *proc) try(ctx context.Context, method, path string, body any) (response
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if p.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+p.bearer)
 	}
 	resp, err := p.hc.Do(req)
 	if err != nil {

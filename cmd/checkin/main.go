@@ -65,13 +65,25 @@ func run(args []string) error {
 		log.Error("start failed", zap.Error(err))
 		return err
 	}
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case err := <-n.served:
-		log.Error("http server stopped", zap.Error(err))
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down")
+			return n.stop()
+		case err := <-n.served:
+			log.Error("http server stopped", zap.Error(err))
+			return n.stop()
+		case <-hup:
+			if keys, err := n.keys.Reload(); err != nil {
+				log.Error("API keys not reloaded; the keys in use stay", zap.Int("keys", keys), zap.Error(err))
+			} else {
+				log.Info("API keys reloaded", zap.Int("keys", keys))
+			}
+		}
 	}
-	return n.stop()
 }
 
 // newLogger returns a JSON logger on stderr.

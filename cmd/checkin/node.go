@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"regexp"
 	"time"
 
@@ -32,6 +33,7 @@ type node struct {
 	view    *actors.CurrentView
 	grains  *actors.Client
 	edge    *edge.Server
+	keys    *edge.APIKeys // re-read on SIGHUP
 	ln      net.Listener
 	debug   *http.Server
 	served  chan error
@@ -67,7 +69,11 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	n := &node{cfg: cfg, log: log, served: make(chan error, 1)}
+	keys, err := edge.LoadAPIKeys(cfg.APIKeysFile, os.Getenv(edge.EnvAPIKeys))
+	if err != nil {
+		return nil, err
+	}
+	n := &node{cfg: cfg, log: log, keys: keys, served: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			_ = n.stop()
@@ -99,7 +105,7 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "checkin_cluster_members", Help: "Members of the cluster topology this node sees, itself included."},
 		func() float64 { return float64(n.member.Members()) }))
 	n.grains = actors.NewClient(n.member.Cluster, cfg.HTTP.RequestTimeout, cfg.CallRetries, n.view, m)
-	n.edge, err = edge.New(cfg.HTTP, edge.Deps{Grains: n.grains, Store: n.store, Ready: n.ready, Log: log.Named("http"), Registry: reg})
+	n.edge, err = edge.New(cfg.HTTP, edge.Deps{Grains: n.grains, Store: n.store, Ready: n.ready, Log: log.Named("http"), Registry: reg, APIKeys: keys})
 	if err != nil {
 		return nil, err
 	}
