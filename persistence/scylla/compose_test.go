@@ -88,10 +88,11 @@ func loadCompose(t *testing.T) composeFile {
 }
 
 // knownEnv returns every environment variable the checkin binary reads:
-// the env twins of its flags and the Scylla credentials.
+// the env twins of its flags, the Scylla credentials and the API keys
+// (edge.EnvAPIKeys).
 func knownEnv(t *testing.T) map[string]bool {
 	t.Helper()
-	env := map[string]bool{EnvUsername: true, EnvPassword: true}
+	env := map[string]bool{EnvUsername: true, EnvPassword: true, "CHECKIN_HTTP_API_KEYS": true}
 	var c Config
 	fs := flag.NewFlagSet("scylla", flag.ContinueOnError)
 	c.RegisterFlags(fs)
