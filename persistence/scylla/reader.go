@@ -63,7 +63,9 @@ func (s *Store) Buckets(ctx context.Context, userID, locationID string, lo, hi i
 	default:
 		cql, args = cqlBucketsByUserLocationAsc, []any{userID, locationID, lo, hi}
 	}
-	it := s.s.Query(cql, args...).WithContext(ctx).Consistency(s.readCL).Idempotent(true).PageSize(readPageSize).Iter()
+	q := s.s.Query(cql, args...).WithContext(ctx).Consistency(s.readCL).Idempotent(true).PageSize(readPageSize)
+	defer q.Release()
+	it := q.Iter()
 	// The iterator fetches the index a page at a time: a walk that stops
 	// early reads no further pages.
 	var b int64
@@ -131,8 +133,10 @@ func (s *Store) ReadBucket(ctx context.Context, userID, locationID string, bucke
 // appended.
 func (s *Store) readSlice(ctx context.Context, cql string, args []any, userID string, limit int) ([]persistence.Checkin, error) {
 	limit = min(limit, math.MaxInt32)
-	it := s.s.Query(cql, append(args, limit)...).WithContext(ctx).Consistency(s.readCL).Idempotent(true).
-		PageSize(min(limit, readPageSize)).Iter()
+	q := s.s.Query(cql, append(args, limit)...).WithContext(ctx).Consistency(s.readCL).Idempotent(true).
+		PageSize(min(limit, readPageSize))
+	defer q.Release()
+	it := q.Iter()
 	out := make([]persistence.Checkin, 0, min(limit, readPageSize))
 	var ms int64
 	var id, loc string

@@ -233,7 +233,9 @@ func (s *Store) GetCheckin(ctx context.Context, userID, checkinID string) (persi
 	defer s.leave()
 	c := persistence.Checkin{ID: checkinID, UserID: userID}
 	var ms int64
-	err := s.s.Query(cqlSelectCheckin, userID, checkinID).WithContext(ctx).Consistency(s.readCL).Idempotent(true).Scan(&ms, &c.LocationID)
+	q := s.s.Query(cqlSelectCheckin, userID, checkinID).WithContext(ctx).Consistency(s.readCL).Idempotent(true)
+	err := q.Scan(&ms, &c.LocationID)
+	q.Release()
 	if err != nil {
 		return persistence.Checkin{}, notFound(err, "get checkin", "checkin", checkinID)
 	}

@@ -123,20 +123,22 @@ func (s *Store) plan(batch []persistence.Checkin) (rows, byID []unit) {
 
 	for _, c := range batch {
 		c.Timestamp = persistence.Millis(c.Timestamp)
-		ms := c.Timestamp.UnixMilli()
 		b := persistence.BucketOf(c.Timestamp)
+		// Each value boxed once for the statements that share it (boxing a
+		// string or an int64 allocates).
+		user, loc, id, bucket, ms := any(c.UserID), any(c.LocationID), any(c.ID), any(b), any(c.Timestamp.UnixMilli())
 
 		add(partition{table: "checkins_by_user", user: c.UserID, bucket: b},
-			cqlInsertByUser, c.UserID, b, ms, c.ID, c.LocationID)
+			cqlInsertByUser, user, bucket, ms, id, loc)
 		add(partition{table: "checkins_by_user_location", user: c.UserID, loc: c.LocationID, bucket: b},
-			cqlInsertByUserLocation, c.UserID, c.LocationID, b, ms, c.ID)
+			cqlInsertByUserLocation, user, loc, bucket, ms, id)
 		addIndex(partition{table: "buckets_by_user", user: c.UserID}, indexKey("u", c.UserID, "", b),
-			cqlInsertBucketByUser, c.UserID, b)
+			cqlInsertBucketByUser, user, bucket)
 		addIndex(partition{table: "buckets_by_user_location", user: c.UserID, loc: c.LocationID}, indexKey("l", c.UserID, c.LocationID, b),
-			cqlInsertBucketByUserLocation, c.UserID, c.LocationID, b)
+			cqlInsertBucketByUserLocation, user, loc, bucket)
 
 		p := partition{table: "checkin_by_id", user: c.UserID, id: c.ID}
-		st := stmt{cqlInsertCheckinByID, []any{c.UserID, c.ID, ms, c.LocationID}}
+		st := stmt{cqlInsertCheckinByID, []any{user, id, ms, loc}}
 		if i, ok := byIDSeen[p]; ok {
 			byID[i].stmts[0] = st // the same checkin twice in one batch: the last wins
 		} else {
@@ -263,7 +265,10 @@ func (s *Store) execWithRetry(ctx context.Context, u *unit) error {
 func (s *Store) exec(ctx context.Context, u *unit) error {
 	if len(u.stmts) == 1 {
 		st := u.stmts[0]
-		return s.s.Query(st.cql, st.args...).WithContext(ctx).Idempotent(true).RetryPolicy(noRetry).Exec()
+		q := s.s.Query(st.cql, st.args...).WithContext(ctx).Idempotent(true).RetryPolicy(noRetry)
+		err := q.Exec()
+		q.Release() // back to the driver's pool: one allocation fewer per request
+		return err
 	}
 	b := s.s.Batch(gocql.UnloggedBatch).WithContext(ctx).RetryPolicy(noRetry)
 	b.Entries = make([]gocql.BatchEntry, len(u.stmts))
