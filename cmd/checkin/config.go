@@ -32,6 +32,7 @@ type config struct {
 	PebbleIOUring    bool
 	LogLevel         string
 	DebugAddr        string
+	BackupDir        string // checkpoints of the embedded store (POST /admin/backup)
 	Runtime          goruntime.Config
 }
 
@@ -89,7 +90,8 @@ func (c *config) register(fs *flag.FlagSet) {
 
 	fs.StringVar(&c.LogLevel, "log.level", c.LogLevel, "lowest log level: debug, info, warn, error")
 	c.Runtime.RegisterFlags(fs)
-	fs.StringVar(&c.DebugAddr, "debug.addr", c.DebugAddr, "address of the pprof debug server (empty: off); keep it on loopback")
+	fs.StringVar(&c.DebugAddr, "debug.addr", c.DebugAddr, "address of the debug server: pprof and POST /admin/backup (empty: off); keep it on loopback")
+	fs.StringVar(&c.BackupDir, "backup.dir", c.BackupDir, "where POST /admin/backup on the debug server writes checkpoints of the embedded store, each in a new directory (empty: backups off); on the data dir's file system, table files are hard-linked")
 }
 
 func (c config) validate() error {
@@ -114,6 +116,12 @@ func (c config) validate() error {
 	}
 	if c.Cluster.Provider != "standalone" && c.Store != "scylla" {
 		return fmt.Errorf("cluster.provider=%s needs store=scylla: the embedded store holds only what its own node wrote, and a user's grain moves between nodes", c.Cluster.Provider)
+	}
+	if c.BackupDir != "" && c.Store != "pebble" {
+		return errors.New("backup.dir backs up the embedded store (store=pebble); back a Scylla cluster up with its own tools")
+	}
+	if c.BackupDir != "" && c.DebugAddr == "" {
+		return errors.New("backup.dir needs debug.addr: backups are taken with POST /admin/backup on the debug server")
 	}
 	if c.CallRetries < 1 {
 		return errors.New("grain.call-retries must be at least 1")

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -121,6 +122,100 @@ func TestReopen(t *testing.T) {
 	if cur, err := s.CurrentLocation(ctx, "u1"); err != nil || cur != newest {
 		t.Fatalf("CurrentLocation after an older write = %+v, %v; want %+v", cur, err, newest)
 	}
+}
+
+// TestCheckpoint: a checkpoint taken while writes go on holds every checkin
+// acknowledged before the call and none written after it returned, and
+// opens as a database of its own.
+func TestCheckpoint(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	s := open(t, dir)
+	defer func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}()
+	if err := s.CreateUser(ctx, persistence.User{ID: "u1", Name: "Ada", CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	day := persistence.BucketStart(19792)
+	checkin := func(i int) persistence.Checkin {
+		return persistence.Checkin{ID: fmt.Sprintf("c%04d", i), UserID: "u1", LocationID: "l1", Timestamp: day.Add(time.Duration(i) * time.Minute)}
+	}
+	write := func(i int) {
+		if err := s.WriteCheckins(ctx, []persistence.Checkin{checkin(i)}); err != nil {
+			t.Error(err)
+		}
+	}
+	for i := range 200 {
+		write(i)
+	}
+	// Writes of another goroutine race with the checkpoint: each may or may
+	// not be in it, and none may break it.
+	stop := make(chan struct{})
+	racing := make(chan int)
+	go func() {
+		i := 1000
+		defer func() { racing <- i }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				write(i)
+				i++
+			}
+		}
+	}()
+	copyDir := filepath.Join(t.TempDir(), "backup")
+	if err := s.Checkpoint(copyDir); err != nil {
+		t.Fatalf("Checkpoint: %v", err)
+	}
+	close(stop)
+	raced := <-racing
+	for i := 200; i < 300; i++ { // after the checkpoint returned
+		write(i)
+	}
+	if err := s.Checkpoint(copyDir); err == nil {
+		t.Error("a checkpoint into an existing directory succeeded")
+	}
+
+	c := open(t, copyDir)
+	defer func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("Close of the copy: %v", err)
+		}
+	}()
+	if u, err := c.GetUser(ctx, "u1"); err != nil || u.Name != "Ada" {
+		t.Fatalf("GetUser of the copy = %+v, %v", u, err)
+	}
+	page, err := c.ListCheckins(ctx, persistence.Query{UserID: "u1", From: day, To: day.Add(100 * persistence.BucketWidth), Limit: 1000, Order: persistence.OldestFirst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before int
+	for _, got := range page.Checkins {
+		var i int
+		if _, err := fmt.Sscanf(got.ID, "c%04d", &i); err != nil {
+			t.Fatalf("unexpected checkin %+v", got)
+		}
+		switch {
+		case i < 200:
+			if got != checkin(i) {
+				t.Errorf("copy holds %+v, want %+v", got, checkin(i))
+			}
+			before++
+		case i < 1000:
+			t.Errorf("copy holds %s, written after the checkpoint returned", got.ID)
+		case i >= raced:
+			t.Errorf("copy holds %s, never written", got.ID)
+		}
+	}
+	if before != 200 {
+		t.Errorf("copy holds %d of the 200 checkins acknowledged before the checkpoint", before)
+	}
+	t.Logf("copy holds %d of %d checkins written during the checkpoint", len(page.Checkins)-before, raced-1000)
 }
 
 // A database written when the current location was a merge operand per
@@ -354,6 +449,7 @@ func TestClosed(t *testing.T) {
 			return s.WriteCheckins(ctx, []persistence.Checkin{{ID: "c", UserID: "u1", LocationID: "l1", Timestamp: time.Now()}})
 		}},
 		{"GetCheckin", func() error { _, err := s.GetCheckin(ctx, "u1", "c"); return err }},
+		{"Checkpoint", func() error { return s.Checkpoint(filepath.Join(t.TempDir(), "copy")) }},
 		{"CurrentLocation", func() error { _, err := s.CurrentLocation(ctx, "u1"); return err }},
 		{"ListCheckins", func() error {
 			_, err := s.ListCheckins(ctx, persistence.Query{UserID: "u1", From: time.Unix(0, 0), To: time.Now(), Limit: 1})
