@@ -21,10 +21,10 @@ type checkpointer interface {
 // backups serves POST /admin/backup on the debug server: a checkpoint of the
 // embedded store into a new directory under dir, one at a time.
 type backups struct {
-	dir   string // backup.dir; "" answers that backups are off
-	store any
-	log   *zap.Logger
-	mu    sync.Mutex
+	dir string       // backup.dir; "" answers that backups are off
+	cp  checkpointer // the store; nil when it cannot (store=scylla)
+	log *zap.Logger
+	mu  sync.Mutex
 }
 
 // backupAnswer is the body of a successful backup.
@@ -39,8 +39,7 @@ func (b *backups) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "a backup is taken with POST")
 		return
 	}
-	cp, ok := b.store.(checkpointer)
-	if !ok {
+	if b.cp == nil {
 		writeJSONError(w, http.StatusNotImplemented, "not_supported",
 			"this store has no node-local backup: back the Scylla cluster up with its own tools (nodetool snapshot)")
 		return
@@ -58,7 +57,7 @@ func (b *backups) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	dir := filepath.Join(b.dir, "checkin-"+start.UTC().Format("20060102T150405.000000000Z"))
-	if err := cp.Checkpoint(dir); err != nil {
+	if err := b.cp.Checkpoint(dir); err != nil {
 		b.log.Error("backup failed", zap.String("dir", dir), zap.Error(err))
 		status, code := http.StatusInternalServerError, "internal"
 		if errors.Is(err, os.ErrExist) {

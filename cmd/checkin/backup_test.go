@@ -26,9 +26,9 @@ func TestBackupRefusals(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"a store without backups", &backups{dir: t.TempDir(), store: struct{}{}}, http.MethodPost, http.StatusNotImplemented, "not_supported"},
-		{"no backup.dir", &backups{store: st}, http.MethodPost, http.StatusConflict, "backups_off"},
-		{"not a POST", &backups{dir: t.TempDir(), store: st}, http.MethodGet, http.StatusMethodNotAllowed, "method_not_allowed"},
+		{"a store without backups", &backups{dir: t.TempDir()}, http.MethodPost, http.StatusNotImplemented, "not_supported"},
+		{"no backup.dir", &backups{cp: st}, http.MethodPost, http.StatusConflict, "backups_off"},
+		{"not a POST", &backups{dir: t.TempDir(), cp: st}, http.MethodGet, http.StatusMethodNotAllowed, "method_not_allowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -140,7 +140,8 @@ func (n *node) startDebug(addr string) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.Handle("/admin/backup", &backups{dir: n.cfg.BackupDir, store: n.store, log: n.log.Named("backup")})
+	cp, _ := n.store.(checkpointer)
+	mux.Handle("/admin/backup", &backups{dir: n.cfg.BackupDir, cp: cp, log: n.log.Named("backup")})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("debug listen: %w", err)
