@@ -9,8 +9,10 @@ PROTOACTOR_VERSION       := $(shell $(GO) list -m -f '{{.Version}}' github.com/a
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
+# -buildvcs=auto: stamp the git revision (checkin_build_info) even where
+# GOFLAGS turns stamping off.
 build: ## build the binaries into ./bin
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -buildvcs=auto -o $(BIN)/ ./cmd/...
 
 run: ## run one node on the embedded store (./data)
 	$(GO) run ./cmd/checkin

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -1176,6 +1177,27 @@ func TestBackup(t *testing.T) {
 		}
 	}
 	decodeOK[apiLocation](t, restored.do(t, "GET", "/v1/locations/"+loc.ID, nil), http.StatusOK)
+}
+
+// TestBuildInfo: a node says which build it is, in its first log line and
+// as checkin_build_info on /metrics.
+func TestBuildInfo(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, storeFlags(t)...)
+	goVersion := `go_version="` + runtime.Version() + `"`
+	r := p.do(t, "GET", "/metrics", nil)
+	var line string
+	for _, l := range strings.Split(string(r.body), "\n") {
+		if strings.HasPrefix(l, "checkin_build_info{") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, goVersion) || !strings.Contains(line, `revision="`) || !strings.HasSuffix(line, "} 1") {
+		t.Errorf("checkin_build_info line %q, want the build's labels (%s) and the value 1", line, goVersion)
+	}
+	if !strings.Contains(p.log.String(), `"msg":"checkin","version":`) || !strings.Contains(p.log.String(), `"go_version":"`+runtime.Version()+`"`) {
+		t.Error("no start line with the build")
+	}
 }
 
 // runBinary runs the binary to its end (bounded) and returns its output

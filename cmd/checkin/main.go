@@ -53,6 +53,7 @@ func run(args []string) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // stderr
+	log.Info("checkin", readBuild().fields()...)
 	if migrate {
 		return runMigrate(cfg, log)
 	}

@@ -90,6 +90,7 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 		// memory follows once garbage is gone (heap_alloc includes garbage).
 		collectors.WithGoCollectorRuntimeMetrics(collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)}),
 	), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	readBuild().register(reg)
 	m := actors.NewMetrics(reg)
 	system := cluster.NewSystem(cfg.Cluster, log)
 	if n.pool, err = actors.NewPool(system, n.store, cfg.Writer, log.Named("writer"), m); err != nil {
