@@ -47,6 +47,7 @@ type Config struct {
 	CacheTTL       time.Duration
 	AccessLog      bool
 	ShutdownGrace  time.Duration
+	DrainDelay     time.Duration // how long the node serves while draining before Shutdown (cmd's job)
 }
 
 // DefaultConfig listens on :8080.
@@ -73,6 +74,8 @@ func (c Config) Validate() error {
 		return errors.New("cache.ttl must be positive")
 	case c.ShutdownGrace <= 0:
 		return errors.New("http.shutdown-grace must be positive")
+	case c.DrainDelay < 0:
+		return errors.New("http.drain-delay must not be negative")
 	}
 	return nil
 }
@@ -100,6 +103,7 @@ type Server struct {
 	log      *zap.Logger
 	m        *metrics
 	inflight atomic.Int64
+	draining atomic.Bool
 	keys     *APIKeys
 	now      func() time.Time
 }
@@ -234,6 +238,9 @@ func (s *Server) ctx(c *fiber.Ctx) (context.Context, context.CancelFunc) {
 }
 
 func (s *Server) readyz(c *fiber.Ctx) error {
+	if s.draining.Load() {
+		return &apiError{status: fiber.StatusServiceUnavailable, code: "not_ready", msg: "the node is shutting down"}
+	}
 	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
 	defer cancel()
 	if err := s.ready(ctx); err != nil {
@@ -242,10 +249,19 @@ func (s *Server) readyz(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"status": "ready"})
 }
 
+// Drain makes the node announce that it goes away while it still serves:
+// /readyz answers 503 not_ready and every answer asks the client to close
+// its connection, so load balancers and keep-alive clients move to other
+// nodes before Shutdown closes the listener.
+func (s *Server) Drain() { s.draining.Store(true) }
+
 // observe records metrics and the access log of every request.
 func (s *Server) observe(c *fiber.Ctx) error {
 	start := time.Now()
 	err := c.Next()
+	if s.draining.Load() {
+		c.Context().SetConnectionClose()
+	}
 	status := c.Response().StatusCode()
 	if err != nil {
 		if herr := s.app.ErrorHandler(c, err); herr != nil {

@@ -49,6 +49,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.HTTP.BodyLimit, "http.body-limit", c.HTTP.BodyLimit, "largest request body in bytes")
 	fs.IntVar(&c.HTTP.MaxInflight, "http.max-inflight", c.HTTP.MaxInflight, "requests served at once; more are refused with 503")
 	fs.DurationVar(&c.HTTP.ShutdownGrace, "http.shutdown-grace", c.HTTP.ShutdownGrace, "how long shutdown waits for requests in flight")
+	fs.DurationVar(&c.HTTP.DrainDelay, "http.drain-delay", c.HTTP.DrainDelay, "on SIGTERM, how long the node goes on serving while /readyz answers 503 and each answer closes its connection, so load balancers move away before it stops (0: stop at once)")
 	fs.BoolVar(&c.HTTP.AccessLog, "http.access-log", c.HTTP.AccessLog, "log every request")
 	fs.StringVar(&c.APIKeysFile, "http.api-keys-file", c.APIKeysFile, "file of API keys, one per line (# comments), re-read on SIGHUP; with keys here or in "+edge.EnvAPIKeys+" every /v1 request needs \"Authorization: Bearer <key>\" (empty and no env keys: /v1 is open)")
 	fs.IntVar(&c.HTTP.CacheSizeMB, "cache.size-mb", c.HTTP.CacheSizeMB, "size of the user and location cache in MB")

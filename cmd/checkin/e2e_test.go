@@ -1179,6 +1179,52 @@ func TestBackup(t *testing.T) {
 	decodeOK[apiLocation](t, restored.do(t, "GET", "/v1/locations/"+loc.ID, nil), http.StatusOK)
 }
 
+// TestDrain: on SIGTERM a node with http.drain-delay goes on serving while
+// /readyz answers 503 and every answer closes its connection; a second
+// signal ends the delay and the node stops cleanly.
+func TestDrain(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, append(storeFlags(t), "--http.drain-delay=60s")...)
+	user := p.mkUser(t, "dr")
+	loc := p.mkLocation(t, "dr")
+	decodeOK[map[string]any](t, p.do(t, "GET", "/readyz", nil), http.StatusOK)
+	if r := p.do(t, "GET", "/healthz", nil); r.close {
+		t.Fatal("a node that is not draining closes connections")
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := p.do(t, "GET", "/readyz", nil)
+		if r.status == http.StatusServiceUnavailable {
+			wantError(t, r, http.StatusServiceUnavailable, "not_ready")
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d 10s after SIGTERM", r.status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	c := ck{ID: uniqueID("drain"), Loc: loc.ID, TS: ms(time.Now())}
+	r := p.do(t, "POST", "/v1/users/"+user+"/checkins", c.body())
+	if r.status != http.StatusCreated || !r.close {
+		t.Fatalf("checkin while draining: %d, connection close %v; want 201 and close", r.status, r.close)
+	}
+	if p.log.has("shutting down") {
+		t.Fatal("the node began to stop before the drain delay was over")
+	}
+	start := time.Now()
+	p.stop(t) // its SIGTERM is the second signal
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("the second signal did not cut the drain short: stopped after %s", took)
+	}
+	if !p.log.has("second signal: stopping without the rest of the drain delay") {
+		t.Error("no log line for the second signal")
+	}
+}
+
 // TestBuildInfo: a node says which build it is, in its first log line and
 // as checkin_build_info on /metrics.
 func TestBuildInfo(t *testing.T) {

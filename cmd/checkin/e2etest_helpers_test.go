@@ -320,6 +320,7 @@ type response struct {
 	status int
 	header http.Header
 	body   []byte
+	close  bool // the server asked to close the connection (Connection: close)
 }
 
 func (r response) String() string { return fmt.Sprintf("%d %s", r.status, r.body) }
@@ -360,7 +361,7 @@ func (p *proc) try(ctx context.Context, method, path string, body any) (response
 	if err != nil {
 		return response{}, err
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: buf}, nil
+	return response{status: resp.StatusCode, header: resp.Header, body: buf, close: resp.Close}, nil
 }
 
 // do is try that fails the test on a transport error.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -59,10 +60,13 @@ func run(args []string) error {
 	}
 	cfg.Runtime.Apply(log)
 
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer cancel()
-	// SIGHUP re-reads the API keys; caught from here on, so one that
-	// arrives while the node starts does not end the process.
+	// Signals are caught from here on, so one that arrives while the node
+	// starts does not end the process: SIGINT or SIGTERM stops the node
+	// (after http.drain-delay; a second one cuts the delay short), SIGHUP
+	// re-reads the API keys.
+	term := make(chan os.Signal, 2)
+	signal.Notify(term, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(term)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -73,7 +77,16 @@ func run(args []string) error {
 	}
 	for {
 		select {
-		case <-ctx.Done():
+		case <-term:
+			if d := cfg.HTTP.DrainDelay; d > 0 {
+				n.edge.Drain()
+				log.Info("draining: /readyz answers 503, connections are closed after each answer", zap.Duration("delay", d))
+				select {
+				case <-time.After(d):
+				case <-term:
+					log.Info("second signal: stopping without the rest of the drain delay")
+				}
+			}
 			log.Info("shutting down")
 			return n.stop()
 		case err := <-n.served:
