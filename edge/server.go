@@ -47,7 +47,6 @@ type Config struct {
 	CacheTTL       time.Duration
 	AccessLog      bool
 	ShutdownGrace  time.Duration
-	DrainDelay     time.Duration // how long the node serves while draining before Shutdown (cmd's job)
 }
 
 // DefaultConfig listens on :8080.
@@ -74,8 +73,6 @@ func (c Config) Validate() error {
 		return errors.New("cache.ttl must be positive")
 	case c.ShutdownGrace <= 0:
 		return errors.New("http.shutdown-grace must be positive")
-	case c.DrainDelay < 0:
-		return errors.New("http.drain-delay must not be negative")
 	}
 	return nil
 }

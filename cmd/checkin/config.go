@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"strings"
+	"time"
 
 	"go.uber.org/zap/zapcore"
 
@@ -19,7 +20,8 @@ import (
 // config is every setting of a node; each is a flag with an env twin.
 type config struct {
 	HTTP             edge.Config
-	APIKeysFile      string // API keys, one per line; re-read on SIGHUP
+	APIKeysFile      string        // API keys, one per line; re-read on SIGHUP
+	DrainDelay       time.Duration // on SIGTERM, serve this long while draining (edge.Server.Drain)
 	Cluster          cluster.Config
 	Writer           actors.WriterConfig
 	Grain            actors.GrainConfig
@@ -49,7 +51,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.HTTP.BodyLimit, "http.body-limit", c.HTTP.BodyLimit, "largest request body in bytes")
 	fs.IntVar(&c.HTTP.MaxInflight, "http.max-inflight", c.HTTP.MaxInflight, "requests served at once; more are refused with 503")
 	fs.DurationVar(&c.HTTP.ShutdownGrace, "http.shutdown-grace", c.HTTP.ShutdownGrace, "how long shutdown waits for requests in flight")
-	fs.DurationVar(&c.HTTP.DrainDelay, "http.drain-delay", c.HTTP.DrainDelay, "on SIGTERM, how long the node goes on serving while /readyz answers 503 and each answer closes its connection, so load balancers move away before it stops (0: stop at once)")
+	fs.DurationVar(&c.DrainDelay, "http.drain-delay", c.DrainDelay, "on SIGTERM, how long the node goes on serving while /readyz answers 503 and each answer closes its connection, so load balancers move away before it stops (0: stop at once)")
 	fs.BoolVar(&c.HTTP.AccessLog, "http.access-log", c.HTTP.AccessLog, "log every request")
 	fs.StringVar(&c.APIKeysFile, "http.api-keys-file", c.APIKeysFile, "file of API keys, one per line (# comments), re-read on SIGHUP; with keys here or in "+edge.EnvAPIKeys+" every /v1 request needs \"Authorization: Bearer <key>\" (empty and no env keys: /v1 is open)")
 	fs.IntVar(&c.HTTP.CacheSizeMB, "cache.size-mb", c.HTTP.CacheSizeMB, "size of the user and location cache in MB")
@@ -117,6 +119,9 @@ func (c config) validate() error {
 	}
 	if c.Cluster.Provider != "standalone" && c.Store != "scylla" {
 		return fmt.Errorf("cluster.provider=%s needs store=scylla: the embedded store holds only what its own node wrote, and a user's grain moves between nodes", c.Cluster.Provider)
+	}
+	if c.DrainDelay < 0 {
+		return errors.New("http.drain-delay must not be negative")
 	}
 	if c.BackupDir != "" && c.Store != "pebble" {
 		return errors.New("backup.dir backs up the embedded store (store=pebble); back a Scylla cluster up with its own tools")

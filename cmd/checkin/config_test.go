@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/checkin/checkin/cmd/internal/flagenv"
 )
@@ -60,6 +61,7 @@ func TestInvalidConfigNamesTheFlag(t *testing.T) {
 		{"huge memtable", func(c *config) { c.PebbleMemTableMB = 4096 }, "pebble.memtable-size-mb"},
 		{"backup of the Scylla store", func(c *config) { c.Store, c.DebugAddr, c.BackupDir = "scylla", "127.0.0.1:6060", "/backups" }, "backup.dir"},
 		{"backup without the debug server", func(c *config) { c.BackupDir = "/backups" }, "debug.addr"},
+		{"negative drain delay", func(c *config) { c.DrainDelay = -time.Second }, "http.drain-delay"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

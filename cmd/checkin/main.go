@@ -78,7 +78,7 @@ func run(args []string) error {
 	for {
 		select {
 		case <-term:
-			if d := cfg.HTTP.DrainDelay; d > 0 {
+			if d := cfg.DrainDelay; d > 0 {
 				n.edge.Drain()
 				log.Info("draining: /readyz answers 503, connections are closed after each answer", zap.Duration("delay", d))
 				select {
