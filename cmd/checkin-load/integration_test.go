@@ -20,8 +20,8 @@ import (
 )
 
 // startCheckin builds cmd/checkin, starts it on a free loopback port with a
-// fresh data dir and env added to its environment, and returns its base URL. The node is stopped (SIGTERM,
-// then kill) when the test ends.
+// fresh data dir and env added to its environment, and returns its base
+// URL. The node is stopped (SIGTERM, then kill) when the test ends.
 func startCheckin(t *testing.T, env ...string) string {
 	t.Helper()
 	if testing.Short() {
