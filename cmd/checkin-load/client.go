@@ -1,10 +1,14 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -29,12 +33,17 @@ type target struct {
 	hc     *fasthttp.HostClient
 }
 
-// newClient makes a client of the targets at bases; a non-empty apiKey is
-// sent as a bearer token with every request.
-func newClient(bases []*url.URL, conns int, timeout time.Duration, apiKey string) *client {
+// clientOpts are the client's optional settings.
+type clientOpts struct {
+	apiKey string      // sent as a bearer token with every request; "": none
+	tls    *tls.Config // for https targets; nil: Go's defaults
+}
+
+// newClient makes a client of the targets at bases.
+func newClient(bases []*url.URL, conns int, timeout time.Duration, o clientOpts) *client {
 	c := &client{timeout: timeout}
-	if apiKey != "" {
-		c.auth = []byte("Bearer " + apiKey)
+	if o.apiKey != "" {
+		c.auth = []byte("Bearer " + o.apiKey)
 	}
 	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
 	for _, u := range bases {
@@ -53,6 +62,7 @@ func newClient(bases []*url.URL, conns int, timeout time.Duration, apiKey string
 				Addr:                          addr,
 				Dial:                          func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) },
 				IsTLS:                         u.Scheme == "https",
+				TLSConfig:                     o.tls,
 				MaxConns:                      conns,
 				MaxConnWaitTimeout:            timeout,
 				MaxIdleConnDuration:           10 * time.Second,
@@ -103,6 +113,9 @@ func (c *client) doOn(t *target, req *fasthttp.Request, resp *fasthttp.Response,
 		req.SetRequestURIBytes(append(append(uri, t.prefix...), path...))
 	} else {
 		req.SetRequestURIBytes(path)
+	}
+	if t.hc.IsTLS {
+		req.URI().SetScheme("https") // a bare path means http to the HostClient
 	}
 	req.Header.SetHost(t.hc.Addr)
 	if c.auth != nil {
@@ -155,4 +168,21 @@ func statusKind(status int, body []byte) string {
 		return s + ":" + e.Error.Code
 	}
 	return s
+}
+
+// tlsConfig trusts the certificates of the PEM file caFile ("": nil, Go's
+// defaults with the system's roots).
+func tlsConfig(caFile string) (*tls.Config, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls.ca-file: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("tls.ca-file %s: no PEM certificate in it", caFile)
+	}
+	return &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, nil
 }

@@ -15,6 +15,7 @@ type config struct {
 	Targets     string // comma-separated base URLs
 	AllowRemote bool
 	APIKey      string // from CHECKIN_API_KEY only, never a flag; "" sends none
+	TLSCAFile   string // PEM certificates to trust for https targets; "": the system's
 
 	Concurrency    int
 	Rate           float64 // > 0: open model at this many requests per second
@@ -68,6 +69,7 @@ func defaultConfig() config {
 func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Targets, "targets", c.Targets, "comma-separated base URLs of the nodes; requests go round-robin")
 	fs.BoolVar(&c.AllowRemote, "allow-remote", c.AllowRemote, "allow targets that are not loopback addresses")
+	fs.StringVar(&c.TLSCAFile, "tls.ca-file", c.TLSCAFile, "PEM certificates to trust for https:// targets, e.g. a node's self-signed one (empty: the system's roots)")
 
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "connections and workers (closed model: requests in flight; open model: at most this many in flight)")
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "open model: requests per second started on schedule whatever the answers (0: closed model)")

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/checkin/checkin/cmd/internal/testcert"
 )
 
 // startCheckin builds cmd/checkin, starts it on a free loopback port with a
@@ -216,16 +218,23 @@ func TestAgainstCheckin(t *testing.T) {
 	t.Run("verify reads past a target that is down", func(t *testing.T) { verifyPastDeadTarget(t, base) })
 }
 
-// TestAgainstCheckinWithAPIKey: against a node that requires API keys, a
-// run with the key from CHECKIN_API_KEY sends it on every request (setup,
-// run and read-back), and a run without it is refused.
-func TestAgainstCheckinWithAPIKey(t *testing.T) {
+// TestAgainstCheckinWithAPIKeyOverTLS: against a node that requires API
+// keys and serves HTTPS with a self-signed certificate, a run with the key
+// from CHECKIN_API_KEY and the certificate as --tls.ca-file sends both on
+// every request (setup, run and read-back); without the key every request
+// is refused, and without the certificate none gets through the handshake.
+func TestAgainstCheckinWithAPIKeyOverTLS(t *testing.T) {
 	const key = "load-test-key-0123456789"
-	base := startCheckin(t, "CHECKIN_HTTP_API_KEYS="+key)
+	certFile, keyFile, err := testcert.Write(t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := startCheckin(t, "CHECKIN_HTTP_API_KEYS="+key, "CHECKIN_HTTP_TLS_CERT_FILE="+certFile, "CHECKIN_HTTP_TLS_KEY_FILE="+keyFile)
+	base = "https://" + strings.TrimPrefix(base, "http://")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cfg, err := parseConfig([]string{"--targets=" + base, "--duration=1s", "--warmup=0s", "--concurrency=4", "--users=10",
-		"--locations=5", "--mix.checkin=1", "--mix.location=1", "--mix.range=1", "--mix.range-location=1", "--verify", "--progress=false"},
+	cfg, err := parseConfig([]string{"--targets=" + base, "--tls.ca-file=" + certFile, "--duration=1s", "--warmup=0s", "--concurrency=4",
+		"--users=10", "--locations=5", "--mix.checkin=1", "--mix.location=1", "--mix.range=1", "--mix.range-location=1", "--verify", "--progress=false"},
 		func(name string) string {
 			if name == envAPIKey {
 				return key
@@ -247,14 +256,24 @@ func TestAgainstCheckinWithAPIKey(t *testing.T) {
 		t.Error("the report prints the API key")
 	}
 
-	cfg.APIKey = ""
-	cfg.Setup, cfg.Verify = false, false
-	rep, err = run(ctx, cfg, io.Discard, io.Discard)
+	noKey := cfg
+	noKey.APIKey, noKey.Setup, noKey.Verify = "", false, false
+	rep, err = run(ctx, noKey, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatalf("run without the key: %v", err)
 	}
 	if rep.Requests == 0 || rep.Errors != rep.Requests || rep.ErrorKinds["401:unauthorized"] != rep.Requests {
 		t.Errorf("without the key: %d requests, %d errors %v; want all 401:unauthorized", rep.Requests, rep.Errors, rep.ErrorKinds)
+	}
+
+	untrusted := cfg
+	untrusted.TLSCAFile, untrusted.Setup, untrusted.Verify = "", false, false
+	rep, err = run(ctx, untrusted, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatalf("run without the certificate: %v", err)
+	}
+	if rep.Requests == 0 || rep.ErrorKinds[kindConnection] != rep.Requests {
+		t.Errorf("without the certificate: %d requests, errors %v; want every one a connection error", rep.Requests, rep.ErrorKinds)
 	}
 }
 

@@ -452,7 +452,7 @@ func testRunner(t *testing.T, cfg config, timeout time.Duration) *runner {
 		t.Fatal(err)
 	}
 	r := &runner{cfg: cfg, stderr: io.Discard, runID: "t", syn: newSynthetic(cfg)}
-	r.cl = newClient(bases, 1, timeout, "")
+	r.cl = newClient(bases, 1, timeout, clientOpts{})
 	t.Cleanup(r.cl.close)
 	return r
 }

@@ -78,7 +78,11 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (*Report, er
 	} else {
 		r.syn = newSynthetic(cfg)
 	}
-	r.cl = newClient(bases, max(cfg.Concurrency, cfg.SetupConcurrency), cfg.Timeout, cfg.APIKey)
+	tc, err := tlsConfig(cfg.TLSCAFile)
+	if err != nil {
+		return nil, err
+	}
+	r.cl = newClient(bases, max(cfg.Concurrency, cfg.SetupConcurrency), cfg.Timeout, clientOpts{apiKey: cfg.APIKey, tls: tc})
 	defer r.cl.close()
 	for i := range cfg.Concurrency {
 		rng := mrand.New(mrand.NewPCG(cfg.Seed, uint64(i)))

@@ -20,7 +20,9 @@ import (
 // config is every setting of a node; each is a flag with an env twin.
 type config struct {
 	HTTP             edge.Config
-	APIKeysFile      string        // API keys, one per line; re-read on SIGHUP
+	APIKeysFile      string // API keys, one per line; re-read on SIGHUP
+	TLSCertFile      string // with TLSKeyFile: serve HTTPS; re-read on SIGHUP
+	TLSKeyFile       string
 	DrainDelay       time.Duration // on SIGTERM, serve this long while draining (edge.Server.Drain)
 	Cluster          cluster.Config
 	Writer           actors.WriterConfig
@@ -51,6 +53,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.HTTP.BodyLimit, "http.body-limit", c.HTTP.BodyLimit, "largest request body in bytes")
 	fs.IntVar(&c.HTTP.MaxInflight, "http.max-inflight", c.HTTP.MaxInflight, "requests served at once; more are refused with 503")
 	fs.DurationVar(&c.HTTP.ShutdownGrace, "http.shutdown-grace", c.HTTP.ShutdownGrace, "how long shutdown waits for requests in flight")
+	fs.StringVar(&c.TLSCertFile, "http.tls-cert-file", c.TLSCertFile, "PEM certificate (chain) of the node: with http.tls-key-file the API is served over HTTPS only (TLS 1.2+), both re-read on SIGHUP (empty: plain HTTP)")
+	fs.StringVar(&c.TLSKeyFile, "http.tls-key-file", c.TLSKeyFile, "PEM private key of http.tls-cert-file")
 	fs.DurationVar(&c.DrainDelay, "http.drain-delay", c.DrainDelay, "on SIGTERM, how long the node goes on serving while /readyz answers 503 and each answer closes its connection, so load balancers move away before it stops (0: stop at once)")
 	fs.BoolVar(&c.HTTP.AccessLog, "http.access-log", c.HTTP.AccessLog, "log every request")
 	fs.StringVar(&c.APIKeysFile, "http.api-keys-file", c.APIKeysFile, "file of API keys, one per line (# comments), re-read on SIGHUP; with keys here or in "+edge.EnvAPIKeys+" every /v1 request needs \"Authorization: Bearer <key>\" (empty and no env keys: /v1 is open)")
@@ -119,6 +123,9 @@ func (c config) validate() error {
 	}
 	if c.Cluster.Provider != "standalone" && c.Store != "scylla" {
 		return fmt.Errorf("cluster.provider=%s needs store=scylla: the embedded store holds only what its own node wrote, and a user's grain moves between nodes", c.Cluster.Provider)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return errors.New("http.tls-cert-file and http.tls-key-file go together: set both for HTTPS, neither for plain HTTP")
 	}
 	if c.DrainDelay < 0 {
 		return errors.New("http.drain-delay must not be negative")

@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
@@ -25,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/checkin/checkin/cmd/internal/testcert"
 )
 
 const day = 24 * time.Hour
@@ -1225,6 +1229,75 @@ func TestDrain(t *testing.T) {
 	}
 }
 
+// TestTLS: with a certificate the node serves its API over HTTPS only, and
+// SIGHUP makes new connections get a renewed certificate from the same
+// files.
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	certFile, keyFile, err := testcert.Write(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, append(storeFlags(t), "--http.tls-cert-file="+certFile, "--http.tls-key-file="+keyFile)...)
+	addr := strings.TrimPrefix(p.base, "http://")
+	// trust returns a pool holding the certificate now in the file.
+	trust := func() *x509.CertPool {
+		t.Helper()
+		pem, err := os.ReadFile(certFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			t.Fatal("no certificate in the file")
+		}
+		return roots
+	}
+	// serial returns the serial number of the certificate a new connection
+	// gets; it fails the test unless that verifies against the file.
+	serial := func() int64 {
+		t.Helper()
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: trust(), ServerName: "127.0.0.1"})
+		if err != nil {
+			t.Fatalf("TLS handshake: %v", err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+	}
+	p.hc = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: trust()}}}
+	plain := p.base
+	p.base = "https://" + addr
+	user := p.mkUser(t, "tls")
+	decodeOK[map[string]any](t, p.do(t, "GET", "/v1/users/"+user, nil), http.StatusOK)
+	if res, err := (&http.Client{Timeout: 5 * time.Second}).Get(plain + "/healthz"); err == nil {
+		res.Body.Close()
+		if res.StatusCode == http.StatusOK {
+			t.Error("plain HTTP is served on the HTTPS port")
+		}
+	}
+	if got := serial(); got != 1 {
+		t.Fatalf("certificate serial %d, want 1", got)
+	}
+
+	if _, _, err := testcert.Write(dir, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !p.log.has("TLS certificate reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatal("no \"TLS certificate reloaded\" within 10s of SIGHUP")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := serial(); got != 2 {
+		t.Errorf("after SIGHUP a new connection got certificate %d, want the renewed 2", got)
+	}
+}
+
 // TestBuildInfo: a node says which build it is, in its first log line and
 // as checkin_build_info on /metrics.
 func TestBuildInfo(t *testing.T) {
@@ -1356,6 +1429,7 @@ func TestInvalidConfig(t *testing.T) {
 		{"cluster port taken", []string{"--cluster.addr=127.0.0.1:" + takenPort(t)}, nil, "cluster"},
 		{"API key too short", nil, []string{"CHECKIN_HTTP_API_KEYS=tiny-key"}, "CHECKIN_HTTP_API_KEYS: key 1"},
 		{"API keys file missing", []string{"--http.api-keys-file=/nonexistent/keys"}, nil, "http.api-keys-file"},
+		{"TLS certificate missing", []string{"--http.tls-cert-file=/nonexistent/cert.pem", "--http.tls-key-file=/nonexistent/key.pem"}, nil, "http.tls-cert-file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -63,7 +63,7 @@ func run(args []string) error {
 	// Signals are caught from here on, so one that arrives while the node
 	// starts does not end the process: SIGINT or SIGTERM stops the node
 	// (after http.drain-delay; a second one cuts the delay short), SIGHUP
-	// re-reads the API keys.
+	// re-reads the API keys and the TLS certificate.
 	term := make(chan os.Signal, 2)
 	signal.Notify(term, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(term)
@@ -93,11 +93,7 @@ func run(args []string) error {
 			log.Error("http server stopped", zap.Error(err))
 			return n.stop()
 		case <-hup:
-			if keys, err := n.keys.Reload(); err != nil {
-				log.Error("API keys not reloaded; the keys in use stay", zap.Int("keys", keys), zap.Error(err))
-			} else {
-				log.Info("API keys reloaded", zap.Int("keys", keys))
-			}
+			n.reload()
 		}
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -34,6 +35,7 @@ type node struct {
 	grains  *actors.Client
 	edge    *edge.Server
 	keys    *edge.APIKeys // re-read on SIGHUP
+	cert    *certificate  // re-read on SIGHUP; nil: plain HTTP
 	ln      net.Listener
 	debug   *http.Server
 	served  chan error
@@ -73,7 +75,13 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &node{cfg: cfg, log: log, keys: keys, served: make(chan error, 1)}
+	var cert *certificate
+	if cfg.TLSCertFile != "" {
+		if cert, err = loadCertificate(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			return nil, err
+		}
+	}
+	n := &node{cfg: cfg, log: log, keys: keys, cert: cert, served: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			_ = n.stop()
@@ -118,9 +126,37 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 	if n.ln, err = net.Listen("tcp", cfg.HTTP.Addr); err != nil {
 		return nil, fmt.Errorf("http listen: %w", err)
 	}
+	if n.cert != nil {
+		n.ln = tls.NewListener(n.ln, n.cert.config())
+	}
 	go func() { n.served <- n.edge.Serve(n.ln) }()
-	log.Info("http server listening", zap.String("addr", n.ln.Addr().String()), zap.String("store", cfg.Store))
+	log.Info("http server listening", zap.String("addr", n.ln.Addr().String()), zap.Bool("tls", n.cert != nil), zap.String("store", cfg.Store))
 	return n, nil
+}
+
+// reload re-reads what SIGHUP re-reads: the API keys file and the TLS
+// certificate, those that are configured. On an error the old ones stay.
+func (n *node) reload() {
+	done := false
+	if n.cfg.APIKeysFile != "" {
+		done = true
+		if keys, err := n.keys.Reload(); err != nil {
+			n.log.Error("API keys not reloaded; the keys in use stay", zap.Int("keys", keys), zap.Error(err))
+		} else {
+			n.log.Info("API keys reloaded", zap.Int("keys", keys))
+		}
+	}
+	if n.cert != nil {
+		done = true
+		if err := n.cert.reload(); err != nil {
+			n.log.Error("TLS certificate not reloaded; the one in use stays", zap.Error(err))
+		} else {
+			n.log.Info("TLS certificate reloaded", zap.String("file", n.cfg.TLSCertFile))
+		}
+	}
+	if !done {
+		n.log.Warn("SIGHUP: nothing to reload (no http.api-keys-file, no TLS certificate)")
+	}
 }
 
 // ready: the store answers and this node is a cluster member.
