@@ -30,11 +30,21 @@ func notFound(code, msg string) *apiError {
 	return &apiError{status: http.StatusNotFound, code: code, msg: msg}
 }
 
-type errorBody struct {
+// ErrorBody is the one shape of every error answer:
+// {"error":{"code":"snake_case_code","message":"human text"}}. Other HTTP
+// servers of the node (the debug server) and the baselines answer in it too.
+type ErrorBody struct {
 	Error struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
+}
+
+// NewErrorBody returns the error answer with code and message.
+func NewErrorBody(code, msg string) ErrorBody {
+	var b ErrorBody
+	b.Error.Code, b.Error.Message = code, msg
+	return b
 }
 
 // toAPIError maps any error to what the client sees. Unknown errors become
@@ -117,7 +127,5 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	if ae.status == http.StatusServiceUnavailable || ae.status == http.StatusTooManyRequests {
 		c.Set(fiber.HeaderRetryAfter, "1")
 	}
-	var body errorBody
-	body.Error.Code, body.Error.Message = ae.code, ae.msg
-	return c.Status(ae.status).JSON(body)
+	return c.Status(ae.status).JSON(NewErrorBody(ae.code, ae.msg))
 }

@@ -162,9 +162,9 @@ type response struct {
 }
 
 // errBody decodes an error response body, failing the test if it is not one.
-func (r response) errBody(t *testing.T) errorBody {
+func (r response) errBody(t *testing.T) ErrorBody {
 	t.Helper()
-	var b errorBody
+	var b ErrorBody
 	dec := json.NewDecoder(bytes.NewReader(r.body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&b); err != nil || b.Error.Code == "" || b.Error.Message == "" {

@@ -50,14 +50,7 @@ func errorHandler(c *fiber.Ctx, err error) error {
 	if ae.status == http.StatusServiceUnavailable {
 		c.Set(fiber.HeaderRetryAfter, "1")
 	}
-	var body struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	body.Error.Code, body.Error.Message = ae.code, ae.msg
-	return c.Status(ae.status).JSON(body)
+	return c.Status(ae.status).JSON(edge.NewErrorBody(ae.code, ae.msg))
 }
 
 // decode reads one JSON object, refusing unknown fields.

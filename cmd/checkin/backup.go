@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/checkin/checkin/edge"
 )
 
 // checkpointer is a store that can write a consistent copy of itself while
@@ -74,14 +76,7 @@ func (b *backups) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // writeJSONError answers with the API's error body.
 func writeJSONError(w http.ResponseWriter, status int, code, msg string) {
-	var body struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	body.Error.Code, body.Error.Message = code, msg
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(body)
+	_ = json.NewEncoder(w).Encode(edge.NewErrorBody(code, msg))
 }
