@@ -39,6 +39,47 @@ type Location struct {
 	CreatedAt time.Time
 }
 
+// UserPatch names the fields of a user to change; a nil field keeps its
+// value. The id and the creation time never change.
+type UserPatch struct {
+	Name *string
+}
+
+// Empty reports whether the patch changes nothing.
+func (p UserPatch) Empty() bool { return p.Name == nil }
+
+// Apply returns u with the patch's fields set.
+func (p UserPatch) Apply(u User) User {
+	if p.Name != nil {
+		u.Name = *p.Name
+	}
+	return u
+}
+
+// LocationPatch names the fields of a location to change; a nil field keeps
+// its value. The id and the creation time never change.
+type LocationPatch struct {
+	Name     *string
+	Lat, Lon *float64
+}
+
+// Empty reports whether the patch changes nothing.
+func (p LocationPatch) Empty() bool { return p.Name == nil && p.Lat == nil && p.Lon == nil }
+
+// Apply returns l with the patch's fields set.
+func (p LocationPatch) Apply(l Location) Location {
+	if p.Name != nil {
+		l.Name = *p.Name
+	}
+	if p.Lat != nil {
+		l.Lat = *p.Lat
+	}
+	if p.Lon != nil {
+		l.Lon = *p.Lon
+	}
+	return l
+}
+
 // Checkin records that a user was at a location at a time. Timestamp is UTC
 // with millisecond precision (see Millis).
 type Checkin struct {
@@ -105,6 +146,16 @@ type Store interface {
 	CreateLocation(ctx context.Context, l Location) error
 	// GetLocation returns the location or ErrNotFound.
 	GetLocation(ctx context.Context, id string) (Location, error)
+	// UpdateUser durably sets the fields the patch names and returns the
+	// user as stored; ErrNotFound if there is none, ErrInvalid if the patch
+	// is empty. Concurrent updates of one user are applied one after the
+	// other, each to the result of the one before, so no field set by one
+	// is lost to another that did not name it. Setting the same values
+	// again is harmless, so a call that failed with ErrUnavailable may be
+	// retried.
+	UpdateUser(ctx context.Context, id string, p UserPatch) (User, error)
+	// UpdateLocation is UpdateUser for locations.
+	UpdateLocation(ctx context.Context, id string, p LocationPatch) (Location, error)
 
 	// WriteCheckins durably writes a batch of checkins (any users) to every
 	// table that serves reads: by user, by user and location, by id, and the
@@ -162,6 +213,18 @@ func CheckID(kind, id string) error {
 	}
 	if strings.IndexByte(id, 0) >= 0 {
 		return fmt.Errorf("%w: %s id %q contains a NUL byte", ErrInvalid, kind, id)
+	}
+	return nil
+}
+
+// CheckPatch returns ErrInvalid for a malformed id or a patch that changes
+// nothing.
+func CheckPatch(kind, id string, empty bool) error {
+	if err := CheckID(kind, id); err != nil {
+		return err
+	}
+	if empty {
+		return fmt.Errorf("%w: %s %q: the update changes no field", ErrInvalid, kind, id)
 	}
 	return nil
 }

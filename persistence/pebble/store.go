@@ -43,8 +43,9 @@ type Store struct {
 	mu     sync.RWMutex
 	closed bool
 
-	// createMu makes the check-and-insert of users and locations atomic.
-	createMu sync.Mutex
+	// recordMu makes the check-and-insert and the read-modify-write of
+	// users and locations atomic.
+	recordMu sync.Mutex
 }
 
 // Option configures Open.
@@ -222,8 +223,8 @@ func (s *Store) create(ctx context.Context, key, v []byte, kind, id string) erro
 		return err
 	}
 	defer s.leave()
-	s.createMu.Lock()
-	defer s.createMu.Unlock()
+	s.recordMu.Lock()
+	defer s.recordMu.Unlock()
 
 	_, closer, err := s.db.Get(key)
 	switch {
@@ -232,6 +233,68 @@ func (s *Store) create(ctx context.Context, key, v []byte, kind, id string) erro
 		return fmt.Errorf("%w: %s %q", persistence.ErrConflict, kind, id)
 	case !errors.Is(err, pebbledb.ErrNotFound):
 		return storeErr(err)
+	}
+	return storeErr(s.db.Set(key, v, pebbledb.Sync))
+}
+
+// UpdateUser durably sets the fields the patch names and returns the user
+// as stored; ErrNotFound if there is none.
+func (s *Store) UpdateUser(ctx context.Context, id string, p persistence.UserPatch) (persistence.User, error) {
+	if err := persistence.CheckPatch("user", id, p.Empty()); err != nil {
+		return persistence.User{}, err
+	}
+	var u persistence.User
+	err := updateJSON(ctx, s, appendUserKey(nil, id), "user", id, func(r *userRecord) {
+		u = p.Apply(persistence.User{ID: id, Name: r.Name, CreatedAt: time.UnixMilli(r.CreatedAt).UTC()})
+		r.Name = u.Name
+	})
+	return u, err
+}
+
+// UpdateLocation durably sets the fields the patch names and returns the
+// location as stored; ErrNotFound if there is none.
+func (s *Store) UpdateLocation(ctx context.Context, id string, p persistence.LocationPatch) (persistence.Location, error) {
+	if err := persistence.CheckPatch("location", id, p.Empty()); err != nil {
+		return persistence.Location{}, err
+	}
+	var l persistence.Location
+	err := updateJSON(ctx, s, appendLocationKey(nil, id), "location", id, func(r *locationRecord) {
+		l = p.Apply(persistence.Location{ID: id, Name: r.Name, Lat: r.Lat, Lon: r.Lon, CreatedAt: time.UnixMilli(r.CreatedAt).UTC()})
+		r.Name, r.Lat, r.Lon = l.Name, l.Lat, l.Lon
+	})
+	return l, err
+}
+
+// updateJSON reads the record at key, lets change modify it and durably
+// writes it back, all under recordMu so that concurrent updates apply one
+// after the other.
+func updateJSON[R any](ctx context.Context, s *Store, key []byte, kind, id string, change func(*R)) error {
+	if err := ctx.Err(); err != nil {
+		return storeErr(err)
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	s.recordMu.Lock()
+	defer s.recordMu.Unlock()
+
+	v, closer, err := s.db.Get(key)
+	if errors.Is(err, pebbledb.ErrNotFound) {
+		return fmt.Errorf("%w: %s %q", persistence.ErrNotFound, kind, id)
+	}
+	if err != nil {
+		return storeErr(err)
+	}
+	var r R
+	err = json.Unmarshal(v, &r)
+	_ = closer.Close()
+	if err != nil {
+		return fmt.Errorf("%w: %s %q: %w", errCorrupt, kind, id, err)
+	}
+	change(&r)
+	if v, err = json.Marshal(r); err != nil {
+		return fmt.Errorf("%w: %s %q: %w", persistence.ErrInvalid, kind, id, err)
 	}
 	return storeErr(s.db.Set(key, v, pebbledb.Sync))
 }

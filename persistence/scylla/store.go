@@ -101,6 +101,8 @@ const (
 	cqlSelectUser     = `SELECT name, created_at FROM users WHERE user_id = ?`
 	cqlInsertLocation = `INSERT INTO locations (location_id, name, lat, lon, created_at) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS`
 	cqlSelectLocation = `SELECT name, lat, lon, created_at FROM locations WHERE location_id = ?`
+	cqlUpdateUser     = `UPDATE users SET name = ? WHERE user_id = ? IF name = ?`
+	cqlUpdateLocation = `UPDATE locations SET name = ?, lat = ?, lon = ? WHERE location_id = ? IF name = ? AND lat = ? AND lon = ?`
 	cqlSelectCheckin  = `SELECT ts, location_id FROM checkin_by_id WHERE user_id = ? AND checkin_id = ?`
 	cqlPing           = `SELECT release_version FROM system.local`
 )
@@ -213,6 +215,75 @@ func (s *Store) create(ctx context.Context, kind, id, stmt string, args []any, m
 		}
 	}
 	return storeErr("create "+kind+" "+id, err)
+}
+
+// UpdateUser durably sets the fields the patch names and returns the user
+// as stored; ErrNotFound if there is none. It is a compare-and-set: the
+// user is read at serial consistency, patched, and written only if the
+// stored row still holds what was read, else read again (see update).
+func (s *Store) UpdateUser(ctx context.Context, id string, p persistence.UserPatch) (persistence.User, error) {
+	if err := persistence.CheckPatch("user", id, p.Empty()); err != nil {
+		return persistence.User{}, err
+	}
+	var next persistence.User
+	err := s.update(ctx, "user", id, func(ctx context.Context) (bool, []any, error) {
+		cur, err := s.getUser(ctx, id, gocql.LocalSerial)
+		if err != nil {
+			return false, nil, err
+		}
+		next = p.Apply(cur)
+		return next == cur, []any{next.Name, id, cur.Name}, nil
+	}, cqlUpdateUser)
+	return next, err
+}
+
+// UpdateLocation is UpdateUser for locations.
+func (s *Store) UpdateLocation(ctx context.Context, id string, p persistence.LocationPatch) (persistence.Location, error) {
+	if err := persistence.CheckPatch("location", id, p.Empty()); err != nil {
+		return persistence.Location{}, err
+	}
+	var next persistence.Location
+	err := s.update(ctx, "location", id, func(ctx context.Context) (bool, []any, error) {
+		cur, err := s.getLocation(ctx, id, gocql.LocalSerial)
+		if err != nil {
+			return false, nil, err
+		}
+		next = p.Apply(cur)
+		return next == cur, []any{next.Name, next.Lat, next.Lon, id, cur.Name, cur.Lat, cur.Lon}, nil
+	}, cqlUpdateLocation)
+	return next, err
+}
+
+// updateAttempts bounds the compare-and-set rounds of one update; only
+// updates of the same record racing each other use more than one.
+const updateAttempts = 8
+
+// update runs read-patch-CAS rounds: prepare reads the record at serial
+// consistency (which completes any unfinished transaction on it) and
+// returns whether the patch changes nothing and otherwise the arguments of
+// stmt, an UPDATE ... IF the read values. A round whose condition failed
+// lost to a concurrent update and is run again on its result.
+func (s *Store) update(ctx context.Context, kind, id string, prepare func(context.Context) (same bool, args []any, err error), stmt string) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	for range updateAttempts {
+		same, args, err := prepare(ctx)
+		if err != nil || same {
+			return err
+		}
+		// Not idempotent: a retry could fail its condition on this call's
+		// own write. The next round's read settles it instead.
+		applied, err := s.s.Query(stmt, args...).WithContext(ctx).MapScanCAS(map[string]any{})
+		if err != nil {
+			return storeErr("update "+kind+" "+id, err)
+		}
+		if applied {
+			return nil
+		}
+	}
+	return fmt.Errorf("persistence/scylla: %w: update %s %q: %d concurrent updates won over this one", persistence.ErrUnavailable, kind, id, updateAttempts)
 }
 
 // WriteCheckins: see write.go.

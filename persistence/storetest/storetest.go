@@ -24,6 +24,8 @@ func Run(t *testing.T, newStore func(t *testing.T) persistence.Store) {
 		{"Users", testUsers},
 		{"Locations", testLocations},
 		{"ConcurrentCreate", testConcurrentCreate},
+		{"Updates", testUpdates},
+		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"WriteThenGetCheckin", testWriteThenGetCheckin},
 		{"GetCheckinsBatch", testGetCheckinsBatch},
 		{"EachCheckinID", testEachCheckinID},
@@ -168,6 +170,134 @@ func checkLocation(t *testing.T, s persistence.Store, want persistence.Location)
 	}
 	if got.ID != want.ID || got.Name != want.Name || got.Lat != want.Lat || got.Lon != want.Lon || !got.CreatedAt.Equal(want.CreatedAt) {
 		t.Fatalf("GetLocation(%q) = %+v, want %+v", want.ID, got, want)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// testUpdates: an update changes the fields it names and nothing else, is
+// what later reads return, and is refused for a missing record or an empty
+// patch.
+func testUpdates(t *testing.T, s persistence.Store) {
+	ctx := t.Context()
+	created := time.Date(2024, 1, 2, 3, 4, 5, 6_000_000, time.UTC)
+	if err := s.CreateUser(ctx, persistence.User{ID: "ann", Name: "Ann", CreatedAt: created}); err != nil {
+		t.Fatalf("CreateUser: %v", err)
+	}
+	if err := s.CreateLocation(ctx, persistence.Location{ID: "moma", Name: "MoMA", Lat: 40.7614, Lon: -73.9776, CreatedAt: created}); err != nil {
+		t.Fatalf("CreateLocation: %v", err)
+	}
+
+	users := []struct {
+		name  string
+		patch persistence.UserPatch
+		want  persistence.User
+	}{
+		{"rename", persistence.UserPatch{Name: ptr("Ann Lee")}, persistence.User{ID: "ann", Name: "Ann Lee", CreatedAt: created}},
+		{"same name again", persistence.UserPatch{Name: ptr("Ann Lee")}, persistence.User{ID: "ann", Name: "Ann Lee", CreatedAt: created}},
+		{"empty name", persistence.UserPatch{Name: ptr("")}, persistence.User{ID: "ann", Name: "", CreatedAt: created}},
+	}
+	for _, tt := range users {
+		got, err := s.UpdateUser(ctx, "ann", tt.patch)
+		if err != nil {
+			t.Fatalf("%s: UpdateUser: %v", tt.name, err)
+		}
+		if got.ID != tt.want.ID || got.Name != tt.want.Name || !got.CreatedAt.Equal(tt.want.CreatedAt) {
+			t.Fatalf("%s: UpdateUser = %+v, want %+v", tt.name, got, tt.want)
+		}
+		checkUser(t, s, tt.want)
+	}
+
+	loc := func(name string, lat, lon float64) persistence.Location {
+		return persistence.Location{ID: "moma", Name: name, Lat: lat, Lon: lon, CreatedAt: created}
+	}
+	locations := []struct {
+		name  string
+		patch persistence.LocationPatch
+		want  persistence.Location
+	}{
+		{"name only", persistence.LocationPatch{Name: ptr("Museum of Modern Art")}, loc("Museum of Modern Art", 40.7614, -73.9776)},
+		{"lat only", persistence.LocationPatch{Lat: ptr(40.76143)}, loc("Museum of Modern Art", 40.76143, -73.9776)},
+		{"lon only", persistence.LocationPatch{Lon: ptr(-73.97761)}, loc("Museum of Modern Art", 40.76143, -73.97761)},
+		{"all three", persistence.LocationPatch{Name: ptr("MoMA"), Lat: ptr(-90.0), Lon: ptr(180.0)}, loc("MoMA", -90, 180)},
+		{"zeros", persistence.LocationPatch{Lat: ptr(0.0), Lon: ptr(0.0)}, loc("MoMA", 0, 0)},
+	}
+	for _, tt := range locations {
+		got, err := s.UpdateLocation(ctx, "moma", tt.patch)
+		if err != nil {
+			t.Fatalf("%s: UpdateLocation: %v", tt.name, err)
+		}
+		if got.ID != tt.want.ID || got.Name != tt.want.Name || got.Lat != tt.want.Lat || got.Lon != tt.want.Lon || !got.CreatedAt.Equal(tt.want.CreatedAt) {
+			t.Fatalf("%s: UpdateLocation = %+v, want %+v", tt.name, got, tt.want)
+		}
+		checkLocation(t, s, tt.want)
+	}
+
+	refused := []struct {
+		name string
+		call func() error
+		want error
+	}{
+		{"missing user", func() error { _, err := s.UpdateUser(ctx, "nobody", persistence.UserPatch{Name: ptr("x")}); return err }, persistence.ErrNotFound},
+		{"missing location", func() error {
+			_, err := s.UpdateLocation(ctx, "nowhere", persistence.LocationPatch{Lat: ptr(1.0)})
+			return err
+		}, persistence.ErrNotFound},
+		{"a location id as user", func() error { _, err := s.UpdateUser(ctx, "moma", persistence.UserPatch{Name: ptr("x")}); return err }, persistence.ErrNotFound},
+		{"empty user patch", func() error { _, err := s.UpdateUser(ctx, "ann", persistence.UserPatch{}); return err }, persistence.ErrInvalid},
+		{"empty location patch", func() error { _, err := s.UpdateLocation(ctx, "moma", persistence.LocationPatch{}); return err }, persistence.ErrInvalid},
+		{"empty user id", func() error { _, err := s.UpdateUser(ctx, "", persistence.UserPatch{Name: ptr("x")}); return err }, persistence.ErrInvalid},
+	}
+	for _, tt := range refused {
+		if err := tt.call(); !errors.Is(err, tt.want) {
+			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	if _, err := s.GetUser(ctx, "nobody"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("an update of a missing user created it: GetUser err = %v", err)
+	}
+	checkUser(t, s, persistence.User{ID: "ann", Name: "", CreatedAt: created})
+	checkLocation(t, s, loc("MoMA", 0, 0))
+}
+
+// testConcurrentUpdates: concurrent updates of different fields of one
+// location all take effect; none is lost to another's write of the fields
+// it read. A caller retries ErrUnavailable, as the contract allows.
+func testConcurrentUpdates(t *testing.T, s persistence.Store) {
+	ctx := t.Context()
+	for round := range 5 {
+		id := fmt.Sprintf("busy-%d", round)
+		if err := s.CreateLocation(ctx, persistence.Location{ID: id, Name: "old", Lat: 1, Lon: 2}); err != nil {
+			t.Fatalf("CreateLocation: %v", err)
+		}
+		patches := []persistence.LocationPatch{{Name: ptr("new")}, {Lat: ptr(-3.5)}, {Lon: ptr(4.25)}}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		errs := make([]error, len(patches))
+		for i, p := range patches {
+			wg.Go(func() {
+				<-start
+				for range 10 {
+					if _, errs[i] = s.UpdateLocation(ctx, id, p); !errors.Is(errs[i], persistence.ErrUnavailable) {
+						return
+					}
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: update %d: %v", round, i, err)
+			}
+		}
+		got, err := s.GetLocation(ctx, id)
+		if err != nil {
+			t.Fatalf("GetLocation: %v", err)
+		}
+		if got.Name != "new" || got.Lat != -3.5 || got.Lon != 4.25 {
+			t.Fatalf("round %d: after concurrent updates of name, lat and lon the location is %+v, want all three changed", round, got)
+		}
 	}
 }
 
