@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 	"go.uber.org/zap/zapcore"
+	"google.golang.org/protobuf/proto"
 )
 
 // Config of a node's cluster membership.
@@ -120,7 +121,8 @@ type Node struct {
 	log      *zap.Logger
 	graceful bool // hand grains over to other members on Stop
 	members  atomic.Int64
-	joined   atomic.Bool // this node is in the current topology
+	joined   atomic.Bool              // this node is in the current topology
+	others   atomic.Pointer[[]string] // addresses of the other members, for Broadcast
 }
 
 // NewSystem creates the actor system with protoactor's logs routed into log.
@@ -166,6 +168,13 @@ func Start(system *actor.ActorSystem, cfg Config, log *zap.Logger, kinds ...*pcl
 			self := system.Address()
 			n.joined.Store(slices.ContainsFunc(t.Members, func(m *pcluster.Member) bool { return m.Address() == self }))
 			n.members.Store(int64(len(t.Members)))
+			others := make([]string, 0, len(t.Members))
+			for _, m := range t.Members {
+				if addr := m.Address(); addr != self {
+					others = append(others, addr)
+				}
+			}
+			n.others.Store(&others)
 			log.Info("cluster topology changed", zap.Int("members", len(t.Members)), zap.Int("joined", len(t.Joined)), zap.Int("left", len(t.Left)))
 		}
 	})
@@ -183,6 +192,23 @@ func (n *Node) Ready() bool { return n.joined.Load() }
 // Members returns how many members the current topology has, this node
 // included.
 func (n *Node) Members() int { return int(n.members.Load()) }
+
+// Broadcast sends msg to every other member of the current topology, where
+// it is published on that member's actor system event stream (subscribe
+// with System.EventStream). Delivery is best effort, as for any message to
+// another member: one that is down or unreachable misses it, and nothing
+// tells the sender. msg must be a protobuf message known to both sides. It
+// returns how many members it was sent to.
+func (n *Node) Broadcast(msg proto.Message) int {
+	others := n.others.Load()
+	if others == nil {
+		return 0
+	}
+	for _, addr := range *others {
+		n.System.Root.Send(actor.NewPID(addr, "eventstream"), msg)
+	}
+	return len(*others)
+}
 
 // Stop leaves the cluster and stops every actor on this node. With other
 // members it leaves gracefully (protoactor waits about two seconds for them

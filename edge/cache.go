@@ -3,6 +3,8 @@ package edge
 import (
 	"context"
 	"encoding/binary"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/allegro/bigcache/v3"
@@ -10,16 +12,25 @@ import (
 	"github.com/checkin/checkin/persistence"
 )
 
-// records is a read-through cache of users and locations. Both are
-// immutable once created, so only hits are cached: a miss always asks the
-// store, and a record created a moment ago is found. Locations are kept as
-// the JSON object the API answers with, so the hottest read appends it as
-// is; users as their creation time and name.
+// records is a read-through cache of users and locations. Only hits are
+// cached: a miss always asks the store, and a record created a moment ago
+// is found. An update drops the record here (forget) and, through the
+// cluster, on every other node; a node that missed that notice serves its
+// copy until the time to live ends. Locations are kept as the JSON object
+// the API answers with, so the hottest read appends it as is; users as
+// their creation time and name.
 type records struct {
 	store     persistence.Store
 	users     *bigcache.BigCache // id → created_at (8 bytes, Unix ms) + name
 	locations *bigcache.BigCache // id → the location's JSON object
 	timeout   time.Duration      // of a store read on a miss
+	// gen counts forgets. What a store call returned is cached only if no
+	// forget happened since before the call began, so a read that raced an
+	// update never puts the old record back. Puts hold fill (shared) across
+	// their check and set, forget holds it (exclusive) across its count and
+	// delete.
+	gen  atomic.Uint64
+	fill sync.RWMutex
 }
 
 // newRecords splits sizeMB between the two caches.
@@ -59,6 +70,7 @@ func (r *records) appendLocation(ctx context.Context, b []byte, id string) ([]by
 	if j, err := r.locations.Get(id); err == nil {
 		return append(b, j...), nil
 	}
+	g := r.gen.Load()
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	l, err := r.store.GetLocation(ctx, id)
@@ -67,7 +79,11 @@ func (r *records) appendLocation(ctx context.Context, b []byte, id string) ([]by
 	}
 	n := len(b)
 	b = appendLocationJSON(b, l)
-	_ = r.locations.Set(id, b[n:])
+	r.fill.RLock()
+	if r.gen.Load() == g {
+		_ = r.locations.Set(id, b[n:])
+	}
+	r.fill.RUnlock()
 	return b, nil
 }
 
@@ -90,21 +106,49 @@ func (r *records) user(ctx context.Context, id string) (persistence.User, error)
 	if b, err := r.users.Get(id); err == nil && len(b) >= 8 {
 		return persistence.User{ID: id, CreatedAt: time.UnixMilli(int64(binary.BigEndian.Uint64(b))).UTC(), Name: string(b[8:])}, nil
 	}
+	g := r.gen.Load()
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	u, err := r.store.GetUser(ctx, id)
 	if err != nil {
 		return u, err
 	}
-	r.putUser(u)
+	r.putUser(g, u)
 	return u, nil
 }
 
-func (r *records) putUser(u persistence.User) {
+// putUser caches u, read or created by a store call that began at
+// generation g.
+func (r *records) putUser(g uint64, u persistence.User) {
+	r.fill.RLock()
+	defer r.fill.RUnlock()
+	if r.gen.Load() != g {
+		return
+	}
 	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(u.Name)), uint64(u.CreatedAt.UnixMilli()))
 	_ = r.users.Set(u.ID, append(b, u.Name...))
 }
 
-func (r *records) putLocation(l persistence.Location) {
+// putLocation caches l, read or created by a store call that began at
+// generation g.
+func (r *records) putLocation(g uint64, l persistence.Location) {
+	r.fill.RLock()
+	defer r.fill.RUnlock()
+	if r.gen.Load() != g {
+		return
+	}
 	_ = r.locations.Set(l.ID, appendLocationJSON(make([]byte, 0, 128), l))
+}
+
+// forget drops the cached copy of a user or a location that was updated.
+func (r *records) forget(kind RecordKind, id string) {
+	r.fill.Lock()
+	defer r.fill.Unlock()
+	r.gen.Add(1)
+	switch kind {
+	case KindUser:
+		_ = r.users.Delete(id)
+	case KindLocation:
+		_ = r.locations.Delete(id)
+	}
 }

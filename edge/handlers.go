@@ -97,11 +97,12 @@ func (s *Server) createUser(c *fiber.Ctx) error {
 	u.Name = strings.TrimSpace(*req.Name)
 	ctx, cancel := s.ctx(c)
 	defer cancel()
+	g := s.records.gen.Load()
 	created, err := s.grains.CreateUser(ctx, u)
 	if err != nil {
 		return err
 	}
-	s.records.putUser(created)
+	s.records.putUser(g, created)
 	return c.Status(http.StatusCreated).JSON(toUserJSON(created))
 }
 
@@ -132,6 +133,92 @@ func userErr(id string, err error) error {
 	return err
 }
 
+// updateUser changes a user's name. The id and creation time never change.
+func (s *Server) updateUser(c *fiber.Ctx) error {
+	id, err := pathID(c, "user")
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Name *string `json:"name"`
+	}
+	if err := decodePatch(c.Body(), &req); err != nil {
+		return err
+	}
+	var p persistence.UserPatch
+	if req.Name != nil {
+		if err := checkName(*req.Name); err != nil {
+			return err
+		}
+		p.Name = ptr(strings.TrimSpace(*req.Name))
+	}
+	if p.Empty() {
+		return badRequest("empty_update", "the body must name a field to change: name")
+	}
+	ctx, cancel := s.ctx(c)
+	defer cancel()
+	u, err := s.store.UpdateUser(ctx, id, p)
+	if err != nil {
+		return userErr(id, err)
+	}
+	s.changed(KindUser, id)
+	return c.JSON(toUserJSON(u))
+}
+
+// updateLocation changes any of a location's name and coordinates. The id
+// and creation time never change. Current-location answers embed the
+// location as it is now, whenever the checkin was made.
+func (s *Server) updateLocation(c *fiber.Ctx) error {
+	id, err := pathID(c, "location")
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Name *string  `json:"name"`
+		Lat  *float64 `json:"lat"`
+		Lon  *float64 `json:"lon"`
+	}
+	if err := decodePatch(c.Body(), &req); err != nil {
+		return err
+	}
+	p := persistence.LocationPatch{Lat: req.Lat, Lon: req.Lon}
+	if req.Name != nil {
+		if err := checkName(*req.Name); err != nil {
+			return err
+		}
+		p.Name = ptr(strings.TrimSpace(*req.Name))
+	}
+	if err := checkCoordinates(req.Lat, req.Lon); err != nil {
+		return err
+	}
+	if p.Empty() {
+		return badRequest("empty_update", "the body must name a field to change: name, lat or lon")
+	}
+	ctx, cancel := s.ctx(c)
+	defer cancel()
+	l, err := s.store.UpdateLocation(ctx, id, p)
+	if errors.Is(err, persistence.ErrNotFound) {
+		return notFound("location_not_found", "location "+id+" does not exist")
+	}
+	if err != nil {
+		return err
+	}
+	s.changed(KindLocation, id)
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Send(appendLocationJSON(make([]byte, 0, 128), l))
+}
+
+// changed drops the cached copy of an updated record here and tells the
+// other nodes to drop theirs.
+func (s *Server) changed(kind RecordKind, id string) {
+	s.records.forget(kind, id)
+	if s.notify != nil {
+		s.notify(kind, id)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
 func (s *Server) createLocation(c *fiber.Ctx) error {
 	var req struct {
 		ID   *string  `json:"id"`
@@ -155,24 +242,23 @@ func (s *Server) createLocation(c *fiber.Ctx) error {
 	if err := checkName(*req.Name); err != nil {
 		return err
 	}
-	switch {
-	case req.Lat == nil || req.Lon == nil:
+	if req.Lat == nil || req.Lon == nil {
 		return badRequest("invalid_coordinates", "lat and lon are required")
-	case *req.Lat < -90 || *req.Lat > 90:
-		return badRequest("invalid_coordinates", "lat must be between -90 and 90")
-	case *req.Lon < -180 || *req.Lon > 180:
-		return badRequest("invalid_coordinates", "lon must be between -180 and 180")
+	}
+	if err := checkCoordinates(req.Lat, req.Lon); err != nil {
+		return err
 	}
 	l.Name, l.Lat, l.Lon = strings.TrimSpace(*req.Name), *req.Lat, *req.Lon
 	ctx, cancel := s.ctx(c)
 	defer cancel()
+	g := s.records.gen.Load()
 	if err := s.store.CreateLocation(ctx, l); err != nil {
 		if errors.Is(err, persistence.ErrConflict) {
 			return &apiError{status: http.StatusConflict, code: "location_exists", msg: "location " + l.ID + " already exists"}
 		}
 		return err
 	}
-	s.records.putLocation(l)
+	s.records.putLocation(g, l)
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
 	return c.Status(http.StatusCreated).Send(appendLocationJSON(make([]byte, 0, 128), l))
 }

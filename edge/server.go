@@ -87,7 +87,23 @@ type Deps struct {
 	// APIKeys: with any, every /v1 request must carry one (LoadAPIKeys);
 	// nil or none: /v1 is open.
 	APIKeys *APIKeys
+	// Notify tells the other nodes that a user or location was updated,
+	// so that they call Forget; nil on a node alone.
+	Notify func(kind RecordKind, id string)
 }
+
+// RecordKind names what an update changed: a user or a location.
+type RecordKind int
+
+// The record kinds.
+const (
+	KindUser RecordKind = iota + 1
+	KindLocation
+)
+
+// Forget drops this node's cached copy of a user or location that another
+// node updated.
+func (s *Server) Forget(kind RecordKind, id string) { s.records.forget(kind, id) }
 
 // Server is the HTTP edge of one node.
 type Server struct {
@@ -102,6 +118,7 @@ type Server struct {
 	inflight atomic.Int64
 	draining atomic.Bool
 	keys     *APIKeys
+	notify   func(RecordKind, string)
 	now      func() time.Time
 }
 
@@ -114,7 +131,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge: cache: %w", err)
 	}
-	s := &Server{cfg: cfg, grains: d.Grains, store: d.Store, records: rec, ready: d.Ready, log: d.Log, m: newMetrics(d.Registry), keys: d.APIKeys, now: time.Now}
+	s := &Server{cfg: cfg, grains: d.Grains, store: d.Store, records: rec, ready: d.Ready, log: d.Log, m: newMetrics(d.Registry), keys: d.APIKeys, notify: d.Notify, now: time.Now}
 	if n := d.APIKeys.Len(); n > 0 {
 		s.log.Info("API keys required on /v1", zap.Int("keys", n))
 	} else {
@@ -156,11 +173,13 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	v1 := a.Group("/v1", s.authenticate)
 	v1.Post("/users", s.createUser)
 	v1.Get("/users/:id", s.getUser)
+	v1.Patch("/users/:id", s.updateUser)
 	v1.Post("/users/:id/checkins", s.checkin)
 	v1.Get("/users/:id/checkins", s.listCheckins)
 	v1.Get("/users/:id/location", s.currentLocation)
 	v1.Post("/locations", s.createLocation)
 	v1.Get("/locations/:id", s.getLocation)
+	v1.Patch("/locations/:id", s.updateLocation)
 }
 
 // App exposes the Fiber app (tests drive it over a listener).

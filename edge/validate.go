@@ -58,6 +58,36 @@ func checkName(name string) error {
 	return nil
 }
 
+// checkCoordinates checks the coordinates that are given (non-nil).
+func checkCoordinates(lat, lon *float64) error {
+	switch {
+	case lat != nil && !(*lat >= -90 && *lat <= 90):
+		return badRequest("invalid_coordinates", "lat must be between -90 and 90")
+	case lon != nil && !(*lon >= -180 && *lon <= 180):
+		return badRequest("invalid_coordinates", "lon must be between -180 and 180")
+	}
+	return nil
+}
+
+// decodePatch decodes an update's body as decodeJSON does, and refuses a
+// field set to null: every field of users and locations has a value, so
+// null cannot mean "remove it".
+func decodePatch(body []byte, v any) error {
+	if err := decodeJSON(body, v); err != nil {
+		return err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return badRequest("invalid_json", "request body must be a JSON object")
+	}
+	for name, raw := range fields {
+		if string(bytes.TrimSpace(raw)) == "null" {
+			return badRequest("invalid_json", fmt.Sprintf("field %q must not be null: leave it out to keep its value", name))
+		}
+	}
+	return nil
+}
+
 // decodeJSON decodes one JSON object from body into v, rejecting unknown
 // fields, wrong types and trailing data with messages a client can act on.
 func decodeJSON(body []byte, v any) error {

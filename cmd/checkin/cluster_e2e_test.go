@@ -154,6 +154,46 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("an update through one node shows on every node", func(t *testing.T) {
+		// Every node caches the location and the user first (for
+		// cache.ttl, ten minutes): only the notice can make them drop it.
+		l := locs[locIDs[0]]
+		u := ids[0]
+		for _, p := range nodes {
+			decodeOK[apiLocation](t, p.do(t, "GET", "/v1/locations/"+l.ID, nil), http.StatusOK)
+			decodeOK[apiUser](t, p.do(t, "GET", "/v1/users/"+u, nil), http.StatusOK)
+		}
+		checkAll(t, a, b, c)
+		sentBefore := b.metric(t, `checkin_record_notices_total{direction="sent"}`)
+		l.Name, l.Lat = "renamed "+l.ID, -12.25
+		if got := decodeOK[apiLocation](t, b.do(t, "PATCH", "/v1/locations/"+l.ID, map[string]any{"name": l.Name, "lat": l.Lat}), http.StatusOK); got != l {
+			t.Fatalf("PATCH through %s answered %+v, want %+v", b.base, got, l)
+		}
+		locs[l.ID] = l
+		user := decodeOK[apiUser](t, c.do(t, "PATCH", "/v1/users/"+u, `{"name":"renamed"}`), http.StatusOK)
+		deadline := time.Now().Add(10 * time.Second)
+		for _, p := range nodes {
+			for {
+				gotL := decodeOK[apiLocation](t, p.do(t, "GET", "/v1/locations/"+l.ID, nil), http.StatusOK)
+				gotU := decodeOK[apiUser](t, p.do(t, "GET", "/v1/users/"+u, nil), http.StatusOK)
+				if gotL == l && gotU == user {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s still serves location %+v and user %+v 10 s after the updates, want %+v and %+v", p.base, gotL, gotU, l, user)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		checkAll(t, a, b, c) // current-location answers embed the new location
+		if got := b.metric(t, `checkin_record_notices_total{direction="sent"}`) - sentBefore; got != 2 {
+			t.Errorf("%s sent %v notices for one update in a cluster of three, want 2", b.base, got)
+		}
+		if got := a.metric(t, `checkin_record_notices_total{direction="received"}`); got < 2 {
+			t.Errorf("%s received %v notices, want at least 2 (one per update)", a.base, got)
+		}
+	})
+
 	t.Run("a crashed node loses no acknowledged checkin", func(t *testing.T) {
 		c.kill(t)
 		start := time.Now()

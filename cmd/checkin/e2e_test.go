@@ -46,6 +46,7 @@ func TestE2E(t *testing.T) {
 	}{
 		{"users", testUsers},
 		{"locations", testLocations},
+		{"updates", testUpdates},
 		{"checkins", testCheckins},
 		{"current location", testCurrentLocation},
 		{"list", testList},
@@ -86,6 +87,105 @@ func checkBadBodies(t *testing.T, p *proc, path, getPrefix string, cases []badBo
 			}
 		})
 	}
+}
+
+// testUpdates: PATCH changes the fields it names and keeps the rest, every
+// later read (including one cached before the update, and the location a
+// current-location answer embeds) shows the change, and a refused update
+// changes nothing.
+func testUpdates(t *testing.T, p *proc) {
+	t.Run("rename a user", func(t *testing.T) {
+		t.Parallel()
+		id := p.mkUser(t, "upd")
+		before := decodeOK[apiUser](t, p.do(t, "GET", "/v1/users/"+id, nil), http.StatusOK) // now cached
+		got := decodeOK[apiUser](t, p.do(t, "PATCH", "/v1/users/"+id, `{"name":"  Renée Lee  "}`), http.StatusOK, "id", "name", "created_at")
+		want := apiUser{ID: id, Name: "Renée Lee", CreatedAt: before.CreatedAt}
+		if got != want {
+			t.Errorf("PATCH answered %+v, want %+v", got, want)
+		}
+		if got := decodeOK[apiUser](t, p.do(t, "GET", "/v1/users/"+id, nil), http.StatusOK); got != want {
+			t.Errorf("GET after PATCH = %+v, want %+v", got, want)
+		}
+	})
+
+	t.Run("move and rename a location, one field at a time", func(t *testing.T) {
+		t.Parallel()
+		l := p.mkLocation(t, "upd")
+		user := p.mkUser(t, "upd")
+		c := ck{uniqueID("c"), l.ID, ms(time.Now().Add(-time.Minute))}
+		p.mkCheckin(t, user, c)
+		p.checkCurrent(t, user, c, l) // the location is now cached
+		steps := []struct {
+			body string
+			set  func(*apiLocation)
+		}{
+			{`{"lat":-33.5}`, func(l *apiLocation) { l.Lat = -33.5 }},
+			{`{"lon":151.25}`, func(l *apiLocation) { l.Lon = 151.25 }},
+			{`{"name":"Opera House"}`, func(l *apiLocation) { l.Name = "Opera House" }},
+			{`{"name":"MoMA","lat":40.7614,"lon":-73.9776}`, func(l *apiLocation) { l.Name, l.Lat, l.Lon = "MoMA", 40.7614, -73.9776 }},
+			{`{"lat":90,"lon":-180}`, func(l *apiLocation) { l.Lat, l.Lon = 90, -180 }},
+		}
+		for _, st := range steps {
+			st.set(&l)
+			got := decodeOK[apiLocation](t, p.do(t, "PATCH", "/v1/locations/"+l.ID, st.body), http.StatusOK, "id", "name", "lat", "lon", "created_at")
+			if got != l {
+				t.Fatalf("PATCH %s answered %+v, want %+v", st.body, got, l)
+			}
+			if got := decodeOK[apiLocation](t, p.do(t, "GET", "/v1/locations/"+l.ID, nil), http.StatusOK); got != l {
+				t.Fatalf("GET after PATCH %s = %+v, want %+v", st.body, got, l)
+			}
+			p.checkCurrent(t, user, c, l)
+		}
+	})
+
+	t.Run("unknown records", func(t *testing.T) {
+		t.Parallel()
+		wantError(t, p.do(t, "PATCH", "/v1/users/"+uniqueID("ghost"), `{"name":"x"}`), http.StatusNotFound, "user_not_found")
+		id := uniqueID("nowhere")
+		wantError(t, p.do(t, "PATCH", "/v1/locations/"+id, `{"lat":1}`), http.StatusNotFound, "location_not_found")
+		wantError(t, p.do(t, "GET", "/v1/locations/"+id, nil), http.StatusNotFound, "location_not_found")
+		wantError(t, p.do(t, "PATCH", "/v1/users/a.b", `{"name":"x"}`), http.StatusBadRequest, "invalid_id")
+	})
+
+	t.Run("refused updates change nothing", func(t *testing.T) {
+		t.Parallel()
+		user := p.mkUser(t, "upd")
+		u := decodeOK[apiUser](t, p.do(t, "GET", "/v1/users/"+user, nil), http.StatusOK)
+		l := p.mkLocation(t, "upd")
+		cases := []struct {
+			name, path, body, code string
+		}{
+			{"empty user update", "/v1/users/" + user, `{}`, "empty_update"},
+			{"null name", "/v1/users/" + user, `{"name":null}`, "invalid_json"},
+			{"blank name", "/v1/users/" + user, `{"name":"   "}`, "invalid_name"},
+			{"name too long", "/v1/users/" + user, `{"name":"` + strings.Repeat("n", 1000) + `"}`, "invalid_name"},
+			{"user id in body", "/v1/users/" + user, `{"id":"other","name":"x"}`, "unknown_field"},
+			{"created_at in body", "/v1/users/" + user, `{"created_at":"2020-01-01T00:00:00Z"}`, "unknown_field"},
+			{"not JSON", "/v1/users/" + user, `name=x`, "invalid_json"},
+			{"no body", "/v1/users/" + user, ``, "invalid_json"},
+			{"empty location update", "/v1/locations/" + l.ID, `{}`, "empty_update"},
+			{"lat out of range", "/v1/locations/" + l.ID, `{"name":"ok","lat":90.5}`, "invalid_coordinates"},
+			{"lon out of range", "/v1/locations/" + l.ID, `{"lon":-181}`, "invalid_coordinates"},
+			{"lat as string", "/v1/locations/" + l.ID, `{"lat":"1"}`, "invalid_json"},
+			{"null lon", "/v1/locations/" + l.ID, `{"lat":1,"lon":null}`, "invalid_json"},
+			{"unknown location field", "/v1/locations/" + l.ID, `{"alt":3}`, "unknown_field"},
+		}
+		for _, tc := range cases {
+			var body any
+			if tc.body != "" {
+				body = tc.body
+			}
+			if msg := wantError(t, p.do(t, "PATCH", tc.path, body), http.StatusBadRequest, tc.code); msg == "" {
+				t.Errorf("%s: empty error message", tc.name)
+			}
+		}
+		if got := decodeOK[apiUser](t, p.do(t, "GET", "/v1/users/"+user, nil), http.StatusOK); got != u {
+			t.Errorf("user after refused updates = %+v, want %+v", got, u)
+		}
+		if got := decodeOK[apiLocation](t, p.do(t, "GET", "/v1/locations/"+l.ID, nil), http.StatusOK); got != l {
+			t.Errorf("location after refused updates = %+v, want %+v", got, l)
+		}
+	})
 }
 
 func testUsers(t *testing.T, p *proc) {

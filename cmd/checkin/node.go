@@ -19,6 +19,7 @@ import (
 	"github.com/checkin/checkin/actors"
 	"github.com/checkin/checkin/cluster"
 	"github.com/checkin/checkin/edge"
+	"github.com/checkin/checkin/messages"
 	"github.com/checkin/checkin/persistence"
 	"github.com/checkin/checkin/persistence/pebble"
 	"github.com/checkin/checkin/persistence/scylla"
@@ -114,10 +115,27 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "checkin_cluster_members", Help: "Members of the cluster topology this node sees, itself included."},
 		func() float64 { return float64(n.member.Members()) }))
 	n.grains = actors.NewClient(n.member.Cluster, cfg.HTTP.RequestTimeout, cfg.CallRetries, n.view, m)
-	n.edge, err = edge.New(cfg.HTTP, edge.Deps{Grains: n.grains, Store: n.store, Ready: n.ready, Log: log.Named("http"), Registry: reg, APIKeys: keys})
+	notices := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "checkin_record_notices_total",
+		Help: "Notices that a user or location was updated, sent to other members (one per member) and received from them."}, []string{"direction"})
+	reg.MustRegister(notices)
+	sent, received := notices.WithLabelValues("sent"), notices.WithLabelValues("received")
+	n.edge, err = edge.New(cfg.HTTP, edge.Deps{Grains: n.grains, Store: n.store, Ready: n.ready, Log: log.Named("http"), Registry: reg, APIKeys: keys,
+		Notify: func(kind edge.RecordKind, id string) {
+			sent.Add(float64(n.member.Broadcast(&messages.RecordChanged{Kind: noticeKinds[kind], Id: id})))
+		}})
 	if err != nil {
 		return nil, err
 	}
+	system.EventStream.Subscribe(func(ev any) {
+		if rc, ok := ev.(*messages.RecordChanged); ok {
+			for kind, k := range noticeKinds {
+				if k == rc.GetKind() {
+					received.Inc()
+					n.edge.Forget(kind, rc.GetId())
+				}
+			}
+		}
+	})
 	if cfg.DebugAddr != "" {
 		if err := n.startDebug(cfg.DebugAddr); err != nil {
 			return nil, err
@@ -132,6 +150,13 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 	go func() { n.served <- n.edge.Serve(n.ln) }()
 	log.Info("http server listening", zap.String("addr", n.ln.Addr().String()), zap.Bool("tls", n.cert != nil), zap.String("store", cfg.Store))
 	return n, nil
+}
+
+// noticeKinds maps the edge's record kinds to those of the notices
+// members send each other when one changes.
+var noticeKinds = map[edge.RecordKind]messages.RecordChanged_Kind{
+	edge.KindUser:     messages.RecordChanged_KIND_USER,
+	edge.KindLocation: messages.RecordChanged_KIND_LOCATION,
 }
 
 // reload re-reads what SIGHUP re-reads: the API keys file and the TLS
