@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 	"go.uber.org/zap/zapcore"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -31,7 +34,11 @@ type Config struct {
 	Provider       string        // membership provider: standalone or etcd
 	RequestTimeout time.Duration // protoactor's internal requests, and asking another member to activate a grain
 	LogLevel       string        // minimum level of protoactor's own logs
-	Etcd           EtcdConfig    // with Provider etcd
+	// TLS, when set, secures the actor endpoint: members serve and dial
+	// with it, so it must work for both ends (certificates, and the
+	// verification of the peer's). nil: plain gRPC.
+	TLS  *tls.Config
+	Etcd EtcdConfig // with Provider etcd
 }
 
 // EtcdConfig is where members of an etcd-provided cluster register.
@@ -150,6 +157,10 @@ func Start(system *actor.ActorSystem, cfg Config, log *zap.Logger, kinds ...*pcl
 	if cfg.AdvertisedAddr != "" {
 		ropts = append(ropts, remote.WithAdvertisedHost(cfg.AdvertisedAddr))
 	}
+	if cfg.TLS != nil {
+		creds := credentials.NewTLS(cfg.TLS)
+		ropts = append(ropts, remote.WithServerOptions(grpc.Creds(creds)), remote.WithDialOptions(grpc.WithTransportCredentials(creds)))
+	}
 	provider, err := newProvider(cfg, log)
 	if err != nil {
 		return nil, err
@@ -180,7 +191,7 @@ func Start(system *actor.ActorSystem, cfg Config, log *zap.Logger, kinds ...*pcl
 	})
 	c.StartMember()
 	n.Cluster = c
-	log.Info("cluster member started", zap.String("address", system.Address()), zap.String("member_id", system.ID), zap.String("provider", cfg.Provider))
+	log.Info("cluster member started", zap.String("address", system.Address()), zap.String("member_id", system.ID), zap.String("provider", cfg.Provider), zap.Bool("tls", cfg.TLS != nil))
 	return n, nil
 }
 

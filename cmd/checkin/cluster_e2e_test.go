@@ -8,11 +8,18 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/checkin/checkin/cmd/internal/testcert"
 )
 
 // clusterFlags returns the flags that make nodes members of one new
@@ -284,4 +291,156 @@ func TestCluster(t *testing.T) {
 		}
 		checkAll(t, a, d)
 	})
+}
+
+// TestClusterTLS runs two members whose cluster port speaks mutual TLS:
+// grain calls cross between them, the port refuses a peer without a
+// certificate of the cluster's authority and plain gRPC, and SIGHUP swaps
+// in a renewed certificate.
+func TestClusterTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca, err := testcert.NewCA(dir, "cluster-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogue, err := testcert.NewCA(dir, "rogue-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := clusterFlags(t)
+	member := func(name string) (*proc, string) {
+		cert, key, err := ca.Issue(dir, name, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return startMember(t, append(slices.Clone(flags), "--cluster.tls-cert-file="+cert, "--cluster.tls-key-file="+key, "--cluster.tls-ca-file="+ca.File)), cert
+	}
+	a, _ := member("node-a")
+	b, _ := member("node-b")
+	waitMembers(t, 2, a, b)
+
+	t.Run("grain calls cross between the members", func(t *testing.T) {
+		l := a.mkLocation(t, "tls")
+		for i := range 8 {
+			u := []*proc{a, b}[i%2].mkUser(t, "tls")
+			k := ck{uniqueID("tls"), l.ID, ms(time.Now().Add(-time.Minute))}
+			[]*proc{b, a}[i%2].mkCheckin(t, u, k)
+			a.checkCurrent(t, u, k, l)
+			b.checkCurrent(t, u, k, l)
+		}
+		for _, p := range []*proc{a, b} {
+			if n := p.metric(t, `checkin_grain_requests_total{served_by="remote"}`); n == 0 {
+				t.Errorf("%s forwarded no grain request to the other member", p.base)
+			}
+		}
+	})
+
+	addr := clusterAddr(t, a)
+	roots := x509.NewCertPool()
+	caPEM, err := os.ReadFile(ca.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots.AppendCertsFromPEM(caPEM)
+	// speak dials a's cluster port as a member would (with cert, if not
+	// nil) and returns the serial of a's certificate, or the error of the
+	// handshake or of reading the server's first HTTP/2 frame.
+	speak := func(cert *tls.Certificate) (int64, error) {
+		cfg := &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS13}
+		if cert != nil {
+			cfg.Certificates = []tls.Certificate{*cert}
+		}
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+		if err != nil {
+			return 0, err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		// TLS 1.3 refuses a client certificate after the client's side of
+		// the handshake is done: the refusal arrives on the first read.
+		if _, err := conn.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")); err != nil {
+			return 0, err
+		}
+		frame := make([]byte, 9)
+		if _, err := conn.Read(frame); err != nil {
+			return 0, err
+		}
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64(), nil
+	}
+	// issue returns a new certificate of authority, as a peer shows it.
+	issue := func(authority *testcert.CA, name string, serial int64) *tls.Certificate {
+		certFile, keyFile, err := authority.Issue(dir, name, serial)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &c
+	}
+
+	t.Run("the port refuses peers the authority did not sign", func(t *testing.T) {
+		good := issue(ca, "peer-ok", 7)
+		if serial, err := speak(good); err != nil || serial != 2 {
+			t.Fatalf("a peer with a certificate of the cluster's authority: serial %d, err %v; want a's certificate (2) and an HTTP/2 answer", serial, err)
+		}
+		if _, err := speak(nil); err == nil {
+			t.Error("a peer without a certificate was answered")
+		}
+		if _, err := speak(issue(rogue, "peer-rogue", 8)); err == nil {
+			t.Error("a peer with a certificate of another authority was answered")
+		}
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = conn.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"))
+		frame := make([]byte, 9)
+		if n, _ := conn.Read(frame); n == 9 && frame[3] == 0x4 {
+			t.Error("plain gRPC (HTTP/2 without TLS) was answered with a SETTINGS frame")
+		}
+	})
+
+	t.Run("SIGHUP swaps in a renewed certificate", func(t *testing.T) {
+		if _, _, err := ca.Issue(dir, "node-a", 3); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !a.log.has("cluster TLS certificate and authority reloaded") {
+			if time.Now().After(deadline) {
+				t.Fatal("no reload logged within 10s of SIGHUP")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		good := issue(ca, "peer-ok2", 9)
+		if serial, err := speak(good); err != nil || serial != 3 {
+			t.Errorf("after SIGHUP a new connection got serial %d (err %v), want the renewed 3", serial, err)
+		}
+		// Members still reach each other (a new user's grain may live on
+		// either).
+		l := b.mkLocation(t, "tls")
+		u := a.mkUser(t, "tls")
+		k := ck{uniqueID("tls"), l.ID, ms(time.Now())}
+		b.mkCheckin(t, u, k)
+		a.checkCurrent(t, u, k, l)
+	})
+}
+
+// clusterAddr returns the cluster endpoint p announced at start.
+func clusterAddr(t *testing.T, p *proc) string {
+	t.Helper()
+	for _, l := range p.log.lines() {
+		if l.Msg == "cluster member started" && l.Address != "" {
+			return l.Address
+		}
+	}
+	t.Fatalf("%s logged no cluster address", p.base)
+	return ""
 }

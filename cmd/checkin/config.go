@@ -23,6 +23,9 @@ type config struct {
 	APIKeysFile      string // API keys, one per line; re-read on SIGHUP
 	TLSCertFile      string // with TLSKeyFile: serve HTTPS; re-read on SIGHUP
 	TLSKeyFile       string
+	PeerCertFile     string // with PeerKeyFile and PeerCAFile: mutual TLS on the cluster port; re-read on SIGHUP
+	PeerKeyFile      string
+	PeerCAFile       string
 	DrainDelay       time.Duration // on SIGTERM, serve this long while draining (edge.Server.Drain)
 	Cluster          cluster.Config
 	Writer           actors.WriterConfig
@@ -92,6 +95,9 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Cluster.Etcd.DialTimeout, "cluster.etcd-dial-timeout", c.Cluster.Etcd.DialTimeout, "timeout of connecting to etcd (a node that cannot reach it at start exits)")
 	fs.DurationVar(&c.Cluster.RequestTimeout, "cluster.request-timeout", c.Cluster.RequestTimeout, "timeout of the cluster's internal requests, among them asking the owner node to activate a grain (keep it below http.request-timeout)")
 	fs.StringVar(&c.Cluster.LogLevel, "cluster.log-level", c.Cluster.LogLevel, "lowest level of the actor runtime's own logs")
+	fs.StringVar(&c.PeerCertFile, "cluster.tls-cert-file", c.PeerCertFile, "PEM certificate (chain) this node shows other members: with cluster.tls-key-file and cluster.tls-ca-file the cluster port speaks mutual TLS 1.3 only, all three re-read on SIGHUP (empty: plain gRPC)")
+	fs.StringVar(&c.PeerKeyFile, "cluster.tls-key-file", c.PeerKeyFile, "PEM private key of cluster.tls-cert-file")
+	fs.StringVar(&c.PeerCAFile, "cluster.tls-ca-file", c.PeerCAFile, "PEM certificate(s) of the authority that signs every member's certificate; a member whose certificate it did not sign is refused")
 
 	c.Scylla.RegisterFlags(fs)
 
@@ -126,6 +132,9 @@ func (c config) validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("http.tls-cert-file and http.tls-key-file go together: set both for HTTPS, neither for plain HTTP")
+	}
+	if set := btoi(c.PeerCertFile != "") + btoi(c.PeerKeyFile != "") + btoi(c.PeerCAFile != ""); set != 0 && set != 3 {
+		return errors.New("cluster.tls-cert-file, cluster.tls-key-file and cluster.tls-ca-file go together: set all three for mutual TLS between members, none for plain gRPC")
 	}
 	if c.DrainDelay < 0 {
 		return errors.New("http.drain-delay must not be negative")
@@ -172,4 +181,11 @@ func (l *commaList) String() string { return strings.Join(*l, ",") }
 func (l *commaList) Set(v string) error {
 	*l = strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })
 	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

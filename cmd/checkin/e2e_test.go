@@ -1510,6 +1510,14 @@ func TestHelp(t *testing.T) {
 
 func TestInvalidConfig(t *testing.T) {
 	t.Parallel()
+	dir := t.TempDir()
+	clusterCert, clusterKey, err := testcert.Write(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(clusterKey+".txt", []byte("not a certificate\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -1530,6 +1538,9 @@ func TestInvalidConfig(t *testing.T) {
 		{"API key too short", nil, []string{"CHECKIN_HTTP_API_KEYS=tiny-key"}, "CHECKIN_HTTP_API_KEYS: key 1"},
 		{"API keys file missing", []string{"--http.api-keys-file=/nonexistent/keys"}, nil, "http.api-keys-file"},
 		{"TLS certificate missing", []string{"--http.tls-cert-file=/nonexistent/cert.pem", "--http.tls-key-file=/nonexistent/key.pem"}, nil, "http.tls-cert-file"},
+		{"cluster TLS without its authority", []string{"--cluster.tls-cert-file=" + clusterCert, "--cluster.tls-key-file=" + clusterKey}, nil, "cluster.tls-ca-file"},
+		{"cluster TLS certificate missing", []string{"--cluster.tls-cert-file=/nonexistent/cert.pem", "--cluster.tls-key-file=/nonexistent/key.pem", "--cluster.tls-ca-file=" + clusterCert}, nil, "cluster.tls-cert-file"},
+		{"cluster TLS authority not PEM", []string{"--cluster.tls-cert-file=" + clusterCert, "--cluster.tls-key-file=" + clusterKey, "--cluster.tls-ca-file=" + clusterKey + ".txt"}, nil, "cluster.tls-ca-file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

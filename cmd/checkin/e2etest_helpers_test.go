@@ -146,6 +146,8 @@ type logLine struct {
 	Logger string `json:"logger"`
 	Msg    string `json:"msg"`
 	Addr   string `json:"addr"`
+	// Address is the cluster endpoint in "cluster member started".
+	Address string `json:"address"`
 }
 
 func (l *procLog) Write(p []byte) (int, error) {

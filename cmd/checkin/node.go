@@ -37,6 +37,7 @@ type node struct {
 	edge    *edge.Server
 	keys    *edge.APIKeys // re-read on SIGHUP
 	cert    *certificate  // re-read on SIGHUP; nil: plain HTTP
+	peer    *peerTLS      // re-read on SIGHUP; nil: plain gRPC between members
 	ln      net.Listener
 	debug   *http.Server
 	served  chan error
@@ -82,7 +83,14 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 			return nil, err
 		}
 	}
-	n := &node{cfg: cfg, log: log, keys: keys, cert: cert, served: make(chan error, 1)}
+	var peer *peerTLS
+	if cfg.PeerCertFile != "" {
+		if peer, err = loadPeerTLS(cfg.PeerCertFile, cfg.PeerKeyFile, cfg.PeerCAFile); err != nil {
+			return nil, err
+		}
+		cfg.Cluster.TLS = peer.config()
+	}
+	n := &node{cfg: cfg, log: log, keys: keys, cert: cert, peer: peer, served: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			_ = n.stop()
@@ -159,8 +167,8 @@ var noticeKinds = map[edge.RecordKind]messages.RecordChanged_Kind{
 	edge.KindLocation: messages.RecordChanged_KIND_LOCATION,
 }
 
-// reload re-reads what SIGHUP re-reads: the API keys file and the TLS
-// certificate, those that are configured. On an error the old ones stay.
+// reload re-reads what SIGHUP re-reads: the API keys file, the TLS
+// certificate and the cluster's TLS files, those that are configured. On an error the old ones stay.
 func (n *node) reload() {
 	done := false
 	if n.cfg.APIKeysFile != "" {
@@ -177,6 +185,14 @@ func (n *node) reload() {
 			n.log.Error("TLS certificate not reloaded; the one in use stays", zap.Error(err))
 		} else {
 			n.log.Info("TLS certificate reloaded", zap.String("file", n.cfg.TLSCertFile))
+		}
+	}
+	if n.peer != nil {
+		done = true
+		if err := n.peer.reload(); err != nil {
+			n.log.Error("cluster TLS certificate and authority not reloaded; the ones in use stay", zap.Error(err))
+		} else {
+			n.log.Info("cluster TLS certificate and authority reloaded", zap.String("file", n.cfg.PeerCertFile), zap.String("ca_file", n.cfg.PeerCAFile))
 		}
 	}
 	if !done {

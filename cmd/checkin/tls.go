@@ -2,21 +2,30 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"os"
 	"sync/atomic"
 )
 
-// certificate is the node's TLS certificate. reload re-reads its files (the
-// node does on SIGHUP), so a renewed certificate serves new connections
-// without a restart; connections made before keep theirs.
+// certificate is a TLS certificate of the node. reload re-reads its files
+// (the node does on SIGHUP), so a renewed certificate serves new
+// connections without a restart; connections made before keep theirs.
 type certificate struct {
 	certFile, keyFile string
+	flags             string // the flags that name the files, for errors
 	cur               atomic.Pointer[tls.Certificate]
 }
 
-// loadCertificate reads a PEM certificate (chain) and its private key.
+// loadCertificate reads a PEM certificate (chain) and its private key,
+// named by the flags http.tls-cert-file and http.tls-key-file.
 func loadCertificate(certFile, keyFile string) (*certificate, error) {
-	c := &certificate{certFile: certFile, keyFile: keyFile}
+	return loadCertificateFor("http.tls-cert-file / http.tls-key-file", certFile, keyFile)
+}
+
+func loadCertificateFor(flags, certFile, keyFile string) (*certificate, error) {
+	c := &certificate{certFile: certFile, keyFile: keyFile, flags: flags}
 	if err := c.reload(); err != nil {
 		return nil, err
 	}
@@ -27,9 +36,100 @@ func loadCertificate(certFile, keyFile string) (*certificate, error) {
 func (c *certificate) reload() error {
 	pair, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
 	if err != nil {
-		return fmt.Errorf("http.tls-cert-file / http.tls-key-file: %w", err)
+		return fmt.Errorf("%s: %w", c.flags, err)
 	}
 	c.cur.Store(&pair)
+	return nil
+}
+
+// peerTLS is mutual TLS on the cluster port: the node shows its
+// certificate both to members it dials and to members that dial it, and
+// accepts a member only if the cluster's authority signed that member's
+// certificate. reload re-reads the three files.
+type peerTLS struct {
+	cert   *certificate
+	caFile string
+	roots  atomic.Pointer[x509.CertPool]
+}
+
+func loadPeerTLS(certFile, keyFile, caFile string) (*peerTLS, error) {
+	cert, err := loadCertificateFor("cluster.tls-cert-file / cluster.tls-key-file", certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	p := &peerTLS{cert: cert, caFile: caFile}
+	if err := p.loadCA(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *peerTLS) loadCA() error {
+	pem, err := os.ReadFile(p.caFile)
+	if err != nil {
+		return fmt.Errorf("cluster.tls-ca-file: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("cluster.tls-ca-file: %s holds no PEM certificate", p.caFile)
+	}
+	p.roots.Store(roots)
+	return nil
+}
+
+// reload reads the certificate, key and authority again; on an error the
+// ones in use stay. Both are checked before either changes.
+func (p *peerTLS) reload() error {
+	next := &peerTLS{cert: &certificate{certFile: p.cert.certFile, keyFile: p.cert.keyFile, flags: p.cert.flags}, caFile: p.caFile}
+	if err := next.cert.reload(); err != nil {
+		return err
+	}
+	if err := next.loadCA(); err != nil {
+		return err
+	}
+	p.cert.cur.Store(next.cert.cur.Load())
+	p.roots.Store(next.roots.Load())
+	return nil
+}
+
+// config serves both ends of the cluster's connections: TLS 1.3 only (every
+// member runs this code), a certificate required from the peer either way.
+func (p *peerTLS) config() *tls.Config {
+	current := func() *tls.Certificate { return p.cert.cur.Load() }
+	return &tls.Config{
+		MinVersion:           tls.VersionTLS13,
+		GetCertificate:       func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return current(), nil },
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return current(), nil },
+		ClientAuth:           tls.RequireAnyClientCert,
+		// Members dial each other by address and one authority signs
+		// every member's certificate: verifyPeer checks the chain against
+		// that authority on both ends, not the names in the certificate.
+		InsecureSkipVerify:    true, //nolint:gosec // verified in verifyPeer
+		VerifyPeerCertificate: p.verifyPeer,
+	}
+}
+
+// verifyPeer accepts a peer whose certificate chains to the cluster's
+// authority.
+func (p *peerTLS) verifyPeer(raw [][]byte, _ [][]*x509.Certificate) error {
+	if len(raw) == 0 {
+		return errors.New("cluster TLS: the peer showed no certificate")
+	}
+	certs := make([]*x509.Certificate, len(raw))
+	for i, der := range raw {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Errorf("cluster TLS: the peer's certificate: %w", err)
+		}
+		certs[i] = c
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: p.roots.Load(), Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return fmt.Errorf("cluster TLS: the peer's certificate (%s) is not signed by cluster.tls-ca-file: %w", certs[0].Subject, err)
+	}
 	return nil
 }
 
