@@ -156,6 +156,13 @@ type Store interface {
 	UpdateUser(ctx context.Context, id string, p UserPatch) (User, error)
 	// UpdateLocation is UpdateUser for locations.
 	UpdateLocation(ctx context.Context, id string, p LocationPatch) (Location, error)
+	// DeleteUser durably removes the user and every checkin of the user
+	// from every table; ErrNotFound if there was no user, after removing
+	// whatever was left of one all the same, so a call that failed part
+	// way (ErrUnavailable) may be retried until it answers nil or
+	// ErrNotFound. A checkin of the user written meanwhile may survive it:
+	// callers stop the user's writes first (the user's grain does).
+	DeleteUser(ctx context.Context, id string) error
 
 	// WriteCheckins durably writes a batch of checkins (any users) to every
 	// table that serves reads: by user, by user and location, by id, and the

@@ -1,6 +1,9 @@
 package persistence
 
-import "sync"
+import (
+	"strings"
+	"sync"
+)
 
 // WrittenSet remembers keys of rows known to be durable, so a backend can
 // skip rewriting rows that never change once written (the bucket indexes:
@@ -35,4 +38,15 @@ func (w *WrittenSet) Add(k string) {
 		clear(w.m)
 	}
 	w.m[k] = struct{}{}
+}
+
+// DropPrefix forgets every key that begins with p.
+func (w *WrittenSet) DropPrefix(p string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k := range w.m {
+		if strings.HasPrefix(k, p) {
+			delete(w.m, k)
+		}
+	}
 }

@@ -17,3 +17,16 @@ func TestWrittenSet(t *testing.T) {
 		t.Fatal("bound not applied")
 	}
 }
+
+func TestWrittenSetDropPrefix(t *testing.T) {
+	w := NewWrittenSet(10)
+	for _, k := range []string{"uann\x001", "uann\x002", "uanna\x001", "lann\x00x\x001"} {
+		w.Add(k)
+	}
+	w.DropPrefix("uann\x00")
+	for k, want := range map[string]bool{"uann\x001": false, "uann\x002": false, "uanna\x001": true, "lann\x00x\x001": true} {
+		if w.Has(k) != want {
+			t.Errorf("after DropPrefix Has(%q) = %v, want %v", k, !want, want)
+		}
+	}
+}

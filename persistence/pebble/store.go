@@ -299,6 +299,54 @@ func updateJSON[R any](ctx context.Context, s *Store, key []byte, kind, id strin
 	return storeErr(s.db.Set(key, v, pebbledb.Sync))
 }
 
+// DeleteUser removes the user, the user's rows (one range: they share a
+// prefix) and any current-location operands of older layouts, in one
+// synced batch.
+func (s *Store) DeleteUser(ctx context.Context, id string) error {
+	if err := persistence.CheckID("user", id); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return storeErr(err)
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	s.recordMu.Lock()
+	defer s.recordMu.Unlock()
+
+	key := appendUserKey(nil, id)
+	_, closer, err := s.db.Get(key)
+	existed := err == nil
+	switch {
+	case existed:
+		_ = closer.Close()
+	case !errors.Is(err, pebbledb.ErrNotFound):
+		return storeErr(err)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	from := append(append([]byte{famUserScoped}, id...), sep)
+	to := append(append([]byte{famUserScoped}, id...), sep+1)
+	if err := b.DeleteRange(from, to, nil); err != nil {
+		return storeErr(err)
+	}
+	if err := b.Delete(append([]byte{famCurrent}, id...), nil); err != nil {
+		return storeErr(err)
+	}
+	if err := b.Delete(key, nil); err != nil {
+		return storeErr(err)
+	}
+	if err := s.db.Apply(b, pebbledb.Sync); err != nil {
+		return storeErr(err)
+	}
+	if !existed {
+		return fmt.Errorf("%w: user %q", persistence.ErrNotFound, id)
+	}
+	return nil
+}
+
 func (s *Store) getJSON(ctx context.Context, key []byte, dst any, kind, id string) error {
 	return s.get(ctx, key, kind, id, func(v []byte) error {
 		if err := json.Unmarshal(v, dst); err != nil {

@@ -26,6 +26,7 @@ func Run(t *testing.T, newStore func(t *testing.T) persistence.Store) {
 		{"ConcurrentCreate", testConcurrentCreate},
 		{"Updates", testUpdates},
 		{"ConcurrentUpdates", testConcurrentUpdates},
+		{"DeleteUser", testDeleteUser},
 		{"WriteThenGetCheckin", testWriteThenGetCheckin},
 		{"GetCheckinsBatch", testGetCheckinsBatch},
 		{"EachCheckinID", testEachCheckinID},
@@ -299,6 +300,88 @@ func testConcurrentUpdates(t *testing.T, s persistence.Store) {
 			t.Fatalf("round %d: after concurrent updates of name, lat and lon the location is %+v, want all three changed", round, got)
 		}
 	}
+}
+
+// testDeleteUser: deleting a user removes the user and every checkin of the
+// user from every read, leaves other users (one whose id extends it
+// included) as they were, answers ErrNotFound when there is no user, and a
+// user created again with the same id starts empty and is written and read
+// as any other.
+func testDeleteUser(t *testing.T, s persistence.Store) {
+	ctx := t.Context()
+	rng := rand.New(rand.NewPCG(7, 7))
+	for _, id := range []string{"del", "dela"} {
+		if err := s.CreateUser(ctx, persistence.User{ID: id, Name: id}); err != nil {
+			t.Fatalf("CreateUser(%s): %v", id, err)
+		}
+	}
+	gone := generate(rng, "del", 60, 6, nil)
+	kept := generate(rng, "dela", 40, 6, nil)
+	mustWrite(t, s, append(slices.Clone(gone), kept...)...)
+
+	if err := s.DeleteUser(ctx, "del"); err != nil {
+		t.Fatalf("DeleteUser: %v", err)
+	}
+	checkGone := func(what string) {
+		t.Helper()
+		if _, err := s.GetUser(ctx, "del"); !errors.Is(err, persistence.ErrNotFound) {
+			t.Fatalf("%s: GetUser err = %v, want ErrNotFound", what, err)
+		}
+		checkEmpty(t, s, everything("del"))
+		for _, loc := range []string{"l0", "l1", "l2", "l3", "l4"} {
+			q := everything("del")
+			q.LocationID = loc
+			checkEmpty(t, s, q)
+		}
+		if _, err := s.CurrentLocation(ctx, "del"); !errors.Is(err, persistence.ErrNotFound) {
+			t.Fatalf("%s: CurrentLocation err = %v, want ErrNotFound", what, err)
+		}
+		for _, c := range gone {
+			if _, err := s.GetCheckin(ctx, "del", c.ID); !errors.Is(err, persistence.ErrNotFound) {
+				t.Fatalf("%s: GetCheckin(%s) err = %v, want ErrNotFound", what, c.ID, err)
+			}
+		}
+		if l, ok := s.(persistence.CheckinIDLister); ok {
+			n := 0
+			if _, err := l.EachCheckinID(ctx, "del", 1000, func([]byte) { n++ }); err != nil || n != 0 {
+				t.Fatalf("%s: EachCheckinID listed %d ids (err %v), want none", what, n, err)
+			}
+		}
+	}
+	checkGone("after the delete")
+	for _, order := range orders {
+		q := everything("dela")
+		q.Order = order
+		checkCheckins(t, "the other user", listAll(t, s, q), sorted(kept, order))
+	}
+	checkCurrent(t, s, "dela", kept)
+	checkUser(t, s, persistence.User{ID: "dela", Name: "dela", CreatedAt: persistence.Millis(time.Time{})})
+
+	if err := s.DeleteUser(ctx, "del"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("second DeleteUser err = %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteUser(ctx, "never"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("DeleteUser of an unknown user err = %v, want ErrNotFound", err)
+	}
+	checkGone("after deleting again")
+
+	// Created again, in the same buckets: written and read as any user
+	// (a store that remembered the old user's index rows would skip them).
+	if err := s.CreateUser(ctx, persistence.User{ID: "del", Name: "again"}); err != nil {
+		t.Fatalf("CreateUser again: %v", err)
+	}
+	checkEmpty(t, s, everything("del"))
+	again := generate(rng, "del", 20, 6, nil)
+	mustWrite(t, s, again...)
+	for _, order := range orders {
+		q := everything("del")
+		q.Order = order
+		checkCheckins(t, "the user created again", listAll(t, s, q), sorted(again, order))
+	}
+	q := everything("del")
+	q.LocationID = again[0].LocationID
+	checkCheckins(t, "the user created again, at one location", listAll(t, s, q), sorted(filter(again, byLocation(again[0].LocationID)), persistence.NewestFirst))
+	checkCurrent(t, s, "del", again)
 }
 
 // testConcurrentCreate: of many concurrent creates of one id exactly one

@@ -1,0 +1,112 @@
+package scylla
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/checkin/checkin/persistence"
+)
+
+const (
+	cqlAllBucketsByUser            = `SELECT bucket FROM buckets_by_user WHERE user_id = ?`
+	cqlCheckinsOfBucket            = `SELECT checkin_id, location_id FROM checkins_by_user WHERE user_id = ? AND bucket = ?`
+	cqlDeleteCheckinByID           = `DELETE FROM checkin_by_id WHERE user_id = ? AND checkin_id = ?`
+	cqlDeleteByUserLocation        = `DELETE FROM checkins_by_user_location WHERE user_id = ? AND location_id = ? AND bucket = ?`
+	cqlDeleteBucketsByUserLocation = `DELETE FROM buckets_by_user_location WHERE user_id = ? AND location_id = ?`
+	cqlDeleteCurrentLocation       = `DELETE FROM current_location WHERE user_id = ?`
+	cqlDeleteByUser                = `DELETE FROM checkins_by_user WHERE user_id = ? AND bucket = ?`
+	cqlDeleteBucketsByUser         = `DELETE FROM buckets_by_user WHERE user_id = ?`
+	cqlDeleteUser                  = `DELETE FROM users WHERE user_id = ? IF EXISTS`
+)
+
+// DeleteUser removes the user and every checkin of the user. The user's
+// bucket index and by-user partitions list everything else: every checkin
+// id (its checkin_by_id partition) and every location (its by-location
+// partitions and bucket index). Those are deleted first, then the by-user
+// partitions and index, last the user (a lightweight transaction, like its
+// creation), so a call that fails part way leaves what a retry needs to
+// find the rest. Deletes are idempotent and run as writes do: concurrently,
+// bounded by max-inflight, retried with backoff.
+//
+// Rows that no index lists are not found: a checkin whose by-user row was
+// written but whose bucket-index row never was (its write failed and was
+// not retried to success) stays, unreadable as before.
+func (s *Store) DeleteUser(ctx context.Context, id string) error {
+	if err := persistence.CheckID("user", id); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+
+	var buckets []int64
+	q := s.s.Query(cqlAllBucketsByUser, id).WithContext(ctx).Consistency(s.readCL).Idempotent(true).PageSize(readPageSize)
+	it := q.Iter()
+	var b int64
+	for it.Scan(&b) {
+		buckets = append(buckets, b)
+	}
+	err := it.Close()
+	q.Release()
+	if err != nil {
+		return storeErr("delete user "+id+": read bucket index", err)
+	}
+
+	var derived, byUser []unit
+	one := func(table, cql string, args ...any) unit {
+		return unit{table: table, stmts: []stmt{{cql, args}}}
+	}
+	locations := make(map[string]bool)
+	for _, b := range buckets {
+		seen := make(map[string]bool) // locations of this bucket
+		q := s.s.Query(cqlCheckinsOfBucket, id, b).WithContext(ctx).Consistency(s.readCL).Idempotent(true).PageSize(readPageSize)
+		it := q.Iter()
+		var checkinID, loc string
+		for it.Scan(&checkinID, &loc) {
+			derived = append(derived, one("checkin_by_id", cqlDeleteCheckinByID, id, checkinID))
+			if !seen[loc] {
+				seen[loc] = true
+				derived = append(derived, one("checkins_by_user_location", cqlDeleteByUserLocation, id, loc, b))
+			}
+			locations[loc] = true
+		}
+		err := it.Close()
+		q.Release()
+		if err != nil {
+			return storeErr("delete user "+id+": read checkins", err)
+		}
+		byUser = append(byUser, one("checkins_by_user", cqlDeleteByUser, id, b))
+	}
+	for loc := range locations {
+		derived = append(derived, one("buckets_by_user_location", cqlDeleteBucketsByUserLocation, id, loc))
+	}
+	derived = append(derived, one("current_location", cqlDeleteCurrentLocation, id))
+	byUser = append(byUser, one("buckets_by_user", cqlDeleteBucketsByUser, id))
+	for _, phase := range [][]unit{derived, byUser} {
+		if err := s.run(ctx, phase); err != nil {
+			return err
+		}
+	}
+	// A re-created user's first checkins in these buckets must write their
+	// index rows again.
+	s.ForgetWritten(id)
+
+	applied, err := s.s.Query(cqlDeleteUser, id).WithContext(ctx).MapScanCAS(map[string]any{})
+	if err != nil {
+		return storeErr("delete user "+id, err)
+	}
+	if !applied {
+		return fmt.Errorf("persistence/scylla: %w: user %q", persistence.ErrNotFound, id)
+	}
+	return nil
+}
+
+// ForgetWritten drops what the store remembers having written for the user
+// (bucket-index rows it skips when they are known durable). Every node's
+// store must forget a deleted user's: a node calls it when it hears of a
+// deletion made through another.
+func (s *Store) ForgetWritten(userID string) {
+	s.indexed.DropPrefix("u" + userID + "\x00") // as indexKey writes them
+	s.indexed.DropPrefix("l" + userID + "\x00")
+}
