@@ -246,6 +246,7 @@ func methodIndex(service, method protoreflect.Name) int32 {
 var (
 	methodCreateUser      = methodIndex("UserGrain", "CreateUser")
 	methodGetUser         = methodIndex("UserGrain", "GetUser")
+	methodDeleteUser      = methodIndex("UserGrain", "DeleteUser")
 	methodCheckin         = methodIndex("UserGrain", "Checkin")
 	methodCurrentLocation = methodIndex("UserGrain", "CurrentLocation")
 )

@@ -49,6 +49,15 @@ func (cl *Client) GetUser(ctx context.Context, id string) (persistence.User, err
 // Checkin records c (c.ID set by the caller) and returns the stored
 // checkin; created is false when c.ID was already stored with the same
 // content. timestampSet and clientID say which fields the client chose.
+// DeleteUser deletes the user and every checkin of the user through the
+// user's grain (see userGrain.DeleteUser).
+func (cl *Client) DeleteUser(ctx context.Context, id string) error {
+	if _, err := callUser[*messages.DeleteUserResponse](cl, ctx, id, methodDeleteUser, &messages.DeleteUserRequest{}); err != nil {
+		return fromGrainError(err)
+	}
+	return nil
+}
+
 func (cl *Client) Checkin(ctx context.Context, c persistence.Checkin, timestampSet, clientID bool) (persistence.Checkin, bool, error) {
 	m := toMsg(c)
 	// The grain takes the user from its identity. Not sending it also keeps

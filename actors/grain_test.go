@@ -775,3 +775,72 @@ func TestPassivationRaceLosesNoAnswer(t *testing.T) {
 		t.Fatalf("only %v activations: the grains did not passivate between checkins, so the race was not exercised", activations)
 	}
 }
+
+// A delete waits for the checkin being written (which is answered as
+// written), refuses checkins and creates sent meanwhile, and then removes
+// the user and every checkin; the user can be created again, empty.
+func TestDeleteUser(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	defer inner.Close()
+	store := &faultyStore{Store: inner, release: make(chan struct{})}
+	n := startNode(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	mustUser(t, n, "bye")
+
+	written := make(chan error, 1)
+	c := checkin("b1", "bye", "L1", base)
+	go func() {
+		_, _, err := n.client.Checkin(ctx(t), c, true, true)
+		written <- err
+	}()
+	waitFor(t, "the write to reach the store", func() bool { return n.metric(t, "checkin_writer_queue_depth") == 1 })
+	deleted := make(chan error, 2)
+	for range 2 { // a second delete joins the first
+		go func() { deleted <- n.client.DeleteUser(ctx(t), "bye") }()
+	}
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case err := <-deleted:
+		t.Fatalf("the delete answered (%v) while a checkin of the user was being written", err)
+	default:
+	}
+	var e *actors.Error
+	if _, _, err := n.client.Checkin(ctx(t), checkin("b2", "bye", "L1", base.Add(time.Minute)), true, true); !errors.As(err, &e) || e.Code != actors.CodeUserNotFound {
+		t.Errorf("a checkin sent during the delete: err = %v, want user_not_found", err)
+	}
+	if _, err := n.client.CreateUser(ctx(t), persistence.User{ID: "bye", Name: "again"}); !errors.As(err, &e) || e.Code != actors.CodeUnavailable {
+		t.Errorf("a create sent during the delete: err = %v, want unavailable", err)
+	}
+	close(store.release)
+	if err := <-written; err != nil {
+		t.Fatalf("the checkin written before the delete: %v", err)
+	}
+	for range 2 {
+		if err := <-deleted; err != nil {
+			t.Fatalf("delete: %v", err)
+		}
+	}
+	if _, err := inner.GetUser(ctx(t), "bye"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("the store still has the user: %v", err)
+	}
+	if _, err := inner.GetCheckin(ctx(t), "bye", "b1"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("the store still has the checkin written before the delete: %v", err)
+	}
+	if _, err := n.client.CurrentLocation(ctx(t), "bye"); !errors.As(err, &e) || e.Code != actors.CodeUserNotFound {
+		t.Errorf("current location after the delete: err = %v, want user_not_found", err)
+	}
+	if err := n.client.DeleteUser(ctx(t), "bye"); !errors.As(err, &e) || e.Code != actors.CodeUserNotFound {
+		t.Errorf("deleting again: err = %v, want user_not_found", err)
+	}
+
+	mustUser(t, n, "bye")
+	if _, err := n.client.CurrentLocation(ctx(t), "bye"); !errors.As(err, &e) || e.Code != actors.CodeNoCheckins {
+		t.Errorf("current location of the user created again: err = %v, want no_checkins", err)
+	}
+	c2 := checkin("b1", "bye", "L2", base.Add(time.Hour)) // the old id is free again
+	if _, created, err := n.client.Checkin(ctx(t), c2, true, true); err != nil || !created {
+		t.Fatalf("checkin of the user created again: created %v, err %v", created, err)
+	}
+	if cur, err := n.client.CurrentLocation(ctx(t), "bye"); err != nil || cur != c2 {
+		t.Errorf("current location %+v (%v), want %+v", cur, err, c2)
+	}
+}

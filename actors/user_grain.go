@@ -115,6 +115,13 @@ type createOp struct {
 	waiters []*actor.PID
 }
 
+// deleteOp is a deletion of the user: it waits for the checkins being
+// written, then deletes from the store.
+type deleteOp struct {
+	waiters []*actor.PID
+	started bool
+}
+
 // userGrain is the state and decisions of one user. Store I/O runs off the
 // actor goroutine and comes back through ReenterAfter, so the mailbox keeps
 // moving while a batch is written.
@@ -134,6 +141,7 @@ type userGrain struct {
 	// retry may carry any timestamp).
 	complete bool
 	creating *createOp
+	deleting *deleteOp
 	writing  int // checkins submitted and not yet settled or failed
 
 	self   *actor.PID
@@ -165,13 +173,17 @@ func (g *userGrain) Terminate(pcluster.GrainContext) {
 func (g *userGrain) touch() {
 	timeout := g.deps.Config.IdleTimeout
 	switch {
-	case g.writing > 0 || g.creating != nil:
+	case g.busy():
 		timeout = math.MaxInt64 / 2 // never, while busy; touched again when done
 	case g.loaded && g.user == nil:
 		timeout = g.deps.Config.MissingTimeout
 	}
 	g.deps.idle.keepAlive(g, timeout)
 }
+
+// busy reports whether the grain waits for the store: a checkin being
+// written, a user being created or deleted.
+func (g *userGrain) busy() bool { return g.writing > 0 || g.creating != nil || g.deleting != nil }
 
 // load reads the user and the current location from the store, once per
 // activation (again after a failure).
@@ -344,6 +356,9 @@ func (g *userGrain) CreateUser(req *messages.CreateUserRequest, _ func(*messages
 	if g.user != nil {
 		return toGrainError(newError(ErrConflict, CodeUserExists, "user "+g.id+" already exists"))
 	}
+	if g.deleting != nil {
+		return toGrainError(newError(ErrUnavailable, CodeUnavailable, "user "+g.id+" is being deleted; retry the create"))
+	}
 	if g.creating != nil {
 		g.creating.waiters = append(g.creating.waiters, ctx.Sender())
 		return nil
@@ -373,6 +388,60 @@ func (g *userGrain) CreateUser(req *messages.CreateUserRequest, _ func(*messages
 		g.touch()
 	})
 	return nil
+}
+
+// DeleteUser deletes the user and every checkin of the user. From the
+// call on, the user does not exist for new requests (checkins, reads,
+// creates are refused); checkins already being written finish and are
+// answered first, then the store deletes, and every caller waiting gets the
+// outcome: nothing, user_not_found (there was no user; whatever was left of
+// one is removed all the same) or unavailable (retry: deleting again is
+// safe).
+func (g *userGrain) DeleteUser(_ *messages.DeleteUserRequest, _ func(*messages.DeleteUserResponse), _ func(error), ctx pcluster.GrainContext) error {
+	defer g.touch()
+	if g.deleting != nil {
+		g.deleting.waiters = append(g.deleting.waiters, ctx.Sender())
+		return nil
+	}
+	if g.creating != nil {
+		return toGrainError(newError(ErrUnavailable, CodeUnavailable, "user "+g.id+" is being created; retry the delete"))
+	}
+	g.deleting = &deleteOp{waiters: []*actor.PID{ctx.Sender()}}
+	g.user, g.current, g.loaded = nil, nil, true
+	g.deps.View.withdraw(g.id)
+	g.deleteWhenIdle(ctx)
+	return nil
+}
+
+// deleteWhenIdle starts a pending deletion once no checkin is being
+// written: a write that landed after the deletion would bring the user's
+// data back.
+func (g *userGrain) deleteWhenIdle(ctx pcluster.GrainContext) {
+	op := g.deleting
+	if op == nil || op.started || g.writing > 0 {
+		return
+	}
+	op.started = true
+	g.async(ctx, func(c context.Context) error { return g.deps.Store.DeleteUser(c, g.id) }, func(err error) {
+		g.deleting = nil
+		var reply proto.Message = &messages.DeleteUserResponse{}
+		switch {
+		case err == nil:
+		case errors.Is(err, persistence.ErrNotFound):
+			reply = toGrainError(newError(ErrNotFound, CodeUserNotFound, "user "+g.id+" does not exist"))
+		default:
+			reply = toGrainError(newError(ErrUnavailable, CodeUnavailable, "cannot delete the user: "+err.Error()+"; retry the delete"))
+		}
+		if err == nil || errors.Is(err, persistence.ErrNotFound) {
+			g.user, g.current, g.entries, g.known, g.complete = nil, nil, nil, nil, true
+		} else {
+			g.loaded = false // part may be gone: read the user again on the next call
+		}
+		for _, w := range op.waiters {
+			ctx.Send(w, reply)
+		}
+		g.touch()
+	})
 }
 
 func (g *userGrain) Checkin(req *messages.CheckinRequest, _ func(*messages.CheckinResponse), _ func(error), ctx pcluster.GrainContext) error {
@@ -424,7 +493,7 @@ func (g *userGrain) ReceiveDefault(ctx pcluster.GrainContext) {
 // behind this message; the mailbox hands those to dead letters, which
 // tell their callers to ask again (a new activation answers).
 func (g *userGrain) passivate(ctx pcluster.GrainContext) {
-	if g.writing > 0 || g.creating != nil {
+	if g.busy() {
 		g.deps.idle.resume(g)
 		g.touch()
 		return
@@ -448,6 +517,8 @@ func (g *userGrain) serveLocal(ctx pcluster.GrainContext, m *localRequest) {
 		res, err = g.GetUser(req, ctx)
 	case *messages.CreateUserRequest:
 		err = g.CreateUser(req, nil, nil, ctx)
+	case *messages.DeleteUserRequest:
+		err = g.DeleteUser(req, nil, nil, ctx)
 	default:
 		err = pcluster.NewGrainErrorResponse(pcluster.ErrorReason_INVALID_ARGUMENT, fmt.Sprintf("no user grain method takes %T", m.req))
 	}
@@ -475,7 +546,7 @@ func (g *userGrain) written(ctx pcluster.GrainContext, r *messages.WriteResult) 
 		e.c = fromMsg(r.GetExisting())
 		g.settle(ctx, e, false)
 	default:
-		if g.current == nil || e.c.Newer(*g.current) {
+		if g.deleting == nil && (g.current == nil || e.c.Newer(*g.current)) {
 			cur := e.c
 			g.current = &cur
 			g.deps.View.publish(g.id, g.current) // before anyone hears of the checkin
@@ -500,6 +571,7 @@ func (g *userGrain) settle(ctx pcluster.GrainContext, e *entry, created bool) {
 	}
 	e.waiters = nil
 	g.trim()
+	g.deleteWhenIdle(ctx)
 }
 
 // answer replies to one request for the durable checkin e.
@@ -525,6 +597,7 @@ func (g *userGrain) fail(ctx pcluster.GrainContext, e *entry, err error) {
 	for _, w := range e.waiters {
 		ctx.Send(w.sender, toGrainError(err))
 	}
+	g.deleteWhenIdle(ctx)
 }
 
 func (g *userGrain) find(id string) *entry {

@@ -33,6 +33,9 @@ const (
 	RecordChanged_KIND_UNSPECIFIED RecordChanged_Kind = 0
 	RecordChanged_KIND_USER        RecordChanged_Kind = 1
 	RecordChanged_KIND_LOCATION    RecordChanged_Kind = 2
+	// The user and the user's checkins were deleted: nodes also forget
+	// what their store remembers having written for the user.
+	RecordChanged_KIND_USER_DELETED RecordChanged_Kind = 3
 )
 
 // Enum value maps for RecordChanged_Kind.
@@ -41,11 +44,13 @@ var (
 		0: "KIND_UNSPECIFIED",
 		1: "KIND_USER",
 		2: "KIND_LOCATION",
+		3: "KIND_USER_DELETED",
 	}
 	RecordChanged_Kind_value = map[string]int32{
-		"KIND_UNSPECIFIED": 0,
-		"KIND_USER":        1,
-		"KIND_LOCATION":    2,
+		"KIND_UNSPECIFIED":  0,
+		"KIND_USER":         1,
+		"KIND_LOCATION":     2,
+		"KIND_USER_DELETED": 3,
 	}
 )
 
@@ -73,7 +78,7 @@ func (x RecordChanged_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RecordChanged_Kind.Descriptor instead.
 func (RecordChanged_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_checkin_proto_rawDescGZIP(), []int{10, 0}
+	return file_checkin_proto_rawDescGZIP(), []int{12, 0}
 }
 
 // Checkin is one check-in: user was at location at timestamp (unix ms, UTC).
@@ -294,6 +299,78 @@ func (*GetUserRequest) Descriptor() ([]byte, []int) {
 	return file_checkin_proto_rawDescGZIP(), []int{3}
 }
 
+type DeleteUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUserRequest) Reset() {
+	*x = DeleteUserRequest{}
+	mi := &file_checkin_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserRequest) ProtoMessage() {}
+
+func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_checkin_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
+func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
+	return file_checkin_proto_rawDescGZIP(), []int{4}
+}
+
+type DeleteUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUserResponse) Reset() {
+	*x = DeleteUserResponse{}
+	mi := &file_checkin_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserResponse) ProtoMessage() {}
+
+func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_checkin_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
+func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
+	return file_checkin_proto_rawDescGZIP(), []int{5}
+}
+
 type CheckinRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// checkin.user_id is ignored: the grain's identity is the user.
@@ -310,7 +387,7 @@ type CheckinRequest struct {
 
 func (x *CheckinRequest) Reset() {
 	*x = CheckinRequest{}
-	mi := &file_checkin_proto_msgTypes[4]
+	mi := &file_checkin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -322,7 +399,7 @@ func (x *CheckinRequest) String() string {
 func (*CheckinRequest) ProtoMessage() {}
 
 func (x *CheckinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_checkin_proto_msgTypes[4]
+	mi := &file_checkin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -335,7 +412,7 @@ func (x *CheckinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckinRequest.ProtoReflect.Descriptor instead.
 func (*CheckinRequest) Descriptor() ([]byte, []int) {
-	return file_checkin_proto_rawDescGZIP(), []int{4}
+	return file_checkin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CheckinRequest) GetCheckin() *Checkin {
@@ -371,7 +448,7 @@ type CheckinResponse struct {
 
 func (x *CheckinResponse) Reset() {
 	*x = CheckinResponse{}
-	mi := &file_checkin_proto_msgTypes[5]
+	mi := &file_checkin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -383,7 +460,7 @@ func (x *CheckinResponse) String() string {
 func (*CheckinResponse) ProtoMessage() {}
 
 func (x *CheckinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_checkin_proto_msgTypes[5]
+	mi := &file_checkin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -396,7 +473,7 @@ func (x *CheckinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckinResponse.ProtoReflect.Descriptor instead.
 func (*CheckinResponse) Descriptor() ([]byte, []int) {
-	return file_checkin_proto_rawDescGZIP(), []int{5}
+	return file_checkin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CheckinResponse) GetCheckin() *Checkin {
@@ -421,7 +498,7 @@ type CurrentLocationRequest struct {
 
 func (x *CurrentLocationRequest) Reset() {
 	*x = CurrentLocationRequest{}
-	mi := &file_checkin_proto_msgTypes[6]
+	mi := &file_checkin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +510,7 @@ func (x *CurrentLocationRequest) String() string {
 func (*CurrentLocationRequest) ProtoMessage() {}
 
 func (x *CurrentLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_checkin_proto_msgTypes[6]
+	mi := &file_checkin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +523,7 @@ func (x *CurrentLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentLocationRequest.ProtoReflect.Descriptor instead.
 func (*CurrentLocationRequest) Descriptor() ([]byte, []int) {
-	return file_checkin_proto_rawDescGZIP(), []int{6}
+	return file_checkin_proto_rawDescGZIP(), []int{8}
 }
 
 type CurrentLocationResponse struct {
@@ -458,7 +535,7 @@ type CurrentLocationResponse struct {
 
 func (x *CurrentLocationResponse) Reset() {
 	*x = CurrentLocationResponse{}
-	mi := &file_checkin_proto_msgTypes[7]
+	mi := &file_checkin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -470,7 +547,7 @@ func (x *CurrentLocationResponse) String() string {
 func (*CurrentLocationResponse) ProtoMessage() {}
 
 func (x *CurrentLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_checkin_proto_msgTypes[7]
+	mi := &file_checkin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -483,7 +560,7 @@ func (x *CurrentLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentLocationResponse.ProtoReflect.Descriptor instead.
 func (*CurrentLocationResponse) Descriptor() ([]byte, []int) {
-	return file_checkin_proto_rawDescGZIP(), []int{7}
+	return file_checkin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CurrentLocationResponse) GetCheckin() *Checkin {
@@ -509,7 +586,7 @@ type WriteCheckin struct {
 
 func (x *WriteCheckin) Reset() {
 	*x = WriteCheckin{}
-	mi := &file_checkin_proto_msgTypes[8]
+	mi := &file_checkin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +598,7 @@ func (x *WriteCheckin) String() string {
 func (*WriteCheckin) ProtoMessage() {}
 
 func (x *WriteCheckin) ProtoReflect() protoreflect.Message {
-	mi := &file_checkin_proto_msgTypes[8]
+	mi := &file_checkin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +611,7 @@ func (x *WriteCheckin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteCheckin.ProtoReflect.Descriptor instead.
 func (*WriteCheckin) Descriptor() ([]byte, []int) {
-	return file_checkin_proto_rawDescGZIP(), []int{8}
+	return file_checkin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *WriteCheckin) GetCheckin() *Checkin {
@@ -567,7 +644,7 @@ type WriteResult struct {
 
 func (x *WriteResult) Reset() {
 	*x = WriteResult{}
-	mi := &file_checkin_proto_msgTypes[9]
+	mi := &file_checkin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +656,7 @@ func (x *WriteResult) String() string {
 func (*WriteResult) ProtoMessage() {}
 
 func (x *WriteResult) ProtoReflect() protoreflect.Message {
-	mi := &file_checkin_proto_msgTypes[9]
+	mi := &file_checkin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +669,7 @@ func (x *WriteResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResult.ProtoReflect.Descriptor instead.
 func (*WriteResult) Descriptor() ([]byte, []int) {
-	return file_checkin_proto_rawDescGZIP(), []int{9}
+	return file_checkin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WriteResult) GetCheckinId() string {
@@ -637,7 +714,7 @@ type RecordChanged struct {
 
 func (x *RecordChanged) Reset() {
 	*x = RecordChanged{}
-	mi := &file_checkin_proto_msgTypes[10]
+	mi := &file_checkin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +726,7 @@ func (x *RecordChanged) String() string {
 func (*RecordChanged) ProtoMessage() {}
 
 func (x *RecordChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_checkin_proto_msgTypes[10]
+	mi := &file_checkin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +739,7 @@ func (x *RecordChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordChanged.ProtoReflect.Descriptor instead.
 func (*RecordChanged) Descriptor() ([]byte, []int) {
-	return file_checkin_proto_rawDescGZIP(), []int{10}
+	return file_checkin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RecordChanged) GetKind() RecordChanged_Kind {
@@ -697,7 +774,9 @@ const file_checkin_proto_rawDesc = "" +
 	"\x11CreateUserRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\"\n" +
 	"\rcreated_at_ms\x18\x02 \x01(\x03R\vcreatedAtMs\"\x10\n" +
-	"\x0eGetUserRequest\"\x87\x01\n" +
+	"\x0eGetUserRequest\"\x13\n" +
+	"\x11DeleteUserRequest\"\x14\n" +
+	"\x12DeleteUserResponse\"\x87\x01\n" +
 	"\x0eCheckinRequest\x123\n" +
 	"\acheckin\x18\x01 \x01(\v2\x19.checkin.messages.CheckinR\acheckin\x12#\n" +
 	"\rtimestamp_set\x18\x02 \x01(\bR\ftimestampSet\x12\x1b\n" +
@@ -716,20 +795,23 @@ const file_checkin_proto_rawDesc = "" +
 	"checkin_id\x18\x01 \x01(\tR\tcheckinId\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12 \n" +
 	"\vunavailable\x18\x03 \x01(\bR\vunavailable\x125\n" +
-	"\bexisting\x18\x04 \x01(\v2\x19.checkin.messages.CheckinR\bexisting\"\x99\x01\n" +
+	"\bexisting\x18\x04 \x01(\v2\x19.checkin.messages.CheckinR\bexisting\"\xb0\x01\n" +
 	"\rRecordChanged\x128\n" +
 	"\x04kind\x18\x01 \x01(\x0e2$.checkin.messages.RecordChanged.KindR\x04kind\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\">\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"U\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tKIND_USER\x10\x01\x12\x11\n" +
-	"\rKIND_LOCATION\x10\x022\xe3\x02\n" +
+	"\rKIND_LOCATION\x10\x02\x12\x15\n" +
+	"\x11KIND_USER_DELETED\x10\x032\xc4\x03\n" +
 	"\tUserGrain\x12Q\n" +
 	"\n" +
 	"CreateUser\x12#.checkin.messages.CreateUserRequest\x1a\x16.checkin.messages.User\"\x06\x82\xb5\x18\x02\b\x01\x12C\n" +
 	"\aGetUser\x12 .checkin.messages.GetUserRequest\x1a\x16.checkin.messages.User\x12V\n" +
 	"\aCheckin\x12 .checkin.messages.CheckinRequest\x1a!.checkin.messages.CheckinResponse\"\x06\x82\xb5\x18\x02\b\x01\x12f\n" +
-	"\x0fCurrentLocation\x12(.checkin.messages.CurrentLocationRequest\x1a).checkin.messages.CurrentLocationResponseB%Z#github.com/checkin/checkin/messagesb\x06proto3"
+	"\x0fCurrentLocation\x12(.checkin.messages.CurrentLocationRequest\x1a).checkin.messages.CurrentLocationResponse\x12_\n" +
+	"\n" +
+	"DeleteUser\x12#.checkin.messages.DeleteUserRequest\x1a$.checkin.messages.DeleteUserResponse\"\x06\x82\xb5\x18\x02\b\x01B%Z#github.com/checkin/checkin/messagesb\x06proto3"
 
 var (
 	file_checkin_proto_rawDescOnce sync.Once
@@ -744,20 +826,22 @@ func file_checkin_proto_rawDescGZIP() []byte {
 }
 
 var file_checkin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_checkin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_checkin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_checkin_proto_goTypes = []any{
 	(RecordChanged_Kind)(0),         // 0: checkin.messages.RecordChanged.Kind
 	(*Checkin)(nil),                 // 1: checkin.messages.Checkin
 	(*User)(nil),                    // 2: checkin.messages.User
 	(*CreateUserRequest)(nil),       // 3: checkin.messages.CreateUserRequest
 	(*GetUserRequest)(nil),          // 4: checkin.messages.GetUserRequest
-	(*CheckinRequest)(nil),          // 5: checkin.messages.CheckinRequest
-	(*CheckinResponse)(nil),         // 6: checkin.messages.CheckinResponse
-	(*CurrentLocationRequest)(nil),  // 7: checkin.messages.CurrentLocationRequest
-	(*CurrentLocationResponse)(nil), // 8: checkin.messages.CurrentLocationResponse
-	(*WriteCheckin)(nil),            // 9: checkin.messages.WriteCheckin
-	(*WriteResult)(nil),             // 10: checkin.messages.WriteResult
-	(*RecordChanged)(nil),           // 11: checkin.messages.RecordChanged
+	(*DeleteUserRequest)(nil),       // 5: checkin.messages.DeleteUserRequest
+	(*DeleteUserResponse)(nil),      // 6: checkin.messages.DeleteUserResponse
+	(*CheckinRequest)(nil),          // 7: checkin.messages.CheckinRequest
+	(*CheckinResponse)(nil),         // 8: checkin.messages.CheckinResponse
+	(*CurrentLocationRequest)(nil),  // 9: checkin.messages.CurrentLocationRequest
+	(*CurrentLocationResponse)(nil), // 10: checkin.messages.CurrentLocationResponse
+	(*WriteCheckin)(nil),            // 11: checkin.messages.WriteCheckin
+	(*WriteResult)(nil),             // 12: checkin.messages.WriteResult
+	(*RecordChanged)(nil),           // 13: checkin.messages.RecordChanged
 }
 var file_checkin_proto_depIdxs = []int32{
 	1,  // 0: checkin.messages.CheckinRequest.checkin:type_name -> checkin.messages.Checkin
@@ -768,14 +852,16 @@ var file_checkin_proto_depIdxs = []int32{
 	0,  // 5: checkin.messages.RecordChanged.kind:type_name -> checkin.messages.RecordChanged.Kind
 	3,  // 6: checkin.messages.UserGrain.CreateUser:input_type -> checkin.messages.CreateUserRequest
 	4,  // 7: checkin.messages.UserGrain.GetUser:input_type -> checkin.messages.GetUserRequest
-	5,  // 8: checkin.messages.UserGrain.Checkin:input_type -> checkin.messages.CheckinRequest
-	7,  // 9: checkin.messages.UserGrain.CurrentLocation:input_type -> checkin.messages.CurrentLocationRequest
-	2,  // 10: checkin.messages.UserGrain.CreateUser:output_type -> checkin.messages.User
-	2,  // 11: checkin.messages.UserGrain.GetUser:output_type -> checkin.messages.User
-	6,  // 12: checkin.messages.UserGrain.Checkin:output_type -> checkin.messages.CheckinResponse
-	8,  // 13: checkin.messages.UserGrain.CurrentLocation:output_type -> checkin.messages.CurrentLocationResponse
-	10, // [10:14] is the sub-list for method output_type
-	6,  // [6:10] is the sub-list for method input_type
+	7,  // 8: checkin.messages.UserGrain.Checkin:input_type -> checkin.messages.CheckinRequest
+	9,  // 9: checkin.messages.UserGrain.CurrentLocation:input_type -> checkin.messages.CurrentLocationRequest
+	5,  // 10: checkin.messages.UserGrain.DeleteUser:input_type -> checkin.messages.DeleteUserRequest
+	2,  // 11: checkin.messages.UserGrain.CreateUser:output_type -> checkin.messages.User
+	2,  // 12: checkin.messages.UserGrain.GetUser:output_type -> checkin.messages.User
+	8,  // 13: checkin.messages.UserGrain.Checkin:output_type -> checkin.messages.CheckinResponse
+	10, // 14: checkin.messages.UserGrain.CurrentLocation:output_type -> checkin.messages.CurrentLocationResponse
+	6,  // 15: checkin.messages.UserGrain.DeleteUser:output_type -> checkin.messages.DeleteUserResponse
+	11, // [11:16] is the sub-list for method output_type
+	6,  // [6:11] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -792,7 +878,7 @@ func file_checkin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_checkin_proto_rawDesc), len(file_checkin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

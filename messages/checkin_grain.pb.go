@@ -65,6 +65,7 @@ type UserGrain interface {
 	GetUser(req *GetUserRequest, ctx cluster.GrainContext) (*User, error)
 	Checkin(req *CheckinRequest, respond func(*CheckinResponse), onError func(error), ctx cluster.GrainContext) error
 	CurrentLocation(req *CurrentLocationRequest, ctx cluster.GrainContext) (*CurrentLocationResponse, error)
+	DeleteUser(req *DeleteUserRequest, respond func(*DeleteUserResponse), onError func(error), ctx cluster.GrainContext) error
 }
 
 // UserGrainGrainClient holds the base data for the UserGrainGrain
@@ -181,6 +182,33 @@ func (g *UserGrainGrainClient) CurrentLocation(r *CurrentLocationRequest, opts .
 	}
 }
 
+// DeleteUser requests the execution on to the cluster with CallOptions
+func (g *UserGrainGrainClient) DeleteUser(r *DeleteUserRequest, opts ...cluster.GrainCallOption) (*DeleteUserResponse, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "UserGrain"), slog.String("method", "DeleteUser"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 4, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "UserGrain", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *DeleteUserResponse:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
 // UserGrainActor represents the actor structure
 type UserGrainActor struct {
 	ctx     cluster.GrainContext
@@ -285,6 +313,24 @@ func (a *UserGrainActor) Receive(ctx actor.Context) {
 				return
 			}
 			ctx.Respond(r0)
+		case 4:
+			req := &DeleteUserRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] DeleteUser(DeleteUserRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+			err = a.inner.DeleteUser(req, respond[*DeleteUserResponse](a.ctx), a.onError, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
 		}
 	default:
 		a.inner.ReceiveDefault(a.ctx)
