@@ -146,7 +146,7 @@ func (r *records) forget(kind RecordKind, id string) {
 	defer r.fill.Unlock()
 	r.gen.Add(1)
 	switch kind {
-	case KindUser:
+	case KindUser, KindUserDeleted:
 		_ = r.users.Delete(id)
 	case KindLocation:
 		_ = r.locations.Delete(id)

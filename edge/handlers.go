@@ -15,6 +15,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 
+	"github.com/checkin/checkin/actors"
 	"github.com/checkin/checkin/persistence"
 )
 
@@ -163,6 +164,25 @@ func (s *Server) updateUser(c *fiber.Ctx) error {
 	}
 	s.changed(KindUser, id)
 	return c.JSON(toUserJSON(u))
+}
+
+// deleteUser deletes the user and every checkin of the user, through the
+// user's grain (it first lets the checkins being written finish).
+func (s *Server) deleteUser(c *fiber.Ctx) error {
+	id, err := pathID(c, "user")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(c)
+	defer cancel()
+	if err := s.grains.DeleteUser(ctx, id); err != nil {
+		if errors.Is(err, actors.ErrNotFound) {
+			s.changed(KindUserDeleted, id) // whatever was left of one is gone too
+		}
+		return err
+	}
+	s.changed(KindUserDeleted, id)
+	return c.SendStatus(http.StatusNoContent)
 }
 
 // updateLocation changes any of a location's name and coordinates. The id

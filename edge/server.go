@@ -35,6 +35,7 @@ type Grains interface {
 	CreateUser(ctx context.Context, u persistence.User) (persistence.User, error)
 	Checkin(ctx context.Context, c persistence.Checkin, timestampSet, clientID bool) (persistence.Checkin, bool, error)
 	CurrentLocation(ctx context.Context, userID string) (persistence.Checkin, error)
+	DeleteUser(ctx context.Context, id string) error
 }
 
 // Config of the HTTP edge.
@@ -92,13 +93,15 @@ type Deps struct {
 	Notify func(kind RecordKind, id string)
 }
 
-// RecordKind names what an update changed: a user or a location.
+// RecordKind names what a change touched: a user or a location updated,
+// or a user deleted.
 type RecordKind int
 
 // The record kinds.
 const (
 	KindUser RecordKind = iota + 1
 	KindLocation
+	KindUserDeleted
 )
 
 // Forget drops this node's cached copy of a user or location that another
@@ -174,6 +177,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	v1.Post("/users", s.createUser)
 	v1.Get("/users/:id", s.getUser)
 	v1.Patch("/users/:id", s.updateUser)
+	v1.Delete("/users/:id", s.deleteUser)
 	v1.Post("/users/:id/checkins", s.checkin)
 	v1.Get("/users/:id/checkins", s.listCheckins)
 	v1.Get("/users/:id/location", s.currentLocation)

@@ -46,6 +46,8 @@ type fakeGrains struct {
 
 var _ Grains = (*fakeGrains)(nil)
 
+func (f *fakeGrains) DeleteUser(ctx context.Context, id string) error { return nil }
+
 func (f *fakeGrains) CreateUser(ctx context.Context, u persistence.User) (persistence.User, error) {
 	if f == nil || f.createUser == nil {
 		return u, nil
@@ -406,7 +408,7 @@ func TestHTTPRouting(t *testing.T) {
 		code   string
 	}{
 		{name: "unknown path", method: http.MethodGet, path: "/v2/users", status: 404, code: "route_not_found"},
-		{name: "wrong method", method: http.MethodDelete, path: "/v1/users/alice", status: 405, code: "method_not_allowed"},
+		{name: "wrong method", method: http.MethodPut, path: "/v1/users/alice", status: 405, code: "method_not_allowed"},
 		{name: "bad path id", method: http.MethodGet, path: "/v1/users/a.b", status: 400, code: "invalid_id"},
 		{name: "unknown user", method: http.MethodGet, path: "/v1/users/nobody", status: 404, code: "user_not_found"},
 		{name: "unknown location", method: http.MethodGet, path: "/v1/locations/nowhere", status: 404, code: "location_not_found"},

@@ -183,6 +183,13 @@ type Store interface {
 	Close() error
 }
 
+// WrittenForgetter is a Store that remembers rows it wrote, to skip writing
+// them again. What it remembers of a deleted user must go on every node, not
+// only on the one whose store deleted the user: the nodes tell each other.
+type WrittenForgetter interface {
+	ForgetWritten(userID string)
+}
+
 // CheckinRef names one checkin: its user and its id.
 type CheckinRef struct {
 	UserID string

@@ -201,6 +201,34 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("a user deleted through one node is gone on every node", func(t *testing.T) {
+		u := a.mkUser(t, "cldel")
+		k := ck{uniqueID("cldel"), locIDs[1], ms(time.Now().Add(-time.Minute))}
+		b.mkCheckin(t, u, k)
+		for _, p := range nodes { // every node caches the user
+			decodeOK[apiUser](t, p.do(t, "GET", "/v1/users/"+u, nil), http.StatusOK)
+			p.checkCurrent(t, u, k, locs[k.Loc])
+		}
+		if r := c.do(t, "DELETE", "/v1/users/"+u, nil); r.status != http.StatusNoContent {
+			t.Fatalf("DELETE through %s = %s, want 204", c.base, r)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for _, p := range nodes {
+			for {
+				r := p.do(t, "GET", "/v1/users/"+u, nil)
+				if r.status == http.StatusNotFound {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s still serves the deleted user 10 s after the delete: %s", p.base, r)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			wantError(t, p.do(t, "GET", "/v1/users/"+u+"/location", nil), http.StatusNotFound, "user_not_found")
+			wantError(t, p.do(t, "GET", "/v1/users/"+u+"/checkins", nil), http.StatusNotFound, "user_not_found")
+		}
+	})
+
 	t.Run("a crashed node loses no acknowledged checkin", func(t *testing.T) {
 		c.kill(t)
 		start := time.Now()

@@ -47,6 +47,7 @@ func TestE2E(t *testing.T) {
 		{"users", testUsers},
 		{"locations", testLocations},
 		{"updates", testUpdates},
+		{"delete a user", testDeleteUser},
 		{"checkins", testCheckins},
 		{"current location", testCurrentLocation},
 		{"list", testList},
@@ -186,6 +187,51 @@ func testUpdates(t *testing.T, p *proc) {
 			t.Errorf("location after refused updates = %+v, want %+v", got, l)
 		}
 	})
+}
+
+// testDeleteUser: DELETE removes the user and every checkin of the user
+// from every read, leaves other users alone, answers 404 when there is no
+// user, and the id can be created again, empty.
+func testDeleteUser(t *testing.T, p *proc) {
+	user, other := p.mkUser(t, "del"), p.mkUser(t, "del")
+	l1, l2 := p.mkLocation(t, "del"), p.mkLocation(t, "del")
+	now := ms(time.Now())
+	var mine, theirs []ck
+	for i := range 12 { // across several day buckets, at two locations
+		c := ck{uniqueID("d"), []string{l1.ID, l2.ID}[i%2], now.Add(-time.Duration(i) * 29 * time.Hour)}
+		mine = append(mine, c)
+		theirs = append(theirs, ck{uniqueID("o"), c.Loc, c.TS})
+	}
+	p.mkCheckins(t, user, mine)
+	p.mkCheckins(t, other, theirs)
+	p.checkCurrent(t, user, latest(mine), l1) // cached
+	decodeOK[apiUser](t, p.do(t, "GET", "/v1/users/"+user, nil), http.StatusOK)
+
+	r := p.do(t, "DELETE", "/v1/users/"+user, nil)
+	if r.status != http.StatusNoContent || len(r.body) != 0 {
+		t.Fatalf("DELETE = %s, want 204 and no body", r)
+	}
+	for _, path := range []string{"/v1/users/" + user, "/v1/users/" + user + "/location", "/v1/users/" + user + "/checkins",
+		"/v1/users/" + user + "/checkins?location_id=" + l1.ID} {
+		wantError(t, p.do(t, "GET", path, nil), http.StatusNotFound, "user_not_found")
+	}
+	wantError(t, p.do(t, "POST", "/v1/users/"+user+"/checkins", mine[0].body()), http.StatusNotFound, "user_not_found")
+	wantError(t, p.do(t, "DELETE", "/v1/users/"+user, nil), http.StatusNotFound, "user_not_found")
+	wantError(t, p.do(t, "DELETE", "/v1/users/"+uniqueID("ghost"), nil), http.StatusNotFound, "user_not_found")
+	wantError(t, p.do(t, "DELETE", "/v1/users/a.b", nil), http.StatusBadRequest, "invalid_id")
+	wantCheckins(t, other, p.listAll(t, other, nil, 100, nil), query{}.expect(theirs))
+
+	// The id again: a new user with no checkins; the old checkin ids are
+	// free, and new checkins land in the old buckets and are listed.
+	decodeOK[apiUser](t, p.do(t, "POST", "/v1/users", map[string]any{"id": user, "name": "again"}), http.StatusCreated)
+	wantError(t, p.do(t, "GET", "/v1/users/"+user+"/location", nil), http.StatusNotFound, "no_checkins")
+	if got := p.listAll(t, user, nil, 100, nil); len(got) != 0 {
+		t.Fatalf("the user created again lists %d checkins, want none", len(got))
+	}
+	again := []ck{{mine[3].ID, l2.ID, mine[3].TS}, {uniqueID("n"), l1.ID, mine[5].TS}}
+	p.mkCheckins(t, user, again)
+	wantCheckins(t, user, p.listAll(t, user, nil, 100, nil), query{}.expect(again))
+	p.checkCurrent(t, user, latest(again), l2)
 }
 
 func testUsers(t *testing.T, p *proc) {

@@ -129,6 +129,9 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 	sent, received := notices.WithLabelValues("sent"), notices.WithLabelValues("received")
 	n.edge, err = edge.New(cfg.HTTP, edge.Deps{Grains: n.grains, Store: n.store, Ready: n.ready, Log: log.Named("http"), Registry: reg, APIKeys: keys,
 		Notify: func(kind edge.RecordKind, id string) {
+			if kind == edge.KindUserDeleted {
+				n.forgetWritten(id)
+			}
 			sent.Add(float64(n.member.Broadcast(&messages.RecordChanged{Kind: noticeKinds[kind], Id: id})))
 		}})
 	if err != nil {
@@ -140,6 +143,9 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 				if k == rc.GetKind() {
 					received.Inc()
 					n.edge.Forget(kind, rc.GetId())
+					if kind == edge.KindUserDeleted {
+						n.forgetWritten(rc.GetId())
+					}
 				}
 			}
 		}
@@ -160,11 +166,20 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 	return n, nil
 }
 
+// forgetWritten makes this node's store forget what it remembers having
+// written for a deleted user.
+func (n *node) forgetWritten(userID string) {
+	if f, ok := n.store.(persistence.WrittenForgetter); ok {
+		f.ForgetWritten(userID)
+	}
+}
+
 // noticeKinds maps the edge's record kinds to those of the notices
 // members send each other when one changes.
 var noticeKinds = map[edge.RecordKind]messages.RecordChanged_Kind{
-	edge.KindUser:     messages.RecordChanged_KIND_USER,
-	edge.KindLocation: messages.RecordChanged_KIND_LOCATION,
+	edge.KindUser:        messages.RecordChanged_KIND_USER,
+	edge.KindLocation:    messages.RecordChanged_KIND_LOCATION,
+	edge.KindUserDeleted: messages.RecordChanged_KIND_USER_DELETED,
 }
 
 // reload re-reads what SIGHUP re-reads: the API keys file, the TLS

@@ -102,6 +102,8 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	return nil
 }
 
+var _ persistence.WrittenForgetter = (*Store)(nil)
+
 // ForgetWritten drops what the store remembers having written for the user
 // (bucket-index rows it skips when they are known durable). Every node's
 // store must forget a deleted user's: a node calls it when it hears of a
