@@ -30,7 +30,8 @@ test: ## run every test (CQL and cluster tests need CHECKIN_TEST_CQL_HOSTS and C
 		echo "#####################################################################"; fi
 
 test-integration: cassandra-up etcd-up ## start the local Cassandra node and etcd and run every test against them
-	CHECKIN_TEST_CQL_HOSTS=127.0.0.1:9042 CHECKIN_TEST_ETCD_ENDPOINTS=127.0.0.1:2379 $(MAKE) test
+	CHECKIN_TEST_CQL_HOSTS=127.0.0.1:9042 CHECKIN_TEST_CQL_TLS_CA_FILE=$(CURDIR)/.cache/cassandra/run/tls/node.pem \
+		CHECKIN_TEST_ETCD_ENDPOINTS=127.0.0.1:2379 $(MAKE) test
 
 bench: ## Go benchmarks of the hot paths (benchstat-friendly)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee bench.txt

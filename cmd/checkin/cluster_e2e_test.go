@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -471,4 +472,41 @@ func clusterAddr(t *testing.T, p *proc) string {
 	}
 	t.Fatalf("%s logged no cluster address", p.base)
 	return ""
+}
+
+// TestScyllaTLS runs a node whose store connects to the CQL node over TLS
+// (.ci/cassandra-up serves TLS and plain text on one port, and writes its
+// certificate for CHECKIN_TEST_CQL_TLS_CA_FILE): it serves as over plain
+// text, and a node that does not trust the certificate refuses to start.
+func TestScyllaTLS(t *testing.T) {
+	t.Parallel()
+	hosts, ca := os.Getenv("CHECKIN_TEST_CQL_HOSTS"), os.Getenv("CHECKIN_TEST_CQL_TLS_CA_FILE")
+	if hosts == "" || ca == "" {
+		msg := "TLS to the store needs CHECKIN_TEST_CQL_HOSTS and CHECKIN_TEST_CQL_TLS_CA_FILE: run .ci/cassandra-up, then " +
+			"CHECKIN_TEST_CQL_HOSTS=127.0.0.1:9042 CHECKIN_TEST_CQL_TLS_CA_FILE=$PWD/.cache/cassandra/run/tls/node.pem make test"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip("SKIPPED: " + msg)
+	}
+	flags := []string{"--store=scylla", "--scylla.hosts=" + hosts, "--scylla.keyspace=" + testKeyspace(t.Name()), "--scylla.tls=true"}
+	p := startProc(t, append(slices.Clone(flags), "--scylla.tls-ca-file="+ca)...)
+	if !strings.Contains(p.log.String(), `"msg":"scylla store open"`) || !slices.ContainsFunc(strings.Split(p.log.String(), "\n"), func(l string) bool {
+		return strings.Contains(l, `"msg":"scylla store open"`) && strings.Contains(l, `"tls":true`)
+	}) {
+		t.Error(`no "scylla store open" line with "tls":true`)
+	}
+	user, l := p.mkUser(t, "stls"), p.mkLocation(t, "stls")
+	k := ck{uniqueID("stls"), l.ID, ms(time.Now().Add(-time.Minute))}
+	p.mkCheckin(t, user, k)
+	p.checkCurrent(t, user, k, l)
+	wantCheckins(t, user, p.listAll(t, user, nil, 10, nil), query{}.expect([]ck{k}))
+
+	out, code := runBinary(t, nil, append([]string{"--http.addr=127.0.0.1:0", "--cluster.addr=127.0.0.1:0", "--scylla.connect-timeout=5s"}, flags...)...)
+	if code == 0 {
+		t.Fatal("a node that does not trust the CQL node's certificate (no scylla.tls-ca-file) started")
+	}
+	if !strings.Contains(out, "certificate") {
+		t.Errorf("its error does not name the certificate:\n%s", out)
+	}
 }

@@ -79,6 +79,17 @@ type Config struct {
 	// fails unless `checkin migrate` (Migrate) has applied every version.
 	AutoMigrate bool
 
+	// TLS makes every connection to the nodes TLS 1.2 or newer. The nodes'
+	// certificates are verified against TLSCAFile (PEM; empty: the
+	// system's authorities) and must name the addresses the driver
+	// connects to (the contact points and the addresses nodes advertise).
+	// TLSCertFile and TLSKeyFile, when set, are the client certificate
+	// for nodes that require one.
+	TLS         bool
+	TLSCAFile   string
+	TLSCertFile string
+	TLSKeyFile  string
+
 	// Username and Password authenticate with PasswordAuthenticator when
 	// Username is set. They come from EnvUsername and EnvPassword (see
 	// Open); Password never prints.
@@ -128,6 +139,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ProtoVersion, "scylla.proto-version", DefaultProtoVersion, "CQL native protocol version: 3, 4 or 5")
 	fs.DurationVar(&c.ReconnectInterval, "scylla.reconnect-interval", DefaultReconnectInterval, "how often to try reconnecting to nodes that are down")
 	fs.BoolVar(&c.AutoMigrate, "scylla.auto-migrate", true, "apply the schema at start (false: require `checkin migrate` to have run)")
+	fs.BoolVar(&c.TLS, "scylla.tls", false, "connect to the nodes over TLS (1.2 or newer), verifying their certificates")
+	fs.StringVar(&c.TLSCAFile, "scylla.tls-ca-file", "", "PEM certificate(s) of the authority that signed the nodes' certificates (empty: the system's authorities)")
+	fs.StringVar(&c.TLSCertFile, "scylla.tls-cert-file", "", "PEM client certificate, for nodes that require one (with scylla.tls-key-file)")
+	fs.StringVar(&c.TLSKeyFile, "scylla.tls-key-file", "", "PEM private key of scylla.tls-cert-file")
 }
 
 // hostList is a comma-separated flag value; Set replaces the list.
@@ -193,6 +208,12 @@ func (c Config) Validate() error {
 	}
 	if c.ReconnectInterval <= 0 {
 		bad("scylla.reconnect-interval must be positive")
+	}
+	if !c.TLS && (c.TLSCAFile != "" || c.TLSCertFile != "" || c.TLSKeyFile != "") {
+		bad("scylla.tls-ca-file, scylla.tls-cert-file and scylla.tls-key-file need scylla.tls=true")
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		bad("scylla.tls-cert-file and scylla.tls-key-file go together")
 	}
 	if c.Username == "" && c.Password != "" {
 		bad("%s is set but %s is not", EnvPassword, EnvUsername)

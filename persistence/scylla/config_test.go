@@ -84,6 +84,12 @@ func TestValidate(t *testing.T) {
 		{"protocol 2", func(c *Config) { c.ProtoVersion = 2 }, "scylla.proto-version"},
 		{"protocol 5", func(c *Config) { c.ProtoVersion = 5 }, ""},
 		{"password without user", func(c *Config) { c.Password = "x" }, EnvUsername},
+		{"tls", func(c *Config) { c.TLS = true }, ""},
+		{"tls with an authority and a client certificate", func(c *Config) {
+			c.TLS, c.TLSCAFile, c.TLSCertFile, c.TLSKeyFile = true, "ca.pem", "client.pem", "client-key.pem"
+		}, ""},
+		{"an authority without tls", func(c *Config) { c.TLSCAFile = "ca.pem" }, "scylla.tls=true"},
+		{"a client certificate without its key", func(c *Config) { c.TLS, c.TLSCertFile = true, "client.pem" }, "go together"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

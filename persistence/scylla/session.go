@@ -2,7 +2,10 @@ package scylla
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -53,7 +56,39 @@ func newCluster(cfg Config, keyspace string, requestTimeout time.Duration, log *
 	if cfg.translator != nil {
 		c.AddressTranslator = cfg.translator
 	}
+	if cfg.TLS {
+		tc, err := tlsConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		// The driver sets each connection's server name to the node's
+		// address, so the certificate must name it.
+		c.SslOpts = &gocql.SslOptions{Config: tc, EnableHostVerification: true}
+	}
 	return c, nil
+}
+
+// tlsConfig is the client side of TLS to the nodes.
+func tlsConfig(cfg Config) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ClientSessionCache: tls.NewLRUClientSessionCache(256)}
+	if cfg.TLSCAFile != "" {
+		pem, err := os.ReadFile(cfg.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("scylla.tls-ca-file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("scylla.tls-ca-file: %s holds no PEM certificate", cfg.TLSCAFile)
+		}
+	}
+	if cfg.TLSCertFile != "" {
+		pair, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("scylla.tls-cert-file / scylla.tls-key-file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	return tc, nil
 }
 
 // connect opens a session, giving up when ctx ends. The driver's session

@@ -67,7 +67,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Store, error) {
 	log.Info("scylla store open",
 		zap.Strings("hosts", cfg.Hosts), zap.String("keyspace", cfg.Keyspace), zap.String("local_dc", cfg.LocalDC),
 		zap.String("write_consistency", cfg.Consistency), zap.String("read_consistency", cfg.ReadConsistency),
-		zap.Bool("scylla", isScylla(s)), zap.Bool("authenticated", cfg.Username != ""))
+		zap.Bool("scylla", isScylla(s)), zap.Bool("authenticated", cfg.Username != ""), zap.Bool("tls", cfg.TLS))
 	st := &Store{
 		s:       s,
 		log:     log,
