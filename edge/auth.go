@@ -138,6 +138,9 @@ func bearerToken(s string) bool {
 
 // authenticate lets a request through when authentication is off or the
 // request carries a known key as "Authorization: Bearer <key>".
+// bearerScheme starts the Authorization header of a request with a key.
+const bearerScheme = "bearer "
+
 func (s *Server) authenticate(c *fiber.Ctx) error {
 	if s.keys == nil {
 		return c.Next()
@@ -147,9 +150,8 @@ func (s *Server) authenticate(c *fiber.Ctx) error {
 		return c.Next()
 	}
 	h := c.Request().Header.Peek(fiber.HeaderAuthorization)
-	const scheme = "bearer "
-	if len(h) > len(scheme) && strings.EqualFold(string(h[:len(scheme)]), scheme) {
-		if _, ok := (*set)[sha256.Sum256(h[len(scheme):])]; ok {
+	if len(h) > len(bearerScheme) && strings.EqualFold(string(h[:len(bearerScheme)]), bearerScheme) {
+		if _, ok := (*set)[sha256.Sum256(h[len(bearerScheme):])]; ok {
 			return c.Next()
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -48,12 +49,19 @@ type Config struct {
 	CacheTTL       time.Duration
 	AccessLog      bool
 	ShutdownGrace  time.Duration
+	// RateLimit is the requests per second each client may send to /v1
+	// (0: no limit), RateBurst how many it may send at once; a client is
+	// its API key when the node has keys, else its IP address. RateClients
+	// bounds the clients tracked at once.
+	RateLimit   float64
+	RateBurst   int
+	RateClients int
 }
 
 // DefaultConfig listens on :8080.
 func DefaultConfig() Config {
 	return Config{Addr: ":8080", RequestTimeout: 5 * time.Second, BodyLimit: 64 << 10, MaxInflight: 4096,
-		CacheSizeMB: 64, CacheTTL: 10 * time.Minute, AccessLog: true, ShutdownGrace: 15 * time.Second}
+		CacheSizeMB: 64, CacheTTL: 10 * time.Minute, AccessLog: true, ShutdownGrace: 15 * time.Second, RateClients: 100_000}
 }
 
 // Validate reports the first setting out of range.
@@ -74,6 +82,12 @@ func (c Config) Validate() error {
 		return errors.New("cache.ttl must be positive")
 	case c.ShutdownGrace <= 0:
 		return errors.New("http.shutdown-grace must be positive")
+	case c.RateLimit < 0 || math.IsNaN(c.RateLimit) || math.IsInf(c.RateLimit, 0):
+		return errors.New("http.rate-limit must be 0 (no limit) or a positive number of requests per second")
+	case c.RateBurst < 0:
+		return errors.New("http.rate-burst must not be negative")
+	case c.RateClients < rateShards:
+		return fmt.Errorf("http.rate-clients must be at least %d", rateShards)
 	}
 	return nil
 }
@@ -122,6 +136,7 @@ type Server struct {
 	draining atomic.Bool
 	keys     *APIKeys
 	notify   func(RecordKind, string)
+	limiter  *rateLimiter // nil: no rate limit
 	now      func() time.Time
 }
 
@@ -135,6 +150,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, fmt.Errorf("edge: cache: %w", err)
 	}
 	s := &Server{cfg: cfg, grains: d.Grains, store: d.Store, records: rec, ready: d.Ready, log: d.Log, m: newMetrics(d.Registry), keys: d.APIKeys, notify: d.Notify, now: time.Now}
+	if cfg.RateLimit > 0 {
+		burst := cfg.RateBurst
+		if burst == 0 {
+			burst = max(1, int(math.Ceil(cfg.RateLimit)))
+		}
+		s.limiter = newRateLimiter(cfg.RateLimit, burst, cfg.RateClients)
+	}
 	if n := d.APIKeys.Len(); n > 0 {
 		s.log.Info("API keys required on /v1", zap.Int("keys", n))
 	} else {
@@ -174,6 +196,9 @@ func (s *Server) routes(reg *prometheus.Registry) {
 		return c.Send(openAPI)
 	})
 	v1 := a.Group("/v1", s.authenticate)
+	if s.limiter != nil {
+		v1.Use(s.rateLimit)
+	}
 	v1.Post("/users", s.createUser)
 	v1.Get("/users/:id", s.getUser)
 	v1.Patch("/users/:id", s.updateUser)
@@ -306,8 +331,9 @@ func (s *Server) observe(c *fiber.Ctx) error {
 }
 
 type metrics struct {
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
+	requests    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	rateLimited prometheus.Counter
 
 	mu       sync.RWMutex
 	children map[metricKey]metricChildren // resolved label sets: the vecs' lookups cost on every request
@@ -330,10 +356,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "checkin_http_request_seconds", Help: "HTTP request latency by route, method and status.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17)}, []string{"route", "method", "status"}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "checkin_http_rate_limited_total", Help: "Requests refused with 429 because their client was over http.rate-limit."}),
 		children: map[metricKey]metricChildren{},
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency)
+		reg.MustRegister(m.requests, m.latency, m.rateLimited)
 	}
 	return m
 }

@@ -16,12 +16,18 @@ import (
 
 // benchNode starts a fully wired node (pebble store on a temp dir) with
 // users u0..u{users-1} and one location, and returns it.
-func benchNode(b *testing.B, users int) *node {
+func benchNode(b *testing.B, users int) *node { return benchNodeWith(b, users, nil) }
+
+// benchNodeWith is benchNode with configure applied to the node's config.
+func benchNodeWith(b *testing.B, users int, configure func(*config)) *node {
 	b.Helper()
 	cfg := defaultConfig()
 	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.HTTP.AccessLog = false
 	cfg.DataDir = b.TempDir()
+	if configure != nil {
+		configure(&cfg)
+	}
 	n, err := startNode(cfg, zap.NewNop())
 	if err != nil {
 		b.Fatal(err)
@@ -131,19 +137,26 @@ func userURIs(users int, tail string) []string {
 
 // BenchmarkHTTPCurrentLocation measures GET /v1/users/{id}/location through
 // the Fiber pipeline: the server's share of a read, minus the socket.
-func BenchmarkHTTPCurrentLocation(b *testing.B) { benchHTTPCurrentLocation(b, nil) }
+func BenchmarkHTTPCurrentLocation(b *testing.B) { benchHTTPCurrentLocation(b, nil, nil) }
+
+// BenchmarkHTTPCurrentLocationRateLimit is BenchmarkHTTPCurrentLocation on
+// a node with http.rate-limit set so high that no request is refused: what
+// tracking the client's bucket costs.
+func BenchmarkHTTPCurrentLocationRateLimit(b *testing.B) {
+	benchHTTPCurrentLocation(b, nil, func(c *config) { c.HTTP.RateLimit = 1e12 })
+}
 
 // BenchmarkHTTPCurrentLocationAPIKey is BenchmarkHTTPCurrentLocation on a
 // node that requires API keys (two keys; the request carries the second).
 func BenchmarkHTTPCurrentLocationAPIKey(b *testing.B) {
 	const key = "bench-key-0123456789abcdef"
 	b.Setenv(edge.EnvAPIKeys, "other-key-0123456789abcdef,"+key)
-	benchHTTPCurrentLocation(b, []byte("Bearer "+key))
+	benchHTTPCurrentLocation(b, []byte("Bearer "+key), nil)
 }
 
-func benchHTTPCurrentLocation(b *testing.B, auth []byte) {
+func benchHTTPCurrentLocation(b *testing.B, auth []byte, configure func(*config)) {
 	const users = 1000
-	n := benchNode(b, users)
+	n := benchNodeWith(b, users, configure)
 	checkinEach(b, n, users)
 	uris := userURIs(users, "location")
 	h := n.edge.App().Handler()

@@ -1,0 +1,115 @@
+package edge
+
+import (
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestHTTPRateLimit drives a node with http.rate-limit over real HTTP, on
+// a clock the test moves: each client gets its burst, then one request per
+// 1/rate, and 429 rate_limited with Retry-After in between; clients are
+// counted apart, and the operations endpoints are never limited.
+func TestHTTPRateLimit(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	advance := func(d time.Duration) { clock.Add(int64(d)) }
+
+	t.Run("by IP address, without keys", func(t *testing.T) {
+		ts := newTestServer(t, nil, func(c *Config) { c.RateLimit, c.RateBurst = 2, 3 })
+		ts.now = func() time.Time { return time.Unix(0, clock.Load()) }
+		base := ts.serve(t)
+		c := newClient(t)
+		get := func() response { return do(t, c, http.MethodGet, base+"/v1/locations/nowhere", nil) }
+		for i := range 3 {
+			if r := get(); r.status != http.StatusNotFound {
+				t.Fatalf("request %d of the burst: %d %s, want 404 (served)", i+1, r.status, r.body)
+			}
+		}
+		r := get()
+		if r.status != http.StatusTooManyRequests || r.errBody(t).Error.Code != "rate_limited" {
+			t.Fatalf("request over the burst: %d %s, want 429 rate_limited", r.status, r.body)
+		}
+		if ra := r.header.Get("Retry-After"); ra != "1" {
+			t.Errorf("Retry-After %q, want 1 (a token in 0.5 s, rounded up)", ra)
+		}
+		if r := do(t, c, http.MethodGet, base+"/healthz", nil); r.status != http.StatusOK {
+			t.Errorf("/healthz of a limited client: %d, want 200", r.status)
+		}
+		advance(500 * time.Millisecond) // one token
+		if r := get(); r.status != http.StatusNotFound {
+			t.Errorf("after 1/rate: %d, want 404 (served)", r.status)
+		}
+		if r := get(); r.status != http.StatusTooManyRequests {
+			t.Errorf("the token spent: %d, want 429", r.status)
+		}
+		advance(time.Hour) // refilled to the burst, not beyond
+		for i := range 4 {
+			want := http.StatusNotFound
+			if i == 3 {
+				want = http.StatusTooManyRequests
+			}
+			if r := get(); r.status != want {
+				t.Errorf("after an hour, request %d: %d, want %d", i+1, r.status, want)
+			}
+		}
+		if m := do(t, c, http.MethodGet, base+"/metrics", nil); !strings.Contains(string(m.body), "\ncheckin_http_rate_limited_total 3\n") {
+			t.Errorf("/metrics has no line checkin_http_rate_limited_total 3")
+		}
+	})
+
+	t.Run("by API key", func(t *testing.T) {
+		keys, err := LoadAPIKeys("", fileKey1+","+fileKey2)
+		if err != nil || keys.Len() != 2 {
+			t.Fatalf("LoadAPIKeys = %d keys, %v", keys.Len(), err)
+		}
+		ts := newTestServerWithKeys(t, nil, func(c *Config) { c.RateLimit, c.RateBurst = 1, 2 }, keys)
+		ts.now = func() time.Time { return time.Unix(0, clock.Load()) }
+		base := ts.serve(t)
+		c := newClient(t)
+		get := func(auth string) int {
+			return request(t, c, http.MethodGet, base+"/v1/locations/nowhere", auth, "").status
+		}
+		// The scheme's case does not make another client of the same key.
+		for i, auth := range []string{"Bearer " + fileKey1, "bearer " + fileKey1, "BEARER " + fileKey1} {
+			want := http.StatusNotFound
+			if i == 2 {
+				want = http.StatusTooManyRequests
+			}
+			if got := get(auth); got != want {
+				t.Errorf("key 1, request %d (%s…): %d, want %d", i+1, strings.Fields(auth)[0], got, want)
+			}
+		}
+		if got := get("Bearer " + fileKey2); got != http.StatusNotFound {
+			t.Errorf("key 2 while key 1 is limited: %d, want 404 (served)", got)
+		}
+		if got := get(""); got != http.StatusUnauthorized {
+			t.Errorf("no key: %d, want 401 (authentication comes first)", got)
+		}
+	})
+}
+
+// A full shard forgets the clients whose buckets have refilled first, and
+// never grows past its bound.
+func TestRateLimiterBound(t *testing.T) {
+	l := newRateLimiter(1, 1, rateShards) // one client per shard
+	now := time.Now().UnixNano()
+	a, b := uint64(7), uint64(7+rateShards) // the same shard
+	if ok, _ := l.take(a, now); !ok {
+		t.Fatal("first request of a refused")
+	}
+	if ok, wait := l.take(a, now); ok || wait != time.Second {
+		t.Fatalf("second request of a at once: ok %v, wait %v; want refused for 1s", ok, wait)
+	}
+	if ok, _ := l.take(b, now); !ok {
+		t.Fatal("b refused: a full shard must make room")
+	}
+	if n := len(l.shards[a%rateShards].buckets); n != 1 {
+		t.Fatalf("shard holds %d clients, want its bound 1", n)
+	}
+	if ok, _ := l.take(a, now); !ok {
+		t.Error("a, forgotten to make room for b, starts again with a full bucket")
+	}
+}
