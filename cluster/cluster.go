@@ -46,6 +46,13 @@ type EtcdConfig struct {
 	Endpoints   []string      // host:port of etcd servers
 	Prefix      string        // key prefix of the member records
 	DialTimeout time.Duration // connecting to etcd, and the check at start
+	// TLS, when set, is the client side of TLS to etcd (authorities to
+	// verify the servers, a client certificate for servers that require
+	// one). nil: plain text.
+	TLS *tls.Config
+	// Username and Password authenticate to an etcd with auth enabled
+	// (empty Username: none). They are never logged.
+	Username, Password string
 }
 
 // Providers are the membership providers Start knows.
@@ -236,7 +243,8 @@ func newProvider(cfg Config, log *zap.Logger) (pcluster.ClusterProvider, error) 
 	if cfg.Provider != "etcd" {
 		return &standalone{}, nil
 	}
-	ecfg := clientv3.Config{Endpoints: cfg.Etcd.Endpoints, DialTimeout: cfg.Etcd.DialTimeout, Logger: log.Named("etcd")}
+	ecfg := clientv3.Config{Endpoints: cfg.Etcd.Endpoints, DialTimeout: cfg.Etcd.DialTimeout, Logger: log.Named("etcd"),
+		TLS: cfg.Etcd.TLS, Username: cfg.Etcd.Username, Password: cfg.Etcd.Password}
 	check, err := clientv3.New(ecfg)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: etcd client: %w", err)

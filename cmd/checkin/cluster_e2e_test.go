@@ -7,18 +7,24 @@ package main
 // CI, where it fails.
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/checkin/checkin/cmd/internal/testcert"
 )
@@ -509,4 +515,156 @@ func TestScyllaTLS(t *testing.T) {
 	if !strings.Contains(out, "certificate") {
 		t.Errorf("its error does not name the certificate:\n%s", out)
 	}
+}
+
+// TestEtcdTLS runs two members that register in an etcd that serves TLS
+// only, requires client certificates and has authentication on: they find
+// each other and serve; a member without the password, the client
+// certificate or the authority refuses to start.
+func TestEtcdTLS(t *testing.T) {
+	t.Parallel()
+	cql := os.Getenv("CHECKIN_TEST_CQL_HOSTS")
+	etcdBin, lookErr := exec.LookPath("etcd")
+	if cql == "" || lookErr != nil {
+		msg := "etcd over TLS needs the etcd binary (apt-get install etcd-server) and CHECKIN_TEST_CQL_HOSTS (.ci/cassandra-up)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip("SKIPPED: " + msg)
+	}
+	dir := t.TempDir()
+	ca, err := testcert.NewCA(dir, "etcd-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvCert, srvKey, err := ca.Issue(dir, "etcd-server", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cliCert, cliKey, err := ca.Issue(dir, "etcd-client", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientPort, peerPort := freePort(t), freePort(t)
+	addr := "127.0.0.1:" + clientPort
+	peer := "http://127.0.0.1:" + peerPort
+	etcd := exec.Command(etcdBin, "--name=t", "--data-dir="+filepath.Join(dir, "etcd"),
+		"--listen-client-urls=https://"+addr, "--advertise-client-urls=https://"+addr,
+		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer, "--initial-cluster=t="+peer,
+		"--cert-file="+srvCert, "--key-file="+srvKey, "--trusted-ca-file="+ca.File, "--client-cert-auth")
+	var etcdLog bytes.Buffer
+	etcd.Stdout, etcd.Stderr = &etcdLog, &etcdLog
+	t.Cleanup(func() {
+		if etcd.Process != nil {
+			_ = etcd.Process.Kill()
+			_ = etcd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("etcd log:\n%s", etcdLog.String())
+		}
+	})
+	if err := etcd.Start(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Set up authentication as an operator would: a root user, and a user
+	// for checkin that may read and write its prefix only.
+	roots := x509.NewCertPool()
+	caPEM, err := os.ReadFile(ca.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots.AppendCertsFromPEM(caPEM)
+	admin, err := tls.LoadX509KeyPair(cliCert, cliKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{addr}, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		TLS: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{admin}, MinVersion: tls.VersionTLS12}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for {
+		if _, err := cli.Get(ctx, "/ping"); err == nil {
+			break
+		} else if ctx.Err() != nil {
+			t.Fatalf("etcd over TLS never answered: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	const prefix = "/checkin-tls"
+	steps := []func() error{
+		func() error { _, err := cli.RoleAdd(ctx, "root"); return err },
+		func() error { _, err := cli.UserAdd(ctx, "root", "root-password"); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := cli.RoleAdd(ctx, "checkin"); return err },
+		func() error {
+			_, err := cli.RoleGrantPermission(ctx, "checkin", prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		},
+		func() error { _, err := cli.UserAdd(ctx, "checkin", "checkin-password"); return err },
+		func() error { _, err := cli.UserGrantRole(ctx, "checkin", "checkin"); return err },
+		func() error { _, err := cli.AuthEnable(ctx); return err },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("etcd auth setup step %d: %v", i+1, err)
+		}
+	}
+
+	tlsFlags := []string{"--cluster.etcd-tls=true", "--cluster.etcd-tls-ca-file=" + ca.File,
+		"--cluster.etcd-tls-cert-file=" + cliCert, "--cluster.etcd-tls-key-file=" + cliKey}
+	base := []string{"--store=scylla", "--scylla.hosts=" + cql, "--scylla.keyspace=" + testKeyspace(t.Name()),
+		"--cluster.provider=etcd", "--cluster.etcd-endpoints=" + addr, "--cluster.etcd-prefix=" + prefix,
+		"--cluster.name=t" + randHex(4), "--http.request-timeout=3s", "--cluster.etcd-dial-timeout=5s"}
+	creds := []string{"CHECKIN_CLUSTER_ETCD_USERNAME=checkin", "CHECKIN_CLUSTER_ETCD_PASSWORD=checkin-password"}
+	flags := append(slices.Clone(base), tlsFlags...)
+	a := startProcEnv(t, creds, flags...)
+	a.allowErrorsFrom = "protoactor"
+	b := startProcEnv(t, creds, flags...)
+	b.allowErrorsFrom = "protoactor"
+	waitMembers(t, 2, a, b)
+	l := a.mkLocation(t, "etls")
+	for i := range 6 {
+		u := []*proc{a, b}[i%2].mkUser(t, "etls")
+		k := ck{uniqueID("etls"), l.ID, ms(time.Now().Add(-time.Minute))}
+		[]*proc{b, a}[i%2].mkCheckin(t, u, k)
+		a.checkCurrent(t, u, k, l)
+		b.checkCurrent(t, u, k, l)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		flags []string
+	}{
+		{"a wrong password", []string{"CHECKIN_CLUSTER_ETCD_USERNAME=checkin", "CHECKIN_CLUSTER_ETCD_PASSWORD=guess"}, tlsFlags},
+		{"no client certificate", creds, tlsFlags[:2]},
+		{"no authority", creds, append([]string{tlsFlags[0]}, tlsFlags[2:]...)},
+		{"no TLS", creds, nil},
+	} {
+		args := append(append([]string{"--http.addr=127.0.0.1:0", "--cluster.addr=127.0.0.1:0"}, base...), tc.flags...)
+		out, code := runBinary(t, tc.env, args...)
+		if code == 0 {
+			t.Errorf("%s: the member started", tc.name)
+		}
+		if !strings.Contains(out, "etcd") || strings.Contains(out, "checkin-password") {
+			t.Errorf("%s: want an error that names etcd and no password:\n%s", tc.name, out)
+		}
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
 }

@@ -26,6 +26,10 @@ type config struct {
 	PeerCertFile     string // with PeerKeyFile and PeerCAFile: mutual TLS on the cluster port; re-read on SIGHUP
 	PeerKeyFile      string
 	PeerCAFile       string
+	EtcdTLS          bool // TLS to etcd, verified against EtcdCAFile (or the system's authorities)
+	EtcdCAFile       string
+	EtcdCertFile     string // with EtcdKeyFile: client certificate for an etcd that requires one
+	EtcdKeyFile      string
 	DrainDelay       time.Duration // on SIGTERM, serve this long while draining (edge.Server.Drain)
 	Cluster          cluster.Config
 	Writer           actors.WriterConfig
@@ -96,6 +100,10 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Var((*commaList)(&c.Cluster.Etcd.Endpoints), "cluster.etcd-endpoints", "comma-separated host:port of the etcd servers (cluster.provider=etcd)")
 	fs.StringVar(&c.Cluster.Etcd.Prefix, "cluster.etcd-prefix", c.Cluster.Etcd.Prefix, "etcd key prefix under which members register")
 	fs.DurationVar(&c.Cluster.Etcd.DialTimeout, "cluster.etcd-dial-timeout", c.Cluster.Etcd.DialTimeout, "timeout of connecting to etcd (a node that cannot reach it at start exits)")
+	fs.BoolVar(&c.EtcdTLS, "cluster.etcd-tls", c.EtcdTLS, "connect to etcd over TLS (1.2 or newer), verifying its certificate; credentials come from "+envEtcdUsername+" and "+envEtcdPassword)
+	fs.StringVar(&c.EtcdCAFile, "cluster.etcd-tls-ca-file", c.EtcdCAFile, "PEM certificate(s) of the authority that signed etcd's certificate (empty: the system's authorities)")
+	fs.StringVar(&c.EtcdCertFile, "cluster.etcd-tls-cert-file", c.EtcdCertFile, "PEM client certificate, for an etcd that requires one (with cluster.etcd-tls-key-file)")
+	fs.StringVar(&c.EtcdKeyFile, "cluster.etcd-tls-key-file", c.EtcdKeyFile, "PEM private key of cluster.etcd-tls-cert-file")
 	fs.DurationVar(&c.Cluster.RequestTimeout, "cluster.request-timeout", c.Cluster.RequestTimeout, "timeout of the cluster's internal requests, among them asking the owner node to activate a grain (keep it below http.request-timeout)")
 	fs.StringVar(&c.Cluster.LogLevel, "cluster.log-level", c.Cluster.LogLevel, "lowest level of the actor runtime's own logs")
 	fs.StringVar(&c.PeerCertFile, "cluster.tls-cert-file", c.PeerCertFile, "PEM certificate (chain) this node shows other members: with cluster.tls-key-file and cluster.tls-ca-file the cluster port speaks mutual TLS 1.3 only, all three re-read on SIGHUP (empty: plain gRPC)")
@@ -138,6 +146,12 @@ func (c config) validate() error {
 	}
 	if set := btoi(c.PeerCertFile != "") + btoi(c.PeerKeyFile != "") + btoi(c.PeerCAFile != ""); set != 0 && set != 3 {
 		return errors.New("cluster.tls-cert-file, cluster.tls-key-file and cluster.tls-ca-file go together: set all three for mutual TLS between members, none for plain gRPC")
+	}
+	if !c.EtcdTLS && (c.EtcdCAFile != "" || c.EtcdCertFile != "" || c.EtcdKeyFile != "") {
+		return errors.New("cluster.etcd-tls-ca-file, cluster.etcd-tls-cert-file and cluster.etcd-tls-key-file need cluster.etcd-tls=true")
+	}
+	if (c.EtcdCertFile == "") != (c.EtcdKeyFile == "") {
+		return errors.New("cluster.etcd-tls-cert-file and cluster.etcd-tls-key-file go together")
 	}
 	if c.DrainDelay < 0 {
 		return errors.New("http.drain-delay must not be negative")

@@ -214,10 +214,16 @@ type proc struct {
 // its log is printed.
 func startProc(t *testing.T, flags ...string) *proc {
 	t.Helper()
+	return startProcEnv(t, nil, flags...)
+}
+
+// startProcEnv is startProc with env added to the node's environment.
+func startProcEnv(t *testing.T, env []string, flags ...string) *proc {
+	t.Helper()
 	args := append([]string{"--http.addr=127.0.0.1:0", "--cluster.addr=127.0.0.1:0", "--http.access-log=false"}, flags...)
 	p := &proc{log: &procLog{listening: make(chan string, 1)}, done: make(chan struct{})}
 	p.cmd = exec.Command(checkinBin, args...)
-	p.cmd.Env = cleanEnv()
+	p.cmd.Env = cleanEnv(env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", checkinBin, err)

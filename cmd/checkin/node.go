@@ -27,21 +27,22 @@ import (
 
 // node is one running checkin process: store, writers, grains, edge.
 type node struct {
-	cfg     config
-	log     *zap.Logger
-	store   persistence.Store
-	pool    *actors.Pool
-	member  *cluster.Node
-	view    *actors.CurrentView
-	grains  *actors.Client
-	edge    *edge.Server
-	keys    *edge.APIKeys // re-read on SIGHUP
-	cert    *certificate  // re-read on SIGHUP; nil: plain HTTP
-	peer    *peerTLS      // re-read on SIGHUP; nil: plain gRPC between members
-	ln      net.Listener
-	debug   *http.Server
-	served  chan error
-	stopped bool
+	cfg      config
+	log      *zap.Logger
+	store    persistence.Store
+	pool     *actors.Pool
+	member   *cluster.Node
+	view     *actors.CurrentView
+	grains   *actors.Client
+	edge     *edge.Server
+	keys     *edge.APIKeys // re-read on SIGHUP
+	cert     *certificate  // re-read on SIGHUP; nil: plain HTTP
+	peer     *peerTLS      // re-read on SIGHUP; nil: plain gRPC between members
+	etcdCert *certificate  // client certificate to etcd, re-read on SIGHUP; nil: none
+	ln       net.Listener
+	debug    *http.Server
+	served   chan error
+	stopped  bool
 }
 
 func openStore(cfg config, log *zap.Logger) (persistence.Store, error) {
@@ -90,7 +91,17 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 		}
 		cfg.Cluster.TLS = peer.config()
 	}
-	n := &node{cfg: cfg, log: log, keys: keys, cert: cert, peer: peer, served: make(chan error, 1)}
+	var etcdCert *certificate
+	if cfg.EtcdTLS {
+		if cfg.Cluster.Etcd.TLS, etcdCert, err = etcdClientTLS(cfg.EtcdCAFile, cfg.EtcdCertFile, cfg.EtcdKeyFile); err != nil {
+			return nil, err
+		}
+	}
+	cfg.Cluster.Etcd.Username, cfg.Cluster.Etcd.Password = os.Getenv(envEtcdUsername), os.Getenv(envEtcdPassword)
+	if cfg.Cluster.Etcd.Username == "" && cfg.Cluster.Etcd.Password != "" {
+		return nil, fmt.Errorf("%s is set but %s is not", envEtcdPassword, envEtcdUsername)
+	}
+	n := &node{cfg: cfg, log: log, keys: keys, cert: cert, peer: peer, etcdCert: etcdCert, served: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			_ = n.stop()
@@ -208,6 +219,14 @@ func (n *node) reload() {
 			n.log.Error("cluster TLS certificate and authority not reloaded; the ones in use stay", zap.Error(err))
 		} else {
 			n.log.Info("cluster TLS certificate and authority reloaded", zap.String("file", n.cfg.PeerCertFile), zap.String("ca_file", n.cfg.PeerCAFile))
+		}
+	}
+	if n.etcdCert != nil {
+		done = true
+		if err := n.etcdCert.reload(); err != nil {
+			n.log.Error("etcd client certificate not reloaded; the one in use stays", zap.Error(err))
+		} else {
+			n.log.Info("etcd client certificate reloaded", zap.String("file", n.cfg.EtcdCertFile))
 		}
 	}
 	if !done {

@@ -140,3 +140,36 @@ func (c *certificate) config() *tls.Config {
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.cur.Load(), nil },
 	}
 }
+
+// Environment variables of etcd's credentials: never flags, never logged.
+const (
+	envEtcdUsername = "CHECKIN_CLUSTER_ETCD_USERNAME"
+	envEtcdPassword = "CHECKIN_CLUSTER_ETCD_PASSWORD"
+)
+
+// etcdClientTLS is the client side of TLS to etcd: TLS 1.2 or newer, the
+// server verified against caFile (empty: the system's authorities), and
+// the client certificate when certFile is set (returned too, so SIGHUP
+// can re-read it; new connections then show the renewed one).
+func etcdClientTLS(caFile, certFile, keyFile string) (*tls.Config, *certificate, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("cluster.etcd-tls-ca-file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("cluster.etcd-tls-ca-file: %s holds no PEM certificate", caFile)
+		}
+	}
+	if certFile == "" {
+		return tc, nil, nil
+	}
+	c, err := loadCertificateFor("cluster.etcd-tls-cert-file / cluster.etcd-tls-key-file", certFile, keyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c.cur.Load(), nil }
+	return tc, c, nil
+}
