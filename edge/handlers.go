@@ -185,6 +185,25 @@ func (s *Server) deleteUser(c *fiber.Ctx) error {
 	return c.SendStatus(http.StatusNoContent)
 }
 
+// deleteLocation deletes a location. Checkins made there stay, with its id;
+// new checkins there are refused as at any unknown location.
+func (s *Server) deleteLocation(c *fiber.Ctx) error {
+	id, err := pathID(c, "location")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(c)
+	defer cancel()
+	if err := s.store.DeleteLocation(ctx, id); err != nil {
+		if errors.Is(err, persistence.ErrNotFound) {
+			return notFound("location_not_found", "location "+id+" does not exist")
+		}
+		return err
+	}
+	s.changed(KindLocation, id)
+	return c.SendStatus(http.StatusNoContent)
+}
+
 // updateLocation changes any of a location's name and coordinates. The id
 // and creation time never change. Current-location answers embed the
 // location as it is now, whenever the checkin was made.
@@ -390,6 +409,9 @@ func (s *Server) currentLocation(c *fiber.Ctx) error {
 	defer answers.Put(buf)
 	b := appendCurrentHead((*buf)[:0], cur)
 	b, err = s.records.appendLocation(ctx, b, cur.LocationID)
+	if errors.Is(err, persistence.ErrNotFound) {
+		b, err = append(b, "null"...), nil // the location was deleted; the checkin stays
+	}
 	*buf = b
 	if err != nil {
 		return err

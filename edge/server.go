@@ -209,6 +209,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	v1.Post("/locations", s.createLocation)
 	v1.Get("/locations/:id", s.getLocation)
 	v1.Patch("/locations/:id", s.updateLocation)
+	v1.Delete("/locations/:id", s.deleteLocation)
 }
 
 // App exposes the Fiber app (tests drive it over a listener).

@@ -156,6 +156,10 @@ type Store interface {
 	UpdateUser(ctx context.Context, id string, p UserPatch) (User, error)
 	// UpdateLocation is UpdateUser for locations.
 	UpdateLocation(ctx context.Context, id string, p LocationPatch) (Location, error)
+	// DeleteLocation durably removes the location; ErrNotFound if there is
+	// none. Checkins made there stay (they are their users' history) and
+	// keep its id.
+	DeleteLocation(ctx context.Context, id string) error
 	// DeleteUser durably removes the user and every checkin of the user
 	// from every table; ErrNotFound if there was no user, after removing
 	// whatever was left of one all the same, so a call that failed part

@@ -48,6 +48,7 @@ func TestE2E(t *testing.T) {
 		{"locations", testLocations},
 		{"updates", testUpdates},
 		{"delete a user", testDeleteUser},
+		{"delete a location", testDeleteLocation},
 		{"checkins", testCheckins},
 		{"current location", testCurrentLocation},
 		{"list", testList},
@@ -232,6 +233,37 @@ func testDeleteUser(t *testing.T, p *proc) {
 	p.mkCheckins(t, user, again)
 	wantCheckins(t, user, p.listAll(t, user, nil, 100, nil), query{}.expect(again))
 	p.checkCurrent(t, user, latest(again), l2)
+}
+
+// testDeleteLocation: DELETE removes a location; checkins made there stay,
+// a current-location answer for one shows "location": null, new checkins
+// there are refused, and the id can be created again.
+func testDeleteLocation(t *testing.T, p *proc) {
+	user := p.mkUser(t, "dl")
+	l := p.mkLocation(t, "dl")
+	k := ck{uniqueID("dl"), l.ID, ms(time.Now().Add(-time.Minute))}
+	p.mkCheckin(t, user, k)
+	p.checkCurrent(t, user, k, l) // the location is now cached
+
+	if r := p.do(t, "DELETE", "/v1/locations/"+l.ID, nil); r.status != http.StatusNoContent || len(r.body) != 0 {
+		t.Fatalf("DELETE = %s, want 204 and no body", r)
+	}
+	wantError(t, p.do(t, "GET", "/v1/locations/"+l.ID, nil), http.StatusNotFound, "location_not_found")
+	cur := decodeOK[map[string]any](t, p.do(t, "GET", "/v1/users/"+user+"/location", nil), http.StatusOK,
+		"user_id", "location_id", "timestamp", "checkin_id", "location")
+	if cur["location"] != nil || cur["location_id"] != l.ID || cur["checkin_id"] != k.ID {
+		t.Errorf("current location after the delete = %v, want the checkin with location_id %s and location null", cur, l.ID)
+	}
+	wantCheckins(t, user, p.listAll(t, user, nil, 10, nil), query{}.expect([]ck{k}))
+	later := ck{uniqueID("dl"), l.ID, ms(time.Now())}
+	wantError(t, p.do(t, "POST", "/v1/users/"+user+"/checkins", later.body()), http.StatusNotFound, "location_not_found")
+	wantError(t, p.do(t, "DELETE", "/v1/locations/"+l.ID, nil), http.StatusNotFound, "location_not_found")
+	wantError(t, p.do(t, "DELETE", "/v1/locations/a.b", nil), http.StatusBadRequest, "invalid_id")
+
+	again := decodeOK[apiLocation](t, p.do(t, "POST", "/v1/locations", map[string]any{"id": l.ID, "name": "again", "lat": 1, "lon": 2}), http.StatusCreated)
+	p.checkCurrent(t, user, k, again) // the checkin's location, as it is now
+	p.mkCheckin(t, user, later)
+	p.checkCurrent(t, user, later, again)
 }
 
 func testUsers(t *testing.T, p *proc) {

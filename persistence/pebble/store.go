@@ -299,6 +299,33 @@ func updateJSON[R any](ctx context.Context, s *Store, key []byte, kind, id strin
 	return storeErr(s.db.Set(key, v, pebbledb.Sync))
 }
 
+// DeleteLocation removes the location record; ErrNotFound if there is none.
+func (s *Store) DeleteLocation(ctx context.Context, id string) error {
+	if err := persistence.CheckID("location", id); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return storeErr(err)
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	s.recordMu.Lock()
+	defer s.recordMu.Unlock()
+
+	key := appendLocationKey(nil, id)
+	_, closer, err := s.db.Get(key)
+	switch {
+	case errors.Is(err, pebbledb.ErrNotFound):
+		return fmt.Errorf("%w: location %q", persistence.ErrNotFound, id)
+	case err != nil:
+		return storeErr(err)
+	}
+	_ = closer.Close()
+	return storeErr(s.db.Delete(key, pebbledb.Sync))
+}
+
 // DeleteUser removes the user, the user's rows (one range: they share a
 // prefix) and any current-location operands of older layouts, in one
 // synced batch.

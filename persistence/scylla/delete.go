@@ -17,7 +17,28 @@ const (
 	cqlDeleteByUser                = `DELETE FROM checkins_by_user WHERE user_id = ? AND bucket = ?`
 	cqlDeleteBucketsByUser         = `DELETE FROM buckets_by_user WHERE user_id = ?`
 	cqlDeleteUser                  = `DELETE FROM users WHERE user_id = ? IF EXISTS`
+	cqlDeleteLocation              = `DELETE FROM locations WHERE location_id = ? IF EXISTS`
 )
+
+// DeleteLocation removes the location, a lightweight transaction like its
+// creation; ErrNotFound if there is none.
+func (s *Store) DeleteLocation(ctx context.Context, id string) error {
+	if err := persistence.CheckID("location", id); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	applied, err := s.s.Query(cqlDeleteLocation, id).WithContext(ctx).MapScanCAS(map[string]any{})
+	if err != nil {
+		return storeErr("delete location "+id, err)
+	}
+	if !applied {
+		return fmt.Errorf("persistence/scylla: %w: location %q", persistence.ErrNotFound, id)
+	}
+	return nil
+}
 
 // DeleteUser removes the user and every checkin of the user. The user's
 // bucket index and by-user partitions list everything else: every checkin

@@ -27,6 +27,7 @@ func Run(t *testing.T, newStore func(t *testing.T) persistence.Store) {
 		{"Updates", testUpdates},
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"DeleteUser", testDeleteUser},
+		{"DeleteLocation", testDeleteLocation},
 		{"WriteThenGetCheckin", testWriteThenGetCheckin},
 		{"GetCheckinsBatch", testGetCheckinsBatch},
 		{"EachCheckinID", testEachCheckinID},
@@ -382,6 +383,40 @@ func testDeleteUser(t *testing.T, s persistence.Store) {
 	q.LocationID = again[0].LocationID
 	checkCheckins(t, "the user created again, at one location", listAll(t, s, q), sorted(filter(again, byLocation(again[0].LocationID)), persistence.NewestFirst))
 	checkCurrent(t, s, "del", again)
+}
+
+// testDeleteLocation: a deleted location is gone, the checkins made there
+// stay, a second delete answers ErrNotFound, and the id can be created
+// again.
+func testDeleteLocation(t *testing.T, s persistence.Store) {
+	ctx := t.Context()
+	for _, id := range []string{"gone", "gone2"} {
+		if err := s.CreateLocation(ctx, persistence.Location{ID: id, Name: id, Lat: 1, Lon: 2}); err != nil {
+			t.Fatalf("CreateLocation(%s): %v", id, err)
+		}
+	}
+	cs := []persistence.Checkin{{ID: "c1", UserID: "u1", LocationID: "gone", Timestamp: at(1, time.Hour)}}
+	mustWrite(t, s, cs...)
+	if err := s.DeleteLocation(ctx, "gone"); err != nil {
+		t.Fatalf("DeleteLocation: %v", err)
+	}
+	if _, err := s.GetLocation(ctx, "gone"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("GetLocation after the delete: err = %v, want ErrNotFound", err)
+	}
+	checkLocation(t, s, persistence.Location{ID: "gone2", Name: "gone2", Lat: 1, Lon: 2, CreatedAt: persistence.Millis(time.Time{})})
+	q := everything("u1")
+	q.LocationID = "gone"
+	checkCheckins(t, "checkins at the deleted location", listAll(t, s, q), cs)
+	checkCurrent(t, s, "u1", cs)
+	for _, id := range []string{"gone", "never"} {
+		if err := s.DeleteLocation(ctx, id); !errors.Is(err, persistence.ErrNotFound) {
+			t.Errorf("DeleteLocation(%s): err = %v, want ErrNotFound", id, err)
+		}
+	}
+	if err := s.CreateLocation(ctx, persistence.Location{ID: "gone", Name: "again", Lat: 3, Lon: 4}); err != nil {
+		t.Fatalf("CreateLocation again: %v", err)
+	}
+	checkLocation(t, s, persistence.Location{ID: "gone", Name: "again", Lat: 3, Lon: 4, CreatedAt: persistence.Millis(time.Time{})})
 }
 
 // testConcurrentCreate: of many concurrent creates of one id exactly one
