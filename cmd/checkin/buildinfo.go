@@ -16,8 +16,15 @@ type build struct {
 	Modified                     bool
 }
 
+// stampedRevision is set by the linker where Go cannot read the VCS itself
+// (the Docker build: -X main.stampedRevision=...); the VCS's own stamp wins.
+var stampedRevision = ""
+
 func readBuild() build {
 	b := build{Version: "unknown", Revision: "unknown", GoVersion: runtime.Version()}
+	if stampedRevision != "" {
+		b.Revision = stampedRevision
+	}
 	info, ok := debug.ReadBuildInfo()
 	if !ok {
 		return b
