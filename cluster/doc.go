@@ -7,7 +7,10 @@
 // member of the cluster topology, so the edge can refuse traffic until it is.
 // Members that see the same topology agree on the owner of every grain
 // identity, and an owner activates an identity at most once; a member stops
-// the grains it no longer owns when the topology changes.
+// the grains it no longer owns when the topology changes. Broadcast reaches
+// the other members' event streams, best effort. With Config.TLS the actor
+// endpoint speaks mutual TLS only; with EtcdConfig.TLS and credentials, so
+// does the etcd client.
 //
 // Membership providers: "standalone" (default) makes a one-node cluster that
 // needs no external server; "etcd" registers each member in etcd under a

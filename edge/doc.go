@@ -7,5 +7,9 @@
 // saturated requests are refused at once with 503 and Retry-After instead of
 // queueing; Shutdown stops accepting connections and waits for the requests
 // in flight. With API keys (LoadAPIKeys), every /v1 request without one of
-// them gets 401; the operations endpoints stay open.
+// them gets 401; the operations endpoints stay open. With a rate limit, a
+// client over it gets 429 and Retry-After before any work. Users and
+// locations are cached; an update or delete drops the copy here at once and,
+// through Deps.Notify and Forget, on the other nodes, and a read that raced
+// it never puts the old record back.
 package edge

@@ -18,6 +18,11 @@
 //     in [From, To), newest first (or oldest first), and reports where the
 //     next page starts. Following the positions to the end returns every
 //     matching checkin exactly once, even while new checkins arrive.
+//   - Updates of users and locations set only the fields they name, and
+//     concurrent updates of one record each apply to the result of the one
+//     before. Deleting a user removes the user and every checkin of the
+//     user from every read; deleting a location keeps the checkins made
+//     there.
 //   - Errors wrap the sentinels of this package (ErrNotFound, ErrConflict,
 //     ErrUnavailable); check them with errors.Is.
 package persistence
