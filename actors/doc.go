@@ -10,6 +10,9 @@
 //   - Every grain command is idempotent: a re-sent checkin id is answered
 //     from memory or from the store and never written as a second checkin.
 //   - Queues are bounded: a full writer refuses at once with ErrOverloaded.
+//   - A user is deleted through its grain: checkins being written finish
+//     and are answered first, none is accepted meanwhile, and none can land
+//     after the store deleted the user's data.
 //
 // Client is the typed front of the grains for the edge: it turns a request
 // context into grain call timeouts and grain errors into this package's
