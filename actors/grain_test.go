@@ -844,3 +844,50 @@ func TestDeleteUser(t *testing.T) {
 		t.Errorf("current location %+v (%v), want %+v", cur, err, c2)
 	}
 }
+
+// failingDeletes fails the first DeleteUser calls on purpose, after doing
+// part of the work (the checkins go, the user stays), as a store cut off
+// mid-way would.
+type failingDeletes struct {
+	persistence.Store
+	failures atomic.Int32
+}
+
+func (f *failingDeletes) DeleteUser(ctx context.Context, id string) error {
+	if f.failures.Add(-1) >= 0 {
+		return fmt.Errorf("%w: injected after part of the delete", persistence.ErrUnavailable)
+	}
+	return f.Store.DeleteUser(ctx, id)
+}
+
+// A delete the store fails answers unavailable and leaves the user as the
+// store has it (the grain reads it again); retrying completes it.
+func TestDeleteUserRetry(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	defer inner.Close()
+	store := &failingDeletes{Store: inner}
+	store.failures.Store(1)
+	n := startNode(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	mustUser(t, n, "flaky")
+	c := checkin("f1", "flaky", "L1", base)
+	if _, _, err := n.client.Checkin(ctx(t), c, true, true); err != nil {
+		t.Fatal(err)
+	}
+	var e *actors.Error
+	if err := n.client.DeleteUser(ctx(t), "flaky"); !errors.As(err, &e) || e.Code != actors.CodeUnavailable {
+		t.Fatalf("delete the store failed: err = %v, want unavailable", err)
+	}
+	// The grain does not pretend: the user is still there, with its checkin.
+	if cur, err := n.client.CurrentLocation(ctx(t), "flaky"); err != nil || cur != c {
+		t.Fatalf("after the failed delete current = %+v (%v), want %+v", cur, err, c)
+	}
+	if err := n.client.DeleteUser(ctx(t), "flaky"); err != nil {
+		t.Fatalf("retried delete: %v", err)
+	}
+	if _, err := inner.GetCheckin(ctx(t), "flaky", "f1"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("the store still has the checkin after the retried delete: %v", err)
+	}
+	if _, err := n.client.CurrentLocation(ctx(t), "flaky"); !errors.As(err, &e) || e.Code != actors.CodeUserNotFound {
+		t.Errorf("current location after the retried delete: err = %v, want user_not_found", err)
+	}
+}
