@@ -47,3 +47,21 @@ func decodeCursor(s string, q persistence.Query) (*persistence.Position, error) 
 	ts := time.UnixMilli(int64(binary.BigEndian.Uint64(buf[2:10]))).UTC()
 	return &persistence.Position{Timestamp: ts, CheckinID: id}, nil
 }
+
+// A record cursor (listing users or locations) holds its version, the
+// kind of record and the id of the last record returned.
+const recordCursorVersion = 2
+
+func encodeRecordCursor(kind RecordKind, lastID string) string {
+	return base64.RawURLEncoding.EncodeToString(append([]byte{recordCursorVersion, byte(kind)}, lastID...))
+}
+
+// decodeRecordCursor returns the id in s, checking that s was made for a
+// listing of kind.
+func decodeRecordCursor(s string, kind RecordKind) (string, error) {
+	buf, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(buf) < 3 || buf[0] != recordCursorVersion || RecordKind(buf[1]) != kind || !ValidID(string(buf[2:])) {
+		return "", badRequest("invalid_cursor", "cursor is not one this API returned for this listing")
+	}
+	return string(buf[2:]), nil
+}

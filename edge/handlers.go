@@ -166,6 +166,70 @@ func (s *Server) updateUser(c *fiber.Ctx) error {
 	return c.JSON(toUserJSON(u))
 }
 
+// listUsers pages through every user (an order that is the same on every
+// call; the embedded store's is by id).
+func (s *Server) listUsers(c *fiber.Ctx) error {
+	after, limit, err := listParams(c, KindUser)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(c)
+	defer cancel()
+	users, more, err := s.store.ListUsers(ctx, after, limit)
+	if err != nil {
+		return err
+	}
+	page := struct {
+		Users      []userJSON `json:"users"`
+		NextCursor *string    `json:"next_cursor"`
+	}{Users: make([]userJSON, len(users))}
+	for i, u := range users {
+		page.Users[i] = toUserJSON(u)
+	}
+	if more {
+		page.NextCursor = ptr(encodeRecordCursor(KindUser, users[len(users)-1].ID))
+	}
+	return c.JSON(page)
+}
+
+// listLocations is listUsers for locations.
+func (s *Server) listLocations(c *fiber.Ctx) error {
+	after, limit, err := listParams(c, KindLocation)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(c)
+	defer cancel()
+	locs, more, err := s.store.ListLocations(ctx, after, limit)
+	if err != nil {
+		return err
+	}
+	page := struct {
+		Locations  []locationJSON `json:"locations"`
+		NextCursor *string        `json:"next_cursor"`
+	}{Locations: make([]locationJSON, len(locs))}
+	for i, l := range locs {
+		page.Locations[i] = toLocationJSON(l)
+	}
+	if more {
+		page.NextCursor = ptr(encodeRecordCursor(KindLocation, locs[len(locs)-1].ID))
+	}
+	return c.JSON(page)
+}
+
+// listParams reads limit and cursor of a listing.
+func listParams(c *fiber.Ctx, kind RecordKind) (after string, limit int, err error) {
+	if limit, err = parseLimit(c.Query("limit")); err != nil {
+		return "", 0, err
+	}
+	if v := c.Query("cursor"); v != "" {
+		if after, err = decodeRecordCursor(v, kind); err != nil {
+			return "", 0, err
+		}
+	}
+	return after, limit, nil
+}
+
 // deleteUser deletes the user and every checkin of the user, through the
 // user's grain (it first lets the checkins being written finish).
 func (s *Server) deleteUser(c *fiber.Ctx) error {

@@ -200,6 +200,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 		v1.Use(s.rateLimit)
 	}
 	v1.Post("/users", s.createUser)
+	v1.Get("/users", s.listUsers)
 	v1.Get("/users/:id", s.getUser)
 	v1.Patch("/users/:id", s.updateUser)
 	v1.Delete("/users/:id", s.deleteUser)
@@ -207,6 +208,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	v1.Get("/users/:id/checkins", s.listCheckins)
 	v1.Get("/users/:id/location", s.currentLocation)
 	v1.Post("/locations", s.createLocation)
+	v1.Get("/locations", s.listLocations)
 	v1.Get("/locations/:id", s.getLocation)
 	v1.Patch("/locations/:id", s.updateLocation)
 	v1.Delete("/locations/:id", s.deleteLocation)

@@ -156,6 +156,14 @@ type Store interface {
 	UpdateUser(ctx context.Context, id string, p UserPatch) (User, error)
 	// UpdateLocation is UpdateUser for locations.
 	UpdateLocation(ctx context.Context, id string, p LocationPatch) (Location, error)
+	// ListUsers returns up to limit users that follow the user with id
+	// after ("": from the first), and whether more follow. The order is the
+	// backend's (Pebble: by id; Scylla: by the id's token) and the same on
+	// every call, so following the last id returned lists every user once;
+	// users created or deleted meanwhile may or may not be listed.
+	ListUsers(ctx context.Context, after string, limit int) (users []User, more bool, err error)
+	// ListLocations is ListUsers for locations.
+	ListLocations(ctx context.Context, after string, limit int) (locations []Location, more bool, err error)
 	// DeleteLocation durably removes the location; ErrNotFound if there is
 	// none. Checkins made there stay (they are their users' history) and
 	// keep its id.

@@ -49,6 +49,7 @@ func TestE2E(t *testing.T) {
 		{"updates", testUpdates},
 		{"delete a user", testDeleteUser},
 		{"delete a location", testDeleteLocation},
+		{"list users and locations", testListRecords},
 		{"checkins", testCheckins},
 		{"current location", testCurrentLocation},
 		{"list", testList},
@@ -264,6 +265,84 @@ func testDeleteLocation(t *testing.T, p *proc) {
 	p.checkCurrent(t, user, k, again) // the checkin's location, as it is now
 	p.mkCheckin(t, user, later)
 	p.checkCurrent(t, user, later, again)
+}
+
+// testListRecords pages through GET /v1/users and /v1/locations (other
+// tests create records meanwhile): each record this test made is listed
+// once with its fields, no id twice; bad cursors and limits are refused.
+func testListRecords(t *testing.T, p *proc) {
+	mine := map[string]apiUser{}
+	for range 5 {
+		id := p.mkUser(t, "lr")
+		mine[id] = decodeOK[apiUser](t, p.do(t, "GET", "/v1/users/"+id, nil), http.StatusOK)
+	}
+	myLocs := map[string]apiLocation{}
+	for range 3 {
+		l := p.mkLocation(t, "lr")
+		myLocs[l.ID] = l
+	}
+	type page[T any] struct {
+		Users      []T     `json:"users"`
+		Locations  []T     `json:"locations"`
+		NextCursor *string `json:"next_cursor"`
+	}
+	var userCursor string
+	seenUsers := map[string]bool{}
+	for cursor, pages := "", 0; ; pages++ {
+		if pages > 10_000 {
+			t.Fatal("the user listing does not end")
+		}
+		pg := decodeOK[page[apiUser]](t, p.do(t, "GET", "/v1/users?limit=7&cursor="+cursor, nil), http.StatusOK, "users", "next_cursor")
+		if len(pg.Users) > 7 {
+			t.Fatalf("a page of %d users, want at most 7", len(pg.Users))
+		}
+		for _, u := range pg.Users {
+			if seenUsers[u.ID] {
+				t.Fatalf("user %s listed twice", u.ID)
+			}
+			seenUsers[u.ID] = true
+			if want, ok := mine[u.ID]; ok && u != want {
+				t.Errorf("listed %+v, want %+v", u, want)
+			}
+		}
+		if pg.NextCursor == nil {
+			break
+		}
+		cursor, userCursor = *pg.NextCursor, *pg.NextCursor
+	}
+	for id := range mine {
+		if !seenUsers[id] {
+			t.Errorf("user %s not listed", id)
+		}
+	}
+	seenLocs := map[string]bool{}
+	for cursor := ""; ; {
+		pg := decodeOK[page[apiLocation]](t, p.do(t, "GET", "/v1/locations?limit=1000&cursor="+cursor, nil), http.StatusOK, "locations", "next_cursor")
+		for _, l := range pg.Locations {
+			if seenLocs[l.ID] {
+				t.Fatalf("location %s listed twice", l.ID)
+			}
+			seenLocs[l.ID] = true
+			if want, ok := myLocs[l.ID]; ok && l != want {
+				t.Errorf("listed %+v, want %+v", l, want)
+			}
+		}
+		if pg.NextCursor == nil {
+			break
+		}
+		cursor = *pg.NextCursor
+	}
+	for id := range myLocs {
+		if !seenLocs[id] {
+			t.Errorf("location %s not listed", id)
+		}
+	}
+	wantError(t, p.do(t, "GET", "/v1/users?cursor=not-a-cursor", nil), http.StatusBadRequest, "invalid_cursor")
+	if userCursor != "" { // a users cursor is no locations cursor
+		wantError(t, p.do(t, "GET", "/v1/locations?cursor="+userCursor, nil), http.StatusBadRequest, "invalid_cursor")
+	}
+	wantError(t, p.do(t, "GET", "/v1/locations?limit=0", nil), http.StatusBadRequest, "invalid_limit")
+	wantError(t, p.do(t, "GET", "/v1/users?limit=1001", nil), http.StatusBadRequest, "invalid_limit")
 }
 
 func testUsers(t *testing.T, p *proc) {

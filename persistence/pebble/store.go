@@ -299,6 +299,73 @@ func updateJSON[R any](ctx context.Context, s *Store, key []byte, kind, id strin
 	return storeErr(s.db.Set(key, v, pebbledb.Sync))
 }
 
+// ListUsers lists users in id order.
+func (s *Store) ListUsers(ctx context.Context, after string, limit int) ([]persistence.User, bool, error) {
+	var out []persistence.User
+	more, err := s.listRecords(ctx, famUser, after, limit, func(id string, v []byte) error {
+		var r userRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("%w: user %q: %w", errCorrupt, id, err)
+		}
+		out = append(out, persistence.User{ID: id, Name: r.Name, CreatedAt: time.UnixMilli(r.CreatedAt).UTC()})
+		return nil
+	})
+	return out, more, err
+}
+
+// ListLocations lists locations in id order.
+func (s *Store) ListLocations(ctx context.Context, after string, limit int) ([]persistence.Location, bool, error) {
+	var out []persistence.Location
+	more, err := s.listRecords(ctx, famLocation, after, limit, func(id string, v []byte) error {
+		var r locationRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("%w: location %q: %w", errCorrupt, id, err)
+		}
+		out = append(out, persistence.Location{ID: id, Name: r.Name, Lat: r.Lat, Lon: r.Lon, CreatedAt: time.UnixMilli(r.CreatedAt).UTC()})
+		return nil
+	})
+	return out, more, err
+}
+
+// listRecords calls fn with up to limit records of family fam whose ids
+// follow after, in id order, and reports whether more follow.
+func (s *Store) listRecords(ctx context.Context, fam byte, after string, limit int, fn func(id string, v []byte) error) (bool, error) {
+	if limit < 1 {
+		return false, fmt.Errorf("%w: limit %d", persistence.ErrInvalid, limit)
+	}
+	if err := ctx.Err(); err != nil {
+		return false, storeErr(err)
+	}
+	if err := s.enter(); err != nil {
+		return false, err
+	}
+	defer s.leave()
+	lower := []byte{fam}
+	if after != "" {
+		lower = append(append(lower, after...), 0) // the first id after it (ids hold no NUL)
+	}
+	it, err := s.db.NewIterWithContext(ctx, &pebbledb.IterOptions{LowerBound: lower, UpperBound: []byte{fam + 1}})
+	if err != nil {
+		return false, storeErr(err)
+	}
+	n := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		if n == limit {
+			return true, storeErr(it.Close())
+		}
+		v, err := it.ValueAndErr()
+		if err == nil {
+			err = fn(string(it.Key()[1:]), v)
+		}
+		if err != nil {
+			_ = it.Close()
+			return false, storeErr(err)
+		}
+		n++
+	}
+	return false, storeErr(it.Close())
+}
+
 // DeleteLocation removes the location record; ErrNotFound if there is none.
 func (s *Store) DeleteLocation(ctx context.Context, id string) error {
 	if err := persistence.CheckID("location", id); err != nil {

@@ -103,6 +103,10 @@ const (
 	cqlSelectLocation = `SELECT name, lat, lon, created_at FROM locations WHERE location_id = ?`
 	cqlUpdateUser     = `UPDATE users SET name = ? WHERE user_id = ? IF name = ?`
 	cqlUpdateLocation = `UPDATE locations SET name = ?, lat = ?, lon = ? WHERE location_id = ? IF name = ? AND lat = ? AND lon = ?`
+	cqlListUsers          = `SELECT user_id, name, created_at FROM users LIMIT ?`
+	cqlListUsersAfter     = `SELECT user_id, name, created_at FROM users WHERE token(user_id) > token(?) LIMIT ?`
+	cqlListLocations      = `SELECT location_id, name, lat, lon, created_at FROM locations LIMIT ?`
+	cqlListLocationsAfter = `SELECT location_id, name, lat, lon, created_at FROM locations WHERE token(location_id) > token(?) LIMIT ?`
 	cqlSelectCheckin  = `SELECT ts, location_id FROM checkin_by_id WHERE user_id = ? AND checkin_id = ?`
 	cqlPing           = `SELECT release_version FROM system.local`
 )
@@ -284,6 +288,73 @@ func (s *Store) update(ctx context.Context, kind, id string, prepare func(contex
 		}
 	}
 	return fmt.Errorf("persistence/scylla: %w: update %s %q: %d concurrent updates won over this one", persistence.ErrUnavailable, kind, id, updateAttempts)
+}
+
+// ListUsers lists users in the order of their ids' tokens (the order of
+// the table), a page being one range read: token(user_id) > token(after).
+// Two ids whose tokens are equal (64-bit Murmur3 hashes) would list only
+// one of them across a page boundary.
+func (s *Store) ListUsers(ctx context.Context, after string, limit int) ([]persistence.User, bool, error) {
+	var out []persistence.User
+	err := s.listRecords(ctx, "users", cqlListUsers, cqlListUsersAfter, after, limit, func(it *gocql.Iter) bool {
+		var u persistence.User
+		var ms int64
+		if !it.Scan(&u.ID, &u.Name, &ms) {
+			return false
+		}
+		u.CreatedAt = time.UnixMilli(ms).UTC()
+		out = append(out, u)
+		return true
+	})
+	if len(out) > limit {
+		return out[:limit], true, err
+	}
+	return out, false, err
+}
+
+// ListLocations is ListUsers for locations.
+func (s *Store) ListLocations(ctx context.Context, after string, limit int) ([]persistence.Location, bool, error) {
+	var out []persistence.Location
+	err := s.listRecords(ctx, "locations", cqlListLocations, cqlListLocationsAfter, after, limit, func(it *gocql.Iter) bool {
+		var l persistence.Location
+		var ms int64
+		if !it.Scan(&l.ID, &l.Name, &l.Lat, &l.Lon, &ms) {
+			return false
+		}
+		l.CreatedAt = time.UnixMilli(ms).UTC()
+		out = append(out, l)
+		return true
+	})
+	if len(out) > limit {
+		return out[:limit], true, err
+	}
+	return out, false, err
+}
+
+// listRecords reads up to limit+1 rows with first, or with next after an
+// id, scanning each with scan until it reports none left; callers keep
+// limit of them, the extra one only tells that more follow.
+func (s *Store) listRecords(ctx context.Context, table, first, next, after string, limit int, scan func(*gocql.Iter) bool) error {
+	if limit < 1 {
+		return fmt.Errorf("persistence/scylla: %w: limit %d", persistence.ErrInvalid, limit)
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	q := s.s.Query(first, limit+1)
+	if after != "" {
+		q = s.s.Query(next, after, limit+1)
+	}
+	q = q.WithContext(ctx).Consistency(s.readCL).Idempotent(true).PageSize(readPageSize)
+	defer q.Release()
+	it := q.Iter()
+	for scan(it) {
+	}
+	if err := it.Close(); err != nil {
+		return storeErr("list "+table, err)
+	}
+	return nil
 }
 
 // WriteCheckins: see write.go.

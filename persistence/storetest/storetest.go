@@ -28,6 +28,7 @@ func Run(t *testing.T, newStore func(t *testing.T) persistence.Store) {
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"DeleteUser", testDeleteUser},
 		{"DeleteLocation", testDeleteLocation},
+		{"ListRecords", testListRecords},
 		{"WriteThenGetCheckin", testWriteThenGetCheckin},
 		{"GetCheckinsBatch", testGetCheckinsBatch},
 		{"EachCheckinID", testEachCheckinID},
@@ -417,6 +418,90 @@ func testDeleteLocation(t *testing.T, s persistence.Store) {
 		t.Fatalf("CreateLocation again: %v", err)
 	}
 	checkLocation(t, s, persistence.Location{ID: "gone", Name: "again", Lat: 3, Lon: 4, CreatedAt: persistence.Millis(time.Time{})})
+}
+
+// testListRecords: paging through users and locations with the last id of
+// each page lists every record exactly once, with its fields; an empty
+// store lists nothing; a page needs a positive limit.
+func testListRecords(t *testing.T, s persistence.Store) {
+	ctx := t.Context()
+	if us, more, err := s.ListUsers(ctx, "", 10); err != nil || len(us) != 0 || more {
+		t.Fatalf("ListUsers of an empty store = %d, more %v, err %v; want none", len(us), more, err)
+	}
+	created := time.Date(2024, 2, 3, 4, 5, 6, 7_000_000, time.UTC)
+	users := map[string]persistence.User{}
+	locs := map[string]persistence.Location{}
+	for i := range 23 {
+		// ids that extend each other, and others
+		id := []string{"a", "ab", "abc", "b"}[i%4] + fmt.Sprint(i/4)
+		if i < 3 {
+			id = []string{"a", "ab", "abc"}[i]
+		}
+		u := persistence.User{ID: id, Name: "user " + id, CreatedAt: created.Add(time.Duration(i) * time.Second)}
+		if err := s.CreateUser(ctx, u); err != nil {
+			t.Fatalf("CreateUser(%s): %v", id, err)
+		}
+		users[id] = u
+		if i%2 == 0 {
+			l := persistence.Location{ID: "loc-" + id, Name: "place " + id, Lat: float64(i), Lon: -float64(i), CreatedAt: created}
+			if err := s.CreateLocation(ctx, l); err != nil {
+				t.Fatalf("CreateLocation(%s): %v", l.ID, err)
+			}
+			locs[l.ID] = l
+		}
+	}
+	for _, limit := range []int{1, 7, 23, 1000} {
+		seen := map[string]bool{}
+		after, pages := "", 0
+		for {
+			page, more, err := s.ListUsers(ctx, after, limit)
+			if err != nil {
+				t.Fatalf("ListUsers(%q, %d): %v", after, limit, err)
+			}
+			if len(page) > limit || (more && len(page) != limit) {
+				t.Fatalf("ListUsers(%q, %d) = %d users, more %v", after, limit, len(page), more)
+			}
+			for _, u := range page {
+				want, ok := users[u.ID]
+				if !ok || seen[u.ID] || u.Name != want.Name || !u.CreatedAt.Equal(persistence.Millis(want.CreatedAt)) {
+					t.Fatalf("limit %d: listed %+v (known %v, seen before %v), want %+v", limit, u, ok, seen[u.ID], want)
+				}
+				seen[u.ID] = true
+			}
+			pages++
+			if !more {
+				break
+			}
+			after = page[len(page)-1].ID
+		}
+		if len(seen) != len(users) {
+			t.Errorf("limit %d: listed %d of %d users in %d pages", limit, len(seen), len(users), pages)
+		}
+	}
+	seen := map[string]bool{}
+	for after := ""; ; {
+		page, more, err := s.ListLocations(ctx, after, 4)
+		if err != nil {
+			t.Fatalf("ListLocations: %v", err)
+		}
+		for _, l := range page {
+			want, ok := locs[l.ID]
+			if !ok || seen[l.ID] || l.Name != want.Name || l.Lat != want.Lat || l.Lon != want.Lon {
+				t.Fatalf("listed %+v (known %v, seen before %v), want %+v", l, ok, seen[l.ID], want)
+			}
+			seen[l.ID] = true
+		}
+		if !more {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	if len(seen) != len(locs) {
+		t.Errorf("listed %d of %d locations", len(seen), len(locs))
+	}
+	if _, _, err := s.ListUsers(ctx, "", 0); !errors.Is(err, persistence.ErrInvalid) {
+		t.Errorf("ListUsers with limit 0: err = %v, want ErrInvalid", err)
+	}
 }
 
 // testConcurrentCreate: of many concurrent creates of one id exactly one
