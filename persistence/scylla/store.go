@@ -97,18 +97,18 @@ func (s *Store) enter() error {
 func (s *Store) leave() { s.mu.RUnlock() }
 
 const (
-	cqlInsertUser     = `INSERT INTO users (user_id, name, created_at) VALUES (?, ?, ?) IF NOT EXISTS`
-	cqlSelectUser     = `SELECT name, created_at FROM users WHERE user_id = ?`
-	cqlInsertLocation = `INSERT INTO locations (location_id, name, lat, lon, created_at) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS`
-	cqlSelectLocation = `SELECT name, lat, lon, created_at FROM locations WHERE location_id = ?`
-	cqlUpdateUser     = `UPDATE users SET name = ? WHERE user_id = ? IF name = ?`
-	cqlUpdateLocation = `UPDATE locations SET name = ?, lat = ?, lon = ? WHERE location_id = ? IF name = ? AND lat = ? AND lon = ?`
+	cqlInsertUser         = `INSERT INTO users (user_id, name, created_at) VALUES (?, ?, ?) IF NOT EXISTS`
+	cqlSelectUser         = `SELECT name, created_at FROM users WHERE user_id = ?`
+	cqlInsertLocation     = `INSERT INTO locations (location_id, name, lat, lon, created_at) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS`
+	cqlSelectLocation     = `SELECT name, lat, lon, created_at FROM locations WHERE location_id = ?`
+	cqlUpdateUser         = `UPDATE users SET name = ? WHERE user_id = ? IF name = ?`
+	cqlUpdateLocation     = `UPDATE locations SET name = ?, lat = ?, lon = ? WHERE location_id = ? IF name = ? AND lat = ? AND lon = ?`
 	cqlListUsers          = `SELECT user_id, name, created_at FROM users LIMIT ?`
 	cqlListUsersAfter     = `SELECT user_id, name, created_at FROM users WHERE token(user_id) > token(?) LIMIT ?`
 	cqlListLocations      = `SELECT location_id, name, lat, lon, created_at FROM locations LIMIT ?`
 	cqlListLocationsAfter = `SELECT location_id, name, lat, lon, created_at FROM locations WHERE token(location_id) > token(?) LIMIT ?`
-	cqlSelectCheckin  = `SELECT ts, location_id FROM checkin_by_id WHERE user_id = ? AND checkin_id = ?`
-	cqlPing           = `SELECT release_version FROM system.local`
+	cqlSelectCheckin      = `SELECT ts, location_id FROM checkin_by_id WHERE user_id = ? AND checkin_id = ?`
+	cqlPing               = `SELECT release_version FROM system.local`
 )
 
 // CreateUser stores a new user; ErrConflict if the id exists. It is a
