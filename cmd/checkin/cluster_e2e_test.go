@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"net"
 	"net/http"
 	"os"
@@ -457,6 +458,14 @@ func TestClusterTLS(t *testing.T) {
 		good := issue(ca, "peer-ok2", 9)
 		if serial, err := speak(good); err != nil || serial != 3 {
 			t.Errorf("after SIGHUP a new connection got serial %d (err %v), want the renewed 3", serial, err)
+		}
+		block, _ := pem.Decode(must(os.ReadFile(filepath.Join(dir, "node-a.pem"))))
+		renewed, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := a.metric(t, `checkin_tls_certificate_expiry_timestamp_seconds{cert="cluster"}`); got != float64(renewed.NotAfter.Unix()) {
+			t.Errorf("cluster certificate expiry on /metrics %v, want the renewed one's %d", got, renewed.NotAfter.Unix())
 		}
 		// Members still reach each other (a new user's grain may live on
 		// either).

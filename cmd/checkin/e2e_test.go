@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
@@ -1553,6 +1554,22 @@ func TestTLS(t *testing.T) {
 	if got := serial(); got != 2 {
 		t.Errorf("after SIGHUP a new connection got certificate %d, want the renewed 2", got)
 	}
+	// The expiry on /metrics is the renewed certificate's.
+	block, _ := pem.Decode(must(os.ReadFile(certFile)))
+	renewed, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.metric(t, `checkin_tls_certificate_expiry_timestamp_seconds{cert="http"}`); got != float64(renewed.NotAfter.Unix()) {
+		t.Errorf("checkin_tls_certificate_expiry_timestamp_seconds{cert=\"http\"} = %v, want the renewed certificate's %d", got, renewed.NotAfter.Unix())
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 // TestBuildInfo: a node says which build it is, in its first log line and

@@ -119,6 +119,7 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 		collectors.WithGoCollectorRuntimeMetrics(collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)}),
 	), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	readBuild().register(reg)
+	n.registerCertExpiry(reg)
 	m := actors.NewMetrics(reg)
 	system := cluster.NewSystem(cfg.Cluster, log)
 	if n.pool, err = actors.NewPool(system, n.store, cfg.Writer, log.Named("writer"), m); err != nil {
@@ -175,6 +176,24 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 	go func() { n.served <- n.edge.Serve(n.ln) }()
 	log.Info("http server listening", zap.String("addr", n.ln.Addr().String()), zap.Bool("tls", n.cert != nil), zap.String("store", cfg.Store))
 	return n, nil
+}
+
+// registerCertExpiry exports when each certificate the node shows stops
+// being valid, so an alert can fire before it does: a renewal needs new
+// files and SIGHUP.
+func (n *node) registerCertExpiry(reg prometheus.Registerer) {
+	certs := map[string]*certificate{"http": n.cert, "etcd": n.etcdCert}
+	if n.peer != nil {
+		certs["cluster"] = n.peer.cert
+	}
+	for name, c := range certs {
+		if c == nil {
+			continue
+		}
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "checkin_tls_certificate_expiry_timestamp_seconds",
+			Help:        "When the certificate the node shows stops being valid (Unix seconds), by use: http, cluster, etcd.",
+			ConstLabels: prometheus.Labels{"cert": name}}, c.expiry))
+	}
 }
 
 // forgetWritten makes this node's store forget what it remembers having

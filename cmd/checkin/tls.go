@@ -42,6 +42,15 @@ func (c *certificate) reload() error {
 	return nil
 }
 
+// expiry is when the certificate in use stops being valid (Unix seconds;
+// 0 when it cannot be read).
+func (c *certificate) expiry() float64 {
+	if pair := c.cur.Load(); pair != nil && pair.Leaf != nil {
+		return float64(pair.Leaf.NotAfter.Unix())
+	}
+	return 0
+}
+
 // peerTLS is mutual TLS on the cluster port: the node shows its
 // certificate both to members it dials and to members that dial it, and
 // accepts a member only if the cluster's authority signed that member's
