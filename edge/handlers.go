@@ -169,52 +169,43 @@ func (s *Server) updateUser(c *fiber.Ctx) error {
 // listUsers pages through every user (an order that is the same on every
 // call; the embedded store's is by id).
 func (s *Server) listUsers(c *fiber.Ctx) error {
-	after, limit, err := listParams(c, KindUser)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := s.ctx(c)
-	defer cancel()
-	users, more, err := s.store.ListUsers(ctx, after, limit)
-	if err != nil {
-		return err
-	}
-	page := struct {
-		Users      []userJSON `json:"users"`
-		NextCursor *string    `json:"next_cursor"`
-	}{Users: make([]userJSON, len(users))}
-	for i, u := range users {
-		page.Users[i] = toUserJSON(u)
-	}
-	if more {
-		page.NextCursor = ptr(encodeRecordCursor(KindUser, users[len(users)-1].ID))
-	}
-	return c.JSON(page)
+	return listPage(s, c, KindUser, "users", s.store.ListUsers, toUserJSON, func(u persistence.User) string { return u.ID })
 }
 
 // listLocations is listUsers for locations.
 func (s *Server) listLocations(c *fiber.Ctx) error {
-	after, limit, err := listParams(c, KindLocation)
+	return listPage(s, c, KindLocation, "locations", s.store.ListLocations, toLocationJSON, func(l persistence.Location) string { return l.ID })
+}
+
+// listPage answers one page of a listing: {"<field>":[...],"next_cursor":...}.
+func listPage[T, J any](s *Server, c *fiber.Ctx, kind RecordKind, field string,
+	list func(ctx context.Context, after string, limit int) ([]T, bool, error), render func(T) J, idOf func(T) string) error {
+	after, limit, err := listParams(c, kind)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := s.ctx(c)
 	defer cancel()
-	locs, more, err := s.store.ListLocations(ctx, after, limit)
+	records, more, err := list(ctx, after, limit)
 	if err != nil {
 		return err
 	}
-	page := struct {
-		Locations  []locationJSON `json:"locations"`
-		NextCursor *string        `json:"next_cursor"`
-	}{Locations: make([]locationJSON, len(locs))}
-	for i, l := range locs {
-		page.Locations[i] = toLocationJSON(l)
+	out := make([]J, len(records))
+	for i, r := range records {
+		out[i] = render(r)
 	}
+	var next *string
 	if more {
-		page.NextCursor = ptr(encodeRecordCursor(KindLocation, locs[len(locs)-1].ID))
+		next = ptr(encodeRecordCursor(kind, idOf(records[len(records)-1])))
 	}
-	return c.JSON(page)
+	items, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	cursor, _ := json.Marshal(next)
+	b := append(append(append(append([]byte(`{"`), field...), `":`...), items...), `,"next_cursor":`...)
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Send(append(append(b, cursor...), '}'))
 }
 
 // listParams reads limit and cursor of a listing.

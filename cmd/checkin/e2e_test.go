@@ -282,60 +282,16 @@ func testListRecords(t *testing.T, p *proc) {
 		l := p.mkLocation(t, "lr")
 		myLocs[l.ID] = l
 	}
-	type page[T any] struct {
-		Users      []T     `json:"users"`
-		Locations  []T     `json:"locations"`
-		NextCursor *string `json:"next_cursor"`
-	}
-	var userCursor string
-	seenUsers := map[string]bool{}
-	for cursor, pages := "", 0; ; pages++ {
-		if pages > 10_000 {
-			t.Fatal("the user listing does not end")
-		}
-		pg := decodeOK[page[apiUser]](t, p.do(t, "GET", "/v1/users?limit=7&cursor="+cursor, nil), http.StatusOK, "users", "next_cursor")
-		if len(pg.Users) > 7 {
-			t.Fatalf("a page of %d users, want at most 7", len(pg.Users))
-		}
-		for _, u := range pg.Users {
-			if seenUsers[u.ID] {
-				t.Fatalf("user %s listed twice", u.ID)
-			}
-			seenUsers[u.ID] = true
-			if want, ok := mine[u.ID]; ok && u != want {
-				t.Errorf("listed %+v, want %+v", u, want)
-			}
-		}
-		if pg.NextCursor == nil {
-			break
-		}
-		cursor, userCursor = *pg.NextCursor, *pg.NextCursor
-	}
-	for id := range mine {
-		if !seenUsers[id] {
-			t.Errorf("user %s not listed", id)
+	users, userCursor := listEvery(t, p, "/v1/users", 7, func(u apiUser) string { return u.ID })
+	for id, want := range mine {
+		if got, ok := users[id]; !ok || got != want {
+			t.Errorf("user %s listed as %+v (listed: %v), want %+v", id, got, ok, want)
 		}
 	}
-	seenLocs := map[string]bool{}
-	for cursor := ""; ; {
-		pg := decodeOK[page[apiLocation]](t, p.do(t, "GET", "/v1/locations?limit=1000&cursor="+cursor, nil), http.StatusOK, "locations", "next_cursor")
-		for _, l := range pg.Locations {
-			if seenLocs[l.ID] {
-				t.Fatalf("location %s listed twice", l.ID)
-			}
-			seenLocs[l.ID] = true
-			if want, ok := myLocs[l.ID]; ok && l != want {
-				t.Errorf("listed %+v, want %+v", l, want)
-			}
-		}
-		if pg.NextCursor == nil {
-			break
-		}
-		cursor = *pg.NextCursor
-	}
-	for id := range myLocs {
-		if !seenLocs[id] {
-			t.Errorf("location %s not listed", id)
+	locs, _ := listEvery(t, p, "/v1/locations", 1000, func(l apiLocation) string { return l.ID })
+	for id, want := range myLocs {
+		if got, ok := locs[id]; !ok || got != want {
+			t.Errorf("location %s listed as %+v (listed: %v), want %+v", id, got, ok, want)
 		}
 	}
 	wantError(t, p.do(t, "GET", "/v1/users?cursor=not-a-cursor", nil), http.StatusBadRequest, "invalid_cursor")
@@ -344,6 +300,41 @@ func testListRecords(t *testing.T, p *proc) {
 	}
 	wantError(t, p.do(t, "GET", "/v1/locations?limit=0", nil), http.StatusBadRequest, "invalid_limit")
 	wantError(t, p.do(t, "GET", "/v1/users?limit=1001", nil), http.StatusBadRequest, "invalid_limit")
+}
+
+// listEvery follows a listing's cursors to the end, limit records a page,
+// failing on a page over the limit or an id listed twice; it returns the
+// records by id and the last cursor it followed ("" for one page).
+func listEvery[T any](t *testing.T, p *proc, path string, limit int, idOf func(T) string) (map[string]T, string) {
+	t.Helper()
+	type page struct {
+		Users      []T     `json:"users"`
+		Locations  []T     `json:"locations"`
+		NextCursor *string `json:"next_cursor"`
+	}
+	all := map[string]T{}
+	cursor := ""
+	for pages := 0; ; pages++ {
+		if pages > 10_000 {
+			t.Fatalf("%s does not end", path)
+		}
+		pg := decodeOK[page](t, p.do(t, "GET", fmt.Sprintf("%s?limit=%d&cursor=%s", path, limit, cursor), nil), http.StatusOK,
+			path[strings.LastIndex(path, "/")+1:], "next_cursor") // "users" or "locations", and the cursor
+		items := append(pg.Users, pg.Locations...)
+		if len(items) > limit {
+			t.Fatalf("%s: a page of %d, want at most %d", path, len(items), limit)
+		}
+		for _, r := range items {
+			if _, dup := all[idOf(r)]; dup {
+				t.Fatalf("%s: %s listed twice", path, idOf(r))
+			}
+			all[idOf(r)] = r
+		}
+		if pg.NextCursor == nil {
+			return all, cursor
+		}
+		cursor = *pg.NextCursor
+	}
 }
 
 func testUsers(t *testing.T, p *proc) {

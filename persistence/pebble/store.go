@@ -216,6 +216,18 @@ func (s *Store) GetLocation(ctx context.Context, id string) (persistence.Locatio
 
 // create durably sets key to v unless key exists.
 func (s *Store) create(ctx context.Context, key, v []byte, kind, id string) error {
+	return s.withRecord(ctx, key, func(_ []byte, found bool) error {
+		if found {
+			return fmt.Errorf("%w: %s %q", persistence.ErrConflict, kind, id)
+		}
+		return storeErr(s.db.Set(key, v, pebbledb.Sync))
+	})
+}
+
+// withRecord calls fn with the value of key and whether it is stored,
+// holding recordMu, so that the reads and writes fn makes of users and
+// locations are atomic. v is valid only during the call.
+func (s *Store) withRecord(ctx context.Context, key []byte, fn func(v []byte, found bool) error) error {
 	if err := ctx.Err(); err != nil {
 		return storeErr(err)
 	}
@@ -226,15 +238,15 @@ func (s *Store) create(ctx context.Context, key, v []byte, kind, id string) erro
 	s.recordMu.Lock()
 	defer s.recordMu.Unlock()
 
-	_, closer, err := s.db.Get(key)
+	v, closer, err := s.db.Get(key)
 	switch {
-	case err == nil:
-		_ = closer.Close()
-		return fmt.Errorf("%w: %s %q", persistence.ErrConflict, kind, id)
-	case !errors.Is(err, pebbledb.ErrNotFound):
+	case errors.Is(err, pebbledb.ErrNotFound):
+		return fn(nil, false)
+	case err != nil:
 		return storeErr(err)
 	}
-	return storeErr(s.db.Set(key, v, pebbledb.Sync))
+	defer closer.Close()
+	return fn(v, true)
 }
 
 // UpdateUser durably sets the fields the patch names and returns the user
@@ -269,34 +281,21 @@ func (s *Store) UpdateLocation(ctx context.Context, id string, p persistence.Loc
 // writes it back, all under recordMu so that concurrent updates apply one
 // after the other.
 func updateJSON[R any](ctx context.Context, s *Store, key []byte, kind, id string, change func(*R)) error {
-	if err := ctx.Err(); err != nil {
-		return storeErr(err)
-	}
-	if err := s.enter(); err != nil {
-		return err
-	}
-	defer s.leave()
-	s.recordMu.Lock()
-	defer s.recordMu.Unlock()
-
-	v, closer, err := s.db.Get(key)
-	if errors.Is(err, pebbledb.ErrNotFound) {
-		return fmt.Errorf("%w: %s %q", persistence.ErrNotFound, kind, id)
-	}
-	if err != nil {
-		return storeErr(err)
-	}
-	var r R
-	err = json.Unmarshal(v, &r)
-	_ = closer.Close()
-	if err != nil {
-		return fmt.Errorf("%w: %s %q: %w", errCorrupt, kind, id, err)
-	}
-	change(&r)
-	if v, err = json.Marshal(r); err != nil {
-		return fmt.Errorf("%w: %s %q: %w", persistence.ErrInvalid, kind, id, err)
-	}
-	return storeErr(s.db.Set(key, v, pebbledb.Sync))
+	return s.withRecord(ctx, key, func(v []byte, found bool) error {
+		if !found {
+			return fmt.Errorf("%w: %s %q", persistence.ErrNotFound, kind, id)
+		}
+		var r R
+		if err := json.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("%w: %s %q: %w", errCorrupt, kind, id, err)
+		}
+		change(&r)
+		v, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("%w: %s %q: %w", persistence.ErrInvalid, kind, id, err)
+		}
+		return storeErr(s.db.Set(key, v, pebbledb.Sync))
+	})
 }
 
 // ListUsers lists users in id order.
@@ -371,26 +370,13 @@ func (s *Store) DeleteLocation(ctx context.Context, id string) error {
 	if err := persistence.CheckID("location", id); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return storeErr(err)
-	}
-	if err := s.enter(); err != nil {
-		return err
-	}
-	defer s.leave()
-	s.recordMu.Lock()
-	defer s.recordMu.Unlock()
-
 	key := appendLocationKey(nil, id)
-	_, closer, err := s.db.Get(key)
-	switch {
-	case errors.Is(err, pebbledb.ErrNotFound):
-		return fmt.Errorf("%w: location %q", persistence.ErrNotFound, id)
-	case err != nil:
-		return storeErr(err)
-	}
-	_ = closer.Close()
-	return storeErr(s.db.Delete(key, pebbledb.Sync))
+	return s.withRecord(ctx, key, func(_ []byte, found bool) error {
+		if !found {
+			return fmt.Errorf("%w: location %q", persistence.ErrNotFound, id)
+		}
+		return storeErr(s.db.Delete(key, pebbledb.Sync))
+	})
 }
 
 // DeleteUser removes the user, the user's rows (one range: they share a
@@ -400,45 +386,29 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	if err := persistence.CheckID("user", id); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return storeErr(err)
-	}
-	if err := s.enter(); err != nil {
-		return err
-	}
-	defer s.leave()
-	s.recordMu.Lock()
-	defer s.recordMu.Unlock()
-
 	key := appendUserKey(nil, id)
-	_, closer, err := s.db.Get(key)
-	existed := err == nil
-	switch {
-	case existed:
-		_ = closer.Close()
-	case !errors.Is(err, pebbledb.ErrNotFound):
-		return storeErr(err)
-	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	from := append(append([]byte{famUserScoped}, id...), sep)
-	to := append(append([]byte{famUserScoped}, id...), sep+1)
-	if err := b.DeleteRange(from, to, nil); err != nil {
-		return storeErr(err)
-	}
-	if err := b.Delete(append([]byte{famCurrent}, id...), nil); err != nil {
-		return storeErr(err)
-	}
-	if err := b.Delete(key, nil); err != nil {
-		return storeErr(err)
-	}
-	if err := s.db.Apply(b, pebbledb.Sync); err != nil {
-		return storeErr(err)
-	}
-	if !existed {
-		return fmt.Errorf("%w: user %q", persistence.ErrNotFound, id)
-	}
-	return nil
+	return s.withRecord(ctx, key, func(_ []byte, found bool) error {
+		b := s.db.NewBatch()
+		defer b.Close()
+		from := append(append([]byte{famUserScoped}, id...), sep)
+		to := append(append([]byte{famUserScoped}, id...), sep+1)
+		if err := b.DeleteRange(from, to, nil); err != nil {
+			return storeErr(err)
+		}
+		if err := b.Delete(append([]byte{famCurrent}, id...), nil); err != nil {
+			return storeErr(err)
+		}
+		if err := b.Delete(key, nil); err != nil {
+			return storeErr(err)
+		}
+		if err := s.db.Apply(b, pebbledb.Sync); err != nil {
+			return storeErr(err)
+		}
+		if !found {
+			return fmt.Errorf("%w: user %q", persistence.ErrNotFound, id)
+		}
+		return nil
+	})
 }
 
 func (s *Store) getJSON(ctx context.Context, key []byte, dst any, kind, id string) error {

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -450,57 +451,56 @@ func testListRecords(t *testing.T, s persistence.Store) {
 			locs[l.ID] = l
 		}
 	}
+	userID := func(u persistence.User) string { return u.ID }
 	for _, limit := range []int{1, 7, 23, 1000} {
-		seen := map[string]bool{}
-		after, pages := "", 0
-		for {
-			page, more, err := s.ListUsers(ctx, after, limit)
-			if err != nil {
-				t.Fatalf("ListUsers(%q, %d): %v", after, limit, err)
+		listed := listEvery(t, s.ListUsers, limit, userID)
+		for id, want := range users {
+			if u, ok := listed[id]; !ok || u.Name != want.Name || !u.CreatedAt.Equal(persistence.Millis(want.CreatedAt)) {
+				t.Fatalf("limit %d: user %s listed as %+v (listed: %v), want %+v", limit, id, u, ok, want)
 			}
-			if len(page) > limit || (more && len(page) != limit) {
-				t.Fatalf("ListUsers(%q, %d) = %d users, more %v", after, limit, len(page), more)
-			}
-			for _, u := range page {
-				want, ok := users[u.ID]
-				if !ok || seen[u.ID] || u.Name != want.Name || !u.CreatedAt.Equal(persistence.Millis(want.CreatedAt)) {
-					t.Fatalf("limit %d: listed %+v (known %v, seen before %v), want %+v", limit, u, ok, seen[u.ID], want)
-				}
-				seen[u.ID] = true
-			}
-			pages++
-			if !more {
-				break
-			}
-			after = page[len(page)-1].ID
 		}
-		if len(seen) != len(users) {
-			t.Errorf("limit %d: listed %d of %d users in %d pages", limit, len(seen), len(users), pages)
+		if len(listed) != len(users) {
+			t.Errorf("limit %d: listed %d users, want %d", limit, len(listed), len(users))
 		}
 	}
-	seen := map[string]bool{}
-	for after := ""; ; {
-		page, more, err := s.ListLocations(ctx, after, 4)
-		if err != nil {
-			t.Fatalf("ListLocations: %v", err)
+	listed := listEvery(t, s.ListLocations, 4, func(l persistence.Location) string { return l.ID })
+	for id, want := range locs {
+		if l, ok := listed[id]; !ok || l.Name != want.Name || l.Lat != want.Lat || l.Lon != want.Lon {
+			t.Fatalf("location %s listed as %+v (listed: %v), want %+v", id, l, ok, want)
 		}
-		for _, l := range page {
-			want, ok := locs[l.ID]
-			if !ok || seen[l.ID] || l.Name != want.Name || l.Lat != want.Lat || l.Lon != want.Lon {
-				t.Fatalf("listed %+v (known %v, seen before %v), want %+v", l, ok, seen[l.ID], want)
-			}
-			seen[l.ID] = true
-		}
-		if !more {
-			break
-		}
-		after = page[len(page)-1].ID
 	}
-	if len(seen) != len(locs) {
-		t.Errorf("listed %d of %d locations", len(seen), len(locs))
+	if len(listed) != len(locs) {
+		t.Errorf("listed %d locations, want %d", len(listed), len(locs))
 	}
 	if _, _, err := s.ListUsers(ctx, "", 0); !errors.Is(err, persistence.ErrInvalid) {
 		t.Errorf("ListUsers with limit 0: err = %v, want ErrInvalid", err)
+	}
+}
+
+// listEvery follows a listing to its end, limit records a page, failing on
+// a page over the limit, a short page with more to follow, or a record
+// listed twice; it returns the records by id.
+func listEvery[T any](t *testing.T, list func(context.Context, string, int) ([]T, bool, error), limit int, idOf func(T) string) map[string]T {
+	t.Helper()
+	all := map[string]T{}
+	for after := ""; ; {
+		page, more, err := list(t.Context(), after, limit)
+		if err != nil {
+			t.Fatalf("list after %q, limit %d: %v", after, limit, err)
+		}
+		if len(page) > limit || (more && len(page) != limit) {
+			t.Fatalf("list after %q, limit %d: %d records, more %v", after, limit, len(page), more)
+		}
+		for _, r := range page {
+			if _, dup := all[idOf(r)]; dup {
+				t.Fatalf("limit %d: %s listed twice", limit, idOf(r))
+			}
+			all[idOf(r)] = r
+		}
+		if !more {
+			return all
+		}
+		after = idOf(page[len(page)-1])
 	}
 }
 
