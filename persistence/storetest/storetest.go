@@ -352,12 +352,7 @@ func testDeleteUser(t *testing.T, s persistence.Store) {
 		}
 	}
 	checkGone("after the delete")
-	for _, order := range orders {
-		q := everything("dela")
-		q.Order = order
-		checkCheckins(t, "the other user", listAll(t, s, q), sorted(kept, order))
-	}
-	checkCurrent(t, s, "dela", kept)
+	checkStored(t, s, "the other user", "dela", kept)
 	checkUser(t, s, persistence.User{ID: "dela", Name: "dela", CreatedAt: persistence.Millis(time.Time{})})
 
 	if err := s.DeleteUser(ctx, "del"); !errors.Is(err, persistence.ErrNotFound) {
@@ -376,15 +371,7 @@ func testDeleteUser(t *testing.T, s persistence.Store) {
 	checkEmpty(t, s, everything("del"))
 	again := generate(rng, "del", 20, 6, nil)
 	mustWrite(t, s, again...)
-	for _, order := range orders {
-		q := everything("del")
-		q.Order = order
-		checkCheckins(t, "the user created again", listAll(t, s, q), sorted(again, order))
-	}
-	q := everything("del")
-	q.LocationID = again[0].LocationID
-	checkCheckins(t, "the user created again, at one location", listAll(t, s, q), sorted(filter(again, byLocation(again[0].LocationID)), persistence.NewestFirst))
-	checkCurrent(t, s, "del", again)
+	checkStored(t, s, "the user created again", "del", again)
 }
 
 // testDeleteLocation: a deleted location is gone, the checkins made there
@@ -698,15 +685,23 @@ func testIdempotentRewrite(t *testing.T, s persistence.Store) {
 		mustWrite(t, s, c)
 	}
 
+	checkStored(t, s, "after rewrites", "u1", cs)
+}
+
+// checkStored checks that the user's stored checkins are exactly cs: all of
+// them in both orders, those at the first one's location, and the current
+// location.
+func checkStored(t *testing.T, s persistence.Store, what, user string, cs []persistence.Checkin) {
+	t.Helper()
 	for _, order := range orders {
-		q := everything("u1")
+		q := everything(user)
 		q.Order = order
-		checkCheckins(t, "after rewrites", listAll(t, s, q), sorted(cs, order))
+		checkCheckins(t, what, listAll(t, s, q), sorted(cs, order))
 	}
-	q := everything("u1")
+	q := everything(user)
 	q.LocationID = cs[0].LocationID
-	checkCheckins(t, "by location after rewrites", listAll(t, s, q), sorted(filter(cs, byLocation(cs[0].LocationID)), persistence.NewestFirst))
-	checkCurrent(t, s, "u1", cs)
+	checkCheckins(t, what+", at one location", listAll(t, s, q), sorted(filter(cs, byLocation(cs[0].LocationID)), persistence.NewestFirst))
+	checkCurrent(t, s, user, cs)
 }
 
 func testCurrentLocation(t *testing.T, s persistence.Store) {
