@@ -88,13 +88,16 @@ func (l *rateLimiter) evict(sh *rateShard, now int64) {
 
 // rateLimit refuses a client's request with 429 once the client has spent
 // its tokens. It runs after authenticate, so a client with a key is that
-// key.
+// key; without keys it is the address (from http.proxy-header when a
+// trusted proxy sent the request).
 func (s *Server) rateLimit(c *fiber.Ctx) error {
 	var client uint64
 	if h := c.Request().Header.Peek(fiber.HeaderAuthorization); s.keys.Len() > 0 && len(h) > len(bearerScheme) {
 		// authenticate let it through: "Bearer " (any case) and a known key
 		d := sha256.Sum256(h[len(bearerScheme):])
 		client = binary.LittleEndian.Uint64(d[:8])
+	} else if s.cfg.ProxyHeader != "" {
+		client = maphash.String(s.limiter.seed, c.IP()) // the trusted proxy's word, else the peer
 	} else {
 		client = maphash.Bytes(s.limiter.seed, c.Context().RemoteIP())
 	}

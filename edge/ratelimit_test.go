@@ -60,6 +60,44 @@ func TestHTTPRateLimit(t *testing.T) {
 		}
 	})
 
+	t.Run("by the address a trusted proxy names", func(t *testing.T) {
+		get := func(base string, c *http.Client, client string) int {
+			req, err := http.NewRequest(http.MethodGet, base+"/v1/locations/nowhere", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("X-Real-IP", client)
+			return send(t, c, req).status
+		}
+		// The test's requests come from 127.0.0.1: trusted here, so each
+		// named address is a client of its own.
+		ts := newTestServer(t, nil, func(c *Config) {
+			c.RateLimit, c.RateBurst, c.ProxyHeader, c.TrustedProxies = 1, 1, "X-Real-IP", []string{"127.0.0.0/8"}
+		})
+		ts.now = func() time.Time { return time.Unix(0, clock.Load()) }
+		base, c := ts.serve(t), newClient(t)
+		for _, tc := range []struct {
+			client string
+			want   int
+		}{{"10.0.0.1", 404}, {"10.0.0.2", 404}, {"10.0.0.1", 429}, {"2001:db8::7", 404}, {"not an address", 404}, {"also not one", 429}} {
+			if got := get(base, c, tc.client); got != tc.want {
+				t.Errorf("trusted proxy, client %q: %d, want %d", tc.client, got, tc.want)
+			}
+		}
+		// Not trusted: the header is ignored, and every request is the peer's.
+		ts = newTestServer(t, nil, func(c *Config) {
+			c.RateLimit, c.RateBurst, c.ProxyHeader, c.TrustedProxies = 1, 1, "X-Real-IP", []string{"192.0.2.10"}
+		})
+		ts.now = func() time.Time { return time.Unix(0, clock.Load()) }
+		base = ts.serve(t)
+		if got := get(base, c, "10.0.0.1"); got != 404 {
+			t.Errorf("untrusted peer, first request: %d, want 404", got)
+		}
+		if got := get(base, c, "10.0.0.2"); got != 429 {
+			t.Errorf("untrusted peer naming another address: %d, want 429 (the header is not believed)", got)
+		}
+	})
+
 	t.Run("by API key", func(t *testing.T) {
 		keys, err := LoadAPIKeys("", fileKey1+","+fileKey2)
 		if err != nil || keys.Len() != 2 {

@@ -56,6 +56,12 @@ type Config struct {
 	RateLimit   float64
 	RateBurst   int
 	RateClients int
+	// ProxyHeader names the header that carries the client's address when
+	// the request comes from one of TrustedProxies (IPs or CIDRs), as a
+	// load balancer in front of the node sets it; the address is then the
+	// client in rate limits and access logs. Empty: the peer's address.
+	ProxyHeader    string
+	TrustedProxies []string
 }
 
 // DefaultConfig listens on :8080.
@@ -88,6 +94,17 @@ func (c Config) Validate() error {
 		return errors.New("http.rate-burst must not be negative")
 	case c.RateClients < rateShards:
 		return fmt.Errorf("http.rate-clients must be at least %d", rateShards)
+	case c.ProxyHeader != "" && len(c.TrustedProxies) == 0:
+		return errors.New("http.proxy-header needs http.trusted-proxies: a header from anyone else could be forged")
+	case c.ProxyHeader == "" && len(c.TrustedProxies) > 0:
+		return errors.New("http.trusted-proxies needs http.proxy-header")
+	}
+	for _, p := range c.TrustedProxies {
+		if net.ParseIP(p) == nil {
+			if _, _, err := net.ParseCIDR(p); err != nil {
+				return fmt.Errorf("http.trusted-proxies: %q is neither an IP address nor a CIDR range", p)
+			}
+		}
 	}
 	return nil
 }
@@ -170,6 +187,12 @@ func New(cfg Config, d Deps) (*Server, error) {
 		IdleTimeout:           60 * time.Second,
 		ErrorHandler:          s.errorHandler,
 		DisableStartupMessage: true,
+		// The client's address from a trusted proxy's header (Ctx.IP):
+		// only from the proxies named, and only a valid address.
+		ProxyHeader:             cfg.ProxyHeader,
+		EnableTrustedProxyCheck: cfg.ProxyHeader != "",
+		TrustedProxies:          cfg.TrustedProxies,
+		EnableIPValidation:      cfg.ProxyHeader != "",
 		// Not Immutable: params, queries, headers, method and path point
 		// into the request's buffers, valid only while it is served
 		// (copying them all cost four allocations per request). What
@@ -323,6 +346,7 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	if s.cfg.AccessLog {
 		s.log.Info("request",
 			zap.String("request_id", requestID(c)),
+			zap.String("client_ip", c.IP()),
 			zap.String("method", c.Method()),
 			zap.String("route", route),
 			zap.String("path", c.Path()),

@@ -62,6 +62,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Float64Var(&c.HTTP.RateLimit, "http.rate-limit", c.HTTP.RateLimit, "requests per second each client may send to /v1, more are refused with 429 (a client is its API key, or its IP address on a node without keys; per node; 0: no limit)")
 	fs.IntVar(&c.HTTP.RateBurst, "http.rate-burst", c.HTTP.RateBurst, "requests a client may send at once above http.rate-limit (0: the rate rounded up)")
 	fs.IntVar(&c.HTTP.RateClients, "http.rate-clients", c.HTTP.RateClients, "clients whose rate is tracked at once; beyond it quiet clients are forgotten first")
+	fs.StringVar(&c.HTTP.ProxyHeader, "http.proxy-header", c.HTTP.ProxyHeader, "header that carries the client's address from a trusted proxy, e.g. X-Real-IP (rate limits and access logs; empty: the peer's address)")
+	fs.Var((*commaList)(&c.HTTP.TrustedProxies), "http.trusted-proxies", "comma-separated IPs or CIDR ranges of the proxies whose http.proxy-header is believed")
 	fs.DurationVar(&c.HTTP.ShutdownGrace, "http.shutdown-grace", c.HTTP.ShutdownGrace, "how long shutdown waits for requests in flight")
 	fs.StringVar(&c.TLSCertFile, "http.tls-cert-file", c.TLSCertFile, "PEM certificate (chain) of the node: with http.tls-key-file the API is served over HTTPS only (TLS 1.2+), both re-read on SIGHUP (empty: plain HTTP)")
 	fs.StringVar(&c.TLSKeyFile, "http.tls-key-file", c.TLSKeyFile, "PEM private key of http.tls-cert-file")

@@ -63,6 +63,16 @@ func TestInvalidConfigNamesTheFlag(t *testing.T) {
 		{"backup without the debug server", func(c *config) { c.BackupDir = "/backups" }, "debug.addr"},
 		{"negative drain delay", func(c *config) { c.DrainDelay = -time.Second }, "http.drain-delay"},
 		{"TLS certificate without its key", func(c *config) { c.TLSCertFile = "/etc/checkin/cert.pem" }, "http.tls-key-file"},
+		{"negative rate limit", func(c *config) { c.HTTP.RateLimit = -1 }, "http.rate-limit"},
+		{"negative rate burst", func(c *config) { c.HTTP.RateBurst = -1 }, "http.rate-burst"},
+		{"proxy header without trusted proxies", func(c *config) { c.HTTP.ProxyHeader = "X-Real-IP" }, "http.trusted-proxies"},
+		{"trusted proxies without a header", func(c *config) { c.HTTP.TrustedProxies = []string{"10.0.0.0/8"} }, "http.proxy-header"},
+		{"trusted proxy not an address", func(c *config) {
+			c.HTTP.ProxyHeader, c.HTTP.TrustedProxies = "X-Real-IP", []string{"lb.internal"}
+		}, "http.trusted-proxies"},
+		{"cluster TLS without its authority", func(c *config) { c.PeerCertFile, c.PeerKeyFile = "c.pem", "k.pem" }, "cluster.tls-ca-file"},
+		{"etcd TLS files without etcd TLS", func(c *config) { c.EtcdCAFile = "ca.pem" }, "cluster.etcd-tls=true"},
+		{"etcd client certificate without its key", func(c *config) { c.EtcdTLS, c.EtcdCertFile = true, "c.pem" }, "cluster.etcd-tls-key-file"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
