@@ -819,6 +819,7 @@ func TestDeleteUser(t *testing.T) {
 			t.Fatalf("delete: %v", err)
 		}
 	}
+	waitFor(t, "the deleted user's grain to stop", func() bool { return n.metric(t, "checkin_grains_active") == 0 })
 	if _, err := inner.GetUser(ctx(t), "bye"); !errors.Is(err, persistence.ErrNotFound) {
 		t.Errorf("the store still has the user: %v", err)
 	}

@@ -441,6 +441,11 @@ func (g *userGrain) deleteWhenIdle(ctx pcluster.GrainContext) {
 			ctx.Send(w, reply)
 		}
 		g.touch()
+		if err == nil {
+			// Nothing is left to hold: stop now rather than after the
+			// missing-user timeout (the next request activates it again).
+			g.passivate(ctx)
+		}
 	})
 }
 

@@ -232,8 +232,25 @@ func TestCluster(t *testing.T) {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			wantError(t, p.do(t, "GET", "/v1/users/"+u+"/location", nil), http.StatusNotFound, "user_not_found")
+			// (Not the current location: asking it would activate a
+			// grain, and a later subtest counts them.)
 			wantError(t, p.do(t, "GET", "/v1/users/"+u+"/checkins", nil), http.StatusNotFound, "user_not_found")
+		}
+		// The deleting grain stopped: every node hosts as many grains as
+		// there are users.
+		deadline = time.Now().Add(10 * time.Second)
+		for {
+			total := 0.0
+			for _, p := range nodes {
+				total += p.metric(t, "checkin_grains_active")
+			}
+			if total == users {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%v user grains active after the delete, want %d: the deleted user's grain did not stop", total, users)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	})
 
