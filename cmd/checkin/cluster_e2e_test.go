@@ -11,7 +11,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"net"
 	"net/http"
 	"os"
@@ -20,7 +19,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,19 +28,26 @@ import (
 	"github.com/checkin/checkin/cmd/internal/testcert"
 )
 
+// needServers skips the test, with msg saying how to run it, unless ok;
+// under CI=true, where every server a test needs is started, it fails.
+func needServers(t *testing.T, ok bool, msg string) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip("SKIPPED: " + msg)
+}
+
 // clusterFlags returns the flags that make nodes members of one new
 // cluster over one new keyspace.
 func clusterFlags(t *testing.T) []string {
 	t.Helper()
 	etcd, cql := os.Getenv("CHECKIN_TEST_ETCD_ENDPOINTS"), os.Getenv("CHECKIN_TEST_CQL_HOSTS")
-	if etcd == "" || cql == "" {
-		msg := "multi-node tests need CHECKIN_TEST_ETCD_ENDPOINTS and CHECKIN_TEST_CQL_HOSTS: run .ci/etcd-up and .ci/cassandra-up, then " +
-			"CHECKIN_TEST_ETCD_ENDPOINTS=127.0.0.1:2379 CHECKIN_TEST_CQL_HOSTS=127.0.0.1:9042 make test"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIPPED: " + msg)
-	}
+	needServers(t, etcd != "" && cql != "", "multi-node tests need CHECKIN_TEST_ETCD_ENDPOINTS and CHECKIN_TEST_CQL_HOSTS: run .ci/etcd-up and .ci/cassandra-up, then "+
+		"CHECKIN_TEST_ETCD_ENDPOINTS=127.0.0.1:2379 CHECKIN_TEST_CQL_HOSTS=127.0.0.1:9042 make test")
 	name := "t" + randHex(4)
 	return []string{"--store=scylla", "--scylla.hosts=" + cql, "--scylla.keyspace=" + testKeyspace(t.Name()),
 		"--cluster.provider=etcd", "--cluster.etcd-endpoints=" + etcd, "--cluster.etcd-prefix=/checkin-test/" + name,
@@ -462,28 +467,12 @@ func TestClusterTLS(t *testing.T) {
 		if _, _, err := ca.Issue(dir, "node-a", 3); err != nil {
 			t.Fatal(err)
 		}
-		if err := a.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for !a.log.has("cluster TLS certificate and authority reloaded") {
-			if time.Now().After(deadline) {
-				t.Fatal("no reload logged within 10s of SIGHUP")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		a.hup(t, "cluster TLS certificate and authority reloaded")
 		good := issue(ca, "peer-ok2", 9)
 		if serial, err := speak(good); err != nil || serial != 3 {
 			t.Errorf("after SIGHUP a new connection got serial %d (err %v), want the renewed 3", serial, err)
 		}
-		block, _ := pem.Decode(must(os.ReadFile(filepath.Join(dir, "node-a.pem"))))
-		renewed, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := a.metric(t, `checkin_tls_certificate_expiry_timestamp_seconds{cert="cluster"}`); got != float64(renewed.NotAfter.Unix()) {
-			t.Errorf("cluster certificate expiry on /metrics %v, want the renewed one's %d", got, renewed.NotAfter.Unix())
-		}
+		a.wantCertExpiry(t, "cluster", filepath.Join(dir, "node-a.pem"))
 		// Members still reach each other (a new user's grain may live on
 		// either).
 		l := b.mkLocation(t, "tls")
@@ -513,14 +502,8 @@ func clusterAddr(t *testing.T, p *proc) string {
 func TestScyllaTLS(t *testing.T) {
 	t.Parallel()
 	hosts, ca := os.Getenv("CHECKIN_TEST_CQL_HOSTS"), os.Getenv("CHECKIN_TEST_CQL_TLS_CA_FILE")
-	if hosts == "" || ca == "" {
-		msg := "TLS to the store needs CHECKIN_TEST_CQL_HOSTS and CHECKIN_TEST_CQL_TLS_CA_FILE: run .ci/cassandra-up, then " +
-			"CHECKIN_TEST_CQL_HOSTS=127.0.0.1:9042 CHECKIN_TEST_CQL_TLS_CA_FILE=$PWD/.cache/cassandra/run/tls/node.pem make test"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIPPED: " + msg)
-	}
+	needServers(t, hosts != "" && ca != "", "TLS to the store needs CHECKIN_TEST_CQL_HOSTS and CHECKIN_TEST_CQL_TLS_CA_FILE: run .ci/cassandra-up, then "+
+		"CHECKIN_TEST_CQL_HOSTS=127.0.0.1:9042 CHECKIN_TEST_CQL_TLS_CA_FILE=$PWD/.cache/cassandra/run/tls/node.pem make test")
 	flags := []string{"--store=scylla", "--scylla.hosts=" + hosts, "--scylla.keyspace=" + testKeyspace(t.Name()), "--scylla.tls=true"}
 	p := startProc(t, append(slices.Clone(flags), "--scylla.tls-ca-file="+ca)...)
 	if !strings.Contains(p.log.String(), `"msg":"scylla store open"`) || !slices.ContainsFunc(strings.Split(p.log.String(), "\n"), func(l string) bool {
@@ -551,13 +534,7 @@ func TestEtcdTLS(t *testing.T) {
 	t.Parallel()
 	cql := os.Getenv("CHECKIN_TEST_CQL_HOSTS")
 	etcdBin, lookErr := exec.LookPath("etcd")
-	if cql == "" || lookErr != nil {
-		msg := "etcd over TLS needs the etcd binary (apt-get install etcd-server) and CHECKIN_TEST_CQL_HOSTS (.ci/cassandra-up)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip("SKIPPED: " + msg)
-	}
+	needServers(t, cql != "" && lookErr == nil, "etcd over TLS needs the etcd binary (apt-get install etcd-server) and CHECKIN_TEST_CQL_HOSTS (.ci/cassandra-up)")
 	dir := t.TempDir()
 	ca, err := testcert.NewCA(dir, "etcd-ca")
 	if err != nil {

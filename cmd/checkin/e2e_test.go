@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
@@ -1318,19 +1317,7 @@ func TestAPIKeys(t *testing.T) {
 	write("# clients\n" + key1 + "\n")
 	p := startProc(t, append(storeFlags(t), "--http.api-keys-file="+file)...)
 	p.allowErrorLogs = true // the refused reload below is logged as an error
-	hup := func(wantMsg string) {
-		t.Helper()
-		if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-			t.Fatal(err)
-		}
-		deadline := time.Now().Add(10 * time.Second)
-		for !p.log.has(wantMsg) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q logged within 10s of SIGHUP", wantMsg)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	hup := func(wantMsg string) { t.Helper(); p.hup(t, wantMsg) }
 	user := uniqueID("key")
 	wantError(t, p.do(t, "POST", "/v1/users", map[string]string{"id": user, "name": "K"}), http.StatusUnauthorized, "unauthorized")
 	decodeOK[map[string]any](t, p.do(t, "GET", "/healthz", nil), http.StatusOK)
@@ -1532,35 +1519,11 @@ func TestTLS(t *testing.T) {
 	if _, _, err := testcert.Write(dir, 2); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !p.log.has("TLS certificate reloaded") {
-		if time.Now().After(deadline) {
-			t.Fatal("no \"TLS certificate reloaded\" within 10s of SIGHUP")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	p.hup(t, "TLS certificate reloaded")
 	if got := serial(); got != 2 {
 		t.Errorf("after SIGHUP a new connection got certificate %d, want the renewed 2", got)
 	}
-	// The expiry on /metrics is the renewed certificate's.
-	block, _ := pem.Decode(must(os.ReadFile(certFile)))
-	renewed, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := p.metric(t, `checkin_tls_certificate_expiry_timestamp_seconds{cert="http"}`); got != float64(renewed.NotAfter.Unix()) {
-		t.Errorf("checkin_tls_certificate_expiry_timestamp_seconds{cert=\"http\"} = %v, want the renewed certificate's %d", got, renewed.NotAfter.Unix())
-	}
-}
-
-func must[T any](v T, err error) T {
-	if err != nil {
-		panic(err)
-	}
-	return v
+	p.wantCertExpiry(t, "http", certFile) // the renewed certificate's
 }
 
 // TestBuildInfo: a node says which build it is, in its first log line and

@@ -9,8 +9,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -380,6 +382,43 @@ func (p *proc) do(t *testing.T, method, path string, body any) response {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	return r
+}
+
+// hup sends the node SIGHUP and waits until it logs wantMsg.
+func (p *proc) hup(t *testing.T, wantMsg string) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !p.log.has(wantMsg) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q logged within 10s of SIGHUP", wantMsg)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// wantCertExpiry checks that /metrics gives the expiry of the certificate
+// now in file as that of the node's certificate for use.
+func (p *proc) wantCertExpiry(t *testing.T, use, file string) {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		t.Fatalf("%s holds no PEM block", file)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := `checkin_tls_certificate_expiry_timestamp_seconds{cert="` + use + `"}`
+	if got := p.metric(t, name); got != float64(cert.NotAfter.Unix()) {
+		t.Errorf("%s = %v, want the expiry of the certificate in %s, %d", name, got, file, cert.NotAfter.Unix())
+	}
 }
 
 // API shapes, as the contract states them.
