@@ -649,7 +649,7 @@ func TestEtcdTLS(t *testing.T) {
 		{"no authority", creds, append([]string{tlsFlags[0]}, tlsFlags[2:]...)},
 		{"no TLS", creds, nil},
 	} {
-		args := append(append([]string{"--http.addr=127.0.0.1:0", "--cluster.addr=127.0.0.1:0"}, base...), tc.flags...)
+		args := append(append(append([]string{"--http.addr=127.0.0.1:0", "--cluster.addr=127.0.0.1:0"}, base...), tc.flags...), "--cluster.etcd-dial-timeout=2s")
 		out, code := runBinary(t, tc.env, args...)
 		if code == 0 {
 			t.Errorf("%s: the member started", tc.name)
