@@ -379,14 +379,7 @@ func TestClusterTLS(t *testing.T) {
 	waitMembers(t, 2, a, b)
 
 	t.Run("grain calls cross between the members", func(t *testing.T) {
-		l := a.mkLocation(t, "tls")
-		for i := range 8 {
-			u := []*proc{a, b}[i%2].mkUser(t, "tls")
-			k := ck{uniqueID("tls"), l.ID, ms(time.Now().Add(-time.Minute))}
-			[]*proc{b, a}[i%2].mkCheckin(t, u, k)
-			a.checkCurrent(t, u, k, l)
-			b.checkCurrent(t, u, k, l)
-		}
+		crossCheckins(t, a, b, "tls", 8)
 		for _, p := range []*proc{a, b} {
 			if n := p.metric(t, `checkin_grain_requests_total{served_by="remote"}`); n == 0 {
 				t.Errorf("%s forwarded no grain request to the other member", p.base)
@@ -481,6 +474,21 @@ func TestClusterTLS(t *testing.T) {
 		b.mkCheckin(t, u, k)
 		a.checkCurrent(t, u, k, l)
 	})
+}
+
+// crossCheckins makes n users, alternately through a and b, checks each in
+// through the other member and reads the current location through both:
+// each user's grain is reached from both sides.
+func crossCheckins(t *testing.T, a, b *proc, prefix string, n int) {
+	t.Helper()
+	l := a.mkLocation(t, prefix)
+	for i := range n {
+		u := []*proc{a, b}[i%2].mkUser(t, prefix)
+		k := ck{uniqueID(prefix), l.ID, ms(time.Now().Add(-time.Minute))}
+		[]*proc{b, a}[i%2].mkCheckin(t, u, k)
+		a.checkCurrent(t, u, k, l)
+		b.checkCurrent(t, u, k, l)
+	}
 }
 
 // clusterAddr returns the cluster endpoint p announced at start.
@@ -630,14 +638,7 @@ func TestEtcdTLS(t *testing.T) {
 	b := startProcEnv(t, creds, flags...)
 	b.allowErrorsFrom = "protoactor"
 	waitMembers(t, 2, a, b)
-	l := a.mkLocation(t, "etls")
-	for i := range 6 {
-		u := []*proc{a, b}[i%2].mkUser(t, "etls")
-		k := ck{uniqueID("etls"), l.ID, ms(time.Now().Add(-time.Minute))}
-		[]*proc{b, a}[i%2].mkCheckin(t, u, k)
-		a.checkCurrent(t, u, k, l)
-		b.checkCurrent(t, u, k, l)
-	}
+	crossCheckins(t, a, b, "etls", 6)
 
 	for _, tc := range []struct {
 		name  string
