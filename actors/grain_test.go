@@ -846,9 +846,8 @@ func TestDeleteUser(t *testing.T) {
 	}
 }
 
-// failingDeletes fails the first DeleteUser calls on purpose, after doing
-// part of the work (the checkins go, the user stays), as a store cut off
-// mid-way would.
+// failingDeletes fails the first DeleteUser calls on purpose, before
+// deleting anything, as a store that cannot be reached would.
 type failingDeletes struct {
 	persistence.Store
 	failures atomic.Int32
