@@ -129,8 +129,17 @@ var errCallTimeout = errors.New("no answer within the call timeout")
 // Messages to a grain that stopped in between (dead letters) and calls
 // that found no placement are retried, up to attempts times in all, within
 // the timeout.
-func (c *caller) call(ctx context.Context, identity, kind string, method int32, req proto.Message, timeout time.Duration, attempts int) (any, error) {
+//
+// coming, if not nil, counts the call while it is in progress with a grain
+// on this node (the writer pool's checkins on their way).
+func (c *caller) call(ctx context.Context, identity, kind string, method int32, req proto.Message, timeout time.Duration, attempts int, coming *atomic.Int64) (any, error) {
 	var remote *pcluster.GrainRequest // marshalled once, for the first remote attempt
+	counted := false
+	defer func() {
+		if counted {
+			coming.Add(-1)
+		}
+	}()
 	local := &localRequest{req: req}
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))
@@ -153,6 +162,10 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 		var msg any = local
 		if pid.Address == c.system.Address() {
 			c.local.Inc()
+			if coming != nil && !counted {
+				coming.Add(1)
+				counted = true
+			}
 		} else {
 			c.remote.Inc()
 			if remote == nil {
@@ -257,7 +270,11 @@ const userGrainKind = "UserGrain"
 // callUser calls method of user grain id and returns its answer as R.
 func callUser[R proto.Message](cl *Client, ctx context.Context, id string, method int32, req proto.Message) (R, error) {
 	var zero R
-	res, err := cl.caller.call(ctx, id, userGrainKind, method, req, cl.timeout, cl.retries)
+	var coming *atomic.Int64
+	if method == methodCheckin && cl.writers != nil {
+		coming = &cl.writers.coming
+	}
+	res, err := cl.caller.call(ctx, id, userGrainKind, method, req, cl.timeout, cl.retries, coming)
 	if err != nil {
 		return zero, err
 	}

@@ -18,14 +18,18 @@ type Client struct {
 	view     *CurrentView       // current locations published by this node's grains
 	timeout  time.Duration      // upper bound of one call when the context has no sooner deadline
 	retries  int
+	writers  *Pool // this node's writers: told of checkins on their way to them
 }
 
 // NewClient returns a client with a default per-call timeout. view may be
 // nil; with it, current-location reads of users whose grains are active on
 // this node are answered from what those grains published. m counts where
-// requests were served (checkin_grain_requests_total).
-func NewClient(c *pcluster.Cluster, timeout time.Duration, retries int, view *CurrentView, m *Metrics) *Client {
-	return &Client{caller: newCaller(c, m), fromView: m.served.WithLabelValues(servedView), timeout: timeout, retries: max(retries, 1), view: view}
+// requests were served (checkin_grain_requests_total). writers, this
+// node's writer pool, may be nil; with it, a writer holds a partial batch
+// back (up to its linger time) while checkins of this client are on their
+// way to it through grains on this node.
+func NewClient(c *pcluster.Cluster, timeout time.Duration, retries int, view *CurrentView, m *Metrics, writers *Pool) *Client {
+	return &Client{caller: newCaller(c, m), fromView: m.served.WithLabelValues(servedView), timeout: timeout, retries: max(retries, 1), view: view, writers: writers}
 }
 
 // CreateUser creates the user u.ID through its grain.

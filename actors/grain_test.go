@@ -48,7 +48,7 @@ func startNode(t testing.TB, store persistence.Store, gcfg actors.GrainConfig, w
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &testNode{client: actors.NewClient(member.Cluster, 5*time.Second, 3, view, m), pool: pool, member: member, reg: reg}
+	n := &testNode{client: actors.NewClient(member.Cluster, 5*time.Second, 3, view, m, pool), pool: pool, member: member, reg: reg}
 	t.Cleanup(n.stop)
 	return n
 }

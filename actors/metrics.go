@@ -4,9 +4,10 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // Flush reasons, the label values of checkin_writer_flushes_total.
 const (
-	flushSize     = "size"
-	flushAge      = "age"
-	flushShutdown = "shutdown"
+	flushSize     = "size"     // the batch was full
+	flushAge      = "age"      // it waited the linger time for checkins on their way
+	flushIdle     = "idle"     // no more checkins were on their way
+	flushShutdown = "shutdown" // the pool is draining
 )
 
 // Where a grain request was served, the label values of

@@ -20,7 +20,7 @@ import (
 type WriterConfig struct {
 	Writers      int           // writer actors per node; users are spread over them by hash
 	MaxBatch     int           // checkins per store batch at most
-	Linger       time.Duration // how long a partial batch waits for company when the writer is idle
+	Linger       time.Duration // how long a partial batch waits at most for company (writer doc)
 	QueueSize    int           // checkins queued per writer before new ones are refused
 	MaxInflight  int           // concurrent store batches per writer
 	FlushTimeout time.Duration // deadline of one store batch
@@ -31,7 +31,7 @@ type WriterConfig struct {
 
 // DefaultWriterConfig is tuned for the embedded store on a small machine.
 func DefaultWriterConfig() WriterConfig {
-	return WriterConfig{Writers: 8, MaxBatch: 256, Linger: 500 * time.Microsecond, QueueSize: 4096, MaxInflight: 1, FlushTimeout: 5 * time.Second, LookupConcurrency: 1}
+	return WriterConfig{Writers: 8, MaxBatch: 256, Linger: 2 * time.Millisecond, QueueSize: 4096, MaxInflight: 1, FlushTimeout: 5 * time.Second, LookupConcurrency: 1}
 }
 
 // Validate reports the first setting out of range.
@@ -65,8 +65,13 @@ type Pool struct {
 	m      *Metrics
 	pids   []*actor.PID
 	jobs   []chan []pendingWrite // per writer: batches for its flushers
-	depth  []atomic.Int64
+	depth  []atomic.Int64        // per writer: checkins queued or being written
 	closed atomic.Bool
+	// coming counts the checkin calls in progress from this node to grains
+	// on this node (the Client counts them); those beyond depth's sum are
+	// still on their way to a writer.
+	coming   atomic.Int64
+	runnable runQueue
 }
 
 // NewPool spawns the writer actors.
@@ -103,6 +108,23 @@ func (p *Pool) flusher(jobs <-chan []pendingWrite, writer *actor.PID) {
 		done.took = time.Since(start)
 		p.system.Root.Send(writer, done)
 	}
+}
+
+// worthWaiting reports whether a partial batch should wait (at most the
+// linger time) for company: checkins are still on their way to a writer
+// (calls in progress on this node beyond those queued or being written),
+// or goroutines are waiting for a CPU, so this node is busy and a sync
+// now would take CPU time its requests need, while a larger batch later
+// shares one sync among more checkins. Both are approximate (calls count
+// until their answer is back, calls from other nodes not at all, and the
+// runtime's run queues are read without stopping them); they only decide
+// when a partial batch goes.
+func (p *Pool) worthWaiting() bool {
+	n := p.coming.Load()
+	for i := range p.depth {
+		n -= p.depth[i].Load()
+	}
+	return n > 0 || p.runnable.busy()
 }
 
 func (p *Pool) index(userID string) int {
@@ -165,16 +187,22 @@ type pendingWrite struct {
 	checkExisting bool
 }
 
-// writer batches the checkins of its share of users: a batch goes to the
-// store when it is full, when the linger time has passed, or as soon as the
-// previous batch is done (whatever queued meanwhile has waited long enough).
+// writer batches the checkins of its share of users. A batch goes to the
+// store when it is full; a partial one as soon as a flush slot is free,
+// unless more checkins are on their way through this node (grain calls in
+// progress that have not reached a writer), in which case it waits for
+// them, at most the linger time. So a lone checkin is written at once,
+// and under load, when every sync costs CPU the requests need, batches
+// grow to what arrives within the linger time instead of what arrived
+// during the last sync.
 type writer struct {
 	pool     *Pool
 	idx      int
 	jobs     chan []pendingWrite
 	pending  []pendingWrite
 	inflight int
-	armed    bool
+	armed    bool // a lingerTick is on its way
+	overdue  bool // the linger time passed: the partial batch goes at the next free slot
 	drainers []*actor.PID
 }
 
@@ -182,24 +210,23 @@ func (w *writer) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *messages.WriteCheckin:
 		w.pending = append(w.pending, pendingWrite{c: fromMsg(msg.Checkin), sender: ctx.Sender(), checkExisting: msg.CheckExisting})
-		w.kick(ctx, false)
+		w.kick(ctx)
 	case lingerTick:
 		w.armed = false
-		w.kick(ctx, true)
+		w.overdue = len(w.pending) > 0
+		w.kick(ctx)
 	case *flushDone:
 		w.inflight--
 		w.finish(ctx, msg)
-		w.kick(ctx, true)
+		w.kick(ctx)
 	case drain:
 		w.drainers = append(w.drainers, ctx.Sender())
-		w.kick(ctx, true)
+		w.kick(ctx)
 	}
 }
 
-// kick starts as many flushes as the in-flight bound allows. ripe is true
-// when a partial batch may go now (linger passed, a flush just ended, or
-// the pool is draining).
-func (w *writer) kick(ctx actor.Context, ripe bool) {
+// kick starts as many flushes as the in-flight bound allows.
+func (w *writer) kick(ctx actor.Context) {
 	cfg := w.pool.cfg
 	for len(w.pending) > 0 && w.inflight < cfg.MaxInflight {
 		switch {
@@ -207,8 +234,10 @@ func (w *writer) kick(ctx actor.Context, ripe bool) {
 			w.flush(ctx, flushSize)
 		case len(w.drainers) > 0:
 			w.flush(ctx, flushShutdown)
-		case ripe || cfg.Linger == 0:
+		case w.overdue:
 			w.flush(ctx, flushAge)
+		case cfg.Linger == 0 || !w.pool.worthWaiting():
+			w.flush(ctx, flushIdle)
 		default:
 			if !w.armed {
 				w.armed = true
@@ -231,6 +260,7 @@ func (w *writer) flush(ctx actor.Context, reason string) {
 	batch := make([]pendingWrite, n)
 	copy(batch, w.pending)
 	w.pending = append(w.pending[:0], w.pending[n:]...)
+	w.overdue = false
 	w.inflight++
 	w.pool.m.flushes.WithLabelValues(reason).Inc()
 	w.pool.m.batchSize.Observe(float64(n))

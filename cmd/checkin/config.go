@@ -81,7 +81,7 @@ func (c *config) register(fs *flag.FlagSet) {
 
 	fs.IntVar(&c.Writer.Writers, "writer.count", 0, "writer actors per node (0: 1 for pebble, 4 for scylla)")
 	fs.IntVar(&c.Writer.MaxBatch, "writer.max-batch", c.Writer.MaxBatch, "checkins per store batch at most")
-	fs.DurationVar(&c.Writer.Linger, "writer.linger", c.Writer.Linger, "how long an idle writer waits to fill a batch")
+	fs.DurationVar(&c.Writer.Linger, "writer.linger", c.Writer.Linger, "how long a partial batch waits at most for company while checkins are on their way or the node is busy (0: never)")
 	fs.IntVar(&c.Writer.QueueSize, "writer.queue-size", c.Writer.QueueSize, "checkins queued per writer before new ones get 503")
 	fs.IntVar(&c.Writer.MaxInflight, "writer.max-inflight", 0, "store batches in flight per writer (0: 1 for pebble, 8 for scylla)")
 	fs.DurationVar(&c.Writer.FlushTimeout, "writer.flush-timeout", c.Writer.FlushTimeout, "deadline of one store batch")

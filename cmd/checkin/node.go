@@ -134,7 +134,7 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "checkin_cluster_members", Help: "Members of the cluster topology this node sees, itself included."},
 		func() float64 { return float64(n.member.Members()) }))
-	n.grains = actors.NewClient(n.member.Cluster, cfg.HTTP.RequestTimeout, cfg.CallRetries, n.view, m)
+	n.grains = actors.NewClient(n.member.Cluster, cfg.HTTP.RequestTimeout, cfg.CallRetries, n.view, m, n.pool)
 	notices := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "checkin_record_notices_total",
 		Help: "Notices that a user or location was updated, sent to other members (one per member) and received from them."}, []string{"direction"})
 	reg.MustRegister(notices)
