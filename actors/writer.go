@@ -31,7 +31,7 @@ type WriterConfig struct {
 
 // DefaultWriterConfig is tuned for the embedded store on a small machine.
 func DefaultWriterConfig() WriterConfig {
-	return WriterConfig{Writers: 8, MaxBatch: 256, Linger: 2 * time.Millisecond, QueueSize: 4096, MaxInflight: 1, FlushTimeout: 5 * time.Second, LookupConcurrency: 1}
+	return WriterConfig{Writers: 8, MaxBatch: 256, Linger: 4 * time.Millisecond, QueueSize: 4096, MaxInflight: 1, FlushTimeout: 5 * time.Second, LookupConcurrency: 1}
 }
 
 // Validate reports the first setting out of range.
