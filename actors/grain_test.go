@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 
 	"github.com/checkin/checkin/actors"
@@ -314,21 +316,33 @@ func TestRestartKeepsState(t *testing.T) {
 	}
 }
 
-// metric returns the value of a counter or gauge without labels.
-func (n *testNode) metric(t testing.TB, name string) float64 {
+// metric returns the value of a counter or gauge without labels, or with
+// label (a name and a value) the value of that series: 0 if it has none
+// yet (a labelled series appears once it is first counted).
+func (n *testNode) metric(t testing.TB, name string, label ...string) float64 {
 	t.Helper()
 	mfs, err := n.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == name {
-			m := mf.GetMetric()[0]
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if len(label) == 2 && !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool {
+				return l.GetName() == label[0] && l.GetValue() == label[1]
+			}) {
+				continue
+			}
 			if m.GetGauge() != nil {
 				return m.GetGauge().GetValue()
 			}
 			return m.GetCounter().GetValue()
 		}
+	}
+	if len(label) == 2 {
+		return 0
 	}
 	t.Fatalf("no metric %s", name)
 	return 0

@@ -50,28 +50,6 @@ func (s *batchStore) written() []int {
 	return slices.Clone(s.batches)
 }
 
-// flushes returns checkin_writer_flushes_total{reason}.
-func (n *testNode) flushes(t testing.TB, reason string) float64 {
-	t.Helper()
-	mfs, err := n.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "checkin_writer_flushes_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
-}
-
 // lingeringWriters waits long for company, so that a batch held back by
 // mistake shows as a flush by age (or a call that times out).
 func lingeringWriters() actors.WriterConfig {
@@ -99,7 +77,8 @@ func TestWriterWritesALoneCheckinAtOnce(t *testing.T) {
 	if got := store.written(); !slices.Equal(got, []int{1, 1, 1, 1, 1}) {
 		t.Fatalf("batches %v, want five of one checkin", got)
 	}
-	if idle, age := n.flushes(t, "idle"), n.flushes(t, "age"); idle != 5 || age != 0 {
+	idle, age := n.metric(t, "checkin_writer_flushes_total", "reason", "idle"), n.metric(t, "checkin_writer_flushes_total", "reason", "age")
+	if idle != 5 || age != 0 {
 		t.Fatalf("flushes: %v idle, %v after the linger time; want 5 and 0", idle, age)
 	}
 }
