@@ -20,7 +20,7 @@ import (
 type WriterConfig struct {
 	Writers      int           // writer actors per node; users are spread over them by hash
 	MaxBatch     int           // checkins per store batch at most
-	Linger       time.Duration // how long a partial batch waits at most for company (writer doc)
+	Linger       time.Duration // how long a partial batch waits at most for company (see writer)
 	QueueSize    int           // checkins queued per writer before new ones are refused
 	MaxInflight  int           // concurrent store batches per writer
 	FlushTimeout time.Duration // deadline of one store batch
@@ -189,12 +189,12 @@ type pendingWrite struct {
 
 // writer batches the checkins of its share of users. A batch goes to the
 // store when it is full; a partial one as soon as a flush slot is free,
-// unless more checkins are on their way through this node (grain calls in
-// progress that have not reached a writer), in which case it waits for
-// them, at most the linger time. So a lone checkin is written at once,
-// and under load, when every sync costs CPU the requests need, batches
-// grow to what arrives within the linger time instead of what arrived
-// during the last sync.
+// unless waiting is worth it (Pool.worthWaiting: more checkins are on
+// their way through this node, or the node is busy), in which case it
+// waits for company, at most the linger time. So a lone checkin is
+// written at once, and under load, when every sync costs CPU the requests
+// need, batches grow to what arrives within the linger time instead of
+// what arrived during the last sync.
 type writer struct {
 	pool     *Pool
 	idx      int
