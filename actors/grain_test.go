@@ -869,7 +869,7 @@ type failingDeletes struct {
 
 func (f *failingDeletes) DeleteUser(ctx context.Context, id string) error {
 	if f.failures.Add(-1) >= 0 {
-		return fmt.Errorf("%w: injected after part of the delete", persistence.ErrUnavailable)
+		return fmt.Errorf("%w: injected before deleting anything", persistence.ErrUnavailable)
 	}
 	return f.Store.DeleteUser(ctx, id)
 }
