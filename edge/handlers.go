@@ -68,10 +68,11 @@ func toCheckinJSON(c persistence.Checkin) checkinJSON {
 // newID returns a time-ordered id (UUIDv7).
 func newID() string { return uuid.Must(uuid.NewV7()).String() }
 
-// pathID returns the :id path parameter, validated.
-func pathID(c *fiber.Ctx, what string) (string, error) {
+// pathID returns the :id path parameter, validated. field names it in the
+// error ("user id") and is passed whole, so nothing is built per request.
+func pathID(c *fiber.Ctx, field string) (string, error) {
 	id := c.Params("id")
-	return id, checkID(what+" id", id)
+	return id, checkID(field, id)
 }
 
 func (s *Server) createUser(c *fiber.Ctx) error {
@@ -108,7 +109,7 @@ func (s *Server) createUser(c *fiber.Ctx) error {
 }
 
 func (s *Server) getUser(c *fiber.Ctx) error {
-	id, err := pathID(c, "user")
+	id, err := pathID(c, "user id")
 	if err != nil {
 		return err
 	}
@@ -136,7 +137,7 @@ func userErr(id string, err error) error {
 
 // updateUser changes a user's name. The id and creation time never change.
 func (s *Server) updateUser(c *fiber.Ctx) error {
-	id, err := pathID(c, "user")
+	id, err := pathID(c, "user id")
 	if err != nil {
 		return err
 	}
@@ -224,7 +225,7 @@ func listParams(c *fiber.Ctx, kind RecordKind) (after string, limit int, err err
 // deleteUser deletes the user and every checkin of the user, through the
 // user's grain (it first lets the checkins being written finish).
 func (s *Server) deleteUser(c *fiber.Ctx) error {
-	id, err := pathID(c, "user")
+	id, err := pathID(c, "user id")
 	if err != nil {
 		return err
 	}
@@ -243,7 +244,7 @@ func (s *Server) deleteUser(c *fiber.Ctx) error {
 // deleteLocation deletes a location. Checkins made there stay, with its id;
 // new checkins there are refused as at any unknown location.
 func (s *Server) deleteLocation(c *fiber.Ctx) error {
-	id, err := pathID(c, "location")
+	id, err := pathID(c, "location id")
 	if err != nil {
 		return err
 	}
@@ -263,7 +264,7 @@ func (s *Server) deleteLocation(c *fiber.Ctx) error {
 // and creation time never change. Current-location answers embed the
 // location as it is now, whenever the checkin was made.
 func (s *Server) updateLocation(c *fiber.Ctx) error {
-	id, err := pathID(c, "location")
+	id, err := pathID(c, "location id")
 	if err != nil {
 		return err
 	}
@@ -358,7 +359,7 @@ func (s *Server) createLocation(c *fiber.Ctx) error {
 }
 
 func (s *Server) getLocation(c *fiber.Ctx) error {
-	id, err := pathID(c, "location")
+	id, err := pathID(c, "location id")
 	if err != nil {
 		return err
 	}
@@ -376,7 +377,7 @@ func (s *Server) getLocation(c *fiber.Ctx) error {
 }
 
 func (s *Server) checkin(c *fiber.Ctx) error {
-	userID, err := pathID(c, "user")
+	userID, err := pathID(c, "user id")
 	if err != nil {
 		return err
 	}
@@ -448,7 +449,7 @@ func (s *Server) checkin(c *fiber.Ctx) error {
 }
 
 func (s *Server) currentLocation(c *fiber.Ctx) error {
-	userID, err := pathID(c, "user")
+	userID, err := pathID(c, "user id")
 	if err != nil {
 		return err
 	}
@@ -541,7 +542,7 @@ func appendJSONFloat(b []byte, f float64) []byte {
 }
 
 func (s *Server) listCheckins(c *fiber.Ctx) error {
-	userID, err := pathID(c, "user")
+	userID, err := pathID(c, "user id")
 	if err != nil {
 		return err
 	}
