@@ -49,9 +49,10 @@ func (s *Store) DeleteLocation(ctx context.Context, id string) error {
 // find the rest. Deletes are idempotent and run as writes do: concurrently,
 // bounded by max-inflight, retried with backoff.
 //
-// Rows that no index lists are not found: a checkin whose by-user row was
-// written but whose bucket-index row never was (its write failed and was
-// not retried to success) stays, unreadable as before.
+// Writes go in the same order (see WriteCheckins), so a checkin write that
+// failed part way leaves no row this walk does not reach. (Rows orphaned
+// that way by versions that wrote all checkin tables at once are not
+// found.)
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	if err := persistence.CheckID("user", id); err != nil {
 		return err

@@ -289,3 +289,74 @@ func TestNodeFailure(t *testing.T) {
 		t.Fatalf("current location after recovery = %+v, %v; want at least %s", cur, err, written[len(written)-1].ID)
 	}
 }
+
+// TestDeleteUserAfterFailedWrite: a checkin write that fails at any one
+// table leaves nothing that DeleteUser cannot find. The store fails the
+// table's requests on purpose (as a node that refuses them would), the
+// write answers ErrUnavailable and is not retried, and after DeleteUser no
+// row of the user is left in any table: every row written is listed by an
+// index written before it.
+func TestDeleteUserAfterFailedWrite(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	tables := []string{"buckets_by_user", "checkins_by_user", "checkins_by_user_location", "buckets_by_user_location", "checkin_by_id"}
+	for _, failing := range tables {
+		t.Run(failing, func(t *testing.T) {
+			s := open(t, cfg)
+			ctx := t.Context()
+			user := "u-" + failing
+			if err := s.CreateUser(ctx, persistence.User{ID: user, Name: "n", CreatedAt: day0}); err != nil {
+				t.Fatal(err)
+			}
+			first := persistence.Checkin{ID: "c1", UserID: user, LocationID: "l1", Timestamp: day0.Add(time.Hour)}
+			write(t, s, first)
+			// A new day and a new location: the write needs every table,
+			// index rows included.
+			lost := persistence.Checkin{ID: "c2", UserID: user, LocationID: "l2", Timestamp: day0.Add(26 * time.Hour)}
+			s.fault = func(table string) error {
+				if table == failing {
+					return gocql.ErrNoConnections
+				}
+				return nil
+			}
+			err := s.WriteCheckins(ctx, []persistence.Checkin{lost})
+			s.fault = nil
+			if !errors.Is(err, persistence.ErrUnavailable) {
+				t.Fatalf("write with %s failing: %v, want ErrUnavailable", failing, err)
+			}
+			if err := s.DeleteUser(ctx, user); err != nil {
+				t.Fatalf("DeleteUser: %v", err)
+			}
+			count := func(cql string, args ...any) int {
+				var n int64
+				if err := s.s.Query(cql, args...).WithContext(ctx).Scan(&n); err != nil {
+					t.Fatalf("%s: %v", cql, err)
+				}
+				return int(n)
+			}
+			var left []string
+			for _, c := range []persistence.Checkin{first, lost} {
+				b := persistence.BucketOf(c.Timestamp)
+				for _, q := range []struct {
+					table string
+					n     int
+				}{
+					{"checkins_by_user", count(`SELECT COUNT(*) FROM checkins_by_user WHERE user_id = ? AND bucket = ?`, user, b)},
+					{"checkins_by_user_location", count(`SELECT COUNT(*) FROM checkins_by_user_location WHERE user_id = ? AND location_id = ? AND bucket = ?`, user, c.LocationID, b)},
+					{"buckets_by_user_location", count(`SELECT COUNT(*) FROM buckets_by_user_location WHERE user_id = ? AND location_id = ?`, user, c.LocationID)},
+					{"checkin_by_id", count(`SELECT COUNT(*) FROM checkin_by_id WHERE user_id = ? AND checkin_id = ?`, user, c.ID)},
+				} {
+					if q.n > 0 {
+						left = append(left, fmt.Sprintf("%s: %d row(s) of %s", q.table, q.n, c.ID))
+					}
+				}
+			}
+			if n := count(`SELECT COUNT(*) FROM buckets_by_user WHERE user_id = ?`, user); n > 0 {
+				left = append(left, fmt.Sprintf("buckets_by_user: %d row(s)", n))
+			}
+			if len(left) > 0 {
+				t.Fatalf("after DeleteUser, rows of the user are left: %v", left)
+			}
+		})
+	}
+}

@@ -32,6 +32,9 @@ type Store struct {
 	jobs    chan job       // write requests for the workers
 	workers sync.WaitGroup // Config.MaxInflight workers, each one request in flight
 	indexed *persistence.WrittenSet
+	// fault, when set (tests only), fails the requests that write its
+	// table with the error it returns, before they are sent.
+	fault func(table string) error
 
 	// mu is held shared by every call that uses the session and exclusively
 	// by Close, so Close waits for calls in flight.

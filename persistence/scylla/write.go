@@ -66,13 +66,16 @@ type partition struct {
 // (at most maxRowsPerBatch rows each; never a batch across partitions), which
 // run concurrently, bounded by Config.MaxInflight for the whole store. Each
 // fails over and retries transient errors with backoff within ctx's deadline
-// (at most Config.Retries times). Two phases:
+// (at most Config.Retries times). The tables are written in phases, each
+// only when every write of the phases before it succeeded, so that every
+// row is listed by rows written before it (the order DeleteUser walks), and
+// GetCheckin finds a checkin only once every other table has it:
 //
-//  1. checkins_by_user, checkins_by_user_location and their bucket indexes
-//     (the current location is read from checkins_by_user: no row of its
-//     own);
-//  2. only when all of phase 1 succeeded, checkin_by_id, so that GetCheckin
-//     finds a checkin only once every other table has it.
+//  1. buckets_by_user, the user's days (only rows not known written);
+//  2. checkins_by_user, which lists each checkin's id and location (the
+//     current location is read from it: no row of its own);
+//  3. checkins_by_user_location and buckets_by_user_location;
+//  4. checkin_by_id.
 //
 // An error wraps persistence.ErrUnavailable for transient failures; part of
 // the batch may have been written. Every write is an idempotent upsert keyed
@@ -91,16 +94,36 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 	if err := ctx.Err(); err != nil {
 		return storeErr("write checkins", err)
 	}
-	rows, byID := s.plan(batch)
-	if err := s.run(ctx, rows); err != nil {
-		return err
+	for _, phase := range s.plan(batch) {
+		if len(phase) == 0 {
+			continue
+		}
+		if err := s.run(ctx, phase); err != nil {
+			return err
+		}
 	}
-	return s.run(ctx, byID)
+	return nil
 }
 
-// plan groups the writes of batch into units: rows holds phase 1, byID
-// phase 2.
-func (s *Store) plan(batch []persistence.Checkin) (rows, byID []unit) {
+// writePhases is how many phases a checkin write has (see WriteCheckins).
+const writePhases = 4
+
+// phaseOf returns the write phase of a checkin table (see WriteCheckins).
+func phaseOf(table string) int {
+	switch table {
+	case "buckets_by_user":
+		return 0
+	case "checkins_by_user":
+		return 1
+	case "checkin_by_id":
+		return 3
+	default: // checkins_by_user_location, buckets_by_user_location
+		return 2
+	}
+}
+
+// plan groups the writes of batch into units, by phase.
+func (s *Store) plan(batch []persistence.Checkin) (phases [writePhases][]unit) {
 	var order []partition
 	groups := make(map[partition][]stmt)
 	add := func(p partition, cql string, args ...any) {
@@ -120,6 +143,7 @@ func (s *Store) plan(batch []persistence.Checkin) (rows, byID []unit) {
 		add(p, cql, args...)
 	}
 	byIDSeen := make(map[partition]int)
+	byID := &phases[phaseOf("checkin_by_id")]
 
 	for _, c := range batch {
 		c.Timestamp = persistence.Millis(c.Timestamp)
@@ -140,15 +164,16 @@ func (s *Store) plan(batch []persistence.Checkin) (rows, byID []unit) {
 		p := partition{table: "checkin_by_id", user: c.UserID, id: c.ID}
 		st := stmt{cqlInsertCheckinByID, []any{user, id, ms, loc}}
 		if i, ok := byIDSeen[p]; ok {
-			byID[i].stmts[0] = st // the same checkin twice in one batch: the last wins
+			(*byID)[i].stmts[0] = st // the same checkin twice in one batch: the last wins
 		} else {
-			byIDSeen[p] = len(byID)
-			byID = append(byID, unit{table: p.table, stmts: []stmt{st}})
+			byIDSeen[p] = len(*byID)
+			*byID = append(*byID, unit{table: p.table, stmts: []stmt{st}})
 		}
 	}
 
 	for _, p := range order {
 		st := groups[p]
+		phase := &phases[phaseOf(p.table)]
 		for len(st) > 0 {
 			n := min(len(st), maxRowsPerBatch)
 			u := unit{table: p.table, stmts: st[:n:n]}
@@ -156,11 +181,11 @@ func (s *Store) plan(batch []persistence.Checkin) (rows, byID []unit) {
 				// Index partitions hold one statement per key, in order.
 				u.indexKeys, indexKeys[p] = keys[:n:n], keys[n:]
 			}
-			rows = append(rows, u)
+			*phase = append(*phase, u)
 			st = st[n:]
 		}
 	}
-	return rows, byID
+	return phases
 }
 
 func indexKey(kind, user, loc string, bucket int64) string {
@@ -263,6 +288,11 @@ func (s *Store) execWithRetry(ctx context.Context, u *unit) error {
 // exec sends one unit: a single statement, or an unlogged batch of one
 // partition. Retries are left to execWithRetry.
 func (s *Store) exec(ctx context.Context, u *unit) error {
+	if s.fault != nil {
+		if err := s.fault(u.table); err != nil {
+			return err
+		}
+	}
 	if len(u.stmts) == 1 {
 		st := u.stmts[0]
 		q := s.s.Query(st.cql, st.args...).WithContext(ctx).Idempotent(true).RetryPolicy(noRetry)
