@@ -17,7 +17,10 @@
 //     acknowledged at the configured write consistency (LOCAL_QUORUM by
 //     default). Rows are sent as single-partition unlogged batches, never
 //     batches across partitions, concurrently and bounded by
-//     scylla.max-inflight. checkin_by_id is written last, so GetCheckin
+//     scylla.max-inflight. The tables are written in phases, each row
+//     after the rows that list it (a user's days, then checkins_by_user,
+//     then the by-location rows), so DeleteUser finds every row of a write
+//     that failed part way; checkin_by_id is written last, so GetCheckin
 //     finds a checkin only when all its rows are written.
 //   - A failed call returns an error wrapping persistence.ErrUnavailable when
 //     the cluster is down, overloaded or slow, and within the caller's
