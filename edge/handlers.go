@@ -205,7 +205,7 @@ func listPage[T, J any](s *Server, c *fiber.Ctx, kind RecordKind, field string,
 	}
 	cursor, _ := json.Marshal(next)
 	b := append(append(append(append([]byte(`{"`), field...), `":`...), items...), `,"next_cursor":`...)
-	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	c.Response().Header.SetContentType(fiber.MIMEApplicationJSON)
 	return c.Send(append(append(b, cursor...), '}'))
 }
 
@@ -299,7 +299,7 @@ func (s *Server) updateLocation(c *fiber.Ctx) error {
 		return err
 	}
 	s.changed(KindLocation, id)
-	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	c.Response().Header.SetContentType(fiber.MIMEApplicationJSON)
 	return c.Send(appendLocationJSON(make([]byte, 0, 128), l))
 }
 
@@ -354,7 +354,7 @@ func (s *Server) createLocation(c *fiber.Ctx) error {
 		return err
 	}
 	s.records.putLocation(g, l)
-	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	c.Response().Header.SetContentType(fiber.MIMEApplicationJSON)
 	return c.Status(http.StatusCreated).Send(appendLocationJSON(make([]byte, 0, 128), l))
 }
 
@@ -372,7 +372,7 @@ func (s *Server) getLocation(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	c.Response().Header.SetContentType(fiber.MIMEApplicationJSON)
 	return c.Send(b)
 }
 
@@ -443,7 +443,7 @@ func (s *Server) checkin(c *fiber.Ctx) error {
 	buf := answers.Get().(*[]byte)
 	defer answers.Put(buf)
 	*buf = appendCheckinJSON((*buf)[:0], stored)
-	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	c.Response().Header.SetContentType(fiber.MIMEApplicationJSON)
 	c.Status(status).Response().SetBody(*buf) // a copy: see currentLocation
 	return nil
 }
@@ -472,7 +472,7 @@ func (s *Server) currentLocation(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	c.Response().Header.SetContentType(fiber.MIMEApplicationJSON)
 	// SetBody copies into the response's own buffer. (Fiber's Send keeps
 	// the slice until the response is written, after this buffer is back in
 	// the pool: concurrent reads then answered with each other's bodies.)

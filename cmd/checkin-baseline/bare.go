@@ -43,6 +43,6 @@ func bareRoutes(app *fiber.App) {
 
 func sendJSON(c *fiber.Ctx, status int, body string) error {
 	c.Status(status)
-	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	c.Response().Header.SetContentType(fiber.MIMEApplicationJSON)
 	return c.SendString(body)
 }
