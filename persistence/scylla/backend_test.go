@@ -49,6 +49,17 @@ func rowsIn(t testing.TB, s *Store, user string, buckets ...int64) []string {
 	return out
 }
 
+// countRows runs a SELECT COUNT(*) statement straight on the store's
+// session and returns the count.
+func countRows(t testing.TB, s *Store, cql string, args ...any) int {
+	t.Helper()
+	var n int64
+	if err := s.s.Query(cql, args...).WithContext(t.Context()).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", cql, err)
+	}
+	return int(n)
+}
+
 func ids(cs []persistence.Checkin) []string {
 	out := make([]string, len(cs))
 	for i, c := range cs {
@@ -236,13 +247,7 @@ func TestIdempotentRewrites(t *testing.T) {
 	}
 	write(t, open(t, cfg), cs...)
 
-	count := func(cql string, args ...any) int {
-		var n int64
-		if err := s.s.Query(cql, args...).WithContext(t.Context()).Scan(&n); err != nil {
-			t.Fatalf("%s: %v", cql, err)
-		}
-		return int(n)
-	}
+	count := func(cql string, args ...any) int { return countRows(t, s, cql, args...) }
 	buckets := map[int64]bool{}
 	byUser, byLoc := 0, 0
 	for _, c := range cs {
