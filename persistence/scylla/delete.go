@@ -105,10 +105,8 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	}
 	derived = append(derived, one("current_location", cqlDeleteCurrentLocation, id))
 	byUser = append(byUser, one("buckets_by_user", cqlDeleteBucketsByUser, id))
-	for _, phase := range [][]unit{derived, byUser} {
-		if err := s.run(ctx, phase); err != nil {
-			return err
-		}
+	if err := s.runPhases(ctx, derived, byUser); err != nil {
+		return err
 	}
 	// A re-created user's first checkins in these buckets must write their
 	// index rows again.

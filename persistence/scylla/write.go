@@ -94,7 +94,14 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 	if err := ctx.Err(); err != nil {
 		return storeErr("write checkins", err)
 	}
-	for _, phase := range s.plan(batch) {
+	phases := s.plan(batch)
+	return s.runPhases(ctx, phases[:]...)
+}
+
+// runPhases runs each phase's units (see run) only when every phase before
+// it succeeded; empty phases cost nothing.
+func (s *Store) runPhases(ctx context.Context, phases ...[]unit) error {
+	for _, phase := range phases {
 		if len(phase) == 0 {
 			continue
 		}
