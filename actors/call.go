@@ -69,6 +69,12 @@ var _ actor.Process = (*replyBox)(nil)
 
 func (b *replyBox) SendUserMessage(_ *actor.PID, m any) {
 	_, msg, _ := actor.UnwrapEnvelope(m)
+	b.deliver(msg)
+}
+
+// deliver hands the answer to the waiting caller. Grains on this node call
+// it directly (replyTo), skipping the process registry.
+func (b *replyBox) deliver(msg any) {
 	select {
 	case b.ch <- msg:
 	default: // a second answer to one call: not expected, dropped
@@ -115,7 +121,10 @@ func (c *caller) retire(b *replyBox) { c.system.ProcessRegistry.Remove(b.pid) }
 // request is not copied: the grain may keep it and the strings it holds
 // (a checkin's id and location) past the call, so callers build a new one
 // per call from strings that stay unchanged.
-type localRequest struct{ req proto.Message }
+type localRequest struct {
+	req proto.Message
+	box *replyBox // where the grain answers
+}
 
 // placementBackoff is the wait before attempt n+1 of a call that found no
 // placement, times n.
@@ -140,7 +149,6 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 			coming.Add(-1)
 		}
 	}()
-	local := &localRequest{req: req}
 	if d, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(d))
 	}
@@ -149,6 +157,7 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 	}
 	deadline := time.Now().Add(timeout)
 	b := c.box()
+	local := &localRequest{req: req, box: b}
 	for attempt := 1; ; attempt++ {
 		pid := c.pid(identity, kind)
 		if pid == nil { // no member could activate it (the topology may be changing)

@@ -85,8 +85,23 @@ type entry struct {
 }
 
 type waiter struct {
-	sender *actor.PID
-	req    *messages.CheckinRequest
+	to  replyTo
+	req *messages.CheckinRequest
+}
+
+// replyTo is where a grain answers a call: straight into the caller's
+// reply box when the call came from this node, else to the sender's PID.
+type replyTo struct {
+	box *replyBox
+	pid *actor.PID
+}
+
+func (r replyTo) send(ctx actor.SenderContext, m proto.Message) {
+	if r.box != nil {
+		r.box.deliver(m)
+		return
+	}
+	ctx.Send(r.pid, m)
 }
 
 // slot holds an entry beside the hash of its checkin id and, once it is
@@ -450,13 +465,17 @@ func (g *userGrain) deleteWhenIdle(ctx pcluster.GrainContext) {
 }
 
 func (g *userGrain) Checkin(req *messages.CheckinRequest, _ func(*messages.CheckinResponse), _ func(error), ctx pcluster.GrainContext) error {
+	return g.checkin(ctx, req, replyTo{pid: ctx.Sender()})
+}
+
+func (g *userGrain) checkin(ctx pcluster.GrainContext, req *messages.CheckinRequest, to replyTo) error {
 	defer g.touch()
 	if err := g.existing(ctx); err != nil {
 		return toGrainError(err)
 	}
 	c := fromMsg(req.GetCheckin())
 	c.UserID = g.id
-	w := waiter{sender: ctx.Sender(), req: req}
+	w := waiter{to: to, req: req}
 	if e := g.find(c.ID); e != nil {
 		if !e.done {
 			e.waiters = append(e.waiters, w)
@@ -473,7 +492,7 @@ func (g *userGrain) Checkin(req *messages.CheckinRequest, _ func(*messages.Check
 	// one is not among them: the writer looks it up in the same round trip
 	// as the write.
 	lookup := req.GetClientId() && (!g.complete || g.knows(idHash(c.ID)))
-	if err := g.deps.Writers.submit(ctx, e.c, lookup); err != nil {
+	if err := g.deps.Writers.submit(ctx, e, lookup); err != nil {
 		g.fail(ctx, e, err)
 	}
 	return nil
@@ -485,7 +504,7 @@ func (g *userGrain) ReceiveDefault(ctx pcluster.GrainContext) {
 	switch m := ctx.Message().(type) {
 	case *localRequest:
 		g.serveLocal(ctx, m)
-	case *messages.WriteResult:
+	case *writeResult:
 		g.written(ctx, m)
 	case passivateNow:
 		g.passivate(ctx)
@@ -515,7 +534,7 @@ func (g *userGrain) serveLocal(ctx pcluster.GrainContext, m *localRequest) {
 	)
 	switch req := m.req.(type) {
 	case *messages.CheckinRequest:
-		err = g.Checkin(req, nil, nil, ctx)
+		err = g.checkin(ctx, req, replyTo{box: m.box})
 	case *messages.CurrentLocationRequest:
 		res, err = g.CurrentLocation(req, ctx)
 	case *messages.GetUserRequest:
@@ -529,26 +548,27 @@ func (g *userGrain) serveLocal(ctx pcluster.GrainContext, m *localRequest) {
 	}
 	switch {
 	case err != nil:
-		ctx.Respond(pcluster.FromError(err))
+		m.box.deliver(pcluster.FromError(err))
 	case res != nil:
-		ctx.Respond(res)
+		m.box.deliver(res)
 	}
 }
 
-// written takes a writer's answer for one checkin.
-func (g *userGrain) written(ctx pcluster.GrainContext, r *messages.WriteResult) {
+// written takes a writer's answer for one checkin: the entry it was
+// submitted with, answered once.
+func (g *userGrain) written(ctx pcluster.GrainContext, r *writeResult) {
 	defer g.touch()
-	e := g.find(r.GetCheckinId())
-	if e == nil || e.done {
+	e := r.e
+	if e.done {
 		return
 	}
 	switch {
-	case r.GetError() != "" && r.GetUnavailable():
+	case r.err != nil && (errors.Is(r.err, persistence.ErrUnavailable) || errors.Is(r.err, context.DeadlineExceeded)):
 		g.fail(ctx, e, newError(ErrUnavailable, CodeUnavailable, "the store is unavailable; retry with the same id"))
-	case r.GetError() != "":
-		g.fail(ctx, e, errors.New("store write failed: "+r.GetError()))
-	case r.GetExisting() != nil:
-		e.c = fromMsg(r.GetExisting())
+	case r.err != nil:
+		g.fail(ctx, e, errors.New("store write failed: "+r.err.Error()))
+	case r.existing != nil:
+		e.c = *r.existing
 		g.settle(ctx, e, false)
 	default:
 		if g.deleting == nil && (g.current == nil || e.c.Newer(*g.current)) {
@@ -583,11 +603,11 @@ func (g *userGrain) settle(ctx pcluster.GrainContext, e *entry, created bool) {
 func (g *userGrain) answer(ctx pcluster.GrainContext, e *entry, w waiter, created bool) {
 	req := fromMsg(w.req.GetCheckin())
 	if !created && (req.LocationID != e.c.LocationID || (w.req.GetTimestampSet() && !req.Timestamp.Equal(e.c.Timestamp))) {
-		ctx.Send(w.sender, toGrainError(newError(ErrConflict, CodeCheckinConflict,
+		w.to.send(ctx, toGrainError(newError(ErrConflict, CodeCheckinConflict,
 			"checkin "+e.c.ID+" was already recorded with a different location or timestamp")))
 		return
 	}
-	ctx.Send(w.sender, &messages.CheckinResponse{Checkin: toMsg(e.c), Created: created})
+	w.to.send(ctx, &messages.CheckinResponse{Checkin: toMsg(e.c), Created: created})
 }
 
 // fail forgets e (so a retry tries again) and passes err to its waiters.
@@ -600,7 +620,7 @@ func (g *userGrain) fail(ctx pcluster.GrainContext, e *entry, err error) {
 		}
 	}
 	for _, w := range e.waiters {
-		ctx.Send(w.sender, toGrainError(err))
+		w.to.send(ctx, toGrainError(err))
 	}
 	g.deleteWhenIdle(ctx)
 }

@@ -133,21 +133,22 @@ func (p *Pool) index(userID string) int {
 	return int(h.Sum32() % uint32(len(p.pids)))
 }
 
-// submit hands c to its writer, which answers ctx's actor with a
-// WriteResult; it returns ErrOverloaded at once when that writer's queue is
-// full. checkExisting asks the writer to look the checkin id up first.
-func (p *Pool) submit(ctx actor.Context, c persistence.Checkin, checkExisting bool) error {
+// submit hands e's checkin to its writer, which answers ctx's actor with a
+// *writeResult for e; it returns ErrOverloaded at once when that writer's
+// queue is full. checkExisting asks the writer to look the checkin id up
+// first.
+func (p *Pool) submit(ctx actor.Context, e *entry, checkExisting bool) error {
 	if p.closed.Load() {
 		return newError(ErrUnavailable, CodeUnavailable, "the node is shutting down")
 	}
-	i := p.index(c.UserID)
+	i := p.index(e.c.UserID)
 	if p.depth[i].Add(1) > int64(p.cfg.QueueSize) {
 		p.depth[i].Add(-1)
 		p.m.rejected.Inc()
 		return newError(ErrOverloaded, CodeOverloaded, "too many checkins are waiting to be written; retry shortly")
 	}
 	p.m.queueDepth.Inc()
-	ctx.Request(p.pids[i], &messages.WriteCheckin{Checkin: toMsg(c), CheckExisting: checkExisting})
+	ctx.Send(p.pids[i], &pendingWrite{c: e.c, e: e, grain: ctx.Self(), checkExisting: checkExisting})
 	return nil
 }
 
@@ -181,10 +182,22 @@ type (
 	}
 )
 
+// pendingWrite is a checkin on its way to the store. Writers and grains
+// share a node, so it and writeResult are plain Go values, not protobuf
+// messages: no copies, and the grain gets its entry back without a search.
 type pendingWrite struct {
-	c             persistence.Checkin
-	sender        *actor.PID
+	c             persistence.Checkin // a copy: the writer never reads e
+	e             *entry              // the grain's entry, handed back as is
+	grain         *actor.PID          // who gets the writeResult
 	checkExisting bool
+}
+
+// writeResult is a writer's answer for one checkin: written (err nil,
+// existing nil), found stored already (existing), or failed (err).
+type writeResult struct {
+	e        *entry
+	existing *persistence.Checkin
+	err      error
 }
 
 // writer batches the checkins of its share of users. A batch goes to the
@@ -208,8 +221,8 @@ type writer struct {
 
 func (w *writer) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
-	case *messages.WriteCheckin:
-		w.pending = append(w.pending, pendingWrite{c: fromMsg(msg.Checkin), sender: ctx.Sender(), checkExisting: msg.CheckExisting})
+	case *pendingWrite:
+		w.pending = append(w.pending, *msg)
 		w.kick(ctx)
 	case lingerTick:
 		w.armed = false
@@ -346,20 +359,15 @@ func (w *writer) finish(ctx actor.Context, done *flushDone) {
 	}
 	w.pool.m.flushLatency.WithLabelValues(label).Observe(done.took.Seconds())
 	for i, p := range done.batch {
-		r := &messages.WriteResult{CheckinId: p.c.ID}
-		err := done.err
+		r := &writeResult{e: p.e, err: done.err}
 		switch {
 		case done.lookupErr[i] != nil:
-			err = done.lookupErr[i]
+			r.err = done.lookupErr[i]
 		case done.existing[i] != nil:
-			r.Existing, err = toMsg(*done.existing[i]), nil
+			r.existing, r.err = done.existing[i], nil
 		}
-		if err != nil {
-			r.Error = err.Error()
-			r.Unavailable = errors.Is(err, persistence.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
-		}
-		if p.sender != nil {
-			ctx.Send(p.sender, r)
+		if p.grain != nil {
+			ctx.Send(p.grain, r)
 		}
 	}
 	w.pool.depth[w.idx].Add(-int64(len(done.batch)))
