@@ -121,7 +121,7 @@ func classifyCause(err error, unavailable func(bool, outcome) errClass) errClass
 		errors.Is(err, gocql.ErrSessionNotReady), errors.Is(err, gocql.ErrNoHosts):
 		return unavailable(true, notApplied)
 	case errors.Is(err, gocql.ErrTimeoutNoResponse), errors.Is(err, gocql.ErrConnectionClosed),
-		errors.Is(err, gocql.ErrTooManyTimeouts), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.EPIPE):
 		return unavailable(true, maybeApplied)
 	}
