@@ -2,6 +2,7 @@
 GO        ?= go
 BIN       ?= bin
 PROTOC_GEN_GO_VERSION    := v1.36.12
+STATICCHECK_VERSION      := v0.8.2
 PROTOACTOR_VERSION       := $(shell $(GO) list -m -f '{{.Version}}' github.com/asynkron/protoactor-go)
 
 .PHONY: help build run test test-integration bench bench-http proto tools lint cassandra-up cassandra-down etcd-up etcd-down
@@ -46,9 +47,10 @@ tools: ## install the pinned code generators (protoc itself: apt-get install pro
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	$(GO) install github.com/asynkron/protoactor-go/protobuf/protoc-gen-go-grain@$(PROTOACTOR_VERSION)
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet and staticcheck (pinned; fetched by go run on first use)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 cassandra-up: ## start a local Cassandra node for the CQL tests (127.0.0.1:9042)
 	.ci/cassandra-up
