@@ -19,29 +19,38 @@ import (
 
 // client sends requests to the targets in turn. It uses fasthttp's
 // HostClient: one pool of keep-alive connections per target, sized to the
-// concurrency, no automatic retries (a retry would hide an error).
+// concurrency, no automatic retries (a retry would hide an error; callers
+// retry where they count it). With eject set, a target that refused or
+// dropped a connection is skipped for that long.
 type client struct {
 	targets []*target
 	next    atomic.Uint64
 	timeout time.Duration
-	auth    []byte // Authorization header value; nil: none
+	auth    []byte        // Authorization header value; nil: none
+	eject   time.Duration // 0: never skip a target
 }
 
 type target struct {
-	base   string // as given, for reports
-	prefix string // path prefix of the base URL, without the trailing slash
-	hc     *fasthttp.HostClient
+	base      string // as given, for reports
+	prefix    string // path prefix of the base URL, without the trailing slash
+	hc        *fasthttp.HostClient
+	downUntil atomic.Int64 // unix nanoseconds: skipped until then (eject)
+	ejections atomic.Int64
 }
 
 // clientOpts are the client's optional settings.
 type clientOpts struct {
-	apiKey string      // sent as a bearer token with every request; "": none
-	tls    *tls.Config // for https targets; nil: Go's defaults
+	apiKey string        // sent as a bearer token with every request; "": none
+	tls    *tls.Config   // for https targets; nil: Go's defaults
+	eject  time.Duration // skip a target this long after a connection error on it; 0: never
 }
 
 // newClient makes a client of the targets at bases.
 func newClient(bases []*url.URL, conns int, timeout time.Duration, o clientOpts) *client {
 	c := &client{timeout: timeout}
+	if len(bases) > 1 {
+		c.eject = o.eject // with one target there is nowhere else to go
+	}
 	if o.apiKey != "" {
 		c.auth = []byte("Bearer " + o.apiKey)
 	}
@@ -78,30 +87,57 @@ func newClient(bases []*url.URL, conns int, timeout time.Duration, o clientOpts)
 	return c
 }
 
-// pick returns the next target, round-robin.
-func (c *client) pick() *target {
-	if len(c.targets) == 1 {
-		return c.targets[0]
-	}
-	return c.targets[c.nextIndex()]
-}
-
-// nextIndex returns the index of the next target, round-robin.
+// nextIndex returns the index of the next target, round-robin over the
+// targets not ejected (over all of them when every one is).
 func (c *client) nextIndex() int {
-	return int((c.next.Add(1) - 1) % uint64(len(c.targets)))
+	n := uint64(len(c.targets))
+	if n == 1 {
+		return 0
+	}
+	i := int((c.next.Add(1) - 1) % n)
+	if c.eject == 0 {
+		return i
+	}
+	now := time.Now().UnixNano()
+	for range n {
+		if c.targets[i].downUntil.Load() <= now {
+			return i
+		}
+		i = int((c.next.Add(1) - 1) % n)
+	}
+	return i
 }
 
 // do sends one request to the next target: method to path (which starts
 // with '/'), with body as JSON when it is not nil. The answer is left in
 // resp.
 func (c *client) do(req *fasthttp.Request, resp *fasthttp.Response, method string, path, body []byte) error {
-	return c.doOn(c.pick(), req, resp, method, path, body)
+	return c.doAt(c.nextIndex(), req, resp, method, path, body)
 }
 
-// doAt is do on target i (modulo the number of targets): a caller that
-// retries with i+1 tries every target in turn.
+// doAt is do on target i (modulo the number of targets), or the first after
+// it that is not ejected: a caller that retries with i+1 tries every target
+// in turn.
 func (c *client) doAt(i int, req *fasthttp.Request, resp *fasthttp.Response, method string, path, body []byte) error {
-	return c.doOn(c.targets[i%len(c.targets)], req, resp, method, path, body)
+	n := len(c.targets)
+	t := c.targets[i%n]
+	if c.eject > 0 {
+		now := time.Now().UnixNano()
+		for k := range n {
+			if u := c.targets[(i+k)%n]; u.downUntil.Load() <= now {
+				t = u
+				break
+			}
+		}
+	}
+	err := c.doOn(t, req, resp, method, path, body)
+	if err != nil && c.eject > 0 && transportKind(err) == kindConnection {
+		now := time.Now().UnixNano()
+		if t.downUntil.Swap(now+int64(c.eject)) <= now {
+			t.ejections.Add(1)
+		}
+	}
+	return err
 }
 
 func (c *client) doOn(t *target, req *fasthttp.Request, resp *fasthttp.Response, method string, path, body []byte) error {

@@ -24,6 +24,9 @@ type config struct {
 	Requests       int64
 	Warmup         time.Duration
 	Timeout        time.Duration
+	Retries        int           // measured phase: attempts after the first, for retryable failures
+	RetryMaxWait   time.Duration // longest Retry-After honoured before a retry
+	Eject          time.Duration // skip a target this long after a connection error on it (0: never)
 
 	MixCheckin       float64
 	MixLocation      float64
@@ -59,7 +62,7 @@ type config struct {
 func defaultConfig() config {
 	return config{
 		Targets: "http://127.0.0.1:8080", Concurrency: 64, MaxOutstanding: 10000, Duration: 10 * time.Second,
-		Timeout: 10 * time.Second, MixCheckin: 1, RangeWindow: 24 * time.Hour, RangeLimit: 50,
+		Timeout: 10 * time.Second, RetryMaxWait: time.Second, MixCheckin: 1, RangeWindow: 24 * time.Hour, RangeLimit: 50,
 		Users: 10000, Locations: 1000, Popularity: "uniform", ZipfS: 1.1, ZipfV: 1, IDPrefix: "load",
 		Seed: 1, Setup: true, SetupConcurrency: 32, SetupCheckins: 1, Progress: true, ProgressInterval: time.Second,
 	}
@@ -78,6 +81,9 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Int64Var(&c.Requests, "requests", c.Requests, "stop after this many requests (0: no count limit)")
 	fs.DurationVar(&c.Warmup, "warmup", c.Warmup, "run the workload this long before measuring (not in the report)")
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "timeout of one request")
+	fs.IntVar(&c.Retries, "retries", c.Retries, "send a request again, up to this many times, when it got no answer or 429, 503 or 504, as a client would: to the next target, with the same body (a checkin keeps its id); latency covers every attempt (0: never)")
+	fs.DurationVar(&c.RetryMaxWait, "retry.max-wait", c.RetryMaxWait, "wait before a retry at most this long: an answer's Retry-After, capped (a request without an answer is retried at once)")
+	fs.DurationVar(&c.Eject, "eject", c.Eject, "with several targets, send nothing to a target for this long after a connection error on it, as a load balancer ejects a dead node (0: never)")
 
 	fs.Float64Var(&c.MixCheckin, "mix.checkin", c.MixCheckin, "weight of checkin writes (POST /v1/users/{id}/checkins)")
 	fs.Float64Var(&c.MixLocation, "mix.location", c.MixLocation, "weight of current-location reads (GET /v1/users/{id}/location)")
@@ -163,6 +169,10 @@ func (c config) validate() error {
 		return errors.New("set --duration or --requests, so the run ends")
 	case c.Timeout <= 0:
 		return errors.New("timeout must be positive")
+	case c.Retries < 0 || c.Retries > 100:
+		return errors.New("retries must be 0 to 100")
+	case c.RetryMaxWait < 0 || c.Eject < 0:
+		return errors.New("retry.max-wait and eject must not be negative")
 	case c.RangeLimit < 1 || c.RangeLimit > 1000:
 		return errors.New("range.limit must be 1 to 1000")
 	case c.RangeWindow <= 0:

@@ -216,6 +216,7 @@ func TestAgainstCheckin(t *testing.T) {
 	}
 	t.Run("verify catches a lost checkin", func(t *testing.T) { verifyCatchesLoss(t, base) })
 	t.Run("verify reads past a target that is down", func(t *testing.T) { verifyPastDeadTarget(t, base) })
+	t.Run("retries and ejection past a target that is down", func(t *testing.T) { retriesPastDeadTarget(t, ctx, base) })
 }
 
 // TestAgainstCheckinWithAPIKeyOverTLS: against a node that requires API
@@ -280,18 +281,66 @@ func TestAgainstCheckinWithAPIKeyOverTLS(t *testing.T) {
 // verifyPastDeadTarget: with targets refusing connections (nodes killed by
 // a fault test), every acknowledged checkin is still read back through the
 // one that answers.
-func verifyPastDeadTarget(t *testing.T, base string) {
-	refused := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close() // connections to it are refused from now on
-		return "http://" + ln.Addr().String()
+// refusedTarget returns the base URL of a loopback port nothing listens
+// on: connections to it are refused.
+func refusedTarget(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer ln.Close() // connections to it are refused from now on
+	return "http://" + ln.Addr().String()
+}
+
+// retriesPastDeadTarget runs the load against a dead target beside the
+// node, as a load test whose node was killed: without retries the dead
+// target's share fails; with retries and ejection every request is
+// answered, the dead target is ejected, and nothing acknowledged is lost.
+func retriesPastDeadTarget(t *testing.T, ctx context.Context, base string) {
+	dead := refusedTarget(t)
+	cfg := defaultConfig()
+	cfg.Targets = dead + "," + base
+	cfg.Duration, cfg.Concurrency = time.Second, 4
+	cfg.Users, cfg.Locations = 20, 5
+	cfg.IDPrefix, cfg.Progress, cfg.Verify = "retry", false, true
+	var out bytes.Buffer
+	rep, err := run(ctx, cfg, &out, io.Discard)
+	if err != nil {
+		t.Fatalf("run without retries: %v\n%s", err, out.String())
+	}
+	if rep.ErrorKinds[kindConnection] == 0 || rep.Retries != 0 || len(rep.Ejections) != 0 {
+		t.Fatalf("without retries: errors %v, retries %d, ejections %v; want the dead target's share failed", rep.ErrorKinds, rep.Retries, rep.Ejections)
+	}
+
+	// The users exist now; without a setup the measured phase is the
+	// first to meet the dead target (a setup would eject it first).
+	cfg.Retries, cfg.Eject, cfg.JSON, cfg.Setup = 2, time.Minute, true, false
+	out.Reset()
+	if rep, err = run(ctx, cfg, &out, io.Discard); err != nil {
+		t.Fatalf("run with retries: %v\n%s", err, out.String())
+	}
+	t.Logf("report:\n%s", out.String())
+	if rep.Errors != 0 || rep.OK == 0 {
+		t.Errorf("with retries: ok %d, errors %v; want every request answered", rep.OK, rep.ErrorKinds)
+	}
+	if rep.Retries == 0 || rep.RetriedKinds[kindConnection] != rep.Retries {
+		t.Errorf("retries %d after %v; want the dead target's connection errors retried", rep.Retries, rep.RetriedKinds)
+	}
+	// Ejected for a minute: from its first refusal on, only the other
+	// target is asked (each worker may meet it once before that).
+	if n := rep.Ejections[dead]; n != 1 || rep.Retries > int64(cfg.Concurrency)+1 {
+		t.Errorf("ejections %v, retries %d: want the dead target ejected once and skipped after", rep.Ejections, rep.Retries)
+	}
+	if v := rep.Verify; v == nil || v.Lost != 0 || v.Found != v.Acknowledged || v.Found == 0 {
+		t.Errorf("verify: %+v", rep.Verify)
+	}
+}
+
+func verifyPastDeadTarget(t *testing.T, base string) {
 	// Three dead targets of four: a read-back that left target choice to
 	// the round-robin could meet them more often than it retries.
-	dead, dead2, dead3 := refused(), refused(), refused()
+	dead, dead2, dead3 := refusedTarget(t), refusedTarget(t), refusedTarget(t)
 	cfg := defaultConfig()
 	cfg.Targets = dead + "," + dead2 + "," + dead3 + "," + base
 	cfg.Users, cfg.Locations, cfg.SetupCheckins = 8, 1, 0

@@ -357,6 +357,10 @@ func TestConfig(t *testing.T) {
 		{"replay rate and speed", []string{"--replay=f", "--rate=5", "--replay-speed=2"}, nil, "not both"},
 		{"replay warmup", []string{"--replay=f", "--warmup=1s"}, nil, "warmup"},
 		{"bad prefix", []string{"--id-prefix=a/b"}, nil, "id-prefix"},
+		{"retries", []string{"--retries=3", "--retry.max-wait=500ms", "--eject=2s"}, nil, ""},
+		{"negative retries", []string{"--retries=-1"}, nil, "retries must be 0 to 100"},
+		{"retries env twin", nil, map[string]string{"CHECKIN_RETRIES": "101"}, "retries must be 0 to 100"},
+		{"negative eject", []string{"--eject=-1s"}, nil, "must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			getenv := func(k string) string { return tc.env[k] }
@@ -455,4 +459,59 @@ func testRunner(t *testing.T, cfg config, timeout time.Duration) *runner {
 	r.cl = newClient(bases, 1, timeout, clientOpts{})
 	t.Cleanup(r.cl.close)
 	return r
+}
+
+// TestRetries: against a server that answers every other request 503 with
+// Retry-After: 1, --retries=1 sends each failed request once more after
+// the capped wait, and the report counts the final outcomes and the
+// retries apart; without retries half the requests fail.
+func TestRetries(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if n.Add(1)%2 == 1 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"error":{"code":"unavailable","message":"try again"}}`))
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		name           string
+		retries        int
+		ok, errs, sent int64
+	}{
+		{"no retries", 0, 10, 10, 20},
+		{"one retry", 1, 20, 0, 40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n.Store(0)
+			cfg := defaultConfig()
+			cfg.Targets, cfg.Concurrency, cfg.Progress = srv.URL, 1, false
+			cfg.Users, cfg.Locations = 5, 5
+			cfg.Retries, cfg.RetryMaxWait = tc.retries, 20*time.Millisecond
+			r := testRunner(t, cfg, time.Second)
+			rng := rand.New(rand.NewPCG(1, 1))
+			r.workers = []*worker{{rng: rng, users: uniformPicker{rng, 5}, locs: uniformPicker{rng, 5}, req: &fasthttp.Request{}, resp: &fasthttp.Response{}}}
+			rec := newRecorder(1)
+			_, elapsed := r.phase(context.Background(), "run", rec, 0, 20)
+			rep := &Report{}
+			rep.fill(cfg, rec, elapsed, nil)
+			if rep.Requests != 20 || rep.OK != tc.ok || rep.Errors != tc.errs || n.Load() != tc.sent {
+				t.Fatalf("requests %d, ok %d, errors %d, sent %d; want 20, %d, %d, %d", rep.Requests, rep.OK, rep.Errors, n.Load(), tc.ok, tc.errs, tc.sent)
+			}
+			if rep.Retries != int64(tc.retries)*20 || rep.RetriedKinds["503:unavailable"] != rep.Retries {
+				t.Fatalf("retries %d after %v", rep.Retries, rep.RetriedKinds)
+			}
+			if tc.errs > 0 && rep.ErrorKinds["503:unavailable"] != tc.errs {
+				t.Fatalf("error kinds %v", rep.ErrorKinds)
+			}
+			// Each retry waited Retry-After capped to --retry.max-wait: at
+			// least 20 ms, far less than the second the server asked for.
+			if tc.retries > 0 && (rep.Latency.P50 < 20 || rep.Latency.Max >= 1000) {
+				t.Fatalf("latency %+v: want every request to include one capped wait", rep.Latency)
+			}
+		})
+	}
 }

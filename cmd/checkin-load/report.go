@@ -34,6 +34,13 @@ type Report struct {
 	Ops         map[string]*OpReport `json:"ops"`
 	StatusCodes map[string]int64     `json:"status_codes"`
 	ErrorKinds  map[string]int64     `json:"error_kinds"`
+	// Retries counts the measured phase's attempts sent again (--retries),
+	// RetriedKinds what they had failed with.
+	Retries      int64            `json:"retries"`
+	RetriedKinds map[string]int64 `json:"retried_kinds,omitempty"`
+	// Ejections counts, per target, the times it was skipped after a
+	// connection error (--eject), over the whole run.
+	Ejections map[string]int64 `json:"ejections,omitempty"`
 
 	Open   *OpenReport   `json:"open,omitempty"`
 	Setup  *SetupReport  `json:"setup,omitempty"`
@@ -83,6 +90,7 @@ func (rep *Report) fill(cfg config, rec *recorder, elapsed time.Duration, open *
 	}
 	rep.Latency, rep.StatusCodes = total.Latency, total.StatusCodes
 	rep.ErrorKinds = total.ErrorKinds
+	rep.Retries, rep.RetriedKinds = total.Retries, total.RetriedKinds
 	if rep.ErrorKinds == nil {
 		rep.ErrorKinds = map[string]int64{}
 	}
@@ -153,6 +161,12 @@ func (rep *Report) write(w io.Writer, asJSON bool) error {
 		if len(rep.ErrorKinds) > 0 {
 			fmt.Fprintf(&b, "errors: %s\n", fmtCounts(rep.ErrorKinds))
 		}
+		if rep.Retries > 0 {
+			fmt.Fprintf(&b, "retried: %d attempts, after %s\n", rep.Retries, fmtCounts(rep.RetriedKinds))
+		}
+	}
+	if len(rep.Ejections) > 0 {
+		fmt.Fprintf(&b, "ejected (times): %s\n", fmtCounts(rep.Ejections))
 	}
 	if r := rep.Replay; r != nil {
 		fmt.Fprintf(&b, "replay %s: %d rows (%d duplicate), %d users, %d locations; checkins created %d, already stored %d\n",

@@ -82,7 +82,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (*Report, er
 	if err != nil {
 		return nil, err
 	}
-	r.cl = newClient(bases, max(cfg.Concurrency, cfg.SetupConcurrency), cfg.Timeout, clientOpts{apiKey: cfg.APIKey, tls: tc})
+	r.cl = newClient(bases, max(cfg.Concurrency, cfg.SetupConcurrency), cfg.Timeout, clientOpts{apiKey: cfg.APIKey, tls: tc, eject: cfg.Eject})
 	defer r.cl.close()
 	for i := range cfg.Concurrency {
 		rng := mrand.New(mrand.NewPCG(cfg.Seed, uint64(i)))
@@ -127,6 +127,14 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (*Report, er
 			acks = append(acks, w.acks...)
 		}
 		rep.Verify = r.verify(ctx, acks)
+	}
+	for _, t := range r.cl.targets {
+		if n := t.ejections.Load(); n > 0 {
+			if rep.Ejections == nil {
+				rep.Ejections = map[string]int64{}
+			}
+			rep.Ejections[t.base] = n
+		}
 	}
 	if err := rep.write(stdout, cfg.JSON); err != nil {
 		return rep, err
@@ -198,7 +206,7 @@ func (r *runner) closed(ctx context.Context, rec *recorder, src *source) {
 				if !ok {
 					return
 				}
-				r.exec(w, rec, i, time.Now())
+				r.exec(ctx, w, rec, i, time.Now())
 			}
 		}()
 	}
@@ -237,7 +245,7 @@ func (r *runner) open(ctx context.Context, rec *recorder, src *source, d time.Du
 			expired.Add(1)
 			return
 		}
-		r.exec(r.workers[w], rec, j.i, j.intended)
+		r.exec(ctx, r.workers[w], rec, j.i, j.intended)
 	})
 	o.Expired = expired.Load()
 }
@@ -321,8 +329,9 @@ func (r *runner) expire(w *worker, rec *recorder, i int64, intended time.Time) {
 	rec.record(w.idx, o, time.Since(intended), 0, kindExpired)
 }
 
-// exec sends job i on worker w and records it; latency runs from start.
-func (r *runner) exec(w *worker, rec *recorder, i int64, start time.Time) {
+// exec sends job i on worker w and records it; latency runs from start and
+// covers every attempt (--retries).
+func (r *runner) exec(ctx context.Context, w *worker, rec *recorder, i int64, start time.Time) {
 	var (
 		o             op
 		method        = fasthttp.MethodGet
@@ -357,21 +366,63 @@ func (r *runner) exec(w *worker, rec *recorder, i int64, start time.Time) {
 		w.body = appendCheckinBody(w.body[:0], id, loc, ts)
 		body = w.body
 	}
-	err := r.cl.do(w.req, w.resp, method, w.path, body)
-	took := time.Since(start)
-	status, kind := 0, ""
-	switch {
-	case err != nil:
-		kind = transportKind(err)
-	default:
-		status = w.resp.StatusCode()
-		if status < 200 || status > 299 {
-			kind = statusKind(status, w.resp.Body())
-		} else if o == opCheckin && r.cfg.Verify {
-			w.acks = append(w.acks, ack{User: user, ID: id, Loc: loc, TS: ts.UnixMilli()})
+	first := r.cl.nextIndex()
+	var status int
+	var kind string
+	for attempt := 0; ; attempt++ {
+		err := r.cl.doAt(first+attempt, w.req, w.resp, method, w.path, body)
+		status, kind = 0, ""
+		switch {
+		case err != nil:
+			kind = transportKind(err)
+		default:
+			status = w.resp.StatusCode()
+			if status < 200 || status > 299 {
+				kind = statusKind(status, w.resp.Body())
+			}
+		}
+		if attempt >= r.cfg.Retries || !retryable(status) || ctx.Err() != nil {
+			break
+		}
+		rec.retry(w.idx, o, kind)
+		if status == 0 {
+			continue // no answer: at once, to the next target
+		}
+		if wait := min(retryAfter(&w.resp.Header), r.cfg.RetryMaxWait); wait > 0 && !sleepCtx(ctx, wait) {
+			break
 		}
 	}
-	rec.record(w.idx, o, took, status, kind)
+	if kind == "" && o == opCheckin && r.cfg.Verify {
+		w.acks = append(w.acks, ack{User: user, ID: id, Loc: loc, TS: ts.UnixMilli()})
+	}
+	rec.record(w.idx, o, time.Since(start), status, kind)
+}
+
+// retryAfter is the wait an answer asks for in its Retry-After header (in
+// seconds; an HTTP date or none: 0).
+func retryAfter(h *fasthttp.ResponseHeader) time.Duration {
+	v := h.Peek(fasthttp.HeaderRetryAfter)
+	if len(v) == 0 {
+		return 0
+	}
+	s, err := strconv.Atoi(string(v))
+	if err != nil || s < 0 {
+		return 0
+	}
+	return time.Duration(s) * time.Second
+}
+
+// sleepCtx waits d, or less when ctx ends first; it reports whether the
+// whole wait passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // progress prints a line to stderr every interval until the returned stop
@@ -386,6 +437,9 @@ func (r *runner) progress(name string, rec *recorder, dropped *atomic.Int64) (st
 		p99 := rec.snapshotP99(h)
 		line := fmt.Sprintf("%-6s %6.1fs  requests %9d  rate %8.0f/s  errors %6d  p99 %s",
 			name, now.Sub(start).Seconds(), n, rate, rec.errs.Load(), fmtMS(float64(p99)/1000))
+		if n := rec.retries.Load(); n > 0 {
+			line += fmt.Sprintf("  retried %d", n)
+		}
 		if d := dropped.Load(); d > 0 {
 			line += fmt.Sprintf("  dropped %d", d)
 		}

@@ -39,9 +39,10 @@ func newHist() *hdrhistogram.Histogram { return hdrhistogram.New(histMinUS, hist
 // a few shards (by worker index) under the shard's lock, so recording is
 // cheap and the progress line can read a consistent snapshot.
 type recorder struct {
-	shards []*shard
-	total  atomic.Int64 // requests finished, for the progress line
-	errs   atomic.Int64
+	shards  []*shard
+	total   atomic.Int64 // requests finished, for the progress line
+	errs    atomic.Int64
+	retries atomic.Int64
 }
 
 type shard struct {
@@ -56,6 +57,12 @@ type opStats struct {
 	ok       int64
 	statuses map[int]int64
 	errs     map[string]int64
+	retries  int64            // attempts sent again (--retries)
+	retried  map[string]int64 // what the attempts sent again failed with
+}
+
+func newOpStats() opStats {
+	return opStats{hist: newHist(), statuses: map[int]int64{}, errs: map[string]int64{}, retried: map[string]int64{}}
 }
 
 func newRecorder(shards int) *recorder {
@@ -63,7 +70,7 @@ func newRecorder(shards int) *recorder {
 	for i := range r.shards {
 		s := &shard{}
 		for o := range s.op {
-			s.op[o] = opStats{hist: newHist(), statuses: map[int]int64{}, errs: map[string]int64{}}
+			s.op[o] = newOpStats()
 		}
 		r.shards[i] = s
 	}
@@ -100,6 +107,17 @@ func (r *recorder) record(worker int, o op, took time.Duration, status int, kind
 	}
 }
 
+// retry counts one attempt of a request that failed with kind and is sent
+// again; the request's final outcome is recorded once, by record.
+func (r *recorder) retry(worker int, o op, kind string) {
+	s := r.shards[worker%len(r.shards)]
+	s.mu.Lock()
+	s.op[o].retries++
+	s.op[o].retried[kind]++
+	s.mu.Unlock()
+	r.retries.Add(1)
+}
+
 // snapshotP99 returns the p99 of every request so far, in microseconds.
 func (r *recorder) snapshotP99(into *hdrhistogram.Histogram) int64 {
 	into.Reset()
@@ -116,9 +134,9 @@ func (r *recorder) snapshotP99(into *hdrhistogram.Histogram) int64 {
 // merged returns every shard's stats of each op summed, and the sum of all
 // ops. Call it once the workers are done.
 func (r *recorder) merged() (per [numOps]opStats, all opStats) {
-	all = opStats{hist: newHist(), statuses: map[int]int64{}, errs: map[string]int64{}}
+	all = newOpStats()
 	for o := range per {
-		per[o] = opStats{hist: newHist(), statuses: map[int]int64{}, errs: map[string]int64{}}
+		per[o] = newOpStats()
 	}
 	for _, s := range r.shards {
 		s.mu.Lock()
@@ -141,6 +159,10 @@ func (a *opStats) add(b *opStats) {
 	}
 	for k, v := range b.errs {
 		a.errs[k] += v
+	}
+	a.retries += b.retries
+	for k, v := range b.retried {
+		a.retried[k] += v
 	}
 }
 
@@ -177,6 +199,11 @@ type OpReport struct {
 	Latency     Latency          `json:"latency"`
 	StatusCodes map[string]int64 `json:"status_codes"`
 	ErrorKinds  map[string]int64 `json:"error_kinds,omitempty"`
+	// Retries counts attempts sent again (--retries), RetriedKinds what
+	// they had failed with; Requests, OK, Errors and the latency are of
+	// the requests' final outcomes.
+	Retries      int64            `json:"retries"`
+	RetriedKinds map[string]int64 `json:"retried_kinds,omitempty"`
 }
 
 func opReport(s *opStats, elapsed time.Duration) *OpReport {
@@ -192,6 +219,13 @@ func opReport(s *opStats, elapsed time.Duration) *OpReport {
 		r.ErrorKinds = map[string]int64{}
 		for k, v := range s.errs {
 			r.ErrorKinds[k] = v
+		}
+	}
+	r.Retries = s.retries
+	if len(s.retried) > 0 {
+		r.RetriedKinds = map[string]int64{}
+		for k, v := range s.retried {
+			r.RetriedKinds[k] = v
 		}
 	}
 	return r

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# crash.sh: a node crash under load. Starts a cluster of three checkin
+# nodes on the Scylla store (found through etcd), runs checkin-load over all
+# three with --verify, kills one node with SIGKILL part way into the
+# measured run, and prints the load generator's report. Exits with the load
+# generator's status (3: an acknowledged checkin was lost).
+#
+#   cmd/checkin-load/scripts/crash.sh [extra checkin-load flags]
+#   cmd/checkin-load/scripts/crash.sh --retries=3 --eject=2s   # clients behind a load balancer
+#
+# Needs a CQL node and etcd (.ci/cassandra-up, .ci/etcd-up). Settings, by
+# environment:
+#   CHECKIN_TEST_CQL_HOSTS       CQL node (default 127.0.0.1:9042)
+#   CHECKIN_TEST_ETCD_ENDPOINTS  etcd (default 127.0.0.1:2379)
+#   CRASH_DURATION               measured run (default 30s)
+#   CRASH_KILL_AFTER             seconds into the measured run of the kill (default 10)
+#   CRASH_CONCURRENCY            connections (default 64)
+#   CRASH_USERS                  users (default 2000)
+#   CRASH_RESULTS                where logs and the report go (default: a new temp dir)
+# Every node binds 127.0.0.1; each run uses a keyspace and an etcd prefix of
+# its own. The script stops the nodes it started, by PID.
+set -euo pipefail
+
+cql=${CHECKIN_TEST_CQL_HOSTS:-127.0.0.1:9042}
+etcd=${CHECKIN_TEST_ETCD_ENDPOINTS:-127.0.0.1:2379}
+duration=${CRASH_DURATION:-30s}
+kill_after=${CRASH_KILL_AFTER:-10}
+concurrency=${CRASH_CONCURRENCY:-64}
+users=${CRASH_USERS:-2000}
+results=${CRASH_RESULTS:-$(mktemp -d -t checkin-crash.XXXXXX)}
+mkdir -p "$results"
+
+log() { echo "$(date +%T) $*" >&2; }
+
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+bin="$results/bin"
+log "building checkin and checkin-load into $bin"
+(cd "$root" && go build -o "$bin/" ./cmd/checkin ./cmd/checkin-load)
+
+run_id=crash$(date +%s)
+pids=()
+stop_nodes() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap stop_nodes EXIT
+
+for i in 1 2 3; do
+  "$bin/checkin" --store=scylla --scylla.hosts="$cql" --scylla.keyspace="$run_id" \
+    --cluster.provider=etcd --cluster.etcd-endpoints="$etcd" --cluster.etcd-prefix="/$run_id" \
+    --cluster.addr=127.0.0.1:0 --http.addr=127.0.0.1:0 --http.access-log=false 2> "$results/node$i.log" &
+  pids+=($!)
+  addr=""
+  for _ in $(seq 1 600); do
+    addr=$(grep -m1 '"msg":"http server listening"' "$results/node$i.log" 2>/dev/null |
+      sed -n 's/.*"addr":"\([^"]*\)".*/\1/p') || true
+    [ -n "$addr" ] && curl -sf -o /dev/null "http://$addr/readyz" && break
+    sleep 0.1
+  done
+  [ -n "$addr" ] || { log "node $i did not start; see $results/node$i.log"; exit 1; }
+  addrs[$i]=$addr
+  log "node $i (pid ${pids[$((i - 1))]}) on $addr"
+done
+targets="http://${addrs[1]},http://${addrs[2]},http://${addrs[3]}"
+for _ in $(seq 1 300); do
+  members=$(curl -s "http://${addrs[1]}/metrics" | awk '/^checkin_cluster_members / {print $2}')
+  [ "${members:-0}" = 3 ] && break
+  sleep 0.1
+done
+log "cluster members: ${members:-?}"
+
+"$bin/checkin-load" --targets="$targets" --concurrency="$concurrency" --duration="$duration" \
+  --users="$users" --verify --progress.interval=5s "$@" > "$results/report.txt" 2> "$results/load.log" &
+load=$!
+for _ in $(seq 1 6000); do
+  grep -q '^run ' "$results/load.log" 2>/dev/null && break
+  kill -0 "$load" 2>/dev/null || break
+  sleep 0.1
+done
+log "measured run started; killing node 3 in ${kill_after}s"
+sleep "$kill_after"
+kill -9 "${pids[2]}"
+log "killed node 3 (SIGKILL)"
+status=0
+wait "$load" || status=$?
+cat "$results/load.log" >&2
+cat "$results/report.txt"
+log "checkin-load exited $status; logs and report in $results"
+exit "$status"
