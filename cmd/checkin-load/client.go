@@ -108,16 +108,10 @@ func (c *client) nextIndex() int {
 	return i
 }
 
-// do sends one request to the next target: method to path (which starts
-// with '/'), with body as JSON when it is not nil. The answer is left in
-// resp.
-func (c *client) do(req *fasthttp.Request, resp *fasthttp.Response, method string, path, body []byte) error {
-	return c.doAt(c.nextIndex(), req, resp, method, path, body)
-}
-
-// doAt is do on target i (modulo the number of targets), or the first after
-// it that is not ejected: a caller that retries with i+1 tries every target
-// in turn.
+// doAt sends one request to target i (modulo the number of targets), or
+// the first after it that is not ejected: method to path (which starts with
+// '/'), with body as JSON when it is not nil; the answer is left in resp. A
+// caller that retries with i+1 tries every target in turn.
 func (c *client) doAt(i int, req *fasthttp.Request, resp *fasthttp.Response, method string, path, body []byte) error {
 	n := len(c.targets)
 	t := c.targets[i%n]
