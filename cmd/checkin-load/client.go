@@ -125,7 +125,15 @@ func (c *client) doAt(i int, req *fasthttp.Request, resp *fasthttp.Response, met
 		}
 	}
 	err := c.doOn(t, req, resp, method, path, body)
-	if err != nil && c.eject > 0 && transportKind(err) == kindConnection {
+	switch {
+	case c.eject == 0:
+	case err == nil:
+		// An answer: the target is reachable again (all targets were
+		// ejected, so it was asked anyway); it need not wait out the rest.
+		if t.downUntil.Load() != 0 {
+			t.downUntil.Store(0)
+		}
+	case transportKind(err) == kindConnection:
 		now := time.Now().UnixNano()
 		if t.downUntil.Swap(now+int64(c.eject)) <= now {
 			t.ejections.Add(1)

@@ -7,8 +7,10 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -513,5 +515,55 @@ func TestRetries(t *testing.T) {
 				t.Fatalf("latency %+v: want every request to include one capped wait", rep.Latency)
 			}
 		})
+	}
+}
+
+// TestEjection: with --eject, a target that refuses a connection is skipped
+// until its time is up, and one that answers while every target is ejected
+// is taken back at once.
+func TestEjection(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+	defer srv.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close() // connections to it are refused from now on
+	var bases []*url.URL
+	for _, s := range []string{dead, srv.URL} {
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bases = append(bases, u)
+	}
+	c := newClient(bases, 4, time.Second, clientOpts{eject: time.Minute})
+	defer c.close()
+	req, resp := &fasthttp.Request{}, &fasthttp.Response{}
+	get := func(i int) error { return c.doAt(i, req, resp, fasthttp.MethodGet, []byte("/"), nil) }
+
+	if err := get(0); err == nil || transportKind(err) != kindConnection {
+		t.Fatalf("request to the dead target: %v, want a connection error", err)
+	}
+	for range 10 {
+		if err := get(c.nextIndex()); err != nil {
+			t.Fatalf("a request went to the ejected target: %v", err)
+		}
+	}
+	if n, m := c.targets[0].ejections.Load(), c.targets[1].ejections.Load(); n != 1 || m != 0 {
+		t.Fatalf("ejections %d and %d, want 1 and 0", n, m)
+	}
+
+	// Both ejected (the live one as if it had refused a connection): requests
+	// go round-robin; the live one's answer takes it back at once.
+	c.targets[1].downUntil.Store(time.Now().Add(time.Minute).UnixNano())
+	if err := get(1); err != nil || c.targets[1].downUntil.Load() != 0 {
+		t.Fatalf("answer from an ejected target: %v, down until %d; want it taken back", err, c.targets[1].downUntil.Load())
+	}
+	for range 10 {
+		if err := get(c.nextIndex()); err != nil {
+			t.Fatalf("after the live target came back a request failed: %v", err)
+		}
 	}
 }
