@@ -366,9 +366,7 @@ func (w *writer) finish(ctx actor.Context, done *flushDone) {
 		case done.existing[i] != nil:
 			r.existing, r.err = done.existing[i], nil
 		}
-		if p.grain != nil {
-			ctx.Send(p.grain, r)
-		}
+		ctx.Send(p.grain, r)
 	}
 	w.pool.depth[w.idx].Add(-int64(len(done.batch)))
 	w.pool.m.queueDepth.Sub(float64(len(done.batch)))

@@ -366,6 +366,10 @@ func (r *runner) exec(ctx context.Context, w *worker, rec *recorder, i int64, st
 		w.body = appendCheckinBody(w.body[:0], id, loc, ts)
 		body = w.body
 	}
+	// Not tryEach (setup and read-back): that one backs off in fixed steps,
+	// up to five times per target; this one honours Retry-After, counts
+	// what it retried in the report, and allocates nothing per request, so
+	// the generator stays cheap next to a fast server.
 	first := r.cl.nextIndex()
 	var status int
 	var kind string
