@@ -368,8 +368,9 @@ func (r *runner) exec(ctx context.Context, w *worker, rec *recorder, i int64, st
 	}
 	// Not tryEach (setup and read-back): that one backs off in fixed steps,
 	// up to five times per target; this one honours Retry-After, counts
-	// what it retried in the report, and allocates nothing per request, so
-	// the generator stays cheap next to a fast server.
+	// what it retried in the report, and adds no allocation (no callback)
+	// to a request that is not retried, so the generator stays cheap next
+	// to a fast server.
 	first := r.cl.nextIndex()
 	var status int
 	var kind string
