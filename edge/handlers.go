@@ -541,6 +541,33 @@ func appendJSONFloat(b []byte, f float64) []byte {
 	return strconv.AppendFloat(b, f, 'f', -1, 64)
 }
 
+// getCheckin answers one checkin of a user by its id, straight from the
+// store: a client that lost the answer to its POST learns whether the
+// checkin is stored without sending it again.
+func (s *Server) getCheckin(c *fiber.Ctx) error {
+	userID, err := pathID(c, "user id")
+	if err != nil {
+		return err
+	}
+	checkinID := c.Params("checkin_id")
+	if err := checkID("checkin id", checkinID); err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(c)
+	defer cancel()
+	if err := s.userExists(ctx, userID); err != nil {
+		return err
+	}
+	ci, err := s.store.GetCheckin(ctx, userID, checkinID)
+	if errors.Is(err, persistence.ErrNotFound) {
+		return notFound("checkin_not_found", "user "+userID+" has no checkin "+checkinID)
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(toCheckinJSON(ci))
+}
+
 func (s *Server) listCheckins(c *fiber.Ctx) error {
 	userID, err := pathID(c, "user id")
 	if err != nil {

@@ -229,6 +229,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	v1.Delete("/users/:id", s.deleteUser)
 	v1.Post("/users/:id/checkins", s.checkin)
 	v1.Get("/users/:id/checkins", s.listCheckins)
+	v1.Get("/users/:id/checkins/:checkin_id", s.getCheckin)
 	v1.Get("/users/:id/location", s.currentLocation)
 	v1.Post("/locations", s.createLocation)
 	v1.Get("/locations", s.listLocations)

@@ -582,6 +582,32 @@ func testCheckins(t *testing.T, p *proc) {
 		p.checkCurrent(t, user, orig, locA)
 	})
 
+	t.Run("read one by id", func(t *testing.T) {
+		t.Parallel()
+		user, other := p.mkUser(t, "cu"), p.mkUser(t, "cu")
+		c := ck{uniqueID("c"), locA.ID, ms(time.Now().Add(-time.Minute))}
+		p.mkCheckin(t, user, c)
+		want := apiCheckin{ID: c.ID, UserID: user, LocationID: c.Loc, Timestamp: fmtTS(c.TS)}
+		if got := decodeOK[apiCheckin](t, p.do(t, "GET", "/v1/users/"+user+"/checkins/"+c.ID, nil), http.StatusOK, ciKeys...); got != want {
+			t.Errorf("GET by id = %+v, want %+v", got, want)
+		}
+		// A checkin id belongs to its user.
+		wantError(t, p.do(t, "GET", "/v1/users/"+other+"/checkins/"+c.ID, nil), http.StatusNotFound, "checkin_not_found")
+		wantError(t, p.do(t, "GET", "/v1/users/"+user+"/checkins/"+uniqueID("never"), nil), http.StatusNotFound, "checkin_not_found")
+		wantError(t, p.do(t, "GET", "/v1/users/"+uniqueID("ghost")+"/checkins/"+c.ID, nil), http.StatusNotFound, "user_not_found")
+		wantError(t, p.do(t, "GET", "/v1/users/"+user+"/checkins/"+strings.Repeat("x", 65), nil), http.StatusBadRequest, "invalid_id")
+		// Deleting the user deletes the checkin: a user created again with
+		// the same id does not find it.
+		if r := p.do(t, "DELETE", "/v1/users/"+user, nil); r.status != http.StatusNoContent {
+			t.Fatalf("DELETE user = %s", r)
+		}
+		wantError(t, p.do(t, "GET", "/v1/users/"+user+"/checkins/"+c.ID, nil), http.StatusNotFound, "user_not_found")
+		if r := p.do(t, "POST", "/v1/users", map[string]any{"id": user, "name": "again"}); r.status != http.StatusCreated {
+			t.Fatalf("create the user again = %s", r)
+		}
+		wantError(t, p.do(t, "GET", "/v1/users/"+user+"/checkins/"+c.ID, nil), http.StatusNotFound, "checkin_not_found")
+	})
+
 	t.Run("unknown user or location", func(t *testing.T) {
 		t.Parallel()
 		user := p.mkUser(t, "cu")
