@@ -139,7 +139,7 @@ func TestAgainstCheckin(t *testing.T) {
 		cfg.Duration = 2 * time.Second
 		cfg.Concurrency = 8
 		cfg.Users, cfg.Locations = 40, 10
-		cfg.MixCheckin, cfg.MixLocation, cfg.MixRange, cfg.MixRangeLocation = 2, 1, 0.5, 0.5
+		cfg.MixCheckin, cfg.MixLocation, cfg.MixRange, cfg.MixRangeLocation, cfg.MixGet = 2, 1, 0.5, 0.5, 0.5
 		cfg.Popularity = "zipf"
 		cfg.Verify = true
 		cfg.ProgressInterval = 500 * time.Millisecond

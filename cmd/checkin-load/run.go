@@ -345,7 +345,8 @@ func (r *runner) exec(ctx context.Context, w *worker, rec *recorder, i int64, st
 		o, user, id, loc, ts = opCheckin, row.User, row.checkinID(), row.Loc, row.Time
 	} else {
 		o = r.syn.mix.pick(w.rng)
-		user = r.syn.users[w.users.pick()]
+		ui := w.users.pick()
+		user = r.syn.users[ui]
 		switch o {
 		case opCheckin:
 			w.seq++
@@ -358,6 +359,9 @@ func (r *runner) exec(ctx context.Context, w *worker, rec *recorder, i int64, st
 			w.path = appendRangePath(w.path, user, "", time.Now().Add(-r.cfg.RangeWindow), r.cfg.RangeLimit)
 		case opRangeLocation:
 			w.path = appendRangePath(w.path, user, r.syn.locations[w.locs.pick()], time.Now().Add(-r.cfg.RangeWindow), r.cfg.RangeLimit)
+		case opGet:
+			w.path = appendUserPath(w.path, user, "/checkins/")
+			w.path = append(w.path, r.setupCheckinID(ui, w.rng.IntN(r.cfg.SetupCheckins))...)
 		}
 	}
 	if o == opCheckin {

@@ -70,7 +70,7 @@ func (r *runner) setup(ctx context.Context) (*SetupReport, []ack, error) {
 		base := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
 		for i, u := range r.syn.users {
 			for k := range r.cfg.SetupCheckins {
-				a := &ack{User: u, ID: r.cfg.IDPrefix + "-" + r.runID + "-s" + strconv.Itoa(i) + "-" + strconv.Itoa(k),
+				a := &ack{User: u, ID: r.setupCheckinID(i, k),
 					Loc: r.syn.locations[(i+k)%len(r.syn.locations)], TS: base.Add(time.Duration(k) * time.Second).UnixMilli()}
 				checkins = append(checkins, setupItem{
 					path: "/v1/users/" + u + "/checkins",
@@ -196,6 +196,11 @@ func (r *runner) create(ctx context.Context, req *fasthttp.Request, resp *fastht
 		return status, statusKind(status, resp.Body())
 	}
 	return status, ""
+}
+
+// setupCheckinID is the id of user i's setup checkin k in this run.
+func (r *runner) setupCheckinID(i, k int) string {
+	return r.cfg.IDPrefix + "-" + r.runID + "-s" + strconv.Itoa(i) + "-" + strconv.Itoa(k)
 }
 
 // tryEach sends one request until the answer is not retryable, at most

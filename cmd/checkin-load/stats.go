@@ -17,10 +17,11 @@ const (
 	opLocation
 	opRange
 	opRangeLocation
+	opGet
 	numOps
 )
 
-var opNames = [numOps]string{"checkin", "location", "range", "range_location"}
+var opNames = [numOps]string{"checkin", "location", "range", "range_location", "get"}
 
 func (o op) String() string { return opNames[o] }
 
