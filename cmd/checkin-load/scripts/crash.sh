@@ -13,7 +13,7 @@
 #   CHECKIN_TEST_CQL_HOSTS       CQL node (default 127.0.0.1:9042)
 #   CHECKIN_TEST_ETCD_ENDPOINTS  etcd (default 127.0.0.1:2379)
 #   CRASH_DURATION               measured run (default 30s)
-#   CRASH_KILL_AFTER             seconds into the measured run of the kill (default 10)
+#   CRASH_KILL_AFTER             seconds into the measured run of the kill, 2 or more (default 10)
 #   CRASH_CONCURRENCY            connections (default 64)
 #   CRASH_USERS                  users (default 2000)
 #   CRASH_RESULTS                where logs and the report go (default: a new temp dir)
@@ -25,6 +25,7 @@ cql=${CHECKIN_TEST_CQL_HOSTS:-127.0.0.1:9042}
 etcd=${CHECKIN_TEST_ETCD_ENDPOINTS:-127.0.0.1:2379}
 duration=${CRASH_DURATION:-30s}
 kill_after=${CRASH_KILL_AFTER:-10}
+[ "$kill_after" -ge 2 ] || { echo "CRASH_KILL_AFTER must be 2 or more" >&2; exit 2; }
 concurrency=${CRASH_CONCURRENCY:-64}
 users=${CRASH_USERS:-2000}
 results=${CRASH_RESULTS:-$(mktemp -d -t checkin-crash.XXXXXX)}
@@ -63,22 +64,23 @@ for i in 1 2 3; do
 done
 targets="http://${addrs[1]},http://${addrs[2]},http://${addrs[3]}"
 for _ in $(seq 1 300); do
-  members=$(curl -s "http://${addrs[1]}/metrics" | awk '/^checkin_cluster_members / {print $2}')
+  members=$(curl -s "http://${addrs[1]}/metrics" | awk '/^checkin_cluster_members / {print $2}') || true
   [ "${members:-0}" = 3 ] && break
   sleep 0.1
 done
 log "cluster members: ${members:-?}"
 
 "$bin/checkin-load" --targets="$targets" --concurrency="$concurrency" --duration="$duration" \
-  --users="$users" --verify --progress.interval=5s "$@" > "$results/report.txt" 2> "$results/load.log" &
+  --users="$users" --verify --progress.interval=1s "$@" > "$results/report.txt" 2> "$results/load.log" &
 load=$!
+# The first progress line of the measured run comes 1 s after it started.
 for _ in $(seq 1 6000); do
   grep -q '^run ' "$results/load.log" 2>/dev/null && break
   kill -0 "$load" 2>/dev/null || break
-  sleep 0.1
+  sleep 0.05
 done
-log "measured run started; killing node 3 in ${kill_after}s"
-sleep "$kill_after"
+log "measured run 1s old; killing node 3 $((kill_after - 1))s from now"
+sleep "$((kill_after - 1))"
 kill -9 "${pids[2]}"
 log "killed node 3 (SIGKILL)"
 status=0
