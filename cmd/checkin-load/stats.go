@@ -58,8 +58,7 @@ type opStats struct {
 	ok       int64
 	statuses map[int]int64
 	errs     map[string]int64
-	retries  int64            // attempts sent again (--retries)
-	retried  map[string]int64 // what the attempts sent again failed with
+	retried  map[string]int64 // attempts sent again (--retries), by what they failed with
 }
 
 func newOpStats() opStats {
@@ -113,7 +112,6 @@ func (r *recorder) record(worker int, o op, took time.Duration, status int, kind
 func (r *recorder) retry(worker int, o op, kind string) {
 	s := r.shards[worker%len(r.shards)]
 	s.mu.Lock()
-	s.op[o].retries++
 	s.op[o].retried[kind]++
 	s.mu.Unlock()
 	r.retries.Add(1)
@@ -161,7 +159,6 @@ func (a *opStats) add(b *opStats) {
 	for k, v := range b.errs {
 		a.errs[k] += v
 	}
-	a.retries += b.retries
 	for k, v := range b.retried {
 		a.retried[k] += v
 	}
@@ -222,11 +219,11 @@ func opReport(s *opStats, elapsed time.Duration) *OpReport {
 			r.ErrorKinds[k] = v
 		}
 	}
-	r.Retries = s.retries
 	if len(s.retried) > 0 {
 		r.RetriedKinds = map[string]int64{}
 		for k, v := range s.retried {
 			r.RetriedKinds[k] = v
+			r.Retries += v
 		}
 	}
 	return r
