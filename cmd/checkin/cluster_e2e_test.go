@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,10 +261,61 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("a crashed node loses no acknowledged checkin", func(t *testing.T) {
+		// Checkins keep coming through all three nodes, older than every
+		// user's current one, while c is killed: every acknowledged one
+		// must be stored; one that was not may or may not be.
+		type attempt struct {
+			user  string
+			c     ck
+			acked bool
+		}
+		var (
+			mu       sync.Mutex
+			attempts []attempt
+			acked    atomic.Int64
+			quit     = make(chan struct{})
+			load     sync.WaitGroup
+		)
+		for w := range 8 {
+			load.Go(func() {
+				for i := w; ; i += 8 {
+					select {
+					case <-quit:
+						return
+					default:
+					}
+					u := ids[i%users]
+					k := ck{uniqueID("clk"), locIDs[i%3], now.Add(-24*time.Hour - time.Duration(i)*time.Millisecond)}
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					r, err := nodes[i%3].try(ctx, "POST", "/v1/users/"+u+"/checkins", k.body())
+					cancel()
+					ok := err == nil && (r.status == http.StatusCreated || r.status == http.StatusOK)
+					mu.Lock()
+					attempts = append(attempts, attempt{u, k, ok})
+					mu.Unlock()
+					if ok {
+						acked.Add(1)
+					} else {
+						time.Sleep(20 * time.Millisecond)
+					}
+				}
+			})
+		}
+		for deadline := time.Now().Add(20 * time.Second); acked.Load() < 200 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		killed := time.Now()
 		c.kill(t)
-		start := time.Now()
-		deadline := start.Add(60 * time.Second)
-		var mu sync.Mutex
+		beforeKill := acked.Load()
+		time.Sleep(time.Second) // the load goes on through a and b
+		close(quit)
+		load.Wait()
+		if beforeKill < 200 {
+			t.Fatalf("only %d checkins acknowledged under load before the crash", beforeKill)
+		}
+		t.Logf("under load: %d checkins acknowledged (%d before the kill), %d attempts not", acked.Load(), beforeKill, len(attempts)-int(acked.Load()))
+
+		deadline := time.Now().Add(60 * time.Second)
 		var wg sync.WaitGroup
 		worst := 0
 		for i, u := range ids {
@@ -281,12 +333,42 @@ func TestCluster(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		t.Logf("every user took checkins again %s after the crash (at most %d attempts)", time.Since(start).Round(time.Millisecond), worst)
+		t.Logf("every user took a newer checkin by %s after the kill (at most %d attempts after the load)", time.Since(killed).Round(time.Millisecond), worst)
 		waitMembers(t, 2, a, b)
 		checkAll(t, a, b)
-		for i, u := range ids { // every acknowledged checkin, on either node
-			wantCheckins(t, u, []*proc{a, b}[i%2].listAll(t, u, nil, 100, nil), query{}.expect(sent[u]))
+		tried, owner, mustHave := map[string]ck{}, map[string]string{}, map[string]bool{}
+		for _, u := range ids {
+			for _, k := range sent[u] {
+				tried[k.ID], owner[k.ID], mustHave[k.ID] = k, u, true
+			}
 		}
+		for _, at := range attempts {
+			tried[at.c.ID], owner[at.c.ID] = at.c, at.user
+			if at.acked {
+				mustHave[at.c.ID] = true
+			}
+		}
+		stored := 0
+		for i, u := range ids { // every acknowledged checkin, on either node
+			got := []*proc{a, b}[i%2].listAll(t, u, nil, 100, nil)
+			var have []ck
+			for _, g := range got {
+				k, ok := tried[g.ID]
+				if !ok || owner[g.ID] != u {
+					t.Errorf("user %s lists a checkin nobody sent for that user: %+v", u, g)
+					continue
+				}
+				have = append(have, k)
+				delete(mustHave, g.ID)
+			}
+			wantCheckins(t, u, got, query{}.expect(have))
+			sent[u] = have // what later subtests must find: the unacknowledged ones that were stored too
+			stored += len(have)
+		}
+		for id := range mustHave {
+			t.Errorf("acknowledged checkin %s at %s is lost after the crash", id, fmtTS(tried[id].TS))
+		}
+		t.Logf("%d checkins stored over %d users", stored, users)
 	})
 
 	t.Run("a node that leaves hands its users over", func(t *testing.T) {
