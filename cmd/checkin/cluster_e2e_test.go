@@ -19,7 +19,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -264,58 +263,33 @@ func TestCluster(t *testing.T) {
 		// Checkins keep coming through all three nodes, older than every
 		// user's current one, while c is killed: every acknowledged one
 		// must be stored; one that was not may or may not be.
-		type attempt struct {
-			user  string
-			c     ck
-			acked bool
+		posted := newWriteLog()
+		for _, u := range ids {
+			for _, k := range sent[u] {
+				posted.add(u, k, true)
+			}
 		}
-		var (
-			mu       sync.Mutex
-			attempts []attempt
-			acked    atomic.Int64
-			quit     = make(chan struct{})
-			load     sync.WaitGroup
-		)
-		for w := range 8 {
-			load.Go(func() {
-				for i := w; ; i += 8 {
-					select {
-					case <-quit:
-						return
-					default:
-					}
-					u := ids[i%users]
-					k := ck{uniqueID("clk"), locIDs[i%3], now.Add(-24*time.Hour - time.Duration(i)*time.Millisecond)}
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					r, err := nodes[i%3].try(ctx, "POST", "/v1/users/"+u+"/checkins", k.body())
-					cancel()
-					ok := err == nil && (r.status == http.StatusCreated || r.status == http.StatusOK)
-					mu.Lock()
-					attempts = append(attempts, attempt{u, k, ok})
-					mu.Unlock()
-					if ok {
-						acked.Add(1)
-					} else {
-						time.Sleep(20 * time.Millisecond)
-					}
-				}
-			})
-		}
-		for deadline := time.Now().Add(20 * time.Second); acked.Load() < 200 && time.Now().Before(deadline); {
+		before := posted.acked.Load()
+		quit := make(chan struct{})
+		wait := posted.writeUntil(quit, 8, func(i int) (*proc, string, ck) {
+			return nodes[i%3], ids[i%users], ck{uniqueID("clk"), locIDs[i%3], now.Add(-24*time.Hour - time.Duration(i)*time.Millisecond)}
+		})
+		for deadline := time.Now().Add(20 * time.Second); posted.acked.Load()-before < 200 && time.Now().Before(deadline); {
 			time.Sleep(5 * time.Millisecond)
 		}
 		killed := time.Now()
 		c.kill(t)
-		beforeKill := acked.Load()
+		atKill := posted.acked.Load() - before
 		time.Sleep(time.Second) // the load goes on through a and b
 		close(quit)
-		load.Wait()
-		if beforeKill < 200 {
-			t.Fatalf("only %d checkins acknowledged under load before the crash", beforeKill)
+		wait()
+		if atKill < 200 {
+			t.Fatalf("only %d checkins acknowledged under load before the crash", atKill)
 		}
-		t.Logf("under load: %d checkins acknowledged (%d before the kill), %d attempts not", acked.Load(), beforeKill, len(attempts)-int(acked.Load()))
+		t.Logf("under load: %d checkins acknowledged (%d before the kill), %d posts not", posted.acked.Load()-before, atKill, posted.attempts()-int(posted.acked.Load()))
 
 		deadline := time.Now().Add(60 * time.Second)
+		var mu sync.Mutex
 		var wg sync.WaitGroup
 		worst := 0
 		for i, u := range ids {
@@ -328,46 +302,21 @@ func TestCluster(t *testing.T) {
 					t.Errorf("checkin for %s never acknowledged after the crash; last answer: %s", u, last)
 					return
 				}
-				sent[u] = append(sent[u], k)
+				posted.add(u, k, true)
 				worst = max(worst, n)
 			})
 		}
 		wg.Wait()
 		t.Logf("every user took a newer checkin by %s after the kill (at most %d attempts after the load)", time.Since(killed).Round(time.Millisecond), worst)
 		waitMembers(t, 2, a, b)
-		checkAll(t, a, b)
-		tried, owner, mustHave := map[string]ck{}, map[string]string{}, map[string]bool{}
-		for _, u := range ids {
-			for _, k := range sent[u] {
-				tried[k.ID], owner[k.ID], mustHave[k.ID] = k, u, true
-			}
-		}
-		for _, at := range attempts {
-			tried[at.c.ID], owner[at.c.ID] = at.c, at.user
-			if at.acked {
-				mustHave[at.c.ID] = true
-			}
-		}
 		stored := 0
 		for i, u := range ids { // every acknowledged checkin, on either node
-			got := []*proc{a, b}[i%2].listAll(t, u, nil, 100, nil)
-			var have []ck
-			for _, g := range got {
-				k, ok := tried[g.ID]
-				if !ok || owner[g.ID] != u {
-					t.Errorf("user %s lists a checkin nobody sent for that user: %+v", u, g)
-					continue
-				}
-				have = append(have, k)
-				delete(mustHave, g.ID)
-			}
-			wantCheckins(t, u, got, query{}.expect(have))
-			sent[u] = have // what later subtests must find: the unacknowledged ones that were stored too
-			stored += len(have)
+			// What later subtests must find: the unacknowledged ones that
+			// were stored too.
+			sent[u] = posted.check(t, u, []*proc{a, b}[i%2].listAll(t, u, nil, 100, nil))
+			stored += len(sent[u])
 		}
-		for id := range mustHave {
-			t.Errorf("acknowledged checkin %s at %s is lost after the crash", id, fmtTS(tried[id].TS))
-		}
+		checkAll(t, a, b)
 		t.Logf("%d checkins stored over %d users", stored, users)
 	})
 

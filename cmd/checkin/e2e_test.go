@@ -23,7 +23,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -1207,43 +1206,16 @@ func testRestart(t *testing.T, crash bool, flags []string) {
 
 	// Phase 2: older checkins keep coming while the node shuts down or
 	// crashes.
-	type attempt struct {
-		c     ck
-		acked bool
+	posted := newWriteLog()
+	for _, c := range phase1 {
+		posted.add(user, c, true)
 	}
-	var (
-		mu       sync.Mutex
-		attempts []attempt
-		acked    atomic.Int64
-		quit     = make(chan struct{})
-		wg       sync.WaitGroup
-	)
-	for range 8 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-quit:
-					return
-				default:
-				}
-				c := ck{uniqueID("r2"), locIDs[rand.IntN(3)], ms(now.Add(-6*day - time.Duration(rand.Int64N(int64(3*day)))))}
-				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-				r, err := a.try(ctx, "POST", "/v1/users/"+user+"/checkins", c.body())
-				cancel()
-				ok := err == nil && r.status == http.StatusCreated
-				mu.Lock()
-				attempts = append(attempts, attempt{c, ok})
-				mu.Unlock()
-				if ok {
-					acked.Add(1)
-				} else {
-					time.Sleep(5 * time.Millisecond)
-				}
-			}
-		})
-	}
+	quit := make(chan struct{})
+	wait := posted.writeUntil(quit, 8, func(int) (*proc, string, ck) {
+		return a, user, ck{uniqueID("r2"), locIDs[rand.IntN(3)], ms(now.Add(-6*day - time.Duration(rand.Int64N(int64(3*day)))))}
+	})
 	deadline := time.Now().Add(20 * time.Second)
-	for acked.Load() < 50 && time.Now().Before(deadline) {
+	for posted.acked.Load()-int64(len(phase1)) < 50 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	if crash {
@@ -1252,9 +1224,9 @@ func testRestart(t *testing.T, crash bool, flags []string) {
 		a.stop(t)
 	}
 	close(quit)
-	wg.Wait()
-	if acked.Load() < 50 {
-		t.Fatalf("only %d checkins acknowledged under load", acked.Load())
+	wait()
+	if n := posted.acked.Load() - int64(len(phase1)); n < 50 {
+		t.Fatalf("only %d checkins acknowledged under load", n)
 	}
 
 	b := startProc(t, flags...)
@@ -1267,33 +1239,8 @@ func testRestart(t *testing.T, crash bool, flags []string) {
 		}
 	}
 	// Every acknowledged checkin is there; unacknowledged ones may or may not be.
-	tried := map[string]ck{}
-	mustHave := map[string]bool{}
-	for _, c := range phase1 {
-		tried[c.ID], mustHave[c.ID] = c, true
-	}
-	for _, at := range attempts {
-		tried[at.c.ID] = at.c
-		if at.acked {
-			mustHave[at.c.ID] = true
-		}
-	}
-	got := b.listAll(t, user, nil, 100, nil)
-	var stored []ck
-	for _, g := range got {
-		c, ok := tried[g.ID]
-		if !ok {
-			t.Errorf("listed a checkin nobody sent: %+v", g)
-			continue
-		}
-		stored = append(stored, c)
-		delete(mustHave, g.ID)
-	}
-	for id := range mustHave {
-		t.Errorf("acknowledged checkin %s at %s is lost after the restart", id, fmtTS(tried[id].TS))
-	}
-	wantCheckins(t, user, got, query{}.expect(stored))
-	t.Logf("%d checkins acknowledged, %d attempts not, %d stored", len(phase1)+int(acked.Load()), len(attempts)-int(acked.Load()), len(got))
+	stored := posted.check(t, user, b.listAll(t, user, nil, 100, nil))
+	t.Logf("%d checkins acknowledged, %d posts not, %d stored", posted.acked.Load(), posted.attempts()-int(posted.acked.Load()), len(stored))
 	if after := b.checkCurrent(t, user, cur, locs[cur.Loc]); after != before {
 		t.Errorf("current location changed over the restart:\n%+v\n%+v", before, after)
 	}

@@ -779,3 +779,96 @@ func (p *proc) checkCurrent(t *testing.T, user string, c ck, loc apiLocation) ap
 	}
 	return got
 }
+
+// writeLog records the checkins posted while a node stops or dies, each
+// with whether it was acknowledged (a 201, or a 200 for a retry the node
+// recognised): what a client may count on afterwards.
+type writeLog struct {
+	mu    sync.Mutex
+	sent  map[string]sentCheckin // by checkin id
+	order []string
+	acked atomic.Int64
+}
+
+type sentCheckin struct {
+	user  string
+	c     ck
+	acked bool
+}
+
+func newWriteLog() *writeLog { return &writeLog{sent: map[string]sentCheckin{}} }
+
+func (l *writeLog) add(user string, c ck, acked bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.sent[c.ID]; !ok {
+		l.order = append(l.order, c.ID)
+	}
+	l.sent[c.ID] = sentCheckin{user, c, acked}
+	if acked {
+		l.acked.Add(1)
+	}
+}
+
+// attempts returns how many checkins were posted.
+func (l *writeLog) attempts() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.order)
+}
+
+// writeUntil posts checkins from workers goroutines until quit is closed,
+// each the next of next(i) (i counts each worker's posts, starting at the
+// worker's number and stepping by workers), and records them; wait returns
+// when every post has its answer.
+func (l *writeLog) writeUntil(quit <-chan struct{}, workers int, next func(i int) (p *proc, user string, c ck)) (wait func()) {
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; ; i += workers {
+				select {
+				case <-quit:
+					return
+				default:
+				}
+				p, user, c := next(i)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				r, err := p.try(ctx, "POST", "/v1/users/"+user+"/checkins", c.body())
+				cancel()
+				ok := err == nil && (r.status == http.StatusCreated || r.status == http.StatusOK)
+				l.add(user, c, ok)
+				if !ok {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+	return wg.Wait
+}
+
+// check compares got, user's whole listing, with what was posted: every
+// listed checkin was posted for that user, as it was posted, newest first,
+// and every acknowledged one of the user is listed (one that was not may
+// or may not be). It returns the listed ones.
+func (l *writeLog) check(t *testing.T, user string, got []apiCheckin) []ck {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	listed := map[string]bool{}
+	var have []ck
+	for _, g := range got {
+		s, ok := l.sent[g.ID]
+		if !ok || s.user != user {
+			t.Errorf("user %s lists a checkin nobody posted for that user: %+v", user, g)
+			continue
+		}
+		have, listed[g.ID] = append(have, s.c), true
+	}
+	wantCheckins(t, user, got, query{}.expect(have))
+	for _, id := range l.order {
+		if s := l.sent[id]; s.user == user && s.acked && !listed[id] {
+			t.Errorf("acknowledged checkin %s of %s at %s is lost", id, user, fmtTS(s.c.TS))
+		}
+	}
+	return have
+}
