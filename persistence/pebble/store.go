@@ -38,10 +38,7 @@ type Store struct {
 	db   *pebbledb.DB
 	ring *ring // nil: files sync the blocking way
 
-	// mu is held shared by every call that uses db and exclusively by Close,
-	// so Close waits for calls in flight and no call reaches a closed db.
-	mu     sync.RWMutex
-	closed bool
+	gate persistence.Gate // so that Close waits for calls in flight
 
 	// recordMu makes the check-and-insert and the read-modify-write of
 	// users and locations atomic.
@@ -140,15 +137,13 @@ func Open(dir string, opts ...Option) (*Store, error) {
 // enter admits a call that uses the db; every successful enter is paired
 // with leave.
 func (s *Store) enter() error {
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
+	if !s.gate.Enter() {
 		return errClosed
 	}
 	return nil
 }
 
-func (s *Store) leave() { s.mu.RUnlock() }
+func (s *Store) leave() { s.gate.Leave() }
 
 // userRecord and locationRecord are the stored values; the id is the key.
 type userRecord struct {
@@ -673,20 +668,16 @@ func (s *Store) Checkpoint(dir string) error {
 // acknowledged before it was synced; calls after Close fail with
 // ErrUnavailable. Closing twice is a no-op.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	return s.gate.Close(func() error {
+		err := s.db.Close()
+		if s.ring != nil { // after the db: no sync is in flight or to come
+			err = errors.Join(err, s.ring.close())
+		}
+		if err != nil {
+			return fmt.Errorf("persistence/pebble: close: %w", err)
+		}
 		return nil
-	}
-	s.closed = true
-	err := s.db.Close()
-	if s.ring != nil { // after the db: no sync is in flight or to come
-		err = errors.Join(err, s.ring.close())
-	}
-	if err != nil {
-		return fmt.Errorf("persistence/pebble: close: %w", err)
-	}
-	return nil
+	})
 }
 
 // storeErr turns an error of the engine or of a context into one that wraps

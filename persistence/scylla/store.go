@@ -36,10 +36,7 @@ type Store struct {
 	// table with the error it returns, before they are sent.
 	fault func(table string) error
 
-	// mu is held shared by every call that uses the session and exclusively
-	// by Close, so Close waits for calls in flight.
-	mu     sync.RWMutex
-	closed bool
+	gate persistence.Gate // so that Close waits for calls in flight
 }
 
 // Open connects to the cluster, applies the schema when cfg.AutoMigrate is
@@ -89,15 +86,13 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Store, error) {
 // enter admits a call that uses the session; every successful enter is
 // paired with leave.
 func (s *Store) enter() error {
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
+	if !s.gate.Enter() {
 		return errClosed
 	}
 	return nil
 }
 
-func (s *Store) leave() { s.mu.RUnlock() }
+func (s *Store) leave() { s.gate.Leave() }
 
 const (
 	cqlInsertUser         = `INSERT INTO users (user_id, name, created_at) VALUES (?, ?, ?) IF NOT EXISTS`
@@ -428,16 +423,12 @@ func (s *Store) Ping(ctx context.Context) error {
 // that returned nil before was acknowledged by the cluster; calls after
 // Close fail with ErrUnavailable. Closing twice is a no-op.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	return s.gate.Close(func() error {
+		close(s.jobs) // no call is in flight: none sends
+		s.workers.Wait()
+		s.s.Close()
 		return nil
-	}
-	s.closed = true
-	close(s.jobs) // no call is in flight: none sends
-	s.workers.Wait()
-	s.s.Close()
-	return nil
+	})
 }
 
 // notFound maps the driver's "no rows" to ErrNotFound naming the record,
