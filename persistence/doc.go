@@ -1,7 +1,8 @@
 // Package persistence defines the storage contract of checkin: the Store
 // interface every backend implements, the records it stores, the time-bucket
-// math shared by writers and readers, and the bucket walker that turns
-// per-partition reads into paged range queries.
+// math shared by writers and readers, the bucket walker that turns
+// per-partition reads into paged range queries, and the gate that makes a
+// backend's Close wait for its calls in flight.
 //
 // Guarantees every Store gives (and persistence/storetest checks):
 //

@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) persistence.Store) {
 		{"LargeBatch", testLargeBatch},
 		{"ConcurrentWrites", testConcurrentWrites},
 		{"WritesWhilePaging", testWritesWhilePaging},
+		{"Close", testClose},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1311,4 +1312,45 @@ func Buckets(t testing.TB, r persistence.PartitionReader, userID, locationID str
 		t.Fatalf("Buckets(%q, %q, %d, %d, %v): %v", userID, locationID, lo, hi, order, err)
 	}
 	return out
+}
+
+// testClose: after Close every call fails with ErrUnavailable (the caller
+// may retry elsewhere) and a second Close is a no-op (Run closes again).
+func testClose(t *testing.T, s persistence.Store) {
+	ctx := t.Context()
+	c := persistence.Checkin{ID: "c1", UserID: "u1", LocationID: "l1", Timestamp: at(0, time.Hour)}
+	if err := s.WriteCheckins(ctx, []persistence.Checkin{c}); err != nil {
+		t.Fatalf("WriteCheckins: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	calls := map[string]func() error{
+		"Ping":           func() error { return s.Ping(ctx) },
+		"CreateUser":     func() error { return s.CreateUser(ctx, persistence.User{ID: "u2", Name: "n"}) },
+		"GetUser":        func() error { _, err := s.GetUser(ctx, "u1"); return err },
+		"UpdateUser":     func() error { _, err := s.UpdateUser(ctx, "u1", persistence.UserPatch{Name: ptr("m")}); return err },
+		"ListUsers":      func() error { _, _, err := s.ListUsers(ctx, "", 10); return err },
+		"DeleteUser":     func() error { return s.DeleteUser(ctx, c.UserID) },
+		"CreateLocation": func() error { return s.CreateLocation(ctx, persistence.Location{ID: "l2", Name: "n"}) },
+		"GetLocation":    func() error { _, err := s.GetLocation(ctx, "l1"); return err },
+		"UpdateLocation": func() error {
+			_, err := s.UpdateLocation(ctx, "l1", persistence.LocationPatch{Name: ptr("m")})
+			return err
+		},
+		"ListLocations":  func() error { _, _, err := s.ListLocations(ctx, "", 10); return err },
+		"DeleteLocation": func() error { return s.DeleteLocation(ctx, "l1") },
+		"WriteCheckins":  func() error { return s.WriteCheckins(ctx, []persistence.Checkin{c}) },
+		"GetCheckin":     func() error { _, err := s.GetCheckin(ctx, c.UserID, c.ID); return err },
+		"CurrentLocation": func() error {
+			_, err := s.CurrentLocation(ctx, c.UserID)
+			return err
+		},
+		"ListCheckins": func() error { _, err := s.ListCheckins(ctx, everything(c.UserID)); return err },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, persistence.ErrUnavailable) {
+			t.Errorf("%s after Close: err = %v, want ErrUnavailable", name, err)
+		}
+	}
 }
