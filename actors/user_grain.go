@@ -244,7 +244,7 @@ func (g *userGrain) load() error {
 // then need no store look-up. Otherwise (or when the read fails) new ids
 // are looked up as before.
 func (g *userGrain) loadKnown(ctx context.Context) {
-	l, ok := g.deps.Store.(persistence.CheckinIDLister)
+	l, ok := persistence.As[persistence.CheckinIDLister](g.deps.Store)
 	limit := g.deps.Config.KnownIDs
 	if g.complete || !ok || limit == 0 {
 		return

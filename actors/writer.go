@@ -286,7 +286,7 @@ func (w *writer) flush(ctx actor.Context, reason string) {
 // gets one call; any other gets a GetCheckin each, lookups at once at most.
 func writeBatch(ctx context.Context, store persistence.Store, batch []pendingWrite, lookups int) *flushDone {
 	done := &flushDone{batch: batch, existing: make([]*persistence.Checkin, len(batch)), lookupErr: make([]error, len(batch))}
-	if bg, ok := store.(persistence.CheckinBatchGetter); ok {
+	if bg, ok := persistence.As[persistence.CheckinBatchGetter](store); ok {
 		lookupBatch(ctx, bg, batch, done)
 	} else {
 		lookupEach(ctx, store, batch, done, lookups)

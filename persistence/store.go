@@ -208,9 +208,31 @@ type CheckinRef struct {
 	ID     string
 }
 
-// Optional interfaces: callers find them by type assertion on the Store
-// they hold, so a decorator that wraps a Store hides them unless it
-// implements them too.
+// Optional interfaces: callers find them with As, which looks through the
+// decorators that wrap a backend.
+
+// As finds an implementation of T (an optional interface) in s or in the
+// stores it wraps, as errors.As finds an error in a chain. A store wraps
+// another if it has a method Unwrap() Store; it may offer its own
+// implementation of T, for instance one that counts the calls, through a
+// method As(target any) bool that sets *target (a *T) and reports true.
+func As[T any](s Store) (T, bool) {
+	var t T
+	for s != nil {
+		if x, ok := s.(T); ok {
+			return x, true
+		}
+		if a, ok := s.(interface{ As(any) bool }); ok && a.As(&t) {
+			return t, true
+		}
+		u, ok := s.(interface{ Unwrap() Store })
+		if !ok {
+			break
+		}
+		s = u.Unwrap()
+	}
+	return t, false
+}
 
 // CheckinBatchGetter is implemented by a Store that looks many checkins up
 // by id faster together than with one GetCheckin each (the embedded store:

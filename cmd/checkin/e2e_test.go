@@ -1124,6 +1124,13 @@ func testOperations(t *testing.T, p *proc) {
 		if !regexp.MustCompile(`(?m)^checkin_writer_batch_size_count [1-9]`).MatchString(body) {
 			t.Error("checkin_writer_batch_size counted no batch after a checkin")
 		}
+		// The checkin reached the store through the metered decorator.
+		if !regexp.MustCompile(`(?m)^checkin_store_calls_total\{op="write_checkins",outcome="ok"\} [1-9]`).MatchString(body) {
+			t.Error("checkin_store_calls_total counted no successful write_checkins after a checkin")
+		}
+		if !regexp.MustCompile(`(?m)^checkin_store_call_seconds_count\{op="write_checkins"\} [1-9]`).MatchString(body) {
+			t.Error("checkin_store_call_seconds timed no write_checkins after a checkin")
+		}
 	})
 	t.Run("openapi", func(t *testing.T) {
 		t.Parallel()

@@ -21,6 +21,7 @@ import (
 	"github.com/checkin/checkin/edge"
 	"github.com/checkin/checkin/messages"
 	"github.com/checkin/checkin/persistence"
+	"github.com/checkin/checkin/persistence/metered"
 	"github.com/checkin/checkin/persistence/pebble"
 	"github.com/checkin/checkin/persistence/scylla"
 )
@@ -121,6 +122,7 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 	readBuild().register(reg)
 	n.registerCertExpiry(reg)
 	m := actors.NewMetrics(reg)
+	n.store = metered.New(n.store, metered.NewMetrics(reg)) // every part below calls the store through it
 	system := cluster.NewSystem(cfg.Cluster, log)
 	if n.pool, err = actors.NewPool(system, n.store, cfg.Writer, log.Named("writer"), m); err != nil {
 		return nil, err
@@ -199,7 +201,7 @@ func (n *node) registerCertExpiry(reg prometheus.Registerer) {
 // forgetWritten makes this node's store forget what it remembers having
 // written for a deleted user.
 func (n *node) forgetWritten(userID string) {
-	if f, ok := n.store.(persistence.WrittenForgetter); ok {
+	if f, ok := persistence.As[persistence.WrittenForgetter](n.store); ok {
 		f.ForgetWritten(userID)
 	}
 }
@@ -271,7 +273,7 @@ func (n *node) startDebug(addr string) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	cp, _ := n.store.(checkpointer)
+	cp, _ := persistence.As[checkpointer](n.store)
 	mux.Handle("/admin/backup", &backups{dir: n.cfg.BackupDir, cp: cp, log: n.log.Named("backup")})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

@@ -22,10 +22,12 @@ func TestMain(m *testing.M) {
 	}
 	goleak.VerifyTestMain(m,
 		// After a connection to a node is lost, the driver refills its pool
-		// in goroutines that sleep out the reconnection interval before they
-		// notice the session was closed; they end on their own.
+		// in goroutines that sleep out the reconnection interval (and its
+		// retries, through a debouncer) before they notice the session was
+		// closed; they end on their own.
 		goleak.IgnoreAnyFunction("github.com/gocql/gocql.(*hostConnPool).connectMany"),
 		goleak.IgnoreAnyFunction("github.com/gocql/gocql.(*hostConnPool).connectMany.func1"),
+		goleak.IgnoreAnyFunction("github.com/gocql/gocql.(*hostConnPool).fill_debounce"),
 	)
 }
 

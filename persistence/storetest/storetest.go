@@ -345,7 +345,7 @@ func testDeleteUser(t *testing.T, s persistence.Store) {
 				t.Fatalf("%s: GetCheckin(%s) err = %v, want ErrNotFound", what, c.ID, err)
 			}
 		}
-		if l, ok := s.(persistence.CheckinIDLister); ok {
+		if l, ok := persistence.As[persistence.CheckinIDLister](s); ok {
 			n := 0
 			if _, err := l.EachCheckinID(ctx, "del", 1000, func([]byte) { n++ }); err != nil || n != 0 {
 				t.Fatalf("%s: EachCheckinID listed %d ids (err %v), want none", what, n, err)
@@ -563,7 +563,7 @@ func testWriteThenGetCheckin(t *testing.T, s persistence.Store) {
 // testGetCheckinsBatch checks a store's batch look-up, when it has one,
 // against GetCheckin: hits, misses of every kind, repeats, any order.
 func testGetCheckinsBatch(t *testing.T, s persistence.Store) {
-	bg, ok := s.(persistence.CheckinBatchGetter)
+	bg, ok := persistence.As[persistence.CheckinBatchGetter](s)
 	if !ok {
 		t.Skip("the store has no batch look-up; writers call GetCheckin for each id")
 	}
@@ -620,7 +620,7 @@ func testGetCheckinsBatch(t *testing.T, s persistence.Store) {
 // of the user and no other user's (u1 and u10 share a prefix), the limit,
 // and whether the listing was all of them.
 func testEachCheckinID(t *testing.T, s persistence.Store) {
-	l, ok := s.(persistence.CheckinIDLister)
+	l, ok := persistence.As[persistence.CheckinIDLister](s)
 	if !ok {
 		t.Skip("the store lists no checkin ids; grains look new ids up in it")
 	}
