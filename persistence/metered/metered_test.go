@@ -156,3 +156,31 @@ func TestAs(t *testing.T) {
 		t.Error("As finds a CheckinIDLister the wrapped store does not have")
 	}
 }
+
+// BenchmarkGetUser: a cached read of the embedded store, the cheapest call
+// there is, bare and through the decorator; the difference is what
+// counting and timing cost per call.
+func BenchmarkGetUser(b *testing.B) {
+	inner, err := pebble.Open(b.TempDir(), pebble.WithMemTableSize(4<<20))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer inner.Close()
+	ctx := context.Background()
+	if err := inner.CreateUser(ctx, persistence.User{ID: "u1", Name: "n", CreatedAt: time.Now()}); err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		s    persistence.Store
+	}{{"bare", inner}, {"metered", metered.New(inner, metered.NewMetrics(prometheus.NewRegistry()))}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := tc.s.GetUser(ctx, "u1"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
