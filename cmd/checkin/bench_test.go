@@ -17,10 +17,10 @@ import (
 
 // benchNode starts a fully wired node (pebble store on a temp dir) with
 // users u0..u{users-1} and one location, and returns it.
-func benchNode(b *testing.B, users int) *node { return benchNodeWith(b, users, nil) }
+func benchNode(b testing.TB, users int) *node { return benchNodeWith(b, users, nil) }
 
 // benchNodeWith is benchNode with configure applied to the node's config.
-func benchNodeWith(b *testing.B, users int, configure func(*config)) *node {
+func benchNodeWith(b testing.TB, users int, configure func(*config)) *node {
 	b.Helper()
 	cfg := defaultConfig()
 	cfg.HTTP.Addr = "127.0.0.1:0"
