@@ -312,7 +312,7 @@ func (n *node) stop() error {
 		errs = append(errs, n.view.Close())
 	}
 	if n.store != nil {
-		errs = append(errs, n.store.Close())
+		errs = append(errs, closeWithin(n.store.Close, n.cfg.Writer.FlushTimeout+time.Second))
 	}
 	err := errors.Join(errs...)
 	if err != nil {
@@ -321,4 +321,22 @@ func (n *node) stop() error {
 		n.log.Info("shutdown complete")
 	}
 	return err
+}
+
+// closeWithin runs closeFn and waits for it at most d. The store's Close
+// waits for its calls in flight, and a write the store holds back while
+// its disk is full waits for room with no deadline; a node that must stop
+// then exits without it, which is safe: every acknowledged write is in the
+// synced log, and the next start replays it (as after a crash).
+func closeWithin(closeFn func() error, d time.Duration) error {
+	done := make(chan error, 1)
+	go func() { done <- closeFn() }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return fmt.Errorf("the store did not close within %s (a write waits for the disk): stopping without it; every acknowledged write is in its synced log", d)
+	}
 }

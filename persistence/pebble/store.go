@@ -35,8 +35,9 @@ var errClosed = fmt.Errorf("%w: store is closed", persistence.ErrUnavailable)
 
 // Store is the embedded checkin store. It is safe for concurrent use.
 type Store struct {
-	db   *pebbledb.DB
-	ring *ring // nil: files sync the blocking way
+	db     *pebbledb.DB
+	ring   *ring   // nil: files sync the blocking way
+	health *health // of the engine's flushes: a full disk makes the store unavailable
 
 	gate persistence.Gate // so that Close waits for calls in flight
 
@@ -53,6 +54,7 @@ type config struct {
 	cacheSize    int64
 	memTableSize uint64
 	ioURing      bool
+	wrapFS       func(vfs.FS) vfs.FS // tests only: a file system that fails on purpose
 }
 
 // WithLogger sends the storage engine's log lines to l. Without it they are
@@ -107,17 +109,22 @@ func Open(dir string, opts ...Option) (*Store, error) {
 			fs = ringFS{FS: fs, ring: r}
 		}
 	}
+	if cfg.wrapFS != nil {
+		fs = cfg.wrapFS(fs)
+	}
 	closeRing := func() {
 		if r != nil {
 			_ = r.close()
 		}
 	}
+	h := newHealth(cfg.logger)
 	db, err := pebbledb.Open(dir, &pebbledb.Options{
-		CacheSize:    cfg.cacheSize,
-		MemTableSize: cfg.memTableSize,
-		Merger:       currentMerger,
-		Logger:       zapLogger{cfg.logger},
-		FS:           fs,
+		CacheSize:     cfg.cacheSize,
+		MemTableSize:  cfg.memTableSize,
+		Merger:        currentMerger,
+		Logger:        zapLogger{cfg.logger},
+		EventListener: h.listener(),
+		FS:            fs,
 		// Pinned so that upgrading the library never ratchets the on-disk
 		// format by itself.
 		FormatMajorVersion: pebbledb.FormatValueSeparation,
@@ -131,7 +138,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		closeRing()
 		return nil, fmt.Errorf("persistence/pebble: open %s: %w", dir, err)
 	}
-	return &Store{db: db, ring: r}, nil
+	return &Store{db: db, ring: r, health: h}, nil
 }
 
 // enter admits a call that uses the db; every successful enter is paired
@@ -230,6 +237,9 @@ func (s *Store) withRecord(ctx context.Context, key []byte, fn func(v []byte, fo
 		return err
 	}
 	defer s.leave()
+	if err := s.health.admitWrite(); err != nil {
+		return err
+	}
 	s.recordMu.Lock()
 	defer s.recordMu.Unlock()
 
@@ -457,10 +467,24 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 	if err := s.enter(); err != nil {
 		return err
 	}
-	defer s.leave()
+	b, err := s.checkinBatch(batch)
+	if err == nil {
+		err = storeErr(ctx.Err())
+	}
+	if err == nil {
+		err = s.health.admitWrite()
+	}
+	if err != nil { // not applied
+		b.Close()
+		s.leave()
+		return err
+	}
+	return s.commit(ctx, b)
+}
 
+// checkinBatch returns the records of batch as one engine batch.
+func (s *Store) checkinBatch(batch []persistence.Checkin) (*pebbledb.Batch, error) {
 	b := s.db.NewBatchWithSize(len(batch) * estimatedCheckinBytes)
-	defer b.Close()
 	var key, val []byte
 	for _, i := range byUser(batch) {
 		c := &batch[i]
@@ -470,22 +494,45 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 		key = appendCheckinKey(key[:0], c.UserID, "", bucket, ms, c.ID)
 		val = append(val[:0], c.LocationID...)
 		if err := b.Set(key, val, nil); err != nil {
-			return storeErr(err)
+			return b, storeErr(err)
 		}
 		key = appendCheckinKey(key[:0], c.UserID, c.LocationID, bucket, ms, c.ID)
 		if err := b.Set(key, nil, nil); err != nil {
-			return storeErr(err)
+			return b, storeErr(err)
 		}
 		key = appendCheckinByIDKey(key[:0], c.UserID, c.ID)
 		val = appendCheckinByID(val[:0], ms, c.LocationID)
 		if err := b.Set(key, val, nil); err != nil {
-			return storeErr(err)
+			return b, storeErr(err)
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return storeErr(err) // not applied
+	return b, nil
+}
+
+// commit applies b, synced, then closes it and ends the call the caller
+// entered. While flushes fail (see health) the engine may hold the write
+// back until the disk has room again, with no deadline: then commit
+// waits no longer than ctx, and the write goes on by itself (a retry of
+// it is safe: checkin writes are idempotent).
+func (s *Store) commit(ctx context.Context, b *pebbledb.Batch) error {
+	if s.health.current() == nil {
+		defer s.leave()
+		defer b.Close()
+		return storeErr(s.db.Apply(b, pebbledb.Sync))
 	}
-	return storeErr(s.db.Apply(b, pebbledb.Sync))
+	done := make(chan error, 1)
+	go func() {
+		defer s.leave() // so Close waits for the write
+		err := s.db.Apply(b, pebbledb.Sync)
+		b.Close()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return storeErr(err)
+	case <-ctx.Done():
+		return fmt.Errorf("%w: the store holds the write back while it cannot write its files, and may still apply it: %w", persistence.ErrUnavailable, ctx.Err())
+	}
 }
 
 // byUser returns the indexes of batch ordered by user id: the memtable
@@ -634,7 +681,8 @@ func (s *Store) ListCheckins(ctx context.Context, q persistence.Query) (persiste
 	return persistence.ListCheckins(ctx, reader{db: s.db}, q)
 }
 
-// Ping returns nil unless the store is closed.
+// Ping returns nil unless the store is closed or cannot write its files
+// (see health).
 func (s *Store) Ping(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return storeErr(err)
@@ -643,7 +691,7 @@ func (s *Store) Ping(ctx context.Context) error {
 		return err
 	}
 	s.leave()
-	return nil
+	return s.health.check()
 }
 
 // Checkpoint writes a consistent copy of the database into dir, which must

@@ -1,0 +1,135 @@
+package pebble
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pebbledb "github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+
+	"github.com/checkin/checkin/persistence"
+)
+
+// health follows the engine's background work. While memtables cannot be
+// flushed to table files, or tables compacted (a full or failing disk),
+// new writes still go to the log until the engine holds them back to bound
+// its memory; from then on a write would wait, with no deadline, for the
+// disk to come back. So while background work fails the store reports
+// itself unavailable (Ping: the node turns not ready), and while the
+// engine also holds writes back they fail at once instead of waiting.
+// Nothing acknowledged is at risk: every acknowledged write is in the
+// synced log. The engine retries its flushes by itself; the first that
+// succeeds makes the store healthy again, and a failure that is not
+// repeated within failureTTL stops counting.
+type health struct {
+	log     *zap.Logger
+	failing atomic.Pointer[failure] // the last background failure, until a flush succeeds
+	stalls  atomic.Int32            // commits the engine holds back right now
+
+	mu         sync.Mutex // background error logging
+	loggedAt   time.Time
+	suppressed int
+}
+
+type failure struct {
+	err   error
+	since time.Time // of the first failure in a row
+	last  time.Time // of the newest
+}
+
+// failureTTL is how long a failure counts without another: the engine
+// retries a failed flush at once and again and again while it has one to
+// do, so a failure that is not repeated was a passing one (or a failed
+// compaction with nothing after it) and must not keep the node not ready
+// while nothing writes.
+const failureTTL = 10 * time.Second
+
+// errorLogInterval is the least time between two logged background errors:
+// the engine retries a failed flush many times a second.
+const errorLogInterval = 30 * time.Second
+
+// emptyFlush is the message of the engine's flush outcome "nothing to
+// write", which is not a failure.
+const emptyFlush = "pebble: empty table"
+
+func newHealth(log *zap.Logger) *health { return &health{log: log} }
+
+func (h *health) listener() *pebbledb.EventListener {
+	return &pebbledb.EventListener{
+		BackgroundError: h.backgroundError,
+		FlushEnd:        h.flushEnd,
+		WriteStallBegin: func(pebbledb.WriteStallBeginInfo) { h.stalls.Add(1) },
+		WriteStallEnd:   func() { h.stalls.Add(-1) },
+		LowDiskSpace: func(info pebbledb.LowDiskSpaceInfo) {
+			h.log.Warn("disk space low", zap.Uint64("available_bytes", info.AvailBytes),
+				zap.Uint64("total_bytes", info.TotalBytes), zap.Int("below_percent", info.PercentThreshold))
+		},
+	}
+}
+
+func (h *health) flushEnd(info pebbledb.FlushInfo) {
+	if info.Err != nil && info.Err.Error() != emptyFlush {
+		h.fail(info.Err)
+		return
+	}
+	if f := h.failing.Swap(nil); f != nil {
+		h.log.Info("storage engine flushes again", zap.Duration("failing_for", time.Since(f.since)))
+	}
+}
+
+// fail records a failure of background work.
+func (h *health) fail(err error) {
+	now := time.Now()
+	since := now
+	if f := h.failing.Load(); f != nil && now.Sub(f.last) < failureTTL {
+		since = f.since
+	}
+	h.failing.Store(&failure{err: err, since: since, last: now})
+}
+
+// current returns the failure that still counts, if any.
+func (h *health) current() *failure {
+	if f := h.failing.Load(); f != nil && time.Since(f.last) < failureTTL {
+		return f
+	}
+	return nil
+}
+
+// backgroundError logs the engine's errors in background work: the first
+// of a run, then at most one per errorLogInterval with how many were not
+// logged.
+func (h *health) backgroundError(err error) {
+	h.fail(err)
+	h.mu.Lock()
+	now := time.Now()
+	if !h.loggedAt.IsZero() && now.Sub(h.loggedAt) < errorLogInterval {
+		h.suppressed++
+		h.mu.Unlock()
+		return
+	}
+	suppressed := h.suppressed
+	h.loggedAt, h.suppressed = now, 0
+	h.mu.Unlock()
+	h.log.Error("storage engine background error", zap.Error(err), zap.Int("not_logged_since_last", suppressed))
+}
+
+// check returns an error wrapping ErrUnavailable while background work
+// fails.
+func (h *health) check() error {
+	if f := h.current(); f != nil {
+		return fmt.Errorf("%w: the store cannot write its files since %s: %v", persistence.ErrUnavailable, f.since.UTC().Format(time.RFC3339), f.err)
+	}
+	return nil
+}
+
+// admitWrite returns an error wrapping ErrUnavailable while background
+// work fails and the engine holds writes back, so a write fails at once instead of
+// waiting for the disk.
+func (h *health) admitWrite() error {
+	if h.stalls.Load() > 0 {
+		return h.check()
+	}
+	return nil
+}

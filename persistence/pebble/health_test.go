@@ -1,0 +1,182 @@
+package pebble
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/checkin/checkin/persistence"
+)
+
+// fullDisk is a file system whose table files cannot be written while
+// full is set, as on a full disk where the log still has room (the engine
+// reuses its log files' space): flushes and compactions fail, the log
+// keeps taking writes.
+type fullDisk struct {
+	vfs.FS
+	full *atomic.Bool
+}
+
+func (fs fullDisk) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, category)
+	if err != nil || !strings.HasSuffix(name, ".sst") {
+		return f, err
+	}
+	return fullFile{f, fs.full}, nil
+}
+
+type fullFile struct {
+	vfs.File
+	full *atomic.Bool
+}
+
+func (f fullFile) Write(p []byte) (int, error) {
+	if f.full.Load() {
+		return 0, &writeErr{syscall.ENOSPC}
+	}
+	return f.File.Write(p)
+}
+
+func (f fullFile) WriteAt(p []byte, off int64) (int, error) {
+	if f.full.Load() {
+		return 0, &writeErr{syscall.ENOSPC}
+	}
+	return f.File.WriteAt(p, off)
+}
+
+type writeErr struct{ errno syscall.Errno }
+
+func (e *writeErr) Error() string { return "write: " + e.errno.Error() }
+func (e *writeErr) Unwrap() error { return e.errno }
+
+// TestFullDisk: while table files cannot be written the store says it is
+// unavailable (Ping), keeps taking writes while the engine can hold them
+// in memory, then refuses them at once instead of waiting for room; when
+// the disk has room again it recovers by itself, and every write it
+// acknowledged, before or during the outage, is there.
+func TestFullDisk(t *testing.T) {
+	var full atomic.Bool
+	core, logs := observer.New(zap.InfoLevel)
+	s, err := Open(t.TempDir(), WithMemTableSize(1<<20), WithLogger(zap.New(core)), func(c *config) {
+		c.wrapFS = func(fs vfs.FS) vfs.FS { return fullDisk{fs, &full} }
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { // bounded: a write that hangs would hold Close too
+		closed := make(chan error, 1)
+		go func() { closed <- s.Close() }()
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Close did not return within 10 s")
+		}
+	}()
+	ctx := t.Context()
+	var acked []persistence.Checkin
+	n := 0
+	write := func() error {
+		batch := make([]persistence.Checkin, 256)
+		for i := range batch {
+			n++
+			batch[i] = persistence.Checkin{ID: fmt.Sprintf("c%06d", n), UserID: fmt.Sprintf("u%d", n%100), LocationID: "l1", Timestamp: time.UnixMilli(int64(n))}
+		}
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		err := within(t, "WriteCheckins", func() error { return s.WriteCheckins(wctx, batch) })
+		if err == nil {
+			acked = append(acked, batch...)
+		}
+		return err
+	}
+	for range 4 {
+		if err := write(); err != nil {
+			t.Fatalf("write on a healthy disk: %v", err)
+		}
+	}
+
+	full.Store(true)
+	var refused error
+	for range 2000 {
+		if err := write(); err != nil {
+			refused = err
+			break
+		}
+	}
+	if !errors.Is(refused, persistence.ErrUnavailable) {
+		t.Fatalf("writes on a full disk: %v, want ErrUnavailable once the engine holds them back", refused)
+	}
+	if err := s.Ping(ctx); !errors.Is(err, persistence.ErrUnavailable) || !strings.Contains(err.Error(), "cannot write its files") {
+		t.Errorf("Ping on a full disk: %v, want ErrUnavailable naming the files", err)
+	}
+	if err := within(t, "CreateUser", func() error { return s.CreateUser(ctx, persistence.User{ID: "late", Name: "n"}) }); !errors.Is(err, persistence.ErrUnavailable) {
+		t.Errorf("CreateUser while writes are held back: %v, want ErrUnavailable", err)
+	}
+	t.Logf("%d checkins acknowledged, then: %v", len(acked), refused)
+
+	full.Store(false)
+	deadline := time.Now().Add(30 * time.Second)
+	for s.Ping(ctx) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("still unavailable 30 s after the disk has room: %v", s.Ping(ctx))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		err := write()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writes still fail 30 s after the disk has room: %v", err)
+		}
+	}
+	// The engine retried its flushes many times; the log says so once,
+	// and once that they work again.
+	if n := logs.FilterMessage("storage engine background error").Len(); n != 1 {
+		t.Errorf("%d background errors logged during one outage shorter than %s, want 1", n, errorLogInterval)
+	}
+	if n := logs.FilterMessage("storage engine flushes again").Len(); n != 1 {
+		t.Errorf(`"storage engine flushes again" logged %d times after the outage, want 1`, n)
+	}
+	refs := make([]persistence.CheckinRef, len(acked))
+	for i, c := range acked {
+		refs[i] = persistence.CheckinRef{UserID: c.UserID, ID: c.ID}
+	}
+	got, found, err := s.GetCheckins(ctx, refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range acked {
+		if !found[i] || got[i].LocationID != acked[i].LocationID {
+			t.Fatalf("acknowledged checkin %s of %s is lost", acked[i].ID, acked[i].UserID)
+		}
+	}
+}
+
+// within returns what call returns, failing the test if it takes more
+// than 30 s: a store call must not wait for the disk without end.
+func within(t *testing.T, name string, call func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- call() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not return within 30 s", name)
+		return nil
+	}
+}
