@@ -111,18 +111,24 @@ func fiberCode(status int) string {
 	return "http_error"
 }
 
+// refusalLogsPerSecond bounds the warnings of refused requests (503, 504)
+// a node logs: the first ones of each second.
+const refusalLogsPerSecond = 10
+
 // errorHandler is the app's one error handler.
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	ae := toAPIError(err)
 	if ae.status >= 500 {
 		// Refusals (overload, unavailable, timeouts) are expected under
-		// load and while a cluster member fails over: warnings; anything
-		// else is a defect: errors.
-		lvl := zapcore.ErrorLevel
+		// load and while a cluster member fails over or the store is down:
+		// warnings, a few a second (in an outage every request would log
+		// one; checkin_http_requests_total counts them all). Anything else
+		// is a defect: errors, every one.
+		log, lvl := s.log, zapcore.ErrorLevel
 		if ae.status == http.StatusServiceUnavailable || ae.status == http.StatusGatewayTimeout {
-			lvl = zapcore.WarnLevel
+			log, lvl = s.refusals, zapcore.WarnLevel
 		}
-		s.log.Log(lvl, "request failed", zap.String("request_id", requestID(c)), zap.String("route", c.Route().Path), zap.Int("status", ae.status), zap.Error(err))
+		log.Log(lvl, "request failed", zap.String("request_id", requestID(c)), zap.String("route", c.Route().Path), zap.Int("status", ae.status), zap.Error(err))
 	}
 	if ae.status == http.StatusServiceUnavailable || ae.status == http.StatusTooManyRequests {
 		c.Set(fiber.HeaderRetryAfter, "1")

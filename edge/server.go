@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/checkin/checkin/persistence"
 )
@@ -148,6 +149,7 @@ type Server struct {
 	records  *records
 	ready    func(context.Context) error
 	log      *zap.Logger
+	refusals *zap.Logger // log, at most refusalLogsPerSecond lines a second
 	m        *metrics
 	inflight atomic.Int64
 	draining atomic.Bool
@@ -167,6 +169,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, fmt.Errorf("edge: cache: %w", err)
 	}
 	s := &Server{cfg: cfg, grains: d.Grains, store: d.Store, records: rec, ready: d.Ready, log: d.Log, m: newMetrics(d.Registry), keys: d.APIKeys, notify: d.Notify, now: time.Now}
+	s.refusals = d.Log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return zapcore.NewSamplerWithOptions(c, time.Second, refusalLogsPerSecond, 0)
+	}))
 	if cfg.RateLimit > 0 {
 		burst := cfg.RateBurst
 		if burst == 0 {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/checkin/checkin/actors"
@@ -562,4 +564,49 @@ func concurrentPerUser(t *testing.T, ts *testServer, request func(c *http.Client
 		})
 	}
 	wg.Wait()
+}
+
+// TestRefusalLogsAreBounded: in an outage every request is refused; the
+// node logs the first refusals of each second, not one line per request,
+// and still every defect (a 500).
+func TestRefusalLogsAreBounded(t *testing.T) {
+	var fail atomic.Pointer[error]
+	g := &fakeGrains{createUser: func(ctx context.Context, u persistence.User) (persistence.User, error) {
+		return u, *fail.Load()
+	}}
+	ts := newTestServer(t, g, nil)
+	base, c := ts.serve(t), newClient(t)
+	count := func(level zapcore.Level) int {
+		n := 0
+		for _, e := range ts.logs.FilterMessage("request failed").All() {
+			if e.Level == level {
+				n++
+			}
+		}
+		return n
+	}
+
+	unavailable := error(&actors.Error{Kind: actors.ErrUnavailable, Code: actors.CodeUnavailable, Message: "store down"})
+	fail.Store(&unavailable)
+	const refused = 200
+	for range refused {
+		if res := do(t, c, http.MethodPost, base+"/v1/users", []byte(`{"name":"n"}`)); res.status != http.StatusServiceUnavailable {
+			t.Fatalf("status %d, want 503: %s", res.status, res.body)
+		}
+	}
+	if n := count(zapcore.WarnLevel); n < 1 || n >= refused {
+		t.Errorf("%d of %d refusals logged, want the first few of each second", n, refused)
+	}
+
+	defect := errors.New("a defect")
+	fail.Store(&defect)
+	const defects = 30
+	for range defects {
+		if res := do(t, c, http.MethodPost, base+"/v1/users", []byte(`{"name":"n"}`)); res.status != http.StatusInternalServerError {
+			t.Fatalf("status %d, want 500: %s", res.status, res.body)
+		}
+	}
+	if n := count(zapcore.ErrorLevel); n != defects {
+		t.Errorf("%d of %d failures with status 500 logged, want every one", n, defects)
+	}
 }
