@@ -148,8 +148,10 @@ func TestFullDisk(t *testing.T) {
 	if n := logs.FilterMessage("storage engine background error").Len(); n != 1 {
 		t.Errorf("%d background errors logged during one outage shorter than %s, want 1", n, errorLogInterval)
 	}
-	if n := logs.FilterMessage("storage engine flushes again").Len(); n != 1 {
-		t.Errorf(`"storage engine flushes again" logged %d times after the outage, want 1`, n)
+	// (Twice at most: a flush that wrote its table just before the disk
+	// filled may end after the first failure.)
+	if n := logs.FilterMessage("storage engine flushes again").Len(); n < 1 || n > 2 {
+		t.Errorf(`"storage engine flushes again" logged %d times after one outage, want once`, n)
 	}
 	refs := make([]persistence.CheckinRef, len(acked))
 	for i, c := range acked {
