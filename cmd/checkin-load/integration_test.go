@@ -208,7 +208,7 @@ func TestAgainstCheckin(t *testing.T) {
 			if rep.Requests == 0 || rep.Errors != 0 || rep.Count5xx() != 0 {
 				t.Errorf("requests %d, errors %d, 5xx %d: %v", rep.Requests, rep.Errors, rep.Count5xx(), rep.ErrorKinds)
 			}
-			if v := rep.Verify; v == nil || v.Lost != 0 || v.Mismatched != 0 || v.UnverifiedUsers != 0 || v.Found != v.Acknowledged || v.Found == 0 {
+			if v := rep.Verify; v == nil || v.Lost != 0 || v.Mismatched != 0 || v.StaleCurrent != 0 || v.UnverifiedUsers != 0 || v.Found != v.Acknowledged || v.Found == 0 {
 				t.Errorf("verify: %+v", rep.Verify)
 			}
 			tc.check(t, rep)
@@ -332,7 +332,7 @@ func retriesPastDeadTarget(t *testing.T, ctx context.Context, base string) {
 	if n := rep.Ejections[dead]; n != 1 || rep.Retries > int64(cfg.Concurrency)+1 {
 		t.Errorf("ejections %v, retries %d: want the dead target ejected once and skipped after", rep.Ejections, rep.Retries)
 	}
-	if v := rep.Verify; v == nil || v.Lost != 0 || v.Found != v.Acknowledged || v.Found == 0 {
+	if v := rep.Verify; v == nil || v.Lost != 0 || v.StaleCurrent != 0 || v.Found != v.Acknowledged || v.Found == 0 {
 		t.Errorf("verify: %+v", rep.Verify)
 	}
 }
@@ -385,5 +385,10 @@ func verifyCatchesLoss(t *testing.T, base string) {
 	v := r.verify(context.Background(), []ack{{User: "load-u0", ID: "never-written", Loc: "load-l0", TS: now}})
 	if v.Lost != 1 || v.LostSample[0] != "load-u0/never-written" || v.UnverifiedUsers != 0 {
 		t.Fatalf("verify of a checkin that was never written: %+v", v)
+	}
+	// Nor is it the user's current location: an older checkin of the
+	// user's (earlier subtests wrote some), or none.
+	if v.StaleCurrent != 1 || !strings.HasSuffix(v.StaleSample[0], " < never-written") && v.StaleSample[0] != "load-u0: no current location" {
+		t.Fatalf("verify of the current location of a user whose only acknowledged checkin was never written: %+v", v)
 	}
 }

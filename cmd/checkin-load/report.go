@@ -12,8 +12,8 @@ import (
 )
 
 // errLost: --verify found acknowledged checkins missing (or different, or
-// could not read them all back).
-var errLost = errors.New("verify: acknowledged checkins are missing, different, or could not be read back")
+// not reflected in the current location, or could not read them all back).
+var errLost = errors.New("verify: acknowledged checkins are missing, different, not the current location, or could not be read back")
 
 // Report is the outcome of a run; --json prints it as is.
 type Report struct {
@@ -173,10 +173,13 @@ func (rep *Report) write(w io.Writer, asJSON bool) error {
 			r.File, r.Rows, r.DuplicateRows, r.Users, r.Locations, r.Created, r.Existing)
 	}
 	if v := rep.Verify; v != nil {
-		fmt.Fprintf(&b, "verify: %d acknowledged checkins of %d users read back in %.1fs: found %d, lost %d, mismatched %d, unverified users %d\n",
-			v.Acknowledged, v.Users, v.ElapsedS, v.Found, v.Lost, v.Mismatched, v.UnverifiedUsers)
+		fmt.Fprintf(&b, "verify: %d acknowledged checkins of %d users read back in %.1fs: found %d, lost %d, mismatched %d, stale current locations %d, unverified users %d\n",
+			v.Acknowledged, v.Users, v.ElapsedS, v.Found, v.Lost, v.Mismatched, v.StaleCurrent, v.UnverifiedUsers)
 		for _, s := range v.LostSample {
 			fmt.Fprintf(&b, "  lost: %s\n", s)
+		}
+		for _, s := range v.StaleSample {
+			fmt.Fprintf(&b, "  stale current location: %s\n", s)
 		}
 	}
 	_, err := io.WriteString(w, b.String())

@@ -142,7 +142,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (*Report, er
 	if ctx.Err() != nil {
 		return rep, ctx.Err()
 	}
-	if v := rep.Verify; v != nil && (v.Lost > 0 || v.Mismatched > 0 || v.UnverifiedUsers > 0) {
+	if v := rep.Verify; v != nil && (v.Lost > 0 || v.Mismatched > 0 || v.StaleCurrent > 0 || v.UnverifiedUsers > 0) {
 		return rep, errLost
 	}
 	return rep, nil

@@ -15,11 +15,15 @@ import (
 
 // VerifyReport is the outcome of reading every acknowledged checkin back.
 type VerifyReport struct {
-	Acknowledged    int      `json:"acknowledged"` // distinct checkin ids answered 2xx
-	Users           int      `json:"users"`
-	Found           int      `json:"found"`
-	Lost            int      `json:"lost"`       // acknowledged, not listed
-	Mismatched      int      `json:"mismatched"` // listed with another location or timestamp
+	Acknowledged int `json:"acknowledged"` // distinct checkin ids answered 2xx
+	Users        int `json:"users"`
+	Found        int `json:"found"`
+	Lost         int `json:"lost"`       // acknowledged, not listed
+	Mismatched   int `json:"mismatched"` // listed with another location or timestamp
+	// StaleCurrent counts users whose current location is older than their
+	// newest acknowledged checkin (or who have none).
+	StaleCurrent    int      `json:"stale_current"`
+	StaleSample     []string `json:"stale_sample,omitempty"` // user: current checkin id < newest acknowledged id, at most 20
 	UnverifiedUsers int      `json:"unverified_users"`
 	ReadErrors      int64    `json:"read_errors"`
 	LostSample      []string `json:"lost_sample,omitempty"` // user/checkin id, at most 20
@@ -31,7 +35,10 @@ const verifyPageLimit = 1000
 
 // verify lists, for every user with acknowledged checkins, the range from
 // its earliest to its latest acknowledged checkin (following next_cursor
-// to the end), and counts acknowledged checkins that are not there.
+// to the end), and counts acknowledged checkins that are not there. It
+// also reads the user's current location, which must be the newest
+// acknowledged checkin or a newer one (a checkin that was stored although
+// its answer never came).
 func (r *runner) verify(ctx context.Context, acks []ack) *VerifyReport {
 	start := time.Now()
 	byUser := map[string]map[string]ack{}
@@ -58,6 +65,10 @@ func (r *runner) verify(ctx context.Context, acks []ack) *VerifyReport {
 		u := users[i]
 		want := byUser[u]
 		got, err := r.listAll(ctx, req, resp, u, want, &readErrs)
+		var cur *ack
+		if err == nil {
+			cur, err = r.current(ctx, req, resp, u, &readErrs)
+		}
 		mu.Lock()
 		if err != nil {
 			rep.UnverifiedUsers++
@@ -77,12 +88,23 @@ func (r *runner) verify(ctx context.Context, acks []ack) *VerifyReport {
 					rep.Found++
 				}
 			}
+			if newest := newestOf(want); cur == nil || newer(newest, *cur) {
+				rep.StaleCurrent++
+				if len(rep.StaleSample) < 20 {
+					s := u + ": no current location"
+					if cur != nil {
+						s = u + ": " + cur.ID + " < " + newest.ID
+					}
+					rep.StaleSample = append(rep.StaleSample, s)
+				}
+			}
 		}
 		mu.Unlock()
 		checked.Add(1)
 	})
 	stop()
 	slices.Sort(rep.LostSample)
+	slices.Sort(rep.StaleSample)
 	rep.ReadErrors = readErrs.Load()
 	rep.ElapsedS = time.Since(start).Seconds()
 	return rep
@@ -152,6 +174,55 @@ func (r *runner) listAll(ctx context.Context, req *fasthttp.Request, resp *fasth
 		}
 		cursor = *page.NextCursor
 	}
+}
+
+// newestOf returns the newest of acks: the latest timestamp, ties to the
+// larger id, as the service picks a current location.
+func newestOf(acks map[string]ack) ack {
+	var n ack
+	first := true
+	for _, a := range acks {
+		if first || newer(a, n) {
+			n, first = a, false
+		}
+	}
+	return n
+}
+
+// newer reports whether a is newer than b (see newestOf).
+func newer(a, b ack) bool { return a.TS > b.TS || a.TS == b.TS && a.ID > b.ID }
+
+// current reads the user's current location: nil when the user has none
+// (404 no_checkins).
+func (r *runner) current(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response, user string, readErrs *atomic.Int64) (*ack, error) {
+	path := "/v1/users/" + url.PathEscape(user) + "/location"
+	err := r.tryEach(ctx, req, resp, fasthttp.MethodGet, []byte(path), nil, func() { readErrs.Add(1) })
+	if err != nil {
+		return nil, err
+	}
+	switch st := resp.StatusCode(); {
+	case st == 404 && statusKind(st, resp.Body()) == "404:no_checkins":
+		return nil, nil
+	case st != 200:
+		if !retryable(st) {
+			readErrs.Add(1)
+		}
+		return nil, fmt.Errorf("current location answered %s", statusKind(st, resp.Body()))
+	}
+	var c struct {
+		CheckinID  string `json:"checkin_id"`
+		LocationID string `json:"location_id"`
+		Timestamp  string `json:"timestamp"`
+	}
+	if err := json.Unmarshal(resp.Body(), &c); err != nil {
+		readErrs.Add(1)
+		return nil, fmt.Errorf("current location: %w", err)
+	}
+	t, err := time.Parse(time.RFC3339Nano, c.Timestamp)
+	if err != nil {
+		return nil, fmt.Errorf("current location: timestamp %q: %w", c.Timestamp, err)
+	}
+	return &ack{User: user, ID: c.CheckinID, Loc: c.LocationID, TS: t.UnixMilli()}, nil
 }
 
 func (r *runner) verifyProgress(start time.Time, checked *atomic.Int64, total int) (stop func()) {

@@ -2,7 +2,9 @@
 # crash.sh: a node crash under load. Starts a cluster of three checkin
 # nodes on the Scylla store (found through etcd), runs checkin-load over all
 # three with --verify, kills one node with SIGKILL part way into the
-# measured run, and prints the load generator's report. Exits with the load
+# measured run (or, with CRASH_SIGNAL=STOP, freezes it for CRASH_PAUSE
+# seconds and lets it go on, as a long pause or a cut-off machine that
+# comes back), and prints the load generator's report. Exits with the load
 # generator's status (3: an acknowledged checkin was lost).
 #
 #   cmd/checkin-load/scripts/crash.sh [extra checkin-load flags]
@@ -14,6 +16,8 @@
 #   CHECKIN_TEST_ETCD_ENDPOINTS  etcd (default 127.0.0.1:2379)
 #   CRASH_DURATION               measured run (default 30s)
 #   CRASH_KILL_AFTER             seconds into the measured run of the kill, 2 or more (default 10)
+#   CRASH_SIGNAL                 KILL (default) or STOP (freeze, then SIGCONT)
+#   CRASH_PAUSE                  seconds node 3 stays frozen with STOP (default 8)
 #   CRASH_CONCURRENCY            connections (default 64)
 #   CRASH_USERS                  users (default 2000)
 #   CRASH_RESULTS                where logs and the report go (default: a new temp dir)
@@ -25,6 +29,9 @@ cql=${CHECKIN_TEST_CQL_HOSTS:-127.0.0.1:9042}
 etcd=${CHECKIN_TEST_ETCD_ENDPOINTS:-127.0.0.1:2379}
 duration=${CRASH_DURATION:-30s}
 kill_after=${CRASH_KILL_AFTER:-10}
+signal=${CRASH_SIGNAL:-KILL}
+pause=${CRASH_PAUSE:-8}
+case "$signal" in KILL | STOP) ;; *) echo "CRASH_SIGNAL must be KILL or STOP" >&2; exit 2 ;; esac
 [ "$kill_after" -ge 2 ] || { echo "CRASH_KILL_AFTER must be 2 or more" >&2; exit 2; }
 concurrency=${CRASH_CONCURRENCY:-64}
 users=${CRASH_USERS:-2000}
@@ -79,10 +86,18 @@ for _ in $(seq 1 6000); do
   kill -0 "$load" 2>/dev/null || break
   sleep 0.05
 done
-log "measured run 1s old; killing node 3 $((kill_after - 1))s from now"
+log "measured run 1s old; SIG$signal to node 3 $((kill_after - 1))s from now"
 sleep "$((kill_after - 1))"
-kill -9 "${pids[2]}"
-log "killed node 3 (SIGKILL)"
+if [ "$signal" = KILL ]; then
+  kill -9 "${pids[2]}"
+  log "killed node 3 (SIGKILL)"
+else
+  kill -STOP "${pids[2]}"
+  log "froze node 3 (SIGSTOP) for ${pause}s"
+  sleep "$pause"
+  kill -CONT "${pids[2]}"
+  log "node 3 goes on (SIGCONT)"
+fi
 status=0
 wait "$load" || status=$?
 cat "$results/load.log" >&2
