@@ -73,15 +73,8 @@ func TestFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { // bounded: a write that hangs would hold Close too
-		closed := make(chan error, 1)
-		go func() { closed <- s.Close() }()
-		select {
-		case err := <-closed:
-			if err != nil {
-				t.Errorf("Close: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Close did not return within 10 s")
+		if err := within(t, "Close", s.Close); err != nil {
+			t.Errorf("Close: %v", err)
 		}
 	}()
 	ctx := t.Context()
