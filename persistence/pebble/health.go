@@ -1,9 +1,11 @@
 package pebble
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	pebbledb "github.com/cockroachdb/pebble/v2"
@@ -40,10 +42,10 @@ type failure struct {
 }
 
 // failureTTL is how long a failure counts without another: the engine
-// retries a failed flush at once and again and again while it has one to
-// do, so a failure that is not repeated was a passing one (or a failed
-// compaction with nothing after it) and must not keep the node not ready
-// while nothing writes.
+// retries a failed flush again and again while it has one to do, so a
+// failure that is not repeated was a passing one (or a failed compaction
+// with nothing after it) and must not keep the node not ready while
+// nothing writes.
 const failureTTL = 10 * time.Second
 
 // errorLogInterval is the least time between two logged background errors:
@@ -60,6 +62,11 @@ func (h *health) listener() *pebbledb.EventListener {
 	return &pebbledb.EventListener{
 		BackgroundError: h.backgroundError,
 		FlushEnd:        h.flushEnd,
+		CompactionEnd: func(info pebbledb.CompactionInfo) {
+			if info.Err != nil && !errors.Is(info.Err, pebbledb.ErrCancelledCompaction) {
+				h.fail(info.Err)
+			}
+		},
 		WriteStallBegin: func(pebbledb.WriteStallBeginInfo) { h.stalls.Add(1) },
 		WriteStallEnd:   func() { h.stalls.Add(-1) },
 		LowDiskSpace: func(info pebbledb.LowDiskSpaceInfo) {
@@ -101,7 +108,9 @@ func (h *health) current() *failure {
 // of a run, then at most one per errorLogInterval with how many were not
 // logged.
 func (h *health) backgroundError(err error) {
-	h.fail(err)
+	if diskWriteError(err) { // a flush can fail before it reports its end
+		h.fail(err)
+	}
 	h.mu.Lock()
 	now := time.Now()
 	if !h.loggedAt.IsZero() && now.Sub(h.loggedAt) < errorLogInterval {
@@ -113,6 +122,15 @@ func (h *health) backgroundError(err error) {
 	h.loggedAt, h.suppressed = now, 0
 	h.mu.Unlock()
 	h.log.Error("storage engine background error", zap.Error(err), zap.Int("not_logged_since_last", suppressed))
+}
+
+// diskWriteError reports whether err says the disk refused a write: full,
+// over quota, read-only or failing. Other background errors (reading a
+// table's statistics, asking for the disk's free space) do not make the
+// store unavailable.
+func diskWriteError(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EIO)
 }
 
 // check returns an error wrapping ErrUnavailable while background work
