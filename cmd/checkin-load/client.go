@@ -21,7 +21,8 @@ import (
 // HostClient: one pool of keep-alive connections per target, sized to the
 // concurrency, no automatic retries (a retry would hide an error; callers
 // retry where they count it). With eject set, a target that refused or
-// dropped a connection is skipped for that long.
+// dropped a connection, or did not answer within the timeout, is skipped
+// for that long.
 type client struct {
 	targets []*target
 	next    atomic.Uint64
@@ -42,7 +43,7 @@ type target struct {
 type clientOpts struct {
 	apiKey string        // sent as a bearer token with every request; "": none
 	tls    *tls.Config   // for https targets; nil: Go's defaults
-	eject  time.Duration // skip a target this long after a connection error on it; 0: never
+	eject  time.Duration // skip a target this long after a connection error or a timeout on it; 0: never
 }
 
 // newClient makes a client of the targets at bases.
@@ -133,7 +134,10 @@ func (c *client) doAt(i int, req *fasthttp.Request, resp *fasthttp.Response, met
 		if t.downUntil.Load() != 0 {
 			t.downUntil.Store(0)
 		}
-	case transportKind(err) == kindConnection:
+	case transportKind(err) == kindConnection, transportKind(err) == kindTimeout:
+		// Refused, dropped, or no answer in time (a node that hangs: its
+		// kernel still accepts connections): skip it for a while, as a
+		// load balancer's outlier detection would.
 		now := time.Now().UnixNano()
 		if t.downUntil.Swap(now+int64(c.eject)) <= now {
 			t.ejections.Add(1)

@@ -26,7 +26,7 @@ type config struct {
 	Timeout        time.Duration
 	Retries        int           // measured phase: attempts after the first, for retryable failures
 	RetryMaxWait   time.Duration // longest Retry-After honoured before a retry
-	Eject          time.Duration // skip a target this long after a connection error on it (0: never)
+	Eject          time.Duration // skip a target this long after a connection error or a timeout on it (0: never)
 
 	MixCheckin       float64
 	MixLocation      float64
@@ -84,7 +84,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "timeout of one request")
 	fs.IntVar(&c.Retries, "retries", c.Retries, "send a request again, up to this many times, when it got no answer or 429, 503 or 504, as a client would: to the next target, with the same body (a checkin keeps its id); latency covers every attempt (0: never)")
 	fs.DurationVar(&c.RetryMaxWait, "retry.max-wait", c.RetryMaxWait, "wait before a retry at most this long: an answer's Retry-After, capped (a request without an answer is retried at once)")
-	fs.DurationVar(&c.Eject, "eject", c.Eject, "with several targets, send nothing to a target for this long after a connection error on it, as a load balancer ejects a dead node (0: never)")
+	fs.DurationVar(&c.Eject, "eject", c.Eject, "with several targets, send nothing to a target for this long after a connection error or a timeout on it, as a load balancer ejects a dead or hung node (0: never)")
 
 	fs.Float64Var(&c.MixCheckin, "mix.checkin", c.MixCheckin, "weight of checkin writes (POST /v1/users/{id}/checkins)")
 	fs.Float64Var(&c.MixLocation, "mix.location", c.MixLocation, "weight of current-location reads (GET /v1/users/{id}/location)")

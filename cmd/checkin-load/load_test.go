@@ -526,26 +526,13 @@ func TestRetries(t *testing.T) {
 // until its time is up, and one that answers while every target is ejected
 // is taken back at once.
 func TestEjection(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
-	defer srv.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dead := "http://" + ln.Addr().String()
 	ln.Close() // connections to it are refused from now on
-	var bases []*url.URL
-	for _, s := range []string{dead, srv.URL} {
-		u, err := url.Parse(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		bases = append(bases, u)
-	}
-	c := newClient(bases, 4, time.Second, clientOpts{eject: time.Minute})
-	defer c.close()
-	req, resp := &fasthttp.Request{}, &fasthttp.Response{}
-	get := func(i int) error { return c.doAt(i, req, resp, fasthttp.MethodGet, []byte("/"), nil) }
+	c, get := ejectingClient(t, dead, time.Second)
 
 	if err := get(0); err == nil || transportKind(err) != kindConnection {
 		t.Fatalf("request to the dead target: %v, want a connection error", err)
@@ -570,4 +557,48 @@ func TestEjection(t *testing.T) {
 			t.Fatalf("after the live target came back a request failed: %v", err)
 		}
 	}
+}
+
+// TestEjectionOfAHungTarget: a target that accepts connections but never
+// answers (a frozen process: its kernel still accepts) is ejected after
+// one timeout, and the requests after it go to the live target.
+func TestEjectionOfAHungTarget(t *testing.T) {
+	hung, err := net.Listen("tcp", "127.0.0.1:0") // accepted by the kernel, never read
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hung.Close()
+	c, get := ejectingClient(t, "http://"+hung.Addr().String(), 200*time.Millisecond)
+	if err := get(0); err == nil || transportKind(err) != kindTimeout {
+		t.Fatalf("request to the hung target: %v, want a timeout", err)
+	}
+	for range 10 {
+		if err := get(c.nextIndex()); err != nil {
+			t.Fatalf("a request went to the ejected hung target: %v", err)
+		}
+	}
+	if n := c.targets[0].ejections.Load(); n != 1 {
+		t.Fatalf("the hung target was ejected %d times, want 1", n)
+	}
+}
+
+// ejectingClient returns a client of two targets, bad and a live server
+// that answers 200, which ejects a target for a minute, and get, which
+// sends a request to target i (see client.doAt).
+func ejectingClient(t *testing.T, bad string, timeout time.Duration) (*client, func(i int) error) {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+	t.Cleanup(srv.Close)
+	var bases []*url.URL
+	for _, s := range []string{bad, srv.URL} {
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bases = append(bases, u)
+	}
+	c := newClient(bases, 4, timeout, clientOpts{eject: time.Minute})
+	t.Cleanup(c.close)
+	req, resp := &fasthttp.Request{}, &fasthttp.Response{}
+	return c, func(i int) error { return c.doAt(i, req, resp, fasthttp.MethodGet, []byte("/"), nil) }
 }
