@@ -30,6 +30,9 @@ type health struct {
 	failing atomic.Pointer[failure] // the last background failure, until a flush succeeds
 	stalls  atomic.Int32            // commits the engine holds back right now
 
+	stallMu sync.Mutex
+	stalled chan struct{} // closed when a stall begins; a new one after it ends
+
 	mu         sync.Mutex // background error logging
 	loggedAt   time.Time
 	suppressed int
@@ -56,7 +59,33 @@ const errorLogInterval = 30 * time.Second
 // write", which is not a failure.
 const emptyFlush = "pebble: empty table"
 
-func newHealth(log *zap.Logger) *health { return &health{log: log} }
+func newHealth(log *zap.Logger) *health {
+	return &health{log: log, stalled: make(chan struct{})}
+}
+
+func (h *health) stallBegins() {
+	h.stallMu.Lock()
+	defer h.stallMu.Unlock()
+	if h.stalls.Add(1) == 1 {
+		close(h.stalled)
+	}
+}
+
+func (h *health) stallEnds() {
+	h.stallMu.Lock()
+	defer h.stallMu.Unlock()
+	if h.stalls.Add(-1) == 0 {
+		h.stalled = make(chan struct{})
+	}
+}
+
+// stallSignal returns a channel that is closed once the engine holds
+// writes back (at once if it does now).
+func (h *health) stallSignal() <-chan struct{} {
+	h.stallMu.Lock()
+	defer h.stallMu.Unlock()
+	return h.stalled
+}
 
 func (h *health) listener() *pebbledb.EventListener {
 	return &pebbledb.EventListener{
@@ -67,8 +96,8 @@ func (h *health) listener() *pebbledb.EventListener {
 				h.fail(info.Err)
 			}
 		},
-		WriteStallBegin: func(pebbledb.WriteStallBeginInfo) { h.stalls.Add(1) },
-		WriteStallEnd:   func() { h.stalls.Add(-1) },
+		WriteStallBegin: func(pebbledb.WriteStallBeginInfo) { h.stallBegins() },
+		WriteStallEnd:   h.stallEnds,
 		LowDiskSpace: func(info pebbledb.LowDiskSpaceInfo) {
 			h.log.Warn("disk space low", zap.Uint64("available_bytes", info.AvailBytes),
 				zap.Uint64("total_bytes", info.TotalBytes), zap.Int("below_percent", info.PercentThreshold))

@@ -512,14 +512,16 @@ func (s *Store) checkinBatch(batch []persistence.Checkin) (*pebbledb.Batch, erro
 // commit applies b, synced, then closes it and ends the call the caller
 // entered. While flushes fail (see health) the engine may hold the write
 // back until the disk has room again, with no deadline: then commit
-// waits no longer than ctx, and the write goes on by itself (a retry of
-// it is safe: checkin writes are idempotent).
+// waits no longer than ctx, nor past the moment the engine starts to hold
+// writes back, and the write goes on by itself (a retry of it is safe:
+// checkin writes are idempotent).
 func (s *Store) commit(ctx context.Context, b *pebbledb.Batch) error {
 	if s.health.current() == nil {
 		defer s.leave()
 		defer b.Close()
 		return storeErr(s.db.Apply(b, pebbledb.Sync))
 	}
+	stalled := s.health.stallSignal()
 	done := make(chan error, 1)
 	go func() {
 		defer s.leave() // so Close waits for the write
@@ -530,6 +532,8 @@ func (s *Store) commit(ctx context.Context, b *pebbledb.Batch) error {
 	select {
 	case err := <-done:
 		return storeErr(err)
+	case <-stalled:
+		return fmt.Errorf("%w: the store holds the write back while it cannot write its files, and may still apply it", persistence.ErrUnavailable)
 	case <-ctx.Done():
 		return fmt.Errorf("%w: the store holds the write back while it cannot write its files, and may still apply it: %w", persistence.ErrUnavailable, ctx.Err())
 	}
