@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
@@ -62,6 +63,10 @@ func (cl *Client) DeleteUser(ctx context.Context, id string) error {
 	return nil
 }
 
+// errCheckinUnconfirmed is the message of a checkin that got no answer in
+// time.
+const errCheckinUnconfirmed = "the checkin was not confirmed stored in time and may still be stored: retry with the same id (without one, a retry may store it twice)"
+
 func (cl *Client) Checkin(ctx context.Context, c persistence.Checkin, timestampSet, clientID bool) (persistence.Checkin, bool, error) {
 	m := toMsg(c)
 	// The grain takes the user from its identity. Not sending it also keeps
@@ -69,6 +74,11 @@ func (cl *Client) Checkin(ctx context.Context, c persistence.Checkin, timestampS
 	// request buffer that is reused once the call returns.
 	m.UserId = ""
 	r, err := callUser[*messages.CheckinResponse](cl, ctx, c.UserID, methodCheckin, &messages.CheckinRequest{Checkin: m, TimestampSet: timestampSet, ClientId: clientID})
+	if errors.Is(err, errCallTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		// The grain, its writer or the store was slow or down: the write
+		// may have been made, or may still be.
+		return persistence.Checkin{}, false, newError(ErrTimeout, CodeTimeout, errCheckinUnconfirmed)
+	}
 	if err != nil {
 		return persistence.Checkin{}, false, fromGrainError(err)
 	}
