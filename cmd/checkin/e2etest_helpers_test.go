@@ -786,7 +786,6 @@ func (p *proc) checkCurrent(t *testing.T, user string, c ck, loc apiLocation) ap
 type writeLog struct {
 	mu    sync.Mutex
 	sent  map[string]sentCheckin // by checkin id
-	order []string
 	acked atomic.Int64
 }
 
@@ -801,9 +800,6 @@ func newWriteLog() *writeLog { return &writeLog{sent: map[string]sentCheckin{}} 
 func (l *writeLog) add(user string, c ck, acked bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, ok := l.sent[c.ID]; !ok {
-		l.order = append(l.order, c.ID)
-	}
 	l.sent[c.ID] = sentCheckin{user, c, acked}
 	if acked {
 		l.acked.Add(1)
@@ -814,7 +810,7 @@ func (l *writeLog) add(user string, c ck, acked bool) {
 func (l *writeLog) attempts() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.order)
+	return len(l.sent)
 }
 
 // writeUntil posts checkins from workers goroutines until quit is closed,
@@ -865,8 +861,8 @@ func (l *writeLog) check(t *testing.T, user string, got []apiCheckin) []ck {
 		have, listed[g.ID] = append(have, s.c), true
 	}
 	wantCheckins(t, user, got, query{}.expect(have))
-	for _, id := range l.order {
-		if s := l.sent[id]; s.user == user && s.acked && !listed[id] {
+	for id, s := range l.sent {
+		if s.user == user && s.acked && !listed[id] {
 			t.Errorf("acknowledged checkin %s of %s at %s is lost", id, user, fmtTS(s.c.TS))
 		}
 	}
