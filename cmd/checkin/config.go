@@ -91,7 +91,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Grain.MissingTimeout, "grain.missing-timeout", c.Grain.MissingTimeout, "passivate the grain of a user that does not exist after this long")
 	fs.IntVar(&c.Grain.RecentIDs, "grain.recent-ids", c.Grain.RecentIDs, "checkin ids each grain remembers for retries (older ones are looked up in the store)")
 	fs.IntVar(&c.Grain.KnownIDs, "grain.known-ids", c.Grain.KnownIDs, "further checkin ids each grain keeps as 8-byte hashes (pebble store), so that new ids of users with no more checkins need no store look-up; 0: none")
-	fs.DurationVar(&c.Grain.StoreTimeout, "grain.store-timeout", c.Grain.StoreTimeout, "deadline of a store read made by a grain")
+	fs.DurationVar(&c.Grain.StoreTimeout, "grain.store-timeout", c.Grain.StoreTimeout, "deadline of a store call made by a grain: its reads, creating and deleting its user")
 	fs.IntVar(&c.Grain.ViewSizeMB, "grain.view-size-mb", c.Grain.ViewSizeMB, "memory of the current locations that active grains publish for reads")
 	fs.IntVar(&c.CallRetries, "grain.call-retries", c.CallRetries, "attempts of a grain call that found no activation (all within the request deadline)")
 

@@ -17,23 +17,25 @@ import (
 	"github.com/checkin/checkin/persistence"
 )
 
-// fullDisk is a file system whose table files cannot be written while
-// full is set, as on a full disk where the log still has room (the engine
-// reuses its log files' space): flushes and compactions fail, the log
-// keeps taking writes.
-type fullDisk struct {
+// tableFS is a file system that passes the table files the engine creates
+// through wrap, to make them fail on purpose.
+type tableFS struct {
 	vfs.FS
-	full *atomic.Bool
+	wrap func(vfs.File) vfs.File
 }
 
-func (fs fullDisk) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+func (fs tableFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.Create(name, category)
 	if err != nil || !strings.HasSuffix(name, ".sst") {
 		return f, err
 	}
-	return fullFile{f, fs.full}, nil
+	return fs.wrap(f), nil
 }
 
+// fullFile is a table file that cannot be written while full is set, as
+// on a full disk where the log still has room (the engine reuses its log
+// files' space): flushes and compactions fail, the log keeps taking
+// writes.
 type fullFile struct {
 	vfs.File
 	full *atomic.Bool
@@ -67,7 +69,9 @@ func TestFullDisk(t *testing.T) {
 	var full atomic.Bool
 	core, logs := observer.New(zap.InfoLevel)
 	s, err := Open(t.TempDir(), WithMemTableSize(1<<20), WithLogger(zap.New(core)), func(c *config) {
-		c.wrapFS = func(fs vfs.FS) vfs.FS { return fullDisk{fs, &full} }
+		c.wrapFS = func(fs vfs.FS) vfs.FS {
+			return tableFS{fs, func(f vfs.File) vfs.File { return fullFile{f, &full} }}
+		}
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -146,11 +150,18 @@ func TestFullDisk(t *testing.T) {
 	if n := logs.FilterMessage("storage engine flushes again").Len(); n < 1 || n > 2 {
 		t.Errorf(`"storage engine flushes again" logged %d times after one outage, want once`, n)
 	}
+	checkStored(t, s, acked)
+}
+
+// checkStored fails t unless every checkin of acked is stored as it was
+// written.
+func checkStored(t *testing.T, s *Store, acked []persistence.Checkin) {
+	t.Helper()
 	refs := make([]persistence.CheckinRef, len(acked))
 	for i, c := range acked {
 		refs[i] = persistence.CheckinRef{UserID: c.UserID, ID: c.ID}
 	}
-	got, found, err := s.GetCheckins(ctx, refs)
+	got, found, err := s.GetCheckins(t.Context(), refs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,4 +185,108 @@ func within(t *testing.T, name string, call func() error) error {
 		t.Fatalf("%s did not return within 30 s", name)
 		return nil
 	}
+}
+
+// stuckFile is a table file that takes no writes until open is closed, as
+// on a disk that stops answering: flushes wait, and once the memtables are
+// full the engine holds every write back.
+type stuckFile struct {
+	vfs.File
+	open <-chan struct{}
+}
+
+func (f stuckFile) Write(p []byte) (int, error) {
+	<-f.open
+	return f.File.Write(p)
+}
+
+func (f stuckFile) WriteAt(p []byte, off int64) (int, error) {
+	<-f.open
+	return f.File.WriteAt(p, off)
+}
+
+// TestStuckDisk: while the engine holds writes back for a disk that does
+// not answer (no error to report, so the store still looks healthy), no
+// write waits past its deadline: a checkin write, a user write, and a user
+// write queued behind it all answer ErrUnavailable in time. When the disk
+// answers again, the writes that were under way go on, the one that was
+// queued does not, and the store takes writes as before.
+func TestStuckDisk(t *testing.T) {
+	open := make(chan struct{})
+	s, err := Open(t.TempDir(), WithMemTableSize(1<<20), func(c *config) {
+		c.wrapFS = func(fs vfs.FS) vfs.FS {
+			return tableFS{fs, func(f vfs.File) vfs.File { return stuckFile{f, open} }}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reopened := false
+	defer func() {
+		if !reopened {
+			close(open)
+		}
+		if err := within(t, "Close", s.Close); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}()
+	ctx := t.Context()
+	short := func(call func(context.Context) error) error {
+		c, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		return within(t, "a store write", func() error { return call(c) })
+	}
+
+	// Checkin writes fill the memtables, which cannot be flushed, until
+	// the engine holds one back.
+	var acked []persistence.Checkin
+	var held error
+	for n := 0; held == nil && n < 1_000_000; {
+		batch := make([]persistence.Checkin, 256)
+		for i := range batch {
+			n++
+			batch[i] = persistence.Checkin{ID: fmt.Sprintf("c%07d", n), UserID: fmt.Sprintf("u%d", n%100), LocationID: "l1", Timestamp: time.UnixMilli(int64(n))}
+		}
+		if held = short(func(c context.Context) error { return s.WriteCheckins(c, batch) }); held == nil {
+			acked = append(acked, batch...)
+		}
+	}
+	if !errors.Is(held, persistence.ErrUnavailable) || !errors.Is(held, context.DeadlineExceeded) {
+		t.Fatalf("checkin write the engine holds back: %v, want ErrUnavailable at the deadline", held)
+	}
+
+	// A user write is held back too; one after it waits for it, not for
+	// the disk, and only until its own deadline.
+	create := func(id string) func(context.Context) error {
+		return func(c context.Context) error {
+			return s.CreateUser(c, persistence.User{ID: id, Name: "n", CreatedAt: time.UnixMilli(1)})
+		}
+	}
+	if err := short(create("held")); !errors.Is(err, persistence.ErrUnavailable) {
+		t.Fatalf("CreateUser held back: %v, want ErrUnavailable", err)
+	}
+	if err := short(create("queued")); !errors.Is(err, persistence.ErrUnavailable) || !strings.Contains(err.Error(), "another write") {
+		t.Fatalf("CreateUser behind a held one: %v, want ErrUnavailable saying another write is under way", err)
+	}
+
+	close(open)
+	reopened = true
+	// The held write goes on by itself; the queued one never began.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := s.GetUser(ctx, "held"); err == nil {
+			break
+		} else if !errors.Is(err, persistence.ErrNotFound) || time.Now().After(deadline) {
+			t.Fatalf(`user "held" once the disk answers: %v, want it stored`, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := s.GetUser(ctx, "queued"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf(`user "queued": %v, want not found (its write was refused before it began)`, err)
+	}
+	if err := within(t, "CreateUser", func() error { return create("queued")(ctx) }); err != nil {
+		t.Errorf("CreateUser once the disk answers: %v", err)
+	}
+	checkStored(t, s, acked)
+	t.Logf("%d checkins acknowledged before the engine held writes back", len(acked))
 }

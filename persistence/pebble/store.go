@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	pebbledb "github.com/cockroachdb/pebble/v2"
@@ -41,9 +40,12 @@ type Store struct {
 
 	gate persistence.Gate // so that Close waits for calls in flight
 
-	// recordMu makes the check-and-insert and the read-modify-write of
-	// users and locations atomic.
-	recordMu sync.Mutex
+	// records makes the check-and-insert and the read-modify-write of
+	// users and locations atomic: a call holds it (one token) from its
+	// read until the write it decided has been applied, even when the
+	// caller stopped waiting for that write, and waiting for it ends with
+	// the caller's context.
+	records chan struct{}
 }
 
 // Option configures Open.
@@ -138,7 +140,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		closeRing()
 		return nil, fmt.Errorf("persistence/pebble: open %s: %w", dir, err)
 	}
-	return &Store{db: db, ring: r, health: h}, nil
+	return &Store{db: db, ring: r, health: h, records: make(chan struct{}, 1)}, nil
 }
 
 // enter admits a call that uses the db; every successful enter is paired
@@ -218,32 +220,50 @@ func (s *Store) GetLocation(ctx context.Context, id string) (persistence.Locatio
 
 // create durably sets key to v unless key exists.
 func (s *Store) create(ctx context.Context, key, v []byte, kind, id string) error {
-	return s.withRecord(ctx, key, func(_ []byte, found bool) error {
+	return s.withRecord(ctx, key, func(b *pebbledb.Batch, _ []byte, found bool) error {
 		if found {
 			return fmt.Errorf("%w: %s %q", persistence.ErrConflict, kind, id)
 		}
-		return storeErr(s.db.Set(key, v, pebbledb.Sync))
+		return storeErr(b.Set(key, v, nil))
 	})
 }
 
 // withRecord calls fn with the value of key and whether it is stored,
-// holding recordMu, so that the reads and writes fn makes of users and
-// locations are atomic. v is valid only during the call.
-func (s *Store) withRecord(ctx context.Context, key []byte, fn func(v []byte, found bool) error) error {
+// holding records, so that the reads and writes fn makes of users and
+// locations are atomic. fn puts its writes in b; they are applied, synced,
+// unless fn returns an error. v is valid only during the call. Like a checkin write, it waits no longer than ctx
+// for the disk (commit).
+func (s *Store) withRecord(ctx context.Context, key []byte, fn func(b *pebbledb.Batch, v []byte, found bool) error) error {
 	if err := ctx.Err(); err != nil {
 		return storeErr(err)
 	}
 	if err := s.enter(); err != nil {
 		return err
 	}
-	defer s.leave()
 	if err := s.health.admitWrite(); err != nil {
+		s.leave()
 		return err
 	}
-	s.recordMu.Lock()
-	defer s.recordMu.Unlock()
+	select {
+	case s.records <- struct{}{}:
+	case <-ctx.Done():
+		s.leave()
+		return fmt.Errorf("%w: another write of a user or location is still being applied: %w", persistence.ErrUnavailable, ctx.Err())
+	}
+	release := func() { <-s.records; s.leave() }
 
-	v, closer, err := s.db.Get(key)
+	b := s.db.NewBatch()
+	if err := readRecord(s.db, key, func(v []byte, found bool) error { return fn(b, v, found) }); err != nil || b.Empty() {
+		b.Close()
+		release()
+		return err
+	}
+	return s.commit(ctx, b, release)
+}
+
+// readRecord calls fn with the value of key and whether it is stored.
+func readRecord(db *pebbledb.DB, key []byte, fn func(v []byte, found bool) error) error {
+	v, closer, err := db.Get(key)
 	switch {
 	case errors.Is(err, pebbledb.ErrNotFound):
 		return fn(nil, false)
@@ -286,7 +306,7 @@ func (s *Store) UpdateLocation(ctx context.Context, id string, p persistence.Loc
 // writes it back, all under recordMu so that concurrent updates apply one
 // after the other.
 func updateJSON[R any](ctx context.Context, s *Store, key []byte, kind, id string, change func(*R)) error {
-	return s.withRecord(ctx, key, func(v []byte, found bool) error {
+	return s.withRecord(ctx, key, func(b *pebbledb.Batch, v []byte, found bool) error {
 		if !found {
 			return fmt.Errorf("%w: %s %q", persistence.ErrNotFound, kind, id)
 		}
@@ -299,7 +319,7 @@ func updateJSON[R any](ctx context.Context, s *Store, key []byte, kind, id strin
 		if err != nil {
 			return fmt.Errorf("%w: %s %q: %w", persistence.ErrInvalid, kind, id, err)
 		}
-		return storeErr(s.db.Set(key, v, pebbledb.Sync))
+		return storeErr(b.Set(key, v, nil))
 	})
 }
 
@@ -376,25 +396,26 @@ func (s *Store) DeleteLocation(ctx context.Context, id string) error {
 		return err
 	}
 	key := appendLocationKey(nil, id)
-	return s.withRecord(ctx, key, func(_ []byte, found bool) error {
+	return s.withRecord(ctx, key, func(b *pebbledb.Batch, _ []byte, found bool) error {
 		if !found {
 			return fmt.Errorf("%w: location %q", persistence.ErrNotFound, id)
 		}
-		return storeErr(s.db.Delete(key, pebbledb.Sync))
+		return storeErr(b.Delete(key, nil))
 	})
 }
 
 // DeleteUser removes the user, the user's rows (one range: they share a
 // prefix) and any current-location operands of older layouts, in one
-// synced batch.
+// synced batch; the rows go even when the user record is missing.
+// ErrNotFound if there was no user record.
 func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	if err := persistence.CheckID("user", id); err != nil {
 		return err
 	}
 	key := appendUserKey(nil, id)
-	return s.withRecord(ctx, key, func(_ []byte, found bool) error {
-		b := s.db.NewBatch()
-		defer b.Close()
+	existed := false
+	err := s.withRecord(ctx, key, func(b *pebbledb.Batch, _ []byte, found bool) error {
+		existed = found
 		from := append(append([]byte{famUserScoped}, id...), sep)
 		to := append(append([]byte{famUserScoped}, id...), sep+1)
 		if err := b.DeleteRange(from, to, nil); err != nil {
@@ -403,17 +424,12 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 		if err := b.Delete(append([]byte{famCurrent}, id...), nil); err != nil {
 			return storeErr(err)
 		}
-		if err := b.Delete(key, nil); err != nil {
-			return storeErr(err)
-		}
-		if err := s.db.Apply(b, pebbledb.Sync); err != nil {
-			return storeErr(err)
-		}
-		if !found {
-			return fmt.Errorf("%w: user %q", persistence.ErrNotFound, id)
-		}
-		return nil
+		return storeErr(b.Delete(key, nil))
 	})
+	if err == nil && !existed {
+		return fmt.Errorf("%w: user %q", persistence.ErrNotFound, id)
+	}
+	return err
 }
 
 func (s *Store) getJSON(ctx context.Context, key []byte, dst any, kind, id string) error {
@@ -479,7 +495,7 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 		s.leave()
 		return err
 	}
-	return s.commit(ctx, b)
+	return s.commit(ctx, b, s.leave)
 }
 
 // checkinBatch returns the records of batch as one engine batch.
@@ -509,22 +525,23 @@ func (s *Store) checkinBatch(batch []persistence.Checkin) (*pebbledb.Batch, erro
 	return b, nil
 }
 
-// commit applies b, synced, then closes it and ends the call the caller
-// entered. While flushes fail (see health) the engine may hold the write
-// back until the disk has room again, with no deadline: then commit
-// waits no longer than ctx, nor past the moment the engine starts to hold
-// writes back, and the write goes on by itself (a retry of it is safe:
-// checkin writes are idempotent).
-func (s *Store) commit(ctx context.Context, b *pebbledb.Batch) error {
-	if s.health.current() == nil {
-		defer s.leave()
-		defer b.Close()
-		return storeErr(s.db.Apply(b, pebbledb.Sync))
+// commit applies b, synced, then closes it and calls release (which ends
+// the call the caller entered) once the write is over, whether or not the
+// caller is still waiting. The engine may hold a write back with no
+// deadline, until its table files can be written (a disk that is full or
+// stops answering); so commit waits no longer than ctx, nor, while
+// flushes fail (see health), past the moment the engine starts to hold
+// writes back, and the write goes on by itself. A retry of it is safe:
+// checkin writes are idempotent, and a record write that was not answered
+// was not acknowledged.
+func (s *Store) commit(ctx context.Context, b *pebbledb.Batch, release func()) error {
+	var stalled <-chan struct{} // nil: a healthy disk may yet write the tables
+	if s.health.current() != nil {
+		stalled = s.health.stallSignal()
 	}
-	stalled := s.health.stallSignal()
 	done := make(chan error, 1)
 	go func() {
-		defer s.leave() // so Close waits for the write
+		defer release() // so Close waits for the write
 		err := s.db.Apply(b, pebbledb.Sync)
 		b.Close()
 		done <- err
@@ -535,7 +552,7 @@ func (s *Store) commit(ctx context.Context, b *pebbledb.Batch) error {
 	case <-stalled:
 		return fmt.Errorf("%w: the store holds the write back while it cannot write its files, and may still apply it", persistence.ErrUnavailable)
 	case <-ctx.Done():
-		return fmt.Errorf("%w: the store holds the write back while it cannot write its files, and may still apply it: %w", persistence.ErrUnavailable, ctx.Err())
+		return fmt.Errorf("%w: the write was not done by its deadline and may still be applied: %w", persistence.ErrUnavailable, ctx.Err())
 	}
 }
 
