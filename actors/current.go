@@ -12,12 +12,14 @@ import (
 	"github.com/checkin/checkin/persistence"
 )
 
-// CurrentView is this node's read side of the user grains: every active
-// grain publishes its user's current location here before it acknowledges
-// the checkin that changed it, and withdraws it when it stops. Reading it
-// serves a current-location request from the grain's memory without a trip
-// through the grain's mailbox. An entry that is missing (evicted, or the
-// grain is not active here) only means the read goes to the grain.
+// CurrentView is this node's read side of the user grains: an active grain
+// whose current location was read publishes it here, from then on before
+// it acknowledges each checkin that changes it, and withdraws it when it
+// stops. Reading it serves a current-location request from the grain's
+// memory without a trip through the grain's mailbox. An entry that is
+// missing (the user is not read, the entry was evicted, or the grain is
+// not active here) only means the read goes to the grain, which publishes
+// it again.
 //
 // It is valid while this node hosts the users' grains: when the topology
 // changes, a grain this node no longer owns is stopped and withdraws its

@@ -129,6 +129,35 @@ func TestGrainBehaviour(t *testing.T) {
 		}
 	})
 
+	t.Run("reads of a user come from the view once the grain was read", func(t *testing.T) {
+		mustUser(t, n, "read")
+		served := func(by string) float64 { return n.metric(t, "checkin_grain_requests_total", "served_by", by) }
+		read := func(want string, from string) {
+			t.Helper()
+			view, local := served("view"), served("local")
+			cur, err := n.client.CurrentLocation(ctx(t), "read")
+			if err != nil || cur.ID != want {
+				t.Fatalf("current %q (%v), want %q", cur.ID, err, want)
+			}
+			if got := map[string]float64{"view": served("view") - view, "local": served("local") - local}; got[from] != 1 {
+				t.Fatalf("read served %v, want by %s", got, from)
+			}
+		}
+		for i, ts := range []time.Duration{time.Hour, 2 * time.Hour} {
+			if _, _, err := n.client.Checkin(ctx(t), checkin(fmt.Sprint("w", i), "read", "L1", base.Add(ts)), true, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		read("w1", "local") // written only: nothing published yet
+		read("w1", "view")
+		for i, ts := range []time.Duration{3 * time.Hour, 30 * time.Minute} { // newer, then older
+			if _, _, err := n.client.Checkin(ctx(t), checkin(fmt.Sprint("r", i), "read", "L2", base.Add(ts)), true, true); err != nil {
+				t.Fatal(err)
+			}
+			read("r0", "view") // published before the checkin was acknowledged
+		}
+	})
+
 	t.Run("retries are idempotent", func(t *testing.T) {
 		mustUser(t, n, "idem")
 		c := checkin("x1", "idem", "L1", base)

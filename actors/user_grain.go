@@ -158,6 +158,11 @@ type userGrain struct {
 	creating *createOp
 	deleting *deleteOp
 	writing  int // checkins submitted and not yet settled or failed
+	// viewed: a current-location read came to the grain since it
+	// activated, so it publishes the user's state to the node's view and
+	// keeps it there; a grain whose user is only written pays nothing for
+	// reads that do not come.
+	viewed bool
 
 	self   *actor.PID
 	idleAt atomic.Int64 // passivator clock: passivate after it; see touch
@@ -194,6 +199,14 @@ func (g *userGrain) touch() {
 		timeout = g.deps.Config.MissingTimeout
 	}
 	g.deps.idle.keepAlive(g, timeout)
+}
+
+// publish puts the user's state in the node's view once reads of it came
+// to the grain.
+func (g *userGrain) publish() {
+	if g.viewed {
+		g.deps.View.publish(g.id, g.current)
+	}
 }
 
 // busy reports whether the grain waits for the store: a checkin being
@@ -235,7 +248,7 @@ func (g *userGrain) load() error {
 	}
 	g.loadKnown(ctx)
 	g.user, g.loaded = &u, true
-	g.deps.View.publish(g.id, g.current)
+	g.publish()
 	return nil
 }
 
@@ -357,6 +370,10 @@ func (g *userGrain) CurrentLocation(_ *messages.CurrentLocationRequest, ctx pclu
 	if err := g.existing(ctx); err != nil {
 		return nil, toGrainError(err)
 	}
+	// The next reads on this node are answered from the view (again, if
+	// the view dropped the entry to make room).
+	g.viewed = true
+	g.publish()
 	if g.current == nil {
 		return nil, toGrainError(newError(ErrNotFound, CodeNoCheckins, "user "+g.id+" has no checkins"))
 	}
@@ -387,7 +404,7 @@ func (g *userGrain) CreateUser(req *messages.CreateUserRequest, _ func(*messages
 		case err == nil:
 			u := op.user // not &op.user: that would keep op and its waiters alive
 			g.user, g.current, g.complete = &u, nil, true
-			g.deps.View.publish(g.id, nil)
+			g.publish()
 			ctx.Send(op.waiters[0], userMsg(op.user))
 			op.waiters = op.waiters[1:]
 			err = newError(ErrConflict, CodeUserExists, "user "+g.id+" already exists")
@@ -574,7 +591,7 @@ func (g *userGrain) written(ctx pcluster.GrainContext, r *writeResult) {
 		if g.deleting == nil && (g.current == nil || e.c.Newer(*g.current)) {
 			cur := e.c
 			g.current = &cur
-			g.deps.View.publish(g.id, g.current) // before anyone hears of the checkin
+			g.publish() // before anyone hears of the checkin
 		}
 		g.settle(ctx, e, true)
 	}
