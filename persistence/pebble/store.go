@@ -231,8 +231,8 @@ func (s *Store) create(ctx context.Context, key, v []byte, kind, id string) erro
 // withRecord calls fn with the value of key and whether it is stored,
 // holding records, so that the reads and writes fn makes of users and
 // locations are atomic. fn puts its writes in b; they are applied, synced,
-// unless fn returns an error. v is valid only during the call. Like a checkin write, it waits no longer than ctx
-// for the disk (commit).
+// unless fn returns an error. v is valid only during the call. Neither the
+// wait for records nor the write outlasts ctx (commit).
 func (s *Store) withRecord(ctx context.Context, key []byte, fn func(b *pebbledb.Batch, v []byte, found bool) error) error {
 	if err := ctx.Err(); err != nil {
 		return storeErr(err)
@@ -303,8 +303,8 @@ func (s *Store) UpdateLocation(ctx context.Context, id string, p persistence.Loc
 }
 
 // updateJSON reads the record at key, lets change modify it and durably
-// writes it back, all under recordMu so that concurrent updates apply one
-// after the other.
+// writes it back, all holding records so that concurrent updates apply
+// one after the other.
 func updateJSON[R any](ctx context.Context, s *Store, key []byte, kind, id string, change func(*R)) error {
 	return s.withRecord(ctx, key, func(b *pebbledb.Batch, v []byte, found bool) error {
 		if !found {
