@@ -24,7 +24,9 @@ import (
 // Nothing acknowledged is at risk: every acknowledged write is in the
 // synced log. The engine retries its flushes by itself; the first that
 // succeeds makes the store healthy again, and a failure that is not
-// repeated within failureTTL stops counting.
+// repeated within failureTTL stops counting. A disk that stops answering
+// reports no error: there writes in flight with none finished for
+// stuckLimit count as a failure, until one finishes.
 type health struct {
 	log     *zap.Logger
 	failing atomic.Pointer[failure] // the last background failure, until a flush succeeds
@@ -32,6 +34,13 @@ type health struct {
 
 	stallMu sync.Mutex
 	stalled chan struct{} // closed when a stall begins; a new one after it ends
+
+	// Commits in flight, and when one last finished (or, if none was in
+	// flight, the first began): Unix ns.
+	inflight   atomic.Int32
+	progressAt atomic.Int64
+	stuckLimit time.Duration
+	stuckSaid  atomic.Bool // "does not finish writes" was logged
 
 	mu         sync.Mutex // background error logging
 	loggedAt   time.Time
@@ -59,8 +68,14 @@ const errorLogInterval = 30 * time.Second
 // write", which is not a failure.
 const emptyFlush = "pebble: empty table"
 
-func newHealth(log *zap.Logger) *health {
-	return &health{log: log, stalled: make(chan struct{})}
+// defaultStuckLimit is how long writes may be in flight with none
+// finishing before the store counts as failing: far longer than a synced
+// write or a flush takes on a disk that works (by then checkin batches
+// fail at their deadline).
+const defaultStuckLimit = 5 * time.Second
+
+func newHealth(log *zap.Logger, stuckLimit time.Duration) *health {
+	return &health{log: log, stalled: make(chan struct{}), stuckLimit: stuckLimit}
 }
 
 func (h *health) stallBegins() {
@@ -77,6 +92,32 @@ func (h *health) stallEnds() {
 	if h.stalls.Add(-1) == 0 {
 		h.stalled = make(chan struct{})
 	}
+}
+
+// commitBegins and commitEnds bracket every commit.
+func (h *health) commitBegins() {
+	if h.inflight.Add(1) == 1 {
+		h.progressAt.Store(time.Now().UnixNano())
+	}
+}
+
+func (h *health) commitEnds() {
+	now := time.Now()
+	h.progressAt.Store(now.UnixNano())
+	h.inflight.Add(-1)
+	if h.stuckSaid.Load() && h.stuckSaid.Swap(false) {
+		h.log.Info("storage engine finishes writes again")
+	}
+}
+
+// stuck returns since when writes have been in flight with none finished,
+// if for stuckLimit or longer.
+func (h *health) stuck() (since time.Time, ok bool) {
+	if h.inflight.Load() == 0 {
+		return since, false
+	}
+	since = time.Unix(0, h.progressAt.Load())
+	return since, time.Since(since) >= h.stuckLimit
 }
 
 // stallSignal returns a channel that is closed once the engine holds
@@ -130,8 +171,17 @@ func (h *health) current() *failure {
 	if f := h.failing.Load(); f != nil && time.Since(f.last) < failureTTL {
 		return f
 	}
+	if since, ok := h.stuck(); ok {
+		if !h.stuckSaid.Swap(true) {
+			h.log.Warn("storage engine does not finish writes", zap.Time("since", since))
+		}
+		return &failure{err: errStuck, since: since, last: time.Now()}
+	}
 	return nil
 }
+
+// errStuck is the failure of a disk that stops answering.
+var errStuck = errors.New("no write has finished since then")
 
 // backgroundError logs the engine's errors in background work: the first
 // of a run, then at most one per errorLogInterval with how many were not
@@ -172,10 +222,10 @@ func (h *health) check() error {
 }
 
 // admitWrite returns an error wrapping ErrUnavailable while background
-// work fails and the engine holds writes back, so a write fails at once instead of
-// waiting for the disk.
+// work fails and the engine holds writes back, or while writes do not
+// finish, so a write fails at once instead of waiting for the disk.
 func (h *health) admitWrite() error {
-	if h.stalls.Load() > 0 {
+	if _, stuck := h.stuck(); stuck || h.stalls.Load() > 0 {
 		return h.check()
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -17,16 +18,27 @@ import (
 	"github.com/checkin/checkin/persistence"
 )
 
-// tableFS is a file system that passes the table files the engine creates
-// through wrap, to make them fail on purpose.
-type tableFS struct {
+// filesFS is a file system that passes the files it creates whose names
+// end in suffix (".sst": tables, ".log": the write-ahead log) through
+// wrap, to make them fail on purpose.
+type filesFS struct {
 	vfs.FS
-	wrap func(vfs.File) vfs.File
+	suffix string
+	wrap   func(vfs.File) vfs.File
 }
 
-func (fs tableFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+func (fs filesFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.Create(name, category)
-	if err != nil || !strings.HasSuffix(name, ".sst") {
+	if err != nil || !strings.HasSuffix(name, fs.suffix) {
+		return f, err
+	}
+	return fs.wrap(f), nil
+}
+
+// ReuseForWrite: the engine recycles old log files.
+func (fs filesFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname, category)
+	if err != nil || !strings.HasSuffix(newname, fs.suffix) {
 		return f, err
 	}
 	return fs.wrap(f), nil
@@ -70,7 +82,7 @@ func TestFullDisk(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	s, err := Open(t.TempDir(), WithMemTableSize(1<<20), WithLogger(zap.New(core)), func(c *config) {
 		c.wrapFS = func(fs vfs.FS) vfs.FS {
-			return tableFS{fs, func(f vfs.File) vfs.File { return fullFile{f, &full} }}
+			return filesFS{fs, ".sst", func(f vfs.File) vfs.File { return fullFile{f, &full} }}
 		}
 	})
 	if err != nil {
@@ -187,55 +199,152 @@ func within(t *testing.T, name string, call func() error) error {
 	}
 }
 
-// stuckFile is a table file that takes no writes until open is closed, as
-// on a disk that stops answering: flushes wait, and once the memtables are
-// full the engine holds every write back.
+// valve holds whoever waits at it while it is shut.
+type valve struct {
+	mu   sync.Mutex
+	open chan struct{}
+}
+
+func newValve(open bool) *valve {
+	v := &valve{open: make(chan struct{})}
+	if open {
+		close(v.open)
+	}
+	return v
+}
+
+func (v *valve) wait() {
+	v.mu.Lock()
+	open := v.open
+	v.mu.Unlock()
+	<-open
+}
+
+func (v *valve) shut() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	select {
+	case <-v.open:
+		v.open = make(chan struct{})
+	default:
+	}
+}
+
+func (v *valve) release() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	select {
+	case <-v.open:
+	default:
+		close(v.open)
+	}
+}
+
+// stuckFile is a file that takes no writes while its valve is shut, as on
+// a disk that stops answering: table files keep flushes from ending, and
+// once the memtables are full the engine holds every write back; the log
+// keeps synced writes from finishing.
 type stuckFile struct {
 	vfs.File
-	open <-chan struct{}
+	valve *valve
 }
 
 func (f stuckFile) Write(p []byte) (int, error) {
-	<-f.open
+	f.valve.wait()
 	return f.File.Write(p)
 }
 
 func (f stuckFile) WriteAt(p []byte, off int64) (int, error) {
-	<-f.open
+	f.valve.wait()
 	return f.File.WriteAt(p, off)
 }
 
-// TestStuckDisk: while the engine holds writes back for a disk that does
-// not answer (no error to report, so the store still looks healthy), no
-// write waits past its deadline: a checkin write, a user write, and a user
-// write queued behind it all answer ErrUnavailable in time. When the disk
-// answers again, the writes that were under way go on, the one that was
-// queued does not, and the store takes writes as before.
-func TestStuckDisk(t *testing.T) {
-	open := make(chan struct{})
-	s, err := Open(t.TempDir(), WithMemTableSize(1<<20), func(c *config) {
+// openStuck opens a store whose files named *suffix take no writes while
+// the valve is shut, and that counts writes as stuck after stuckLimit.
+func openStuck(t *testing.T, suffix string, v *valve, logs *zap.Logger) *Store {
+	t.Helper()
+	s, err := Open(t.TempDir(), WithMemTableSize(1<<20), WithLogger(logs), func(c *config) {
 		c.wrapFS = func(fs vfs.FS) vfs.FS {
-			return tableFS{fs, func(f vfs.File) vfs.File { return stuckFile{f, open} }}
+			return filesFS{fs, suffix, func(f vfs.File) vfs.File { return stuckFile{f, v} }}
 		}
+		c.stuckLimit = stuckLimit
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	reopened := false
-	defer func() {
-		if !reopened {
-			close(open)
-		}
+	t.Cleanup(func() { // bounded: a write that hangs would hold Close too
+		v.release()
 		if err := within(t, "Close", s.Close); err != nil {
 			t.Errorf("Close: %v", err)
 		}
-	}()
-	ctx := t.Context()
-	short := func(call func(context.Context) error) error {
-		c, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-		defer cancel()
-		return within(t, "a store write", func() error { return call(c) })
+	})
+	return s
+}
+
+// stuckLimit, in the tests: longer than the held writes of TestStuckDisk
+// take before it waits for the store to say it is stuck.
+const stuckLimit = 3 * time.Second
+
+// short runs a store call with a 300 ms deadline, failing t if the call
+// outlives it by far.
+func short(t *testing.T, call func(context.Context) error) error {
+	t.Helper()
+	c, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	return within(t, "a store write", func() error { return call(c) })
+}
+
+// waitStuck waits until writes have been stuck for stuckLimit: Ping says
+// so, a write is refused at once, and the log says so once.
+func waitStuck(t *testing.T, s *Store, logs *observer.ObservedLogs, write func(context.Context) error) {
+	t.Helper()
+	if err := s.Ping(t.Context()); err != nil {
+		t.Fatalf("Ping before writes have been stuck for %s: %v, want ready (a write may just be slow)", stuckLimit, err)
 	}
+	for deadline := time.Now().Add(2 * stuckLimit); s.Ping(t.Context()) == nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Ping still ready %s after writes got stuck", 2*stuckLimit)
+		}
+	}
+	if err := s.Ping(t.Context()); !errors.Is(err, persistence.ErrUnavailable) || !strings.Contains(err.Error(), "no write has finished") {
+		t.Errorf("Ping while writes are stuck: %v, want ErrUnavailable saying no write finishes", err)
+	}
+	if err := short(t, write); !errors.Is(err, persistence.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a write while writes are stuck: %v, want ErrUnavailable at once", err)
+	}
+	if n := logs.FilterMessage("storage engine does not finish writes").Len(); n != 1 {
+		t.Errorf(`"storage engine does not finish writes" logged %d times, want once`, n)
+	}
+}
+
+// waitHealthy waits until the store is ready again after its disk answers,
+// and checks the log says so once.
+func waitHealthy(t *testing.T, s *Store, logs *observer.ObservedLogs) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); s.Ping(t.Context()) != nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("still unavailable 30 s after the disk answers: %v", s.Ping(t.Context()))
+		}
+	}
+	if n := logs.FilterMessage("storage engine finishes writes again").Len(); n != 1 {
+		t.Errorf(`"storage engine finishes writes again" logged %d times after one outage, want once`, n)
+	}
+}
+
+// TestStuckDisk: while the engine holds writes back for a disk that does
+// not answer (no error to report), no write waits past its deadline: a
+// checkin write, a user write, and a user write queued behind it all
+// answer ErrUnavailable in time. Once writes have not finished for
+// stuckLimit, the store says it is unavailable (Ping) and refuses writes
+// at once. When the disk answers again, the writes that were under way go
+// on, the one that was queued does not, and the store is healthy and
+// takes writes as before.
+func TestStuckDisk(t *testing.T) {
+	v := newValve(false)
+	core, logs := observer.New(zap.InfoLevel)
+	s := openStuck(t, ".sst", v, zap.New(core))
+	ctx := t.Context()
+	short := func(call func(context.Context) error) error { return short(t, call) }
 
 	// Checkin writes fill the memtables, which cannot be flushed, until
 	// the engine holds one back.
@@ -268,9 +377,12 @@ func TestStuckDisk(t *testing.T) {
 	if err := short(create("queued")); !errors.Is(err, persistence.ErrUnavailable) || !strings.Contains(err.Error(), "another write") {
 		t.Fatalf("CreateUser behind a held one: %v, want ErrUnavailable saying another write is under way", err)
 	}
+	// Writes that do not finish make the store unavailable, and new ones
+	// fail at once instead of at their deadline.
+	waitStuck(t, s, logs, create("late"))
 
-	close(open)
-	reopened = true
+	v.release()
+	waitHealthy(t, s, logs)
 	// The held write goes on by itself; the queued one never began.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -289,4 +401,37 @@ func TestStuckDisk(t *testing.T) {
 	}
 	checkStored(t, s, acked)
 	t.Logf("%d checkins acknowledged before the engine held writes back", len(acked))
+}
+
+// TestStuckLog: while the log takes no writes, synced writes do not
+// finish; they answer ErrUnavailable at their deadline, then, once none
+// has finished for stuckLimit, the store is unavailable and refuses
+// writes at once. When the disk answers, the write that was under way
+// is applied and the store is healthy again.
+func TestStuckLog(t *testing.T) {
+	v := newValve(true)
+	core, logs := observer.New(zap.InfoLevel)
+	s := openStuck(t, ".log", v, zap.New(core))
+	write := func(id string) func(context.Context) error {
+		return func(c context.Context) error {
+			return s.WriteCheckins(c, []persistence.Checkin{{ID: id, UserID: "u1", LocationID: "l1", Timestamp: time.UnixMilli(1)}})
+		}
+	}
+	if err := short(t, write("before")); err != nil {
+		t.Fatalf("write before the log got stuck: %v", err)
+	}
+	v.shut()
+	if err := short(t, write("held")); !errors.Is(err, persistence.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("write to a stuck log: %v, want ErrUnavailable at the deadline", err)
+	}
+	waitStuck(t, s, logs, write("refused"))
+	v.release()
+	waitHealthy(t, s, logs)
+	checkStored(t, s, []persistence.Checkin{{ID: "before", UserID: "u1", LocationID: "l1"}, {ID: "held", UserID: "u1", LocationID: "l1"}})
+	if _, err := s.GetCheckin(t.Context(), "u1", "refused"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("the refused write: %v, want not found", err)
+	}
+	if err := short(t, write("after")); err != nil {
+		t.Errorf("write after the log answers: %v", err)
+	}
 }

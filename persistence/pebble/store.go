@@ -57,6 +57,7 @@ type config struct {
 	memTableSize uint64
 	ioURing      bool
 	wrapFS       func(vfs.FS) vfs.FS // tests only: a file system that fails on purpose
+	stuckLimit   time.Duration       // tests only: see health (0: defaultStuckLimit)
 }
 
 // WithLogger sends the storage engine's log lines to l. Without it they are
@@ -119,7 +120,10 @@ func Open(dir string, opts ...Option) (*Store, error) {
 			_ = r.close()
 		}
 	}
-	h := newHealth(cfg.logger)
+	if cfg.stuckLimit == 0 {
+		cfg.stuckLimit = defaultStuckLimit
+	}
+	h := newHealth(cfg.logger, cfg.stuckLimit)
 	db, err := pebbledb.Open(dir, &pebbledb.Options{
 		CacheSize:     cfg.cacheSize,
 		MemTableSize:  cfg.memTableSize,
@@ -540,9 +544,11 @@ func (s *Store) commit(ctx context.Context, b *pebbledb.Batch, release func()) e
 		stalled = s.health.stallSignal()
 	}
 	done := make(chan error, 1)
+	s.health.commitBegins()
 	go func() {
 		defer release() // so Close waits for the write
 		err := s.db.Apply(b, pebbledb.Sync)
+		s.health.commitEnds()
 		b.Close()
 		done <- err
 	}()
