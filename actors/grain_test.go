@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/checkin/checkin/actors"
 	"github.com/checkin/checkin/cluster"
@@ -32,7 +34,12 @@ type testNode struct {
 
 func startNode(t testing.TB, store persistence.Store, gcfg actors.GrainConfig, wcfg actors.WriterConfig) *testNode {
 	t.Helper()
-	log := zap.NewNop()
+	return startLoggedNode(t, store, gcfg, wcfg, zap.NewNop())
+}
+
+// startLoggedNode is startNode with the node's log going to log.
+func startLoggedNode(t testing.TB, store persistence.Store, gcfg actors.GrainConfig, wcfg actors.WriterConfig, log *zap.Logger) *testNode {
+	t.Helper()
 	ccfg := cluster.DefaultConfig()
 	system := cluster.NewSystem(ccfg, log)
 	reg := prometheus.NewRegistry()
@@ -429,6 +436,30 @@ func TestStoreFailureIsRetryable(t *testing.T) {
 	}
 	if cur, err := n.client.CurrentLocation(ctx(t), "f"); err != nil || cur != c {
 		t.Fatalf("current %+v %v", cur, err)
+	}
+}
+
+// TestWriteFailureLogsAreBounded: in an outage every batch fails; the
+// writers log the first failures of each second, not one line per batch.
+func TestWriteFailureLogsAreBounded(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	defer inner.Close()
+	store := &faultyStore{Store: inner}
+	core, logs := observer.New(zap.InfoLevel)
+	n := startLoggedNode(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig(), zap.New(core))
+	mustUser(t, n, "f")
+	store.fail.Store(true)
+	const failed = 200
+	for i := range failed {
+		_, _, err := n.client.Checkin(ctx(t), checkin(fmt.Sprint("f", i), "f", "L1", base), true, true)
+		wantCode(t, err, actors.ErrUnavailable, actors.CodeUnavailable)
+	}
+	entries := logs.FilterMessage("checkin batch write failed") // one batch or more per checkin: they went one by one
+	if got := entries.Len(); got < 1 || got >= failed/2 {
+		t.Errorf("%d failed batches logged of %d or more, want the first few of each second", got, failed)
+	}
+	if e := entries.All(); len(e) > 0 && e[0].Level != zapcore.WarnLevel {
+		t.Errorf("a batch the store could not take logged at %s, want warn (the outage is logged where it is found)", e[0].Level)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/checkin/checkin/messages"
 	"github.com/checkin/checkin/persistence"
@@ -61,12 +62,15 @@ type Pool struct {
 	system *actor.ActorSystem
 	store  persistence.Store
 	cfg    WriterConfig
-	log    *zap.Logger
-	m      *Metrics
-	pids   []*actor.PID
-	jobs   []chan []pendingWrite // per writer: batches for its flushers
-	depth  []atomic.Int64        // per writer: checkins queued or being written
-	closed atomic.Bool
+	// failures logs failed batch writes, at most failureLogsPerSecond
+	// lines a second of each level: in an outage every batch fails, and
+	// checkin_writer_flush_seconds{result="error"} counts them all.
+	failures *zap.Logger
+	m        *Metrics
+	pids     []*actor.PID
+	jobs     []chan []pendingWrite // per writer: batches for its flushers
+	depth    []atomic.Int64        // per writer: checkins queued or being written
+	closed   atomic.Bool
 	// coming counts the checkin calls in progress from this node to grains
 	// on this node (the Client counts them); those beyond depth's sum are
 	// still on their way to a writer.
@@ -74,12 +78,18 @@ type Pool struct {
 	runnable runQueue
 }
 
+// failureLogsPerSecond bounds the lines of failed batch writes.
+const failureLogsPerSecond = 10
+
 // NewPool spawns the writer actors.
 func NewPool(system *actor.ActorSystem, store persistence.Store, cfg WriterConfig, log *zap.Logger, m *Metrics) (*Pool, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Pool{system: system, store: store, cfg: cfg, log: log, m: m,
+	failures := log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return zapcore.NewSamplerWithOptions(c, time.Second, failureLogsPerSecond, 0)
+	}))
+	p := &Pool{system: system, store: store, cfg: cfg, failures: failures, m: m,
 		pids: make([]*actor.PID, cfg.Writers), depth: make([]atomic.Int64, cfg.Writers)}
 	for i := range p.pids {
 		w := &writer{pool: p, idx: i, jobs: make(chan []pendingWrite, cfg.MaxInflight)}
@@ -355,7 +365,13 @@ func (w *writer) finish(ctx actor.Context, done *flushDone) {
 	label := "ok"
 	if done.err != nil {
 		label = "error"
-		w.pool.log.Error("checkin batch write failed", zap.Int("writer", w.idx), zap.Int("batch_size", len(done.batch)), zap.Error(done.err))
+		// The store being unavailable is logged where it is found out;
+		// other failures are defects.
+		lvl := zapcore.ErrorLevel
+		if errors.Is(done.err, persistence.ErrUnavailable) || errors.Is(done.err, context.DeadlineExceeded) {
+			lvl = zapcore.WarnLevel
+		}
+		w.pool.failures.Log(lvl, "checkin batch write failed", zap.Int("writer", w.idx), zap.Int("batch_size", len(done.batch)), zap.Error(done.err))
 	}
 	w.pool.m.flushLatency.WithLabelValues(label).Observe(done.took.Seconds())
 	for i, p := range done.batch {
