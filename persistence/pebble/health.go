@@ -94,11 +94,14 @@ func (h *health) stallEnds() {
 	}
 }
 
-// commitBegins and commitEnds bracket every commit.
+// commitBegins and commitEnds bracket every commit. The first commit
+// after none were in flight starts the clock before it counts itself, so
+// stuck never pairs it with the time of a write that ended long ago.
 func (h *health) commitBegins() {
-	if h.inflight.Add(1) == 1 {
+	if h.inflight.Load() == 0 {
 		h.progressAt.Store(time.Now().UnixNano())
 	}
+	h.inflight.Add(1)
 }
 
 func (h *health) commitEnds() {
