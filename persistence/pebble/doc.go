@@ -21,6 +21,13 @@
 //   - CreateUser and CreateLocation are atomic check-and-insert within the
 //     process, synced to disk.
 //
+// No write waits for the disk past its context: a write the engine holds
+// back (a full disk, a disk that stops answering) fails with
+// persistence.ErrUnavailable and may still be applied later, and while
+// flushes fail or no write finishes for 5 s the store reports itself
+// unavailable (Ping) and refuses writes at once (health.go). Reads have no
+// such bound: a read of a disk that stops answering waits for it.
+//
 // A database written in an older key layout is brought to the current one
 // when it is opened (layout.go); one in a newer layout is refused.
 //
