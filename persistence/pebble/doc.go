@@ -25,8 +25,10 @@
 // back (a full disk, a disk that stops answering) fails with
 // persistence.ErrUnavailable and may still be applied later, and while
 // flushes fail or no write finishes for 5 s the store reports itself
-// unavailable (Ping) and refuses writes at once (health.go). Reads have no
-// such bound: a read of a disk that stops answering waits for it.
+// unavailable (Ping) and refuses writes at once (health.go). Reads are
+// bounded less: a read of a disk that stops answering waits for it, but
+// once no read has finished for 5 s the store reports itself unavailable
+// and new reads fail at once.
 //
 // A database written in an older key layout is brought to the current one
 // when it is opened (layout.go); one in a newer layout is refused.

@@ -25,8 +25,9 @@ import (
 // synced log. The engine retries its flushes by itself; the first that
 // succeeds makes the store healthy again, and a failure that is not
 // repeated within failureTTL stops counting. A disk that stops answering
-// reports no error: there writes in flight with none finished for
-// stuckLimit count as a failure, until one finishes.
+// reports no error: there writes (or reads) in flight with none finished
+// for stuckLimit count as a failure, until one finishes, and new writes
+// (reads) fail at once instead of joining them.
 type health struct {
 	log     *zap.Logger
 	failing atomic.Pointer[failure] // the last background failure, until a flush succeeds
@@ -35,12 +36,9 @@ type health struct {
 	stallMu sync.Mutex
 	stalled chan struct{} // closed when a stall begins; a new one after it ends
 
-	// Commits in flight, and when one last finished (or, if none was in
-	// flight, the first began): Unix ns.
-	inflight   atomic.Int32
-	progressAt atomic.Int64
+	commits    progress
+	reads      progress
 	stuckLimit time.Duration
-	stuckSaid  atomic.Bool // "does not finish writes" was logged
 
 	mu         sync.Mutex // background error logging
 	loggedAt   time.Time
@@ -75,7 +73,62 @@ const emptyFlush = "pebble: empty table"
 const defaultStuckLimit = 5 * time.Second
 
 func newHealth(log *zap.Logger, stuckLimit time.Duration) *health {
-	return &health{log: log, stalled: make(chan struct{}), stuckLimit: stuckLimit}
+	return &health{log: log, stalled: make(chan struct{}), stuckLimit: stuckLimit,
+		commits: progress{stuckMsg: "storage engine does not finish writes", againMsg: "storage engine finishes writes again", err: errWritesStuck},
+		reads:   progress{stuckMsg: "storage engine does not finish reads", againMsg: "storage engine finishes reads again", err: errReadsStuck},
+	}
+}
+
+// progress follows the operations of one kind (commits, reads) that may
+// wait for the disk: they are stuck while some are in flight and none has
+// finished for a while.
+type progress struct {
+	stuckMsg, againMsg string // logged when found stuck, and at the next end
+	err                error  // the failure while stuck
+
+	inflight atomic.Int32
+	at       atomic.Int64 // Unix ns: the last end, or the first begin after none were in flight
+	said     atomic.Bool  // stuckMsg was logged
+}
+
+// begin and end bracket every operation. The first after none were in
+// flight starts the clock before it counts itself, so stuck never pairs
+// it with the end of an operation long ago.
+func (p *progress) begin() {
+	if p.inflight.Load() == 0 {
+		p.at.Store(time.Now().UnixNano())
+	}
+	p.inflight.Add(1)
+}
+
+func (p *progress) end(log *zap.Logger) {
+	p.at.Store(time.Now().UnixNano())
+	p.inflight.Add(-1)
+	if p.said.Load() && p.said.Swap(false) {
+		log.Info(p.againMsg)
+	}
+}
+
+// stuck returns since when operations have been in flight with none
+// finished, if for limit or longer.
+func (p *progress) stuck(limit time.Duration) (since time.Time, ok bool) {
+	if p.inflight.Load() == 0 {
+		return since, false
+	}
+	since = time.Unix(0, p.at.Load())
+	return since, time.Since(since) >= limit
+}
+
+// failure returns p's failure while it is stuck, logging it once.
+func (p *progress) failure(log *zap.Logger, limit time.Duration) *failure {
+	since, ok := p.stuck(limit)
+	if !ok {
+		return nil
+	}
+	if !p.said.Swap(true) {
+		log.Warn(p.stuckMsg, zap.Time("since", since))
+	}
+	return &failure{err: p.err, since: since, last: time.Now()}
 }
 
 func (h *health) stallBegins() {
@@ -92,35 +145,6 @@ func (h *health) stallEnds() {
 	if h.stalls.Add(-1) == 0 {
 		h.stalled = make(chan struct{})
 	}
-}
-
-// commitBegins and commitEnds bracket every commit. The first commit
-// after none were in flight starts the clock before it counts itself, so
-// stuck never pairs it with the time of a write that ended long ago.
-func (h *health) commitBegins() {
-	if h.inflight.Load() == 0 {
-		h.progressAt.Store(time.Now().UnixNano())
-	}
-	h.inflight.Add(1)
-}
-
-func (h *health) commitEnds() {
-	now := time.Now()
-	h.progressAt.Store(now.UnixNano())
-	h.inflight.Add(-1)
-	if h.stuckSaid.Load() && h.stuckSaid.Swap(false) {
-		h.log.Info("storage engine finishes writes again")
-	}
-}
-
-// stuck returns since when writes have been in flight with none finished,
-// if for stuckLimit or longer.
-func (h *health) stuck() (since time.Time, ok bool) {
-	if h.inflight.Load() == 0 {
-		return since, false
-	}
-	since = time.Unix(0, h.progressAt.Load())
-	return since, time.Since(since) >= h.stuckLimit
 }
 
 // stallSignal returns a channel that is closed once the engine holds
@@ -174,17 +198,17 @@ func (h *health) current() *failure {
 	if f := h.failing.Load(); f != nil && time.Since(f.last) < failureTTL {
 		return f
 	}
-	if since, ok := h.stuck(); ok {
-		if !h.stuckSaid.Swap(true) {
-			h.log.Warn("storage engine does not finish writes", zap.Time("since", since))
-		}
-		return &failure{err: errStuck, since: since, last: time.Now()}
+	if f := h.commits.failure(h.log, h.stuckLimit); f != nil {
+		return f
 	}
-	return nil
+	return h.reads.failure(h.log, h.stuckLimit)
 }
 
-// errStuck is the failure of a disk that stops answering.
-var errStuck = errors.New("no write has finished since then")
+// The failures of a disk that stops answering.
+var (
+	errWritesStuck = errors.New("no write has finished since then")
+	errReadsStuck  = errors.New("no read has finished since then")
+)
 
 // backgroundError logs the engine's errors in background work: the first
 // of a run, then at most one per errorLogInterval with how many were not
@@ -219,7 +243,11 @@ func diskWriteError(err error) bool {
 // fails.
 func (h *health) check() error {
 	if f := h.current(); f != nil {
-		return fmt.Errorf("%w: the store cannot write its files since %s: %v", persistence.ErrUnavailable, f.since.UTC().Format(time.RFC3339), f.err)
+		verb := "write"
+		if f.err == errReadsStuck {
+			verb = "read"
+		}
+		return fmt.Errorf("%w: the store cannot %s its files since %s: %v", persistence.ErrUnavailable, verb, f.since.UTC().Format(time.RFC3339), f.err)
 	}
 	return nil
 }
@@ -228,7 +256,16 @@ func (h *health) check() error {
 // work fails and the engine holds writes back, or while writes do not
 // finish, so a write fails at once instead of waiting for the disk.
 func (h *health) admitWrite() error {
-	if _, stuck := h.stuck(); stuck || h.stalls.Load() > 0 {
+	if _, stuck := h.commits.stuck(h.stuckLimit); stuck || h.stalls.Load() > 0 {
+		return h.check()
+	}
+	return nil
+}
+
+// admitRead returns an error wrapping ErrUnavailable while reads do not
+// finish, so a read fails at once instead of waiting for the disk.
+func (h *health) admitRead() error {
+	if _, stuck := h.reads.stuck(h.stuckLimit); stuck {
 		return h.check()
 	}
 	return nil

@@ -35,6 +35,15 @@ func (fs filesFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File,
 	return fs.wrap(f), nil
 }
 
+// Open: the engine reads tables through files it opens.
+func (fs filesFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := fs.FS.Open(name, opts...)
+	if err != nil || !strings.HasSuffix(name, fs.suffix) {
+		return f, err
+	}
+	return fs.wrap(f), nil
+}
+
 // ReuseForWrite: the engine recycles old log files.
 func (fs filesFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.ReuseForWrite(oldname, newname, category)
@@ -240,10 +249,11 @@ func (v *valve) release() {
 	}
 }
 
-// stuckFile is a file that takes no writes while its valve is shut, as on
-// a disk that stops answering: table files keep flushes from ending, and
-// once the memtables are full the engine holds every write back; the log
-// keeps synced writes from finishing.
+// stuckFile is a file that takes no reads or writes while its valve is
+// shut, as on a disk that stops answering: table files keep flushes from
+// ending (once the memtables are full the engine holds every write back)
+// and reads of what is not cached; the log keeps synced writes from
+// finishing.
 type stuckFile struct {
 	vfs.File
 	valve *valve
@@ -259,16 +269,22 @@ func (f stuckFile) WriteAt(p []byte, off int64) (int, error) {
 	return f.File.WriteAt(p, off)
 }
 
-// openStuck opens a store whose files named *suffix take no writes while
-// the valve is shut, and that counts writes as stuck after stuckLimit.
-func openStuck(t *testing.T, suffix string, v *valve, logs *zap.Logger) *Store {
+func (f stuckFile) ReadAt(p []byte, off int64) (int, error) {
+	f.valve.wait()
+	return f.File.ReadAt(p, off)
+}
+
+// openStuck opens a store whose files named *suffix take no reads or
+// writes while the valve is shut, and that counts writes and reads as
+// stuck after stuckLimit.
+func openStuck(t *testing.T, suffix string, v *valve, logs *zap.Logger, opts ...Option) *Store {
 	t.Helper()
-	s, err := Open(t.TempDir(), WithMemTableSize(1<<20), WithLogger(logs), func(c *config) {
+	s, err := Open(t.TempDir(), append([]Option{WithMemTableSize(1 << 20), WithLogger(logs), func(c *config) {
 		c.wrapFS = func(fs vfs.FS) vfs.FS {
 			return filesFS{fs, suffix, func(f vfs.File) vfs.File { return stuckFile{f, v} }}
 		}
 		c.stuckLimit = stuckLimit
-	})
+	}}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,43 +307,44 @@ func short(t *testing.T, call func(context.Context) error) error {
 	t.Helper()
 	c, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
-	return within(t, "a store write", func() error { return call(c) })
+	return within(t, "a store call", func() error { return call(c) })
 }
 
-// waitStuck waits until writes have been stuck for stuckLimit: Ping says
-// so, a write is refused at once, and the log says so once.
-func waitStuck(t *testing.T, s *Store, logs *observer.ObservedLogs, write func(context.Context) error) {
+// waitStuck waits until operations of kind ("write" or "read") have been
+// stuck for stuckLimit: Ping says so, op is refused at once, and the log
+// says so once.
+func waitStuck(t *testing.T, s *Store, logs *observer.ObservedLogs, kind string, op func(context.Context) error) {
 	t.Helper()
 	if err := s.Ping(t.Context()); err != nil {
-		t.Fatalf("Ping before writes have been stuck for %s: %v, want ready (a write may just be slow)", stuckLimit, err)
+		t.Fatalf("Ping before %ss have been stuck for %s: %v, want ready (one may just be slow)", kind, stuckLimit, err)
 	}
 	for deadline := time.Now().Add(2 * stuckLimit); s.Ping(t.Context()) == nil; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("Ping still ready %s after writes got stuck", 2*stuckLimit)
+			t.Fatalf("Ping still ready %s after %ss got stuck", 2*stuckLimit, kind)
 		}
 	}
-	if err := s.Ping(t.Context()); !errors.Is(err, persistence.ErrUnavailable) || !strings.Contains(err.Error(), "no write has finished") {
-		t.Errorf("Ping while writes are stuck: %v, want ErrUnavailable saying no write finishes", err)
+	if err := s.Ping(t.Context()); !errors.Is(err, persistence.ErrUnavailable) || !strings.Contains(err.Error(), "no "+kind+" has finished") {
+		t.Errorf("Ping while %ss are stuck: %v, want ErrUnavailable saying no %s finishes", kind, err, kind)
 	}
-	if err := short(t, write); !errors.Is(err, persistence.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("a write while writes are stuck: %v, want ErrUnavailable at once", err)
+	if err := short(t, op); !errors.Is(err, persistence.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a %s while %ss are stuck: %v, want ErrUnavailable at once", kind, kind, err)
 	}
-	if n := logs.FilterMessage("storage engine does not finish writes").Len(); n != 1 {
-		t.Errorf(`"storage engine does not finish writes" logged %d times, want once`, n)
+	if msg := "storage engine does not finish " + kind + "s"; logs.FilterMessage(msg).Len() != 1 {
+		t.Errorf("%q logged %d times, want once", msg, logs.FilterMessage(msg).Len())
 	}
 }
 
 // waitHealthy waits until the store is ready again after its disk answers,
-// and checks the log says so once.
-func waitHealthy(t *testing.T, s *Store, logs *observer.ObservedLogs) {
+// and checks the log says once that operations of kind finish again.
+func waitHealthy(t *testing.T, s *Store, logs *observer.ObservedLogs, kind string) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); s.Ping(t.Context()) != nil; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("still unavailable 30 s after the disk answers: %v", s.Ping(t.Context()))
 		}
 	}
-	if n := logs.FilterMessage("storage engine finishes writes again").Len(); n != 1 {
-		t.Errorf(`"storage engine finishes writes again" logged %d times after one outage, want once`, n)
+	if msg := "storage engine finishes " + kind + "s again"; logs.FilterMessage(msg).Len() != 1 {
+		t.Errorf("%q logged %d times after one outage, want once", msg, logs.FilterMessage(msg).Len())
 	}
 }
 
@@ -379,10 +396,10 @@ func TestStuckDisk(t *testing.T) {
 	}
 	// Writes that do not finish make the store unavailable, and new ones
 	// fail at once instead of at their deadline.
-	waitStuck(t, s, logs, create("late"))
+	waitStuck(t, s, logs, "write", create("late"))
 
 	v.release()
-	waitHealthy(t, s, logs)
+	waitHealthy(t, s, logs, "write")
 	// The held write goes on by itself; the queued one never began.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -424,14 +441,58 @@ func TestStuckLog(t *testing.T) {
 	if err := short(t, write("held")); !errors.Is(err, persistence.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("write to a stuck log: %v, want ErrUnavailable at the deadline", err)
 	}
-	waitStuck(t, s, logs, write("refused"))
+	waitStuck(t, s, logs, "write", write("refused"))
 	v.release()
-	waitHealthy(t, s, logs)
+	waitHealthy(t, s, logs, "write")
 	checkStored(t, s, []persistence.Checkin{{ID: "before", UserID: "u1", LocationID: "l1"}, {ID: "held", UserID: "u1", LocationID: "l1"}})
 	if _, err := s.GetCheckin(t.Context(), "u1", "refused"); !errors.Is(err, persistence.ErrNotFound) {
 		t.Errorf("the refused write: %v, want not found", err)
 	}
 	if err := short(t, write("after")); err != nil {
 		t.Errorf("write after the log answers: %v", err)
+	}
+}
+
+// TestStuckRead: reads of tables that do not answer (nothing cached) wait
+// for the disk; once none has finished for stuckLimit, the store is
+// unavailable and new reads fail at once instead of joining them. When
+// the disk answers, the waiting read ends with its result and the store
+// is healthy again.
+func TestStuckRead(t *testing.T) {
+	v := newValve(true)
+	core, logs := observer.New(zap.InfoLevel)
+	s := openStuck(t, ".sst", v, zap.New(core), WithCacheSize(1)) // every block read goes to the file
+	ctx := t.Context()
+	c := persistence.Checkin{ID: "c1", UserID: "u1", LocationID: "l1", Timestamp: time.UnixMilli(1_700_000_000_000).UTC()}
+	if err := s.WriteCheckins(ctx, []persistence.Checkin{c}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Flush(); err != nil { // into a table, out of the memtable
+		t.Fatal(err)
+	}
+	list := func(ctx context.Context) error {
+		page, err := s.ListCheckins(ctx, persistence.Query{UserID: "u1", From: time.UnixMilli(0), To: time.UnixMilli(2_000_000_000_000), Limit: 10})
+		if err == nil && (len(page.Checkins) != 1 || page.Checkins[0] != c) {
+			err = fmt.Errorf("listed %+v, want %+v", page.Checkins, c)
+		}
+		return err
+	}
+
+	v.shut()
+	waiting := make(chan error, 1)
+	go func() { waiting <- list(ctx) }()
+	waitStuck(t, s, logs, "read", func(ctx context.Context) error { _, err := s.GetCheckin(ctx, "u1", "c1"); return err })
+	select {
+	case err := <-waiting:
+		t.Fatalf("a read of a disk that does not answer returned: %v", err)
+	default:
+	}
+	v.release()
+	if err := within(t, "the waiting read", func() error { return <-waiting }); err != nil {
+		t.Errorf("the read that waited for the disk: %v", err)
+	}
+	waitHealthy(t, s, logs, "read")
+	if err := short(t, list); err != nil {
+		t.Errorf("a read once the disk answers: %v", err)
 	}
 }

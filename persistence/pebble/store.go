@@ -158,6 +158,26 @@ func (s *Store) enter() error {
 
 func (s *Store) leave() { s.gate.Leave() }
 
+// enterRead admits a read that uses the db (see enter), unless reads do
+// not finish (health); every successful enterRead is paired with
+// leaveRead.
+func (s *Store) enterRead() error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	if err := s.health.admitRead(); err != nil {
+		s.leave()
+		return err
+	}
+	s.health.reads.begin()
+	return nil
+}
+
+func (s *Store) leaveRead() {
+	s.health.reads.end(s.health.log)
+	s.leave()
+}
+
 // userRecord and locationRecord are the stored values; the id is the key.
 type userRecord struct {
 	Name      string `json:"name"`
@@ -364,10 +384,10 @@ func (s *Store) listRecords(ctx context.Context, fam byte, after string, limit i
 	if err := ctx.Err(); err != nil {
 		return false, storeErr(err)
 	}
-	if err := s.enter(); err != nil {
+	if err := s.enterRead(); err != nil {
 		return false, err
 	}
-	defer s.leave()
+	defer s.leaveRead()
 	lower := []byte{fam}
 	if after != "" {
 		lower = append(append(lower, after...), 0) // the first id after it (ids hold no NUL)
@@ -451,10 +471,10 @@ func (s *Store) get(ctx context.Context, key []byte, kind, id string, decode fun
 	if err := ctx.Err(); err != nil {
 		return storeErr(err)
 	}
-	if err := s.enter(); err != nil {
+	if err := s.enterRead(); err != nil {
 		return err
 	}
-	defer s.leave()
+	defer s.leaveRead()
 	v, closer, err := s.db.Get(key)
 	if errors.Is(err, pebbledb.ErrNotFound) {
 		return fmt.Errorf("%w: %s %q", persistence.ErrNotFound, kind, id)
@@ -544,11 +564,11 @@ func (s *Store) commit(ctx context.Context, b *pebbledb.Batch, release func()) e
 		stalled = s.health.stallSignal()
 	}
 	done := make(chan error, 1)
-	s.health.commitBegins()
+	s.health.commits.begin()
 	go func() {
 		defer release() // so Close waits for the write
 		err := s.db.Apply(b, pebbledb.Sync)
-		s.health.commitEnds()
+		s.health.commits.end(s.health.log)
 		b.Close()
 		done <- err
 	}()
@@ -615,10 +635,10 @@ func (s *Store) GetCheckins(ctx context.Context, refs []persistence.CheckinRef) 
 	if err := ctx.Err(); err != nil {
 		return nil, nil, storeErr(err)
 	}
-	if err := s.enter(); err != nil {
+	if err := s.enterRead(); err != nil {
 		return nil, nil, err
 	}
-	defer s.leave()
+	defer s.leaveRead()
 	got, found := make([]persistence.Checkin, len(refs)), make([]bool, len(refs))
 	if len(refs) == 0 {
 		return got, found, nil
@@ -660,10 +680,10 @@ func (s *Store) EachCheckinID(ctx context.Context, userID string, limit int, fn 
 	if err := ctx.Err(); err != nil {
 		return false, storeErr(err)
 	}
-	if err := s.enter(); err != nil {
+	if err := s.enterRead(); err != nil {
 		return false, err
 	}
-	defer s.leave()
+	defer s.leaveRead()
 	prefix := appendCheckinByIDKey(nil, userID, "")
 	it, err := s.db.NewIterWithContext(ctx, &pebbledb.IterOptions{LowerBound: prefix, UpperBound: prefixSuccessor(bytes.Clone(prefix))})
 	if err != nil {
@@ -689,10 +709,10 @@ func (s *Store) CurrentLocation(ctx context.Context, userID string) (persistence
 	if err := ctx.Err(); err != nil {
 		return persistence.Checkin{}, storeErr(err)
 	}
-	if err := s.enter(); err != nil {
+	if err := s.enterRead(); err != nil {
 		return persistence.Checkin{}, err
 	}
-	defer s.leave()
+	defer s.leaveRead()
 	return currentFromPartitions(ctx, s.db, userID)
 }
 
@@ -701,10 +721,10 @@ func (s *Store) CurrentLocation(ctx context.Context, userID string) (persistence
 // range appear in later pages if they sort after the page position, and
 // never cause a pre-existing checkin to be skipped or repeated.
 func (s *Store) ListCheckins(ctx context.Context, q persistence.Query) (persistence.Page, error) {
-	if err := s.enter(); err != nil {
+	if err := s.enterRead(); err != nil {
 		return persistence.Page{}, err
 	}
-	defer s.leave()
+	defer s.leaveRead()
 	return persistence.ListCheckins(ctx, reader{db: s.db}, q)
 }
 
