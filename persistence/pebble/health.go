@@ -36,9 +36,8 @@ type health struct {
 	stallMu sync.Mutex
 	stalled chan struct{} // closed when a stall begins; a new one after it ends
 
-	commits    progress
-	reads      progress
-	stuckLimit time.Duration
+	commits progress
+	reads   progress
 
 	mu         sync.Mutex // background error logging
 	loggedAt   time.Time
@@ -73,16 +72,20 @@ const emptyFlush = "pebble: empty table"
 const defaultStuckLimit = 5 * time.Second
 
 func newHealth(log *zap.Logger, stuckLimit time.Duration) *health {
-	return &health{log: log, stalled: make(chan struct{}), stuckLimit: stuckLimit,
-		commits: progress{stuckMsg: "storage engine does not finish writes", againMsg: "storage engine finishes writes again", err: errWritesStuck},
-		reads:   progress{stuckMsg: "storage engine does not finish reads", againMsg: "storage engine finishes reads again", err: errReadsStuck},
+	return &health{log: log, stalled: make(chan struct{}),
+		commits: progress{log: log, limit: stuckLimit, err: errWritesStuck,
+			stuckMsg: "storage engine does not finish writes", againMsg: "storage engine finishes writes again"},
+		reads: progress{log: log, limit: stuckLimit, err: errReadsStuck,
+			stuckMsg: "storage engine does not finish reads", againMsg: "storage engine finishes reads again"},
 	}
 }
 
 // progress follows the operations of one kind (commits, reads) that may
 // wait for the disk: they are stuck while some are in flight and none has
-// finished for a while.
+// finished for limit.
 type progress struct {
+	log                *zap.Logger
+	limit              time.Duration
 	stuckMsg, againMsg string // logged when found stuck, and at the next end
 	err                error  // the failure while stuck
 
@@ -101,32 +104,32 @@ func (p *progress) begin() {
 	p.inflight.Add(1)
 }
 
-func (p *progress) end(log *zap.Logger) {
+func (p *progress) end() {
 	p.at.Store(time.Now().UnixNano())
 	p.inflight.Add(-1)
 	if p.said.Load() && p.said.Swap(false) {
-		log.Info(p.againMsg)
+		p.log.Info(p.againMsg)
 	}
 }
 
 // stuck returns since when operations have been in flight with none
 // finished, if for limit or longer.
-func (p *progress) stuck(limit time.Duration) (since time.Time, ok bool) {
+func (p *progress) stuck() (since time.Time, ok bool) {
 	if p.inflight.Load() == 0 {
 		return since, false
 	}
 	since = time.Unix(0, p.at.Load())
-	return since, time.Since(since) >= limit
+	return since, time.Since(since) >= p.limit
 }
 
 // failure returns p's failure while it is stuck, logging it once.
-func (p *progress) failure(log *zap.Logger, limit time.Duration) *failure {
-	since, ok := p.stuck(limit)
+func (p *progress) failure() *failure {
+	since, ok := p.stuck()
 	if !ok {
 		return nil
 	}
 	if !p.said.Swap(true) {
-		log.Warn(p.stuckMsg, zap.Time("since", since))
+		p.log.Warn(p.stuckMsg, zap.Time("since", since))
 	}
 	return &failure{err: p.err, since: since, last: time.Now()}
 }
@@ -198,10 +201,10 @@ func (h *health) current() *failure {
 	if f := h.failing.Load(); f != nil && time.Since(f.last) < failureTTL {
 		return f
 	}
-	if f := h.commits.failure(h.log, h.stuckLimit); f != nil {
+	if f := h.commits.failure(); f != nil {
 		return f
 	}
-	return h.reads.failure(h.log, h.stuckLimit)
+	return h.reads.failure()
 }
 
 // The failures of a disk that stops answering.
@@ -256,7 +259,7 @@ func (h *health) check() error {
 // work fails and the engine holds writes back, or while writes do not
 // finish, so a write fails at once instead of waiting for the disk.
 func (h *health) admitWrite() error {
-	if _, stuck := h.commits.stuck(h.stuckLimit); stuck || h.stalls.Load() > 0 {
+	if _, stuck := h.commits.stuck(); stuck || h.stalls.Load() > 0 {
 		return h.check()
 	}
 	return nil
@@ -265,7 +268,7 @@ func (h *health) admitWrite() error {
 // admitRead returns an error wrapping ErrUnavailable while reads do not
 // finish, so a read fails at once instead of waiting for the disk.
 func (h *health) admitRead() error {
-	if _, stuck := h.reads.stuck(h.stuckLimit); stuck {
+	if _, stuck := h.reads.stuck(); stuck {
 		return h.check()
 	}
 	return nil

@@ -174,7 +174,7 @@ func (s *Store) enterRead() error {
 }
 
 func (s *Store) leaveRead() {
-	s.health.reads.end(s.health.log)
+	s.health.reads.end()
 	s.leave()
 }
 
@@ -568,7 +568,7 @@ func (s *Store) commit(ctx context.Context, b *pebbledb.Batch, release func()) e
 	go func() {
 		defer release() // so Close waits for the write
 		err := s.db.Apply(b, pebbledb.Sync)
-		s.health.commits.end(s.health.log)
+		s.health.commits.end()
 		b.Close()
 		done <- err
 	}()
