@@ -41,6 +41,7 @@ type config struct {
 	PebbleCacheMB    int // block cache of the embedded store
 	PebbleMemTableMB int // one memtable of the embedded store
 	PebbleIOUring    bool
+	PebbleStuckAfter time.Duration // writes (reads) in flight with none finishing this long: the disk does not answer
 	LogLevel         string
 	DebugAddr        string
 	BackupDir        string // checkpoints of the embedded store (POST /admin/backup)
@@ -50,7 +51,7 @@ type config struct {
 func defaultConfig() config {
 	return config{HTTP: edge.DefaultConfig(), Cluster: cluster.DefaultConfig(), Writer: actors.DefaultWriterConfig(),
 		Grain: actors.DefaultGrainConfig(), Scylla: scylla.DefaultConfig(), CallRetries: 3, Runtime: goruntime.DefaultConfig(), Store: "pebble", DataDir: "./data", LogLevel: "info",
-		PebbleCacheMB: pebble.DefaultCacheSize >> 20, PebbleMemTableMB: pebble.DefaultMemTableSize >> 20, PebbleIOUring: false}
+		PebbleCacheMB: pebble.DefaultCacheSize >> 20, PebbleMemTableMB: pebble.DefaultMemTableSize >> 20, PebbleIOUring: false, PebbleStuckAfter: pebble.DefaultStuckAfter}
 }
 
 // register binds every setting to a flag of fs.
@@ -77,6 +78,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data.dir", c.DataDir, "directory of the embedded store")
 	fs.IntVar(&c.PebbleCacheMB, "pebble.cache-size-mb", c.PebbleCacheMB, "block cache of the embedded store in MB")
 	fs.IntVar(&c.PebbleMemTableMB, "pebble.memtable-size-mb", c.PebbleMemTableMB, "one memtable of the embedded store in MB (also bounds the log replayed at start)")
+	fs.DurationVar(&c.PebbleStuckAfter, "pebble.stuck-after", c.PebbleStuckAfter, "how long writes (or reads) of the embedded store may be in flight with none finishing before the node counts its disk as not answering: not ready, and new writes (reads) refused at once until one finishes")
 	fs.BoolVar(&c.PebbleIOUring, "pebble.io-uring", c.PebbleIOUring, "sync the embedded store's files through io_uring where the kernel allows it, so that waiting for the disk does not hold a Go P (false: blocking fsync calls). Either way a write is acknowledged only once synced")
 
 	fs.IntVar(&c.Writer.Writers, "writer.count", 0, "writer actors per node (0: 1 for pebble, 4 for scylla)")
@@ -136,6 +138,9 @@ func (c config) validate() error {
 	}
 	if c.PebbleMemTableMB < 1 || c.PebbleMemTableMB > 1024 {
 		return errors.New("pebble.memtable-size-mb must be between 1 and 1024")
+	}
+	if c.PebbleStuckAfter < time.Second {
+		return fmt.Errorf("pebble.stuck-after must be at least 1s (a disk that works may take hundreds of milliseconds for one sync), not %s", c.PebbleStuckAfter)
 	}
 	if err := c.Runtime.Validate(); err != nil {
 		return err

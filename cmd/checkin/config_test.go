@@ -59,6 +59,7 @@ func TestInvalidConfigNamesTheFlag(t *testing.T) {
 		{"negative known ids", func(c *config) { c.Grain.KnownIDs = -1 }, "grain.known-ids"},
 		{"no block cache", func(c *config) { c.PebbleCacheMB = 0 }, "pebble.cache-size-mb"},
 		{"huge memtable", func(c *config) { c.PebbleMemTableMB = 4096 }, "pebble.memtable-size-mb"},
+		{"stuck limit below a slow sync", func(c *config) { c.PebbleStuckAfter = 200 * time.Millisecond }, "pebble.stuck-after"},
 		{"backup of the Scylla store", func(c *config) { c.Store, c.DebugAddr, c.BackupDir = "scylla", "127.0.0.1:6060", "/backups" }, "backup.dir"},
 		{"backup without the debug server", func(c *config) { c.BackupDir = "/backups" }, "debug.addr"},
 		{"negative drain delay", func(c *config) { c.DrainDelay = -time.Second }, "http.drain-delay"},

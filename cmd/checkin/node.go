@@ -51,7 +51,7 @@ func openStore(cfg config, log *zap.Logger) (persistence.Store, error) {
 	case "pebble":
 		s, err := pebble.Open(cfg.DataDir, pebble.WithLogger(log.Named("pebble")),
 			pebble.WithCacheSize(int64(cfg.PebbleCacheMB)<<20), pebble.WithMemTableSize(uint64(cfg.PebbleMemTableMB)<<20),
-			pebble.WithIOUring(cfg.PebbleIOUring))
+			pebble.WithIOUring(cfg.PebbleIOUring), pebble.WithStuckAfter(cfg.PebbleStuckAfter))
 		if err != nil { // not a typed nil inside the interface
 			return nil, err
 		}

@@ -24,10 +24,10 @@
 // No write waits for the disk past its context: a write the engine holds
 // back (a full disk, a disk that stops answering) fails with
 // persistence.ErrUnavailable and may still be applied later, and while
-// flushes fail or no write finishes for 5 s the store reports itself
+// flushes fail or no write finishes for 5 s (WithStuckAfter) the store reports itself
 // unavailable (Ping) and refuses writes at once (health.go). Reads are
 // bounded less: a read of a disk that stops answering waits for it, but
-// once no read has finished for 5 s the store reports itself unavailable
+// once no read has finished for as long the store reports itself unavailable
 // and new reads fail at once.
 //
 // A database written in an older key layout is brought to the current one

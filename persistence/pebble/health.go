@@ -65,12 +65,6 @@ const errorLogInterval = 30 * time.Second
 // write", which is not a failure.
 const emptyFlush = "pebble: empty table"
 
-// defaultStuckLimit is how long writes may be in flight with none
-// finishing before the store counts as failing: far longer than a synced
-// write or a flush takes on a disk that works (by then checkin batches
-// fail at their deadline).
-const defaultStuckLimit = 5 * time.Second
-
 func newHealth(log *zap.Logger, stuckLimit time.Duration) *health {
 	return &health{log: log, stalled: make(chan struct{}),
 		commits: progress{log: log, limit: stuckLimit, err: errWritesStuck,

@@ -279,11 +279,10 @@ func (f stuckFile) ReadAt(p []byte, off int64) (int, error) {
 // stuck after stuckLimit.
 func openStuck(t *testing.T, suffix string, v *valve, logs *zap.Logger, opts ...Option) *Store {
 	t.Helper()
-	s, err := Open(t.TempDir(), append([]Option{WithMemTableSize(1 << 20), WithLogger(logs), func(c *config) {
+	s, err := Open(t.TempDir(), append([]Option{WithMemTableSize(1 << 20), WithLogger(logs), WithStuckAfter(stuckLimit), func(c *config) {
 		c.wrapFS = func(fs vfs.FS) vfs.FS {
 			return filesFS{fs, suffix, func(f vfs.File) vfs.File { return stuckFile{f, v} }}
 		}
-		c.stuckLimit = stuckLimit
 	}}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -494,5 +493,18 @@ func TestStuckRead(t *testing.T) {
 	waitHealthy(t, s, logs, "read")
 	if err := short(t, list); err != nil {
 		t.Errorf("a read once the disk answers: %v", err)
+	}
+}
+
+func TestOpenRefusesANonPositiveStuckLimit(t *testing.T) {
+	for _, d := range []time.Duration{0, -time.Second} {
+		s, err := Open(t.TempDir(), WithStuckAfter(d))
+		if err == nil {
+			_ = s.Close()
+			t.Fatalf("Open with WithStuckAfter(%s) succeeded, want an error", d)
+		}
+		if !strings.Contains(err.Error(), "stuck limit") {
+			t.Errorf("Open with WithStuckAfter(%s): %v, want it to name the stuck limit", d, err)
+		}
 	}
 }

@@ -27,6 +27,11 @@ var (
 const (
 	DefaultCacheSize    = 64 << 20 // block cache, bytes
 	DefaultMemTableSize = 16 << 20 // bytes; also bounds the WAL replayed at start
+	// DefaultStuckAfter is how long writes (or reads) may be in flight
+	// with none finishing before the store counts as failing (see
+	// WithStuckAfter): far longer than a synced write or a flush takes on
+	// a disk that works (by then checkin batches fail at their deadline).
+	DefaultStuckAfter = 5 * time.Second
 )
 
 // errClosed is returned by every call on a closed Store.
@@ -57,7 +62,7 @@ type config struct {
 	memTableSize uint64
 	ioURing      bool
 	wrapFS       func(vfs.FS) vfs.FS // tests only: a file system that fails on purpose
-	stuckLimit   time.Duration       // tests only: see health (0: defaultStuckLimit)
+	stuckAfter   time.Duration       // see WithStuckAfter
 }
 
 // WithLogger sends the storage engine's log lines to l. Without it they are
@@ -91,15 +96,27 @@ func WithIOUring(on bool) Option {
 	return func(c *config) { c.ioURing = on }
 }
 
+// WithStuckAfter sets how long writes (or reads) may be in flight with
+// none of them finishing before the store counts its disk as not
+// answering (default DefaultStuckAfter): Ping fails and new writes (reads)
+// fail at once with persistence.ErrUnavailable, until one finishes. Keep
+// it well above the longest sync the disk takes when it works.
+func WithStuckAfter(d time.Duration) Option {
+	return func(c *config) { c.stuckAfter = d }
+}
+
 // Open opens the store in dir, creating it if needed. Only one Store may have
 // a directory open at a time.
 func Open(dir string, opts ...Option) (*Store, error) {
-	cfg := config{logger: zap.NewNop(), cacheSize: DefaultCacheSize, memTableSize: DefaultMemTableSize}
+	cfg := config{logger: zap.NewNop(), cacheSize: DefaultCacheSize, memTableSize: DefaultMemTableSize, stuckAfter: DefaultStuckAfter}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	if cfg.logger == nil {
 		cfg.logger = zap.NewNop()
+	}
+	if cfg.stuckAfter <= 0 {
+		return nil, fmt.Errorf("persistence/pebble: open %s: the stuck limit must be positive, not %s", dir, cfg.stuckAfter)
 	}
 	var fs vfs.FS = yieldingFS{vfs.Default}
 	var r *ring
@@ -120,10 +137,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 			_ = r.close()
 		}
 	}
-	if cfg.stuckLimit == 0 {
-		cfg.stuckLimit = defaultStuckLimit
-	}
-	h := newHealth(cfg.logger, cfg.stuckLimit)
+	h := newHealth(cfg.logger, cfg.stuckAfter)
 	db, err := pebbledb.Open(dir, &pebbledb.Options{
 		CacheSize:     cfg.cacheSize,
 		MemTableSize:  cfg.memTableSize,
