@@ -2,7 +2,11 @@ package edge
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,5 +80,104 @@ func TestRecordsReadRacingUpdate(t *testing.T) {
 	}
 	if !r.locationCached("moma") {
 		t.Errorf("a read with no update racing it did not fill the cache")
+	}
+}
+
+// lostAnswers is a store whose record writes, once armed, are applied and
+// then answered with ErrUnavailable: a write whose answer was lost to a
+// timeout or a store that failed right after it.
+type lostAnswers struct {
+	persistence.Store
+	armed atomic.Bool
+}
+
+func (s *lostAnswers) lost(err error) error {
+	if err == nil && s.armed.Load() {
+		return fmt.Errorf("%w: the answer was lost", persistence.ErrUnavailable)
+	}
+	return err
+}
+
+func (s *lostAnswers) UpdateUser(ctx context.Context, id string, p persistence.UserPatch) (persistence.User, error) {
+	u, err := s.Store.UpdateUser(ctx, id, p)
+	return u, s.lost(err)
+}
+
+func (s *lostAnswers) UpdateLocation(ctx context.Context, id string, p persistence.LocationPatch) (persistence.Location, error) {
+	l, err := s.Store.UpdateLocation(ctx, id, p)
+	return l, s.lost(err)
+}
+
+func (s *lostAnswers) DeleteLocation(ctx context.Context, id string) error {
+	return s.lost(s.Store.DeleteLocation(ctx, id))
+}
+
+// A record write that failed after it may have been applied (503, 504)
+// must not leave the record's old copy in the caches, here or on the other
+// nodes: the next read sees the write, and a checkin at a location deleted
+// that way is refused.
+func TestRecordWriteWithLostAnswerDropsCachedCopies(t *testing.T) {
+	var store *lostAnswers
+	var mu sync.Mutex
+	var notified []string
+	ts := newTestServerWithDeps(t, nil, nil, func(d *Deps) {
+		store = &lostAnswers{Store: d.Store}
+		d.Store = store
+		d.Notify = func(kind RecordKind, id string) {
+			mu.Lock()
+			defer mu.Unlock()
+			notified = append(notified, fmt.Sprint(kind, "/", id))
+		}
+	})
+	base := ts.serve(t)
+	c := newClient(t)
+	ctx := t.Context()
+	if err := ts.store.CreateUser(ctx, persistence.User{ID: "alice", Name: "Alice"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"moma", "met"} {
+		if err := ts.store.CreateLocation(ctx, persistence.Location{ID: id, Name: "old", Lat: 1, Lon: 2}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func(path, want string) {
+		t.Helper()
+		if r := do(t, c, "GET", base+path, nil); r.status != 200 || !strings.Contains(string(r.body), want) {
+			t.Fatalf("GET %s = %d %s, want 200 with %s", path, r.status, r.body, want)
+		}
+	}
+	// Cache all three.
+	get("/v1/users/alice", `"name":"Alice"`)
+	get("/v1/locations/moma", `"name":"old"`)
+	if r := do(t, c, "POST", base+"/v1/users/alice/checkins", []byte(`{"location_id":"met"}`)); r.status != 201 {
+		t.Fatalf("checkin at met = %d %s, want 201", r.status, r.body)
+	}
+
+	store.armed.Store(true)
+	for _, w := range []struct{ method, path, body string }{
+		{"PATCH", "/v1/users/alice", `{"name":"Alice Liddell"}`},
+		{"PATCH", "/v1/locations/moma", `{"name":"new"}`},
+		{"DELETE", "/v1/locations/met", ""},
+	} {
+		var body []byte
+		if w.body != "" {
+			body = []byte(w.body)
+		}
+		if r := do(t, c, w.method, base+w.path, body); r.status != 503 {
+			t.Fatalf("%s %s with its answer lost = %d %s, want 503", w.method, w.path, r.status, r.body)
+		}
+	}
+	store.armed.Store(false)
+
+	get("/v1/users/alice", `"name":"Alice Liddell"`)
+	get("/v1/locations/moma", `"name":"new"`)
+	if r := do(t, c, "POST", base+"/v1/users/alice/checkins", []byte(`{"location_id":"met"}`)); r.status != 404 || r.errBody(t).Error.Code != "location_not_found" {
+		t.Fatalf("checkin at the deleted location = %d %s, want 404 location_not_found", r.status, r.body)
+	}
+	want := []string{fmt.Sprint(KindUser, "/alice"), fmt.Sprint(KindLocation, "/moma"), fmt.Sprint(KindLocation, "/met")}
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(notified, want) {
+		t.Errorf("notices to the other nodes = %v, want %v", notified, want)
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/google/uuid"
 
-	"github.com/checkin/checkin/actors"
 	"github.com/checkin/checkin/persistence"
 )
 
@@ -161,6 +160,7 @@ func (s *Server) updateUser(c *fiber.Ctx) error {
 	defer cancel()
 	u, err := s.store.UpdateUser(ctx, id, p)
 	if err != nil {
+		s.changedUnlessRefused(KindUser, id, err)
 		return userErr(id, err)
 	}
 	s.changed(KindUser, id)
@@ -232,9 +232,10 @@ func (s *Server) deleteUser(c *fiber.Ctx) error {
 	ctx, cancel := s.ctx(c)
 	defer cancel()
 	if err := s.grains.DeleteUser(ctx, id); err != nil {
-		if errors.Is(err, actors.ErrNotFound) {
-			s.changed(KindUserDeleted, id) // whatever was left of one is gone too
-		}
+		// Not found: whatever was left of one is gone too. Any other
+		// failure (a timeout, a store that became unavailable) may have
+		// come after part of the delete was applied.
+		s.changed(KindUserDeleted, id)
 		return err
 	}
 	s.changed(KindUserDeleted, id)
@@ -251,6 +252,7 @@ func (s *Server) deleteLocation(c *fiber.Ctx) error {
 	ctx, cancel := s.ctx(c)
 	defer cancel()
 	if err := s.store.DeleteLocation(ctx, id); err != nil {
+		s.changedUnlessRefused(KindLocation, id, err)
 		if errors.Is(err, persistence.ErrNotFound) {
 			return notFound("location_not_found", "location "+id+" does not exist")
 		}
@@ -292,6 +294,9 @@ func (s *Server) updateLocation(c *fiber.Ctx) error {
 	ctx, cancel := s.ctx(c)
 	defer cancel()
 	l, err := s.store.UpdateLocation(ctx, id, p)
+	if err != nil {
+		s.changedUnlessRefused(KindLocation, id, err)
+	}
 	if errors.Is(err, persistence.ErrNotFound) {
 		return notFound("location_not_found", "location "+id+" does not exist")
 	}
@@ -309,6 +314,22 @@ func (s *Server) changed(kind RecordKind, id string) {
 	s.records.forget(kind, id)
 	if s.notify != nil {
 		s.notify(kind, id)
+	}
+}
+
+// changedUnlessRefused follows a write of a record that failed with err.
+// A write that timed out or found the store unavailable may have been
+// applied all the same: the record changed (a cached copy of it as it was
+// would be served until cache.ttl, and a deleted location would even take
+// checkins). A record not found is not cached here either. An invalid
+// write changed nothing.
+func (s *Server) changedUnlessRefused(kind RecordKind, id string, err error) {
+	switch {
+	case errors.Is(err, persistence.ErrInvalid):
+	case errors.Is(err, persistence.ErrNotFound):
+		s.records.forget(kind, id)
+	default:
+		s.changed(kind, id)
 	}
 }
 

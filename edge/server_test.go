@@ -88,6 +88,13 @@ func newTestServer(t *testing.T, g *fakeGrains, configure func(*Config)) *testSe
 // newTestServerWithKeys is newTestServer requiring keys on /v1.
 func newTestServerWithKeys(t *testing.T, g *fakeGrains, configure func(*Config), keys *APIKeys) *testServer {
 	t.Helper()
+	return newTestServerWithDeps(t, g, configure, func(d *Deps) { d.APIKeys = keys })
+}
+
+// newTestServerWithDeps is newTestServer with its dependencies changed by
+// deps (which may wrap the store).
+func newTestServerWithDeps(t *testing.T, g *fakeGrains, configure func(*Config), deps func(*Deps)) *testServer {
+	t.Helper()
 	st, err := pebble.Open(t.TempDir())
 	if err != nil {
 		t.Fatalf("pebble.Open: %v", err)
@@ -106,14 +113,17 @@ func newTestServerWithKeys(t *testing.T, g *fakeGrains, configure func(*Config),
 	if configure != nil {
 		configure(&cfg)
 	}
-	s, err := New(cfg, Deps{
+	d := Deps{
 		Grains:   g,
 		Store:    st,
 		Ready:    func(context.Context) error { return nil },
 		Log:      zap.New(core),
 		Registry: reg,
-		APIKeys:  keys,
-	})
+	}
+	if deps != nil {
+		deps(&d)
+	}
+	s, err := New(cfg, d)
 	if err != nil {
 		t.Fatalf("edge.New: %v", err)
 	}
