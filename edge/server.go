@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	crand "crypto/rand"
+	"crypto/tls"
 	_ "embed"
 	"encoding/hex"
 	"errors"
@@ -46,6 +47,7 @@ type Config struct {
 	RequestTimeout time.Duration // deadline of one request's work (grain calls, store reads)
 	BodyLimit      int           // bytes
 	MaxInflight    int           // requests served at once; more get 503 at once
+	MaxConns       int           // connections served at once; more are answered 503 and closed
 	CacheSizeMB    int           // location and user cache
 	CacheTTL       time.Duration
 	AccessLog      bool
@@ -67,7 +69,7 @@ type Config struct {
 
 // DefaultConfig listens on :8080.
 func DefaultConfig() Config {
-	return Config{Addr: ":8080", RequestTimeout: 5 * time.Second, BodyLimit: 64 << 10, MaxInflight: 4096,
+	return Config{Addr: ":8080", RequestTimeout: 5 * time.Second, BodyLimit: 64 << 10, MaxInflight: 4096, MaxConns: 16384,
 		CacheSizeMB: 64, CacheTTL: 10 * time.Minute, AccessLog: true, ShutdownGrace: 15 * time.Second, RateClients: 100_000}
 }
 
@@ -83,6 +85,8 @@ func (c Config) Validate() error {
 		return errors.New("http.body-limit must be at least 1024")
 	case c.MaxInflight < 1:
 		return errors.New("http.max-inflight must be at least 1")
+	case c.MaxConns < 1:
+		return errors.New("http.max-conns must be at least 1")
 	case c.CacheSizeMB < 1:
 		return errors.New("cache.size-mb must be at least 1")
 	case c.CacheTTL <= 0:
@@ -246,8 +250,21 @@ func (s *Server) routes(reg *prometheus.Registry) {
 // App exposes the Fiber app (tests drive it over a listener).
 func (s *Server) App() *fiber.App { return s.app }
 
-// Serve accepts connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
+// Serve accepts plain HTTP connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(s.limitConns(ln, nil)) }
+
+// ServeTLS accepts connections on ln and serves HTTPS on them with cfg
+// until Shutdown.
+func (s *Server) ServeTLS(ln net.Listener, cfg *tls.Config) error {
+	return s.app.Listener(tls.NewListener(s.limitConns(ln, cfg), cfg))
+}
+
+// limitConns bounds the connections served from ln (connLimit); tlsCfg is
+// how they speak, nil for plain HTTP.
+func (s *Server) limitConns(ln net.Listener, tlsCfg *tls.Config) net.Listener {
+	return &connLimit{Listener: ln, max: int64(s.cfg.MaxConns), tls: tlsCfg, refuser: make(chan struct{}, maxRefusing),
+		log: s.refusals, gauge: s.m.conns, refused: s.m.connsRefused}
+}
 
 // Shutdown stops accepting connections and waits for requests in flight
 // (at most ShutdownGrace).
@@ -364,9 +381,11 @@ func (s *Server) observe(c *fiber.Ctx) error {
 }
 
 type metrics struct {
-	requests    *prometheus.CounterVec
-	latency     *prometheus.HistogramVec
-	rateLimited prometheus.Counter
+	requests     *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+	rateLimited  prometheus.Counter
+	conns        prometheus.Gauge
+	connsRefused prometheus.Counter
 
 	mu       sync.RWMutex
 	children map[metricKey]metricChildren // resolved label sets: the vecs' lookups cost on every request
@@ -391,10 +410,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 17)}, []string{"route", "method", "status"}),
 		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "checkin_http_rate_limited_total", Help: "Requests refused with 429 because their client was over http.rate-limit."}),
+		conns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "checkin_http_connections", Help: "HTTP connections open and served (at most http.max-conns)."}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "checkin_http_connections_refused_total", Help: "HTTP connections answered 503 and closed because http.max-conns were open."}),
 		children: map[metricKey]metricChildren{},
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.rateLimited)
+		reg.MustRegister(m.requests, m.latency, m.rateLimited, m.conns, m.connsRefused)
 	}
 	return m
 }

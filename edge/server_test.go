@@ -140,13 +140,20 @@ func newTestServerWithDeps(t *testing.T, g *fakeGrains, configure func(*Config),
 // server is shut down when the test ends.
 func (ts *testServer) serve(t *testing.T) string {
 	t.Helper()
+	return "http://" + ts.serveWith(t, ts.Serve)
+}
+
+// serveWith is serve with serve (Serve, or ServeTLS with a config); it
+// returns the address.
+func (ts *testServer) serveWith(t *testing.T, serve func(net.Listener) error) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
 	ts.served = true
 	served := make(chan error, 1)
-	go func() { served <- ts.Serve(ln) }()
+	go func() { served <- serve(ln) }()
 	t.Cleanup(func() {
 		if err := ts.Shutdown(); err != nil {
 			t.Errorf("shutdown: %v", err)
@@ -160,7 +167,7 @@ func (ts *testServer) serve(t *testing.T) string {
 			t.Error("Serve did not return after Shutdown")
 		}
 	})
-	return "http://" + ln.Addr().String()
+	return ln.Addr().String()
 }
 
 func newClient(t *testing.T) *http.Client {

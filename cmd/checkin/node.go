@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -173,9 +172,11 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 		return nil, fmt.Errorf("http listen: %w", err)
 	}
 	if n.cert != nil {
-		n.ln = tls.NewListener(n.ln, n.cert.config())
+		tlsCfg := n.cert.config()
+		go func() { n.served <- n.edge.ServeTLS(n.ln, tlsCfg) }()
+	} else {
+		go func() { n.served <- n.edge.Serve(n.ln) }()
 	}
-	go func() { n.served <- n.edge.Serve(n.ln) }()
 	log.Info("http server listening", zap.String("addr", n.ln.Addr().String()), zap.Bool("tls", n.cert != nil), zap.String("store", cfg.Store))
 	return n, nil
 }

@@ -1,0 +1,128 @@
+package edge
+
+import (
+	"bufio"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// A node serves at most http.max-conns connections: one more is answered
+// 503 overloaded (over TLS on an HTTPS node) and closed, the open ones go
+// on, and once one of them closes a new connection is served again.
+func TestMaxConns(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tls  bool
+	}{{"plain HTTP", false}, {"HTTPS", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newTestServer(t, nil, func(c *Config) { c.MaxConns = 2 })
+			var addr string
+			dial := func() net.Conn {
+				t.Helper()
+				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					t.Fatalf("dial: %v", err)
+				}
+				return c
+			}
+			if tc.tls {
+				// httptest's certificate names 127.0.0.1; its client trusts it.
+				hs := httptest.NewTLSServer(http.NotFoundHandler())
+				serverCfg := hs.TLS.Clone()
+				clientCfg := hs.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+				hs.Close()
+				addr = ts.serveWith(t, func(ln net.Listener) error { return ts.ServeTLS(ln, serverCfg) })
+				dial = func() net.Conn {
+					t.Helper()
+					c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, clientCfg)
+					if err != nil {
+						t.Fatalf("TLS dial: %v", err)
+					}
+					return c
+				}
+			} else {
+				addr = ts.serveWith(t, ts.Serve)
+			}
+			// get sends a request on c and returns the answer.
+			get := func(c net.Conn, r *bufio.Reader) (*http.Response, []byte) {
+				t.Helper()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, err := io.WriteString(c, "GET /readyz HTTP/1.1\r\nHost: checkin\r\n\r\n"); err != nil {
+					t.Fatalf("write request: %v", err)
+				}
+				res, err := http.ReadResponse(r, nil)
+				if err != nil {
+					t.Fatalf("read answer: %v", err)
+				}
+				body, err := io.ReadAll(res.Body)
+				if err != nil {
+					t.Fatalf("read body: %v", err)
+				}
+				return res, body
+			}
+
+			open := make([]net.Conn, 2)
+			readers := make([]*bufio.Reader, 2)
+			for i := range open {
+				open[i] = dial()
+				defer open[i].Close()
+				readers[i] = bufio.NewReader(open[i])
+				if res, body := get(open[i], readers[i]); res.StatusCode != http.StatusOK {
+					t.Fatalf("connection %d of 2: %d %s, want 200", i+1, res.StatusCode, body)
+				}
+			}
+
+			extra := dial()
+			defer extra.Close()
+			r := bufio.NewReader(extra)
+			res, body := get(extra, r)
+			var eb ErrorBody
+			if err := json.Unmarshal(body, &eb); err != nil || res.StatusCode != http.StatusServiceUnavailable || eb.Error.Code != "overloaded" {
+				t.Fatalf("connection 3 of 2: %d %s, want 503 with code overloaded", res.StatusCode, body)
+			}
+			if res.Header.Get("Retry-After") != "1" || res.Header.Get("Content-Type") != "application/json" {
+				t.Errorf("refusal headers %v, want Retry-After: 1 and Content-Type: application/json", res.Header)
+			}
+			if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
+				t.Errorf("after the refusal the connection gave %v, want it closed (EOF)", err)
+			}
+			if got := testutil.ToFloat64(ts.m.connsRefused); got != 1 {
+				t.Errorf("checkin_http_connections_refused_total = %v, want 1", got)
+			}
+			if got := testutil.ToFloat64(ts.m.conns); got != 2 {
+				t.Errorf("checkin_http_connections = %v, want 2", got)
+			}
+
+			// The connections served go on.
+			for i := range open {
+				if res, body := get(open[i], readers[i]); res.StatusCode != http.StatusOK {
+					t.Fatalf("connection %d again: %d %s, want 200", i+1, res.StatusCode, body)
+				}
+			}
+
+			// Once one closes, a new one is served (the server notices the
+			// close a moment later).
+			_ = open[0].Close()
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				c := dial()
+				res, body := get(c, bufio.NewReader(c))
+				_ = c.Close()
+				if res.StatusCode == http.StatusOK {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("5 s after a connection closed a new one still gets %d %s, want 200", res.StatusCode, body)
+				}
+			}
+		})
+	}
+}
