@@ -321,8 +321,9 @@ func (s *Server) changed(kind RecordKind, id string) {
 // A write that timed out or found the store unavailable may have been
 // applied all the same: the record changed (a cached copy of it as it was
 // would be served until cache.ttl, and a deleted location would even take
-// checkins). A record not found is not cached here either. An invalid
-// write changed nothing.
+// checkins). A record the store did not find is gone: its copy here is
+// dropped, without telling the other nodes. An invalid write changed
+// nothing.
 func (s *Server) changedUnlessRefused(kind RecordKind, id string, err error) {
 	switch {
 	case errors.Is(err, persistence.ErrInvalid):
