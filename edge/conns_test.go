@@ -126,3 +126,40 @@ func TestMaxConns(t *testing.T) {
 		})
 	}
 }
+
+// A keep-alive connection with no request for http.idle-timeout is closed,
+// which gives its place under http.max-conns back.
+func TestIdleConnectionsAreClosed(t *testing.T) {
+	ts := newTestServer(t, nil, func(c *Config) { c.IdleTimeout = 200 * time.Millisecond })
+	addr := ts.serveWith(t, ts.Serve)
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET /readyz HTTP/1.1\r\nHost: checkin\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	res, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	if got := testutil.ToFloat64(ts.m.conns); got != 1 {
+		t.Errorf("checkin_http_connections = %v with one connection open, want 1", got)
+	}
+	start := time.Now()
+	if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("an idle connection gave %v, want it closed by the server (EOF)", err)
+	}
+	if idle := time.Since(start); idle < 150*time.Millisecond {
+		t.Errorf("the idle connection was closed after %s, before http.idle-timeout (200ms)", idle)
+	}
+	for deadline := time.Now().Add(2 * time.Second); testutil.ToFloat64(ts.m.conns) != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("checkin_http_connections = %v after the idle connection closed, want 0", testutil.ToFloat64(ts.m.conns))
+		}
+	}
+}

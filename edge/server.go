@@ -48,6 +48,7 @@ type Config struct {
 	BodyLimit      int           // bytes
 	MaxInflight    int           // requests served at once; more get 503 at once
 	MaxConns       int           // connections served at once; more are answered 503 and closed
+	IdleTimeout    time.Duration // a keep-alive connection with no request for this long is closed
 	CacheSizeMB    int           // location and user cache
 	CacheTTL       time.Duration
 	AccessLog      bool
@@ -69,7 +70,7 @@ type Config struct {
 
 // DefaultConfig listens on :8080.
 func DefaultConfig() Config {
-	return Config{Addr: ":8080", RequestTimeout: 5 * time.Second, BodyLimit: 64 << 10, MaxInflight: 4096, MaxConns: 16384,
+	return Config{Addr: ":8080", RequestTimeout: 5 * time.Second, BodyLimit: 64 << 10, MaxInflight: 4096, MaxConns: 16384, IdleTimeout: time.Minute,
 		CacheSizeMB: 64, CacheTTL: 10 * time.Minute, AccessLog: true, ShutdownGrace: 15 * time.Second, RateClients: 100_000}
 }
 
@@ -87,6 +88,8 @@ func (c Config) Validate() error {
 		return errors.New("http.max-inflight must be at least 1")
 	case c.MaxConns < 1:
 		return errors.New("http.max-conns must be at least 1")
+	case c.IdleTimeout <= 0:
+		return errors.New("http.idle-timeout must be positive")
 	case c.CacheSizeMB < 1:
 		return errors.New("cache.size-mb must be at least 1")
 	case c.CacheTTL <= 0:
@@ -193,7 +196,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		BodyLimit:             cfg.BodyLimit,
 		ReadTimeout:           cfg.RequestTimeout + 5*time.Second,
 		WriteTimeout:          cfg.RequestTimeout + 5*time.Second,
-		IdleTimeout:           60 * time.Second,
+		IdleTimeout:           cfg.IdleTimeout,
 		ErrorHandler:          s.errorHandler,
 		DisableStartupMessage: true,
 		// The client's address from a trusted proxy's header (Ctx.IP):
