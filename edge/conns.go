@@ -58,8 +58,8 @@ func (l *connLimit) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if n := l.open.Add(1); n <= l.max {
-			l.gauge.Set(float64(n))
+		if l.open.Add(1) <= l.max {
+			l.gauge.Inc()
 			return &limitedConn{Conn: c, l: l}, nil
 		}
 		l.open.Add(-1)
@@ -104,7 +104,10 @@ type limitedConn struct {
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.gauge.Set(float64(c.l.open.Add(-1))) })
+	c.once.Do(func() {
+		c.l.open.Add(-1)
+		c.l.gauge.Dec()
+	})
 	return err
 }
 
