@@ -124,3 +124,58 @@ func TestTableScriptOneRound(t *testing.T) {
 		t.Errorf("checkin row %v, want 80000 ok/s, 0.80x bare and no naive ratio", got)
 	}
 }
+
+// writeABReport stores a report the way ab.sh names it, with the server's
+// CPU over a window of the run.
+func writeABReport(t *testing.T, dir, name string, okRPS, userS, sysS, windowS float64) {
+	t.Helper()
+	b, err := json.Marshal(Report{Mode: "closed", OKThroughput: okRPS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep map[string]any
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	rep["server_cpu"] = map[string]float64{"user_s": userS, "sys_s": sysS, "window_s": windowS}
+	if b, err = json.Marshal(rep); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The A/B table gives each build's median throughput over the rounds, its
+// ratio to the first build's, and the median user and system CPU per
+// answer (the CPU of the window over the answers the window held), in the
+// order the builds were named.
+func TestABScriptMediansOverRounds(t *testing.T) {
+	dir := t.TempDir()
+	// build 1 (old): 20k, 30k, 25k ok/s; 6 s window
+	writeABReport(t, dir, "ab-1-old-1.json", 20000, 3.0, 1.2, 6) // 25 + 10 µs
+	writeABReport(t, dir, "ab-1-old-2.json", 30000, 3.6, 1.8, 6) // 20 + 10 µs
+	writeABReport(t, dir, "ab-1-old-3.json", 25000, 4.5, 1.5, 6) // 30 + 10 µs
+	// build 2 (new): 24k, 36k, 30k ok/s
+	writeABReport(t, dir, "ab-2-new-1.json", 24000, 2.88, 1.44, 6) // 20 + 10 µs
+	writeABReport(t, dir, "ab-2-new-3.json", 30000, 2.7, 1.8, 6)   // 15 + 10 µs
+	writeABReport(t, dir, "ab-2-new-2.json", 36000, 3.24, 2.16, 6) // 15 + 10 µs
+	writeReport(t, dir, "closed-write-checkin-c64.json", 1, 1)     // not an A/B report
+	out, err := exec.Command(python3(t), filepath.Join("scripts", "ab.py"), "--markdown", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ab.py: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("ab.py printed %d lines, want a header, a rule and two builds:\n%s", len(lines), out)
+	}
+	want := []string{
+		"| old | 3 | 25000 | 1.00x | 25.0 | 10.0 | 20000 / 30000 / 25000 | 35.0 / 30.0 / 40.0 |",
+		"| new | 3 | 30000 | 1.20x | 15.0 | 10.0 | 24000 / 36000 / 30000 | 30.0 / 25.0 / 25.0 |",
+	}
+	for i, w := range want {
+		if lines[2+i] != w {
+			t.Errorf("row %d:\n got %s\nwant %s", i+1, lines[2+i], w)
+		}
+	}
+}

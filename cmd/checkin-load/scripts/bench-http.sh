@@ -86,6 +86,8 @@ unset CHECKIN_HTTP_API_KEYS CHECKIN_HTTP_API_KEYS_FILE CHECKIN_HTTP_TLS_CERT_FIL
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../../.." && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
 duration=${BENCH_DURATION:-10s}
 warmup=${BENCH_WARMUP:-2s}
@@ -235,21 +237,10 @@ start_server() {
   "${pin_server[@]}" "${cmd[@]}" 2> "$server_dir/server.log" &
   server_pid=$!
   server_pids+=("$server_pid")
-  server_addr=""
-  for _ in $(seq 1 600); do
-    server_addr=$(grep -m1 '"msg":"http server listening"' "$server_dir/server.log" 2>/dev/null |
-      sed -n 's/.*"addr":"\([^"]*\)".*/\1/p' || true)
-    [ -n "$server_addr" ] && return 0
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-      log "  $scenario server exited at start:"
-      tail -5 "$server_dir/server.log" >&2
-      stop_server
-      return 1
-    fi
-    sleep 0.1
-  done
-  log "  $scenario server did not listen within 60s:"
-  tail -5 "$server_dir/server.log" >&2
+  if server_addr=$(listening_addr "$server_dir/server.log" "$server_pid"); then
+    return 0
+  fi
+  log "  $scenario server did not start (above)"
   stop_server
   return 1
 }

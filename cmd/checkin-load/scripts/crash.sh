@@ -41,6 +41,8 @@ mkdir -p "$results"
 log() { echo "$(date +%T) $*" >&2; }
 
 root=$(cd "$(dirname "$0")/../../.." && pwd)
+# shellcheck source=lib.sh
+. "$(dirname "$0")/lib.sh"
 bin="$results/bin"
 log "building checkin and checkin-load into $bin"
 (cd "$root" && go build -o "$bin/" ./cmd/checkin ./cmd/checkin-load)
@@ -58,14 +60,11 @@ for i in 1 2 3; do
     --cluster.provider=etcd --cluster.etcd-endpoints="$etcd" --cluster.etcd-prefix="/$run_id" \
     --cluster.addr=127.0.0.1:0 --http.addr=127.0.0.1:0 --http.access-log=false 2> "$results/node$i.log" &
   pids+=($!)
-  addr=""
+  addr=$(listening_addr "$results/node$i.log" "${pids[$((i - 1))]}") || { log "node $i did not start; see $results/node$i.log"; exit 1; }
   for _ in $(seq 1 600); do
-    addr=$(grep -m1 '"msg":"http server listening"' "$results/node$i.log" 2>/dev/null |
-      sed -n 's/.*"addr":"\([^"]*\)".*/\1/p') || true
-    [ -n "$addr" ] && curl -sf -o /dev/null "http://$addr/readyz" && break
+    curl -sf -o /dev/null "http://$addr/readyz" && break
     sleep 0.1
   done
-  [ -n "$addr" ] || { log "node $i did not start; see $results/node$i.log"; exit 1; }
   addrs[$i]=$addr
   log "node $i (pid ${pids[$((i - 1))]}) on $addr"
 done
