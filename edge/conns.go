@@ -36,6 +36,14 @@ type connLimit struct {
 // than that many goroutines.
 const maxRefusing = 64
 
+// refusalPause is how long Accept waits after a refusal before it accepts
+// again. Clients that reconnect at once (no heed to Retry-After) would
+// otherwise have the node spend its CPU on refusals, each about as costly
+// as a request, instead of on the connections it serves: it answers at
+// most about 1/refusalPause of them a second, and the rest wait in the
+// kernel's accept queue.
+const refusalPause = time.Millisecond
+
 // refusalTimeout bounds the TLS handshake, the answer and the wait for the
 // client to close of one refusal.
 const refusalTimeout = time.Second
@@ -71,6 +79,7 @@ func (l *connLimit) Accept() (net.Conn, error) {
 		default:
 			_ = c.Close()
 		}
+		time.Sleep(refusalPause)
 	}
 }
 

@@ -163,3 +163,52 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 		}
 	}
 }
+
+// Refusals are paced (refusalPause apart), so clients that reconnect at
+// once cannot turn the node's CPU into refusals; each still gets its 503.
+func TestRefusalsArePaced(t *testing.T) {
+	ts := newTestServer(t, nil, func(c *Config) { c.MaxConns = 1 })
+	addr := ts.serveWith(t, ts.Serve)
+	held, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	_ = held.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(held, "GET /readyz HTTP/1.1\r\nHost: checkin\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := http.ReadResponse(bufio.NewReader(held), nil); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("the one connection served: %v %v, want 200", res, err)
+	}
+
+	const n = 40
+	start := time.Now()
+	statuses := make(chan int, n)
+	for range n {
+		go func() {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			_, _ = io.WriteString(c, "GET /readyz HTTP/1.1\r\nHost: checkin\r\n\r\n")
+			res, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				statuses <- -1
+				return
+			}
+			statuses <- res.StatusCode
+		}()
+	}
+	for range n {
+		if st := <-statuses; st != http.StatusServiceUnavailable {
+			t.Errorf("a connection beyond the limit got %d, want 503 (0: no connection, -1: no answer)", st)
+		}
+	}
+	if took := time.Since(start); took < n*refusalPause {
+		t.Errorf("%d refusals took %s, less than %d pauses of %s: refusals are not paced", n, took, n, refusalPause)
+	}
+}
