@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -52,20 +53,11 @@ func TestMaxConns(t *testing.T) {
 			} else {
 				addr = ts.serveWith(t, ts.Serve)
 			}
-			// get sends a request on c and returns the answer.
 			get := func(c net.Conn, r *bufio.Reader) (*http.Response, []byte) {
 				t.Helper()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				if _, err := io.WriteString(c, "GET /readyz HTTP/1.1\r\nHost: checkin\r\n\r\n"); err != nil {
-					t.Fatalf("write request: %v", err)
-				}
-				res, err := http.ReadResponse(r, nil)
+				res, body, err := getReadyz(c, r)
 				if err != nil {
-					t.Fatalf("read answer: %v", err)
-				}
-				body, err := io.ReadAll(res.Body)
-				if err != nil {
-					t.Fatalf("read body: %v", err)
+					t.Fatal(err)
 				}
 				return res, body
 			}
@@ -137,16 +129,10 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, "GET /readyz HTTP/1.1\r\nHost: checkin\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
 	r := bufio.NewReader(c)
-	res, err := http.ReadResponse(r, nil)
-	if err != nil {
+	if _, _, err := getReadyz(c, r); err != nil {
 		t.Fatal(err)
 	}
-	_, _ = io.Copy(io.Discard, res.Body)
 	if got := testutil.ToFloat64(ts.m.conns); got != 1 {
 		t.Errorf("checkin_http_connections = %v with one connection open, want 1", got)
 	}
@@ -174,11 +160,7 @@ func TestRefusalsArePaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	_ = held.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(held, "GET /readyz HTTP/1.1\r\nHost: checkin\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	if res, err := http.ReadResponse(bufio.NewReader(held), nil); err != nil || res.StatusCode != http.StatusOK {
+	if res, _, err := getReadyz(held, bufio.NewReader(held)); err != nil || res.StatusCode != http.StatusOK {
 		t.Fatalf("the one connection served: %v %v, want 200", res, err)
 	}
 
@@ -193,9 +175,7 @@ func TestRefusalsArePaced(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			_, _ = io.WriteString(c, "GET /readyz HTTP/1.1\r\nHost: checkin\r\n\r\n")
-			res, err := http.ReadResponse(bufio.NewReader(c), nil)
+			res, _, err := getReadyz(c, bufio.NewReader(c))
 			if err != nil {
 				statuses <- -1
 				return
@@ -211,4 +191,22 @@ func TestRefusalsArePaced(t *testing.T) {
 	if took := time.Since(start); took < n*refusalPause {
 		t.Errorf("%d refusals took %s, less than %d pauses of %s: refusals are not paced", n, took, n, refusalPause)
 	}
+}
+
+// getReadyz sends GET /readyz on c (within 5 s) and reads the answer, r
+// reading c.
+func getReadyz(c net.Conn, r *bufio.Reader) (*http.Response, []byte, error) {
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET /readyz HTTP/1.1\r\nHost: checkin\r\n\r\n"); err != nil {
+		return nil, nil, fmt.Errorf("write request: %w", err)
+	}
+	res, err := http.ReadResponse(r, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read answer: %w", err)
+	}
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read body: %w", err)
+	}
+	return res, body, nil
 }
