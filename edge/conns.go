@@ -41,8 +41,12 @@ const maxRefusing = 64
 // otherwise have the node spend its CPU on refusals, each about as costly
 // as a request, instead of on the connections it serves: it answers at
 // most about 1/refusalPause of them a second, and the rest wait in the
-// kernel's accept queue.
-const refusalPause = time.Millisecond
+// kernel's accept queue. Over TLS a refusal costs a handshake too (about
+// a millisecond of CPU with an RSA key), so there the pause is longer.
+const (
+	refusalPause    = time.Millisecond
+	tlsRefusalPause = 10 * time.Millisecond
+)
 
 // refusalTimeout bounds the TLS handshake, the answer and the wait for the
 // client to close of one refusal.
@@ -79,7 +83,11 @@ func (l *connLimit) Accept() (net.Conn, error) {
 		default:
 			_ = c.Close()
 		}
-		time.Sleep(refusalPause)
+		if l.tls != nil {
+			time.Sleep(tlsRefusalPause)
+		} else {
+			time.Sleep(refusalPause)
+		}
 	}
 }
 
