@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # ab.sh BUILD [BUILD...]: checkin builds run against each other. Each build
 # is a git revision (a commit, a tag, HEAD~3), "." for the working tree, or
-# "bare" for bare Fiber (the ceiling of HTTP here). Round after round, every
+# "bare" for bare Fiber (the ceiling of HTTP here), optionally followed by
+# server flags in the same word ("HEAD --writer.linger=0": the same build with
+# other settings; a revision is built once however often it is named).
+# Round after round, every
 # build runs once, in rotation (the order alternates from round to round, so
 # that no build always follows the same one), each on a fresh server and
 # data dir, under the same load; ab.py then prints, per build, the median
@@ -20,8 +23,9 @@
 #   AB_RESULTS=<dir>         default: ${TMPDIR:-/tmp}/checkin-ab/<date>; must
 #                            hold no reports of an earlier run
 #
-# Example (the session's start against HEAD, five rounds):
+# Examples (five rounds of an older commit against HEAD; a setting):
 #   AB_ROUNDS=5 cmd/checkin-load/scripts/ab.sh e2d49b8 HEAD
+#   cmd/checkin-load/scripts/ab.sh HEAD "HEAD --pebble.io-uring=true"
 set -euo pipefail
 
 unset CHECKIN_HTTP_API_KEYS CHECKIN_HTTP_API_KEYS_FILE CHECKIN_HTTP_TLS_CERT_FILE CHECKIN_HTTP_TLS_KEY_FILE \
@@ -78,27 +82,44 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The builds: binaries in $work/bin/<index>-<label>.
-labels=()
+# The builds: labels[i] is "<index>-<label>", binaries[i] the checkin
+# binary (empty for bare), extra[i] its server flags.
+labels=() binaries=() extra=()
+declare -A built # revision (or "." ) -> binary
 log "building checkin-load (working tree) and checkin-baseline (for bare)"
 (cd "$root" && go build -o "$work/tools/" ./cmd/checkin-load ./cmd/checkin-baseline)
 i=0
 for build in "$@"; do
   i=$((i + 1))
-  label=$(printf '%s' "$build" | tr -c 'A-Za-z0-9._-' '_')
+  read -r -a words <<<"$build"
+  [ ${#words[@]} -ge 1 ] || die "an empty build"
+  what=${words[0]}
+  label=$(printf '%s' "$build" | tr -c 'A-Za-z0-9._=-' '_')
   [ "$build" = "." ] && label=worktree
   labels+=("$i-$label")
-  case $build in
-    bare) continue ;;
-    .) log "building checkin from the working tree"; (cd "$root" && go build -o "$work/bin/$i-$label" ./cmd/checkin) ;;
-    *)
-      rev=$(git -C "$root" rev-parse --verify --quiet "$build^{commit}") || die "$build is not a git revision"
-      log "building checkin at $build (${rev:0:7})"
-      git -C "$root" worktree add --quiet --detach "$work/src-$i" "$rev"
-      (cd "$work/src-$i" && go build -o "$work/bin/$i-$label" ./cmd/checkin)
-      git -C "$root" worktree remove --force "$work/src-$i"
+  extra+=("${words[*]:1}")
+  case $what in
+    bare)
+      [ ${#words[@]} -eq 1 ] || die "bare takes no flags: $build"
+      binaries+=("")
+      continue
       ;;
+    .) key=. ;;
+    *) key=$(git -C "$root" rev-parse --verify --quiet "$what^{commit}") || die "$what is not a git revision" ;;
   esac
+  if [ -z "${built[$key]:-}" ]; then
+    if [ "$key" = . ]; then
+      log "building checkin from the working tree"
+      (cd "$root" && go build -o "$work/bin/$i" ./cmd/checkin)
+    else
+      log "building checkin at $what (${key:0:7})"
+      git -C "$root" worktree add --quiet --detach "$work/src-$i" "$key"
+      (cd "$work/src-$i" && go build -o "$work/bin/$i" ./cmd/checkin)
+      git -C "$root" worktree remove --force "$work/src-$i"
+    fi
+    built[$key]=$work/bin/$i
+  fi
+  binaries+=("${built[$key]}")
 done
 
 {
@@ -114,16 +135,17 @@ cat "$results/machine.txt" >&2
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
-# one_run INDEX-LABEL ROUND: one server, one load run, its report with the
-# server's CPU over the run's window added.
+# one_run INDEX ROUND: one server of build INDEX (0-based), one load run,
+# its report with the server's CPU over the run's window added.
 one_run() {
-  local key=$1 round=$2 dir addr
+  local idx=$1 round=$2 key=${labels[$1]} dir addr flags
   dir=$(mktemp -d "$work/data.XXXXXX")
-  if [ "${key#*-}" = bare ]; then
+  if [ -z "${binaries[idx]}" ]; then
     "${pin_server[@]}" "$work/tools/checkin-baseline" --mode=bare --http.addr=127.0.0.1:0 2> "$dir/server.log" &
   else
-    "${pin_server[@]}" "$work/bin/$key" --http.addr=127.0.0.1:0 --data.dir="$dir/data" --http.access-log=false \
-      "${server_flags[@]}" 2> "$dir/server.log" &
+    read -r -a flags <<<"${extra[idx]}"
+    "${pin_server[@]}" "${binaries[idx]}" --http.addr=127.0.0.1:0 --data.dir="$dir/data" --http.access-log=false \
+      "${server_flags[@]}" "${flags[@]}" 2> "$dir/server.log" &
   fi
   server_pid=$!
   addr=$(listening_addr "$dir/server.log" "$server_pid") || die "$key: the server did not start (above)"
@@ -155,15 +177,16 @@ PY
 
 total=$((rounds * ${#labels[@]})) n=0
 for round in $(seq 1 "$rounds"); do
-  order=("${labels[@]}")
+  order=()
+  for ((j = 0; j < ${#labels[@]}; j++)); do order+=("$j"); done
   if [ $((round % 2)) -eq 0 ]; then # every other round backwards
     order=()
-    for ((j = ${#labels[@]} - 1; j >= 0; j--)); do order+=("${labels[j]}"); done
+    for ((j = ${#labels[@]} - 1; j >= 0; j--)); do order+=("$j"); done
   fi
-  for key in "${order[@]}"; do
+  for idx in "${order[@]}"; do
     n=$((n + 1))
-    log "[$n/$total] round $round: ${key#*-}"
-    one_run "$key" "$round"
+    log "[$n/$total] round $round: ${labels[idx]#*-}"
+    one_run "$idx" "$round"
   done
 done
 python3 "$here/ab.py" "$results"
