@@ -23,7 +23,8 @@ import (
 type connLimit struct {
 	net.Listener
 	max     int64
-	tls     *tls.Config // nil: plain HTTP
+	tls     *tls.Config   // nil: plain HTTP
+	pause   time.Duration // after a refusal: refusalPause, or tlsRefusalPause
 	open    atomic.Int64
 	refuser chan struct{} // a token per refusal being answered
 	log     *zap.Logger   // sampled
@@ -83,11 +84,7 @@ func (l *connLimit) Accept() (net.Conn, error) {
 		default:
 			_ = c.Close()
 		}
-		if l.tls != nil {
-			time.Sleep(tlsRefusalPause)
-		} else {
-			time.Sleep(refusalPause)
-		}
+		time.Sleep(l.pause)
 	}
 }
 

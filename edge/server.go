@@ -265,7 +265,11 @@ func (s *Server) ServeTLS(ln net.Listener, cfg *tls.Config) error {
 // limitConns bounds the connections served from ln (connLimit); tlsCfg is
 // how they speak, nil for plain HTTP.
 func (s *Server) limitConns(ln net.Listener, tlsCfg *tls.Config) net.Listener {
-	return &connLimit{Listener: ln, max: int64(s.cfg.MaxConns), tls: tlsCfg, refuser: make(chan struct{}, maxRefusing),
+	pause := refusalPause
+	if tlsCfg != nil {
+		pause = tlsRefusalPause
+	}
+	return &connLimit{Listener: ln, max: int64(s.cfg.MaxConns), tls: tlsCfg, pause: pause, refuser: make(chan struct{}, maxRefusing),
 		log: s.refusals, gauge: s.m.conns, refused: s.m.connsRefused}
 }
 
