@@ -28,13 +28,11 @@
 #   cmd/checkin-load/scripts/ab.sh HEAD "HEAD --pebble.io-uring=true"
 set -euo pipefail
 
-unset CHECKIN_HTTP_API_KEYS CHECKIN_HTTP_API_KEYS_FILE CHECKIN_HTTP_TLS_CERT_FILE CHECKIN_HTTP_TLS_KEY_FILE \
-  CHECKIN_API_KEY CHECKIN_TLS_CA_FILE CHECKIN_HTTP_DRAIN_DELAY CHECKIN_BACKUP_DIR
-
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+plain_http_env
 
 rounds=${AB_ROUNDS:-3}
 workload=${AB_WORKLOAD:-write}

@@ -79,15 +79,13 @@
 #     cmd/checkin-load/scripts/bench-http.sh
 set -euo pipefail
 
-# The tables measure plain HTTP without API keys, whatever the shell has set
-# for a node of its own (the servers here read the rest of CHECKIN_*).
-unset CHECKIN_HTTP_API_KEYS CHECKIN_HTTP_API_KEYS_FILE CHECKIN_HTTP_TLS_CERT_FILE CHECKIN_HTTP_TLS_KEY_FILE \
-  CHECKIN_API_KEY CHECKIN_TLS_CA_FILE CHECKIN_HTTP_DRAIN_DELAY CHECKIN_BACKUP_DIR
-
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+# The tables measure plain HTTP without API keys (the servers read the rest
+# of CHECKIN_*).
+plain_http_env
 
 duration=${BENCH_DURATION:-10s}
 warmup=${BENCH_WARMUP:-2s}

@@ -1,5 +1,13 @@
 # Shared by the benchmark scripts (sourced, not run).
 
+# plain_http_env: the servers a benchmark starts read CHECKIN_* from the
+# environment; they must serve plain HTTP without API keys, whatever the
+# shell has set for a node of its own.
+plain_http_env() {
+  unset CHECKIN_HTTP_API_KEYS CHECKIN_HTTP_API_KEYS_FILE CHECKIN_HTTP_TLS_CERT_FILE CHECKIN_HTTP_TLS_KEY_FILE \
+    CHECKIN_API_KEY CHECKIN_TLS_CA_FILE CHECKIN_HTTP_DRAIN_DELAY CHECKIN_BACKUP_DIR
+}
+
 # listening_addr LOG PID: prints the address a server started with
 # --http.addr=127.0.0.1:0 listens on, read from its log once it says so.
 # Returns 1 (after showing the log's tail) when the server exits first or
