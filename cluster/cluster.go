@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -137,6 +138,9 @@ type Node struct {
 	members  atomic.Int64
 	joined   atomic.Bool              // this node is in the current topology
 	others   atomic.Pointer[[]string] // addresses of the other members, for Broadcast
+	stopping atomic.Bool              // Stop began: leaving the topology is not an eviction
+	evicted  chan struct{}            // closed when the cluster removed this node (Evicted)
+	evict    sync.Once
 }
 
 // NewSystem creates the actor system with protoactor's logs routed into log.
@@ -180,11 +184,14 @@ func Start(system *actor.ActorSystem, cfg Config, log *zap.Logger, kinds ...*pcl
 			n, err = nil, fmt.Errorf("cluster: start member on %s: %v", cfg.Addr, r)
 		}
 	}()
-	n = &Node{System: system, log: log, graceful: cfg.Provider != "standalone"}
+	n = &Node{System: system, log: log, graceful: cfg.Provider != "standalone", evicted: make(chan struct{})}
 	system.EventStream.Subscribe(func(ev any) {
 		if t, ok := ev.(*pcluster.ClusterTopology); ok {
 			self := system.Address()
-			n.joined.Store(slices.ContainsFunc(t.Members, func(m *pcluster.Member) bool { return m.Address() == self }))
+			in := slices.ContainsFunc(t.Members, func(m *pcluster.Member) bool { return m.Address() == self })
+			if n.joined.Swap(in) && !in && !n.stopping.Load() {
+				n.evict.Do(func() { close(n.evicted) })
+			}
 			n.members.Store(int64(len(t.Members)))
 			others := make([]string, 0, len(t.Members))
 			for _, m := range t.Members {
@@ -206,6 +213,16 @@ func Start(system *actor.ActorSystem, cfg Config, log *zap.Logger, kinds ...*pcl
 // compares addresses: providers name members differently (etcd's member ids
 // are not the actor system's id).
 func (n *Node) Ready() bool { return n.joined.Load() }
+
+// Evicted is closed when the cluster removed this node after it had
+// joined, without Stop: its membership lease ran out (the process was
+// paused, or cut off from etcd, for longer than the lease) and the members,
+// this one included, saw it leave. protoactor never lets a member that
+// left back in under the same identity (its id stays on every member's
+// block list), so such a node cannot rejoin: it hosts no grains and stays
+// not Ready for good. The process should stop and be started again, which
+// joins under a new identity.
+func (n *Node) Evicted() <-chan struct{} { return n.evicted }
 
 // Members returns how many members the current topology has, this node
 // included.
@@ -232,6 +249,7 @@ func (n *Node) Broadcast(msg proto.Message) int {
 // members it leaves gracefully (protoactor waits about two seconds for them
 // to take over); alone it stops at once.
 func (n *Node) Stop() {
+	n.stopping.Store(true)
 	n.Cluster.Shutdown(n.graceful)
 	n.log.Info("cluster member stopped", zap.String("address", n.System.Address()))
 }

@@ -8,7 +8,9 @@
 // Members that see the same topology agree on the owner of every grain
 // identity, and an owner activates an identity at most once; a member stops
 // the grains it no longer owns when the topology changes. Broadcast reaches
-// the other members' event streams, best effort. With Config.TLS the actor
+// the other members' event streams, best effort. Evicted tells a node that
+// the cluster removed it (its lease ran out) and that it cannot rejoin
+// without a restart. With Config.TLS the actor
 // endpoint speaks mutual TLS only; with EtcdConfig.TLS and credentials, so
 // does the etcd client.
 //

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -380,6 +381,80 @@ func TestCluster(t *testing.T) {
 		}
 		checkAll(t, a, d)
 	})
+}
+
+// TestClusterEvictedNode pauses a member for longer than its membership
+// lease (3 s): the other member takes its users over, and the paused one,
+// once it runs again, finds that the cluster removed it. protoactor would
+// never let it back under its identity, so it stops with exit status 1 for
+// its supervisor to start it again; started again, it joins and takes its
+// share.
+func TestClusterEvictedNode(t *testing.T) {
+	t.Parallel()
+	flags := clusterFlags(t)
+	a := startMember(t, flags)
+	b := startMember(t, flags)
+	waitMembers(t, 2, a, b)
+	l := a.mkLocation(t, "ev")
+	now := ms(time.Now())
+	users := make([]string, 12)
+	sent := map[string]ck{}
+	for i := range users {
+		users[i] = a.mkUser(t, "ev")
+		k := ck{uniqueID("ev"), l.ID, now.Add(-time.Hour)}
+		b.mkCheckin(t, users[i], k) // activates each user on its owner, b for some
+		sent[users[i]] = k
+	}
+	if n := b.metric(t, "checkin_grains_active"); n == 0 {
+		t.Fatalf("b hosts no user grain before the pause")
+	}
+
+	if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	for a.metric(t, "checkin_cluster_members") != 1 {
+		if time.Since(paused) > 30*time.Second {
+			_ = b.cmd.Process.Signal(syscall.SIGCONT)
+			t.Fatalf("a still sees %v members 30 s into b's pause", a.metric(t, "checkin_cluster_members"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("a saw b leave %s into its pause", time.Since(paused).Round(time.Millisecond))
+	for _, u := range users { // a serves b's users now
+		k := ck{uniqueID("ev"), l.ID, now}
+		a.mkCheckin(t, u, k)
+		sent[u] = k
+	}
+	if err := b.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+
+	b.stopped = true // it stops by itself; the cleanup must not expect exit status 0
+	select {
+	case <-b.done:
+	case <-time.After(30 * time.Second):
+		_ = b.cmd.Process.Kill()
+		<-b.done
+		t.Fatalf("b did not exit within 30 s of running again; killed")
+	}
+	if code := b.cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("b exited with status %d after the cluster removed it, want 1", code)
+	}
+	if !b.log.has("the cluster removed this node: stopping with exit status 1 so that its supervisor starts it again") || !b.log.has("shutdown complete") {
+		t.Errorf("b did not log that the cluster removed it and then shut down cleanly")
+	}
+	waitMembers(t, 1, a)
+
+	c := startMember(t, flags) // b started again: a new identity
+	waitMembers(t, 2, a, c)
+	for _, u := range users {
+		a.checkCurrent(t, u, sent[u], l)
+		c.checkCurrent(t, u, sent[u], l)
+	}
+	if n := c.metric(t, "checkin_grains_active"); n == 0 {
+		t.Errorf("the restarted node hosts no user grain: it did not take its share")
+	}
 }
 
 // TestClusterTLS runs two members whose cluster port speaks mutual TLS:

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -92,11 +93,21 @@ func run(args []string) error {
 		case err := <-n.served:
 			log.Error("http server stopped", zap.Error(err))
 			return n.stop()
+		case <-n.member.Evicted():
+			// Not ready since the eviction, so balancers have stopped
+			// sending requests here: no drain delay.
+			log.Error("the cluster removed this node: stopping with exit status 1 so that its supervisor starts it again",
+				zap.String("why", "its membership lease ran out (the process was paused, or cut off from etcd, for longer than the lease), and a member that left cannot rejoin under its identity"))
+			n.edge.Drain()
+			return errors.Join(errEvicted, n.stop())
 		case <-hup:
 			n.reload()
 		}
 	}
 }
+
+// errEvicted ends a node that the cluster removed (cluster.Node.Evicted).
+var errEvicted = errors.New("removed from the cluster: start the node again to rejoin")
 
 // newLogger returns a JSON logger on stderr.
 func newLogger(level string) (*zap.Logger, error) {
