@@ -16,13 +16,13 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
 	"github.com/asynkron/protoactor-go/remote"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/exp/zapslog"
 	"go.uber.org/zap/zapcore"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 )
@@ -47,6 +47,11 @@ type EtcdConfig struct {
 	Endpoints   []string      // host:port of etcd servers
 	Prefix      string        // key prefix of the member records
 	DialTimeout time.Duration // connecting to etcd, and the check at start
+	// LeaseTTL is how long a member's record outlives its last renewal
+	// (whole seconds, at least MinLeaseTTL): the time the others take to
+	// see a member that died leave, and the longest pause a member survives
+	// (Node.Evicted).
+	LeaseTTL time.Duration
 	// TLS, when set, is the client side of TLS to etcd (authorities to
 	// verify the servers, a client certificate for servers that require
 	// one). nil: plain text.
@@ -56,13 +61,17 @@ type EtcdConfig struct {
 	Username, Password string
 }
 
+// MinLeaseTTL is the shortest membership lease: etcd renews a lease a
+// third of its time before it runs out, and grants none much shorter.
+const MinLeaseTTL = 2 * time.Second
+
 // Providers are the membership providers Start knows.
 var Providers = []string{"standalone", "etcd"}
 
 // DefaultConfig is a one-node cluster on loopback.
 func DefaultConfig() Config {
 	return Config{Name: "checkin", Addr: "127.0.0.1:0", Provider: "standalone", RequestTimeout: 2 * time.Second, LogLevel: "warn",
-		Etcd: EtcdConfig{Endpoints: []string{"127.0.0.1:2379"}, Prefix: "/checkin", DialTimeout: 5 * time.Second}}
+		Etcd: EtcdConfig{Endpoints: []string{"127.0.0.1:2379"}, Prefix: "/checkin", DialTimeout: 5 * time.Second, LeaseTTL: 3 * time.Second}}
 }
 
 // Validate reports the first setting out of range.
@@ -95,6 +104,9 @@ func (c Config) Validate() error {
 		}
 		if c.Etcd.DialTimeout <= 0 {
 			return errors.New("cluster.etcd-dial-timeout must be positive")
+		}
+		if c.Etcd.LeaseTTL < MinLeaseTTL || c.Etcd.LeaseTTL%time.Second != 0 {
+			return fmt.Errorf("cluster.etcd-lease-ttl must be whole seconds, at least %s", MinLeaseTTL)
 		}
 		if h, _, _ := splitAddr(c.advertised()); h == "" || h == "0.0.0.0" || h == "::" {
 			return fmt.Errorf("cluster.advertised-addr: other members cannot reach %q; set a routable host", c.advertised())
@@ -262,22 +274,23 @@ func newProvider(cfg Config, log *zap.Logger) (pcluster.ClusterProvider, error) 
 		return &standalone{}, nil
 	}
 	ecfg := clientv3.Config{Endpoints: cfg.Etcd.Endpoints, DialTimeout: cfg.Etcd.DialTimeout, Logger: log.Named("etcd"),
-		TLS: cfg.Etcd.TLS, Username: cfg.Etcd.Username, Password: cfg.Etcd.Password}
-	check, err := clientv3.New(ecfg)
+		TLS: cfg.Etcd.TLS, Username: cfg.Etcd.Username, Password: cfg.Etcd.Password,
+		// Reconnect within a second of etcd coming back (gRPC's default
+		// backs off to two minutes): a member must renew its lease
+		// within the lease's time of etcd's return.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}, MinConnectTimeout: time.Second})}}
+	client, err := clientv3.New(ecfg)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: etcd client: %w", err)
 	}
-	defer check.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Etcd.DialTimeout)
 	defer cancel()
-	if _, err := check.Get(ctx, cfg.Etcd.Prefix, clientv3.WithCountOnly()); err != nil {
+	if _, err := client.Get(ctx, cfg.Etcd.Prefix, clientv3.WithCountOnly()); err != nil {
+		_ = client.Close()
 		return nil, fmt.Errorf("cluster: etcd at %s does not answer: %w", strings.Join(cfg.Etcd.Endpoints, ","), err)
 	}
-	p, err := etcd.NewWithConfig(cfg.Etcd.Prefix, ecfg)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: etcd provider: %w", err)
-	}
-	return p, nil
+	return &etcdMembers{client: client, dir: cfg.Etcd.Prefix, ttl: cfg.Etcd.LeaseTTL, log: log.Named("etcd")}, nil
 }
 
 // standalone is the membership of a one-node cluster: the node itself.

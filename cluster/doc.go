@@ -16,6 +16,7 @@
 //
 // Membership providers: "standalone" (default) makes a one-node cluster that
 // needs no external server; "etcd" registers each member in etcd under a
-// lease and watches the others, so members join, leave and fail over while
-// the cluster runs.
+// lease (EtcdConfig.LeaseTTL) and watches the others, so members join,
+// leave and fail over while the cluster runs. A member renews its lease
+// through an etcd outage, so an etcd that restarts removes nobody.
 package cluster

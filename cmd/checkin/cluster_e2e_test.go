@@ -457,6 +457,73 @@ func TestClusterEvictedNode(t *testing.T) {
 	}
 }
 
+// TestClusterLeaseOutlivesAPause runs two members with a 10 s membership
+// lease (cluster.etcd-lease-ttl) and pauses one for 5 s, longer than the
+// default lease: it stays a member, keeps its users and serves on.
+func TestClusterLeaseOutlivesAPause(t *testing.T) {
+	t.Parallel()
+	flags := append(clusterFlags(t), "--cluster.etcd-lease-ttl=10s")
+	a := startMember(t, flags)
+	b := startMember(t, flags)
+	waitMembers(t, 2, a, b)
+	l := a.mkLocation(t, "lp")
+	u := a.mkUser(t, "lp")
+	now := ms(time.Now())
+	a.mkCheckin(t, u, ck{uniqueID("lp"), l.ID, now.Add(-time.Minute)})
+
+	if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		if n := a.metric(t, "checkin_cluster_members"); n != 2 {
+			_ = b.cmd.Process.Signal(syscall.SIGCONT)
+			t.Fatalf("a sees %v members during b's pause, want 2: the lease did not outlive it", n)
+		}
+	}
+	if err := b.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	k := ck{uniqueID("lp"), l.ID, now}
+	b.mkCheckin(t, u, k)
+	time.Sleep(time.Second) // an eviction would show by now
+	waitMembers(t, 2, a, b)
+	a.checkCurrent(t, u, k, l)
+	b.checkCurrent(t, u, k, l)
+}
+
+// TestClusterSurvivesAnEtcdRestart stops the cluster's etcd for twice the
+// membership lease and starts it again on the same data: the members serve
+// on meanwhile, and afterwards both are still members (each renewed its
+// lease, which etcd kept), ready, and reach each other; none exits.
+func TestClusterSurvivesAnEtcdRestart(t *testing.T) {
+	t.Parallel()
+	cql := os.Getenv("CHECKIN_TEST_CQL_HOSTS")
+	etcd := newTestEtcd(t, "http", "this test starts an etcd of its own")
+	etcd.start(t)
+	etcd.waitHealthy(t)
+	flags := []string{"--store=scylla", "--scylla.hosts=" + cql, "--scylla.keyspace=" + testKeyspace(t.Name()),
+		"--cluster.provider=etcd", "--cluster.etcd-endpoints=" + etcd.addr, "--cluster.name=t" + randHex(4), "--http.request-timeout=3s"}
+	a := startMember(t, flags)
+	b := startMember(t, flags)
+	waitMembers(t, 2, a, b)
+
+	etcd.stop(t)
+	crossCheckins(t, a, b, "er", 4) // etcd is down: the members serve with the topology they have
+	time.Sleep(6 * time.Second)     // twice the lease
+	etcd.start(t)
+	etcd.waitHealthy(t)
+	time.Sleep(6 * time.Second) // a lease not renewed would run out by now, and the members would see it
+	for _, p := range []*proc{a, b} {
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited after etcd came back", p.base)
+		default:
+		}
+	}
+	waitMembers(t, 2, a, b)
+	crossCheckins(t, a, b, "er", 4)
+}
+
 // TestClusterTLS runs two members whose cluster port speaks mutual TLS:
 // grain calls cross between them, the port refuses a peer without a
 // certificate of the cluster's authority and plain gRPC, and SIGHUP swaps
@@ -658,8 +725,7 @@ func TestScyllaTLS(t *testing.T) {
 func TestEtcdTLS(t *testing.T) {
 	t.Parallel()
 	cql := os.Getenv("CHECKIN_TEST_CQL_HOSTS")
-	etcdBin, lookErr := exec.LookPath("etcd")
-	needServers(t, cql != "" && lookErr == nil, "etcd over TLS needs the etcd binary (apt-get install etcd-server) and CHECKIN_TEST_CQL_HOSTS (.ci/cassandra-up)")
+	etcd := newTestEtcd(t, "https", "etcd over TLS")
 	dir := t.TempDir()
 	ca, err := testcert.NewCA(dir, "etcd-ca")
 	if err != nil {
@@ -673,27 +739,9 @@ func TestEtcdTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clientPort, peerPort := freePort(t), freePort(t)
-	addr := "127.0.0.1:" + clientPort
-	peer := "http://127.0.0.1:" + peerPort
-	etcd := exec.Command(etcdBin, "--name=t", "--data-dir="+filepath.Join(dir, "etcd"),
-		"--listen-client-urls=https://"+addr, "--advertise-client-urls=https://"+addr,
-		"--listen-peer-urls="+peer, "--initial-advertise-peer-urls="+peer, "--initial-cluster=t="+peer,
-		"--cert-file="+srvCert, "--key-file="+srvKey, "--trusted-ca-file="+ca.File, "--client-cert-auth")
-	var etcdLog bytes.Buffer
-	etcd.Stdout, etcd.Stderr = &etcdLog, &etcdLog
-	t.Cleanup(func() {
-		if etcd.Process != nil {
-			_ = etcd.Process.Kill()
-			_ = etcd.Wait()
-		}
-		if t.Failed() {
-			t.Logf("etcd log:\n%s", etcdLog.String())
-		}
-	})
-	if err := etcd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	etcd.args = []string{"--cert-file=" + srvCert, "--key-file=" + srvKey, "--trusted-ca-file=" + ca.File, "--client-cert-auth"}
+	etcd.start(t)
+	addr := etcd.addr
 
 	// Set up authentication as an operator would: a root user, and a user
 	// for checkin that may read and write its prefix only.
@@ -776,6 +824,76 @@ func TestEtcdTLS(t *testing.T) {
 			t.Errorf("%s: want an error that names etcd and no password:\n%s", tc.name, out)
 		}
 	}
+}
+
+// testEtcd is an etcd of a test's own, on loopback, serving clients over
+// scheme (http or https: then args must name its certificate).
+type testEtcd struct {
+	bin, dir     string
+	scheme, addr string
+	peer         string
+	args         []string // more flags
+	cmd          *exec.Cmd
+	log          bytes.Buffer
+}
+
+// newTestEtcd prepares an etcd for t, which it kills at the end (and shows
+// its log if t failed); what names the test's reason in the skip message.
+func newTestEtcd(t *testing.T, scheme, what string) *testEtcd {
+	t.Helper()
+	bin, err := exec.LookPath("etcd")
+	needServers(t, os.Getenv("CHECKIN_TEST_CQL_HOSTS") != "" && err == nil,
+		what+" needs the etcd binary (apt-get install etcd-server) and CHECKIN_TEST_CQL_HOSTS (.ci/cassandra-up)")
+	e := &testEtcd{bin: bin, dir: t.TempDir(), scheme: scheme, addr: "127.0.0.1:" + freePort(t), peer: "http://127.0.0.1:" + freePort(t)}
+	t.Cleanup(func() {
+		if e.cmd != nil {
+			_ = e.cmd.Process.Kill()
+			_ = e.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("etcd log:\n%s", e.log.String())
+		}
+	})
+	return e
+}
+
+// start starts etcd on its data dir (again, after stop) without waiting
+// for it to answer.
+func (e *testEtcd) start(t *testing.T) {
+	t.Helper()
+	e.cmd = exec.Command(e.bin, append([]string{"--name=t", "--data-dir=" + filepath.Join(e.dir, "data"),
+		"--listen-client-urls=" + e.scheme + "://" + e.addr, "--advertise-client-urls=" + e.scheme + "://" + e.addr,
+		"--listen-peer-urls=" + e.peer, "--initial-advertise-peer-urls=" + e.peer, "--initial-cluster=t=" + e.peer}, e.args...)...)
+	e.cmd.Stdout, e.cmd.Stderr = &e.log, &e.log
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitHealthy waits until a plain-HTTP etcd says it is healthy.
+func (e *testEtcd) waitHealthy(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if r, err := http.Get("http://" + e.addr + "/health"); err == nil {
+			r.Body.Close()
+			if r.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("etcd did not answer within 60 s")
+		}
+	}
+}
+
+// stop stops etcd (SIGTERM) and waits for it to exit.
+func (e *testEtcd) stop(t *testing.T) {
+	t.Helper()
+	if err := e.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	_ = e.cmd.Wait()
+	e.cmd = nil
 }
 
 // freePort returns a loopback port that was free a moment ago.

@@ -106,6 +106,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Var((*commaList)(&c.Cluster.Etcd.Endpoints), "cluster.etcd-endpoints", "comma-separated host:port of the etcd servers (cluster.provider=etcd)")
 	fs.StringVar(&c.Cluster.Etcd.Prefix, "cluster.etcd-prefix", c.Cluster.Etcd.Prefix, "etcd key prefix under which members register")
 	fs.DurationVar(&c.Cluster.Etcd.DialTimeout, "cluster.etcd-dial-timeout", c.Cluster.Etcd.DialTimeout, "timeout of connecting to etcd (a node that cannot reach it at start exits)")
+	fs.DurationVar(&c.Cluster.Etcd.LeaseTTL, "cluster.etcd-lease-ttl", c.Cluster.Etcd.LeaseTTL, "how long a member's etcd record outlives its last renewal, whole seconds: the others take this long to see a node that died leave, and a node paused or cut off from etcd for longer is removed and exits to be started again")
 	fs.BoolVar(&c.EtcdTLS, "cluster.etcd-tls", c.EtcdTLS, "connect to etcd over TLS (1.2 or newer), verifying its certificate; credentials come from "+envEtcdUsername+" and "+envEtcdPassword)
 	fs.StringVar(&c.EtcdCAFile, "cluster.etcd-tls-ca-file", c.EtcdCAFile, "PEM certificate(s) of the authority that signed etcd's certificate (empty: the system's authorities)")
 	fs.StringVar(&c.EtcdCertFile, "cluster.etcd-tls-cert-file", c.EtcdCertFile, "PEM client certificate, for an etcd that requires one (with cluster.etcd-tls-key-file)")

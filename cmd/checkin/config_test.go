@@ -55,6 +55,12 @@ func TestInvalidConfigNamesTheFlag(t *testing.T) {
 		{"etcd prefix not a path", func(c *config) {
 			c.Store, c.Cluster.Provider, c.Cluster.Etcd.Prefix = "scylla", "etcd", "checkin"
 		}, "cluster.etcd-prefix"},
+		{"etcd lease shorter than etcd renews", func(c *config) {
+			c.Store, c.Cluster.Provider, c.Cluster.Etcd.LeaseTTL = "scylla", "etcd", time.Second
+		}, "cluster.etcd-lease-ttl"},
+		{"etcd lease not in whole seconds", func(c *config) {
+			c.Store, c.Cluster.Provider, c.Cluster.Etcd.LeaseTTL = "scylla", "etcd", 2500*time.Millisecond
+		}, "cluster.etcd-lease-ttl"},
 		{"zero idle timeout", func(c *config) { c.Grain.IdleTimeout = 0 }, "grain.idle-timeout"},
 		{"negative known ids", func(c *config) { c.Grain.KnownIDs = -1 }, "grain.known-ids"},
 		{"no block cache", func(c *config) { c.PebbleCacheMB = 0 }, "pebble.cache-size-mb"},

@@ -1,0 +1,268 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// etcdMembers is the etcd membership provider. Each member keeps a record
+// under <prefix>/<cluster name>/ alive with a lease of its own (Config's
+// Etcd.LeaseTTL), and every member watches the records there and hands
+// what it sees to protoactor as the cluster topology. A member that stops
+// cleanly revokes its lease; one that dies, or is paused or cut off from
+// etcd for longer than the lease, drops out when the lease expires.
+//
+// The records are those of protoactor's own etcd provider (same keys, same
+// JSON), so nodes of either kind can share a cluster during an upgrade.
+// Unlike it, the lease is configurable, a member renews the same lease
+// through an etcd outage instead of taking a new one (so no member seems
+// to leave when etcd comes back), and the watch starts at the revision of
+// the first read, so no change between the two is missed.
+type etcdMembers struct {
+	client *clientv3.Client
+	dir    string // <prefix>/<cluster name>/, the records' common prefix
+	ttl    time.Duration
+	log    *zap.Logger
+
+	cluster *pcluster.Cluster
+	key     string // this member's record
+	record  []byte
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	lease clientv3.LeaseID // the record's lease
+}
+
+// etcdRecord is a member's record: the fields protoactor's etcd provider
+// writes and reads.
+type etcdRecord struct {
+	ID      string   `json:"id"`
+	Name    string   `json:"name"`
+	Host    string   `json:"host"`
+	Address string   `json:"address"`
+	Port    int      `json:"port"`
+	Kinds   []string `json:"kinds"`
+	Alive   bool     `json:"alive"`
+}
+
+func (r etcdRecord) member() *pcluster.Member {
+	host := r.Host
+	if host == "" {
+		host = r.Address
+	}
+	kinds := r.Kinds
+	if kinds == nil {
+		kinds = []string{}
+	}
+	return &pcluster.Member{Id: r.ID, Host: host, Port: int32(r.Port), Kinds: kinds}
+}
+
+// errNoClients: nodes are members; nothing here starts a client-only node.
+var errNoClients = errors.New("cluster: etcd membership has no clients")
+
+// retryEvery paces the attempts to reach etcd again.
+const retryEvery = 500 * time.Millisecond
+
+func (m *etcdMembers) StartClient(*pcluster.Cluster) error { return errNoClients }
+
+// StartMember registers this member, publishes the members registered so
+// far (itself included) and keeps watching and renewing in the background.
+func (m *etcdMembers) StartMember(c *pcluster.Cluster) error {
+	host, port, err := c.ActorSystem.GetHostPort()
+	if err != nil {
+		return err
+	}
+	m.cluster = c
+	id := c.Config.Name + "@" + c.ActorSystem.ID
+	m.dir = m.dir + "/" + c.Config.Name + "/"
+	m.key = m.dir + id
+	if m.record, err = json.Marshal(etcdRecord{ID: id, Name: id, Host: host, Address: host, Port: port, Kinds: c.GetClusterKinds(), Alive: true}); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	if err := m.register(ctx); err != nil {
+		cancel()
+		return fmt.Errorf("cluster: register in etcd: %w", err)
+	}
+	members, rev, err := m.read(ctx)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("cluster: read the members from etcd: %w", err)
+	}
+	m.publish(members)
+	m.wg.Add(2)
+	go m.keepAlive(ctx)
+	go m.watch(ctx, members, rev)
+	return nil
+}
+
+// register puts this member's record under a new lease.
+func (m *etcdMembers) register(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, m.ttl)
+	defer cancel()
+	lease, err := m.client.Grant(ctx, int64(m.ttl/time.Second))
+	if err != nil {
+		return err
+	}
+	if _, err := m.client.Put(ctx, m.key, string(m.record), clientv3.WithLease(lease.ID)); err != nil {
+		return err
+	}
+	m.lease = lease.ID
+	return nil
+}
+
+// keepAlive renews the lease until ctx ends or etcd says it expired.
+// While etcd does not answer, it keeps trying the same lease: an etcd that
+// was stopped and started again still holds it (etcd extends every lease
+// when it elects a leader), so the record stays and nobody notices. Once
+// the lease expired, the record is gone and every member, this one
+// included, saw this one leave; it cannot come back under its identity
+// (Node.Evicted), so nothing is registered again.
+func (m *etcdMembers) keepAlive(ctx context.Context) {
+	defer m.wg.Done()
+	for ctx.Err() == nil {
+		renewals, err := m.client.KeepAlive(ctx, m.lease)
+		if err == nil {
+			for range renewals {
+			}
+		}
+		if ctx.Err() != nil || !m.renewAgain(ctx) {
+			return
+		}
+	}
+}
+
+// renewAgain renews the lease one request at a time, every retryEvery,
+// until etcd answers (true) or says the lease expired, or ctx ends
+// (false): etcd gives a lease its whole time again when it comes back, so
+// the first renewal must not wait long.
+func (m *etcdMembers) renewAgain(ctx context.Context) bool {
+	since, warned := time.Now(), false
+	for {
+		once, cancel := context.WithTimeout(ctx, retryEvery)
+		_, err := m.client.KeepAliveOnce(once, m.lease)
+		cancel()
+		switch {
+		case err == nil:
+			if warned {
+				m.log.Info("etcd renews the membership lease again", zap.Duration("after", time.Since(since)))
+			}
+			return true
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			m.log.Warn("etcd membership lease expired: the cluster removed this node")
+			return false
+		case ctx.Err() != nil:
+			return false
+		}
+		if !warned {
+			warned = true
+			m.log.Warn("etcd does not renew the membership lease; retrying until it does", zap.Error(err), zap.Duration("every", retryEvery))
+		}
+		sleep(ctx, retryEvery)
+	}
+}
+
+// read returns every record, as members by key, and the revision they
+// were read at.
+func (m *etcdMembers) read(ctx context.Context) (map[string]*pcluster.Member, int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.ttl)
+	defer cancel()
+	resp, err := m.client.Get(ctx, m.dir, clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, err
+	}
+	members := make(map[string]*pcluster.Member, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		m.add(members, kv.Key, kv.Value)
+	}
+	return members, resp.Header.Revision, nil
+}
+
+// watch follows the records after revision rev, starting from members as
+// they stood at rev, and publishes the topology after every change, until
+// ctx ends. When the watch breaks (etcd compacted the revisions it needs)
+// it reads every record again.
+func (m *etcdMembers) watch(ctx context.Context, members map[string]*pcluster.Member, rev int64) {
+	defer m.wg.Done()
+	for ctx.Err() == nil {
+		for resp := range m.client.Watch(ctx, m.dir, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+			if err := resp.Err(); err != nil {
+				m.log.Warn("etcd watch broke; reading the members again", zap.Error(err))
+				break
+			}
+			for _, ev := range resp.Events {
+				if ev.Type == clientv3.EventTypeDelete {
+					delete(members, string(ev.Kv.Key))
+				} else {
+					m.add(members, ev.Kv.Key, ev.Kv.Value)
+				}
+			}
+			rev = resp.Header.Revision
+			m.publish(members)
+		}
+		for ctx.Err() == nil {
+			var err error
+			if members, rev, err = m.read(ctx); err == nil {
+				m.publish(members)
+				break
+			}
+			if ctx.Err() == nil {
+				m.log.Warn("reading the etcd members failed; retrying", zap.Error(err), zap.Duration("after", retryEvery))
+				sleep(ctx, retryEvery)
+			}
+		}
+	}
+}
+
+// add decodes one record into members; a record it cannot read is logged
+// and left out.
+func (m *etcdMembers) add(members map[string]*pcluster.Member, key, value []byte) {
+	var r etcdRecord
+	if err := json.Unmarshal(value, &r); err != nil || r.ID == "" {
+		m.log.Warn("unreadable member record in etcd; ignored", zap.ByteString("key", key), zap.Error(err))
+		return
+	}
+	members[string(key)] = r.member()
+}
+
+func (m *etcdMembers) publish(members map[string]*pcluster.Member) {
+	list := make(pcluster.Members, 0, len(members))
+	for _, mb := range members {
+		list = append(list, mb)
+	}
+	m.cluster.MemberList.UpdateClusterTopology(list)
+}
+
+// Shutdown stops watching and renewing and revokes the lease, which
+// removes the record: the others see this member leave at once.
+func (m *etcdMembers) Shutdown(bool) error {
+	if m.cancel == nil {
+		return m.client.Close()
+	}
+	m.cancel()
+	m.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), m.ttl)
+	defer cancel()
+	_, err := m.client.Revoke(ctx, m.lease)
+	return errors.Join(err, m.client.Close())
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
