@@ -91,8 +91,13 @@ func run(args []string) error {
 			log.Info("shutting down")
 			return n.stop()
 		case err := <-n.served:
+			// Unasked: exit with an error, so that a supervisor restarts
+			// the node.
+			if err == nil {
+				err = errors.New("its listener closed")
+			}
 			log.Error("http server stopped", zap.Error(err))
-			return n.stop()
+			return errors.Join(fmt.Errorf("http server stopped: %w", err), n.stop())
 		case <-n.member.Evicted():
 			// Not ready since the eviction, so balancers have stopped
 			// sending requests here: no drain delay.
