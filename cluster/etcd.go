@@ -21,9 +21,8 @@ import (
 // cleanly revokes its lease; one that dies, or is paused or cut off from
 // etcd for longer than the lease, drops out when the lease expires.
 //
-// The records are those of protoactor's own etcd provider (same keys, same
-// JSON), so nodes of either kind can share a cluster during an upgrade.
-// Unlike it, the lease is configurable, a member renews the same lease
+// The records are those protoactor's own etcd provider writes (same keys,
+// same JSON fields). Unlike that provider, the lease is configurable, a member renews the same lease
 // through an etcd outage instead of taking a new one (so no member seems
 // to leave when etcd comes back), and the watch starts at the revision of
 // the first read, so no change between the two is missed.
@@ -106,7 +105,7 @@ func (m *etcdMembers) StartMember(c *pcluster.Cluster) error {
 	return nil
 }
 
-// register puts this member's record under a new lease.
+// register puts this member's record under a lease of its own.
 func (m *etcdMembers) register(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, m.ttl)
 	defer cancel()
@@ -195,7 +194,8 @@ func (m *etcdMembers) read(ctx context.Context) (map[string]*pcluster.Member, in
 func (m *etcdMembers) watch(ctx context.Context, members map[string]*pcluster.Member, rev int64) {
 	defer m.wg.Done()
 	for ctx.Err() == nil {
-		for resp := range m.client.Watch(ctx, m.dir, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+		wctx, stop := context.WithCancel(ctx) // ends the watch when it breaks
+		for resp := range m.client.Watch(wctx, m.dir, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
 			if err := resp.Err(); err != nil {
 				m.log.Warn("etcd watch broke; reading the members again", zap.Error(err))
 				break
@@ -210,6 +210,7 @@ func (m *etcdMembers) watch(ctx context.Context, members map[string]*pcluster.Me
 			rev = resp.Header.Revision
 			m.publish(members)
 		}
+		stop()
 		for ctx.Err() == nil {
 			var err error
 			if members, rev, err = m.read(ctx); err == nil {
