@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -266,9 +265,10 @@ func (n *Node) Stop() {
 	n.log.Info("cluster member stopped", zap.String("address", n.System.Address()))
 }
 
-// newProvider returns the membership provider cfg names. For etcd it first
-// checks that etcd answers, so a node with a wrong address fails at start
-// with a clear error instead of waiting for members forever.
+// newProvider returns the membership provider cfg names. The etcd one
+// checks at start that etcd answers (etcdMembers.StartMember), so a node
+// with a wrong address fails with a clear error instead of waiting for
+// members forever.
 func newProvider(cfg Config, log *zap.Logger) (pcluster.ClusterProvider, error) {
 	if cfg.Provider != "etcd" {
 		return &standalone{}, nil
@@ -280,17 +280,7 @@ func newProvider(cfg Config, log *zap.Logger) (pcluster.ClusterProvider, error) 
 		// within the lease's time of etcd's return.
 		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}, MinConnectTimeout: time.Second})}}
-	client, err := clientv3.New(ecfg)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: etcd client: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.Etcd.DialTimeout)
-	defer cancel()
-	if _, err := client.Get(ctx, cfg.Etcd.Prefix, clientv3.WithCountOnly()); err != nil {
-		_ = client.Close()
-		return nil, fmt.Errorf("cluster: etcd at %s does not answer: %w", strings.Join(cfg.Etcd.Endpoints, ","), err)
-	}
-	return &etcdMembers{client: client, dir: cfg.Etcd.Prefix, ttl: cfg.Etcd.LeaseTTL, log: log.Named("etcd")}, nil
+	return &etcdMembers{etcd: ecfg, dir: cfg.Etcd.Prefix, ttl: cfg.Etcd.LeaseTTL, log: log.Named("etcd")}, nil
 }
 
 // standalone is the membership of a one-node cluster: the node itself.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,11 +28,12 @@ import (
 // to leave when etcd comes back), and the watch starts at the revision of
 // the first read, so no change between the two is missed.
 type etcdMembers struct {
-	client *clientv3.Client
-	dir    string // <prefix>/<cluster name>/, the records' common prefix
-	ttl    time.Duration
-	log    *zap.Logger
+	etcd clientv3.Config
+	dir  string // <prefix>/<cluster name>/, the records' common prefix
+	ttl  time.Duration
+	log  *zap.Logger
 
+	client  *clientv3.Client
 	cluster *pcluster.Cluster
 	key     string // this member's record
 	record  []byte
@@ -87,16 +89,28 @@ func (m *etcdMembers) StartMember(c *pcluster.Cluster) error {
 	if m.record, err = json.Marshal(etcdRecord{ID: id, Name: id, Host: host, Address: host, Port: port, Kinds: c.GetClusterKinds(), Alive: true}); err != nil {
 		return err
 	}
+	// The client is made only now, after protoactor started the remote
+	// endpoint: that sets gRPC's global logger, which races with the
+	// logging of any gRPC connection open at the time.
+	if m.client, err = clientv3.New(m.etcd); err != nil {
+		return fmt.Errorf("cluster: etcd client for %s: %w", strings.Join(m.etcd.Endpoints, ","), err)
+	}
+	check, done := context.WithTimeout(context.Background(), m.etcd.DialTimeout)
+	_, err = m.client.Get(check, m.dir, clientv3.WithCountOnly())
+	done()
+	if err != nil {
+		return errors.Join(fmt.Errorf("cluster: etcd at %s does not answer: %w", strings.Join(m.etcd.Endpoints, ","), err), m.client.Close())
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	if err := m.register(ctx); err != nil {
 		cancel()
-		return fmt.Errorf("cluster: register in etcd: %w", err)
+		return errors.Join(fmt.Errorf("cluster: register in etcd: %w", err), m.client.Close())
 	}
 	members, rev, err := m.read(ctx)
 	if err != nil {
 		cancel()
-		return fmt.Errorf("cluster: read the members from etcd: %w", err)
+		return errors.Join(fmt.Errorf("cluster: read the members from etcd: %w", err), m.client.Close())
 	}
 	m.publish(members)
 	m.wg.Add(2)
@@ -247,8 +261,8 @@ func (m *etcdMembers) publish(members map[string]*pcluster.Member) {
 // Shutdown stops watching and renewing and revokes the lease, which
 // removes the record: the others see this member leave at once.
 func (m *etcdMembers) Shutdown(bool) error {
-	if m.cancel == nil {
-		return m.client.Close()
+	if m.client == nil { // never started
+		return nil
 	}
 	m.cancel()
 	m.wg.Wait()

@@ -1,0 +1,113 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// TestEtcdMembership runs a member in this process on a real etcd
+// (CHECKIN_TEST_ETCD_ENDPOINTS): it registers its record under a lease of
+// the configured time and is ready; when it stops, the lease is revoked,
+// so its record goes at once (not when the lease would run out), and its
+// renewing and watching goroutines end. Members joining, leaving, dying
+// and outliving pauses and etcd restarts are tested with real processes
+// (cmd/checkin TestCluster*): one process holds one member, and protoactor
+// races with itself when a second member's topology changes in the same
+// process.
+func TestEtcdMembership(t *testing.T) {
+	endpoint := os.Getenv("CHECKIN_TEST_ETCD_ENDPOINTS")
+	if endpoint == "" {
+		msg := "etcd membership needs a real etcd: run .ci/etcd-up, then CHECKIN_TEST_ETCD_ENDPOINTS=127.0.0.1:2379 go test ./cluster/"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip("SKIPPED: " + msg)
+	}
+	cfg := DefaultConfig()
+	cfg.Provider = "etcd"
+	cfg.Name = "member-test"
+	cfg.Etcd.Endpoints = []string{endpoint}
+	cfg.Etcd.Prefix = "/checkin-test/membership-" + time.Now().Format("150405.000000000")
+	cfg.Etcd.LeaseTTL = 7 * time.Second
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	dir := cfg.Etcd.Prefix + "/" + cfg.Name + "/"
+	log := zap.NewNop()
+	kind := pcluster.NewKind("Probe", actor.PropsFromFunc(func(actor.Context) {}))
+	n, err := Start(NewSystem(cfg, log), cfg, log, kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			n.Stop()
+		}
+	})
+	if n.Members() != 1 || !n.Ready() {
+		t.Fatalf("the member sees %d members, ready %v; want itself, ready", n.Members(), n.Ready())
+	}
+
+	// The test's client is made only now (see etcdMembers.StartMember).
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, dir, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) != 1 {
+		t.Fatalf("%d records under %s, want the member's one", len(resp.Kvs), dir)
+	}
+	kv := resp.Kvs[0]
+	var r etcdRecord
+	if err := json.Unmarshal(kv.Value, &r); err != nil || string(kv.Key) != dir+r.ID || r.Port == 0 || !slices.Contains(r.Kinds, "Probe") {
+		t.Errorf("record %s = %s: want the member's JSON, with its port and kinds, under its id", kv.Key, kv.Value)
+	}
+	ttl, err := cli.TimeToLive(ctx, clientv3.LeaseID(kv.Lease))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ttl.GrantedTTL != 7 {
+		t.Errorf("the record is under a lease of %d s, want 7 (cluster.etcd-lease-ttl)", ttl.GrantedTTL)
+	}
+
+	stopped = true
+	n.Stop()
+	if resp, err := cli.Get(ctx, dir, clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil || resp.Count != 0 {
+		t.Errorf("%v records left right after the member stopped (err %v), want 0: its lease is revoked", resp.Count, err)
+	}
+	for _, fn := range []string{"(*etcdMembers).keepAlive", "(*etcdMembers).watch"} {
+		if n := goroutinesIn(fn); n != 0 {
+			t.Errorf("%d goroutines in %s after the member stopped", n, fn)
+		}
+	}
+}
+
+// goroutinesIn counts the goroutines with fn on their stack.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, fn) {
+			n++
+		}
+	}
+	return n
+}
