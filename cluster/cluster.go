@@ -280,7 +280,7 @@ func newProvider(cfg Config, log *zap.Logger) (pcluster.ClusterProvider, error) 
 		// within the lease's time of etcd's return.
 		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}, MinConnectTimeout: time.Second})}}
-	return &etcdMembers{etcd: ecfg, dir: cfg.Etcd.Prefix, ttl: cfg.Etcd.LeaseTTL, log: log.Named("etcd")}, nil
+	return &etcdMembers{etcd: ecfg, dir: cfg.Etcd.Prefix + "/" + cfg.Name + "/", ttl: cfg.Etcd.LeaseTTL, log: log.Named("etcd")}, nil
 }
 
 // standalone is the membership of a one-node cluster: the node itself.

@@ -84,7 +84,6 @@ func (m *etcdMembers) StartMember(c *pcluster.Cluster) error {
 	}
 	m.cluster = c
 	id := c.Config.Name + "@" + c.ActorSystem.ID
-	m.dir = m.dir + "/" + c.Config.Name + "/"
 	m.key = m.dir + id
 	if m.record, err = json.Marshal(etcdRecord{ID: id, Name: id, Host: host, Address: host, Port: port, Kinds: c.GetClusterKinds(), Alive: true}); err != nil {
 		return err
