@@ -152,6 +152,7 @@ type Node struct {
 	stopping atomic.Bool              // Stop began: leaving the topology is not an eviction
 	evicted  chan struct{}            // closed when the cluster removed this node (Evicted)
 	evict    sync.Once
+	etcd     *etcdMembers // the membership, with provider etcd
 }
 
 // NewSystem creates the actor system with protoactor's logs routed into log.
@@ -196,6 +197,7 @@ func Start(system *actor.ActorSystem, cfg Config, log *zap.Logger, kinds ...*pcl
 		}
 	}()
 	n = &Node{System: system, log: log, graceful: cfg.Provider != "standalone", evicted: make(chan struct{})}
+	n.etcd, _ = provider.(*etcdMembers)
 	system.EventStream.Subscribe(func(ev any) {
 		if t, ok := ev.(*pcluster.ClusterTopology); ok {
 			self := system.Address()
@@ -234,6 +236,17 @@ func (n *Node) Ready() bool { return n.joined.Load() }
 // not Ready for good. The process should stop and be started again, which
 // joins under a new identity.
 func (n *Node) Evicted() <-chan struct{} { return n.evicted }
+
+// LeaseAge is the time since etcd last renewed this node's membership
+// lease: about a third of the lease at most while etcd answers; once it
+// passes the lease, the cluster removes the node (Evicted). 0 without
+// etcd.
+func (n *Node) LeaseAge() time.Duration {
+	if n.etcd == nil {
+		return 0
+	}
+	return n.etcd.leaseAge()
+}
 
 // Members returns how many members the current topology has, this node
 // included.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
@@ -40,7 +41,8 @@ type etcdMembers struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
-	lease clientv3.LeaseID // the record's lease
+	lease   clientv3.LeaseID // the record's lease
+	renewed atomic.Int64     // when etcd last renewed it (Unix nanoseconds)
 }
 
 // etcdRecord is a member's record: the fields protoactor's etcd provider
@@ -130,6 +132,7 @@ func (m *etcdMembers) register(ctx context.Context) error {
 		return err
 	}
 	m.lease = lease.ID
+	m.renewed.Store(time.Now().UnixNano())
 	return nil
 }
 
@@ -146,6 +149,7 @@ func (m *etcdMembers) keepAlive(ctx context.Context) {
 		renewals, err := m.client.KeepAlive(ctx, m.lease)
 		if err == nil {
 			for range renewals {
+				m.renewed.Store(time.Now().UnixNano())
 			}
 		}
 		if ctx.Err() != nil || !m.renewAgain(ctx) {
@@ -166,6 +170,7 @@ func (m *etcdMembers) renewAgain(ctx context.Context) bool {
 		cancel()
 		switch {
 		case err == nil:
+			m.renewed.Store(time.Now().UnixNano())
 			if warned {
 				m.log.Info("etcd renews the membership lease again", zap.Duration("after", time.Since(since)))
 			}
@@ -182,6 +187,11 @@ func (m *etcdMembers) renewAgain(ctx context.Context) bool {
 		}
 		sleep(ctx, retryEvery)
 	}
+}
+
+// leaseAge is the time since etcd last renewed the lease.
+func (m *etcdMembers) leaseAge() time.Duration {
+	return time.Duration(time.Now().UnixNano() - m.renewed.Load())
 }
 
 // read returns every record, as members by key, and the revision they

@@ -19,7 +19,8 @@ import (
 
 // TestEtcdMembership runs a member in this process on a real etcd
 // (CHECKIN_TEST_ETCD_ENDPOINTS): it registers its record under a lease of
-// the configured time and is ready; when it stops, the lease is revoked,
+// the configured time, is ready, and etcd keeps renewing the lease
+// (LeaseAge); when it stops, the lease is revoked,
 // so its record goes at once (not when the lease would run out), and its
 // renewing and watching goroutines end. It runs in a process of its own:
 // a member that starts sets gRPC's global logger, which races with the
@@ -68,6 +69,10 @@ func TestEtcdMembership(t *testing.T) {
 	})
 	if n.Members() != 1 || !n.Ready() {
 		t.Fatalf("the member sees %d members, ready %v; want itself, ready", n.Members(), n.Ready())
+	}
+	time.Sleep(3 * time.Second) // etcd renews a 7 s lease every 7/3 s
+	if age := n.LeaseAge(); age <= 0 || age > 3*time.Second {
+		t.Errorf("3 s after start the lease was last renewed %s ago, want within the renewal period", age)
 	}
 
 	// The test's client is made only now (see etcdMembers.StartMember).

@@ -510,9 +510,15 @@ func TestClusterSurvivesAnEtcdRestart(t *testing.T) {
 	etcd.stop(t)
 	crossCheckins(t, a, b, "er", 4) // etcd is down: the members serve with the topology they have
 	time.Sleep(6 * time.Second)     // twice the lease
+	if age := a.metric(t, "checkin_cluster_lease_age_seconds"); age < 3 {
+		t.Errorf("checkin_cluster_lease_age_seconds = %v with etcd down for 6 s, want more than the lease (3 s)", age)
+	}
 	etcd.start(t)
 	etcd.waitHealthy(t)
 	time.Sleep(6 * time.Second) // a lease not renewed would run out by now, and the members would see it
+	if age := a.metric(t, "checkin_cluster_lease_age_seconds"); age >= 3 {
+		t.Errorf("checkin_cluster_lease_age_seconds = %v 6 s after etcd came back, want the lease renewed", age)
+	}
 	for _, p := range []*proc{a, b} {
 		select {
 		case <-p.done:
