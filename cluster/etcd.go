@@ -36,8 +36,6 @@ type etcdMembers struct {
 
 	client  *clientv3.Client
 	cluster *pcluster.Cluster
-	key     string // this member's record
-	record  []byte
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
@@ -86,8 +84,8 @@ func (m *etcdMembers) StartMember(c *pcluster.Cluster) error {
 	}
 	m.cluster = c
 	id := c.Config.Name + "@" + c.ActorSystem.ID
-	m.key = m.dir + id
-	if m.record, err = json.Marshal(etcdRecord{ID: id, Name: id, Host: host, Address: host, Port: port, Kinds: c.GetClusterKinds(), Alive: true}); err != nil {
+	record, err := json.Marshal(etcdRecord{ID: id, Name: id, Host: host, Address: host, Port: port, Kinds: c.GetClusterKinds(), Alive: true})
+	if err != nil {
 		return err
 	}
 	// The client is made only now, after protoactor started the remote
@@ -104,7 +102,7 @@ func (m *etcdMembers) StartMember(c *pcluster.Cluster) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	if err := m.register(ctx); err != nil {
+	if err := m.register(ctx, m.dir+id, record); err != nil {
 		cancel()
 		return errors.Join(fmt.Errorf("cluster: register in etcd: %w", err), m.client.Close())
 	}
@@ -120,15 +118,15 @@ func (m *etcdMembers) StartMember(c *pcluster.Cluster) error {
 	return nil
 }
 
-// register puts this member's record under a lease of its own.
-func (m *etcdMembers) register(ctx context.Context) error {
+// register puts this member's record at key under a lease of its own.
+func (m *etcdMembers) register(ctx context.Context, key string, record []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, m.ttl)
 	defer cancel()
 	lease, err := m.client.Grant(ctx, int64(m.ttl/time.Second))
 	if err != nil {
 		return err
 	}
-	if _, err := m.client.Put(ctx, m.key, string(m.record), clientv3.WithLease(lease.ID)); err != nil {
+	if _, err := m.client.Put(ctx, key, string(record), clientv3.WithLease(lease.ID)); err != nil {
 		return err
 	}
 	m.lease = lease.ID
