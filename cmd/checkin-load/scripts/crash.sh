@@ -4,7 +4,9 @@
 # three with --verify, kills one node with SIGKILL part way into the
 # measured run (or, with CRASH_SIGNAL=STOP, freezes it for CRASH_PAUSE
 # seconds and lets it go on, as a long pause or a cut-off machine that
-# comes back), and prints the load generator's report. Exits with the load
+# comes back; with CRASH_SIGNAL=ETCD, stops etcd for CRASH_PAUSE seconds
+# and starts it again, and no node is touched), and prints the load
+# generator's report. Exits with the load
 # generator's status (3: an acknowledged checkin was lost).
 #
 #   cmd/checkin-load/scripts/crash.sh [extra checkin-load flags]
@@ -16,8 +18,11 @@
 #   CHECKIN_TEST_ETCD_ENDPOINTS  etcd (default 127.0.0.1:2379)
 #   CRASH_DURATION               measured run (default 30s)
 #   CRASH_KILL_AFTER             seconds into the measured run of the kill, 2 or more (default 10)
-#   CRASH_SIGNAL                 KILL (default) or STOP (freeze, then SIGCONT)
-#   CRASH_PAUSE                  seconds node 3 stays frozen with STOP (default 8)
+#   CRASH_SIGNAL                 KILL (default), STOP (freeze, then SIGCONT) or
+#                                ETCD (.ci/etcd-down, then .ci/etcd-up: needs the
+#                                etcd those scripts start)
+#   CRASH_PAUSE                  seconds node 3 stays frozen with STOP, or etcd
+#                                down with ETCD (default 8)
 #   CRASH_CONCURRENCY            connections (default 64)
 #   CRASH_USERS                  users (default 2000)
 #   CRASH_RESULTS                where logs and the report go (default: a new temp dir)
@@ -31,7 +36,7 @@ duration=${CRASH_DURATION:-30s}
 kill_after=${CRASH_KILL_AFTER:-10}
 signal=${CRASH_SIGNAL:-KILL}
 pause=${CRASH_PAUSE:-8}
-case "$signal" in KILL | STOP) ;; *) echo "CRASH_SIGNAL must be KILL or STOP" >&2; exit 2 ;; esac
+case "$signal" in KILL | STOP | ETCD) ;; *) echo "CRASH_SIGNAL must be KILL, STOP or ETCD" >&2; exit 2 ;; esac
 [ "$kill_after" -ge 2 ] || { echo "CRASH_KILL_AFTER must be 2 or more" >&2; exit 2; }
 concurrency=${CRASH_CONCURRENCY:-64}
 users=${CRASH_USERS:-2000}
@@ -85,11 +90,21 @@ for _ in $(seq 1 6000); do
   kill -0 "$load" 2>/dev/null || break
   sleep 0.05
 done
-log "measured run 1s old; SIG$signal to node 3 $((kill_after - 1))s from now"
+if [ "$signal" = ETCD ]; then
+  log "measured run 1s old; etcd stops $((kill_after - 1))s from now"
+else
+  log "measured run 1s old; SIG$signal to node 3 $((kill_after - 1))s from now"
+fi
 sleep "$((kill_after - 1))"
 if [ "$signal" = KILL ]; then
   kill -9 "${pids[2]}"
   log "killed node 3 (SIGKILL)"
+elif [ "$signal" = ETCD ]; then
+  "$root/.ci/etcd-down" >&2
+  log "stopped etcd for ${pause}s"
+  sleep "$pause"
+  "$root/.ci/etcd-up" > /dev/null
+  log "etcd is up again"
 else
   kill -STOP "${pids[2]}"
   log "froze node 3 (SIGSTOP) for ${pause}s"
