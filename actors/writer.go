@@ -68,6 +68,7 @@ type Pool struct {
 	failures *zap.Logger
 	m        *Metrics
 	pids     []*actor.PID
+	inboxes  []*inbox              // per writer: checkins submitted and not yet taken
 	jobs     []chan []pendingWrite // per writer: batches for its flushers
 	depth    []atomic.Int64        // per writer: checkins queued or being written
 	closed   atomic.Bool
@@ -90,14 +91,15 @@ func NewPool(system *actor.ActorSystem, store persistence.Store, cfg WriterConfi
 		return zapcore.NewSamplerWithOptions(c, time.Second, failureLogsPerSecond, 0)
 	}))
 	p := &Pool{system: system, store: store, cfg: cfg, failures: failures, m: m,
-		pids: make([]*actor.PID, cfg.Writers), depth: make([]atomic.Int64, cfg.Writers)}
+		pids: make([]*actor.PID, cfg.Writers), inboxes: make([]*inbox, cfg.Writers), depth: make([]atomic.Int64, cfg.Writers)}
 	for i := range p.pids {
-		w := &writer{pool: p, idx: i, jobs: make(chan []pendingWrite, cfg.MaxInflight)}
+		w := &writer{pool: p, idx: i, in: &inbox{}, jobs: make(chan []pendingWrite, cfg.MaxInflight)}
 		pid, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return w }, actor.WithDispatcher(dispatcher())), fmt.Sprintf("checkin-writer-%d", i))
 		if err != nil {
 			return nil, fmt.Errorf("actors: spawn writer %d: %w", i, err)
 		}
 		p.pids[i] = pid
+		p.inboxes[i] = w.in
 		p.jobs = append(p.jobs, w.jobs)
 		for range cfg.MaxInflight {
 			go p.flusher(w.jobs, pid)
@@ -158,8 +160,43 @@ func (p *Pool) submit(ctx actor.Context, e *entry, checkExisting bool) error {
 		return newError(ErrOverloaded, CodeOverloaded, "too many checkins are waiting to be written; retry shortly")
 	}
 	p.m.queueDepth.Inc()
-	ctx.Send(p.pids[i], &pendingWrite{c: e.c, e: e, grain: ctx.Self(), checkExisting: checkExisting})
+	if p.inboxes[i].put(pendingWrite{c: e.c, e: e, grain: ctx.Self(), checkExisting: checkExisting}) {
+		ctx.Send(p.pids[i], wake{})
+	}
 	return nil
+}
+
+// inbox holds the checkins submitted to one writer until the writer takes
+// them, all at once. Submitting is an append under a lock, and only the
+// first checkin after each take sends the writer a message (wake): a
+// message per checkin cost a mailbox post, a dispatch and a Receive each,
+// which under load was most of the writer's work.
+type inbox struct {
+	mu    sync.Mutex
+	queue []pendingWrite
+	woken bool // a wake is on its way: no other is needed until the next take
+}
+
+// put queues pw and reports whether the writer must be woken.
+func (in *inbox) put(pw pendingWrite) bool {
+	in.mu.Lock()
+	in.queue = append(in.queue, pw)
+	wake := !in.woken
+	in.woken = true
+	in.mu.Unlock()
+	return wake
+}
+
+// take appends every queued checkin to dst, in the order submitted. The
+// queue keeps its array, so neither side allocates in steady state.
+func (in *inbox) take(dst []pendingWrite) []pendingWrite {
+	in.mu.Lock()
+	dst = append(dst, in.queue...)
+	clear(in.queue) // drop the references to entries and PIDs
+	in.queue = in.queue[:0]
+	in.woken = false
+	in.mu.Unlock()
+	return dst
 }
 
 // Close refuses new writes, flushes what is queued and waits (up to timeout)
@@ -183,6 +220,7 @@ func (p *Pool) Close(timeout time.Duration) error {
 type (
 	lingerTick struct{}
 	drain      struct{}
+	wake       struct{} // the inbox has checkins
 	flushDone  struct {
 		batch     []pendingWrite
 		existing  []*persistence.Checkin // stored already: not written
@@ -221,6 +259,7 @@ type writeResult struct {
 type writer struct {
 	pool     *Pool
 	idx      int
+	in       *inbox
 	jobs     chan []pendingWrite
 	pending  []pendingWrite
 	inflight int
@@ -230,9 +269,11 @@ type writer struct {
 }
 
 func (w *writer) Receive(ctx actor.Context) {
+	// Every message takes what the inbox holds, so that a drain, a flush's
+	// end or the linger time sees every checkin submitted before it.
+	w.pending = w.in.take(w.pending)
 	switch msg := ctx.Message().(type) {
-	case *pendingWrite:
-		w.pending = append(w.pending, *msg)
+	case wake:
 		w.kick(ctx)
 	case lingerTick:
 		w.armed = false
