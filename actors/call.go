@@ -60,10 +60,16 @@ func newCaller(c *pcluster.Cluster, m *Metrics) *caller {
 
 // replyBox is the actor.Process grains answer to.
 type replyBox struct {
-	pid   *actor.PID
-	ch    chan any // the answer; capacity 1
-	timer *time.Timer
+	pid *actor.PID
+	// ch gets the answer and, from timer, the end of the call's time
+	// (expired). Capacity 2: a timer that fires as the answer arrives
+	// still finds room, and call reads both before the box is reused.
+	ch    chan any
+	timer *time.Timer // calls expire when it fires
 }
+
+// expired is what a reply box's timer delivers: the call ran out of time.
+type expired struct{}
 
 var _ actor.Process = (*replyBox)(nil)
 
@@ -90,7 +96,8 @@ func (c *caller) box() *replyBox {
 		return b
 	default:
 	}
-	b := &replyBox{ch: make(chan any, 1), timer: time.NewTimer(time.Hour)}
+	b := &replyBox{ch: make(chan any, 2)}
+	b.timer = time.AfterFunc(time.Hour, func() { b.deliver(expired{}) })
 	b.timer.Stop()
 	id := "checkin-reply-" + strconv.FormatUint(c.seq.Add(1), 36)
 	pid, ok := c.system.ProcessRegistry.Add(b, id)
@@ -189,31 +196,41 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 		}
 		c.system.Root.RequestWithCustomSender(pid, msg, b.pid)
 		b.timer.Reset(time.Until(deadline))
-		select {
-		case res := <-b.ch:
-			b.timer.Stop()
-			if _, dead := res.(*actor.DeadLetterResponse); dead {
-				c.forget(identity, kind, pid)
-				if attempt < attempts && time.Now().Before(deadline) {
-					continue
-				}
-				c.release(b)
-				return nil, fmt.Errorf("grain %s/%s is gone (%d attempts)", kind, identity, attempt)
+		// A context that can be cancelled needs a select; the edge's
+		// usual one cannot, and one channel is cheaper to wait on.
+		var res any
+		if done := ctx.Done(); done == nil {
+			res = <-b.ch
+		} else {
+			select {
+			case res = <-b.ch:
+			case <-done:
+				b.timer.Stop()
+				c.retire(b)
+				return nil, ctx.Err()
 			}
-			c.release(b)
-			return res, nil
-		case <-b.timer.C:
+		}
+		if _, timedOut := res.(expired); timedOut {
 			// A silent grain on another member may have moved: ask again
 			// next time. A local one stays: it is alive and slow (forgetting
 			// it would let a second activation of the identity start here).
 			c.cluster.PidCache.RemoveByValue(identity, kind, pid)
 			c.retire(b) // the answer may still come
 			return nil, errCallTimeout
-		case <-ctx.Done():
-			b.timer.Stop()
-			c.retire(b)
-			return nil, ctx.Err()
 		}
+		if !b.timer.Stop() {
+			<-b.ch // the timer fired as the answer came: take its expired
+		}
+		if _, dead := res.(*actor.DeadLetterResponse); dead {
+			c.forget(identity, kind, pid)
+			if attempt < attempts && time.Now().Before(deadline) {
+				continue
+			}
+			c.release(b)
+			return nil, fmt.Errorf("grain %s/%s is gone (%d attempts)", kind, identity, attempt)
+		}
+		c.release(b)
+		return res, nil
 	}
 }
 
