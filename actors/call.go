@@ -36,10 +36,13 @@ type caller struct {
 	cluster *pcluster.Cluster
 	active  activeLookup   // nil when the identity lookup has no local fast path
 	free    chan *replyBox // idle boxes; beyond its capacity boxes are retired
-	seq     atomic.Uint64
 	local   prometheus.Counter // calls to grains on this node
 	remote  prometheus.Counter // calls forwarded to the grain's owner
 }
+
+// boxSeq numbers the reply boxes of the process: their ids are unique in
+// the actor system's registry whatever number of clients share it.
+var boxSeq atomic.Uint64
 
 // maxIdleBoxes bounds the boxes kept for reuse: about the grain calls in
 // flight at once on a busy node.
@@ -99,9 +102,9 @@ func (c *caller) box() *replyBox {
 	b := &replyBox{ch: make(chan any, 2)}
 	b.timer = time.AfterFunc(time.Hour, func() { b.deliver(expired{}) })
 	b.timer.Stop()
-	id := "checkin-reply-" + strconv.FormatUint(c.seq.Add(1), 36)
+	id := "checkin-reply-" + strconv.FormatUint(boxSeq.Add(1), 36)
 	pid, ok := c.system.ProcessRegistry.Add(b, id)
-	if !ok { // the id is taken: cannot happen, ids are unique per process
+	if !ok { // the id is taken: cannot happen, boxSeq is the process's
 		panic("actors: reply box id " + id + " already registered")
 	}
 	b.pid = pid

@@ -30,6 +30,8 @@ type testNode struct {
 	pool   *actors.Pool
 	member *cluster.Node
 	reg    *prometheus.Registry
+	view   *actors.CurrentView
+	m      *actors.Metrics
 }
 
 func startNode(t testing.TB, store persistence.Store, gcfg actors.GrainConfig, wcfg actors.WriterConfig) *testNode {
@@ -58,7 +60,7 @@ func startLoggedNode(t testing.TB, store persistence.Store, gcfg actors.GrainCon
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &testNode{client: actors.NewClient(member.Cluster, 5*time.Second, 3, view, m, pool), pool: pool, member: member, reg: reg}
+	n := &testNode{client: actors.NewClient(member.Cluster, 5*time.Second, 3, view, m, pool), pool: pool, member: member, reg: reg, view: view, m: m}
 	t.Cleanup(n.stop)
 	return n
 }
@@ -532,34 +534,53 @@ func TestRetriesAcrossTheMemoryWindow(t *testing.T) {
 
 // A call that times out leaves its answer to come later; that late answer
 // must reach nobody, and every later call must get its own answer (the
-// client reuses its reply boxes).
+// client reuses its reply boxes). The call's time ends either by its
+// context's deadline or, for a context without one (the edge's), by the
+// client's own timeout.
 func TestLateAnswerReachesNoLaterCall(t *testing.T) {
-	inner := openStore(t, t.TempDir())
-	defer inner.Close()
-	store := &faultyStore{Store: inner, release: make(chan struct{})}
-	n := startNode(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
-	mustUser(t, n, "t")
-	short, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	late := checkin("late", "t", "L1", base)
-	_, _, err := n.client.Checkin(short, late, true, true)
-	wantCode(t, err, actors.ErrTimeout, actors.CodeTimeout) // 504 at the edge
-	if !strings.Contains(err.Error(), "may still be stored") {
-		t.Errorf("error %q does not say the checkin may still be stored", err)
-	}
-	close(store.release) // the write completes and its answer goes out now
+	for _, tc := range []struct {
+		name   string
+		client func(n *testNode) *actors.Client
+		ctx    func() (context.Context, context.CancelFunc)
+	}{
+		{"context deadline", func(n *testNode) *actors.Client { return n.client },
+			func() (context.Context, context.CancelFunc) {
+				return context.WithTimeout(context.Background(), 200*time.Millisecond)
+			}},
+		{"client timeout", func(n *testNode) *actors.Client {
+			return actors.NewClient(n.member.Cluster, 200*time.Millisecond, 3, n.view, n.m, n.pool)
+		}, func() (context.Context, context.CancelFunc) { return context.Background(), func() {} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inner := openStore(t, t.TempDir())
+			defer inner.Close()
+			store := &faultyStore{Store: inner, release: make(chan struct{})}
+			n := startNode(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+			mustUser(t, n, "t")
+			client := tc.client(n)
+			short, cancel := tc.ctx()
+			defer cancel()
+			late := checkin("late", "t", "L1", base)
+			_, _, err := client.Checkin(short, late, true, true)
+			wantCode(t, err, actors.ErrTimeout, actors.CodeTimeout) // 504 at the edge
+			if !strings.Contains(err.Error(), "may still be stored") {
+				t.Errorf("error %q does not say the checkin may still be stored", err)
+			}
+			close(store.release) // the write completes and its answer goes out now
 
-	for i := range 20 {
-		c := checkin(fmt.Sprintf("next-%d", i), "t", "L2", base.Add(time.Duration(i+1)*time.Second))
-		got, created, err := n.client.Checkin(ctx(t), c, true, true)
-		if err != nil || !created || got != c {
-			t.Fatalf("call %d answered with %+v created=%v err=%v, want its own checkin %+v", i, got, created, err, c)
-		}
-	}
-	// The timed-out checkin was written after all (a retry would get 200).
-	got, created, err := n.client.Checkin(ctx(t), late, true, true)
-	if err != nil || created || got != late {
-		t.Fatalf("retry of the timed-out checkin: %+v created=%v err=%v", got, created, err)
+			for i := range 20 {
+				c := checkin(fmt.Sprintf("next-%d", i), "t", "L2", base.Add(time.Duration(i+1)*time.Second))
+				got, created, err := client.Checkin(ctx(t), c, true, true)
+				if err != nil || !created || got != c {
+					t.Fatalf("call %d answered with %+v created=%v err=%v, want its own checkin %+v", i, got, created, err, c)
+				}
+			}
+			// The timed-out checkin was written after all (a retry would get 200).
+			got, created, err := client.Checkin(ctx(t), late, true, true)
+			if err != nil || created || got != late {
+				t.Fatalf("retry of the timed-out checkin: %+v created=%v err=%v", got, created, err)
+			}
+		})
 	}
 }
 
