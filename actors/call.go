@@ -34,8 +34,8 @@ import (
 type caller struct {
 	system  *actor.ActorSystem
 	cluster *pcluster.Cluster
-	active  activeLookup   // nil when the identity lookup has no local fast path
-	free    chan *replyBox // idle boxes; beyond its capacity boxes are retired
+	active  activeLookup       // nil when the identity lookup has no local fast path
+	free    chan *replyBox     // idle boxes; beyond its capacity boxes are retired
 	local   prometheus.Counter // calls to grains on this node
 	remote  prometheus.Counter // calls forwarded to the grain's owner
 }
