@@ -18,9 +18,10 @@ import (
 // len(mailbox.ring) user messages wait, which is nearly always the case for
 // a grain; a burst spills into a slice that is dropped once drained.
 //
-// Producers and the consumer share one lock, so an actor that many
-// goroutines flood (a writer) is better served by protoactor's mailbox:
-// BenchmarkMailbox measures both.
+// Producers and the consumer share one lock, taken for every message on
+// both sides, so an actor that many goroutines flood is better served by
+// protoactor's mailbox, or, as writers take checkins, by an inbox emptied
+// in one take (writer.go): BenchmarkMailbox measures all three.
 type mailbox struct {
 	mu         sync.Mutex
 	ring       [4]any // user messages, FIFO, while overflow is empty
