@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,22 +15,75 @@ import (
 	"go.uber.org/zap"
 )
 
-// connLimit bounds the connections served at once (Config.MaxConns). Every
+// connLimit bounds the connections served at once (Config.MaxConns), and
+// optionally those of each client address (Config.MaxConnsPerIP). Every
 // connection costs a goroutine and buffers for as long as it stays open,
 // idle keep-alive ones too, so without a bound a flood of connections
 // would take the node's memory. A connection beyond the bound is answered
-// with 503 overloaded (over TLS when the node serves TLS) and closed; the
-// connections served are untouched.
+// with 503 overloaded (over TLS when the node serves TLS) and closed; one
+// beyond its client's bound with 429 too_many_connections, so that one
+// client cannot take every place. The connections served are untouched.
 type connLimit struct {
 	net.Listener
-	max     int64
-	tls     *tls.Config   // nil: plain HTTP
-	pause   time.Duration // after a refusal: refusalPause, or tlsRefusalPause
-	open    atomic.Int64
-	refuser chan struct{} // a token per refusal being answered
-	log     *zap.Logger   // sampled
-	gauge   prometheus.Gauge
-	refused prometheus.Counter
+	max          int64
+	perIP        *perIPConns   // nil: no bound per client address
+	tls          *tls.Config   // nil: plain HTTP
+	pause        time.Duration // after a refusal: refusalPause, or tlsRefusalPause
+	open         atomic.Int64
+	refuser      chan struct{} // a token per refusal being answered
+	log          *zap.Logger   // sampled
+	gauge        prometheus.Gauge
+	refused      prometheus.Counter
+	refusedPerIP prometheus.Counter
+}
+
+// perIPConns counts the open connections of each client address.
+type perIPConns struct {
+	max    int
+	exempt []netip.Prefix // trusted proxies: a load balancer's connections carry many clients
+	mu     sync.Mutex
+	open   map[netip.Addr]int
+}
+
+// newPerIPConns bounds each address to max connections but those in
+// trusted (IPs or CIDR ranges, as Config.Validate accepts them).
+func newPerIPConns(max int, trusted []string) *perIPConns {
+	p := &perIPConns{max: max, open: map[netip.Addr]int{}}
+	for _, t := range trusted {
+		if pre, err := netip.ParsePrefix(t); err == nil {
+			p.exempt = append(p.exempt, pre.Masked())
+		} else if a, err := netip.ParseAddr(t); err == nil {
+			a = a.Unmap()
+			p.exempt = append(p.exempt, netip.PrefixFrom(a, a.BitLen()))
+		}
+	}
+	return p
+}
+
+// claim counts a connection of addr and reports whether it is within the
+// bound; counted says whether release must be called for it (exempt
+// addresses are not counted).
+func (p *perIPConns) claim(addr netip.Addr) (ok, counted bool) {
+	for _, pre := range p.exempt {
+		if pre.Contains(addr) {
+			return true, false
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.open[addr] >= p.max {
+		return false, false
+	}
+	p.open[addr]++
+	return true, true
+}
+
+func (p *perIPConns) release(addr netip.Addr) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.open[addr]--; p.open[addr] <= 0 {
+		delete(p.open, addr)
+	}
 }
 
 // maxRefusing bounds the refusals answered at once; beyond it a connection
@@ -53,53 +107,80 @@ const (
 // client to close of one refusal.
 const refusalTimeout = time.Second
 
-// refusalResponse is the whole answer to a refused connection.
-var refusalResponse = func() []byte {
-	body, err := json.Marshal(NewErrorBody("overloaded", "the server has as many connections open as it serves; retry shortly"))
+// The whole answers to refused connections: the node is full, or the
+// client has its share.
+var (
+	refusalResponse      = closingResponse("503 Service Unavailable", "overloaded", "the server has as many connections open as it serves; retry shortly")
+	perIPRefusalResponse = closingResponse("429 Too Many Requests", "too_many_connections", "this client address has as many connections open as the server serves one address; reuse them, or retry once one is closed")
+)
+
+func closingResponse(status, code, msg string) []byte {
+	body, err := json.Marshal(NewErrorBody(code, msg))
 	if err != nil {
 		panic(err)
 	}
-	return []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: " +
+	return []byte("HTTP/1.1 " + status + "\r\nContent-Type: application/json\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: " +
 		strconv.Itoa(len(body)) + "\r\n\r\n" + string(body))
-}()
+}
 
-// Accept returns the next connection within the bound, answering those
-// beyond it on the way.
+// Accept returns the next connection within the bounds, answering those
+// beyond them on the way.
 func (l *connLimit) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
-		if l.open.Add(1) <= l.max {
-			l.gauge.Inc()
-			return &limitedConn{Conn: c, l: l}, nil
+		if l.open.Add(1) > l.max {
+			l.open.Add(-1)
+			l.refused.Inc()
+			l.log.Warn("connection refused: the node serves as many as http.max-conns", zap.Int64("max_conns", l.max), zap.String("client_ip", remoteIP(c)))
+			l.refuse(c, refusalResponse)
+			continue
 		}
-		l.open.Add(-1)
-		l.refused.Inc()
-		l.log.Warn("connection refused: the node serves as many as http.max-conns", zap.Int64("max_conns", l.max), zap.String("client_ip", remoteIP(c)))
-		select {
-		case l.refuser <- struct{}{}:
-			go l.refuse(c)
-		default:
-			_ = c.Close()
+		lc := &limitedConn{Conn: c, l: l}
+		if l.perIP != nil {
+			lc.addr = remoteAddr(c)
+			ok, counted := l.perIP.claim(lc.addr)
+			if !ok {
+				l.open.Add(-1)
+				l.refusedPerIP.Inc()
+				l.log.Warn("connection refused: its client address has http.max-conns-per-ip open", zap.Int("max_conns_per_ip", l.perIP.max), zap.String("client_ip", lc.addr.String()))
+				l.refuse(c, perIPRefusalResponse)
+				continue
+			}
+			lc.perIP = counted
 		}
-		time.Sleep(l.pause)
+		l.gauge.Inc()
+		return lc, nil
 	}
 }
 
-// refuse answers c with refusalResponse and closes it once the client has
-// read it (or after refusalTimeout): closing with the request unread would
-// reset the connection, and the client might see the reset instead of the
+// refuse has c answered with response by a goroutine of its own, or, with
+// maxRefusing answers under way, closes it at once; then it pauses
+// accepting (refusalPause).
+func (l *connLimit) refuse(c net.Conn, response []byte) {
+	select {
+	case l.refuser <- struct{}{}:
+		go l.answer(c, response)
+	default:
+		_ = c.Close()
+	}
+	time.Sleep(l.pause)
+}
+
+// answer writes response to c and closes it once the client has read it
+// (or after refusalTimeout): closing with the request unread would reset
+// the connection, and the client might see the reset instead of the
 // answer.
-func (l *connLimit) refuse(c net.Conn) {
+func (l *connLimit) answer(c net.Conn, response []byte) {
 	defer func() { <-l.refuser }()
 	_ = c.SetDeadline(time.Now().Add(refusalTimeout))
 	if l.tls != nil {
 		c = tls.Server(c, l.tls)
 	}
 	defer c.Close()
-	if _, err := c.Write(refusalResponse); err != nil {
+	if _, err := c.Write(response); err != nil {
 		return
 	}
 	if cw, ok := c.(interface{ CloseWrite() error }); ok {
@@ -112,8 +193,10 @@ func (l *connLimit) refuse(c net.Conn) {
 // closed).
 type limitedConn struct {
 	net.Conn
-	l    *connLimit
-	once sync.Once
+	l     *connLimit
+	addr  netip.Addr // the client's address, when connections are bounded per address
+	perIP bool       // counted in l.perIP
+	once  sync.Once
 }
 
 func (c *limitedConn) Close() error {
@@ -121,6 +204,9 @@ func (c *limitedConn) Close() error {
 	c.once.Do(func() {
 		c.l.open.Add(-1)
 		c.l.gauge.Dec()
+		if c.perIP {
+			c.l.perIP.release(c.addr)
+		}
 	})
 	return err
 }
@@ -130,4 +216,14 @@ func remoteIP(c net.Conn) string {
 		return a.IP.String()
 	}
 	return c.RemoteAddr().String()
+}
+
+// remoteAddr is the client's IP address of c (IPv4 addresses mapped into
+// IPv6 unmapped, so one client is one key); the zero Addr for a
+// connection that is not TCP.
+func remoteAddr(c net.Conn) netip.Addr {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort().Addr().Unmap()
+	}
+	return netip.Addr{}
 }

@@ -77,16 +77,7 @@ func TestMaxConns(t *testing.T) {
 			defer extra.Close()
 			r := bufio.NewReader(extra)
 			res, body := get(extra, r)
-			var eb ErrorBody
-			if err := json.Unmarshal(body, &eb); err != nil || res.StatusCode != http.StatusServiceUnavailable || eb.Error.Code != "overloaded" {
-				t.Fatalf("connection 3 of 2: %d %s, want 503 with code overloaded", res.StatusCode, body)
-			}
-			if res.Header.Get("Retry-After") != "1" || res.Header.Get("Content-Type") != "application/json" {
-				t.Errorf("refusal headers %v, want Retry-After: 1 and Content-Type: application/json", res.Header)
-			}
-			if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
-				t.Errorf("after the refusal the connection gave %v, want it closed (EOF)", err)
-			}
+			checkRefusal(t, "connection 3 of 2", res, body, r, http.StatusServiceUnavailable, "overloaded")
 			if got := testutil.ToFloat64(ts.m.connsRefused); got != 1 {
 				t.Errorf("checkin_http_connections_refused_total = %v, want 1", got)
 			}
@@ -113,6 +104,100 @@ func TestMaxConns(t *testing.T) {
 				}
 				if time.Now().After(deadline) {
 					t.Fatalf("5 s after a connection closed a new one still gets %d %s, want 200", res.StatusCode, body)
+				}
+			}
+		})
+	}
+}
+
+// With http.max-conns-per-ip, a client address serves at most that many
+// connections: one more is answered 429 too_many_connections and closed,
+// other addresses are served, and once one of the client's connections
+// closes it is served again. Connections from a trusted proxy are not
+// bounded (a load balancer's carry many clients).
+func TestMaxConnsPerIP(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		trusted []string
+		bounded bool // whether 127.0.0.1 is bounded
+	}{
+		{"every address", nil, true},
+		{"a trusted proxy is not bounded", []string{"127.0.0.1/32"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newTestServer(t, nil, func(c *Config) {
+				c.MaxConnsPerIP = 2
+				if tc.trusted != nil {
+					c.ProxyHeader, c.TrustedProxies = "X-Real-IP", tc.trusted
+				}
+			})
+			addr := ts.serveWith(t, ts.Serve)
+			dialFrom := func(ip string) net.Conn {
+				t.Helper()
+				d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+				c, err := d.Dial("tcp", addr)
+				if err != nil {
+					t.Fatalf("dial from %s: %v", ip, err)
+				}
+				t.Cleanup(func() { _ = c.Close() })
+				return c
+			}
+			get := func(c net.Conn) (*http.Response, []byte) {
+				t.Helper()
+				res, body, err := getReadyz(c, bufio.NewReader(c))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return res, body
+			}
+			wantServed := func(c net.Conn, what string) {
+				t.Helper()
+				if res, body := get(c); res.StatusCode != http.StatusOK {
+					t.Fatalf("%s: %d %s, want 200", what, res.StatusCode, body)
+				}
+			}
+
+			first := dialFrom("127.0.0.1")
+			wantServed(first, "connection 1 of 2 from 127.0.0.1")
+			wantServed(dialFrom("127.0.0.1"), "connection 2 of 2 from 127.0.0.1")
+			third := dialFrom("127.0.0.1")
+			if !tc.bounded {
+				wantServed(third, "connection 3 from the trusted proxy")
+				wantServed(dialFrom("127.0.0.2"), "connection 1 of 2 from 127.0.0.2")
+				wantServed(dialFrom("127.0.0.2"), "connection 2 of 2 from 127.0.0.2")
+				if res, body := get(dialFrom("127.0.0.2")); res.StatusCode != http.StatusTooManyRequests {
+					t.Fatalf("connection 3 of 2 from 127.0.0.2 (not trusted): %d %s, want 429", res.StatusCode, body)
+				}
+				return
+			}
+			r := bufio.NewReader(third)
+			res, body, err := getReadyz(third, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkRefusal(t, "connection 3 of 2 from 127.0.0.1", res, body, r, http.StatusTooManyRequests, "too_many_connections")
+			if got := testutil.ToFloat64(ts.m.connsRefusedPerIP); got != 1 {
+				t.Errorf("checkin_http_connections_refused_per_ip_total = %v, want 1", got)
+			}
+			if got := testutil.ToFloat64(ts.m.connsRefused); got != 0 {
+				t.Errorf("checkin_http_connections_refused_total = %v, want 0 (the node is not full)", got)
+			}
+
+			// Another address has places of its own.
+			wantServed(dialFrom("127.0.0.2"), "connection 1 of 2 from 127.0.0.2")
+
+			// Once one of the client's connections closes, a new one is
+			// served (the server notices the close a moment later).
+			_ = first.Close()
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				c := dialFrom("127.0.0.1")
+				res, body := get(c)
+				_ = c.Close()
+				if res.StatusCode == http.StatusOK {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("5 s after a connection closed a new one from 127.0.0.1 still gets %d %s, want 200", res.StatusCode, body)
 				}
 			}
 		})
@@ -195,6 +280,23 @@ func TestRefusalsArePaced(t *testing.T) {
 
 // getReadyz sends GET /readyz on c (within 5 s) and reads the answer, r
 // reading c.
+// checkRefusal checks the answer to a refused connection: status and code,
+// Retry-After: 1, a JSON body, and the connection closed after it (r
+// reads the rest of it).
+func checkRefusal(t *testing.T, what string, res *http.Response, body []byte, r *bufio.Reader, status int, code string) {
+	t.Helper()
+	var eb ErrorBody
+	if err := json.Unmarshal(body, &eb); err != nil || res.StatusCode != status || eb.Error.Code != code {
+		t.Fatalf("%s: %d %s, want %d with code %s", what, res.StatusCode, body, status, code)
+	}
+	if res.Header.Get("Retry-After") != "1" || res.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("refusal headers %v, want Retry-After: 1 and Content-Type: application/json", res.Header)
+	}
+	if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Errorf("after the refusal the connection gave %v, want it closed (EOF)", err)
+	}
+}
+
 func getReadyz(c net.Conn, r *bufio.Reader) (*http.Response, []byte, error) {
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.WriteString(c, "GET /readyz HTTP/1.1\r\nHost: checkin\r\n\r\n"); err != nil {

@@ -6,7 +6,7 @@
 // 5xx; a 201/200 on a checkin means the checkin is durable; when the node is
 // saturated requests are refused at once with 503 and Retry-After instead of
 // queueing, and connections beyond Config.MaxConns are answered so and
-// closed; Shutdown stops accepting connections and waits for the requests
+// closed (beyond Config.MaxConnsPerIP of one address, with 429); Shutdown stops accepting connections and waits for the requests
 // in flight. With API keys (LoadAPIKeys), every /v1 request without one of
 // them gets 401; the operations endpoints stay open. With a rate limit, a
 // client over it gets 429 and Retry-After before any work. Users and

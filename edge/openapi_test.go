@@ -239,12 +239,13 @@ func TestOpenAPIErrorCodes(t *testing.T) {
 	// Each way of producing a code must have been found, or the scanner is
 	// broken and the check below proves nothing.
 	for _, code := range []string{
-		"invalid_json",       // badRequest("...")
-		"location_not_found", // notFound("...")
-		"location_exists",    // &apiError{code: "..."}
-		"not_found",          // &apiError{status, "...", msg}
-		"route_not_found",    // fiberCode's return "..."
-		"user_not_found",     // actors.CodeUserNotFound = "..."
+		"invalid_json",         // badRequest("...")
+		"location_not_found",   // notFound("...")
+		"location_exists",      // &apiError{code: "..."}
+		"not_found",            // &apiError{status, "...", msg}
+		"route_not_found",      // fiberCode's return "..."
+		"user_not_found",       // actors.CodeUserNotFound = "..."
+		"too_many_connections", // closingResponse(status, "...", msg)
 	} {
 		if !produced[code] {
 			t.Errorf("scanner did not find %q; it no longer understands the source", code)
@@ -345,6 +346,8 @@ func errorCodesInSource(dirs ...string) (codes map[string]bool, problems []strin
 					case (fn.Name == "badRequest" || fn.Name == "notFound") && len(n.Args) == 2:
 						lit(n.Args[0], fn.Name)
 					case fn.Name == "newError" && len(n.Args) == 3:
+						lit(n.Args[1], fn.Name)
+					case fn.Name == "closingResponse" && len(n.Args) == 3:
 						lit(n.Args[1], fn.Name)
 					}
 				case *ast.CompositeLit:

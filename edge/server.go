@@ -48,11 +48,15 @@ type Config struct {
 	BodyLimit      int           // bytes
 	MaxInflight    int           // requests served at once; more get 503 at once
 	MaxConns       int           // connections served at once; more are answered 503 and closed
-	IdleTimeout    time.Duration // a keep-alive connection with no request for this long is closed
-	CacheSizeMB    int           // location and user cache
-	CacheTTL       time.Duration
-	AccessLog      bool
-	ShutdownGrace  time.Duration
+	// MaxConnsPerIP bounds the connections of one client address (0: no
+	// bound); more are answered 429 and closed. Connections from
+	// TrustedProxies are not bounded by it.
+	MaxConnsPerIP int
+	IdleTimeout   time.Duration // a keep-alive connection with no request for this long is closed
+	CacheSizeMB   int           // location and user cache
+	CacheTTL      time.Duration
+	AccessLog     bool
+	ShutdownGrace time.Duration
 	// RateLimit is the requests per second each client may send to /v1
 	// (0: no limit), RateBurst how many it may send at once; a client is
 	// its API key when the node has keys, else its IP address. RateClients
@@ -88,6 +92,8 @@ func (c Config) Validate() error {
 		return errors.New("http.max-inflight must be at least 1")
 	case c.MaxConns < 1:
 		return errors.New("http.max-conns must be at least 1")
+	case c.MaxConnsPerIP < 0:
+		return errors.New("http.max-conns-per-ip must be 0 (no bound) or at least 1")
 	case c.IdleTimeout <= 0:
 		return errors.New("http.idle-timeout must be positive")
 	case c.CacheSizeMB < 1:
@@ -269,8 +275,12 @@ func (s *Server) limitConns(ln net.Listener, tlsCfg *tls.Config) net.Listener {
 	if tlsCfg != nil {
 		pause = tlsRefusalPause
 	}
-	return &connLimit{Listener: ln, max: int64(s.cfg.MaxConns), tls: tlsCfg, pause: pause, refuser: make(chan struct{}, maxRefusing),
-		log: s.refusals, gauge: s.m.conns, refused: s.m.connsRefused}
+	l := &connLimit{Listener: ln, max: int64(s.cfg.MaxConns), tls: tlsCfg, pause: pause, refuser: make(chan struct{}, maxRefusing),
+		log: s.refusals, gauge: s.m.conns, refused: s.m.connsRefused, refusedPerIP: s.m.connsRefusedPerIP}
+	if s.cfg.MaxConnsPerIP > 0 {
+		l.perIP = newPerIPConns(s.cfg.MaxConnsPerIP, s.cfg.TrustedProxies)
+	}
+	return l
 }
 
 // Shutdown stops accepting connections and waits for requests in flight
@@ -393,6 +403,8 @@ type metrics struct {
 	rateLimited  prometheus.Counter
 	conns        prometheus.Gauge
 	connsRefused prometheus.Counter
+	// connsRefusedPerIP counts the connections refused by http.max-conns-per-ip
+	connsRefusedPerIP prometheus.Counter
 
 	mu       sync.RWMutex
 	children map[metricKey]metricChildren // resolved label sets: the vecs' lookups cost on every request
@@ -421,10 +433,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "checkin_http_connections", Help: "HTTP connections open and served (at most http.max-conns)."}),
 		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "checkin_http_connections_refused_total", Help: "HTTP connections answered 503 and closed because http.max-conns were open."}),
+		connsRefusedPerIP: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "checkin_http_connections_refused_per_ip_total", Help: "HTTP connections answered 429 and closed because their client address had http.max-conns-per-ip open."}),
 		children: map[metricKey]metricChildren{},
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.rateLimited, m.conns, m.connsRefused)
+		reg.MustRegister(m.requests, m.latency, m.rateLimited, m.conns, m.connsRefused, m.connsRefusedPerIP)
 	}
 	return m
 }

@@ -61,6 +61,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.HTTP.BodyLimit, "http.body-limit", c.HTTP.BodyLimit, "largest request body in bytes")
 	fs.IntVar(&c.HTTP.MaxInflight, "http.max-inflight", c.HTTP.MaxInflight, "requests served at once; more are refused with 503")
 	fs.IntVar(&c.HTTP.MaxConns, "http.max-conns", c.HTTP.MaxConns, "connections served at once, idle keep-alive ones included; more are answered 503 and closed")
+	fs.IntVar(&c.HTTP.MaxConnsPerIP, "http.max-conns-per-ip", c.HTTP.MaxConnsPerIP, "connections served at once from one client address; more are answered 429 and closed (connections from http.trusted-proxies are not bounded; 0: no bound)")
 	fs.DurationVar(&c.HTTP.IdleTimeout, "http.idle-timeout", c.HTTP.IdleTimeout, "a keep-alive connection with no request for this long is closed (it holds one of http.max-conns)")
 	fs.Float64Var(&c.HTTP.RateLimit, "http.rate-limit", c.HTTP.RateLimit, "requests per second each client may send to /v1, more are refused with 429 (a client is its API key, or its IP address on a node without keys; per node; 0: no limit)")
 	fs.IntVar(&c.HTTP.RateBurst, "http.rate-burst", c.HTTP.RateBurst, "requests a client may send at once above http.rate-limit (0: the rate rounded up)")
