@@ -118,16 +118,11 @@ func (s *lostAnswers) DeleteLocation(ctx context.Context, id string) error {
 // that way is refused.
 func TestRecordWriteWithLostAnswerDropsCachedCopies(t *testing.T) {
 	var store *lostAnswers
-	var mu sync.Mutex
-	var notified []string
+	var notices noticeLog
 	ts := newTestServerWithDeps(t, nil, nil, func(d *Deps) {
 		store = &lostAnswers{Store: d.Store}
 		d.Store = store
-		d.Notify = func(kind RecordKind, id string) {
-			mu.Lock()
-			defer mu.Unlock()
-			notified = append(notified, fmt.Sprint(kind, "/", id))
-		}
+		d.Notify = notices.notify
 	})
 	base := ts.serve(t)
 	c := newClient(t)
@@ -175,9 +170,106 @@ func TestRecordWriteWithLostAnswerDropsCachedCopies(t *testing.T) {
 		t.Fatalf("checkin at the deleted location = %d %s, want 404 location_not_found", r.status, r.body)
 	}
 	want := []string{fmt.Sprint(KindUser, "/alice"), fmt.Sprint(KindLocation, "/moma"), fmt.Sprint(KindLocation, "/met")}
-	mu.Lock()
-	defer mu.Unlock()
-	if !slices.Equal(notified, want) {
-		t.Errorf("notices to the other nodes = %v, want %v", notified, want)
+	if got := notices.list(); !slices.Equal(got, want) {
+		t.Errorf("notices to the other nodes = %v, want %v", got, want)
 	}
+}
+
+// lateWrites is a store whose location updates, once armed, answer
+// ErrUnavailable at once and are applied only when apply is called: a
+// write still in flight when its request gave up.
+type lateWrites struct {
+	persistence.Store
+	armed   atomic.Bool
+	mu      sync.Mutex
+	pending []func()
+}
+
+func (s *lateWrites) UpdateLocation(ctx context.Context, id string, p persistence.LocationPatch) (persistence.Location, error) {
+	if !s.armed.Load() {
+		return s.Store.UpdateLocation(ctx, id, p)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending = append(s.pending, func() { _, _ = s.Store.UpdateLocation(context.Background(), id, p) })
+	return persistence.Location{}, fmt.Errorf("%w: no answer in time", persistence.ErrUnavailable)
+}
+
+func (s *lateWrites) apply() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.pending {
+		f()
+	}
+	s.pending = nil
+}
+
+// A record write that failed and was applied later, after a read in
+// between cached the record as it was, must not leave that copy to be
+// served until cache.ttl: the node drops it again (and tells the other
+// nodes) once the late-write window has passed.
+func TestRecordWriteAppliedLateDropsCachedCopiesAgain(t *testing.T) {
+	var store *lateWrites
+	var notices noticeLog
+	ts := newTestServerWithDeps(t, nil, func(c *Config) { c.RequestTimeout = 250 * time.Millisecond }, func(d *Deps) {
+		store = &lateWrites{Store: d.Store}
+		d.Store = store
+		d.Notify = notices.notify
+	})
+	base := ts.serve(t)
+	c := newClient(t)
+	if err := ts.store.CreateLocation(t.Context(), persistence.Location{ID: "moma", Name: "old", Lat: 1, Lon: 2}); err != nil {
+		t.Fatal(err)
+	}
+	get := func() string {
+		t.Helper()
+		r := do(t, c, "GET", base+"/v1/locations/moma", nil)
+		if r.status != 200 {
+			t.Fatalf("GET = %d %s, want 200", r.status, r.body)
+		}
+		return string(r.body)
+	}
+	if b := get(); !strings.Contains(b, `"name":"old"`) {
+		t.Fatalf("GET before the update = %s", b)
+	}
+
+	store.armed.Store(true)
+	if r := do(t, c, "PATCH", base+"/v1/locations/moma", []byte(`{"name":"new"}`)); r.status != 503 {
+		t.Fatalf("PATCH without an answer = %d %s, want 503", r.status, r.body)
+	}
+	// A read before the write lands caches the record as it was.
+	if b := get(); !strings.Contains(b, `"name":"old"`) {
+		t.Fatalf("GET before the late write landed = %s, want the old name", b)
+	}
+	store.apply()
+
+	deadline := time.Now().Add(10 * ts.lateWriteWindow())
+	for b := get(); !strings.Contains(b, `"name":"new"`); b = get() {
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %v after the late write = %s, want the new name (the old copy stayed cached)", 10*ts.lateWriteWindow(), b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got, want := notices.list(), []string{fmt.Sprint(KindLocation, "/moma"), fmt.Sprint(KindLocation, "/moma")}; !slices.Equal(got, want) {
+		t.Errorf("notices to the other nodes = %v, want %v (at the failure and after the window)", got, want)
+	}
+}
+
+// noticeLog records the record notices a server sends to the other nodes
+// (Deps.Notify), as kind/id.
+type noticeLog struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (n *noticeLog) notify(kind RecordKind, id string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.got = append(n.got, fmt.Sprint(kind, "/", id))
+}
+
+func (n *noticeLog) list() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.got)
 }

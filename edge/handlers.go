@@ -321,8 +321,10 @@ func (s *Server) changed(kind RecordKind, id string) {
 // A write that timed out or found the store unavailable may have been
 // applied all the same: the record changed (a cached copy of it as it was
 // would be served until cache.ttl, and a deleted location would even take
-// checkins). A record the store did not find is gone: its copy here is
-// dropped, without telling the other nodes. An invalid write changed
+// checkins). It may also be applied later, after a read in between cached
+// the record as it was: so the copies are dropped again after
+// lateWriteWindow. A record the store did not find is gone: its copy here
+// is dropped, without telling the other nodes. An invalid write changed
 // nothing.
 func (s *Server) changedUnlessRefused(kind RecordKind, id string, err error) {
 	switch {
@@ -331,8 +333,21 @@ func (s *Server) changedUnlessRefused(kind RecordKind, id string, err error) {
 		s.records.forget(kind, id)
 	default:
 		s.changed(kind, id)
+		time.AfterFunc(s.lateWriteWindow(), func() {
+			if !s.closed.Load() {
+				s.changed(kind, id)
+			}
+		})
 	}
 }
+
+// lateWriteWindow is how long after a record write that may have been
+// applied its cached copies are dropped once more: twice the request
+// timeout, by which a write still in flight when its request gave up has
+// usually landed or failed (a store that holds it longer is a stuck disk,
+// which makes the node not ready, or a CQL replica that applies it from a
+// hint; then cache.ttl bounds the old copy's life).
+func (s *Server) lateWriteWindow() time.Duration { return 2 * s.cfg.RequestTimeout }
 
 func ptr[T any](v T) *T { return &v }
 

@@ -166,6 +166,7 @@ type Server struct {
 	m        *metrics
 	inflight atomic.Int64
 	draining atomic.Bool
+	closed   atomic.Bool // Shutdown began: no more late cache drops
 	keys     *APIKeys
 	notify   func(RecordKind, string)
 	limiter  *rateLimiter // nil: no rate limit
@@ -286,6 +287,7 @@ func (s *Server) limitConns(ln net.Listener, tlsCfg *tls.Config) net.Listener {
 // Shutdown stops accepting connections and waits for requests in flight
 // (at most ShutdownGrace).
 func (s *Server) Shutdown() error {
+	s.closed.Store(true)
 	err := s.app.ShutdownWithTimeout(s.cfg.ShutdownGrace)
 	return errors.Join(err, s.records.close())
 }
