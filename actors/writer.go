@@ -168,9 +168,10 @@ func (p *Pool) submit(ctx actor.Context, e *entry, checkExisting bool) error {
 
 // inbox holds the checkins submitted to one writer until the writer takes
 // them, all at once. Submitting is an append under a lock, and only the
-// first checkin after each take sends the writer a message (wake): a
-// message per checkin cost a mailbox post, a dispatch and a Receive each,
-// which under load was most of the writer's work.
+// first checkin after each take sends the writer a message (wake), where a
+// message per checkin cost a mailbox post, a dispatch and a Receive each:
+// about three times the inbox's cost per checkin with parallel senders
+// (BenchmarkMailbox).
 type inbox struct {
 	mu    sync.Mutex
 	queue []pendingWrite

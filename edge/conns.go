@@ -21,8 +21,9 @@ import (
 // idle keep-alive ones too, so without a bound a flood of connections
 // would take the node's memory. A connection beyond the bound is answered
 // with 503 overloaded (over TLS when the node serves TLS) and closed; one
-// beyond its client's bound with 429 too_many_connections, so that one
-// client cannot take every place. The connections served are untouched.
+// beyond its client's bound with 429 too_many_connections (or closed
+// without an answer, see refusalPause), so that one client cannot take
+// every place. The connections served are untouched.
 type connLimit struct {
 	net.Listener
 	max          int64
@@ -40,15 +41,21 @@ type connLimit struct {
 // perIPConns counts the open connections of each client address.
 type perIPConns struct {
 	max    int
+	pause  time.Duration  // at least this long between two answered refusals of one address
 	exempt []netip.Prefix // trusted proxies: a load balancer's connections carry many clients
 	mu     sync.Mutex
-	open   map[netip.Addr]int
+	open   map[netip.Addr]ipConns // addresses with a connection open
+}
+
+type ipConns struct {
+	n        int       // connections open
+	answered time.Time // when a refusal of the address was last answered
 }
 
 // newPerIPConns bounds each address to max connections but those in
 // trusted (IPs or CIDR ranges, as Config.Validate accepts them).
-func newPerIPConns(max int, trusted []string) *perIPConns {
-	p := &perIPConns{max: max, open: map[netip.Addr]int{}}
+func newPerIPConns(max int, pause time.Duration, trusted []string) *perIPConns {
+	p := &perIPConns{max: max, pause: pause, open: map[netip.Addr]ipConns{}}
 	for _, t := range trusted {
 		if pre, err := netip.ParsePrefix(t); err == nil {
 			p.exempt = append(p.exempt, pre.Masked())
@@ -60,30 +67,41 @@ func newPerIPConns(max int, trusted []string) *perIPConns {
 	return p
 }
 
-// claim counts a connection of addr and reports whether it is within the
-// bound; counted says whether release must be called for it (exempt
-// addresses are not counted).
-func (p *perIPConns) claim(addr netip.Addr) (ok, counted bool) {
+// claim counts a connection of addr at now and reports whether it is
+// within the bound; counted says whether release must be called for it
+// (exempt addresses are not counted), answer whether a refusal is to be
+// answered (at most one per pause for each address; the rest are closed
+// without a word, which costs next to nothing).
+func (p *perIPConns) claim(addr netip.Addr, now time.Time) (ok, counted, answer bool) {
 	for _, pre := range p.exempt {
 		if pre.Contains(addr) {
-			return true, false
+			return true, false, false
 		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.open[addr] >= p.max {
-		return false, false
+	c := p.open[addr]
+	if c.n >= p.max {
+		if answer = now.Sub(c.answered) >= p.pause; answer {
+			c.answered = now
+			p.open[addr] = c
+		}
+		return false, false, answer
 	}
-	p.open[addr]++
-	return true, true
+	c.n++
+	p.open[addr] = c
+	return true, true, false
 }
 
 func (p *perIPConns) release(addr netip.Addr) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.open[addr]--; p.open[addr] <= 0 {
+	c := p.open[addr]
+	if c.n--; c.n <= 0 {
 		delete(p.open, addr)
+		return
 	}
+	p.open[addr] = c
 }
 
 // maxRefusing bounds the refusals answered at once; beyond it a connection
@@ -91,13 +109,17 @@ func (p *perIPConns) release(addr netip.Addr) {
 // than that many goroutines.
 const maxRefusing = 64
 
-// refusalPause is how long Accept waits after a refusal before it accepts
-// again. Clients that reconnect at once (no heed to Retry-After) would
-// otherwise have the node spend its CPU on refusals, each about as costly
-// as a request, instead of on the connections it serves: it answers at
-// most about 1/refusalPause of them a second, and the rest wait in the
-// kernel's accept queue. Over TLS a refusal costs a handshake too (about
-// a millisecond of CPU with an RSA key), so there the pause is longer.
+// refusalPause is how long Accept waits after a refusal for http.max-conns
+// before it accepts again. Clients that reconnect at once (no heed to
+// Retry-After) would otherwise have the node spend its CPU on refusals,
+// each about as costly as a request, instead of on the connections it
+// serves: it answers at most about 1/refusalPause of them a second, and
+// the rest wait in the kernel's accept queue. Over TLS a refusal costs a
+// handshake too (about a millisecond of CPU with an RSA key), so there the
+// pause is longer. Refusals for http.max-conns-per-ip do not pause
+// accepting (one client must not hold back the others); each address gets
+// at most one answered refusal per pause, and its other connections in
+// that time are closed at once.
 const (
 	refusalPause    = time.Millisecond
 	tlsRefusalPause = 10 * time.Millisecond
@@ -135,18 +157,25 @@ func (l *connLimit) Accept() (net.Conn, error) {
 			l.open.Add(-1)
 			l.refused.Inc()
 			l.log.Warn("connection refused: the node serves as many as http.max-conns", zap.Int64("max_conns", l.max), zap.String("client_ip", remoteIP(c)))
-			l.refuse(c, refusalResponse)
+			l.answerOrClose(c, refusalResponse)
+			time.Sleep(l.pause) // see refusalPause
 			continue
 		}
 		lc := &limitedConn{Conn: c, l: l}
 		if l.perIP != nil {
 			lc.addr = remoteAddr(c)
-			ok, counted := l.perIP.claim(lc.addr)
+			ok, counted, answer := l.perIP.claim(lc.addr, time.Now())
 			if !ok {
+				// Accepting goes on at once: one client's refusals must not
+				// hold back the others' connections.
 				l.open.Add(-1)
 				l.refusedPerIP.Inc()
 				l.log.Warn("connection refused: its client address has http.max-conns-per-ip open", zap.Int("max_conns_per_ip", l.perIP.max), zap.String("client_ip", lc.addr.String()))
-				l.refuse(c, perIPRefusalResponse)
+				if answer {
+					l.answerOrClose(c, perIPRefusalResponse)
+				} else {
+					_ = c.Close()
+				}
 				continue
 			}
 			lc.perIP = counted
@@ -156,17 +185,15 @@ func (l *connLimit) Accept() (net.Conn, error) {
 	}
 }
 
-// refuse has c answered with response by a goroutine of its own, or, with
-// maxRefusing answers under way, closes it at once; then it pauses
-// accepting (refusalPause).
-func (l *connLimit) refuse(c net.Conn, response []byte) {
+// answerOrClose has c answered with response by a goroutine of its own,
+// or, with maxRefusing answers under way, closes it at once.
+func (l *connLimit) answerOrClose(c net.Conn, response []byte) {
 	select {
 	case l.refuser <- struct{}{}:
 		go l.answer(c, response)
 	default:
 		_ = c.Close()
 	}
-	time.Sleep(l.pause)
 }
 
 // answer writes response to c and closes it once the client has read it

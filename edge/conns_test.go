@@ -176,8 +176,19 @@ func TestMaxConnsPerIP(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkRefusal(t, "connection 3 of 2 from 127.0.0.1", res, body, r, http.StatusTooManyRequests, "too_many_connections")
-			if got := testutil.ToFloat64(ts.m.connsRefusedPerIP); got != 1 {
-				t.Errorf("checkin_http_connections_refused_per_ip_total = %v, want 1", got)
+
+			// A burst of more: none is served; those within a refusal
+			// pause of the last answered one are closed without a word.
+			const burst = 20
+			for i := range burst {
+				c := dialFrom("127.0.0.1")
+				if res, body, err := getReadyz(c, bufio.NewReader(c)); err == nil && res.StatusCode != http.StatusTooManyRequests {
+					t.Fatalf("connection %d of 2 from 127.0.0.1: %d %s, want 429 or the connection closed", i+4, res.StatusCode, body)
+				}
+				_ = c.Close()
+			}
+			if got := testutil.ToFloat64(ts.m.connsRefusedPerIP); got != 1+burst {
+				t.Errorf("checkin_http_connections_refused_per_ip_total = %v, want %d", got, 1+burst)
 			}
 			if got := testutil.ToFloat64(ts.m.connsRefused); got != 0 {
 				t.Errorf("checkin_http_connections_refused_total = %v, want 0 (the node is not full)", got)
@@ -187,17 +198,18 @@ func TestMaxConnsPerIP(t *testing.T) {
 			wantServed(dialFrom("127.0.0.2"), "connection 1 of 2 from 127.0.0.2")
 
 			// Once one of the client's connections closes, a new one is
-			// served (the server notices the close a moment later).
+			// served (the server notices the close a moment later; until
+			// then a new one is refused, with or without an answer).
 			_ = first.Close()
 			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 				c := dialFrom("127.0.0.1")
-				res, body := get(c)
+				res, body, err := getReadyz(c, bufio.NewReader(c))
 				_ = c.Close()
-				if res.StatusCode == http.StatusOK {
+				if err == nil && res.StatusCode == http.StatusOK {
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("5 s after a connection closed a new one from 127.0.0.1 still gets %d %s, want 200", res.StatusCode, body)
+					t.Fatalf("5 s after a connection closed a new one from 127.0.0.1 still gets %v %s (%v), want 200", res, body, err)
 				}
 			}
 		})

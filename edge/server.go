@@ -279,7 +279,7 @@ func (s *Server) limitConns(ln net.Listener, tlsCfg *tls.Config) net.Listener {
 	l := &connLimit{Listener: ln, max: int64(s.cfg.MaxConns), tls: tlsCfg, pause: pause, refuser: make(chan struct{}, maxRefusing),
 		log: s.refusals, gauge: s.m.conns, refused: s.m.connsRefused, refusedPerIP: s.m.connsRefusedPerIP}
 	if s.cfg.MaxConnsPerIP > 0 {
-		l.perIP = newPerIPConns(s.cfg.MaxConnsPerIP, s.cfg.TrustedProxies)
+		l.perIP = newPerIPConns(s.cfg.MaxConnsPerIP, pause, s.cfg.TrustedProxies)
 	}
 	return l
 }
