@@ -45,35 +45,42 @@ func newRateLimiter(rate float64, burst, maxClients int) *rateLimiter {
 	return l
 }
 
-// take spends one of the client's tokens. When there is none it returns
-// false and how long until there is.
-func (l *rateLimiter) take(client uint64, now int64) (bool, time.Duration) {
+// take spends one of the client's tokens, from a bucket of this node's
+// share of the limit: 1/shares of the rate and of the burst (the burst at
+// least one request). When there is none it returns false and how long
+// until there is.
+func (l *rateLimiter) take(client uint64, now int64, shares int) (bool, time.Duration) {
+	rate, burst := l.rate, l.burst
+	if shares > 1 {
+		rate, burst = rate/float64(shares), max(1, burst/float64(shares))
+	}
 	sh := &l.shards[client%rateShards]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	b := sh.buckets[client]
 	if b == nil {
 		if len(sh.buckets) >= l.maxPerShard {
-			l.evict(sh, now)
+			l.evict(sh, now, rate, burst)
 		}
-		b = &tokenBucket{tokens: l.burst, last: now}
+		b = &tokenBucket{tokens: burst, last: now}
 		sh.buckets[client] = b
 	}
 	if elapsed := now - b.last; elapsed > 0 {
-		b.tokens = min(l.burst, b.tokens+float64(elapsed)*l.rate/1e9)
+		b.tokens = b.tokens + float64(elapsed)*rate/1e9
 		b.last = now
 	}
+	b.tokens = min(burst, b.tokens) // also when the share just shrank
 	if b.tokens >= 1 {
 		b.tokens--
 		return true, 0
 	}
-	return false, time.Duration(math.Ceil((1 - b.tokens) / l.rate * 1e9))
+	return false, time.Duration(math.Ceil((1 - b.tokens) / rate * 1e9))
 }
 
 // evict makes room in a full shard.
-func (l *rateLimiter) evict(sh *rateShard, now int64) {
+func (l *rateLimiter) evict(sh *rateShard, now int64, rate, burst float64) {
 	for k, b := range sh.buckets {
-		if b.tokens+float64(now-b.last)*l.rate/1e9 >= l.burst {
+		if b.tokens+float64(now-b.last)*rate/1e9 >= burst {
 			delete(sh.buckets, k)
 		}
 	}
@@ -101,7 +108,11 @@ func (s *Server) rateLimit(c *fiber.Ctx) error {
 	} else {
 		client = maphash.Bytes(s.limiter.seed, c.Context().RemoteIP())
 	}
-	ok, wait := s.limiter.take(client, s.now().UnixNano())
+	shares := 1
+	if s.shares != nil {
+		shares = max(1, s.shares()) // a node that has not joined yet counts itself
+	}
+	ok, wait := s.limiter.take(client, s.now().UnixNano(), shares)
 	if ok {
 		return c.Next()
 	}

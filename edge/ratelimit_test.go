@@ -129,25 +129,74 @@ func TestHTTPRateLimit(t *testing.T) {
 	})
 }
 
+// With http.rate-scope=cluster each node allows a client its share of the
+// limit: the rate and the burst divided by the cluster's members, so a
+// client spread over the nodes gets about the limit in all. The share
+// follows the members as they come and go.
+func TestHTTPRateLimitClusterScope(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	var members atomic.Int64
+	members.Store(4)
+	ts := newTestServerWithDeps(t, nil, func(c *Config) { c.RateLimit, c.RateBurst, c.RateScope = 8, 8, RateScopeCluster },
+		func(d *Deps) { d.Members = func() int { return int(members.Load()) } })
+	ts.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	base, c := ts.serve(t), newClient(t)
+	served := func(n int) int { // of n requests at once
+		t.Helper()
+		ok := 0
+		for range n {
+			switch r := do(t, c, http.MethodGet, base+"/v1/locations/nowhere", nil); r.status {
+			case http.StatusNotFound:
+				ok++
+			case http.StatusTooManyRequests:
+				if !strings.Contains(r.errBody(t).Error.Message, "more than 8 requests per second") {
+					t.Errorf("429 message %q does not name the cluster's limit", r.errBody(t).Error.Message)
+				}
+			default:
+				t.Fatalf("status %d %s, want 404 (served) or 429", r.status, r.body)
+			}
+		}
+		return ok
+	}
+	if got := served(10); got != 2 {
+		t.Errorf("4 members: %d of a burst served, want 2 (8 / 4)", got)
+	}
+	clock.Add(int64(time.Second)) // 8/4 = 2 tokens a second
+	if got := served(10); got != 2 {
+		t.Errorf("4 members, a second later: %d served, want 2", got)
+	}
+	members.Store(1) // the others left: this node takes the whole limit
+	clock.Add(int64(time.Hour))
+	if got := served(10); got != 8 {
+		t.Errorf("1 member: %d of a burst served, want 8", got)
+	}
+	members.Store(0) // not joined yet: counts itself
+	clock.Add(int64(time.Hour))
+	if got := served(10); got != 8 {
+		t.Errorf("0 members known: %d of a burst served, want 8", got)
+	}
+}
+
 // A full shard forgets the clients whose buckets have refilled first, and
 // never grows past its bound.
 func TestRateLimiterBound(t *testing.T) {
 	l := newRateLimiter(1, 1, rateShards) // one client per shard
 	now := time.Now().UnixNano()
 	a, b := uint64(7), uint64(7+rateShards) // the same shard
-	if ok, _ := l.take(a, now); !ok {
+	if ok, _ := l.take(a, now, 1); !ok {
 		t.Fatal("first request of a refused")
 	}
-	if ok, wait := l.take(a, now); ok || wait != time.Second {
+	if ok, wait := l.take(a, now, 1); ok || wait != time.Second {
 		t.Fatalf("second request of a at once: ok %v, wait %v; want refused for 1s", ok, wait)
 	}
-	if ok, _ := l.take(b, now); !ok {
+	if ok, _ := l.take(b, now, 1); !ok {
 		t.Fatal("b refused: a full shard must make room")
 	}
 	if n := len(l.shards[a%rateShards].buckets); n != 1 {
 		t.Fatalf("shard holds %d clients, want its bound 1", n)
 	}
-	if ok, _ := l.take(a, now); !ok {
+	if ok, _ := l.take(a, now, 1); !ok {
 		t.Error("a, forgotten to make room for b, starts again with a full bucket")
 	}
 }

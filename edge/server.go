@@ -64,6 +64,10 @@ type Config struct {
 	RateLimit   float64
 	RateBurst   int
 	RateClients int
+	// RateScope is RateScopeNode (each node allows every client RateLimit
+	// and RateBurst) or RateScopeCluster (each allows its share, both
+	// divided by the cluster's members, Deps.Members).
+	RateScope string
 	// ProxyHeader names the header that carries the client's address when
 	// the request comes from one of TrustedProxies (IPs or CIDRs), as a
 	// load balancer in front of the node sets it; the address is then the
@@ -75,8 +79,14 @@ type Config struct {
 // DefaultConfig listens on :8080.
 func DefaultConfig() Config {
 	return Config{Addr: ":8080", RequestTimeout: 5 * time.Second, BodyLimit: 64 << 10, MaxInflight: 4096, MaxConns: 16384, IdleTimeout: time.Minute,
-		CacheSizeMB: 64, CacheTTL: 10 * time.Minute, AccessLog: true, ShutdownGrace: 15 * time.Second, RateClients: 100_000}
+		CacheSizeMB: 64, CacheTTL: 10 * time.Minute, AccessLog: true, ShutdownGrace: 15 * time.Second, RateClients: 100_000, RateScope: RateScopeNode}
 }
+
+// The scopes of a rate limit (Config.RateScope).
+const (
+	RateScopeNode    = "node"
+	RateScopeCluster = "cluster"
+)
 
 // Validate reports the first setting out of range.
 func (c Config) Validate() error {
@@ -108,6 +118,8 @@ func (c Config) Validate() error {
 		return errors.New("http.rate-burst must not be negative")
 	case c.RateClients < rateShards:
 		return fmt.Errorf("http.rate-clients must be at least %d", rateShards)
+	case c.RateScope != RateScopeNode && c.RateScope != RateScopeCluster:
+		return fmt.Errorf("http.rate-scope must be %s or %s, not %q", RateScopeNode, RateScopeCluster, c.RateScope)
 	case c.ProxyHeader != "" && len(c.TrustedProxies) == 0:
 		return errors.New("http.proxy-header needs http.trusted-proxies: a header from anyone else could be forged")
 	case c.ProxyHeader == "" && len(c.TrustedProxies) > 0:
@@ -136,6 +148,9 @@ type Deps struct {
 	// Notify tells the other nodes that a user or location was updated,
 	// so that they call Forget; nil on a node alone.
 	Notify func(kind RecordKind, id string)
+	// Members counts the cluster's members, this node included: a rate
+	// limit of RateScopeCluster is shared among them. Nil: one.
+	Members func() int
 }
 
 // RecordKind names what a change touched: a user or a location updated,
@@ -170,6 +185,7 @@ type Server struct {
 	keys     *APIKeys
 	notify   func(RecordKind, string)
 	limiter  *rateLimiter // nil: no rate limit
+	shares   func() int   // nodes the rate limit is shared among; nil: not shared
 	now      func() time.Time
 }
 
@@ -192,6 +208,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 			burst = max(1, int(math.Ceil(cfg.RateLimit)))
 		}
 		s.limiter = newRateLimiter(cfg.RateLimit, burst, cfg.RateClients)
+		if cfg.RateScope == RateScopeCluster && d.Members != nil {
+			s.shares = d.Members
+		}
 	}
 	if n := d.APIKeys.Len(); n > 0 {
 		s.log.Info("API keys required on /v1", zap.Int("keys", n))

@@ -72,6 +72,7 @@ func TestInvalidConfigNamesTheFlag(t *testing.T) {
 		{"TLS certificate without its key", func(c *config) { c.TLSCertFile = "/etc/checkin/cert.pem" }, "http.tls-key-file"},
 		{"no connections", func(c *config) { c.HTTP.MaxConns = 0 }, "http.max-conns"},
 		{"negative connections per address", func(c *config) { c.HTTP.MaxConnsPerIP = -1 }, "http.max-conns-per-ip"},
+		{"unknown rate scope", func(c *config) { c.HTTP.RateScope = "region" }, "http.rate-scope"},
 		{"no idle time", func(c *config) { c.HTTP.IdleTimeout = 0 }, "http.idle-timeout"},
 		{"negative rate limit", func(c *config) { c.HTTP.RateLimit = -1 }, "http.rate-limit"},
 		{"negative rate burst", func(c *config) { c.HTTP.RateBurst = -1 }, "http.rate-burst"},

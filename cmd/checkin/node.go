@@ -149,7 +149,8 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 				n.forgetWritten(id)
 			}
 			sent.Add(float64(n.member.Broadcast(&messages.RecordChanged{Kind: noticeKinds[kind], Id: id})))
-		}})
+		},
+		Members: n.member.Members})
 	if err != nil {
 		return nil, err
 	}
