@@ -12,6 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -38,6 +39,7 @@ type caller struct {
 	free    chan *replyBox     // idle boxes; beyond its capacity boxes are retired
 	local   prometheus.Counter // calls to grains on this node
 	remote  prometheus.Counter // calls forwarded to the grain's owner
+	silent  *breakers          // other members that stopped answering
 }
 
 // boxSeq numbers the reply boxes of the process: their ids are unique in
@@ -55,10 +57,11 @@ type activeLookup interface {
 	Active(kind, identity string) *actor.PID
 }
 
-func newCaller(c *pcluster.Cluster, m *Metrics) *caller {
+func newCaller(c *pcluster.Cluster, m *Metrics, breaker BreakerConfig, log *zap.Logger) *caller {
 	active, _ := c.IdentityLookup.(activeLookup)
 	return &caller{system: c.ActorSystem, cluster: c, active: active, free: make(chan *replyBox, maxIdleBoxes),
-		local: m.served.WithLabelValues(servedLocal), remote: m.served.WithLabelValues(servedRemote)}
+		local: m.served.WithLabelValues(servedLocal), remote: m.served.WithLabelValues(servedRemote),
+		silent: newBreakers(breaker, log, m.failedFast)}
 }
 
 // replyBox is the actor.Process grains answer to.
@@ -179,13 +182,18 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 			return nil, fmt.Errorf("no placement for %s/%s after %d attempts", kind, identity, attempt)
 		}
 		var msg any = local
-		if pid.Address == c.system.Address() {
+		isRemote := pid.Address != c.system.Address()
+		if !isRemote {
 			c.local.Inc()
 			if coming != nil && !counted {
 				coming.Add(1)
 				counted = true
 			}
 		} else {
+			if !c.silent.allow(pid.Address, time.Now()) {
+				c.release(b)
+				return nil, errMemberSilent
+			}
 			c.remote.Inc()
 			if remote == nil {
 				data, err := proto.Marshal(req)
@@ -219,10 +227,16 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 			// it would let a second activation of the identity start here).
 			c.cluster.PidCache.RemoveByValue(identity, kind, pid)
 			c.retire(b) // the answer may still come
+			if isRemote {
+				c.silent.timedOut(pid.Address, time.Now())
+			}
 			return nil, errCallTimeout
 		}
 		if !b.timer.Stop() {
 			<-b.ch // the timer fired as the answer came: take its expired
+		}
+		if isRemote {
+			c.silent.answered(pid.Address)
 		}
 		if _, dead := res.(*actor.DeadLetterResponse); dead {
 			c.forget(identity, kind, pid)

@@ -7,6 +7,7 @@ import (
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 
 	"github.com/checkin/checkin/messages"
 	"github.com/checkin/checkin/persistence"
@@ -29,8 +30,11 @@ type Client struct {
 // node's writer pool, may be nil; with it, a writer holds a partial batch
 // back (up to its linger time) while checkins of this client are on their
 // way to it through grains on this node.
-func NewClient(c *pcluster.Cluster, timeout time.Duration, retries int, view *CurrentView, m *Metrics, writers *Pool) *Client {
-	return &Client{caller: newCaller(c, m), fromView: m.served.WithLabelValues(servedView), timeout: timeout, retries: max(retries, 1), view: view, writers: writers}
+//
+// breaker stops calls to another member that stopped answering (see
+// BreakerConfig); log gets those events.
+func NewClient(c *pcluster.Cluster, timeout time.Duration, retries int, view *CurrentView, m *Metrics, writers *Pool, breaker BreakerConfig, log *zap.Logger) *Client {
+	return &Client{caller: newCaller(c, m, breaker, log), fromView: m.served.WithLabelValues(servedView), timeout: timeout, retries: max(retries, 1), view: view, writers: writers}
 }
 
 // CreateUser creates the user u.ID through its grain.

@@ -60,7 +60,7 @@ func startLoggedNode(t testing.TB, store persistence.Store, gcfg actors.GrainCon
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &testNode{client: actors.NewClient(member.Cluster, 5*time.Second, 3, view, m, pool), pool: pool, member: member, reg: reg, view: view, m: m}
+	n := &testNode{client: actors.NewClient(member.Cluster, 5*time.Second, 3, view, m, pool, actors.DefaultBreakerConfig(), log), pool: pool, member: member, reg: reg, view: view, m: m}
 	t.Cleanup(n.stop)
 	return n
 }
@@ -548,7 +548,7 @@ func TestLateAnswerReachesNoLaterCall(t *testing.T) {
 				return context.WithTimeout(context.Background(), 200*time.Millisecond)
 			}},
 		{"client timeout", func(n *testNode) *actors.Client {
-			return actors.NewClient(n.member.Cluster, 200*time.Millisecond, 3, n.view, n.m, n.pool)
+			return actors.NewClient(n.member.Cluster, 200*time.Millisecond, 3, n.view, n.m, n.pool, actors.DefaultBreakerConfig(), nil)
 		}, func() (context.Context, context.CancelFunc) { return context.Background(), func() {} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

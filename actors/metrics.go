@@ -28,6 +28,7 @@ type Metrics struct {
 	flushes      *prometheus.CounterVec
 	rejected     prometheus.Counter
 	queueDepth   prometheus.Gauge
+	failedFast   prometheus.Counter
 }
 
 // NewMetrics creates the instruments and registers them with reg (nil: not
@@ -50,11 +51,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "checkin_writer_flushes_total", Help: "Batches flushed, by what triggered the flush."}, []string{"reason"}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "checkin_writer_rejected_total", Help: "Checkins refused because the writer queue was full."}),
+		failedFast: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "checkin_grain_calls_failed_fast_total", Help: "Grain calls not sent because the member that holds the grain stopped answering this node's calls (grain.member-timeouts)."}),
 		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "checkin_writer_queue_depth", Help: "Checkins queued or being written on this node."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.served, m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth)
+		reg.MustRegister(m.served, m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth, m.failedFast)
 	}
 	return m
 }

@@ -491,6 +491,86 @@ func TestClusterLeaseOutlivesAPause(t *testing.T) {
 	b.checkCurrent(t, u, k, l)
 }
 
+// TestClusterFailsFastToASilentMember freezes a member (SIGSTOP) that
+// stays in the membership (a lease longer than the test): requests through
+// the other for users the frozen one holds time out (504) until
+// grain.member-timeouts of them did, then fail at once with 503
+// unavailable, while the other member's own users are served. Once the
+// frozen member runs again and grain.member-pause has passed, its users
+// are served through the other member again.
+func TestClusterFailsFastToASilentMember(t *testing.T) {
+	t.Parallel()
+	flags := append(clusterFlags(t), "--cluster.etcd-lease-ttl=60s", "--http.request-timeout=1s",
+		"--grain.member-timeouts=2", "--grain.member-pause=3s")
+	a := startMember(t, flags)
+	b := startMember(t, flags)
+	waitMembers(t, 2, a, b)
+	l := a.mkLocation(t, "sm")
+
+	// Users created through a, sorted by who holds them: a grain call a
+	// forwards to b counts as served_by="remote" on a.
+	var ofA, ofB []string
+	for len(ofA) < 1 || len(ofB) < 4 {
+		before := a.metric(t, `checkin_grain_requests_total{served_by="remote"}`)
+		u := a.mkUser(t, "sm")
+		if a.metric(t, `checkin_grain_requests_total{served_by="remote"}`) > before {
+			ofB = append(ofB, u)
+		} else {
+			ofA = append(ofA, u)
+		}
+		if len(ofA)+len(ofB) > 64 {
+			t.Fatalf("64 users: %d held by a, %d by b; want both", len(ofA), len(ofB))
+		}
+	}
+	checkin := func(user string) response {
+		return a.do(t, "POST", "/v1/users/"+user+"/checkins", ck{uniqueID("sm"), l.ID, ms(time.Now().Add(-time.Minute))}.body())
+	}
+
+	if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			if err := b.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	defer resume()
+	for i, u := range ofB[:2] {
+		if r := checkin(u); r.status != http.StatusGatewayTimeout {
+			t.Fatalf("checkin %d for a user b holds, b frozen: %s, want 504 (its call timed out)", i+1, r)
+		}
+	}
+	r := checkin(ofB[2])
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(string(r.body), `"unavailable"`) || !strings.Contains(string(r.body), "stopped answering") {
+		t.Fatalf("checkin after 2 timeouts to b: %s, want 503 unavailable at once (calls to b stopped)", r)
+	}
+	if r.header.Get("Retry-After") == "" {
+		t.Errorf("503 without Retry-After")
+	}
+	if got := a.metric(t, "checkin_grain_calls_failed_fast_total"); got < 1 {
+		t.Errorf("checkin_grain_calls_failed_fast_total = %v, want at least 1", got)
+	}
+	if r := checkin(ofA[0]); r.status != http.StatusCreated {
+		t.Errorf("checkin for a user a holds, b frozen: %s, want 201", r)
+	}
+
+	resume()
+	time.Sleep(3500 * time.Millisecond) // past grain.member-pause
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		r := checkin(ofB[3])
+		if r.status == http.StatusCreated {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("checkin for a user b holds, b running again: %s, want 201", r)
+		}
+	}
+}
+
 // TestClusterSurvivesAnEtcdRestart stops the cluster's etcd for twice the
 // membership lease and starts it again on the same data: the members serve
 // on meanwhile, and afterwards both are still members (each renewed its

@@ -36,6 +36,7 @@ type config struct {
 	Grain            actors.GrainConfig
 	Scylla           scylla.Config
 	CallRetries      int
+	Breaker          actors.BreakerConfig // calls to a member that stopped answering
 	Store            string
 	DataDir          string
 	PebbleCacheMB    int // block cache of the embedded store
@@ -50,7 +51,7 @@ type config struct {
 
 func defaultConfig() config {
 	return config{HTTP: edge.DefaultConfig(), Cluster: cluster.DefaultConfig(), Writer: actors.DefaultWriterConfig(),
-		Grain: actors.DefaultGrainConfig(), Scylla: scylla.DefaultConfig(), CallRetries: 3, Runtime: goruntime.DefaultConfig(), Store: "pebble", DataDir: "./data", LogLevel: "info",
+		Grain: actors.DefaultGrainConfig(), Scylla: scylla.DefaultConfig(), CallRetries: 3, Breaker: actors.DefaultBreakerConfig(), Runtime: goruntime.DefaultConfig(), Store: "pebble", DataDir: "./data", LogLevel: "info",
 		PebbleCacheMB: pebble.DefaultCacheSize >> 20, PebbleMemTableMB: pebble.DefaultMemTableSize >> 20, PebbleIOUring: false, PebbleStuckAfter: pebble.DefaultStuckAfter}
 }
 
@@ -100,6 +101,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Grain.StoreTimeout, "grain.store-timeout", c.Grain.StoreTimeout, "deadline of a store call made by a grain: its reads, creating and deleting its user")
 	fs.IntVar(&c.Grain.ViewSizeMB, "grain.view-size-mb", c.Grain.ViewSizeMB, "memory of the current locations that active grains publish for reads")
 	fs.IntVar(&c.CallRetries, "grain.call-retries", c.CallRetries, "attempts of a grain call that found no activation (all within the request deadline)")
+	fs.IntVar(&c.Breaker.Timeouts, "grain.member-timeouts", c.Breaker.Timeouts, "calls to another member that time out in a row (with no answer between) before calls to it fail at once with 503 for grain.member-pause (0: never)")
+	fs.DurationVar(&c.Breaker.Pause, "grain.member-pause", c.Breaker.Pause, "how long calls to a member that stopped answering fail at once; then they go again, and the first to time out stops them again")
 
 	fs.StringVar(&c.Cluster.Name, "cluster.name", c.Cluster.Name, "cluster name; nodes with other names never join")
 	fs.StringVar(&c.Cluster.Addr, "cluster.addr", c.Cluster.Addr, "host:port of this node's actor endpoint (port 0 picks a free port)")
@@ -177,7 +180,7 @@ func (c config) validate() error {
 	if c.CallRetries < 1 {
 		return errors.New("grain.call-retries must be at least 1")
 	}
-	return errors.Join(c.HTTP.Validate(), c.Cluster.Validate(), c.Writer.Validate(), c.Grain.Validate(), c.Scylla.Validate())
+	return errors.Join(c.HTTP.Validate(), c.Cluster.Validate(), c.Writer.Validate(), c.Grain.Validate(), c.Breaker.Validate(), c.Scylla.Validate())
 }
 
 // resolve fills the settings whose default depends on others.

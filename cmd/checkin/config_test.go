@@ -73,6 +73,8 @@ func TestInvalidConfigNamesTheFlag(t *testing.T) {
 		{"no connections", func(c *config) { c.HTTP.MaxConns = 0 }, "http.max-conns"},
 		{"negative connections per address", func(c *config) { c.HTTP.MaxConnsPerIP = -1 }, "http.max-conns-per-ip"},
 		{"unknown rate scope", func(c *config) { c.HTTP.RateScope = "region" }, "http.rate-scope"},
+		{"negative member timeouts", func(c *config) { c.Breaker.Timeouts = -1 }, "grain.member-timeouts"},
+		{"no member pause", func(c *config) { c.Breaker.Pause = 0 }, "grain.member-pause"},
 		{"no idle time", func(c *config) { c.HTTP.IdleTimeout = 0 }, "http.idle-timeout"},
 		{"negative rate limit", func(c *config) { c.HTTP.RateLimit = -1 }, "http.rate-limit"},
 		{"negative rate burst", func(c *config) { c.HTTP.RateBurst = -1 }, "http.rate-burst"},

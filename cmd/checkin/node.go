@@ -138,7 +138,7 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "checkin_cluster_lease_age_seconds",
 		Help: "Seconds since etcd last renewed this node's membership lease (0 without etcd); past cluster.etcd-lease-ttl the cluster removes the node."},
 		func() float64 { return n.member.LeaseAge().Seconds() }))
-	n.grains = actors.NewClient(n.member.Cluster, cfg.HTTP.RequestTimeout, cfg.CallRetries, n.view, m, n.pool)
+	n.grains = actors.NewClient(n.member.Cluster, cfg.HTTP.RequestTimeout, cfg.CallRetries, n.view, m, n.pool, cfg.Breaker, log.Named("grains"))
 	notices := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "checkin_record_notices_total",
 		Help: "Notices that a user or location was updated, sent to other members (one per member) and received from them."}, []string{"direction"})
 	reg.MustRegister(notices)

@@ -1,0 +1,125 @@
+package actors
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// BreakerConfig sets when calls to another member fail at once instead of
+// waiting out their timeouts: a member that did not answer Timeouts calls
+// in a row (with no answer in between) gets no calls from this node for
+// Pause; after it, calls go again, and the first that times out stops them
+// for another Pause, the first answer clears the member. A member that is
+// frozen or cut off from this node (but still in the membership) would
+// otherwise hold every request for its users for the whole request
+// timeout, until those requests fill this node's http.max-inflight and
+// its own users are refused too.
+type BreakerConfig struct {
+	Timeouts int           // 0: calls are never stopped
+	Pause    time.Duration // how long calls to such a member fail at once
+}
+
+// DefaultBreakerConfig stops calls to a member after 3 timeouts in a row
+// for 2 s.
+func DefaultBreakerConfig() BreakerConfig { return BreakerConfig{Timeouts: 3, Pause: 2 * time.Second} }
+
+// Validate reports the first setting out of range.
+func (c BreakerConfig) Validate() error {
+	switch {
+	case c.Timeouts < 0:
+		return errors.New("grain.member-timeouts must be 0 (never stop calls) or more")
+	case c.Timeouts > 0 && c.Pause <= 0:
+		return errors.New("grain.member-pause must be positive")
+	}
+	return nil
+}
+
+// errMemberSilent is the error of a call that was not sent: the member
+// holding the grain stopped answering this node's calls a moment ago.
+var errMemberSilent = errors.New("the node that holds this user stopped answering this node's calls a moment ago; the request was not sent: retry shortly")
+
+// breakers keeps a BreakerConfig's state for each other member that has
+// missed an answer since it last gave one.
+type breakers struct {
+	cfg     BreakerConfig
+	log     *zap.Logger
+	refused prometheus.Counter
+	mu      sync.Mutex
+	members map[string]*silence // by cluster address
+	// silent is len(members), read without the lock: while no member has
+	// missed an answer, calls pay one atomic load.
+	silent atomic.Int32
+}
+
+type silence struct {
+	misses  int       // calls timed out in a row
+	until   time.Time // calls fail at once before this
+	stopped bool      // calls were stopped since the member last answered
+}
+
+func newBreakers(cfg BreakerConfig, log *zap.Logger, refused prometheus.Counter) *breakers {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &breakers{cfg: cfg, log: log, refused: refused, members: map[string]*silence{}}
+}
+
+// allow reports whether a call to the member at addr may be sent at now.
+func (b *breakers) allow(addr string, now time.Time) bool {
+	if b.cfg.Timeouts == 0 || b.silent.Load() == 0 {
+		return true
+	}
+	b.mu.Lock()
+	s := b.members[addr]
+	ok := s == nil || !now.Before(s.until)
+	b.mu.Unlock()
+	if !ok {
+		b.refused.Inc()
+	}
+	return ok
+}
+
+// timedOut counts a call to addr that got no answer in time.
+func (b *breakers) timedOut(addr string, now time.Time) {
+	if b.cfg.Timeouts == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.members[addr]
+	if s == nil {
+		s = &silence{}
+		b.members[addr] = s
+		b.silent.Add(1)
+	}
+	s.misses++
+	if now.Before(s.until) || (s.misses < b.cfg.Timeouts && !s.stopped) {
+		return // stopped already (a call sent before), or not yet
+	}
+	s.until, s.stopped, s.misses = now.Add(b.cfg.Pause), true, 0
+	b.log.Warn("a member did not answer this node's last calls: calls to it fail at once for a while",
+		zap.String("member", addr), zap.Int("timeouts", b.cfg.Timeouts), zap.Duration("pause", b.cfg.Pause))
+}
+
+// answered clears addr: it answered a call.
+func (b *breakers) answered(addr string) {
+	if b.cfg.Timeouts == 0 || b.silent.Load() == 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.members[addr]
+	if s == nil {
+		return
+	}
+	if s.stopped {
+		b.log.Info("a member answers this node's calls again", zap.String("member", addr))
+	}
+	delete(b.members, addr)
+	b.silent.Add(-1)
+}
