@@ -93,6 +93,7 @@ func (b *breakers) timedOut(addr string, now time.Time) {
 	defer b.mu.Unlock()
 	s := b.members[addr]
 	if s == nil {
+		b.forgetGone(now)
 		s = &silence{}
 		b.members[addr] = s
 		b.silent.Add(1)
@@ -104,6 +105,20 @@ func (b *breakers) timedOut(addr string, now time.Time) {
 	s.until, s.stopped, s.misses = now.Add(b.cfg.Pause), true, 0
 	b.log.Warn("a member did not answer this node's last calls: calls to it fail at once for a while",
 		zap.String("member", addr), zap.Int("timeouts", b.cfg.Timeouts), zap.Duration("pause", b.cfg.Pause))
+}
+
+// forgetGone drops the members whose calls were stopped and have not been
+// tried since for a minute past the pause: they left the cluster (a member
+// that comes back has a new address), or nobody calls them any more.
+// Called with the lock held, as a member is added, so the map stays as
+// small as the members that missed answers lately.
+func (b *breakers) forgetGone(now time.Time) {
+	for addr, s := range b.members {
+		if s.stopped && now.Sub(s.until) > time.Minute {
+			delete(b.members, addr)
+			b.silent.Add(-1)
+		}
+	}
 }
 
 // answered clears addr: it answered a call.

@@ -41,6 +41,11 @@ func TestBreakers(t *testing.T) {
 		{"timeouts of calls sent before the stop do not prolong it", BreakerConfig{Timeouts: 1, Pause: time.Second}, []step{
 			{"timeout", "b", 0}, {"timeout", "b", 500 * time.Millisecond}, {"allow", "b", time.Second},
 		}, 0},
+		{"a member not called for a minute past its pause is forgotten", BreakerConfig{Timeouts: 1, Pause: time.Second}, []step{
+			{"timeout", "gone", 0},
+			{"timeout", "b", 2 * time.Minute}, // adding b drops gone
+			{"allow", "gone", 2 * time.Minute}, {"deny", "b", 2 * time.Minute},
+		}, 1},
 		{"off", BreakerConfig{}, []step{
 			{"timeout", "b", 0}, {"timeout", "b", 0}, {"timeout", "b", 0}, {"allow", "b", 0},
 		}, 0},
@@ -62,6 +67,9 @@ func TestBreakers(t *testing.T) {
 			}
 			if got := testutil.ToFloat64(refused); got != tc.denied {
 				t.Errorf("refused %v calls, want %v", got, tc.denied)
+			}
+			if n := int(b.silent.Load()); n != len(b.members) {
+				t.Errorf("silent = %d, but %d members are kept", n, len(b.members))
 			}
 		})
 	}
