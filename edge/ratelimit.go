@@ -66,7 +66,7 @@ func (l *rateLimiter) take(client uint64, now int64, shares int) (bool, time.Dur
 		sh.buckets[client] = b
 	}
 	if elapsed := now - b.last; elapsed > 0 {
-		b.tokens = b.tokens + float64(elapsed)*rate/1e9
+		b.tokens += float64(elapsed) * rate / 1e9
 		b.last = now
 	}
 	b.tokens = min(burst, b.tokens) // also when the share just shrank
