@@ -44,6 +44,7 @@ type clientOpts struct {
 	apiKey string        // sent as a bearer token with every request; "": none
 	tls    *tls.Config   // for https targets; nil: Go's defaults
 	eject  time.Duration // skip a target this long after a connection error or a timeout on it; 0: never
+	source []net.IP      // local addresses new connections come from, in turn; nil: the system's choice
 }
 
 // newClient makes a client of the targets at bases.
@@ -55,7 +56,7 @@ func newClient(bases []*url.URL, conns int, timeout time.Duration, o clientOpts)
 	if o.apiKey != "" {
 		c.auth = []byte("Bearer " + o.apiKey)
 	}
-	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	dial := sourceDialer(timeout, o.source)
 	for _, u := range bases {
 		addr := u.Host
 		if u.Port() == "" {
@@ -70,7 +71,7 @@ func newClient(bases []*url.URL, conns int, timeout time.Duration, o clientOpts)
 			prefix: strings.TrimSuffix(u.EscapedPath(), "/"),
 			hc: &fasthttp.HostClient{
 				Addr:                          addr,
-				Dial:                          func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) },
+				Dial:                          dial,
 				IsTLS:                         u.Scheme == "https",
 				TLSConfig:                     o.tls,
 				MaxConns:                      conns,
@@ -86,6 +87,23 @@ func newClient(bases []*url.URL, conns int, timeout time.Duration, o clientOpts)
 		})
 	}
 	return c
+}
+
+// sourceDialer dials TCP from the addresses of source in turn, one per
+// new connection (from the system's choice when source is empty).
+func sourceDialer(timeout time.Duration, source []net.IP) func(addr string) (net.Conn, error) {
+	if len(source) == 0 {
+		d := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+		return func(addr string) (net.Conn, error) { return d.Dial("tcp", addr) }
+	}
+	dialers := make([]*net.Dialer, len(source))
+	for i, ip := range source {
+		dialers[i] = &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: ip}}
+	}
+	var next atomic.Uint64
+	return func(addr string) (net.Conn, error) {
+		return dialers[(next.Add(1)-1)%uint64(len(dialers))].Dial("tcp", addr)
+	}
 }
 
 // nextIndex returns the index of the next target, round-robin over the

@@ -27,6 +27,7 @@ type config struct {
 	Retries        int           // measured phase: attempts after the first, for retryable failures
 	RetryMaxWait   time.Duration // longest Retry-After honoured before a retry
 	Eject          time.Duration // skip a target this long after a connection error or a timeout on it (0: never)
+	SourceAddrs    string        // comma-separated local IP addresses connections are made from, in turn; "": the system's choice
 
 	MixCheckin       float64
 	MixLocation      float64
@@ -84,6 +85,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "timeout of one request")
 	fs.IntVar(&c.Retries, "retries", c.Retries, "send a request again, up to this many times, when it got no answer or 429, 503 or 504, as a client would: to the next target, with the same body (a checkin keeps its id); latency covers every attempt (0: never)")
 	fs.DurationVar(&c.RetryMaxWait, "retry.max-wait", c.RetryMaxWait, "wait before a retry at most this long: an answer's Retry-After, capped (a request without an answer is retried at once)")
+	fs.StringVar(&c.SourceAddrs, "source-addrs", c.SourceAddrs, "comma-separated local IP addresses to connect from, one after another per new connection, so that a node that counts clients by address (rate limits, http.max-conns-per-ip) sees that many clients; on Linux every 127.x.y.z is a loopback address (empty: the system's choice)")
 	fs.DurationVar(&c.Eject, "eject", c.Eject, "with several targets, send nothing to a target for this long after a connection error or a timeout on it, as a load balancer ejects a dead or hung node (0: never)")
 
 	fs.Float64Var(&c.MixCheckin, "mix.checkin", c.MixCheckin, "weight of checkin writes (POST /v1/users/{id}/checkins)")
@@ -141,6 +143,22 @@ func (c config) targetURLs() ([]*url.URL, error) {
 	return out, nil
 }
 
+// sourceIPs parses --source-addrs.
+func (c config) sourceIPs() ([]net.IP, error) {
+	if c.SourceAddrs == "" {
+		return nil, nil
+	}
+	var out []net.IP
+	for _, s := range strings.Split(c.SourceAddrs, ",") {
+		ip := net.ParseIP(strings.TrimSpace(s))
+		if ip == nil {
+			return nil, fmt.Errorf("source-addrs: %q is not an IP address", strings.TrimSpace(s))
+		}
+		out = append(out, ip)
+	}
+	return out, nil
+}
+
 func (c config) replaying() bool { return c.Replay != "" }
 
 // openModel reports whether requests are started on a schedule.
@@ -149,6 +167,9 @@ func (c config) openModel() bool { return c.Rate > 0 || c.replaying() && c.Repla
 func (c config) validate() error {
 	us, err := c.targetURLs()
 	if err != nil {
+		return err
+	}
+	if _, err := c.sourceIPs(); err != nil {
 		return err
 	}
 	if !c.AllowRemote {

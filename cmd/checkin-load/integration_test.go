@@ -219,6 +219,44 @@ func TestAgainstCheckin(t *testing.T) {
 	t.Run("retries and ejection past a target that is down", func(t *testing.T) { retriesPastDeadTarget(t, ctx, base) })
 }
 
+// TestSourceAddrsAgainstARateLimit: against a node that limits each client
+// address to 5 requests a second (burst 5), a 2 s run from one address is
+// held to about 15 answers and refused the rest with 429; the same run
+// from four loopback addresses (--source-addrs, one per connection) is four
+// clients to the node and gets about four times as many answered.
+func TestSourceAddrsAgainstARateLimit(t *testing.T) {
+	base := startCheckin(t, "CHECKIN_HTTP_RATE_LIMIT=5", "CHECKIN_HTTP_RATE_BURST=5")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	answered := func(source string) int64 {
+		t.Helper()
+		cfg := defaultConfig()
+		cfg.Targets, cfg.SourceAddrs = base, source
+		cfg.Duration, cfg.Concurrency, cfg.Setup = 2*time.Second, 4, false
+		cfg.MixCheckin, cfg.MixLocation, cfg.MixRange, cfg.MixRangeLocation = 0, 1, 0, 0
+		var stdout, stderr bytes.Buffer
+		rep, err := run(ctx, cfg, &stdout, &stderr)
+		if err != nil {
+			t.Fatalf("run: %v\n%s", err, stderr.String())
+		}
+		if rep.StatusCodes["429"] == 0 {
+			t.Fatalf("from %q no request was refused with 429: %v", source, rep.StatusCodes)
+		}
+		return rep.Requests - rep.StatusCodes["429"]
+	}
+	one := answered("127.0.0.1")
+	four := answered("127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5")
+	t.Logf("answered in the measured 2 s: %d from one address, %d from four", one, four)
+	// One address: the burst and 5 a second, about 5 + 5 * 2 s (margin
+	// for the run's ends).
+	if one > 25 {
+		t.Errorf("from one address %d requests answered, want at most about 20 (the node's limit)", one)
+	}
+	if four <= 25 {
+		t.Errorf("from four addresses %d requests answered, want more than one address's limit (about 4 x 15)", four)
+	}
+}
+
 // TestAgainstCheckinWithAPIKeyOverTLS: against a node that requires API
 // keys and serves HTTPS with a self-signed certificate, a run with the key
 // from CHECKIN_API_KEY and the certificate as --tls.ca-file sends both on

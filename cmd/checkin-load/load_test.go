@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -367,6 +368,8 @@ func TestConfig(t *testing.T) {
 		{"negative retries", []string{"--retries=-1"}, nil, "retries must be 0 to 100"},
 		{"retries env twin", nil, map[string]string{"CHECKIN_RETRIES": "101"}, "retries must be 0 to 100"},
 		{"negative eject", []string{"--eject=-1s"}, nil, "must not be negative"},
+		{"source addresses", []string{"--source-addrs=127.0.0.2, 127.0.0.3"}, nil, ""},
+		{"bad source address", []string{"--source-addrs=127.0.0.2,nowhere"}, nil, `source-addrs: "nowhere" is not an IP address`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			getenv := func(k string) string { return tc.env[k] }
@@ -601,4 +604,38 @@ func ejectingClient(t *testing.T, bad string, timeout time.Duration) (*client, f
 	t.Cleanup(c.close)
 	req, resp := &fasthttp.Request{}, &fasthttp.Response{}
 	return c, func(i int) error { return c.doAt(i, req, resp, fasthttp.MethodGet, []byte("/"), nil) }
+}
+
+// With --source-addrs new connections come from the given addresses in
+// turn, so a node that counts clients by address sees that many.
+func TestSourceAddrs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	seen := make(chan string, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			seen <- c.RemoteAddr().(*net.TCPAddr).IP.String()
+			_ = c.Close()
+		}
+	}()
+	dial := sourceDialer(5*time.Second, []net.IP{net.ParseIP("127.0.0.2"), net.ParseIP("127.0.0.3")})
+	var got []string
+	for range 4 {
+		c, err := dial(ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Close()
+		got = append(got, <-seen)
+	}
+	if want := []string{"127.0.0.2", "127.0.0.3", "127.0.0.2", "127.0.0.3"}; !slices.Equal(got, want) {
+		t.Errorf("connections came from %v, want %v", got, want)
+	}
 }

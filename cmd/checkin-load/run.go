@@ -82,7 +82,11 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (*Report, er
 	if err != nil {
 		return nil, err
 	}
-	r.cl = newClient(bases, max(cfg.Concurrency, cfg.SetupConcurrency), cfg.Timeout, clientOpts{apiKey: cfg.APIKey, tls: tc, eject: cfg.Eject})
+	source, err := cfg.sourceIPs()
+	if err != nil {
+		return nil, err
+	}
+	r.cl = newClient(bases, max(cfg.Concurrency, cfg.SetupConcurrency), cfg.Timeout, clientOpts{apiKey: cfg.APIKey, tls: tc, eject: cfg.Eject, source: source})
 	defer r.cl.close()
 	for i := range cfg.Concurrency {
 		rng := mrand.New(mrand.NewPCG(cfg.Seed, uint64(i)))
