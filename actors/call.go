@@ -153,10 +153,15 @@ var errCallTimeout = errors.New("no answer within the call timeout")
 // the timeout.
 //
 // coming, if not nil, counts the call while it is in progress with a grain
-// on this node (the writer pool's checkins on their way).
+// on this node (the writer pool's checkins on their way): from its start,
+// so that a call whose grain is being activated here counts too, until it
+// turns out to go to another member.
 func (c *caller) call(ctx context.Context, identity, kind string, method int32, req proto.Message, timeout time.Duration, attempts int, coming *atomic.Int64) (any, error) {
 	var remote *pcluster.GrainRequest // marshalled once, for the first remote attempt
-	counted := false
+	counted := coming != nil
+	if counted {
+		coming.Add(1)
+	}
 	defer func() {
 		if counted {
 			coming.Add(-1)
@@ -190,6 +195,10 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 				counted = true
 			}
 		} else {
+			if counted {
+				coming.Add(-1)
+				counted = false
+			}
 			if !c.silent.allow(pid.Address, time.Now()) {
 				c.release(b)
 				return nil, errMemberSilent
