@@ -29,7 +29,7 @@ func benchNodeWith(b testing.TB, users int, configure func(*config)) *node {
 	if configure != nil {
 		configure(&cfg)
 	}
-	n, err := startNode(cfg, zap.NewNop())
+	n, err := startNode(context.Background(), cfg, zap.NewNop())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func clusterFlags(t *testing.T) []string {
 	needServers(t, etcd != "" && cql != "", "multi-node tests need CHECKIN_TEST_ETCD_ENDPOINTS and CHECKIN_TEST_CQL_HOSTS: run .ci/etcd-up and .ci/cassandra-up, then "+
 		"CHECKIN_TEST_ETCD_ENDPOINTS=127.0.0.1:2379 CHECKIN_TEST_CQL_HOSTS=127.0.0.1:9042 make test")
 	name := "t" + randHex(4)
-	return []string{"--store=scylla", "--scylla.hosts=" + cql, "--scylla.keyspace=" + testKeyspace(t.Name()),
+	return []string{"--store=scylla", "--scylla.hosts=" + cql, "--scylla.keyspace=" + newKeyspace(t, cql),
 		"--cluster.provider=etcd", "--cluster.etcd-endpoints=" + etcd, "--cluster.etcd-prefix=/checkin-test/" + name,
 		"--cluster.name=" + name, "--http.request-timeout=3s"}
 }
@@ -581,7 +581,7 @@ func TestClusterSurvivesAnEtcdRestart(t *testing.T) {
 	etcd := newTestEtcd(t, "http", "this test starts an etcd of its own")
 	etcd.start(t)
 	etcd.waitHealthy(t)
-	flags := []string{"--store=scylla", "--scylla.hosts=" + cql, "--scylla.keyspace=" + testKeyspace(t.Name()),
+	flags := []string{"--store=scylla", "--scylla.hosts=" + cql, "--scylla.keyspace=" + newKeyspace(t, cql),
 		"--cluster.provider=etcd", "--cluster.etcd-endpoints=" + etcd.addr, "--cluster.name=t" + randHex(4), "--http.request-timeout=3s"}
 	a := startMember(t, flags)
 	b := startMember(t, flags)
@@ -782,7 +782,7 @@ func TestScyllaTLS(t *testing.T) {
 	hosts, ca := os.Getenv("CHECKIN_TEST_CQL_HOSTS"), os.Getenv("CHECKIN_TEST_CQL_TLS_CA_FILE")
 	needServers(t, hosts != "" && ca != "", "TLS to the store needs CHECKIN_TEST_CQL_HOSTS and CHECKIN_TEST_CQL_TLS_CA_FILE: run .ci/cassandra-up, then "+
 		"CHECKIN_TEST_CQL_HOSTS=127.0.0.1:9042 CHECKIN_TEST_CQL_TLS_CA_FILE=$PWD/.cache/cassandra/run/tls/node.pem make test")
-	flags := []string{"--store=scylla", "--scylla.hosts=" + hosts, "--scylla.keyspace=" + testKeyspace(t.Name()), "--scylla.tls=true"}
+	flags := []string{"--store=scylla", "--scylla.hosts=" + hosts, "--scylla.keyspace=" + newKeyspace(t, hosts), "--scylla.tls=true"}
 	p := startProc(t, append(slices.Clone(flags), "--scylla.tls-ca-file="+ca)...)
 	if !strings.Contains(p.log.String(), `"msg":"scylla store open"`) || !slices.ContainsFunc(strings.Split(p.log.String(), "\n"), func(l string) bool {
 		return strings.Contains(l, `"msg":"scylla store open"`) && strings.Contains(l, `"tls":true`)
@@ -879,7 +879,7 @@ func TestEtcdTLS(t *testing.T) {
 
 	tlsFlags := []string{"--cluster.etcd-tls=true", "--cluster.etcd-tls-ca-file=" + ca.File,
 		"--cluster.etcd-tls-cert-file=" + cliCert, "--cluster.etcd-tls-key-file=" + cliKey}
-	base := []string{"--store=scylla", "--scylla.hosts=" + cql, "--scylla.keyspace=" + testKeyspace(t.Name()),
+	base := []string{"--store=scylla", "--scylla.hosts=" + cql, "--scylla.keyspace=" + newKeyspace(t, cql),
 		"--cluster.provider=etcd", "--cluster.etcd-endpoints=" + addr, "--cluster.etcd-prefix=" + prefix,
 		"--cluster.name=t" + randHex(4), "--http.request-timeout=3s", "--cluster.etcd-dial-timeout=5s"}
 	creds := []string{"CHECKIN_CLUSTER_ETCD_USERNAME=checkin", "CHECKIN_CLUSTER_ETCD_PASSWORD=checkin-password"}

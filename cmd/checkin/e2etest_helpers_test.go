@@ -29,6 +29,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/checkin/checkin/persistence/scylla/scyllatest"
 )
 
 const (
@@ -80,7 +82,7 @@ func storeFlags(t *testing.T) []string {
 		if hosts == "" {
 			t.Fatal("CHECKIN_TEST_STORE=scylla needs CHECKIN_TEST_CQL_HOSTS (host:port,…)")
 		}
-		return []string{"--store=scylla", "--scylla.hosts=" + hosts, "--scylla.keyspace=" + testKeyspace(t.Name())}
+		return []string{"--store=scylla", "--scylla.hosts=" + hosts, "--scylla.keyspace=" + newKeyspace(t, hosts)}
 	default:
 		t.Fatalf("CHECKIN_TEST_STORE=%q: want pebble or scylla", s)
 		return nil
@@ -88,6 +90,15 @@ func storeFlags(t *testing.T) []string {
 }
 
 var keyspaceJunk = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// newKeyspace returns a keyspace name of t's own (testKeyspace) on the CQL
+// node at hosts, dropped when t ends.
+func newKeyspace(t *testing.T, hosts string) string {
+	t.Helper()
+	ks := testKeyspace(t.Name())
+	scyllatest.DropKeyspaceAtCleanup(t, hosts, ks)
+	return ks
+}
 
 // testKeyspace returns a keyspace name unique to one test: lowercase
 // letters, digits and '_', starting with a letter, at most 48 characters.

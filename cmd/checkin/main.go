@@ -71,7 +71,16 @@ func run(args []string) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	n, err := startNode(cfg, log)
+	// The same signals also cancel the start itself (connecting to the
+	// store, applying its schema), which may wait on a slow cluster.
+	starting, started := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	n, err := startNode(starting, cfg, log)
+	canceled := starting.Err() != nil
+	started()
+	if err != nil && canceled {
+		log.Info("stopped while starting", zap.NamedError("reason", err))
+		return nil
+	}
 	if err != nil {
 		log.Error("start failed", zap.Error(err))
 		return err

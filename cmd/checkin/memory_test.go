@@ -39,7 +39,7 @@ func BenchmarkIdleGrainMemory(b *testing.B) {
 			}
 			cfg := n.cfg
 			cfg.DataDir = dir
-			m, err := startNode(cfg, n.log)
+			m, err := startNode(context.Background(), cfg, n.log)
 			if err != nil {
 				b.Fatal(err)
 			}

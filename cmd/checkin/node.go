@@ -45,7 +45,9 @@ type node struct {
 	stopped  bool
 }
 
-func openStore(cfg config, log *zap.Logger) (persistence.Store, error) {
+// openStore opens the configured store; ctx cancels the opening (there is
+// no deadline on the whole: the store bounds each step of it).
+func openStore(ctx context.Context, cfg config, log *zap.Logger) (persistence.Store, error) {
 	switch cfg.Store {
 	case "pebble":
 		s, err := pebble.Open(cfg.DataDir, pebble.WithLogger(log.Named("pebble")),
@@ -56,8 +58,9 @@ func openStore(cfg config, log *zap.Logger) (persistence.Store, error) {
 		}
 		return s, nil
 	case "scylla":
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.Scylla.ConnectTimeout+cfg.Scylla.Timeout)
-		defer cancel()
+		// Connecting is bounded by scylla.connect-timeout and
+		// scylla.timeout, each schema statement by its own minute: a
+		// fresh keyspace on a busy cluster takes seconds per table.
 		s, err := scylla.Open(ctx, cfg.Scylla, log.Named("scylla"))
 		if err != nil {
 			return nil, err
@@ -68,8 +71,8 @@ func openStore(cfg config, log *zap.Logger) (persistence.Store, error) {
 }
 
 // startNode wires and starts every part; on error what was started is
-// stopped again.
-func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
+// stopped again. ctx cancels the start.
+func startNode(ctx context.Context, cfg config, log *zap.Logger) (_ *node, err error) {
 	cfg.resolve()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -107,7 +110,7 @@ func startNode(cfg config, log *zap.Logger) (_ *node, err error) {
 			_ = n.stop()
 		}
 	}()
-	store, err := openStore(cfg, log)
+	store, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

@@ -166,6 +166,8 @@ func migrate(ctx context.Context, cfg Config, log *zap.Logger) error {
 			continue
 		}
 		start := time.Now()
+		log.Info("applying schema", zap.String("keyspace", cfg.Keyspace), zap.String("file", m.name),
+			zap.Int("statements", len(m.statements)), zap.Duration("statement_timeout", ddlTimeout))
 		for _, stmt := range m.statements {
 			if err := ddl(ctx, s, stmt); err != nil {
 				return fmt.Errorf("persistence/scylla: apply %s: %w", m.name, err)

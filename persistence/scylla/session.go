@@ -13,8 +13,14 @@ import (
 )
 
 // ddlTimeout bounds one schema statement: schema changes wait for the
-// cluster to agree and are much slower than data requests.
+// cluster to agree and are much slower than data requests (seconds each on
+// a busy node). Applying the schema is bounded by it per statement, not by
+// the connection's timeouts.
 const ddlTimeout = time.Minute
+
+// setupTimeout bounds the setup of one session: connecting to the hosts
+// and the driver's first requests (the cluster's hosts and schema).
+func setupTimeout(cfg Config) time.Duration { return cfg.ConnectTimeout + cfg.Timeout }
 
 // newCluster returns the driver configuration of cfg, bound to keyspace
 // (empty: none). requestTimeout overrides cfg.Timeout when positive.
@@ -91,14 +97,17 @@ func tlsConfig(cfg Config) (*tls.Config, error) {
 	return tc, nil
 }
 
-// connect opens a session, giving up when ctx ends. The driver's session
-// setup takes no context; when ctx ends first, the session it still makes is
+// connect opens a session, giving up when ctx ends or after setupTimeout
+// of cfg, whichever comes first. The driver's session setup takes no
+// context; when connect gives up first, the session it still makes is
 // closed in the background (setup is bounded by the connect timeout).
 func connect(ctx context.Context, cfg Config, keyspace string, requestTimeout time.Duration, log *zap.Logger) (*gocql.Session, error) {
 	c, err := newCluster(cfg, keyspace, requestTimeout, log)
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout(cfg))
+	defer cancel()
 	type result struct {
 		s   *gocql.Session
 		err error

@@ -41,7 +41,10 @@ type Store struct {
 
 // Open connects to the cluster, applies the schema when cfg.AutoMigrate is
 // set (see Migrate; otherwise it checks the schema is current), and returns
-// the store. When cfg.Username is empty, the credentials are read from the
+// the store. ctx cancels it; each connection is set up within
+// cfg.ConnectTimeout plus cfg.Timeout, and each schema statement may take
+// up to a minute (the cluster agreeing on a change), so give ctx no
+// deadline shorter than the schema needs. When cfg.Username is empty, the credentials are read from the
 // environment variables EnvUsername and EnvPassword. A nil log discards the
 // store's and the driver's logs.
 func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Store, error) {
