@@ -177,7 +177,9 @@ func (c *client) doOn(t *target, req *fasthttp.Request, resp *fasthttp.Response,
 	if t.hc.IsTLS {
 		req.URI().SetScheme("https") // a bare path means http to the HostClient
 	}
-	req.Header.SetHost(t.hc.Addr)
+	// The Host header is written from the URI's host (one set on the
+	// header alone is dropped when the URI has none).
+	req.URI().SetHost(t.hc.Addr)
 	if c.auth != nil {
 		req.Header.SetBytesV(fasthttp.HeaderAuthorization, c.auth)
 	}
