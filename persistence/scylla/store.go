@@ -44,9 +44,9 @@ type Store struct {
 // the store. ctx cancels it; each connection is set up within
 // cfg.ConnectTimeout plus cfg.Timeout, and each schema statement may take
 // up to a minute (the cluster agreeing on a change), so give ctx no
-// deadline shorter than the schema needs. When cfg.Username is empty, the credentials are read from the
-// environment variables EnvUsername and EnvPassword. A nil log discards the
-// store's and the driver's logs.
+// deadline shorter than the schema needs. When cfg.Username is empty, the
+// credentials are read from the environment variables EnvUsername and
+// EnvPassword. A nil log discards the store's and the driver's logs.
 func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Store, error) {
 	if log == nil {
 		log = zap.NewNop()
