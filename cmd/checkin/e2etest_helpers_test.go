@@ -233,6 +233,32 @@ func startProc(t *testing.T, flags ...string) *proc {
 // startProcEnv is startProc with env added to the node's environment.
 func startProcEnv(t *testing.T, env []string, flags ...string) *proc {
 	t.Helper()
+	p := launchProc(t, env, flags...)
+	select {
+	case addr := <-p.log.listening:
+		p.base = "http://" + addr
+	case <-p.done:
+		p.stopped = true
+		t.Fatalf("checkin exited before listening (exit code %d)", p.cmd.ProcessState.ExitCode())
+	case <-time.After(startTimeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		p.stopped = true
+		t.Fatalf("checkin did not log \"http server listening\" within %s; killed", startTimeout)
+	}
+	p.hc = &http.Client{
+		Timeout:   20 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true},
+	}
+	return p
+}
+
+// launchProc starts the binary with the flags every test node uses plus
+// flags, env added to its environment, and returns at once. On test end it
+// is stopped (if the test did not) and, if the test failed, its log is
+// printed.
+func launchProc(t *testing.T, env []string, flags ...string) *proc {
+	t.Helper()
 	args := append([]string{"--http.addr=127.0.0.1:0", "--cluster.addr=127.0.0.1:0", "--http.access-log=false"}, flags...)
 	p := &proc{log: &procLog{listening: make(chan string, 1)}, done: make(chan struct{})}
 	p.cmd = exec.Command(checkinBin, args...)
@@ -251,22 +277,6 @@ func startProcEnv(t *testing.T, env []string, flags ...string) *proc {
 			t.Logf("log of checkin %s:\n%s", strings.Join(args, " "), p.log)
 		}
 	})
-	select {
-	case addr := <-p.log.listening:
-		p.base = "http://" + addr
-	case <-p.done:
-		p.stopped = true
-		t.Fatalf("checkin exited before listening (exit code %d)", p.cmd.ProcessState.ExitCode())
-	case <-time.After(startTimeout):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		p.stopped = true
-		t.Fatalf("checkin did not log \"http server listening\" within %s; killed", startTimeout)
-	}
-	p.hc = &http.Client{
-		Timeout:   20 * time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true},
-	}
 	return p
 }
 

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -64,50 +63,38 @@ func TestSchemaAtStart(t *testing.T) {
 // schema; every statement is idempotent).
 func TestSignalWhileApplyingSchema(t *testing.T) {
 	t.Parallel()
-	flags := schemaTestFlags(t)
-	log := &procLog{listening: make(chan string, 1)}
-	cmd := exec.Command(checkinBin, append([]string{"--http.addr=127.0.0.1:0", "--cluster.addr=127.0.0.1:0"}, flags...)...)
-	cmd.Env = cleanEnv()
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	defer func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("log of the node:\n%s", log)
-		}
-	}()
-
+	p := launchProc(t, nil, schemaTestFlags(t)...)
 	deadline := time.Now().Add(startTimeout)
-	for !log.has("applying schema") {
+	for !p.log.has("applying schema") {
 		select {
-		case <-done:
-			t.Fatalf("the node exited (code %d) before applying the schema", cmd.ProcessState.ExitCode())
+		case <-p.done:
+			p.stopped = true
+			t.Fatalf("the node exited (code %d) before applying the schema", p.cmd.ProcessState.ExitCode())
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf(`no "applying schema" line within %s`, startTimeout)
 		}
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-done:
+	case <-p.done:
 	case <-time.After(stopTimeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		p.stopped = true
 		t.Fatalf("the node did not exit within %s of SIGTERM while applying the schema", stopTimeout)
 	}
-	if code := cmd.ProcessState.ExitCode(); code != 0 {
+	p.stopped = true // exited: not for the cleanup's checks of a node that served
+	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("exit code %d after SIGTERM during start, want 0", code)
 	}
-	if !log.has("stopped while starting") {
+	if !p.log.has("stopped while starting") {
 		t.Error(`no "stopped while starting" line`)
 	}
-	if log.has("schema applied") || log.has("http server listening") {
+	if p.log.has("schema applied") || p.log.has("http server listening") {
 		t.Error("the node went on applying the schema or started serving after SIGTERM")
 	}
 }

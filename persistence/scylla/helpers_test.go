@@ -13,6 +13,8 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/checkin/checkin/persistence/scylla/scyllatest"
 )
 
 func TestMain(m *testing.M) {
@@ -70,7 +72,7 @@ func testConfig(t testing.TB) Config {
 	// A 2-core CI machine running the node and parallel tests can be slow.
 	cfg.Timeout = 15 * time.Second
 	cfg.ConnectTimeout = 15 * time.Second
-	t.Cleanup(func() { dropKeyspace(t, cfg) })
+	scyllatest.DropKeyspaceAtCleanup(t, strings.Join(cfg.Hosts, ","), cfg.Keyspace)
 	return cfg
 }
 
@@ -78,23 +80,6 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// dropKeyspace drops the test's keyspace on its own session (the store is
-// closed by then).
-func dropKeyspace(t testing.TB, cfg Config) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cfg.translator = nil // the node directly, not through a test proxy
-	s, err := connect(ctx, cfg, "", ddlTimeout, zap.NewNop())
-	if err != nil {
-		t.Logf("drop keyspace %s: %v", cfg.Keyspace, err)
-		return
-	}
-	defer s.Close()
-	if err := s.Query("DROP KEYSPACE IF EXISTS " + cfg.Keyspace).WithContext(ctx).Exec(); err != nil {
-		t.Logf("drop keyspace %s: %v", cfg.Keyspace, err)
-	}
 }
 
 // open opens a store on cfg (migrating the keyspace) and closes it when the
