@@ -13,8 +13,10 @@ import (
 // BreakerConfig sets when calls to another member fail at once instead of
 // waiting out their timeouts: a member that did not answer Timeouts calls
 // in a row (with no answer in between) gets no calls from this node for
-// Pause; after it, calls go again, and the first that times out stops them
-// for another Pause, the first answer clears the member. A member that is
+// Pause; after it, one call goes as a probe while the others still fail at
+// once: its answer clears the member, its timeout stops calls for another
+// Pause (and a probe that ends neither way, its caller gone, lets the next
+// call probe once its deadline passed). A member that is
 // frozen or cut off from this node (but still in the membership) would
 // otherwise hold every request for its users for the whole request
 // timeout, until those requests fill this node's http.max-inflight and
@@ -60,6 +62,11 @@ type silence struct {
 	misses  int       // calls timed out in a row
 	until   time.Time // calls fail at once before this
 	stopped bool      // calls were stopped since the member last answered
+	// probe: after the pause, the one call sent to learn whether the
+	// member answers again is out until this deadline (its own); the
+	// others fail at once meanwhile, instead of all waiting out their
+	// timeouts while the member is still silent.
+	probe time.Time
 }
 
 func newBreakers(cfg BreakerConfig, log *zap.Logger, refused prometheus.Counter) *breakers {
@@ -69,14 +76,22 @@ func newBreakers(cfg BreakerConfig, log *zap.Logger, refused prometheus.Counter)
 	return &breakers{cfg: cfg, log: log, refused: refused, members: map[string]*silence{}}
 }
 
-// allow reports whether a call to the member at addr may be sent at now.
-func (b *breakers) allow(addr string, now time.Time) bool {
+// allow reports whether a call to the member at addr may be sent at now;
+// deadline is the call's, which bounds it as a probe.
+func (b *breakers) allow(addr string, now, deadline time.Time) bool {
 	if b.cfg.Timeouts == 0 || b.silent.Load() == 0 {
 		return true
 	}
 	b.mu.Lock()
 	s := b.members[addr]
-	ok := s == nil || !now.Before(s.until)
+	ok := true
+	switch {
+	case s == nil || !s.stopped: // not stopped (yet)
+	case now.Before(s.until), now.Before(s.probe):
+		ok = false // the pause, or a probe is out
+	default:
+		s.probe = deadline // this call is the probe
+	}
 	b.mu.Unlock()
 	if !ok {
 		b.refused.Inc()
@@ -102,7 +117,7 @@ func (b *breakers) timedOut(addr string, now time.Time) {
 	if now.Before(s.until) || (s.misses < b.cfg.Timeouts && !s.stopped) {
 		return // stopped already (a call sent before), or not yet
 	}
-	s.until, s.stopped, s.misses = now.Add(b.cfg.Pause), true, 0
+	s.until, s.stopped, s.misses, s.probe = now.Add(b.cfg.Pause), true, 0, time.Time{}
 	b.log.Warn("a member did not answer this node's last calls: calls to it fail at once for a while",
 		zap.String("member", addr), zap.Int("timeouts", b.cfg.Timeouts), zap.Duration("pause", b.cfg.Pause))
 }

@@ -9,8 +9,9 @@ import (
 )
 
 // A member stops getting calls after Timeouts timeouts in a row, for
-// Pause; after it calls go again and the first timeout stops them again;
-// an answer clears the member; members are counted apart.
+// Pause; after it one call goes as a probe while the others are refused,
+// and the probe's timeout stops them again, its answer clears the member;
+// members are counted apart.
 func TestBreakers(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
@@ -19,6 +20,7 @@ func TestBreakers(t *testing.T) {
 		addr string
 		at   time.Duration
 	}
+	const callTimeout = time.Second // the deadline of each call: its at plus this
 	for _, tc := range []struct {
 		name   string
 		cfg    BreakerConfig
@@ -28,12 +30,18 @@ func TestBreakers(t *testing.T) {
 		{"three in a row stop calls for the pause", BreakerConfig{Timeouts: 3, Pause: 2 * time.Second}, []step{
 			{"timeout", "b", 0}, {"timeout", "b", 0}, {"allow", "b", 0},
 			{"timeout", "b", 0}, {"deny", "b", 0}, {"deny", "b", 1999 * time.Millisecond},
-			{"allow", "c", time.Second}, // another member is not touched
-			{"allow", "b", 2 * time.Second},
-			{"timeout", "b", 2 * time.Second}, {"deny", "b", 3 * time.Second}, // the first timeout after the pause stops them again
-			{"allow", "b", 4 * time.Second}, {"answer", "b", 4 * time.Second},
-			{"timeout", "b", 5 * time.Second}, {"allow", "b", 5 * time.Second}, // cleared: three are needed again
-		}, 3},
+			{"allow", "c", time.Second},                                            // another member is not touched
+			{"allow", "b", 2 * time.Second},                                        // the probe
+			{"deny", "b", 2 * time.Second}, {"deny", "b", 2500 * time.Millisecond}, // the others, while it is out
+			{"timeout", "b", 3 * time.Second}, {"deny", "b", 3 * time.Second}, // its timeout stops them again
+			{"allow", "b", 5 * time.Second}, {"deny", "b", 5 * time.Second}, {"answer", "b", 5 * time.Second},
+			{"allow", "b", 5 * time.Second}, {"allow", "c", 5 * time.Second}, // cleared
+			{"timeout", "b", 6 * time.Second}, {"allow", "b", 6 * time.Second}, // three are needed again
+		}, 6},
+		{"a probe whose caller left lets the next call probe after its deadline", BreakerConfig{Timeouts: 1, Pause: time.Second}, []step{
+			{"timeout", "b", 0}, {"allow", "b", time.Second}, // the probe, never answered nor timed out
+			{"deny", "b", 1999 * time.Millisecond}, {"allow", "b", 2 * time.Second}, {"deny", "b", 2 * time.Second},
+		}, 2},
 		{"an answer between timeouts clears them", BreakerConfig{Timeouts: 2, Pause: time.Second}, []step{
 			{"timeout", "b", 0}, {"answer", "b", 0}, {"timeout", "b", 0}, {"allow", "b", 0},
 			{"timeout", "b", 0}, {"deny", "b", 0},
@@ -60,7 +68,7 @@ func TestBreakers(t *testing.T) {
 				case "answer":
 					b.answered(s.addr)
 				case "allow", "deny":
-					if got := b.allow(s.addr, at(s.at)); got != (s.op == "allow") {
+					if got := b.allow(s.addr, at(s.at), at(s.at+callTimeout)); got != (s.op == "allow") {
 						t.Fatalf("step %d: allow(%s) at %v = %v, want %v", i, s.addr, s.at, got, s.op == "allow")
 					}
 				}

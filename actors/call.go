@@ -199,7 +199,7 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 				coming.Add(-1)
 				counted = false
 			}
-			if !c.silent.allow(pid.Address, time.Now()) {
+			if !c.silent.allow(pid.Address, time.Now(), deadline) {
 				c.release(b)
 				return nil, errMemberSilent
 			}

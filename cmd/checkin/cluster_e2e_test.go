@@ -495,9 +495,10 @@ func TestClusterLeaseOutlivesAPause(t *testing.T) {
 // stays in the membership (a lease longer than the test): requests through
 // the other for users the frozen one holds time out (504) until
 // grain.member-timeouts of them did, then fail at once with 503
-// unavailable, while the other member's own users are served. Once the
-// frozen member runs again and grain.member-pause has passed, its users
-// are served through the other member again.
+// unavailable, while the other member's own users are served. After
+// grain.member-pause one call goes to the frozen member as a probe while
+// the others still fail at once. Once the frozen member runs again and the
+// pause has passed, its users are served through the other member again.
 func TestClusterFailsFastToASilentMember(t *testing.T) {
 	t.Parallel()
 	flags := append(clusterFlags(t), "--cluster.etcd-lease-ttl=60s", "--http.request-timeout=1s",
@@ -556,6 +557,24 @@ func TestClusterFailsFastToASilentMember(t *testing.T) {
 	}
 	if r := checkin(ofA[0]); r.status != http.StatusCreated {
 		t.Errorf("checkin for a user a holds, b frozen: %s, want 201", r)
+	}
+
+	// The pause over, b still frozen: of four checkins at once one goes to
+	// b as the probe (504 when it times out), the others fail at once.
+	time.Sleep(3500 * time.Millisecond)
+	statuses := make([]int, 4)
+	var wg sync.WaitGroup
+	for i := range statuses {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses[i] = checkin(ofB[i%len(ofB)]).status
+		}()
+	}
+	wg.Wait()
+	slices.Sort(statuses)
+	if want := []int{http.StatusServiceUnavailable, http.StatusServiceUnavailable, http.StatusServiceUnavailable, http.StatusGatewayTimeout}; !slices.Equal(statuses, want) {
+		t.Errorf("four checkins at once for users b holds, b frozen past the pause: %v, want %v (one probe)", statuses, want)
 	}
 
 	resume()

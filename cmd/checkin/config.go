@@ -102,7 +102,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.Grain.ViewSizeMB, "grain.view-size-mb", c.Grain.ViewSizeMB, "memory of the current locations that active grains publish for reads")
 	fs.IntVar(&c.CallRetries, "grain.call-retries", c.CallRetries, "attempts of a grain call that found no activation (all within the request deadline)")
 	fs.IntVar(&c.Breaker.Timeouts, "grain.member-timeouts", c.Breaker.Timeouts, "calls to another member that time out in a row (with no answer between) before calls to it fail at once with 503 for grain.member-pause (0: never)")
-	fs.DurationVar(&c.Breaker.Pause, "grain.member-pause", c.Breaker.Pause, "how long calls to a member that stopped answering fail at once; then they go again, and the first to time out stops them again")
+	fs.DurationVar(&c.Breaker.Pause, "grain.member-pause", c.Breaker.Pause, "how long calls to a member that stopped answering fail at once; then one call probes it while the others still fail at once: its answer clears the member, its timeout stops calls again")
 
 	fs.StringVar(&c.Cluster.Name, "cluster.name", c.Cluster.Name, "cluster name; nodes with other names never join")
 	fs.StringVar(&c.Cluster.Addr, "cluster.addr", c.Cluster.Addr, "host:port of this node's actor endpoint (port 0 picks a free port)")
