@@ -639,3 +639,42 @@ func TestSourceAddrs(t *testing.T) {
 		t.Errorf("connections came from %v, want %v", got, want)
 	}
 }
+
+// Every request names its target in the Host header and goes to the
+// target's path prefix plus the request's path (a server, or a proxy in
+// front of several, routes by both), over HTTP and HTTPS.
+func TestRequestsNameTheirTarget(t *testing.T) {
+	type seen struct{ host, uri string }
+	got := make(chan seen, 1)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- seen{r.Host, r.RequestURI}
+		w.WriteHeader(http.StatusOK)
+	})
+	plain, secure := httptest.NewServer(handler), httptest.NewTLSServer(handler)
+	defer plain.Close()
+	defer secure.Close()
+	for _, tc := range []struct{ base, want string }{
+		{plain.URL, "/v1/users/u1?limit=2"},
+		{plain.URL + "/api", "/api/v1/users/u1?limit=2"},
+		{secure.URL, "/v1/users/u1?limit=2"},
+		{secure.URL + "/api", "/api/v1/users/u1?limit=2"},
+	} {
+		u, err := url.Parse(tc.base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := newClient([]*url.URL{u}, 1, 5*time.Second, clientOpts{tls: secure.Client().Transport.(*http.Transport).TLSClientConfig})
+		req, resp := &fasthttp.Request{}, &fasthttp.Response{}
+		if err := c.doAt(0, req, resp, fasthttp.MethodGet, []byte("/v1/users/u1?limit=2"), nil); err != nil {
+			t.Fatalf("%s: %v", tc.base, err)
+		}
+		c.close()
+		if resp.StatusCode() != http.StatusOK {
+			t.Errorf("base %s: answered %d %q, want 200", tc.base, resp.StatusCode(), resp.Body())
+			continue
+		}
+		if s := <-got; s.host != u.Host || s.uri != tc.want {
+			t.Errorf("base %s: the server saw Host %q and %q, want %q and %q", tc.base, s.host, s.uri, u.Host, tc.want)
+		}
+	}
+}
