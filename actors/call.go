@@ -177,7 +177,11 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 	b := c.box()
 	local := &localRequest{req: req, box: b}
 	for attempt := 1; ; attempt++ {
-		pid := c.pid(identity, kind)
+		pid, err := c.pid(identity, kind, deadline)
+		if err != nil {
+			c.release(b)
+			return nil, err
+		}
 		if pid == nil { // no member could activate it (the topology may be changing)
 			if wait := time.Duration(attempt) * placementBackoff; attempt < attempts && time.Until(deadline) > wait {
 				time.Sleep(wait)
@@ -265,23 +269,64 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 // through the identity lookup. Only PIDs on other members are cached: each
 // cache entry keeps a key string of its own, which for local activations
 // was an object per grain for the GC to mark, beside the placement's entry.
-func (c *caller) pid(identity, kind string) *actor.PID {
+// Through this module's
+// placement (ownerLookup) the owner is known before it is asked: a member
+// that stopped answering is not asked (errMemberSilent), the question waits
+// no longer than deadline, and its answer or silence counts for the
+// member's breaker; an owner that did not answer is errOwnerSilent.
+func (c *caller) pid(identity, kind string, deadline time.Time) (*actor.PID, error) {
 	if c.active != nil {
 		if pid := c.active.Active(kind, identity); pid != nil {
-			return pid
+			return pid, nil
 		}
 	}
 	if pid, ok := c.cluster.PidCache.Get(identity, kind); ok && pid != nil {
-		return pid
+		return pid, nil
 	}
 	// The identity is kept by the placement and the activation: a copy,
 	// since callers may pass strings that live in a request's buffer.
-	pid := c.cluster.Get(strings.Clone(identity), kind)
+	id := strings.Clone(identity)
+	var pid *actor.PID
+	if l, ok := c.cluster.IdentityLookup.(ownerLookup); ok {
+		owner := l.Owner(kind, id)
+		remote := owner != "" && owner != c.system.Address()
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return nil, errCallTimeout
+		}
+		if remote && !c.silent.allow(owner, time.Now(), deadline) {
+			return nil, errMemberSilent
+		}
+		var answered bool
+		pid, answered = l.GetFrom(owner, pcluster.NewClusterIdentity(id, kind), wait)
+		switch {
+		case !remote:
+		case answered:
+			c.silent.answered(owner)
+		default:
+			c.silent.timedOut(owner, time.Now())
+			return nil, errOwnerSilent
+		}
+	} else {
+		pid = c.cluster.Get(id, kind)
+	}
 	if pid != nil && (c.active == nil || pid.Address != c.system.Address()) {
 		c.cluster.PidCache.Set(identity, kind, pid)
 	}
-	return pid
+	return pid, nil
 }
+
+// ownerLookup is the identity lookup of package cluster, which places
+// grains by a hash of the topology each member holds: the owner of an
+// identity is known without asking anyone.
+type ownerLookup interface {
+	Owner(kind, identity string) string
+	GetFrom(owner string, ci *pcluster.ClusterIdentity, timeout time.Duration) (pid *actor.PID, answered bool)
+}
+
+// errOwnerSilent is the error of a call whose grain's owner did not answer
+// the request to activate it in time: the call itself was not sent.
+var errOwnerSilent = errors.New("the node that holds this user did not answer in time; the request was not sent: retry shortly")
 
 // forget drops pid, found dead (its process is gone), wherever pid found
 // it; the placement forgets a local one only if it is still the identity's

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -93,22 +94,41 @@ func (p *placement) Setup(c *pcluster.Cluster, kinds []string, _ bool) {
 // activating it there if needed; nil when no member hosts the kind or the
 // owner did not answer within the timeout.
 func (p *placement) Get(ci *pcluster.ClusterIdentity) *actor.PID {
-	owner := p.ring.Load().owner(ci.Kind, ci.Identity)
+	pid, _ := p.activateOn(p.Owner(ci.Kind, ci.Identity), ci, p.timeout)
+	return pid
+}
+
+// Owner returns the address of the member that owns identity of kind in
+// this member's view of the topology; "" when no member hosts the kind.
+func (p *placement) Owner(kind, identity string) string {
+	return p.ring.Load().owner(kind, identity)
+}
+
+// GetFrom is Get for a caller that looked the owner up (Owner) and has
+// less time than the cluster's request timeout: it asks owner, waiting at
+// most timeout (and never longer than the cluster's request timeout), and
+// reports whether the owner answered at all.
+func (p *placement) GetFrom(owner string, ci *pcluster.ClusterIdentity, timeout time.Duration) (pid *actor.PID, answered bool) {
+	return p.activateOn(owner, ci, min(timeout, p.timeout))
+}
+
+// activateOn activates ci on owner (this member or another).
+func (p *placement) activateOn(owner string, ci *pcluster.ClusterIdentity, timeout time.Duration) (pid *actor.PID, answered bool) {
 	switch owner {
 	case "":
-		return nil
+		return nil, true
 	case p.self:
-		return p.activate(ci.Kind, ci.Identity)
+		return p.activate(ci.Kind, ci.Identity), true
 	}
 	res, err := p.c.ActorSystem.Root.RequestFuture(actor.NewPID(owner, activatorName),
-		&pcluster.ActivationRequest{ClusterIdentity: ci}, p.timeout).Result()
+		&pcluster.ActivationRequest{ClusterIdentity: ci}, timeout).Result()
 	if err != nil {
-		return nil
+		return nil, !errors.Is(err, actor.ErrTimeout)
 	}
 	if r, ok := res.(*pcluster.ActivationResponse); ok && !r.Failed {
-		return r.Pid
+		return r.Pid, true
 	}
-	return nil
+	return nil, true
 }
 
 // Active returns the activation of identity on this member, or nil; it

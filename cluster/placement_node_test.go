@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -91,5 +92,54 @@ func TestPlacementActivatesOnceAndForgetsStopped(t *testing.T) {
 	}
 	if got := inits.Load(); got != 2 {
 		t.Errorf("%d activations in all, want 2", got)
+	}
+}
+
+// GetFrom asks the owner a caller looked up, waits no longer than the
+// caller's time, and tells an owner that did not answer (a member that
+// accepts connections and never speaks) from one that did.
+func TestPlacementGetFromReportsASilentOwner(t *testing.T) {
+	kind := pcluster.NewKind("Probe", actor.PropsFromFunc(func(actor.Context) {}))
+	cfg := DefaultConfig()
+	log := zap.NewNop()
+	n, err := Start(NewSystem(cfg, log), cfg, log, kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Stop)
+	lookup := n.Cluster.Config.IdentityLookup.(*placement)
+	ci := pcluster.NewClusterIdentity("u1", "Probe")
+
+	if owner := lookup.Owner("Probe", "u1"); owner != lookup.self {
+		t.Fatalf("Owner = %q in a one-member cluster, want this member %q", owner, lookup.self)
+	}
+	if pid, answered := lookup.GetFrom(lookup.self, ci, time.Second); pid == nil || !answered {
+		t.Errorf("GetFrom(this member) = %v, %v: want the activation, answered", pid, answered)
+	}
+	if pid, answered := lookup.GetFrom("", ci, time.Second); pid != nil || !answered {
+		t.Errorf("GetFrom(no owner) = %v, %v: want nil, answered (nobody to ask)", pid, answered)
+	}
+
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() { // accept and hold, never answer
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	start := time.Now()
+	pid, answered := lookup.GetFrom(silent.Addr().String(), ci, 300*time.Millisecond)
+	if pid != nil || answered {
+		t.Errorf("GetFrom(a silent member) = %v, %v: want nil, not answered", pid, answered)
+	}
+	if took := time.Since(start); took >= cfg.RequestTimeout {
+		t.Errorf("GetFrom with 300 ms waited %v, the whole cluster request timeout (%v)", took, cfg.RequestTimeout)
 	}
 }
