@@ -269,11 +269,11 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 // through the identity lookup. Only PIDs on other members are cached: each
 // cache entry keeps a key string of its own, which for local activations
 // was an object per grain for the GC to mark, beside the placement's entry.
-// Through this module's
-// placement (ownerLookup) the owner is known before it is asked: a member
-// that stopped answering is not asked (errMemberSilent), the question waits
-// no longer than deadline, and its answer or silence counts for the
-// member's breaker; an owner that did not answer is errOwnerSilent.
+// Through this module's placement (ownerLookup) the owner is known before
+// it is asked: a member that stopped answering is not asked
+// (errMemberSilent), the question waits no longer than deadline, and its
+// answer or silence counts for the member's breaker; an owner that did not
+// answer is errOwnerSilent.
 func (c *caller) pid(identity, kind string, deadline time.Time) (*actor.PID, error) {
 	if c.active != nil {
 		if pid := c.active.Active(kind, identity); pid != nil {
