@@ -26,14 +26,7 @@ func TestPlacementActivatesOnceAndForgetsStopped(t *testing.T) {
 			}
 		}
 	}))
-	cfg := DefaultConfig()
-	log := zap.NewNop()
-	n, err := Start(NewSystem(cfg, log), cfg, log, kind)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Stop)
-	lookup := n.Cluster.Config.IdentityLookup.(*placement)
+	n, lookup := startOneMember(t, kind)
 	ci := pcluster.NewClusterIdentity("user/with$odd/chars", "Probe")
 
 	var wg sync.WaitGroup
@@ -100,14 +93,7 @@ func TestPlacementActivatesOnceAndForgetsStopped(t *testing.T) {
 // accepts connections and never speaks) from one that did.
 func TestPlacementGetFromReportsASilentOwner(t *testing.T) {
 	kind := pcluster.NewKind("Probe", actor.PropsFromFunc(func(actor.Context) {}))
-	cfg := DefaultConfig()
-	log := zap.NewNop()
-	n, err := Start(NewSystem(cfg, log), cfg, log, kind)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Stop)
-	lookup := n.Cluster.Config.IdentityLookup.(*placement)
+	_, lookup := startOneMember(t, kind)
 	ci := pcluster.NewClusterIdentity("u1", "Probe")
 
 	if owner := lookup.Owner("Probe", "u1"); owner != lookup.self {
@@ -139,7 +125,22 @@ func TestPlacementGetFromReportsASilentOwner(t *testing.T) {
 	if pid != nil || answered {
 		t.Errorf("GetFrom(a silent member) = %v, %v: want nil, not answered", pid, answered)
 	}
-	if took := time.Since(start); took >= cfg.RequestTimeout {
-		t.Errorf("GetFrom with 300 ms waited %v, the whole cluster request timeout (%v)", took, cfg.RequestTimeout)
+	if took := time.Since(start); took >= lookup.timeout {
+		t.Errorf("GetFrom with 300 ms waited %v, the whole cluster request timeout (%v)", took, lookup.timeout)
 	}
+}
+
+// startOneMember starts a one-member cluster with the default settings,
+// hosting kind, stopped when the test ends, and returns it with its
+// placement.
+func startOneMember(t *testing.T, kind *pcluster.Kind) (*Node, *placement) {
+	t.Helper()
+	cfg := DefaultConfig()
+	log := zap.NewNop()
+	n, err := Start(NewSystem(cfg, log), cfg, log, kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Stop)
+	return n, n.Cluster.Config.IdentityLookup.(*placement)
 }
