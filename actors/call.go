@@ -357,6 +357,7 @@ var (
 	methodCreateUser      = methodIndex("UserGrain", "CreateUser")
 	methodGetUser         = methodIndex("UserGrain", "GetUser")
 	methodDeleteUser      = methodIndex("UserGrain", "DeleteUser")
+	methodDeleteCheckin   = methodIndex("UserGrain", "DeleteCheckin")
 	methodCheckin         = methodIndex("UserGrain", "Checkin")
 	methodCurrentLocation = methodIndex("UserGrain", "CurrentLocation")
 )

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
@@ -65,6 +66,20 @@ func (cl *Client) DeleteUser(ctx context.Context, id string) error {
 		return fromGrainError(err)
 	}
 	return nil
+}
+
+// DeleteCheckin deletes one checkin of the user through the user's grain
+// and returns it as it was stored (see userGrain.deleteCheckin).
+func (cl *Client) DeleteCheckin(ctx context.Context, userID, checkinID string) (persistence.Checkin, error) {
+	// The grain holds the id while it deletes, maybe past this call: a
+	// copy, since the caller's may live in a reused request buffer.
+	r, err := callUser[*messages.DeleteCheckinResponse](cl, ctx, userID, methodDeleteCheckin, &messages.DeleteCheckinRequest{CheckinId: strings.Clone(checkinID)})
+	if err != nil {
+		return persistence.Checkin{}, fromGrainError(err)
+	}
+	c := fromMsg(r.GetCheckin())
+	c.UserID = userID
+	return c, nil
 }
 
 // errCheckinUnconfirmed is the message of a checkin that got no answer in

@@ -13,6 +13,11 @@
 //   - A user is deleted through its grain: checkins being written finish
 //     and are answered first, none is accepted meanwhile, and none can land
 //     after the store deleted the user's data.
+//   - A single checkin is deleted through its user's grain, one at a time
+//     per user, never while a checkin with its id is being written; when it
+//     was the current location, the current location becomes the newest
+//     checkin left. Its id is free afterwards: a checkin sent with it is
+//     new, not a retry.
 //
 // Client is the typed front of the grains for the edge: it turns a request
 // context into grain call timeouts and grain errors into this package's

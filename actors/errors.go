@@ -21,6 +21,7 @@ const (
 	CodeNoCheckins      = "no_checkins"
 	CodeUserExists      = "user_exists"
 	CodeCheckinConflict = "checkin_conflict"
+	CodeCheckinNotFound = "checkin_not_found"
 	CodeOverloaded      = "overloaded"
 	CodeUnavailable     = "unavailable"
 	CodeTimeout         = "timeout"

@@ -990,3 +990,250 @@ func TestDeleteUserRetry(t *testing.T) {
 		t.Errorf("current location after the retried delete: err = %v, want user_not_found", err)
 	}
 }
+
+func TestDeleteCheckin(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	n := startNode(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	mustUser(t, n, "dc")
+	old := checkin("old", "dc", "L1", base)
+	mid := checkin("mid", "dc", "L2", base.Add(time.Hour))
+	newest := checkin("new", "dc", "L3", base.Add(2*time.Hour))
+	late := checkin("late", "dc", "L4", base.Add(30*time.Minute)) // arrives last, older than the current
+	for _, c := range []persistence.Checkin{old, mid, newest, late} {
+		if _, _, err := n.client.Checkin(ctx(t), c, true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	current := func(want persistence.Checkin, what string) {
+		t.Helper()
+		// The first read asks the grain, which then publishes to the
+		// node's view; the second is answered from the view.
+		for range 2 {
+			if cur, err := n.client.CurrentLocation(ctx(t), "dc"); err != nil || cur != want {
+				t.Fatalf("%s: current location %+v (%v), want %+v", what, cur, err, want)
+			}
+		}
+	}
+	current(newest, "before any delete")
+	var e *actors.Error
+
+	got, err := n.client.DeleteCheckin(ctx(t), "dc", "new")
+	if err != nil || got != newest {
+		t.Fatalf("deleting the current checkin: %+v (%v), want %+v", got, err, newest)
+	}
+	current(mid, "the current checkin deleted")
+	if _, err := store.GetCheckin(ctx(t), "dc", "new"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("the store still has the deleted checkin: %v", err)
+	}
+	if _, err := n.client.DeleteCheckin(ctx(t), "dc", "new"); !errors.As(err, &e) || e.Code != actors.CodeCheckinNotFound {
+		t.Fatalf("deleting it again: err = %v, want checkin_not_found", err)
+	}
+	if _, err := n.client.DeleteCheckin(ctx(t), "dc", "old"); err != nil {
+		t.Fatalf("deleting an older checkin: %v", err)
+	}
+	current(mid, "an older checkin deleted")
+	if _, err := n.client.DeleteCheckin(ctx(t), "nobody", "new"); !errors.As(err, &e) || e.Code != actors.CodeUserNotFound {
+		t.Fatalf("deleting a checkin of an unknown user: err = %v, want user_not_found", err)
+	}
+
+	// The deleted id is free again: a checkin with it elsewhere is new,
+	// not a conflict with the one deleted.
+	again := checkin("new", "dc", "L9", base.Add(3*time.Hour))
+	if stored, created, err := n.client.Checkin(ctx(t), again, true, true); err != nil || !created || stored != again {
+		t.Fatalf("the deleted id written again: %+v created %v (%v), want %+v created", stored, created, err, again)
+	}
+	current(again, "the deleted id written again")
+
+	for _, id := range []string{"new", "mid"} {
+		if _, err := n.client.DeleteCheckin(ctx(t), "dc", id); err != nil {
+			t.Fatalf("delete %s: %v", id, err)
+		}
+	}
+	current(late, "down to the checkin that arrived last")
+	if _, err := n.client.DeleteCheckin(ctx(t), "dc", "late"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := n.client.CurrentLocation(ctx(t), "dc"); !errors.As(err, &e) || e.Code != actors.CodeNoCheckins {
+			t.Fatalf("every checkin deleted: err = %v, want no_checkins", err)
+		}
+	}
+	// The state survives reactivation: what the grain knows is what the
+	// store has.
+	n.stop()
+	n = startNode(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	if _, err := n.client.CurrentLocation(ctx(t), "dc"); !errors.As(err, &e) || e.Code != actors.CodeNoCheckins {
+		t.Fatalf("after a restart: err = %v, want no_checkins", err)
+	}
+}
+
+// deleteHooks holds checkin deletes and the current-location reads after
+// them on purpose (fault injection), once armed.
+type deleteHooks struct {
+	persistence.Store
+	armed         atomic.Bool
+	deleting      chan struct{} // closed when an armed DeleteCheckin started
+	deleteGate    chan struct{} // an armed DeleteCheckin waits for it before deleting
+	currentRead   chan struct{} // closed when an armed CurrentLocation read
+	currentGate   chan struct{} // an armed CurrentLocation answers once it is closed
+	currentFailed atomic.Bool   // an armed CurrentLocation fails instead
+}
+
+func newDeleteHooks(s persistence.Store) *deleteHooks {
+	return &deleteHooks{Store: s, deleting: make(chan struct{}), deleteGate: make(chan struct{}),
+		currentRead: make(chan struct{}), currentGate: make(chan struct{})}
+}
+
+func (h *deleteHooks) DeleteCheckin(ctx context.Context, userID, id string) (persistence.Checkin, error) {
+	if h.armed.Load() {
+		close(h.deleting)
+		<-h.deleteGate
+	}
+	return h.Store.DeleteCheckin(ctx, userID, id)
+}
+
+func (h *deleteHooks) CurrentLocation(ctx context.Context, userID string) (persistence.Checkin, error) {
+	if !h.armed.Load() {
+		return h.Store.CurrentLocation(ctx, userID)
+	}
+	if h.currentFailed.Load() {
+		return persistence.Checkin{}, fmt.Errorf("%w: injected", persistence.ErrUnavailable)
+	}
+	c, err := h.Store.CurrentLocation(ctx, userID)
+	close(h.currentRead)
+	<-h.currentGate
+	return c, err
+}
+
+// While a checkin is being deleted, a checkin with its id is refused and a
+// second delete of it gets the first one's answer; a checkin still being
+// written is not deleted.
+func TestDeleteCheckinConcurrency(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	defer inner.Close()
+	hooks := newDeleteHooks(inner)
+	store := &faultyStore{Store: hooks}
+	n := startNode(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	mustUser(t, n, "cc")
+	d1 := checkin("d1", "cc", "L1", base)
+	if _, _, err := n.client.Checkin(ctx(t), d1, true, true); err != nil {
+		t.Fatal(err)
+	}
+	var e *actors.Error
+
+	hooks.armed.Store(true)
+	type result struct {
+		c   persistence.Checkin
+		err error
+	}
+	deleted := make(chan result, 2)
+	for range 2 {
+		go func() {
+			c, err := n.client.DeleteCheckin(ctx(t), "cc", "d1")
+			deleted <- result{c, err}
+		}()
+	}
+	<-hooks.deleting
+	if _, _, err := n.client.Checkin(ctx(t), checkin("d1", "cc", "L2", base.Add(time.Hour)), true, true); !errors.As(err, &e) || e.Code != actors.CodeUnavailable {
+		t.Fatalf("a checkin with the id being deleted: err = %v, want unavailable", err)
+	}
+	close(hooks.deleteGate)
+	close(hooks.currentGate)
+	for range 2 {
+		if r := <-deleted; r.err != nil || r.c != d1 {
+			t.Fatalf("delete: %+v (%v), want %+v", r.c, r.err, d1)
+		}
+	}
+	hooks.armed.Store(false)
+
+	store.release = make(chan struct{})
+	written := make(chan error, 1)
+	go func() {
+		_, _, err := n.client.Checkin(ctx(t), checkin("w1", "cc", "L1", base), true, true)
+		written <- err
+	}()
+	waitFor(t, "the write to reach the store", func() bool { return n.metric(t, "checkin_writer_queue_depth") == 1 })
+	if _, err := n.client.DeleteCheckin(ctx(t), "cc", "w1"); !errors.As(err, &e) || e.Code != actors.CodeUnavailable {
+		t.Fatalf("deleting a checkin being written: err = %v, want unavailable", err)
+	}
+	close(store.release)
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.client.DeleteCheckin(ctx(t), "cc", "w1"); err != nil {
+		t.Fatalf("deleting it once written: %v", err)
+	}
+}
+
+// A checkin that becomes durable while the current one is deleted counts
+// for the new current location even when the store's read came before it.
+func TestDeleteCheckinKeepsCheckinsWrittenMeanwhile(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	defer inner.Close()
+	hooks := newDeleteHooks(inner)
+	n := startNode(t, hooks, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	mustUser(t, n, "mw")
+	first := checkin("first", "mw", "L1", base)
+	last := checkin("last", "mw", "L2", base.Add(2*time.Hour))
+	for _, c := range []persistence.Checkin{first, last} {
+		if _, _, err := n.client.Checkin(ctx(t), c, true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(hooks.deleteGate)
+	hooks.armed.Store(true)
+	deleted := make(chan error, 1)
+	go func() {
+		_, err := n.client.DeleteCheckin(ctx(t), "mw", "last")
+		deleted <- err
+	}()
+	<-hooks.currentRead // the store answered "first"; the answer is held
+	between := checkin("between", "mw", "L3", base.Add(time.Hour))
+	if _, _, err := n.client.Checkin(ctx(t), between, true, true); err != nil {
+		t.Fatal(err)
+	}
+	close(hooks.currentGate)
+	if err := <-deleted; err != nil {
+		t.Fatal(err)
+	}
+	hooks.armed.Store(false)
+	if cur, err := n.client.CurrentLocation(ctx(t), "mw"); err != nil || cur != between {
+		t.Fatalf("current location %+v (%v), want %+v", cur, err, between)
+	}
+}
+
+// A grain that cannot read the current location back after deleting the
+// current checkin says so instead of answering the deleted one, and reads
+// it from the store again.
+func TestDeleteCheckinWithFailedRead(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	defer inner.Close()
+	hooks := newDeleteHooks(inner)
+	close(hooks.deleteGate)
+	n := startNode(t, hooks, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	mustUser(t, n, "fr")
+	first := checkin("first", "fr", "L1", base)
+	last := checkin("last", "fr", "L2", base.Add(time.Hour))
+	for _, c := range []persistence.Checkin{first, last} {
+		if _, _, err := n.client.Checkin(ctx(t), c, true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if cur, err := n.client.CurrentLocation(ctx(t), "fr"); err != nil || cur != last {
+		t.Fatalf("current location %+v (%v), want %+v", cur, err, last)
+	}
+	hooks.currentFailed.Store(true)
+	hooks.armed.Store(true)
+	if _, err := n.client.DeleteCheckin(ctx(t), "fr", "last"); err != nil {
+		t.Fatalf("delete (durable, though the read after it failed): %v", err)
+	}
+	hooks.armed.Store(false)
+	waitFor(t, "the current location read again", func() bool {
+		cur, err := n.client.CurrentLocation(ctx(t), "fr")
+		if err == nil && cur != first {
+			t.Fatalf("current location %+v, want %+v", cur, first)
+		}
+		return err == nil
+	})
+}

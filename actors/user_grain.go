@@ -137,6 +137,23 @@ type deleteOp struct {
 	started bool
 }
 
+// checkinDeleteOp is a deletion of one checkin of the user. A grain runs
+// them one at a time, in the order asked, so that each reads the current
+// location after the one before it; requests for the same id wait on the
+// same op.
+type checkinDeleteOp struct {
+	id      string
+	waiters []replyTo
+	started bool
+	// newest is the newest checkin that became durable while the op ran:
+	// the current location read after the delete may not hold it.
+	newest *persistence.Checkin
+}
+
+// maxCheckinDeletes bounds the checkin deletions one grain holds (running
+// and waiting); more are refused as overload.
+const maxCheckinDeletes = 64
+
 // userGrain is the state and decisions of one user. Store I/O runs off the
 // actor goroutine and comes back through ReenterAfter, so the mailbox keeps
 // moving while a batch is written.
@@ -157,7 +174,14 @@ type userGrain struct {
 	complete bool
 	creating *createOp
 	deleting *deleteOp
-	writing  int // checkins submitted and not yet settled or failed
+	// checkinDeletes: deletions of single checkins, the first running.
+	checkinDeletes []*checkinDeleteOp
+	writing        int // checkins submitted and not yet settled or failed
+	// stale: the grain no longer knows its user's current location (a
+	// checkin deletion could not read it back); it answers current-location
+	// reads unavailable and stops as soon as it is idle, so that the next
+	// request activates it from the store.
+	stale bool
 	// viewed: a current-location read came to the grain since it
 	// activated, so it publishes the user's state to the node's view and
 	// keeps it there; a grain whose user is only written pays nothing for
@@ -204,14 +228,16 @@ func (g *userGrain) touch() {
 // publish puts the user's state in the node's view once reads of it came
 // to the grain.
 func (g *userGrain) publish() {
-	if g.viewed {
+	if g.viewed && !g.stale {
 		g.deps.View.publish(g.id, g.current)
 	}
 }
 
 // busy reports whether the grain waits for the store: a checkin being
-// written, a user being created or deleted.
-func (g *userGrain) busy() bool { return g.writing > 0 || g.creating != nil || g.deleting != nil }
+// written or deleted, a user being created or deleted.
+func (g *userGrain) busy() bool {
+	return g.writing > 0 || g.creating != nil || g.deleting != nil || len(g.checkinDeletes) > 0
+}
 
 // load reads the user and the current location from the store, once per
 // activation (again after a failure).
@@ -370,6 +396,9 @@ func (g *userGrain) CurrentLocation(_ *messages.CurrentLocationRequest, ctx pclu
 	if err := g.existing(ctx); err != nil {
 		return nil, toGrainError(err)
 	}
+	if g.stale {
+		return nil, toGrainError(newError(ErrUnavailable, CodeUnavailable, "the current location of user "+g.id+" is being read again; retry"))
+	}
 	// The next reads on this node are answered from the view (again, if
 	// the view dropped the entry to make room).
 	g.viewed = true
@@ -450,7 +479,7 @@ func (g *userGrain) DeleteUser(_ *messages.DeleteUserRequest, _ func(*messages.D
 // data back.
 func (g *userGrain) deleteWhenIdle(ctx pcluster.GrainContext) {
 	op := g.deleting
-	if op == nil || op.started || g.writing > 0 {
+	if op == nil || op.started || g.writing > 0 || len(g.checkinDeletes) > 0 {
 		return
 	}
 	op.started = true
@@ -492,6 +521,10 @@ func (g *userGrain) checkin(ctx pcluster.GrainContext, req *messages.CheckinRequ
 	}
 	c := fromMsg(req.GetCheckin())
 	c.UserID = g.id
+	if len(g.checkinDeletes) > 0 && g.deletingCheckin(c.ID) != nil {
+		// Written now, it might land before the delete or after it.
+		return toGrainError(newError(ErrUnavailable, CodeUnavailable, "checkin "+c.ID+" is being deleted; retry the checkin"))
+	}
 	w := waiter{to: to, req: req}
 	if e := g.find(c.ID); e != nil {
 		if !e.done {
@@ -513,6 +546,148 @@ func (g *userGrain) checkin(ctx pcluster.GrainContext, req *messages.CheckinRequ
 		g.fail(ctx, e, err)
 	}
 	return nil
+}
+
+func (g *userGrain) DeleteCheckin(req *messages.DeleteCheckinRequest, _ func(*messages.DeleteCheckinResponse), _ func(error), ctx pcluster.GrainContext) error {
+	return g.deleteCheckin(ctx, req.GetCheckinId(), replyTo{pid: ctx.Sender()})
+}
+
+// deleteCheckin deletes one checkin of the user from the store and, when it
+// was the current location, moves the current location to the newest
+// checkin left. The caller gets the deleted checkin, checkin_not_found, or
+// unavailable (retry: deleting again is safe, and answers
+// checkin_not_found once it is gone). A checkin still being written is not
+// deleted (unavailable: retry); a checkin with the id of one being
+// deleted waits for nothing and is refused the same way.
+func (g *userGrain) deleteCheckin(ctx pcluster.GrainContext, id string, to replyTo) error {
+	defer g.touch()
+	if err := g.existing(ctx); err != nil {
+		return toGrainError(err)
+	}
+	if id == "" {
+		return pcluster.NewGrainErrorResponse(pcluster.ErrorReason_INVALID_ARGUMENT, "empty checkin id")
+	}
+	if e := g.find(id); e != nil && !e.done {
+		return toGrainError(newError(ErrUnavailable, CodeUnavailable, "checkin "+id+" is still being written; retry the delete"))
+	}
+	if op := g.deletingCheckin(id); op != nil {
+		op.waiters = append(op.waiters, to)
+		return nil
+	}
+	if len(g.checkinDeletes) >= maxCheckinDeletes {
+		return toGrainError(newError(ErrOverloaded, CodeOverloaded, "too many checkins of user "+g.id+" are being deleted; retry the delete"))
+	}
+	g.checkinDeletes = append(g.checkinDeletes, &checkinDeleteOp{id: id, waiters: []replyTo{to}})
+	g.nextCheckinDelete(ctx)
+	return nil
+}
+
+// deletingCheckin returns the deletion of checkin id, if one is pending.
+func (g *userGrain) deletingCheckin(id string) *checkinDeleteOp {
+	for _, op := range g.checkinDeletes {
+		if op.id == id {
+			return op
+		}
+	}
+	return nil
+}
+
+// nextCheckinDelete starts the first pending checkin deletion unless it
+// runs already.
+func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
+	if len(g.checkinDeletes) == 0 || g.checkinDeletes[0].started {
+		return
+	}
+	op := g.checkinDeletes[0]
+	op.started = true
+	// Only the current checkin's deletion moves the current location: no
+	// checkin with op.id is written while op runs, so it cannot become
+	// the current one meanwhile.
+	wasCurrent := g.current != nil && g.current.ID == op.id
+	var (
+		deleted persistence.Checkin
+		cur     *persistence.Checkin
+		curErr  error
+	)
+	g.async(ctx, func(c context.Context) error {
+		d, err := g.deps.Store.DeleteCheckin(c, g.id, op.id)
+		if err != nil && !errors.Is(err, persistence.ErrNotFound) {
+			return err
+		}
+		deleted = d
+		if wasCurrent {
+			if x, err := g.deps.Store.CurrentLocation(c, g.id); err == nil {
+				cur = &x
+			} else if !errors.Is(err, persistence.ErrNotFound) {
+				curErr = err
+			}
+		}
+		return err
+	}, func(err error) {
+		g.checkinDeletes = g.checkinDeletes[1:]
+		var reply proto.Message
+		switch {
+		case err == nil:
+			reply = &messages.DeleteCheckinResponse{Checkin: toMsg(deleted)}
+		case errors.Is(err, persistence.ErrNotFound):
+			reply = toGrainError(newError(ErrNotFound, CodeCheckinNotFound, "user "+g.id+" has no checkin "+op.id))
+		default:
+			reply = toGrainError(newError(ErrUnavailable, CodeUnavailable, "cannot delete the checkin: "+err.Error()+"; retry the delete"))
+		}
+		if err == nil || errors.Is(err, persistence.ErrNotFound) {
+			g.dropEntry(op.id)
+			if wasCurrent && g.current != nil && g.current.ID == op.id {
+				g.moveCurrentBack(cur, curErr, op.newest)
+			}
+		}
+		for _, w := range op.waiters {
+			w.send(ctx, reply)
+		}
+		g.touch()
+		g.nextCheckinDelete(ctx)
+		g.whenIdle(ctx)
+	})
+}
+
+// moveCurrentBack sets the current location after the current checkin was
+// deleted: the newest of what the store read afterwards (cur, nil when the
+// user has no checkin left) and of newest, the newest checkin that became
+// durable meanwhile. A failed read (curErr) leaves the grain stale.
+func (g *userGrain) moveCurrentBack(cur *persistence.Checkin, curErr error, newest *persistence.Checkin) {
+	if curErr != nil {
+		g.deps.Log.Warn("current location not read after a checkin delete; reloading the user", zap.String("user_id", g.id), zap.Error(curErr))
+		g.stale = true
+		g.deps.View.withdraw(g.id)
+		return
+	}
+	if newest != nil && (cur == nil || newest.Newer(*cur)) {
+		cur = newest
+	}
+	g.current = cur
+	g.publish()
+}
+
+// dropEntry forgets the durable entry of a deleted checkin id. Its hash
+// stays known, so a new checkin with the id is looked up in the store,
+// which no longer has it.
+func (g *userGrain) dropEntry(id string) {
+	h := idHash(id)
+	for i, x := range g.entries {
+		if x.hash == h && x.done && x.e.c.ID == id {
+			g.forget(h)
+			g.entries = slices.Delete(g.entries, i, i+1)
+			return
+		}
+	}
+}
+
+// whenIdle runs what waits for the grain to stop writing: a deletion of
+// the user, and the stop of a stale grain.
+func (g *userGrain) whenIdle(ctx pcluster.GrainContext) {
+	g.deleteWhenIdle(ctx)
+	if g.stale && !g.busy() {
+		g.passivate(ctx)
+	}
 }
 
 // ReceiveDefault takes calls from this node (the generated dispatcher
@@ -560,6 +735,8 @@ func (g *userGrain) serveLocal(ctx pcluster.GrainContext, m *localRequest) {
 		err = g.CreateUser(req, nil, nil, ctx)
 	case *messages.DeleteUserRequest:
 		err = g.DeleteUser(req, nil, nil, ctx)
+	case *messages.DeleteCheckinRequest:
+		err = g.deleteCheckin(ctx, req.GetCheckinId(), replyTo{box: m.box})
 	default:
 		err = pcluster.NewGrainErrorResponse(pcluster.ErrorReason_INVALID_ARGUMENT, fmt.Sprintf("no user grain method takes %T", m.req))
 	}
@@ -593,6 +770,12 @@ func (g *userGrain) written(ctx pcluster.GrainContext, r *writeResult) {
 			g.current = &cur
 			g.publish() // before anyone hears of the checkin
 		}
+		if len(g.checkinDeletes) > 0 {
+			if op := g.checkinDeletes[0]; op.started && (op.newest == nil || e.c.Newer(*op.newest)) {
+				c := e.c
+				op.newest = &c
+			}
+		}
 		g.settle(ctx, e, true)
 	}
 }
@@ -613,7 +796,7 @@ func (g *userGrain) settle(ctx pcluster.GrainContext, e *entry, created bool) {
 	}
 	e.waiters = nil
 	g.trim()
-	g.deleteWhenIdle(ctx)
+	g.whenIdle(ctx)
 }
 
 // answer replies to one request for the durable checkin e.
@@ -639,7 +822,7 @@ func (g *userGrain) fail(ctx pcluster.GrainContext, e *entry, err error) {
 	for _, w := range e.waiters {
 		w.to.send(ctx, toGrainError(err))
 	}
-	g.deleteWhenIdle(ctx)
+	g.whenIdle(ctx)
 }
 
 func (g *userGrain) find(id string) *entry {

@@ -582,12 +582,8 @@ func appendJSONFloat(b []byte, f float64) []byte {
 // store: a client that lost the answer to its POST learns whether the
 // checkin is stored without sending it again.
 func (s *Server) getCheckin(c *fiber.Ctx) error {
-	userID, err := pathID(c, "user id")
+	userID, checkinID, err := checkinPath(c)
 	if err != nil {
-		return err
-	}
-	checkinID := c.Params("checkin_id")
-	if err := checkID("checkin id", checkinID); err != nil {
 		return err
 	}
 	ctx, cancel := s.ctx(c)
@@ -603,6 +599,34 @@ func (s *Server) getCheckin(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(toCheckinJSON(ci))
+}
+
+// deleteCheckin deletes one checkin through the user's grain, which moves
+// the current location back when it was the current one.
+func (s *Server) deleteCheckin(c *fiber.Ctx) error {
+	userID, checkinID, err := checkinPath(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.ctx(c)
+	defer cancel()
+	if _, err := s.grains.DeleteCheckin(ctx, userID, checkinID); err != nil {
+		return err
+	}
+	return c.SendStatus(http.StatusNoContent)
+}
+
+// checkinPath returns the user id and the checkin id of a path
+// /users/:id/checkins/:checkin_id, or why they are not valid.
+func checkinPath(c *fiber.Ctx) (userID, checkinID string, err error) {
+	if userID, err = pathID(c, "user id"); err != nil {
+		return "", "", err
+	}
+	checkinID = c.Params("checkin_id")
+	if err := checkID("checkin id", checkinID); err != nil {
+		return "", "", err
+	}
+	return userID, checkinID, nil
 }
 
 func (s *Server) listCheckins(c *fiber.Ctx) error {

@@ -39,6 +39,7 @@ type Grains interface {
 	Checkin(ctx context.Context, c persistence.Checkin, timestampSet, clientID bool) (persistence.Checkin, bool, error)
 	CurrentLocation(ctx context.Context, userID string) (persistence.Checkin, error)
 	DeleteUser(ctx context.Context, id string) error
+	DeleteCheckin(ctx context.Context, userID, checkinID string) (persistence.Checkin, error)
 }
 
 // Config of the HTTP edge.
@@ -268,6 +269,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	v1.Post("/users/:id/checkins", s.checkin)
 	v1.Get("/users/:id/checkins", s.listCheckins)
 	v1.Get("/users/:id/checkins/:checkin_id", s.getCheckin)
+	v1.Delete("/users/:id/checkins/:checkin_id", s.deleteCheckin)
 	v1.Get("/users/:id/location", s.currentLocation)
 	v1.Post("/locations", s.createLocation)
 	v1.Get("/locations", s.listLocations)

@@ -50,6 +50,10 @@ var _ Grains = (*fakeGrains)(nil)
 
 func (f *fakeGrains) DeleteUser(ctx context.Context, id string) error { return nil }
 
+func (f *fakeGrains) DeleteCheckin(ctx context.Context, userID, checkinID string) (persistence.Checkin, error) {
+	return persistence.Checkin{ID: checkinID, UserID: userID}, nil
+}
+
 func (f *fakeGrains) CreateUser(ctx context.Context, u persistence.User) (persistence.User, error) {
 	if f == nil || f.createUser == nil {
 		return u, nil

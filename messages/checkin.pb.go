@@ -79,7 +79,7 @@ func (x RecordChanged_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RecordChanged_Kind.Descriptor instead.
 func (RecordChanged_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_checkin_proto_rawDescGZIP(), []int{10, 0}
+	return file_checkin_proto_rawDescGZIP(), []int{12, 0}
 }
 
 // Checkin is one check-in: user was at location at timestamp (unix ms, UTC).
@@ -491,6 +491,95 @@ func (x *CheckinResponse) GetCreated() bool {
 	return false
 }
 
+type DeleteCheckinRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CheckinId     string                 `protobuf:"bytes,1,opt,name=checkin_id,json=checkinId,proto3" json:"checkin_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCheckinRequest) Reset() {
+	*x = DeleteCheckinRequest{}
+	mi := &file_checkin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCheckinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCheckinRequest) ProtoMessage() {}
+
+func (x *DeleteCheckinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_checkin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCheckinRequest.ProtoReflect.Descriptor instead.
+func (*DeleteCheckinRequest) Descriptor() ([]byte, []int) {
+	return file_checkin_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DeleteCheckinRequest) GetCheckinId() string {
+	if x != nil {
+		return x.CheckinId
+	}
+	return ""
+}
+
+type DeleteCheckinResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// checkin is the deleted checkin as it was stored.
+	Checkin       *Checkin `protobuf:"bytes,1,opt,name=checkin,proto3" json:"checkin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCheckinResponse) Reset() {
+	*x = DeleteCheckinResponse{}
+	mi := &file_checkin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCheckinResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCheckinResponse) ProtoMessage() {}
+
+func (x *DeleteCheckinResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_checkin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCheckinResponse.ProtoReflect.Descriptor instead.
+func (*DeleteCheckinResponse) Descriptor() ([]byte, []int) {
+	return file_checkin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DeleteCheckinResponse) GetCheckin() *Checkin {
+	if x != nil {
+		return x.Checkin
+	}
+	return nil
+}
+
 type CurrentLocationRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -499,7 +588,7 @@ type CurrentLocationRequest struct {
 
 func (x *CurrentLocationRequest) Reset() {
 	*x = CurrentLocationRequest{}
-	mi := &file_checkin_proto_msgTypes[8]
+	mi := &file_checkin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +600,7 @@ func (x *CurrentLocationRequest) String() string {
 func (*CurrentLocationRequest) ProtoMessage() {}
 
 func (x *CurrentLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_checkin_proto_msgTypes[8]
+	mi := &file_checkin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +613,7 @@ func (x *CurrentLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentLocationRequest.ProtoReflect.Descriptor instead.
 func (*CurrentLocationRequest) Descriptor() ([]byte, []int) {
-	return file_checkin_proto_rawDescGZIP(), []int{8}
+	return file_checkin_proto_rawDescGZIP(), []int{10}
 }
 
 type CurrentLocationResponse struct {
@@ -536,7 +625,7 @@ type CurrentLocationResponse struct {
 
 func (x *CurrentLocationResponse) Reset() {
 	*x = CurrentLocationResponse{}
-	mi := &file_checkin_proto_msgTypes[9]
+	mi := &file_checkin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +637,7 @@ func (x *CurrentLocationResponse) String() string {
 func (*CurrentLocationResponse) ProtoMessage() {}
 
 func (x *CurrentLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_checkin_proto_msgTypes[9]
+	mi := &file_checkin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +650,7 @@ func (x *CurrentLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentLocationResponse.ProtoReflect.Descriptor instead.
 func (*CurrentLocationResponse) Descriptor() ([]byte, []int) {
-	return file_checkin_proto_rawDescGZIP(), []int{9}
+	return file_checkin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CurrentLocationResponse) GetCheckin() *Checkin {
@@ -585,7 +674,7 @@ type RecordChanged struct {
 
 func (x *RecordChanged) Reset() {
 	*x = RecordChanged{}
-	mi := &file_checkin_proto_msgTypes[10]
+	mi := &file_checkin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -597,7 +686,7 @@ func (x *RecordChanged) String() string {
 func (*RecordChanged) ProtoMessage() {}
 
 func (x *RecordChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_checkin_proto_msgTypes[10]
+	mi := &file_checkin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -610,7 +699,7 @@ func (x *RecordChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordChanged.ProtoReflect.Descriptor instead.
 func (*RecordChanged) Descriptor() ([]byte, []int) {
-	return file_checkin_proto_rawDescGZIP(), []int{10}
+	return file_checkin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RecordChanged) GetKind() RecordChanged_Kind {
@@ -654,7 +743,12 @@ const file_checkin_proto_rawDesc = "" +
 	"\tclient_id\x18\x03 \x01(\bR\bclientId\"`\n" +
 	"\x0fCheckinResponse\x123\n" +
 	"\acheckin\x18\x01 \x01(\v2\x19.checkin.messages.CheckinR\acheckin\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"5\n" +
+	"\x14DeleteCheckinRequest\x12\x1d\n" +
+	"\n" +
+	"checkin_id\x18\x01 \x01(\tR\tcheckinId\"L\n" +
+	"\x15DeleteCheckinResponse\x123\n" +
+	"\acheckin\x18\x01 \x01(\v2\x19.checkin.messages.CheckinR\acheckin\"\x18\n" +
 	"\x16CurrentLocationRequest\"N\n" +
 	"\x17CurrentLocationResponse\x123\n" +
 	"\acheckin\x18\x01 \x01(\v2\x19.checkin.messages.CheckinR\acheckin\"\xb0\x01\n" +
@@ -665,7 +759,7 @@ const file_checkin_proto_rawDesc = "" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tKIND_USER\x10\x01\x12\x11\n" +
 	"\rKIND_LOCATION\x10\x02\x12\x15\n" +
-	"\x11KIND_USER_DELETED\x10\x032\xc4\x03\n" +
+	"\x11KIND_USER_DELETED\x10\x032\xae\x04\n" +
 	"\tUserGrain\x12Q\n" +
 	"\n" +
 	"CreateUser\x12#.checkin.messages.CreateUserRequest\x1a\x16.checkin.messages.User\"\x06\x82\xb5\x18\x02\b\x01\x12C\n" +
@@ -673,7 +767,8 @@ const file_checkin_proto_rawDesc = "" +
 	"\aCheckin\x12 .checkin.messages.CheckinRequest\x1a!.checkin.messages.CheckinResponse\"\x06\x82\xb5\x18\x02\b\x01\x12f\n" +
 	"\x0fCurrentLocation\x12(.checkin.messages.CurrentLocationRequest\x1a).checkin.messages.CurrentLocationResponse\x12_\n" +
 	"\n" +
-	"DeleteUser\x12#.checkin.messages.DeleteUserRequest\x1a$.checkin.messages.DeleteUserResponse\"\x06\x82\xb5\x18\x02\b\x01B%Z#github.com/checkin/checkin/messagesb\x06proto3"
+	"DeleteUser\x12#.checkin.messages.DeleteUserRequest\x1a$.checkin.messages.DeleteUserResponse\"\x06\x82\xb5\x18\x02\b\x01\x12h\n" +
+	"\rDeleteCheckin\x12&.checkin.messages.DeleteCheckinRequest\x1a'.checkin.messages.DeleteCheckinResponse\"\x06\x82\xb5\x18\x02\b\x01B%Z#github.com/checkin/checkin/messagesb\x06proto3"
 
 var (
 	file_checkin_proto_rawDescOnce sync.Once
@@ -688,7 +783,7 @@ func file_checkin_proto_rawDescGZIP() []byte {
 }
 
 var file_checkin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_checkin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_checkin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_checkin_proto_goTypes = []any{
 	(RecordChanged_Kind)(0),         // 0: checkin.messages.RecordChanged.Kind
 	(*Checkin)(nil),                 // 1: checkin.messages.Checkin
@@ -699,30 +794,35 @@ var file_checkin_proto_goTypes = []any{
 	(*DeleteUserResponse)(nil),      // 6: checkin.messages.DeleteUserResponse
 	(*CheckinRequest)(nil),          // 7: checkin.messages.CheckinRequest
 	(*CheckinResponse)(nil),         // 8: checkin.messages.CheckinResponse
-	(*CurrentLocationRequest)(nil),  // 9: checkin.messages.CurrentLocationRequest
-	(*CurrentLocationResponse)(nil), // 10: checkin.messages.CurrentLocationResponse
-	(*RecordChanged)(nil),           // 11: checkin.messages.RecordChanged
+	(*DeleteCheckinRequest)(nil),    // 9: checkin.messages.DeleteCheckinRequest
+	(*DeleteCheckinResponse)(nil),   // 10: checkin.messages.DeleteCheckinResponse
+	(*CurrentLocationRequest)(nil),  // 11: checkin.messages.CurrentLocationRequest
+	(*CurrentLocationResponse)(nil), // 12: checkin.messages.CurrentLocationResponse
+	(*RecordChanged)(nil),           // 13: checkin.messages.RecordChanged
 }
 var file_checkin_proto_depIdxs = []int32{
 	1,  // 0: checkin.messages.CheckinRequest.checkin:type_name -> checkin.messages.Checkin
 	1,  // 1: checkin.messages.CheckinResponse.checkin:type_name -> checkin.messages.Checkin
-	1,  // 2: checkin.messages.CurrentLocationResponse.checkin:type_name -> checkin.messages.Checkin
-	0,  // 3: checkin.messages.RecordChanged.kind:type_name -> checkin.messages.RecordChanged.Kind
-	3,  // 4: checkin.messages.UserGrain.CreateUser:input_type -> checkin.messages.CreateUserRequest
-	4,  // 5: checkin.messages.UserGrain.GetUser:input_type -> checkin.messages.GetUserRequest
-	7,  // 6: checkin.messages.UserGrain.Checkin:input_type -> checkin.messages.CheckinRequest
-	9,  // 7: checkin.messages.UserGrain.CurrentLocation:input_type -> checkin.messages.CurrentLocationRequest
-	5,  // 8: checkin.messages.UserGrain.DeleteUser:input_type -> checkin.messages.DeleteUserRequest
-	2,  // 9: checkin.messages.UserGrain.CreateUser:output_type -> checkin.messages.User
-	2,  // 10: checkin.messages.UserGrain.GetUser:output_type -> checkin.messages.User
-	8,  // 11: checkin.messages.UserGrain.Checkin:output_type -> checkin.messages.CheckinResponse
-	10, // 12: checkin.messages.UserGrain.CurrentLocation:output_type -> checkin.messages.CurrentLocationResponse
-	6,  // 13: checkin.messages.UserGrain.DeleteUser:output_type -> checkin.messages.DeleteUserResponse
-	9,  // [9:14] is the sub-list for method output_type
-	4,  // [4:9] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	1,  // 2: checkin.messages.DeleteCheckinResponse.checkin:type_name -> checkin.messages.Checkin
+	1,  // 3: checkin.messages.CurrentLocationResponse.checkin:type_name -> checkin.messages.Checkin
+	0,  // 4: checkin.messages.RecordChanged.kind:type_name -> checkin.messages.RecordChanged.Kind
+	3,  // 5: checkin.messages.UserGrain.CreateUser:input_type -> checkin.messages.CreateUserRequest
+	4,  // 6: checkin.messages.UserGrain.GetUser:input_type -> checkin.messages.GetUserRequest
+	7,  // 7: checkin.messages.UserGrain.Checkin:input_type -> checkin.messages.CheckinRequest
+	11, // 8: checkin.messages.UserGrain.CurrentLocation:input_type -> checkin.messages.CurrentLocationRequest
+	5,  // 9: checkin.messages.UserGrain.DeleteUser:input_type -> checkin.messages.DeleteUserRequest
+	9,  // 10: checkin.messages.UserGrain.DeleteCheckin:input_type -> checkin.messages.DeleteCheckinRequest
+	2,  // 11: checkin.messages.UserGrain.CreateUser:output_type -> checkin.messages.User
+	2,  // 12: checkin.messages.UserGrain.GetUser:output_type -> checkin.messages.User
+	8,  // 13: checkin.messages.UserGrain.Checkin:output_type -> checkin.messages.CheckinResponse
+	12, // 14: checkin.messages.UserGrain.CurrentLocation:output_type -> checkin.messages.CurrentLocationResponse
+	6,  // 15: checkin.messages.UserGrain.DeleteUser:output_type -> checkin.messages.DeleteUserResponse
+	10, // 16: checkin.messages.UserGrain.DeleteCheckin:output_type -> checkin.messages.DeleteCheckinResponse
+	11, // [11:17] is the sub-list for method output_type
+	5,  // [5:11] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_checkin_proto_init() }
@@ -736,7 +836,7 @@ func file_checkin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_checkin_proto_rawDesc), len(file_checkin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -66,6 +66,7 @@ type UserGrain interface {
 	Checkin(req *CheckinRequest, respond func(*CheckinResponse), onError func(error), ctx cluster.GrainContext) error
 	CurrentLocation(req *CurrentLocationRequest, ctx cluster.GrainContext) (*CurrentLocationResponse, error)
 	DeleteUser(req *DeleteUserRequest, respond func(*DeleteUserResponse), onError func(error), ctx cluster.GrainContext) error
+	DeleteCheckin(req *DeleteCheckinRequest, respond func(*DeleteCheckinResponse), onError func(error), ctx cluster.GrainContext) error
 }
 
 // UserGrainGrainClient holds the base data for the UserGrainGrain
@@ -209,6 +210,33 @@ func (g *UserGrainGrainClient) DeleteUser(r *DeleteUserRequest, opts ...cluster.
 	}
 }
 
+// DeleteCheckin requests the execution on to the cluster with CallOptions
+func (g *UserGrainGrainClient) DeleteCheckin(r *DeleteCheckinRequest, opts ...cluster.GrainCallOption) (*DeleteCheckinResponse, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "UserGrain"), slog.String("method", "DeleteCheckin"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 5, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "UserGrain", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *DeleteCheckinResponse:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
 // UserGrainActor represents the actor structure
 type UserGrainActor struct {
 	ctx     cluster.GrainContext
@@ -326,6 +354,24 @@ func (a *UserGrainActor) Receive(ctx actor.Context) {
 				return
 			}
 			err = a.inner.DeleteUser(req, respond[*DeleteUserResponse](a.ctx), a.onError, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+		case 5:
+			req := &DeleteCheckinRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] DeleteCheckin(DeleteCheckinRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+			err = a.inner.DeleteCheckin(req, respond[*DeleteCheckinResponse](a.ctx), a.onError, a.ctx)
 			if err != nil {
 				resp := cluster.FromError(err)
 				ctx.Respond(resp)

@@ -182,6 +182,13 @@ type Store interface {
 	WriteCheckins(ctx context.Context, batch []Checkin) error
 	// GetCheckin returns one checkin of a user by id, or ErrNotFound.
 	GetCheckin(ctx context.Context, userID, checkinID string) (Checkin, error)
+	// DeleteCheckin durably removes one checkin of a user from every table
+	// and returns it as it was stored; ErrNotFound if the user has no
+	// checkin with that id. A call that failed (ErrUnavailable) may have
+	// removed part of it and may be retried until it answers a checkin or
+	// ErrNotFound. Writing the same id again afterwards stores it anew.
+	// Callers stop writes of that id meanwhile (the user's grain does).
+	DeleteCheckin(ctx context.Context, userID, checkinID string) (Checkin, error)
 	// CurrentLocation returns the user's checkin with the latest timestamp
 	// (ties: larger id), or ErrNotFound if the user never checked in.
 	CurrentLocation(ctx context.Context, userID string) (Checkin, error)

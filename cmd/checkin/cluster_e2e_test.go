@@ -260,6 +260,30 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("a checkin deleted through any node moves the current location on every node", func(t *testing.T) {
+		u := ids[0]
+		var extra []ck
+		for i := range nodes { // newer than every checkin sent so far
+			extra = append(extra, ck{uniqueID("cldk"), locIDs[i], now.Add(time.Duration(i+1) * time.Minute)})
+		}
+		a.mkCheckins(t, u, extra)
+		// Deleted newest first, each through another node (two of the
+		// three are not the grain's), every node reading the current
+		// location before and after (the grain's node from its view).
+		for i := len(extra) - 1; i >= 0; i-- {
+			for _, p := range nodes {
+				p.checkCurrent(t, u, extra[i], locs[extra[i].Loc])
+			}
+			if r := nodes[i].do(t, "DELETE", "/v1/users/"+u+"/checkins/"+extra[i].ID, nil); r.status != http.StatusNoContent {
+				t.Fatalf("DELETE through %s = %s, want 204", nodes[i].base, r)
+			}
+		}
+		checkAll(t, a, b, c)
+		for _, p := range nodes {
+			wantCheckins(t, u, p.listAll(t, u, nil, 100, nil), query{}.expect(sent[u]))
+		}
+	})
+
 	t.Run("a crashed node loses no acknowledged checkin", func(t *testing.T) {
 		// Checkins keep coming through all three nodes, older than every
 		// user's current one, while c is killed: every acknowledged one

@@ -48,6 +48,7 @@ func TestE2E(t *testing.T) {
 		{"updates", testUpdates},
 		{"delete a user", testDeleteUser},
 		{"delete a location", testDeleteLocation},
+		{"delete a checkin", testDeleteCheckin},
 		{"list users and locations", testListRecords},
 		{"checkins", testCheckins},
 		{"current location", testCurrentLocation},
@@ -233,6 +234,63 @@ func testDeleteUser(t *testing.T, p *proc) {
 	p.mkCheckins(t, user, again)
 	wantCheckins(t, user, p.listAll(t, user, nil, 100, nil), query{}.expect(again))
 	p.checkCurrent(t, user, latest(again), l2)
+}
+
+// testDeleteCheckin: DELETE of one checkin removes it from every read;
+// when it was the current location, the newest checkin left becomes it;
+// the id can be used again; other users keep theirs.
+func testDeleteCheckin(t *testing.T, p *proc) {
+	user, other := p.mkUser(t, "dck"), p.mkUser(t, "dck")
+	l1, l2 := p.mkLocation(t, "dck"), p.mkLocation(t, "dck")
+	locs := map[string]apiLocation{l1.ID: l1, l2.ID: l2}
+	now := ms(time.Now())
+	var mine []ck
+	for i := range 6 { // across day buckets, at two locations
+		mine = append(mine, ck{uniqueID("k"), []string{l1.ID, l2.ID}[i%2], now.Add(-time.Duration(i) * 20 * time.Hour)})
+	}
+	theirs := []ck{{mine[0].ID, l2.ID, mine[0].TS}} // the same id, another user
+	p.mkCheckins(t, user, mine)
+	p.mkCheckins(t, other, theirs)
+	p.checkCurrent(t, user, latest(mine), l1) // the node's view holds it now
+
+	del := func(c ck) {
+		t.Helper()
+		if r := p.do(t, "DELETE", "/v1/users/"+user+"/checkins/"+c.ID, nil); r.status != http.StatusNoContent || len(r.body) != 0 {
+			t.Fatalf("DELETE %s = %s, want 204 and no body", c.ID, r)
+		}
+		mine = slices.DeleteFunc(mine, func(x ck) bool { return x.ID == c.ID })
+		wantError(t, p.do(t, "GET", "/v1/users/"+user+"/checkins/"+c.ID, nil), http.StatusNotFound, "checkin_not_found")
+		wantError(t, p.do(t, "DELETE", "/v1/users/"+user+"/checkins/"+c.ID, nil), http.StatusNotFound, "checkin_not_found")
+		wantCheckins(t, user, p.listAll(t, user, nil, 2, nil), query{}.expect(mine))
+		for _, l := range []string{l1.ID, l2.ID} {
+			q := query{loc: l}
+			wantCheckins(t, user, p.listAll(t, user, q.values(), 100, nil), q.expect(mine))
+		}
+		if len(mine) > 0 {
+			cur := latest(mine)
+			p.checkCurrent(t, user, cur, locs[cur.Loc])
+		} else {
+			wantError(t, p.do(t, "GET", "/v1/users/"+user+"/location", nil), http.StatusNotFound, "no_checkins")
+		}
+	}
+	del(mine[0])           // the current one: the next newest takes its place
+	del(mine[len(mine)-1]) // the oldest
+	wantCheckins(t, other, p.listAll(t, other, nil, 100, nil), query{}.expect(theirs))
+
+	wantError(t, p.do(t, "DELETE", "/v1/users/"+user+"/checkins/"+uniqueID("never"), nil), http.StatusNotFound, "checkin_not_found")
+	wantError(t, p.do(t, "DELETE", "/v1/users/"+uniqueID("ghost")+"/checkins/"+mine[0].ID, nil), http.StatusNotFound, "user_not_found")
+	wantError(t, p.do(t, "DELETE", "/v1/users/"+user+"/checkins/"+strings.Repeat("x", 65), nil), http.StatusBadRequest, "invalid_id")
+	wantError(t, p.do(t, "DELETE", "/v1/users/a.b/checkins/"+mine[0].ID, nil), http.StatusBadRequest, "invalid_id")
+
+	// The deleted id again, elsewhere and later: a new checkin (201), the
+	// current location.
+	again := ck{theirs[0].ID, l2.ID, now.Add(time.Minute)}
+	p.mkCheckin(t, user, again)
+	mine = append(mine, again)
+	p.checkCurrent(t, user, again, l2)
+	for len(mine) > 0 {
+		del(latest(mine))
+	}
 }
 
 // testDeleteLocation: DELETE removes a location; checkins made there stay,

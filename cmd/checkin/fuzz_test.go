@@ -61,6 +61,8 @@ func FuzzAPI(f *testing.F) {
 		{0, 0, "", "", "limit=-1&after=%00", ""},
 		{3, 1, "u0", "", "", ""},
 		{1, 2, "u0", "", "", `[` + strings.Repeat(`{"a":`, 1000)},
+		{3, 3, "u0", "c0", "", ""},
+		{3, 3, "u0", "\u0000", "", ""},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.route, s.id1, s.id2, s.query, []byte(s.body))

@@ -25,6 +25,7 @@ const (
 	opDeleteLocation
 	opWriteCheckins
 	opGetCheckin
+	opDeleteCheckin
 	opGetCheckins
 	opEachCheckinID
 	opCurrentLocation
@@ -38,7 +39,7 @@ var opNames = [numOps]string{
 	opListUsers: "list_users", opDeleteUser: "delete_user",
 	opCreateLocation: "create_location", opGetLocation: "get_location", opUpdateLocation: "update_location",
 	opListLocations: "list_locations", opDeleteLocation: "delete_location",
-	opWriteCheckins: "write_checkins", opGetCheckin: "get_checkin", opGetCheckins: "get_checkins",
+	opWriteCheckins: "write_checkins", opGetCheckin: "get_checkin", opDeleteCheckin: "delete_checkin", opGetCheckins: "get_checkins",
 	opEachCheckinID: "each_checkin_id", opCurrentLocation: "current_location", opListCheckins: "list_checkins",
 	opPing: "ping",
 }
@@ -243,6 +244,13 @@ func (s *Store) GetCheckin(ctx context.Context, userID, checkinID string) (persi
 	start := time.Now()
 	c, err := s.inner.GetCheckin(ctx, userID, checkinID)
 	s.m.observe(opGetCheckin, start, err)
+	return c, err
+}
+
+func (s *Store) DeleteCheckin(ctx context.Context, userID, checkinID string) (persistence.Checkin, error) {
+	start := time.Now()
+	c, err := s.inner.DeleteCheckin(ctx, userID, checkinID)
+	s.m.observe(opDeleteCheckin, start, err)
 	return c, err
 }
 

@@ -267,8 +267,8 @@ func (s *Store) create(ctx context.Context, key, v []byte, kind, id string) erro
 }
 
 // withRecord calls fn with the value of key and whether it is stored,
-// holding records, so that the reads and writes fn makes of users and
-// locations are atomic. fn puts its writes in b; they are applied, synced,
+// holding records, so that the reads and writes fn makes of users,
+// locations and a deleted checkin are atomic. fn puts its writes in b; they are applied, synced,
 // unless fn returns an error. v is valid only during the call. Neither the
 // wait for records nor the write outlasts ctx (commit).
 func (s *Store) withRecord(ctx context.Context, key []byte, fn func(b *pebbledb.Batch, v []byte, found bool) error) error {
@@ -626,6 +626,45 @@ func (s *Store) GetCheckin(ctx context.Context, userID, checkinID string) (persi
 		ms, loc, err := decodeCheckinByID(v)
 		c.LocationID, c.Timestamp = loc, time.UnixMilli(ms).UTC()
 		return err
+	})
+	if err != nil {
+		return persistence.Checkin{}, err
+	}
+	return c, nil
+}
+
+// DeleteCheckin removes one checkin of a user, its three rows, in one
+// synced batch, and returns it; ErrNotFound if the user has no checkin with
+// that id. Its by-id row names the other two.
+func (s *Store) DeleteCheckin(ctx context.Context, userID, checkinID string) (persistence.Checkin, error) {
+	if err := persistence.CheckID("user", userID); err != nil {
+		return persistence.Checkin{}, err
+	}
+	if err := persistence.CheckID("checkin", checkinID); err != nil {
+		return persistence.Checkin{}, err
+	}
+	c := persistence.Checkin{ID: checkinID, UserID: userID}
+	key := appendCheckinByIDKey(nil, userID, checkinID)
+	err := s.withRecord(ctx, key, func(b *pebbledb.Batch, v []byte, found bool) error {
+		if !found {
+			return fmt.Errorf("%w: checkin %q", persistence.ErrNotFound, checkinID)
+		}
+		ms, loc, err := decodeCheckinByID(v)
+		if err != nil {
+			return err
+		}
+		c.LocationID, c.Timestamp = loc, time.UnixMilli(ms).UTC()
+		bucket := persistence.BucketOf(c.Timestamp)
+		for _, k := range [][]byte{
+			appendCheckinKey(nil, userID, "", bucket, ms, checkinID),
+			appendCheckinKey(nil, userID, loc, bucket, ms, checkinID),
+			key,
+		} {
+			if err := b.Delete(k, nil); err != nil {
+				return storeErr(err)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return persistence.Checkin{}, err

@@ -11,6 +11,8 @@ const (
 	cqlAllBucketsByUser            = `SELECT bucket FROM buckets_by_user WHERE user_id = ?`
 	cqlCheckinsOfBucket            = `SELECT checkin_id, location_id FROM checkins_by_user WHERE user_id = ? AND bucket = ?`
 	cqlDeleteCheckinByID           = `DELETE FROM checkin_by_id WHERE user_id = ? AND checkin_id = ?`
+	cqlDeleteCheckinByUser         = `DELETE FROM checkins_by_user WHERE user_id = ? AND bucket = ? AND ts = ? AND checkin_id = ?`
+	cqlDeleteCheckinByUserLocation = `DELETE FROM checkins_by_user_location WHERE user_id = ? AND location_id = ? AND bucket = ? AND ts = ? AND checkin_id = ?`
 	cqlDeleteByUserLocation        = `DELETE FROM checkins_by_user_location WHERE user_id = ? AND location_id = ? AND bucket = ?`
 	cqlDeleteBucketsByUserLocation = `DELETE FROM buckets_by_user_location WHERE user_id = ? AND location_id = ?`
 	cqlDeleteCurrentLocation       = `DELETE FROM current_location WHERE user_id = ?`
@@ -38,6 +40,34 @@ func (s *Store) DeleteLocation(ctx context.Context, id string) error {
 		return fmt.Errorf("persistence/scylla: %w: location %q", persistence.ErrNotFound, id)
 	}
 	return nil
+}
+
+// DeleteCheckin removes one checkin of a user and returns it; ErrNotFound
+// if the user has no checkin with that id. Its checkin_by_id row names the
+// by-user and by-location rows, which go first; the checkin_by_id row goes
+// last, so a call that fails part way leaves what a retry needs. The bucket
+// indexes keep their rows: a reader finds the bucket empty, or holding the
+// user's other checkins.
+func (s *Store) DeleteCheckin(ctx context.Context, userID, checkinID string) (persistence.Checkin, error) {
+	c, err := s.GetCheckin(ctx, userID, checkinID)
+	if err != nil {
+		return persistence.Checkin{}, err
+	}
+	if err := s.enter(); err != nil {
+		return persistence.Checkin{}, err
+	}
+	defer s.leave()
+	user, loc, id := any(userID), any(c.LocationID), any(checkinID)
+	bucket, ms := any(persistence.BucketOf(c.Timestamp)), any(c.Timestamp.UnixMilli())
+	rows := []unit{
+		{table: "checkins_by_user", stmts: []stmt{{cqlDeleteCheckinByUser, []any{user, bucket, ms, id}}}},
+		{table: "checkins_by_user_location", stmts: []stmt{{cqlDeleteCheckinByUserLocation, []any{user, loc, bucket, ms, id}}}},
+	}
+	byID := []unit{{table: "checkin_by_id", stmts: []stmt{{cqlDeleteCheckinByID, []any{user, id}}}}}
+	if err := s.runPhases(ctx, rows, byID); err != nil {
+		return persistence.Checkin{}, err
+	}
+	return c, nil
 }
 
 // DeleteUser removes the user and every checkin of the user. The user's

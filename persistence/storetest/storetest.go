@@ -29,6 +29,7 @@ func Run(t *testing.T, newStore func(t *testing.T) persistence.Store) {
 		{"ConcurrentUpdates", testConcurrentUpdates},
 		{"DeleteUser", testDeleteUser},
 		{"DeleteLocation", testDeleteLocation},
+		{"DeleteCheckin", testDeleteCheckin},
 		{"ListRecords", testListRecords},
 		{"WriteThenGetCheckin", testWriteThenGetCheckin},
 		{"GetCheckinsBatch", testGetCheckinsBatch},
@@ -378,6 +379,97 @@ func testDeleteUser(t *testing.T, s persistence.Store) {
 // testDeleteLocation: a deleted location is gone, the checkins made there
 // stay, a second delete answers ErrNotFound, and the id can be created
 // again.
+// testDeleteCheckin: deleting a checkin removes it from every read (by
+// id, ranges, at its location, the current location, the id listings)
+// and leaves the user's other checkins and other users' alone; the id may
+// be written again.
+func testDeleteCheckin(t *testing.T, s persistence.Store) {
+	ctx := t.Context()
+	rng := rand.New(rand.NewPCG(8, 8))
+	kept := generate(rng, "dc", 30, 4, nil)
+	other := generate(rng, "dco", 10, 4, nil)
+	for i := range other {
+		other[i].ID = kept[i].ID // the same ids, another user
+	}
+	mustWrite(t, s, append(slices.Clone(kept), other...)...)
+
+	remove := func(what string, c persistence.Checkin) {
+		t.Helper()
+		got, err := s.DeleteCheckin(ctx, c.UserID, c.ID)
+		if err != nil {
+			t.Fatalf("%s: DeleteCheckin(%s): %v", what, c.ID, err)
+		}
+		checkCheckins(t, what+": DeleteCheckin's answer", []persistence.Checkin{got}, normalize([]persistence.Checkin{c}))
+		kept = slices.DeleteFunc(kept, func(x persistence.Checkin) bool { return x.ID == c.ID })
+		if _, err := s.GetCheckin(ctx, c.UserID, c.ID); !errors.Is(err, persistence.ErrNotFound) {
+			t.Fatalf("%s: GetCheckin after the delete: err = %v, want ErrNotFound", what, err)
+		}
+		if _, err := s.DeleteCheckin(ctx, c.UserID, c.ID); !errors.Is(err, persistence.ErrNotFound) {
+			t.Fatalf("%s: DeleteCheckin again: err = %v, want ErrNotFound", what, err)
+		}
+		q := everything(c.UserID)
+		q.LocationID = c.LocationID
+		checkCheckins(t, what+", at its location", listAll(t, s, q), sorted(filter(kept, byLocation(c.LocationID)), persistence.NewestFirst))
+		if g, ok := persistence.As[persistence.CheckinBatchGetter](s); ok {
+			_, found, err := g.GetCheckins(ctx, []persistence.CheckinRef{{UserID: c.UserID, ID: c.ID}})
+			if err != nil || found[0] {
+				t.Fatalf("%s: GetCheckins found %v (err %v), want not found", what, found, err)
+			}
+		}
+		if l, ok := persistence.As[persistence.CheckinIDLister](s); ok {
+			var ids []string
+			if _, err := l.EachCheckinID(ctx, c.UserID, 1000, func(id []byte) { ids = append(ids, string(id)) }); err != nil {
+				t.Fatalf("%s: EachCheckinID: %v", what, err)
+			}
+			if len(ids) != len(kept) || slices.Contains(ids, c.ID) {
+				t.Fatalf("%s: EachCheckinID listed %d ids (the deleted one: %v), want %d", what, len(ids), slices.Contains(ids, c.ID), len(kept))
+			}
+		}
+		checkStored(t, s, what, c.UserID, kept)
+		checkStored(t, s, what+", the other user", "dco", other)
+	}
+	remove("the current location", sorted(kept, persistence.NewestFirst)[0])
+	remove("one in the middle", sorted(kept, persistence.NewestFirst)[len(kept)/2])
+	remove("the oldest", sorted(kept, persistence.OldestFirst)[0])
+
+	for _, tc := range []struct {
+		user, id string
+		want     error
+	}{
+		{"dc", "never", persistence.ErrNotFound},
+		{"nobody", kept[0].ID, persistence.ErrNotFound},
+		{"dc", "", persistence.ErrInvalid},
+		{"", kept[0].ID, persistence.ErrInvalid},
+	} {
+		if _, err := s.DeleteCheckin(ctx, tc.user, tc.id); !errors.Is(err, tc.want) {
+			t.Fatalf("DeleteCheckin(%q, %q): err = %v, want %v", tc.user, tc.id, err, tc.want)
+		}
+	}
+
+	// The id written again, elsewhere and at another time: stored anew.
+	again := kept[0]
+	if _, err := s.DeleteCheckin(ctx, "dc", again.ID); err != nil {
+		t.Fatalf("DeleteCheckin(%s): %v", again.ID, err)
+	}
+	kept = kept[1:]
+	again.LocationID, again.Timestamp = "l9", at(6, time.Minute)
+	mustWrite(t, s, again)
+	kept = append(kept, again)
+	checkStored(t, s, "the id written again", "dc", kept)
+
+	for len(kept) > 0 {
+		if _, err := s.DeleteCheckin(ctx, "dc", kept[0].ID); err != nil {
+			t.Fatalf("DeleteCheckin(%s): %v", kept[0].ID, err)
+		}
+		kept = kept[1:]
+	}
+	checkEmpty(t, s, everything("dc"))
+	if _, err := s.CurrentLocation(ctx, "dc"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("CurrentLocation with every checkin deleted: err = %v, want ErrNotFound", err)
+	}
+	checkStored(t, s, "the other user at the end", "dco", other)
+}
+
 func testDeleteLocation(t *testing.T, s persistence.Store) {
 	ctx := t.Context()
 	for _, id := range []string{"gone", "gone2"} {
