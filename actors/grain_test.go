@@ -1072,12 +1072,13 @@ func TestDeleteCheckin(t *testing.T) {
 // them on purpose (fault injection), once armed.
 type deleteHooks struct {
 	persistence.Store
-	armed         atomic.Bool
-	deleting      chan struct{} // closed when an armed DeleteCheckin started
-	deleteGate    chan struct{} // an armed DeleteCheckin waits for it before deleting
-	currentRead   chan struct{} // closed when an armed CurrentLocation read
-	currentGate   chan struct{} // an armed CurrentLocation answers once it is closed
-	currentFailed atomic.Bool   // an armed CurrentLocation fails instead
+	armed          atomic.Bool
+	deleting       chan struct{} // closed when an armed DeleteCheckin started
+	deleteGate     chan struct{} // an armed DeleteCheckin waits for it before deleting
+	currentRead    chan struct{} // closed when an armed CurrentLocation read
+	currentGate    chan struct{} // an armed CurrentLocation answers once it is closed
+	currentFailed  atomic.Bool   // an armed CurrentLocation fails instead
+	deleteFailures atomic.Int32  // DeleteCheckin fails this many times, before deleting anything
 }
 
 func newDeleteHooks(s persistence.Store) *deleteHooks {
@@ -1086,6 +1087,9 @@ func newDeleteHooks(s persistence.Store) *deleteHooks {
 }
 
 func (h *deleteHooks) DeleteCheckin(ctx context.Context, userID, id string) (persistence.Checkin, error) {
+	if h.deleteFailures.Add(-1) >= 0 {
+		return persistence.Checkin{}, fmt.Errorf("%w: injected before deleting anything", persistence.ErrUnavailable)
+	}
 	if h.armed.Load() {
 		close(h.deleting)
 		<-h.deleteGate
@@ -1236,4 +1240,45 @@ func TestDeleteCheckinWithFailedRead(t *testing.T) {
 		}
 		return err == nil
 	})
+}
+
+// A delete the store fails answers unavailable; until a delete of the id
+// answers, a checkin with it is refused (the failed delete might still be
+// applied after it), and then accepted again.
+func TestDeleteCheckinRetry(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	defer inner.Close()
+	hooks := newDeleteHooks(inner)
+	close(hooks.deleteGate)
+	n := startNode(t, hooks, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	mustUser(t, n, "rt")
+	first := checkin("first", "rt", "L1", base)
+	last := checkin("last", "rt", "L2", base.Add(time.Hour))
+	for _, c := range []persistence.Checkin{first, last} {
+		if _, _, err := n.client.Checkin(ctx(t), c, true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var e *actors.Error
+	hooks.deleteFailures.Store(1)
+	if _, err := n.client.DeleteCheckin(ctx(t), "rt", "last"); !errors.As(err, &e) || e.Code != actors.CodeUnavailable {
+		t.Fatalf("a delete the store failed: err = %v, want unavailable", err)
+	}
+	// The grain does not pretend: the checkin is still the current one.
+	if cur, err := n.client.CurrentLocation(ctx(t), "rt"); err != nil || cur != last {
+		t.Fatalf("after the failed delete current = %+v (%v), want %+v", cur, err, last)
+	}
+	again := checkin("last", "rt", "L3", base.Add(2*time.Hour))
+	if _, _, err := n.client.Checkin(ctx(t), again, true, true); !errors.As(err, &e) || e.Code != actors.CodeUnavailable {
+		t.Fatalf("a checkin with the id of a failed delete: err = %v, want unavailable", err)
+	}
+	if _, err := n.client.DeleteCheckin(ctx(t), "rt", "last"); err != nil {
+		t.Fatalf("the retried delete: %v", err)
+	}
+	if cur, err := n.client.CurrentLocation(ctx(t), "rt"); err != nil || cur != first {
+		t.Fatalf("after the retried delete current = %+v (%v), want %+v", cur, err, first)
+	}
+	if _, created, err := n.client.Checkin(ctx(t), again, true, true); err != nil || !created {
+		t.Fatalf("the id once deleted: created %v, err %v", created, err)
+	}
 }

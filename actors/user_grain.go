@@ -176,7 +176,13 @@ type userGrain struct {
 	deleting *deleteOp
 	// checkinDeletes: deletions of single checkins, the first running.
 	checkinDeletes []*checkinDeleteOp
-	writing        int // checkins submitted and not yet settled or failed
+	// undeleted: ids whose deletion failed unanswered by the store (it
+	// may still apply it), newest last, at most maxCheckinDeletes. A
+	// checkin with one of them is refused until a delete of it answers:
+	// written now, a late delete could remove it after it was
+	// acknowledged.
+	undeleted []string
+	writing   int // checkins submitted and not yet settled or failed
 	// stale: the grain no longer knows its user's current location (a
 	// checkin deletion could not read it back); it answers current-location
 	// reads unavailable and stops as soon as it is idle, so that the next
@@ -494,7 +500,7 @@ func (g *userGrain) deleteWhenIdle(ctx pcluster.GrainContext) {
 			reply = toGrainError(newError(ErrUnavailable, CodeUnavailable, "cannot delete the user: "+err.Error()+"; retry the delete"))
 		}
 		if err == nil || errors.Is(err, persistence.ErrNotFound) {
-			g.user, g.current, g.entries, g.known, g.complete = nil, nil, nil, nil, true
+			g.user, g.current, g.entries, g.known, g.complete, g.undeleted = nil, nil, nil, nil, true, nil
 		} else {
 			g.loaded = false // part may be gone: read the user again on the next call
 		}
@@ -524,6 +530,9 @@ func (g *userGrain) checkin(ctx pcluster.GrainContext, req *messages.CheckinRequ
 	if len(g.checkinDeletes) > 0 && g.deletingCheckin(c.ID) != nil {
 		// Written now, it might land before the delete or after it.
 		return toGrainError(newError(ErrUnavailable, CodeUnavailable, "checkin "+c.ID+" is being deleted; retry the checkin"))
+	}
+	if len(g.undeleted) > 0 && slices.Contains(g.undeleted, c.ID) {
+		return toGrainError(newError(ErrUnavailable, CodeUnavailable, "a delete of checkin "+c.ID+" failed and may still be applied; delete it again, then retry the checkin"))
 	}
 	w := waiter{to: to, req: req}
 	if e := g.find(c.ID); e != nil {
@@ -639,6 +648,12 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 			if wasCurrent && g.current != nil && g.current.ID == op.id {
 				g.moveCurrentBack(cur, curErr, op.newest)
 			}
+			g.undeleted = slices.DeleteFunc(g.undeleted, func(id string) bool { return id == op.id })
+		} else if !slices.Contains(g.undeleted, op.id) {
+			if len(g.undeleted) == maxCheckinDeletes {
+				g.undeleted = slices.Delete(g.undeleted, 0, 1) // the oldest: settled by now, most likely
+			}
+			g.undeleted = append(g.undeleted, op.id)
 		}
 		for _, w := range op.waiters {
 			w.send(ctx, reply)
