@@ -34,6 +34,7 @@ type config struct {
 	MixRange         float64
 	MixRangeLocation float64
 	MixGet           float64
+	MixDelete        float64
 	RangeWindow      time.Duration
 	RangeLimit       int
 
@@ -93,6 +94,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Float64Var(&c.MixRange, "mix.range", c.MixRange, "weight of range reads (GET /v1/users/{id}/checkins?from=...)")
 	fs.Float64Var(&c.MixRangeLocation, "mix.range-location", c.MixRangeLocation, "weight of range reads at one location (…&location_id=...)")
 	fs.Float64Var(&c.MixGet, "mix.get", c.MixGet, "weight of reads of one checkin by id (GET /v1/users/{id}/checkins/{checkin_id}), one of the user's setup checkins")
+	fs.Float64Var(&c.MixDelete, "mix.delete", c.MixDelete, "weight of checkin deletes (DELETE /v1/users/{id}/checkins/{checkin_id}): each deletes the oldest checkin its connection wrote in this run and has not deleted yet (a connection with none writes one instead); --verify then checks that deleted checkins stay gone")
 	fs.DurationVar(&c.RangeWindow, "range.window", c.RangeWindow, "range reads ask for checkins of the last window")
 	fs.IntVar(&c.RangeLimit, "range.limit", c.RangeLimit, "page size of range reads (1-1000)")
 
@@ -230,9 +232,9 @@ func (c config) validate() error {
 	switch {
 	case c.Users < 1 || c.Locations < 1:
 		return errors.New("users and locations must be at least 1")
-	case c.MixCheckin < 0 || c.MixLocation < 0 || c.MixRange < 0 || c.MixRangeLocation < 0 || c.MixGet < 0:
+	case c.MixCheckin < 0 || c.MixLocation < 0 || c.MixRange < 0 || c.MixRangeLocation < 0 || c.MixGet < 0 || c.MixDelete < 0:
 		return errors.New("mix weights must not be negative")
-	case c.MixCheckin+c.MixLocation+c.MixRange+c.MixRangeLocation+c.MixGet == 0:
+	case c.MixCheckin+c.MixLocation+c.MixRange+c.MixRangeLocation+c.MixGet+c.MixDelete == 0:
 		return errors.New("at least one mix weight must be positive")
 	case c.MixGet > 0 && (c.SetupCheckins < 1 || !c.Setup && c.RunID == ""):
 		return errors.New("mix.get reads the checkins a setup made: keep --setup.checkins at 1 or more, and --setup, or name with --run-id the run whose setup made them")

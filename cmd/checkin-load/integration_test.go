@@ -139,7 +139,7 @@ func TestAgainstCheckin(t *testing.T) {
 		cfg.Duration = 2 * time.Second
 		cfg.Concurrency = 8
 		cfg.Users, cfg.Locations = 40, 10
-		cfg.MixCheckin, cfg.MixLocation, cfg.MixRange, cfg.MixRangeLocation, cfg.MixGet = 2, 1, 0.5, 0.5, 0.5
+		cfg.MixCheckin, cfg.MixLocation, cfg.MixRange, cfg.MixRangeLocation, cfg.MixGet, cfg.MixDelete = 2, 1, 0.5, 0.5, 0.5, 0.5
 		cfg.Popularity = "zipf"
 		cfg.Verify = true
 		cfg.ProgressInterval = 500 * time.Millisecond
@@ -166,6 +166,9 @@ func TestAgainstCheckin(t *testing.T) {
 				if rep.Ops[name] == nil || rep.Ops[name].OK == 0 {
 					t.Errorf("no successful %s requests", name)
 				}
+			}
+			if d := rep.Ops[opDelete.String()]; d.StatusCodes["204"] != d.Requests || rep.Verify.Deleted != int(d.Requests) || rep.Verify.Resurrected != 0 {
+				t.Errorf("deletes: %+v, verify %+v; want every one answered 204, and checked gone", d, rep.Verify)
 			}
 		}},
 		{"open model", synthetic(func(c *config) {
@@ -215,6 +218,7 @@ func TestAgainstCheckin(t *testing.T) {
 		})
 	}
 	t.Run("verify catches a lost checkin", func(t *testing.T) { verifyCatchesLoss(t, base) })
+	t.Run("verify catches a deleted checkin that is back", func(t *testing.T) { verifyCatchesResurrection(t, base) })
 	t.Run("verify reads past a target that is down", func(t *testing.T) { verifyPastDeadTarget(t, base) })
 	t.Run("retries and ejection past a target that is down", func(t *testing.T) { retriesPastDeadTarget(t, ctx, base) })
 }
@@ -402,7 +406,7 @@ func verifyPastDeadTarget(t *testing.T, base string) {
 		res.Body.Close()
 		acks = append(acks, ack{User: user, ID: id, Loc: loc, TS: now.UnixMilli()})
 	}
-	if v := r.verify(context.Background(), acks); v.Found != len(acks) || v.Lost != 0 || v.UnverifiedUsers != 0 {
+	if v := r.verify(context.Background(), acks, deletions{}); v.Found != len(acks) || v.Lost != 0 || v.UnverifiedUsers != 0 {
 		t.Fatalf("verify with a dead target: %+v", v)
 	}
 }
@@ -420,7 +424,7 @@ func verifyCatchesLoss(t *testing.T, base string) {
 		t.Fatal(err)
 	}
 	now := time.Now().UnixMilli()
-	v := r.verify(context.Background(), []ack{{User: "load-u0", ID: "never-written", Loc: "load-l0", TS: now}})
+	v := r.verify(context.Background(), []ack{{User: "load-u0", ID: "never-written", Loc: "load-l0", TS: now}}, deletions{})
 	if v.Lost != 1 || v.LostSample[0] != "load-u0/never-written" || v.UnverifiedUsers != 0 {
 		t.Fatalf("verify of a checkin that was never written: %+v", v)
 	}
@@ -428,5 +432,44 @@ func verifyCatchesLoss(t *testing.T, base string) {
 	// user's (earlier subtests wrote some), or none.
 	if v.StaleCurrent != 1 || !strings.HasSuffix(v.StaleSample[0], " < never-written") && v.StaleSample[0] != "load-u0: no current location" {
 		t.Fatalf("verify of the current location of a user whose only acknowledged checkin was never written: %+v", v)
+	}
+}
+
+// verifyCatchesResurrection points --verify at a delete the server never
+// made: a checkin acknowledged and reported deleted is still listed, and
+// it is the user's current location.
+func verifyCatchesResurrection(t *testing.T, base string) {
+	cfg := defaultConfig()
+	cfg.Targets = base
+	cfg.Users, cfg.Locations, cfg.SetupCheckins = 1, 1, 0
+	cfg.IDPrefix = "resurrect"
+	cfg.Concurrency = 1
+	cfg.Progress = false
+	r := testRunner(t, cfg, time.Second)
+	if _, _, err := r.setup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Truncate(time.Millisecond)
+	var acks []ack
+	for i, age := range []time.Duration{time.Minute, 0} {
+		a := ack{User: r.syn.users[0], ID: fmt.Sprintf("kept-%d", i), Loc: r.syn.locations[0], TS: now.Add(-age).UnixMilli()}
+		body := fmt.Sprintf(`{"id":%q,"location_id":%q,"timestamp":%q}`, a.ID, a.Loc, time.UnixMilli(a.TS).UTC().Format(time.RFC3339Nano))
+		res, err := http.Post(base+"/v1/users/"+a.User+"/checkins", "application/json", strings.NewReader(body))
+		if err != nil || res.StatusCode != http.StatusCreated {
+			t.Fatalf("checkin %s: %v %v", a.ID, res, err)
+		}
+		res.Body.Close()
+		acks = append(acks, a)
+	}
+	v := r.verify(context.Background(), acks, deletions{gone: acks[1:]})
+	if v.Resurrected != 1 || v.ResurrectedSample[0] != acks[1].User+"/"+acks[1].ID || v.Deleted != 1 || v.Found != 1 || v.Lost != 0 {
+		t.Fatalf("verify of a delete that never happened: %+v", v)
+	}
+	if v.StaleCurrent != 1 || v.StaleSample[0] != acks[1].User+": kept-1 was deleted" {
+		t.Fatalf("verify of a current location that is a deleted checkin: %+v", v)
+	}
+	v = r.verify(context.Background(), acks, deletions{uncertain: acks[1:]})
+	if v.Resurrected != 0 || v.StaleCurrent != 0 || v.UncertainDeletes != 1 || v.Found != 1 {
+		t.Fatalf("verify with a delete of unknown outcome: %+v", v)
 	}
 }

@@ -13,7 +13,7 @@ import (
 
 // errLost: --verify found acknowledged checkins missing (or different, or
 // not reflected in the current location, or could not read them all back).
-var errLost = errors.New("verify: acknowledged checkins are missing, different, not the current location, or could not be read back")
+var errLost = errors.New("verify: acknowledged checkins are missing, different, not the current location, or could not be read back, or deleted ones are back")
 
 // Report is the outcome of a run; --json prints it as is.
 type Report struct {
@@ -180,6 +180,13 @@ func (rep *Report) write(w io.Writer, asJSON bool) error {
 		}
 		for _, s := range v.StaleSample {
 			fmt.Fprintf(&b, "  stale current location: %s\n", s)
+		}
+		if v.Deleted > 0 || v.UncertainDeletes > 0 {
+			fmt.Fprintf(&b, "verify: %d deleted checkins: resurrected %d; %d deletes without a final answer not checked\n",
+				v.Deleted, v.Resurrected, v.UncertainDeletes)
+		}
+		for _, s := range v.ResurrectedSample {
+			fmt.Fprintf(&b, "  resurrected: %s\n", s)
 		}
 	}
 	_, err := io.WriteString(w, b.String())

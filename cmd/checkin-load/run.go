@@ -46,7 +46,18 @@ type worker struct {
 	body  []byte
 	seq   uint64
 	acks  []ack // acknowledged checkins, kept for --verify
+	// own: the checkins this connection wrote in the run and had
+	// acknowledged, oldest first, that a delete (--mix.delete) takes; at
+	// most maxOwn (the oldest go).
+	own []ack
+	// With --verify: deletes answered 204 (or 404 after an attempt that
+	// may have deleted), and deletes without a final answer, which may or
+	// may not have happened.
+	gone, uncertain []ack
 }
+
+// maxOwn bounds a worker's own checkins kept for deletes.
+const maxOwn = 4096
 
 // ack is a checkin the server acknowledged with a 2xx.
 type ack struct {
@@ -127,10 +138,13 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (*Report, er
 	}
 	if cfg.Verify && ctx.Err() == nil {
 		acks := setupAcks
+		var dels deletions
 		for _, w := range r.workers {
 			acks = append(acks, w.acks...)
+			dels.gone = append(dels.gone, w.gone...)
+			dels.uncertain = append(dels.uncertain, w.uncertain...)
 		}
-		rep.Verify = r.verify(ctx, acks)
+		rep.Verify = r.verify(ctx, acks, dels)
 	}
 	for _, t := range r.cl.targets {
 		if n := t.ejections.Load(); n > 0 {
@@ -146,7 +160,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (*Report, er
 	if ctx.Err() != nil {
 		return rep, ctx.Err()
 	}
-	if v := rep.Verify; v != nil && (v.Lost > 0 || v.Mismatched > 0 || v.StaleCurrent > 0 || v.UnverifiedUsers > 0) {
+	if v := rep.Verify; v != nil && (v.Lost > 0 || v.Mismatched > 0 || v.StaleCurrent > 0 || v.UnverifiedUsers > 0 || v.Resurrected > 0) {
 		return rep, errLost
 	}
 	return rep, nil
@@ -344,6 +358,7 @@ func (r *runner) exec(ctx context.Context, w *worker, rec *recorder, i int64, st
 		body          []byte
 	)
 	w.path = w.path[:0]
+	var del ack // the checkin a delete deletes
 	if r.rep != nil {
 		row := &r.rep.rows[i]
 		o, user, id, loc, ts = opCheckin, row.User, row.checkinID(), row.Loc, row.Time
@@ -351,6 +366,9 @@ func (r *runner) exec(ctx context.Context, w *worker, rec *recorder, i int64, st
 		o = r.syn.mix.pick(w.rng)
 		ui := w.users.pick()
 		user = r.syn.users[ui]
+		if o == opDelete && len(w.own) == 0 {
+			o = opCheckin // nothing of its own to delete yet
+		}
 		switch o {
 		case opCheckin:
 			w.seq++
@@ -366,6 +384,11 @@ func (r *runner) exec(ctx context.Context, w *worker, rec *recorder, i int64, st
 		case opGet:
 			w.path = appendUserPath(w.path, user, "/checkins/")
 			w.path = append(w.path, r.setupCheckinID(ui, w.rng.IntN(r.cfg.SetupCheckins))...)
+		case opDelete:
+			del, w.own = w.own[0], w.own[1:]
+			method = fasthttp.MethodDelete
+			w.path = appendUserPath(w.path, del.User, "/checkins/")
+			w.path = append(w.path, del.ID...)
 		}
 	}
 	if o == opCheckin {
@@ -382,6 +405,7 @@ func (r *runner) exec(ctx context.Context, w *worker, rec *recorder, i int64, st
 	first := r.cl.nextIndex()
 	var status int
 	var kind string
+	mayHaveApplied := false // an earlier attempt got no answer, 503 or 504
 	for attempt := 0; ; attempt++ {
 		err := r.cl.doAt(first+attempt, w.req, w.resp, method, w.path, body)
 		status, kind = 0, ""
@@ -398,6 +422,7 @@ func (r *runner) exec(ctx context.Context, w *worker, rec *recorder, i int64, st
 			break
 		}
 		rec.retry(w.idx, o, kind)
+		mayHaveApplied = mayHaveApplied || status != 429
 		if status == 0 {
 			continue // no answer: at once, to the next target
 		}
@@ -405,10 +430,44 @@ func (r *runner) exec(ctx context.Context, w *worker, rec *recorder, i int64, st
 			break
 		}
 	}
-	if kind == "" && o == opCheckin && r.cfg.Verify {
-		w.acks = append(w.acks, ack{User: user, ID: id, Loc: loc, TS: ts.UnixMilli()})
+	if kind == "" && o == opCheckin {
+		a := ack{User: user, ID: id, Loc: loc, TS: ts.UnixMilli()}
+		if r.cfg.Verify {
+			w.acks = append(w.acks, a)
+		}
+		if r.cfg.MixDelete > 0 && r.rep == nil {
+			if len(w.own) == maxOwn {
+				w.own = w.own[1:]
+			}
+			w.own = append(w.own, a)
+		}
+	}
+	if o == opDelete {
+		kind = r.deleted(w, del, status, kind, mayHaveApplied)
 	}
 	rec.record(w.idx, o, time.Since(start), status, kind)
+}
+
+// deleted notes, for --verify, what became of a delete of the checkin del
+// and returns its error kind: a 404 after an attempt that may have deleted
+// the checkin is that attempt's success, not an error. A 404 at the first
+// attempt is an error, and the checkin stays expected: verify counts it
+// lost, as it was acknowledged.
+func (r *runner) deleted(w *worker, del ack, status int, kind string, mayHaveApplied bool) string {
+	gone := status == 204 || status == 404 && mayHaveApplied && kind == "404:checkin_not_found"
+	if gone {
+		kind = ""
+	}
+	if !r.cfg.Verify {
+		return kind
+	}
+	switch {
+	case gone:
+		w.gone = append(w.gone, del)
+	case mayHaveApplied || status == 0 || status == 503 || status == 504:
+		w.uncertain = append(w.uncertain, del)
+	}
+	return kind
 }
 
 // retryAfter is the wait an answer asks for in its Retry-After header (in

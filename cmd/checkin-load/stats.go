@@ -18,10 +18,11 @@ const (
 	opRange
 	opRangeLocation
 	opGet
+	opDelete
 	numOps
 )
 
-var opNames = [numOps]string{"checkin", "location", "range", "range_location", "get"}
+var opNames = [numOps]string{"checkin", "location", "range", "range_location", "get", "delete"}
 
 func (o op) String() string { return opNames[o] }
 

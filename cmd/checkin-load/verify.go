@@ -25,37 +25,72 @@ type VerifyReport struct {
 	StaleCurrent    int      `json:"stale_current"`
 	StaleSample     []string `json:"stale_sample,omitempty"` // user: current checkin id < newest acknowledged id, at most 20
 	UnverifiedUsers int      `json:"unverified_users"`
-	ReadErrors      int64    `json:"read_errors"`
-	LostSample      []string `json:"lost_sample,omitempty"` // user/checkin id, at most 20
-	ElapsedS        float64  `json:"elapsed_s"`
+	// Deleted counts acknowledged checkins the run deleted (--mix.delete:
+	// answered 204), which must not be listed nor be the current location;
+	// Resurrected those listed all the same. UncertainDeletes counts
+	// deletes without a final answer: those checkins are checked neither way.
+	Deleted           int      `json:"deleted,omitempty"`
+	Resurrected       int      `json:"resurrected,omitempty"`
+	ResurrectedSample []string `json:"resurrected_sample,omitempty"` // user/checkin id, at most 20
+	UncertainDeletes  int      `json:"uncertain_deletes,omitempty"`
+	ReadErrors        int64    `json:"read_errors"`
+	LostSample        []string `json:"lost_sample,omitempty"` // user/checkin id, at most 20
+	ElapsedS          float64  `json:"elapsed_s"`
 }
 
 // verifyPageLimit is the page size of the read-back.
 const verifyPageLimit = 1000
 
+// deletions are the acknowledged checkins the run deleted (gone) or tried
+// to delete without learning whether it did (uncertain).
+type deletions struct {
+	gone, uncertain []ack
+}
+
 // verify lists, for every user with acknowledged checkins, the range from
-// its earliest to its latest acknowledged checkin (following next_cursor
-// to the end), and counts acknowledged checkins that are not there. It
-// also reads the user's current location, which must be the newest
-// acknowledged checkin or a newer one (a checkin that was stored although
-// its answer never came).
-func (r *runner) verify(ctx context.Context, acks []ack) *VerifyReport {
+// its earliest to its latest acknowledged or deleted checkin (following
+// next_cursor to the end), and counts acknowledged checkins that are not
+// there, and deleted ones that are. It also reads the user's current
+// location, which must be the newest acknowledged checkin left or a newer
+// one (a checkin that was stored although its answer never came), and
+// never a deleted one.
+func (r *runner) verify(ctx context.Context, acks []ack, dels deletions) *VerifyReport {
 	start := time.Now()
 	byUser := map[string]map[string]ack{}
-	for _, a := range acks {
-		m := byUser[a.User]
+	goneByUser := map[string]map[string]ack{}
+	add := func(to map[string]map[string]ack, a ack) {
+		m := to[a.User]
 		if m == nil {
 			m = map[string]ack{}
-			byUser[a.User] = m
+			to[a.User] = m
 		}
 		m[a.ID] = a
 	}
+	for _, a := range acks {
+		add(byUser, a)
+	}
+	rep := &VerifyReport{UncertainDeletes: len(dels.uncertain)}
+	for _, a := range dels.uncertain {
+		delete(byUser[a.User], a.ID)
+	}
+	for _, a := range dels.gone {
+		delete(byUser[a.User], a.ID)
+		add(goneByUser, a)
+		rep.Deleted++
+	}
 	users := make([]string, 0, len(byUser))
-	rep := &VerifyReport{Users: len(byUser)}
 	for u, m := range byUser {
-		users = append(users, u)
+		if len(m) > 0 || len(goneByUser[u]) > 0 {
+			users = append(users, u)
+		}
 		rep.Acknowledged += len(m)
 	}
+	for u := range goneByUser {
+		if _, ok := byUser[u]; !ok {
+			users = append(users, u)
+		}
+	}
+	rep.Users = len(users)
 	slices.Sort(users)
 
 	var mu sync.Mutex
@@ -63,8 +98,8 @@ func (r *runner) verify(ctx context.Context, acks []ack) *VerifyReport {
 	stop := r.verifyProgress(start, &checked, len(users))
 	r.forEach(ctx, len(users), func(i int, req *fasthttp.Request, resp *fasthttp.Response) {
 		u := users[i]
-		want := byUser[u]
-		got, err := r.listAll(ctx, req, resp, u, want, &readErrs)
+		want, gone := byUser[u], goneByUser[u]
+		got, err := r.listAll(ctx, req, resp, u, want, gone, &readErrs)
 		var cur *ack
 		if err == nil {
 			cur, err = r.current(ctx, req, resp, u, &readErrs)
@@ -88,14 +123,30 @@ func (r *runner) verify(ctx context.Context, acks []ack) *VerifyReport {
 					rep.Found++
 				}
 			}
-			if newest := newestOf(want); cur == nil || newer(newest, *cur) {
+			for id := range gone {
+				if _, ok := got[id]; ok {
+					rep.Resurrected++
+					if len(rep.ResurrectedSample) < 20 {
+						rep.ResurrectedSample = append(rep.ResurrectedSample, u+"/"+id)
+					}
+				}
+			}
+			stale := ""
+			if cur != nil {
+				if _, deleted := gone[cur.ID]; deleted {
+					stale = u + ": " + cur.ID + " was deleted"
+				}
+			}
+			if newest := newestOf(want); stale == "" && len(want) > 0 && (cur == nil || newer(newest, *cur)) {
+				stale = u + ": no current location"
+				if cur != nil {
+					stale = u + ": " + cur.ID + " < " + newest.ID
+				}
+			}
+			if stale != "" {
 				rep.StaleCurrent++
 				if len(rep.StaleSample) < 20 {
-					s := u + ": no current location"
-					if cur != nil {
-						s = u + ": " + cur.ID + " < " + newest.ID
-					}
-					rep.StaleSample = append(rep.StaleSample, s)
+					rep.StaleSample = append(rep.StaleSample, stale)
 				}
 			}
 		}
@@ -105,18 +156,21 @@ func (r *runner) verify(ctx context.Context, acks []ack) *VerifyReport {
 	stop()
 	slices.Sort(rep.LostSample)
 	slices.Sort(rep.StaleSample)
+	slices.Sort(rep.ResurrectedSample)
 	rep.ReadErrors = readErrs.Load()
 	rep.ElapsedS = time.Since(start).Seconds()
 	return rep
 }
 
 // listAll returns the user's checkins in the range that holds every id in
-// want, by id.
+// want and in gone, by id.
 func (r *runner) listAll(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response, user string,
-	want map[string]ack, readErrs *atomic.Int64) (map[string]ack, error) {
+	want, gone map[string]ack, readErrs *atomic.Int64) (map[string]ack, error) {
 	lo, hi := int64(1<<62), int64(-1<<62)
-	for _, a := range want {
-		lo, hi = min(lo, a.TS), max(hi, a.TS)
+	for _, m := range []map[string]ack{want, gone} {
+		for _, a := range m {
+			lo, hi = min(lo, a.TS), max(hi, a.TS)
+		}
 	}
 	base := "/v1/users/" + url.PathEscape(user) + "/checkins?limit=" + fmt.Sprint(verifyPageLimit) +
 		"&from=" + url.QueryEscape(time.UnixMilli(lo).UTC().Format(timeLayout)) +

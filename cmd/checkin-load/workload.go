@@ -39,7 +39,7 @@ type mix struct {
 
 func newMix(c config) mix {
 	var m mix
-	w := [numOps]float64{opCheckin: c.MixCheckin, opLocation: c.MixLocation, opRange: c.MixRange, opRangeLocation: c.MixRangeLocation, opGet: c.MixGet}
+	w := [numOps]float64{opCheckin: c.MixCheckin, opLocation: c.MixLocation, opRange: c.MixRange, opRangeLocation: c.MixRangeLocation, opGet: c.MixGet, opDelete: c.MixDelete}
 	for o := range w {
 		m.total += w[o]
 		m.cum[o] = m.total
