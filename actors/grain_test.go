@@ -1132,13 +1132,19 @@ func TestDeleteCheckinConcurrency(t *testing.T) {
 		err error
 	}
 	deleted := make(chan result, 2)
-	for range 2 {
-		go func() {
-			c, err := n.client.DeleteCheckin(ctx(t), "cc", "d1")
-			deleted <- result{c, err}
-		}()
+	deleteD1 := func() {
+		c, err := n.client.DeleteCheckin(ctx(t), "cc", "d1")
+		deleted <- result{c, err}
 	}
+	go deleteD1()
 	<-hooks.deleting
+	// A second delete of it, sent while the first is held in the store:
+	// it waits for the first one's answer (the store is not asked again).
+	sent := n.metric(t, "checkin_grain_requests_total", "served_by", "local")
+	go deleteD1()
+	waitFor(t, "the second delete to be sent", func() bool {
+		return n.metric(t, "checkin_grain_requests_total", "served_by", "local") > sent
+	})
 	if _, _, err := n.client.Checkin(ctx(t), checkin("d1", "cc", "L2", base.Add(time.Hour)), true, true); !errors.As(err, &e) || e.Code != actors.CodeUnavailable {
 		t.Fatalf("a checkin with the id being deleted: err = %v, want unavailable", err)
 	}
