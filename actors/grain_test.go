@@ -1110,6 +1110,27 @@ func (h *deleteHooks) CurrentLocation(ctx context.Context, userID string) (persi
 	return c, err
 }
 
+// startDeleteTest starts a node on a store with deleteHooks (not armed;
+// deletes not held) and creates user with two checkins, "first" and, two
+// hours later, "last".
+func startDeleteTest(t *testing.T, user string) (n *testNode, hooks *deleteHooks, first, last persistence.Checkin) {
+	t.Helper()
+	inner := openStore(t, t.TempDir())
+	t.Cleanup(func() { inner.Close() }) // after the node stops
+	hooks = newDeleteHooks(inner)
+	close(hooks.deleteGate)
+	n = startNode(t, hooks, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	mustUser(t, n, user)
+	first = checkin("first", user, "L1", base)
+	last = checkin("last", user, "L2", base.Add(2*time.Hour))
+	for _, c := range []persistence.Checkin{first, last} {
+		if _, _, err := n.client.Checkin(ctx(t), c, true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n, hooks, first, last
+}
+
 // While a checkin is being deleted, a checkin with its id is refused and a
 // second delete of it gets the first one's answer; a checkin still being
 // written is not deleted.
@@ -1179,19 +1200,7 @@ func TestDeleteCheckinConcurrency(t *testing.T) {
 // A checkin that becomes durable while the current one is deleted counts
 // for the new current location even when the store's read came before it.
 func TestDeleteCheckinKeepsCheckinsWrittenMeanwhile(t *testing.T) {
-	inner := openStore(t, t.TempDir())
-	defer inner.Close()
-	hooks := newDeleteHooks(inner)
-	n := startNode(t, hooks, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
-	mustUser(t, n, "mw")
-	first := checkin("first", "mw", "L1", base)
-	last := checkin("last", "mw", "L2", base.Add(2*time.Hour))
-	for _, c := range []persistence.Checkin{first, last} {
-		if _, _, err := n.client.Checkin(ctx(t), c, true, true); err != nil {
-			t.Fatal(err)
-		}
-	}
-	close(hooks.deleteGate)
+	n, hooks, _, _ := startDeleteTest(t, "mw")
 	hooks.armed.Store(true)
 	deleted := make(chan error, 1)
 	go func() {
@@ -1217,19 +1226,7 @@ func TestDeleteCheckinKeepsCheckinsWrittenMeanwhile(t *testing.T) {
 // current checkin says so instead of answering the deleted one, and reads
 // it from the store again.
 func TestDeleteCheckinWithFailedRead(t *testing.T) {
-	inner := openStore(t, t.TempDir())
-	defer inner.Close()
-	hooks := newDeleteHooks(inner)
-	close(hooks.deleteGate)
-	n := startNode(t, hooks, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
-	mustUser(t, n, "fr")
-	first := checkin("first", "fr", "L1", base)
-	last := checkin("last", "fr", "L2", base.Add(time.Hour))
-	for _, c := range []persistence.Checkin{first, last} {
-		if _, _, err := n.client.Checkin(ctx(t), c, true, true); err != nil {
-			t.Fatal(err)
-		}
-	}
+	n, hooks, first, last := startDeleteTest(t, "fr")
 	if cur, err := n.client.CurrentLocation(ctx(t), "fr"); err != nil || cur != last {
 		t.Fatalf("current location %+v (%v), want %+v", cur, err, last)
 	}
@@ -1252,19 +1249,7 @@ func TestDeleteCheckinWithFailedRead(t *testing.T) {
 // answers, a checkin with it is refused (the failed delete might still be
 // applied after it), and then accepted again.
 func TestDeleteCheckinRetry(t *testing.T) {
-	inner := openStore(t, t.TempDir())
-	defer inner.Close()
-	hooks := newDeleteHooks(inner)
-	close(hooks.deleteGate)
-	n := startNode(t, hooks, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
-	mustUser(t, n, "rt")
-	first := checkin("first", "rt", "L1", base)
-	last := checkin("last", "rt", "L2", base.Add(time.Hour))
-	for _, c := range []persistence.Checkin{first, last} {
-		if _, _, err := n.client.Checkin(ctx(t), c, true, true); err != nil {
-			t.Fatal(err)
-		}
-	}
+	n, hooks, first, last := startDeleteTest(t, "rt")
 	var e *actors.Error
 	hooks.deleteFailures.Store(1)
 	if _, err := n.client.DeleteCheckin(ctx(t), "rt", "last"); !errors.As(err, &e) || e.Code != actors.CodeUnavailable {
