@@ -268,9 +268,10 @@ func (s *Store) create(ctx context.Context, key, v []byte, kind, id string) erro
 
 // withRecord calls fn with the value of key and whether it is stored,
 // holding records, so that the reads and writes fn makes of users,
-// locations and a deleted checkin are atomic. fn puts its writes in b; they are applied, synced,
-// unless fn returns an error. v is valid only during the call. Neither the
-// wait for records nor the write outlasts ctx (commit).
+// locations and a deleted checkin are atomic. fn puts its writes in b;
+// they are applied, synced, unless fn returns an error. v is valid only
+// during the call. Neither the wait for records nor the write outlasts ctx
+// (commit).
 func (s *Store) withRecord(ctx context.Context, key []byte, fn func(b *pebbledb.Batch, v []byte, found bool) error) error {
 	if err := ctx.Err(); err != nil {
 		return storeErr(err)
