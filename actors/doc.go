@@ -17,7 +17,9 @@
 //     per user, never while a checkin with its id is being written; when it
 //     was the current location, the current location becomes the newest
 //     checkin left. Its id is free afterwards: a checkin sent with it is
-//     new, not a retry.
+//     new, not a retry. A delete the store did not confirm is sent again
+//     by the grain until the store does; meanwhile checkins with its id
+//     are refused and the grain does not passivate.
 //
 // Client is the typed front of the grains for the edge: it turns a request
 // context into grain call timeouts and grain errors into this package's

@@ -1110,16 +1110,16 @@ func (h *deleteHooks) CurrentLocation(ctx context.Context, userID string) (persi
 	return c, err
 }
 
-// startDeleteTest starts a node on a store with deleteHooks (not armed;
-// deletes not held) and creates user with two checkins, "first" and, two
-// hours later, "last".
-func startDeleteTest(t *testing.T, user string) (n *testNode, hooks *deleteHooks, first, last persistence.Checkin) {
+// startDeleteTest starts a node with gcfg on a store with deleteHooks (not
+// armed; deletes not held) and creates user with two checkins, "first"
+// and, two hours later, "last".
+func startDeleteTest(t *testing.T, user string, gcfg actors.GrainConfig) (n *testNode, hooks *deleteHooks, first, last persistence.Checkin) {
 	t.Helper()
 	inner := openStore(t, t.TempDir())
 	t.Cleanup(func() { inner.Close() }) // after the node stops
 	hooks = newDeleteHooks(inner)
 	close(hooks.deleteGate)
-	n = startNode(t, hooks, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	n = startNode(t, hooks, gcfg, actors.DefaultWriterConfig())
 	mustUser(t, n, user)
 	first = checkin("first", user, "L1", base)
 	last = checkin("last", user, "L2", base.Add(2*time.Hour))
@@ -1200,7 +1200,7 @@ func TestDeleteCheckinConcurrency(t *testing.T) {
 // A checkin that becomes durable while the current one is deleted counts
 // for the new current location even when the store's read came before it.
 func TestDeleteCheckinKeepsCheckinsWrittenMeanwhile(t *testing.T) {
-	n, hooks, _, _ := startDeleteTest(t, "mw")
+	n, hooks, _, _ := startDeleteTest(t, "mw", actors.DefaultGrainConfig())
 	hooks.armed.Store(true)
 	deleted := make(chan error, 1)
 	go func() {
@@ -1226,7 +1226,7 @@ func TestDeleteCheckinKeepsCheckinsWrittenMeanwhile(t *testing.T) {
 // current checkin says so instead of answering the deleted one, and reads
 // it from the store again.
 func TestDeleteCheckinWithFailedRead(t *testing.T) {
-	n, hooks, first, last := startDeleteTest(t, "fr")
+	n, hooks, first, last := startDeleteTest(t, "fr", actors.DefaultGrainConfig())
 	if cur, err := n.client.CurrentLocation(ctx(t), "fr"); err != nil || cur != last {
 		t.Fatalf("current location %+v (%v), want %+v", cur, err, last)
 	}
@@ -1249,7 +1249,9 @@ func TestDeleteCheckinWithFailedRead(t *testing.T) {
 // answers, a checkin with it is refused (the failed delete might still be
 // applied after it), and then accepted again.
 func TestDeleteCheckinRetry(t *testing.T) {
-	n, hooks, first, last := startDeleteTest(t, "rt")
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.DeleteRetry = time.Hour // the client's retry comes first
+	n, hooks, first, last := startDeleteTest(t, "rt", gcfg)
 	var e *actors.Error
 	hooks.deleteFailures.Store(1)
 	if _, err := n.client.DeleteCheckin(ctx(t), "rt", "last"); !errors.As(err, &e) || e.Code != actors.CodeUnavailable {
@@ -1271,5 +1273,47 @@ func TestDeleteCheckinRetry(t *testing.T) {
 	}
 	if _, created, err := n.client.Checkin(ctx(t), again, true, true); err != nil || !created {
 		t.Fatalf("the id once deleted: created %v, err %v", created, err)
+	}
+}
+
+// A delete the store did not confirm is sent again by the grain on its own
+// until the store confirms it, and the grain does not passivate before:
+// its id stays refused, even past the idle timeout, and the current
+// location moves back once the delete is through.
+func TestDeleteCheckinRetriedInBackground(t *testing.T) {
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.DeleteRetry = 20 * time.Millisecond
+	gcfg.IdleTimeout = 50 * time.Millisecond
+	n, hooks, first, last := startDeleteTest(t, "bg", gcfg)
+	var e *actors.Error
+	hooks.deleteFailures.Store(1 << 20)
+	if _, err := n.client.DeleteCheckin(ctx(t), "bg", "last"); !errors.As(err, &e) || e.Code != actors.CodeUnavailable {
+		t.Fatalf("a delete the store failed: err = %v, want unavailable", err)
+	}
+	// The grain keeps sending it: the store sees more deletes.
+	waitFor(t, "the grain to retry the delete", func() bool { return hooks.deleteFailures.Load() < 1<<20-3 })
+	// Many idle timeouts later the grain is still there: the id is refused.
+	time.Sleep(10 * gcfg.IdleTimeout)
+	again := checkin("last", "bg", "L3", base.Add(3*time.Hour))
+	if _, _, err := n.client.Checkin(ctx(t), again, true, true); !errors.As(err, &e) || e.Code != actors.CodeUnavailable {
+		t.Fatalf("a checkin with the id of a delete still being retried: err = %v, want unavailable", err)
+	}
+	if cur, err := n.client.CurrentLocation(ctx(t), "bg"); err != nil || cur != last {
+		t.Fatalf("while the delete fails current = %+v (%v), want %+v", cur, err, last)
+	}
+	// The store recovers; nobody sends the delete again.
+	hooks.deleteFailures.Store(0)
+	waitFor(t, "the retried delete to move the current location back", func() bool {
+		cur, err := n.client.CurrentLocation(ctx(t), "bg")
+		return err == nil && cur == first
+	})
+	if _, err := hooks.Store.GetCheckin(ctx(t), "bg", "last"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("the store still has the deleted checkin: err = %v", err)
+	}
+	if _, created, err := n.client.Checkin(ctx(t), again, true, true); err != nil || !created {
+		t.Fatalf("the id once deleted: created %v, err %v", created, err)
+	}
+	if got := n.metric(t, "checkin_grain_delete_retries_total"); got < 3 {
+		t.Fatalf("checkin_grain_delete_retries_total = %v, want at least 3", got)
 	}
 }

@@ -29,6 +29,8 @@ type Metrics struct {
 	rejected     prometheus.Counter
 	queueDepth   prometheus.Gauge
 	failedFast   prometheus.Counter
+	// deleteRetries: checkin deletes a grain sent again on its own.
+	deleteRetries prometheus.Counter
 }
 
 // NewMetrics creates the instruments and registers them with reg (nil: not
@@ -53,11 +55,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "checkin_writer_rejected_total", Help: "Checkins refused because the writer queue was full."}),
 		failedFast: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "checkin_grain_calls_failed_fast_total", Help: "Grain calls not sent because the member that holds the grain stopped answering this node's calls (grain.member-timeouts)."}),
+		deleteRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "checkin_grain_delete_retries_total", Help: "Checkin deletes the store did not confirm, sent again by the user's grain on its own (grain.delete-retry)."}),
 		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "checkin_writer_queue_depth", Help: "Checkins queued or being written on this node."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.served, m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth, m.failedFast)
+		reg.MustRegister(m.served, m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth, m.failedFast, m.deleteRetries)
 	}
 	return m
 }

@@ -27,13 +27,21 @@ type GrainConfig struct {
 	KnownIDs       int           // further checkin ids per user kept as 8-byte hashes, so that a new id needs no store look-up
 	StoreTimeout   time.Duration // deadline of one store call made by a grain
 	ViewSizeMB     int           // memory of the current-location view of active grains
+	// DeleteRetry: the first background retry of a checkin delete the
+	// store did not confirm comes this long after it; each failed retry
+	// doubles the wait, up to maxDeleteRetry.
+	DeleteRetry time.Duration
 }
+
+// maxDeleteRetry caps the wait between background retries of a checkin
+// delete.
+const maxDeleteRetry = time.Minute
 
 // DefaultGrainConfig: 10 minute passivation, 16 remembered ids, 256 more
 // known by hash.
 func DefaultGrainConfig() GrainConfig {
 	return GrainConfig{IdleTimeout: 10 * time.Minute, MissingTimeout: 30 * time.Second, RecentIDs: 16, KnownIDs: 256,
-		StoreTimeout: 5 * time.Second, ViewSizeMB: 64}
+		StoreTimeout: 5 * time.Second, ViewSizeMB: 64, DeleteRetry: time.Second}
 }
 
 // Validate reports the first setting out of range.
@@ -51,6 +59,8 @@ func (c GrainConfig) Validate() error {
 		return errors.New("grain.store-timeout must be positive")
 	case c.ViewSizeMB < 1:
 		return errors.New("grain.view-size-mb must be at least 1")
+	case c.DeleteRetry <= 0:
+		return errors.New("grain.delete-retry must be positive")
 	}
 	return nil
 }
@@ -177,12 +187,18 @@ type userGrain struct {
 	// checkinDeletes: deletions of single checkins, the first running.
 	checkinDeletes []*checkinDeleteOp
 	// undeleted: ids whose deletion failed unanswered by the store (it
-	// may still apply it), newest last, at most maxCheckinDeletes. A
-	// checkin with one of them is refused until a delete of it answers:
-	// written now, a late delete could remove it after it was
-	// acknowledged.
+	// may still apply it, or have applied part of it), newest last, at
+	// most maxCheckinDeletes. A checkin with one of them is refused until
+	// a delete of it answers: written now, a late delete could remove it
+	// after it was acknowledged. The grain deletes them again in the
+	// background (retryDeletes) and does not passivate before the store
+	// confirmed every one.
 	undeleted []string
-	writing   int // checkins submitted and not yet settled or failed
+	// retryTimer sends the next retryDeletes; retryWait is the wait
+	// before the one after it (0: the first, grain.delete-retry).
+	retryTimer *time.Timer
+	retryWait  time.Duration
+	writing    int // checkins submitted and not yet settled or failed
 	// stale: the grain no longer knows its user's current location (a
 	// checkin deletion could not read it back); it answers current-location
 	// reads unavailable and stops as soon as it is idle, so that the next
@@ -211,6 +227,7 @@ func (g *userGrain) Init(ctx pcluster.GrainContext) {
 }
 
 func (g *userGrain) Terminate(pcluster.GrainContext) {
+	g.stopDeleteRetry()
 	g.deps.idle.remove(g)
 	g.deps.View.withdraw(g.id)
 	g.deps.Metrics.active.Dec()
@@ -240,9 +257,10 @@ func (g *userGrain) publish() {
 }
 
 // busy reports whether the grain waits for the store: a checkin being
-// written or deleted, a user being created or deleted.
+// written or deleted, a user being created or deleted, a checkin delete
+// the store has not confirmed yet.
 func (g *userGrain) busy() bool {
-	return g.writing > 0 || g.creating != nil || g.deleting != nil || len(g.checkinDeletes) > 0
+	return g.writing > 0 || g.creating != nil || g.deleting != nil || len(g.checkinDeletes) > 0 || len(g.undeleted) > 0
 }
 
 // load reads the user and the current location from the store, once per
@@ -501,6 +519,7 @@ func (g *userGrain) deleteWhenIdle(ctx pcluster.GrainContext) {
 		}
 		if err == nil || errors.Is(err, persistence.ErrNotFound) {
 			g.user, g.current, g.entries, g.known, g.complete, g.undeleted = nil, nil, nil, nil, true, nil
+			g.stopDeleteRetry()
 		} else {
 			g.loaded = false // part may be gone: read the user again on the next call
 		}
@@ -641,7 +660,7 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 		case errors.Is(err, persistence.ErrNotFound):
 			reply = toGrainError(newError(ErrNotFound, CodeCheckinNotFound, "user "+g.id+" has no checkin "+op.id))
 		default:
-			reply = toGrainError(newError(ErrUnavailable, CodeUnavailable, "cannot delete the checkin: "+err.Error()+"; retry the delete"))
+			reply = toGrainError(newError(ErrUnavailable, CodeUnavailable, "cannot delete the checkin: "+err.Error()+"; the delete is retried in the background, and sending it again is safe"))
 		}
 		if err == nil || errors.Is(err, persistence.ErrNotFound) {
 			g.dropEntry(op.id)
@@ -649,11 +668,17 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 				g.moveCurrentBack(cur, curErr, op.newest)
 			}
 			g.undeleted = slices.DeleteFunc(g.undeleted, func(id string) bool { return id == op.id })
-		} else if !slices.Contains(g.undeleted, op.id) {
-			if len(g.undeleted) == maxCheckinDeletes {
-				g.undeleted = slices.Delete(g.undeleted, 0, 1) // the oldest: settled by now, most likely
+			if len(g.undeleted) == 0 {
+				g.stopDeleteRetry()
 			}
-			g.undeleted = append(g.undeleted, op.id)
+		} else {
+			if !slices.Contains(g.undeleted, op.id) {
+				if len(g.undeleted) == maxCheckinDeletes {
+					g.undeleted = slices.Delete(g.undeleted, 0, 1) // the oldest: settled by now, most likely
+				}
+				g.undeleted = append(g.undeleted, op.id)
+			}
+			g.scheduleDeleteRetry(ctx)
 		}
 		for _, w := range op.waiters {
 			w.send(ctx, reply)
@@ -662,6 +687,60 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 		g.nextCheckinDelete(ctx)
 		g.whenIdle(ctx)
 	})
+}
+
+// scheduleDeleteRetry arranges for the undeleted ids to be deleted again,
+// unless that is arranged already: after grain.delete-retry the first
+// time, then after twice the previous wait, up to maxDeleteRetry. So a
+// delete the store failed part way through (on Scylla, some of the
+// checkin's rows removed) is completed even when its client gives up, as
+// long as the grain lives; and the grain stays until then.
+func (g *userGrain) scheduleDeleteRetry(ctx pcluster.GrainContext) {
+	if g.retryTimer != nil {
+		return
+	}
+	wait := g.retryWait
+	if wait == 0 {
+		wait = g.deps.Config.DeleteRetry
+	}
+	g.retryWait = min(2*wait, maxDeleteRetry)
+	root, self := ctx.ActorSystem().Root, g.self
+	g.retryTimer = time.AfterFunc(wait, func() { root.Send(self, retryDeletes{}) })
+}
+
+// stopDeleteRetry cancels the pending retry once nothing is left to retry.
+func (g *userGrain) stopDeleteRetry() {
+	if g.retryTimer != nil {
+		g.retryTimer.Stop()
+	}
+	g.retryTimer, g.retryWait = nil, 0
+}
+
+// retryDeletes queues a delete, with nobody waiting for its answer, of
+// every undeleted id not being deleted already.
+func (g *userGrain) retryDeletes(ctx pcluster.GrainContext) {
+	g.retryTimer = nil
+	if len(g.undeleted) == 0 {
+		g.retryWait = 0
+		return
+	}
+	if g.deleting != nil { // the user's deletion takes the checkins along
+		g.scheduleDeleteRetry(ctx) // in case it fails
+		return
+	}
+	for _, id := range g.undeleted {
+		if g.deletingCheckin(id) != nil {
+			continue
+		}
+		if len(g.checkinDeletes) >= maxCheckinDeletes {
+			g.scheduleDeleteRetry(ctx) // the rest next time
+			break
+		}
+		g.deps.Metrics.deleteRetries.Inc()
+		g.checkinDeletes = append(g.checkinDeletes, &checkinDeleteOp{id: id})
+	}
+	g.nextCheckinDelete(ctx)
+	g.touch()
 }
 
 // moveCurrentBack sets the current location after the current checkin was
@@ -715,6 +794,8 @@ func (g *userGrain) ReceiveDefault(ctx pcluster.GrainContext) {
 		g.written(ctx, m)
 	case passivateNow:
 		g.passivate(ctx)
+	case retryDeletes:
+		g.retryDeletes(ctx)
 	}
 }
 
@@ -872,6 +953,9 @@ func (g *userGrain) trim() {
 		}
 	}
 }
+
+// retryDeletes tells a grain to delete its undeleted ids again.
+type retryDeletes struct{}
 
 // asyncDone carries the outcome of a store call back to the grain.
 type asyncDone struct{ err error }

@@ -290,6 +290,27 @@ func TestNodeFailure(t *testing.T) {
 	}
 }
 
+// failTable is a store fault that refuses every request to one table, as
+// a node that refuses them would (through the store's own retries).
+func failTable(failing string) func(table string) error {
+	return func(table string) error {
+		if table == failing {
+			return gocql.ErrNoConnections
+		}
+		return nil
+	}
+}
+
+// openWithUser opens a store on cfg and creates user in it.
+func openWithUser(t *testing.T, cfg Config, user string) *Store {
+	t.Helper()
+	s := open(t, cfg)
+	if err := s.CreateUser(t.Context(), persistence.User{ID: user, Name: "n", CreatedAt: day0}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // TestDeleteUserAfterFailedWrite: a checkin write that fails at any one
 // table leaves nothing that DeleteUser cannot find. The store fails the
 // table's requests on purpose (as a node that refuses them would, through
@@ -302,23 +323,15 @@ func TestDeleteUserAfterFailedWrite(t *testing.T) {
 	tables := []string{"buckets_by_user", "checkins_by_user", "checkins_by_user_location", "buckets_by_user_location", "checkin_by_id"}
 	for _, failing := range tables {
 		t.Run(failing, func(t *testing.T) {
-			s := open(t, cfg)
-			ctx := t.Context()
 			user := "u-" + failing
-			if err := s.CreateUser(ctx, persistence.User{ID: user, Name: "n", CreatedAt: day0}); err != nil {
-				t.Fatal(err)
-			}
+			s := openWithUser(t, cfg, user)
+			ctx := t.Context()
 			first := persistence.Checkin{ID: "c1", UserID: user, LocationID: "l1", Timestamp: day0.Add(time.Hour)}
 			write(t, s, first)
 			// A new day and a new location: the write needs every table,
 			// index rows included.
 			lost := persistence.Checkin{ID: "c2", UserID: user, LocationID: "l2", Timestamp: day0.Add(26 * time.Hour)}
-			s.fault = func(table string) error {
-				if table == failing {
-					return gocql.ErrNoConnections
-				}
-				return nil
-			}
+			s.fault = failTable(failing)
 			err := s.WriteCheckins(ctx, []persistence.Checkin{lost})
 			s.fault = nil
 			if !errors.Is(err, persistence.ErrUnavailable) {
@@ -350,6 +363,48 @@ func TestDeleteUserAfterFailedWrite(t *testing.T) {
 			}
 			if len(left) > 0 {
 				t.Fatalf("after DeleteUser, rows of the user are left: %v", left)
+			}
+		})
+	}
+}
+
+// TestDeleteCheckinAfterFailedDelete: a checkin delete that fails at any
+// one table leaves what a second delete needs (the grain sends it again
+// until the store confirms it): the second one answers the checkin and no
+// row of it is left, while the user's other checkin stays.
+func TestDeleteCheckinAfterFailedDelete(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	for _, failing := range []string{"checkins_by_user", "checkins_by_user_location", "checkin_by_id"} {
+		t.Run(failing, func(t *testing.T) {
+			user := "d-" + failing
+			s := openWithUser(t, cfg, user)
+			ctx := t.Context()
+			kept := persistence.Checkin{ID: "c1", UserID: user, LocationID: "l1", Timestamp: day0.Add(time.Hour)}
+			gone := persistence.Checkin{ID: "c2", UserID: user, LocationID: "l1", Timestamp: day0.Add(2 * time.Hour)}
+			write(t, s, kept, gone)
+			s.fault = failTable(failing)
+			_, err := s.DeleteCheckin(ctx, user, gone.ID)
+			s.fault = nil
+			if !errors.Is(err, persistence.ErrUnavailable) {
+				t.Fatalf("delete with %s failing: %v, want ErrUnavailable", failing, err)
+			}
+			got, err := s.DeleteCheckin(ctx, user, gone.ID)
+			if err != nil || got != gone {
+				t.Fatalf("the second delete: %+v, %v; want %+v", got, err, gone)
+			}
+			b := persistence.BucketOf(gone.Timestamp)
+			for table, n := range map[string]int{
+				"checkins_by_user":          countRows(t, s, `SELECT COUNT(*) FROM checkins_by_user WHERE user_id = ? AND bucket = ? AND ts = ? AND checkin_id = ?`, user, b, gone.Timestamp.UnixMilli(), gone.ID),
+				"checkins_by_user_location": countRows(t, s, `SELECT COUNT(*) FROM checkins_by_user_location WHERE user_id = ? AND location_id = ? AND bucket = ? AND ts = ? AND checkin_id = ?`, user, gone.LocationID, b, gone.Timestamp.UnixMilli(), gone.ID),
+				"checkin_by_id":             countRows(t, s, `SELECT COUNT(*) FROM checkin_by_id WHERE user_id = ? AND checkin_id = ?`, user, gone.ID),
+			} {
+				if n != 0 {
+					t.Errorf("after the second delete %s still has %d row(s) of the checkin", table, n)
+				}
+			}
+			if cur, err := s.CurrentLocation(ctx, user); err != nil || cur != kept {
+				t.Fatalf("current location %+v, %v; want %+v", cur, err, kept)
 			}
 		})
 	}
