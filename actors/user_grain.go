@@ -160,6 +160,33 @@ type checkinDeleteOp struct {
 	newest *persistence.Checkin
 }
 
+// checkinDeletes is a grain's state of single-checkin deletions; a grain
+// holds one only while it has some (most never do: a pointer costs idle
+// grains less than the state).
+type checkinDeletes struct {
+	ops []*checkinDeleteOp // pending, the first running
+	// undeleted: ids whose deletion failed unanswered by the store (it may
+	// still apply it, or have applied part of it), newest last, at most
+	// maxCheckinDeletes. A checkin with one of them is refused until a
+	// delete of it answers: written now, a late delete could remove it
+	// after it was acknowledged. The grain deletes them again in the
+	// background (retryDeletes) and does not passivate before the store
+	// confirmed every one.
+	undeleted []string
+	timer     *time.Timer   // sends the next retryDeletes; nil when none is due
+	wait      time.Duration // the wait before the retry after the next
+}
+
+// op returns the pending deletion of checkin id, if any.
+func (d *checkinDeletes) op(id string) *checkinDeleteOp {
+	for _, op := range d.ops {
+		if op.id == id {
+			return op
+		}
+	}
+	return nil
+}
+
 // maxCheckinDeletes bounds the checkin deletions one grain holds (running
 // and waiting); more are refused as overload.
 const maxCheckinDeletes = 64
@@ -170,35 +197,23 @@ const maxCheckinDeletes = 64
 type userGrain struct {
 	deps    *Deps
 	id      string
-	loaded  bool
 	user    *persistence.User // nil: the user does not exist
 	current *persistence.Checkin
 	entries []slot // pending entries and the RecentIDs newest done ones
 	// known: sorted hashes of the user's other stored checkin ids, up to
 	// KnownIDs, while complete.
-	known []uint64
+	known    []uint64
+	creating *createOp
+	deleting *deleteOp
+	deletes  *checkinDeletes // nil: none pending or unconfirmed
+	writing  int             // checkins submitted and not yet settled or failed
+	// The flags are together, so that they share one word.
+	loaded bool
 	// complete: every checkin id of the user is in entries or known, so an
 	// id in neither is new. Once the grain forgets one (more ids than
 	// RecentIDs+KnownIDs), ids it does not hold need a store look-up (a
 	// retry may carry any timestamp).
 	complete bool
-	creating *createOp
-	deleting *deleteOp
-	// checkinDeletes: deletions of single checkins, the first running.
-	checkinDeletes []*checkinDeleteOp
-	// undeleted: ids whose deletion failed unanswered by the store (it
-	// may still apply it, or have applied part of it), newest last, at
-	// most maxCheckinDeletes. A checkin with one of them is refused until
-	// a delete of it answers: written now, a late delete could remove it
-	// after it was acknowledged. The grain deletes them again in the
-	// background (retryDeletes) and does not passivate before the store
-	// confirmed every one.
-	undeleted []string
-	// retryTimer sends the next retryDeletes; retryWait is the wait
-	// before the one after it (0: the first, grain.delete-retry).
-	retryTimer *time.Timer
-	retryWait  time.Duration
-	writing    int // checkins submitted and not yet settled or failed
 	// stale: the grain no longer knows its user's current location (a
 	// checkin deletion could not read it back); it answers current-location
 	// reads unavailable and stops as soon as it is idle, so that the next
@@ -227,7 +242,9 @@ func (g *userGrain) Init(ctx pcluster.GrainContext) {
 }
 
 func (g *userGrain) Terminate(pcluster.GrainContext) {
-	g.stopDeleteRetry()
+	if d := g.deletes; d != nil && d.timer != nil {
+		d.timer.Stop()
+	}
 	g.deps.idle.remove(g)
 	g.deps.View.withdraw(g.id)
 	g.deps.Metrics.active.Dec()
@@ -260,7 +277,7 @@ func (g *userGrain) publish() {
 // written or deleted, a user being created or deleted, a checkin delete
 // the store has not confirmed yet.
 func (g *userGrain) busy() bool {
-	return g.writing > 0 || g.creating != nil || g.deleting != nil || len(g.checkinDeletes) > 0 || len(g.undeleted) > 0
+	return g.writing > 0 || g.creating != nil || g.deleting != nil || g.deletes != nil
 }
 
 // load reads the user and the current location from the store, once per
@@ -503,7 +520,7 @@ func (g *userGrain) DeleteUser(_ *messages.DeleteUserRequest, _ func(*messages.D
 // data back.
 func (g *userGrain) deleteWhenIdle(ctx pcluster.GrainContext) {
 	op := g.deleting
-	if op == nil || op.started || g.writing > 0 || len(g.checkinDeletes) > 0 {
+	if op == nil || op.started || g.writing > 0 || (g.deletes != nil && len(g.deletes.ops) > 0) {
 		return
 	}
 	op.started = true
@@ -518,8 +535,11 @@ func (g *userGrain) deleteWhenIdle(ctx pcluster.GrainContext) {
 			reply = toGrainError(newError(ErrUnavailable, CodeUnavailable, "cannot delete the user: "+err.Error()+"; retry the delete"))
 		}
 		if err == nil || errors.Is(err, persistence.ErrNotFound) {
-			g.user, g.current, g.entries, g.known, g.complete, g.undeleted = nil, nil, nil, nil, true, nil
-			g.stopDeleteRetry()
+			g.user, g.current, g.entries, g.known, g.complete = nil, nil, nil, nil, true
+			if g.deletes != nil {
+				g.deletes.undeleted = nil
+				g.tidyDeletes()
+			}
 		} else {
 			g.loaded = false // part may be gone: read the user again on the next call
 		}
@@ -546,12 +566,14 @@ func (g *userGrain) checkin(ctx pcluster.GrainContext, req *messages.CheckinRequ
 	}
 	c := fromMsg(req.GetCheckin())
 	c.UserID = g.id
-	if len(g.checkinDeletes) > 0 && g.deletingCheckin(c.ID) != nil {
-		// Written now, it might land before the delete or after it.
-		return toGrainError(newError(ErrUnavailable, CodeUnavailable, "checkin "+c.ID+" is being deleted; retry the checkin"))
-	}
-	if len(g.undeleted) > 0 && slices.Contains(g.undeleted, c.ID) {
-		return toGrainError(newError(ErrUnavailable, CodeUnavailable, "a delete of checkin "+c.ID+" failed and may still be applied; delete it again, then retry the checkin"))
+	if d := g.deletes; d != nil {
+		if d.op(c.ID) != nil {
+			// Written now, it might land before the delete or after it.
+			return toGrainError(newError(ErrUnavailable, CodeUnavailable, "checkin "+c.ID+" is being deleted; retry the checkin"))
+		}
+		if slices.Contains(d.undeleted, c.ID) {
+			return toGrainError(newError(ErrUnavailable, CodeUnavailable, "a delete of checkin "+c.ID+" is not confirmed by the store yet and is retried in the background; retry the checkin later"))
+		}
 	}
 	w := waiter{to: to, req: req}
 	if e := g.find(c.ID); e != nil {
@@ -598,35 +620,41 @@ func (g *userGrain) deleteCheckin(ctx pcluster.GrainContext, id string, to reply
 	if e := g.find(id); e != nil && !e.done {
 		return toGrainError(newError(ErrUnavailable, CodeUnavailable, "checkin "+id+" is still being written; retry the delete"))
 	}
-	if op := g.deletingCheckin(id); op != nil {
+	if g.deletes == nil {
+		g.deletes = &checkinDeletes{}
+	}
+	d := g.deletes
+	if op := d.op(id); op != nil {
 		op.waiters = append(op.waiters, to)
 		return nil
 	}
-	if len(g.checkinDeletes) >= maxCheckinDeletes {
+	if len(d.ops) >= maxCheckinDeletes {
 		return toGrainError(newError(ErrOverloaded, CodeOverloaded, "too many checkins of user "+g.id+" are being deleted; retry the delete"))
 	}
-	g.checkinDeletes = append(g.checkinDeletes, &checkinDeleteOp{id: id, waiters: []replyTo{to}})
+	d.ops = append(d.ops, &checkinDeleteOp{id: id, waiters: []replyTo{to}})
 	g.nextCheckinDelete(ctx)
 	return nil
 }
 
-// deletingCheckin returns the deletion of checkin id, if one is pending.
-func (g *userGrain) deletingCheckin(id string) *checkinDeleteOp {
-	for _, op := range g.checkinDeletes {
-		if op.id == id {
-			return op
+// tidyDeletes drops the grain's deletion state once nothing is pending or
+// unconfirmed, cancelling a retry that was due.
+func (g *userGrain) tidyDeletes() {
+	if d := g.deletes; d != nil && len(d.ops) == 0 && len(d.undeleted) == 0 {
+		if d.timer != nil {
+			d.timer.Stop()
 		}
+		g.deletes = nil
 	}
-	return nil
 }
 
 // nextCheckinDelete starts the first pending checkin deletion unless it
 // runs already.
 func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
-	if len(g.checkinDeletes) == 0 || g.checkinDeletes[0].started {
+	d := g.deletes
+	if d == nil || len(d.ops) == 0 || d.ops[0].started {
 		return
 	}
-	op := g.checkinDeletes[0]
+	op := d.ops[0]
 	op.started = true
 	// Only the current checkin's deletion moves the current location: no
 	// checkin with op.id is written while op runs, so it cannot become
@@ -652,7 +680,7 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 		}
 		return err
 	}, func(err error) {
-		g.checkinDeletes = g.checkinDeletes[1:]
+		d.ops = d.ops[1:] // d stays the grain's: it holds ops until now
 		var reply proto.Message
 		switch {
 		case err == nil:
@@ -667,22 +695,20 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 			if wasCurrent && g.current != nil && g.current.ID == op.id {
 				g.moveCurrentBack(cur, curErr, op.newest)
 			}
-			g.undeleted = slices.DeleteFunc(g.undeleted, func(id string) bool { return id == op.id })
-			if len(g.undeleted) == 0 {
-				g.stopDeleteRetry()
-			}
+			d.undeleted = slices.DeleteFunc(d.undeleted, func(id string) bool { return id == op.id })
 		} else {
-			if !slices.Contains(g.undeleted, op.id) {
-				if len(g.undeleted) == maxCheckinDeletes {
-					g.undeleted = slices.Delete(g.undeleted, 0, 1) // the oldest: settled by now, most likely
+			if !slices.Contains(d.undeleted, op.id) {
+				if len(d.undeleted) == maxCheckinDeletes {
+					d.undeleted = slices.Delete(d.undeleted, 0, 1) // the oldest: settled by now, most likely
 				}
-				g.undeleted = append(g.undeleted, op.id)
+				d.undeleted = append(d.undeleted, op.id)
 			}
 			g.scheduleDeleteRetry(ctx)
 		}
 		for _, w := range op.waiters {
 			w.send(ctx, reply)
 		}
+		g.tidyDeletes()
 		g.touch()
 		g.nextCheckinDelete(ctx)
 		g.whenIdle(ctx)
@@ -696,48 +722,41 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 // checkin's rows removed) is completed even when its client gives up, as
 // long as the grain lives; and the grain stays until then.
 func (g *userGrain) scheduleDeleteRetry(ctx pcluster.GrainContext) {
-	if g.retryTimer != nil {
+	d := g.deletes
+	if d == nil || len(d.undeleted) == 0 || d.timer != nil {
 		return
 	}
-	wait := g.retryWait
+	wait := d.wait
 	if wait == 0 {
 		wait = g.deps.Config.DeleteRetry
 	}
-	g.retryWait = min(2*wait, maxDeleteRetry)
+	d.wait = min(2*wait, maxDeleteRetry)
 	root, self := ctx.ActorSystem().Root, g.self
-	g.retryTimer = time.AfterFunc(wait, func() { root.Send(self, retryDeletes{}) })
-}
-
-// stopDeleteRetry cancels the pending retry once nothing is left to retry.
-func (g *userGrain) stopDeleteRetry() {
-	if g.retryTimer != nil {
-		g.retryTimer.Stop()
-	}
-	g.retryTimer, g.retryWait = nil, 0
+	d.timer = time.AfterFunc(wait, func() { root.Send(self, retryDeletes{}) })
 }
 
 // retryDeletes queues a delete, with nobody waiting for its answer, of
 // every undeleted id not being deleted already.
 func (g *userGrain) retryDeletes(ctx pcluster.GrainContext) {
-	g.retryTimer = nil
-	if len(g.undeleted) == 0 {
-		g.retryWait = 0
-		return
+	d := g.deletes
+	if d == nil || d.timer == nil {
+		return // a retry that was due as the last id went
 	}
+	d.timer = nil
 	if g.deleting != nil { // the user's deletion takes the checkins along
 		g.scheduleDeleteRetry(ctx) // in case it fails
 		return
 	}
-	for _, id := range g.undeleted {
-		if g.deletingCheckin(id) != nil {
+	for _, id := range d.undeleted {
+		if d.op(id) != nil {
 			continue
 		}
-		if len(g.checkinDeletes) >= maxCheckinDeletes {
+		if len(d.ops) >= maxCheckinDeletes {
 			g.scheduleDeleteRetry(ctx) // the rest next time
 			break
 		}
 		g.deps.Metrics.deleteRetries.Inc()
-		g.checkinDeletes = append(g.checkinDeletes, &checkinDeleteOp{id: id})
+		d.ops = append(d.ops, &checkinDeleteOp{id: id})
 	}
 	g.nextCheckinDelete(ctx)
 	g.touch()
@@ -866,8 +885,8 @@ func (g *userGrain) written(ctx pcluster.GrainContext, r *writeResult) {
 			g.current = &cur
 			g.publish() // before anyone hears of the checkin
 		}
-		if len(g.checkinDeletes) > 0 {
-			if op := g.checkinDeletes[0]; op.started && (op.newest == nil || e.c.Newer(*op.newest)) {
+		if d := g.deletes; d != nil && len(d.ops) > 0 {
+			if op := d.ops[0]; op.started && (op.newest == nil || e.c.Newer(*op.newest)) {
 				c := e.c
 				op.newest = &c
 			}
