@@ -1317,3 +1317,64 @@ func TestDeleteCheckinRetriedInBackground(t *testing.T) {
 		t.Fatalf("checkin_grain_delete_retries_total = %v, want at least 3", got)
 	}
 }
+
+// listedStore lists one more checkin of its user than the store holds, as
+// Scylla lists a checkin whose write failed after its by-user row: it is
+// not found by id, nor at its location.
+type listedStore struct {
+	persistence.Store
+	extra persistence.Checkin // the newest of its user
+}
+
+func (s *listedStore) ListCheckins(ctx context.Context, q persistence.Query) (persistence.Page, error) {
+	p, err := s.Store.ListCheckins(ctx, q)
+	if err != nil || q.UserID != s.extra.UserID || q.LocationID != "" || q.Order != persistence.NewestFirst ||
+		slices.ContainsFunc(p.Checkins, func(c persistence.Checkin) bool { return c.ID == s.extra.ID }) {
+		return p, err
+	}
+	p.Checkins = append([]persistence.Checkin{s.extra}, p.Checkins...)
+	return p, nil
+}
+
+// A re-sent checkin that the grain loaded from its user's listing is
+// written again, as listed, before it is answered: the listing also shows
+// a write that failed part way, and answering "already stored" from it
+// acknowledged a checkin not found by id, nor at its location (and so not
+// deletable). A re-sent id with another location is a conflict, as ever.
+func TestRetryWritesListedCheckinAgain(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	defer inner.Close()
+	if err := inner.CreateUser(ctx(t), persistence.User{ID: "pw", Name: "N pw", CreatedAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	half := checkin("half", "pw", "L1", base)
+	n := startNode(t, &listedStore{Store: inner, extra: half}, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	// The grain activates and loads the listing: half is current.
+	if cur, err := n.client.CurrentLocation(ctx(t), "pw"); err != nil || cur != half {
+		t.Fatalf("current = %+v (%v), want %+v", cur, err, half)
+	}
+	other := half
+	other.LocationID = "L2"
+	var e *actors.Error
+	if _, _, err := n.client.Checkin(ctx(t), other, true, true); !errors.As(err, &e) || e.Code != actors.CodeCheckinConflict {
+		t.Fatalf("the id re-sent with another location: err = %v, want checkin_conflict", err)
+	}
+	got, created, err := n.client.Checkin(ctx(t), half, true, true)
+	if err != nil || created || got != half {
+		t.Fatalf("the retry: %+v created=%v err=%v; want %+v, not created", got, created, err, half)
+	}
+	if c, err := inner.GetCheckin(ctx(t), "pw", "half"); err != nil || c != half {
+		t.Fatalf("by id after the retry: %+v, %v; want %+v", c, err, half)
+	}
+	p, err := inner.ListCheckins(ctx(t), persistence.Query{UserID: "pw", LocationID: "L1", From: base, To: base.Add(time.Hour), Limit: 10})
+	if err != nil || len(p.Checkins) != 1 || p.Checkins[0] != half {
+		t.Fatalf("at its location after the retry: %+v, %v; want [%+v]", p.Checkins, err, half)
+	}
+	// Written once, answered from memory since.
+	if _, created, err := n.client.Checkin(ctx(t), half, true, true); err != nil || created {
+		t.Fatalf("a second retry: created=%v err=%v", created, err)
+	}
+	if _, err := n.client.DeleteCheckin(ctx(t), "pw", "half"); err != nil {
+		t.Fatalf("delete after the retry: %v", err)
+	}
+}

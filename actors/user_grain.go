@@ -89,8 +89,16 @@ func NewUserGrainKind(d *Deps) *pcluster.Kind {
 // entry is a checkin id the grain knows: being looked up, being written, or
 // durable (done). Requests with the same id wait on it.
 type entry struct {
-	c       persistence.Checkin
-	done    bool
+	c    persistence.Checkin
+	done bool
+	// listed: loaded at activation from the user's listing, not written by
+	// this activation. A store that writes a checkin's rows one after
+	// another (Scylla) lists one whose write failed part way, so a retry
+	// of it writes it again, the listed version, before it is answered.
+	listed bool
+	// rewrite: the write in progress is such a retry's; its callers get
+	// the checkin as already stored (200), not as created.
+	rewrite bool
 	waiters []waiter
 }
 
@@ -385,7 +393,7 @@ func (g *userGrain) loadRecent(ctx context.Context) ([]persistence.Checkin, erro
 		return nil, err
 	}
 	for _, c := range page.Checkins {
-		g.remember(&entry{c: c, done: true})
+		g.remember(&entry{c: c, done: true, listed: true})
 	}
 	g.complete = page.Next == nil
 	return page.Checkins, nil
@@ -577,11 +585,23 @@ func (g *userGrain) checkin(ctx pcluster.GrainContext, req *messages.CheckinRequ
 	}
 	w := waiter{to: to, req: req}
 	if e := g.find(c.ID); e != nil {
-		if !e.done {
+		switch {
+		case !e.done:
 			e.waiters = append(e.waiters, w)
-			return nil
+		case e.listed && !conflicts(e, w):
+			// Listed, maybe from a write that failed part way: write the
+			// listed version again (the same rows; writes are idempotent)
+			// before answering.
+			e.listed, e.rewrite = false, true
+			g.markDone(e, false)
+			e.waiters = append(e.waiters, w)
+			g.writing++
+			if err := g.deps.Writers.submit(ctx, e, false); err != nil {
+				g.fail(ctx, e, err)
+			}
+		default:
+			g.answer(ctx, e, w, false)
 		}
-		g.answer(ctx, e, w, false)
 		return nil
 	}
 	e := &entry{c: c, waiters: []waiter{w}}
@@ -891,20 +911,15 @@ func (g *userGrain) written(ctx pcluster.GrainContext, r *writeResult) {
 				op.newest = &c
 			}
 		}
-		g.settle(ctx, e, true)
+		g.settle(ctx, e, !e.rewrite)
 	}
 }
 
 // settle marks e durable and answers everyone waiting on it; created tells
 // whether the first waiter's request is what was just written.
 func (g *userGrain) settle(ctx pcluster.GrainContext, e *entry, created bool) {
-	e.done = true
-	for i := range g.entries {
-		if x := &g.entries[i]; x.e == e {
-			x.done, x.ms = true, e.c.Timestamp.UnixMilli()
-			break
-		}
-	}
+	e.rewrite = false
+	g.markDone(e, true)
 	g.writing--
 	for i, w := range e.waiters {
 		g.answer(ctx, e, w, created && i == 0)
@@ -915,9 +930,21 @@ func (g *userGrain) settle(ctx pcluster.GrainContext, e *entry, created bool) {
 }
 
 // answer replies to one request for the durable checkin e.
+// markDone sets whether e is durable, in e and in its slot.
+func (g *userGrain) markDone(e *entry, done bool) {
+	e.done = done
+	for i := range g.entries {
+		if x := &g.entries[i]; x.e == e {
+			x.done, x.ms = done, e.c.Timestamp.UnixMilli()
+			break
+		}
+	}
+}
+
+// answer answers w with e, or, unless w's request created e, with a
+// conflict when the request differs from e.
 func (g *userGrain) answer(ctx pcluster.GrainContext, e *entry, w waiter, created bool) {
-	req := fromMsg(w.req.GetCheckin())
-	if !created && (req.LocationID != e.c.LocationID || (w.req.GetTimestampSet() && !req.Timestamp.Equal(e.c.Timestamp))) {
+	if !created && conflicts(e, w) {
 		w.to.send(ctx, toGrainError(newError(ErrConflict, CodeCheckinConflict,
 			"checkin "+e.c.ID+" was already recorded with a different location or timestamp")))
 		return
@@ -925,9 +952,27 @@ func (g *userGrain) answer(ctx pcluster.GrainContext, e *entry, w waiter, create
 	w.to.send(ctx, &messages.CheckinResponse{Checkin: toMsg(e.c), Created: created})
 }
 
+// conflicts reports whether w's request is a re-sent id with another
+// location or timestamp than e.
+func conflicts(e *entry, w waiter) bool {
+	req := fromMsg(w.req.GetCheckin())
+	return req.LocationID != e.c.LocationID || (w.req.GetTimestampSet() && !req.Timestamp.Equal(e.c.Timestamp))
+}
+
 // fail forgets e (so a retry tries again) and passes err to its waiters.
 func (g *userGrain) fail(ctx pcluster.GrainContext, e *entry, err error) {
 	g.writing--
+	if e.rewrite {
+		// Listed before and still listed: the next retry writes it again.
+		e.rewrite, e.listed = false, true
+		g.markDone(e, true)
+		for _, w := range e.waiters {
+			w.to.send(ctx, toGrainError(err))
+		}
+		e.waiters = nil
+		g.whenIdle(ctx)
+		return
+	}
 	for i, x := range g.entries {
 		if x.e == e {
 			g.entries = append(g.entries[:i], g.entries[i+1:]...)
