@@ -1320,20 +1320,46 @@ func TestDeleteCheckinRetriedInBackground(t *testing.T) {
 
 // listedStore lists one more checkin of its user than the store holds, as
 // Scylla lists a checkin whose write failed after its by-user row: it is
-// not found by id, nor at its location.
+// not found by id, nor at its location. Once the checkin is written, the
+// store holds it for real and lists it as it is (deleted: not at all).
 type listedStore struct {
 	persistence.Store
-	extra persistence.Checkin // the newest of its user
+	extra   persistence.Checkin // the newest of its user
+	written atomic.Bool
+}
+
+func (s *listedStore) WriteCheckins(ctx context.Context, cs []persistence.Checkin) error {
+	if slices.ContainsFunc(cs, func(c persistence.Checkin) bool { return c.ID == s.extra.ID }) {
+		s.written.Store(true)
+	}
+	return s.Store.WriteCheckins(ctx, cs)
 }
 
 func (s *listedStore) ListCheckins(ctx context.Context, q persistence.Query) (persistence.Page, error) {
 	p, err := s.Store.ListCheckins(ctx, q)
-	if err != nil || q.UserID != s.extra.UserID || q.LocationID != "" || q.Order != persistence.NewestFirst ||
-		slices.ContainsFunc(p.Checkins, func(c persistence.Checkin) bool { return c.ID == s.extra.ID }) {
+	if err != nil || q.UserID != s.extra.UserID || q.LocationID != "" || q.Order != persistence.NewestFirst || s.written.Load() {
 		return p, err
 	}
 	p.Checkins = append([]persistence.Checkin{s.extra}, p.Checkins...)
 	return p, nil
+}
+
+// startListedTest starts a node on a listedStore whose user (created in
+// the store, its grain not active) has one checkin that is only listed,
+// "half", and activates the grain, which loads it as current.
+func startListedTest(t *testing.T, user string) (n *testNode, inner persistence.Store, half persistence.Checkin) {
+	t.Helper()
+	s := openStore(t, t.TempDir())
+	t.Cleanup(func() { s.Close() }) // after the node stops
+	if err := s.CreateUser(ctx(t), persistence.User{ID: user, Name: "N " + user, CreatedAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	half = checkin("half", user, "L1", base)
+	n = startNode(t, &listedStore{Store: s, extra: half}, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	if cur, err := n.client.CurrentLocation(ctx(t), user); err != nil || cur != half {
+		t.Fatalf("current = %+v (%v), want %+v", cur, err, half)
+	}
+	return n, s, half
 }
 
 // A re-sent checkin that the grain loaded from its user's listing is
@@ -1342,17 +1368,7 @@ func (s *listedStore) ListCheckins(ctx context.Context, q persistence.Query) (pe
 // acknowledged a checkin not found by id, nor at its location (and so not
 // deletable). A re-sent id with another location is a conflict, as ever.
 func TestRetryWritesListedCheckinAgain(t *testing.T) {
-	inner := openStore(t, t.TempDir())
-	defer inner.Close()
-	if err := inner.CreateUser(ctx(t), persistence.User{ID: "pw", Name: "N pw", CreatedAt: base}); err != nil {
-		t.Fatal(err)
-	}
-	half := checkin("half", "pw", "L1", base)
-	n := startNode(t, &listedStore{Store: inner, extra: half}, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
-	// The grain activates and loads the listing: half is current.
-	if cur, err := n.client.CurrentLocation(ctx(t), "pw"); err != nil || cur != half {
-		t.Fatalf("current = %+v (%v), want %+v", cur, err, half)
-	}
+	n, inner, half := startListedTest(t, "pw")
 	other := half
 	other.LocationID = "L2"
 	var e *actors.Error
@@ -1376,5 +1392,26 @@ func TestRetryWritesListedCheckinAgain(t *testing.T) {
 	}
 	if _, err := n.client.DeleteCheckin(ctx(t), "pw", "half"); err != nil {
 		t.Fatalf("delete after the retry: %v", err)
+	}
+}
+
+// A checkin the grain knows only from the listing it loaded, not found by
+// id (a write that stopped part way), is deleted all the same: the grain
+// completes its write, then deletes it, instead of answering
+// checkin_not_found for a checkin its user's listing shows.
+func TestDeleteListedCheckin(t *testing.T) {
+	n, inner, half := startListedTest(t, "pd")
+	if got, err := n.client.DeleteCheckin(ctx(t), "pd", "half"); err != nil || got != half {
+		t.Fatalf("delete: %+v, %v; want %+v", got, err, half)
+	}
+	if _, err := inner.GetCheckin(ctx(t), "pd", "half"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("by id after the delete: err = %v, want not found", err)
+	}
+	if p, err := inner.ListCheckins(ctx(t), persistence.Query{UserID: "pd", From: base, To: base.Add(time.Hour), Limit: 10}); err != nil || len(p.Checkins) != 0 {
+		t.Fatalf("listing after the delete: %+v, %v; want none", p.Checkins, err)
+	}
+	var e *actors.Error
+	if _, err := n.client.CurrentLocation(ctx(t), "pd"); !errors.As(err, &e) || e.Code != actors.CodeNoCheckins {
+		t.Fatalf("current after the delete: err = %v, want no_checkins", err)
 	}
 }

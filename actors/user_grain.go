@@ -680,6 +680,11 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 	// checkin with op.id is written while op runs, so it cannot become
 	// the current one meanwhile.
 	wasCurrent := g.current != nil && g.current.ID == op.id
+	var listed *persistence.Checkin // known only from the listing loaded on activation
+	if e := g.find(op.id); e != nil && e.listed {
+		c := e.c
+		listed = &c
+	}
 	var (
 		deleted persistence.Checkin
 		cur     *persistence.Checkin
@@ -687,6 +692,15 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 	)
 	g.async(ctx, func(c context.Context) error {
 		d, err := g.deps.Store.DeleteCheckin(c, g.id, op.id)
+		if errors.Is(err, persistence.ErrNotFound) && listed != nil {
+			// Listed but not found by id: a write that stopped part way
+			// (see entry.listed). Complete it, so that the delete finds
+			// every row; no checkin with op.id is written meanwhile.
+			if err := g.deps.Store.WriteCheckins(c, []persistence.Checkin{*listed}); err != nil {
+				return err
+			}
+			d, err = g.deps.Store.DeleteCheckin(c, g.id, op.id)
+		}
 		if err != nil && !errors.Is(err, persistence.ErrNotFound) {
 			return err
 		}
