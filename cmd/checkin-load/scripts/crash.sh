@@ -23,6 +23,12 @@
 #                                etcd those scripts start)
 #   CRASH_PAUSE                  seconds node 3 stays frozen with STOP, or etcd
 #                                down with ETCD (default 8)
+#   CRASH_CQL_FREEZE_AT          also freeze the CQL node (SIGSTOP, then SIGCONT)
+#                                this many seconds into the measured run, 2 or
+#                                more, after the node 3 event (default: never);
+#                                needs the node .ci/cassandra-up started (its pid
+#                                file) or CRASH_CQL_PID
+#   CRASH_CQL_PAUSE              seconds the CQL node stays frozen (default 7)
 #   CRASH_CONCURRENCY            connections (default 64)
 #   CRASH_USERS                  users (default 2000)
 #   CRASH_RESULTS                where logs and the report go (default: a new temp dir)
@@ -38,6 +44,17 @@ signal=${CRASH_SIGNAL:-KILL}
 pause=${CRASH_PAUSE:-8}
 case "$signal" in KILL | STOP | ETCD) ;; *) echo "CRASH_SIGNAL must be KILL, STOP or ETCD" >&2; exit 2 ;; esac
 [ "$kill_after" -ge 2 ] || { echo "CRASH_KILL_AFTER must be 2 or more" >&2; exit 2; }
+cql_freeze_at=${CRASH_CQL_FREEZE_AT:-}
+cql_pause=${CRASH_CQL_PAUSE:-7}
+cql_pid=${CRASH_CQL_PID:-}
+if [ -n "$cql_freeze_at" ]; then
+  [ "$cql_freeze_at" -ge 2 ] || { echo "CRASH_CQL_FREEZE_AT must be 2 or more" >&2; exit 2; }
+  if [ -z "$cql_pid" ]; then
+    pidfile=$(cd "$(dirname "$0")/../../.." && pwd)/.cache/cassandra/run/cassandra.pid
+    cql_pid=$(cat "$pidfile" 2>/dev/null) || { echo "CRASH_CQL_FREEZE_AT: no $pidfile; set CRASH_CQL_PID" >&2; exit 2; }
+  fi
+  kill -0 "$cql_pid" 2>/dev/null || { echo "CRASH_CQL_FREEZE_AT: no CQL node process $cql_pid" >&2; exit 2; }
+fi
 concurrency=${CRASH_CONCURRENCY:-64}
 users=${CRASH_USERS:-2000}
 results=${CRASH_RESULTS:-$(mktemp -d -t checkin-crash.XXXXXX)}
@@ -58,7 +75,13 @@ stop_nodes() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
-trap stop_nodes EXIT
+cql_frozen=""
+cleanup() {
+  # A CQL node left frozen would hang everything after this script.
+  if [ -n "$cql_frozen" ]; then kill -CONT "$cql_pid" 2>/dev/null || true; fi
+  stop_nodes
+}
+trap cleanup EXIT
 
 for i in 1 2 3; do
   "$bin/checkin" --store=scylla --scylla.hosts="$cql" --scylla.keyspace="$run_id" \
@@ -95,6 +118,7 @@ if [ "$signal" = ETCD ]; then
 else
   log "measured run 1s old; SIG$signal to node 3 $((kill_after - 1))s from now"
 fi
+started=$SECONDS # the measured run is 1 s old
 sleep "$((kill_after - 1))"
 if [ "$signal" = KILL ]; then
   kill -9 "${pids[2]}"
@@ -111,6 +135,17 @@ else
   sleep "$pause"
   kill -CONT "${pids[2]}"
   log "node 3 goes on (SIGCONT)"
+fi
+if [ -n "$cql_freeze_at" ]; then
+  wait_s=$((cql_freeze_at - 1 - (SECONDS - started)))
+  [ "$wait_s" -gt 0 ] && sleep "$wait_s"
+  cql_frozen=1
+  kill -STOP "$cql_pid"
+  log "froze the CQL node (pid $cql_pid, SIGSTOP) for ${cql_pause}s"
+  sleep "$cql_pause"
+  kill -CONT "$cql_pid"
+  cql_frozen=""
+  log "the CQL node goes on (SIGCONT)"
 fi
 status=0
 wait "$load" || status=$?
