@@ -9,6 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -219,6 +222,7 @@ func TestAgainstCheckin(t *testing.T) {
 	}
 	t.Run("verify catches a lost checkin", func(t *testing.T) { verifyCatchesLoss(t, base) })
 	t.Run("verify catches a deleted checkin that is back", func(t *testing.T) { verifyCatchesResurrection(t, base) })
+	t.Run("verify catches a checkin not found by id", func(t *testing.T) { verifyCatchesNotByID(t, base) })
 	t.Run("verify reads past a target that is down", func(t *testing.T) { verifyPastDeadTarget(t, base) })
 	t.Run("retries and ejection past a target that is down", func(t *testing.T) { retriesPastDeadTarget(t, ctx, base) })
 }
@@ -439,28 +443,8 @@ func verifyCatchesLoss(t *testing.T, base string) {
 // made: a checkin acknowledged and reported deleted is still listed, and
 // it is the user's current location.
 func verifyCatchesResurrection(t *testing.T, base string) {
-	cfg := defaultConfig()
-	cfg.Targets = base
-	cfg.Users, cfg.Locations, cfg.SetupCheckins = 1, 1, 0
-	cfg.IDPrefix = "resurrect"
-	cfg.Concurrency = 1
-	cfg.Progress = false
-	r := testRunner(t, cfg, time.Second)
-	if _, _, err := r.setup(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().Truncate(time.Millisecond)
-	var acks []ack
-	for i, age := range []time.Duration{time.Minute, 0} {
-		a := ack{User: r.syn.users[0], ID: fmt.Sprintf("kept-%d", i), Loc: r.syn.locations[0], TS: now.Add(-age).UnixMilli()}
-		body := fmt.Sprintf(`{"id":%q,"location_id":%q,"timestamp":%q}`, a.ID, a.Loc, time.UnixMilli(a.TS).UTC().Format(time.RFC3339Nano))
-		res, err := http.Post(base+"/v1/users/"+a.User+"/checkins", "application/json", strings.NewReader(body))
-		if err != nil || res.StatusCode != http.StatusCreated {
-			t.Fatalf("checkin %s: %v %v", a.ID, res, err)
-		}
-		res.Body.Close()
-		acks = append(acks, a)
-	}
+	r := oneUserRunner(t, base, "resurrect")
+	acks := postCheckins(t, base, r, "kept", -time.Minute, 0)
 	v := r.verify(context.Background(), acks, deletions{gone: acks[1:]})
 	if v.Resurrected != 1 || v.ResurrectedSample[0] != acks[1].User+"/"+acks[1].ID || v.Deleted != 1 || v.Found != 1 || v.Lost != 0 {
 		t.Fatalf("verify of a delete that never happened: %+v", v)
@@ -472,4 +456,69 @@ func verifyCatchesResurrection(t *testing.T, base string) {
 	if v.Resurrected != 0 || v.StaleCurrent != 0 || v.UncertainDeletes != 1 || v.Found != 1 {
 		t.Fatalf("verify with a delete of unknown outcome: %+v", v)
 	}
+}
+
+// verifyCatchesNotByID points --verify at a checkin stored in part: listed
+// by its user, but not found by its id (a proxy in front of the real node
+// answers 404 checkin_not_found for it on purpose). It must be counted, and
+// the checkins around it found.
+func verifyCatchesNotByID(t *testing.T, base string) {
+	target, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/checkins/partial-1") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, `{"error":{"code":"checkin_not_found","message":"no checkin partial-1"}}`)
+			return
+		}
+		proxy.ServeHTTP(w, req)
+	}))
+	defer front.Close()
+	r := oneUserRunner(t, front.URL, "partial")
+	acks := postCheckins(t, base, r, "partial", 0, time.Second, 2*time.Second)
+	v := r.verify(context.Background(), acks, deletions{})
+	if v.NotByID != 1 || v.NotByIDSample[0] != acks[1].User+"/partial-1" || v.Found != 3 || v.Lost != 0 || v.UnverifiedUsers != 0 {
+		t.Fatalf("verify of a checkin listed but not found by id: %+v", v)
+	}
+}
+
+// oneUserRunner is a runner against target whose setup created one user
+// and one location, ids starting with prefix.
+func oneUserRunner(t *testing.T, target, prefix string) *runner {
+	t.Helper()
+	cfg := defaultConfig()
+	cfg.Targets = target
+	cfg.Users, cfg.Locations, cfg.SetupCheckins = 1, 1, 0
+	cfg.IDPrefix = prefix
+	cfg.Concurrency = 1
+	cfg.Progress = false
+	r := testRunner(t, cfg, time.Second)
+	if _, _, err := r.setup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// postCheckins writes checkins id-0, id-1, ... of r's user at r's
+// location, one per offset from now, straight to base, and returns them
+// as acknowledged.
+func postCheckins(t *testing.T, base string, r *runner, id string, offsets ...time.Duration) []ack {
+	t.Helper()
+	now := time.Now().Truncate(time.Millisecond)
+	var acks []ack
+	for i, off := range offsets {
+		a := ack{User: r.syn.users[0], ID: fmt.Sprintf("%s-%d", id, i), Loc: r.syn.locations[0], TS: now.Add(off).UnixMilli()}
+		body := fmt.Sprintf(`{"id":%q,"location_id":%q,"timestamp":%q}`, a.ID, a.Loc, time.UnixMilli(a.TS).UTC().Format(time.RFC3339Nano))
+		res, err := http.Post(base+"/v1/users/"+a.User+"/checkins", "application/json", strings.NewReader(body))
+		if err != nil || res.StatusCode != http.StatusCreated {
+			t.Fatalf("checkin %s: %v %v", a.ID, res, err)
+		}
+		res.Body.Close()
+		acks = append(acks, a)
+	}
+	return acks
 }

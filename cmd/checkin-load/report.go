@@ -178,6 +178,12 @@ func (rep *Report) write(w io.Writer, asJSON bool) error {
 		for _, s := range v.LostSample {
 			fmt.Fprintf(&b, "  lost: %s\n", s)
 		}
+		if v.NotByID > 0 {
+			fmt.Fprintf(&b, "verify: %d acknowledged checkins listed but not found by id (stored in part)\n", v.NotByID)
+		}
+		for _, s := range v.NotByIDSample {
+			fmt.Fprintf(&b, "  not by id: %s\n", s)
+		}
 		for _, s := range v.StaleSample {
 			fmt.Fprintf(&b, "  stale current location: %s\n", s)
 		}

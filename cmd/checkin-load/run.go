@@ -160,7 +160,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (*Report, er
 	if ctx.Err() != nil {
 		return rep, ctx.Err()
 	}
-	if v := rep.Verify; v != nil && (v.Lost > 0 || v.Mismatched > 0 || v.StaleCurrent > 0 || v.UnverifiedUsers > 0 || v.Resurrected > 0) {
+	if v := rep.Verify; v != nil && (v.Lost > 0 || v.NotByID > 0 || v.Mismatched > 0 || v.StaleCurrent > 0 || v.UnverifiedUsers > 0 || v.Resurrected > 0) {
 		return rep, errLost
 	}
 	return rep, nil

@@ -20,6 +20,10 @@ type VerifyReport struct {
 	Found        int `json:"found"`
 	Lost         int `json:"lost"`       // acknowledged, not listed
 	Mismatched   int `json:"mismatched"` // listed with another location or timestamp
+	// NotByID counts acknowledged checkins that are listed but not found by
+	// their id (GET /v1/users/{id}/checkins/{checkin_id}): stored in part.
+	NotByID       int      `json:"not_by_id"`
+	NotByIDSample []string `json:"not_by_id_sample,omitempty"` // user/checkin id, at most 20
 	// StaleCurrent counts users whose current location is older than their
 	// newest acknowledged checkin (or who have none).
 	StaleCurrent    int      `json:"stale_current"`
@@ -50,7 +54,8 @@ type deletions struct {
 // verify lists, for every user with acknowledged checkins, the range from
 // its earliest to its latest acknowledged or deleted checkin (following
 // next_cursor to the end), and counts acknowledged checkins that are not
-// there, and deleted ones that are. It also reads the user's current
+// there, and deleted ones that are. Each acknowledged checkin listed is
+// also read by its id. It also reads the user's current
 // location, which must be the newest acknowledged checkin left or a newer
 // one (a checkin that was stored although its answer never came), and
 // never a deleted one.
@@ -104,6 +109,16 @@ func (r *runner) verify(ctx context.Context, acks []ack, dels deletions) *Verify
 		if err == nil {
 			cur, err = r.current(ctx, req, resp, u, &readErrs)
 		}
+		var notByID []string
+		for id, a := range want {
+			if g, ok := got[id]; err != nil || !ok || g != a {
+				continue // counted below as lost or mismatched
+			}
+			var found bool
+			if found, err = r.byID(ctx, req, resp, u, id, &readErrs); !found && err == nil {
+				notByID = append(notByID, u+"/"+id)
+			}
+		}
 		mu.Lock()
 		if err != nil {
 			rep.UnverifiedUsers++
@@ -121,6 +136,12 @@ func (r *runner) verify(ctx context.Context, acks []ack, dels deletions) *Verify
 					rep.Mismatched++
 				default:
 					rep.Found++
+				}
+			}
+			rep.NotByID += len(notByID)
+			for _, s := range notByID {
+				if len(rep.NotByIDSample) < 20 {
+					rep.NotByIDSample = append(rep.NotByIDSample, s)
 				}
 			}
 			for id := range gone {
@@ -155,6 +176,7 @@ func (r *runner) verify(ctx context.Context, acks []ack, dels deletions) *Verify
 	})
 	stop()
 	slices.Sort(rep.LostSample)
+	slices.Sort(rep.NotByIDSample)
 	slices.Sort(rep.StaleSample)
 	slices.Sort(rep.ResurrectedSample)
 	rep.ReadErrors = readErrs.Load()
@@ -245,6 +267,26 @@ func newestOf(acks map[string]ack) ack {
 
 // newer reports whether a is newer than b (see newestOf).
 func newer(a, b ack) bool { return a.TS > b.TS || a.TS == b.TS && a.ID > b.ID }
+
+// byID reads the user's checkin id by its id: found, or not (404
+// checkin_not_found).
+func (r *runner) byID(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response, user, id string, readErrs *atomic.Int64) (bool, error) {
+	path := "/v1/users/" + url.PathEscape(user) + "/checkins/" + url.PathEscape(id)
+	if err := r.tryEach(ctx, req, resp, fasthttp.MethodGet, []byte(path), nil, func() { readErrs.Add(1) }); err != nil {
+		return false, err
+	}
+	switch st := resp.StatusCode(); {
+	case st == 200:
+		return true, nil
+	case st == 404 && statusKind(st, resp.Body()) == "404:checkin_not_found":
+		return false, nil
+	default:
+		if !retryable(st) {
+			readErrs.Add(1)
+		}
+		return false, fmt.Errorf("checkin %s by id answered %s", id, statusKind(st, resp.Body()))
+	}
+}
 
 // current reads the user's current location: nil when the user has none
 // (404 no_checkins).
