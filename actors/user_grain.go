@@ -182,7 +182,7 @@ type checkinDeletes struct {
 	// confirmed every one.
 	undeleted []string
 	timer     *time.Timer   // sends the next retryDeletes; nil when none is due
-	wait      time.Duration // the wait before the retry after the next
+	wait      time.Duration // how long the next retry scheduled waits (0: grain.delete-retry)
 }
 
 // op returns the pending deletion of checkin id, if any.
@@ -691,7 +691,7 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 		curErr  error
 	)
 	g.async(ctx, func(c context.Context) error {
-		d, err := g.deps.Store.DeleteCheckin(c, g.id, op.id)
+		got, err := g.deps.Store.DeleteCheckin(c, g.id, op.id)
 		if errors.Is(err, persistence.ErrNotFound) && listed != nil {
 			// Listed but not found by id: a write that stopped part way
 			// (see entry.listed). Complete it, so that the delete finds
@@ -699,12 +699,12 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 			if err := g.deps.Store.WriteCheckins(c, []persistence.Checkin{*listed}); err != nil {
 				return err
 			}
-			d, err = g.deps.Store.DeleteCheckin(c, g.id, op.id)
+			got, err = g.deps.Store.DeleteCheckin(c, g.id, op.id)
 		}
 		if err != nil && !errors.Is(err, persistence.ErrNotFound) {
 			return err
 		}
-		deleted = d
+		deleted = got
 		if wasCurrent {
 			if x, err := g.deps.Store.CurrentLocation(c, g.id); err == nil {
 				cur = &x
