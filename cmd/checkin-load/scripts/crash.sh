@@ -5,7 +5,10 @@
 # measured run (or, with CRASH_SIGNAL=STOP, freezes it for CRASH_PAUSE
 # seconds and lets it go on, as a long pause or a cut-off machine that
 # comes back; with CRASH_SIGNAL=ETCD, stops etcd for CRASH_PAUSE seconds
-# and starts it again, and no node is touched), and prints the load
+# and starts it again, and no node is touched; with CRASH_SIGNAL=ROLL,
+# restarts every node in turn as a deploy does: SIGTERM, wait for it to
+# exit, start it again on the same HTTP address, wait until it is ready
+# and the cluster has three members again), and prints the load
 # generator's report. Exits with the load
 # generator's status (3: an acknowledged checkin was lost).
 #
@@ -18,9 +21,17 @@
 #   CHECKIN_TEST_ETCD_ENDPOINTS  etcd (default 127.0.0.1:2379)
 #   CRASH_DURATION               measured run (default 30s)
 #   CRASH_KILL_AFTER             seconds into the measured run of the kill, 2 or more (default 10)
-#   CRASH_SIGNAL                 KILL (default), STOP (freeze, then SIGCONT) or
+#   CRASH_SIGNAL                 KILL (default), STOP (freeze, then SIGCONT),
 #                                ETCD (.ci/etcd-down, then .ci/etcd-up: needs the
-#                                etcd those scripts start)
+#                                etcd those scripts start) or ROLL (a rolling
+#                                restart of nodes 1, 2 and 3, starting at
+#                                CRASH_KILL_AFTER; the run should last long
+#                                enough for all three)
+#   CRASH_ROLL_GAP               with ROLL, seconds between one node being back
+#                                and the next one's SIGTERM (default 3)
+#   CRASH_DRAIN_DELAY            every node's --http.drain-delay (default 0s; a
+#                                load balancer that checks /readyz would want
+#                                a few seconds)
 #   CRASH_PAUSE                  seconds node 3 stays frozen with STOP, or etcd
 #                                down with ETCD (default 8)
 #   CRASH_CQL_FREEZE_AT          also freeze the CQL node (SIGSTOP, then SIGCONT)
@@ -42,7 +53,9 @@ duration=${CRASH_DURATION:-30s}
 kill_after=${CRASH_KILL_AFTER:-10}
 signal=${CRASH_SIGNAL:-KILL}
 pause=${CRASH_PAUSE:-8}
-case "$signal" in KILL | STOP | ETCD) ;; *) echo "CRASH_SIGNAL must be KILL, STOP or ETCD" >&2; exit 2 ;; esac
+case "$signal" in KILL | STOP | ETCD | ROLL) ;; *) echo "CRASH_SIGNAL must be KILL, STOP, ETCD or ROLL" >&2; exit 2 ;; esac
+roll_gap=${CRASH_ROLL_GAP:-3}
+drain_delay=${CRASH_DRAIN_DELAY:-0s}
 [ "$kill_after" -ge 2 ] || { echo "CRASH_KILL_AFTER must be 2 or more" >&2; exit 2; }
 cql_freeze_at=${CRASH_CQL_FREEZE_AT:-}
 cql_pause=${CRASH_CQL_PAUSE:-7}
@@ -76,33 +89,57 @@ stop_nodes() {
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 }
 cql_frozen=""
+load=""
 cleanup() {
   # A CQL node left frozen would hang everything after this script.
   if [ -n "$cql_frozen" ]; then kill -CONT "$cql_pid" 2>/dev/null || true; fi
+  # The load generator outlives the script only when a node failed to start.
+  if [ -n "$load" ]; then kill "$load" 2>/dev/null || true; fi
   stop_nodes
 }
 trap cleanup EXIT
 
-for i in 1 2 3; do
+# start_node I HTTP_ADDR: starts node I (logging to node<I>.log, appended
+# to across restarts), records its pid, waits until it listens and is
+# ready, and sets addrs[I].
+start_node() {
+  local i=$1 http=$2 pid
   "$bin/checkin" --store=scylla --scylla.hosts="$cql" --scylla.keyspace="$run_id" \
     --cluster.provider=etcd --cluster.etcd-endpoints="$etcd" --cluster.etcd-prefix="/$run_id" \
-    --cluster.addr=127.0.0.1:0 --http.addr=127.0.0.1:0 --http.access-log=false 2> "$results/node$i.log" &
-  pids+=($!)
-  addr=$(listening_addr "$results/node$i.log" "${pids[$((i - 1))]}") || { log "node $i did not start; see $results/node$i.log"; exit 1; }
+    --cluster.addr=127.0.0.1:0 --http.addr="$http" --http.access-log=false \
+    --http.drain-delay="$drain_delay" 2>> "$results/node$i.log" &
+  pid=$!
+  pids[$((i - 1))]=$pid
+  # A restarted node keeps its address (the load generator's targets are
+  # fixed); its log already holds the old process's listening line.
+  if [ "$http" = 127.0.0.1:0 ]; then
+    addrs[$i]=$(listening_addr "$results/node$i.log" "$pid") || { log "node $i did not start; see $results/node$i.log"; exit 1; }
+  else
+    addrs[$i]=$http
+  fi
   for _ in $(seq 1 600); do
-    curl -sf -o /dev/null "http://$addr/readyz" && break
+    curl -sf -o /dev/null "http://${addrs[$i]}/readyz" && break
+    kill -0 "$pid" 2>/dev/null || { log "node $i exited at start; see $results/node$i.log"; exit 1; }
     sleep 0.1
   done
-  addrs[$i]=$addr
-  log "node $i (pid ${pids[$((i - 1))]}) on $addr"
+  log "node $i (pid $pid) on ${addrs[$i]}"
+}
+
+# wait_members N: waits up to 30 s until node 1 counts N members.
+wait_members() {
+  for _ in $(seq 1 300); do
+    members=$(curl -s "http://${addrs[1]}/metrics" | awk '/^checkin_cluster_members / {print $2}') || true
+    [ "${members:-0}" = "$1" ] && break
+    sleep 0.1
+  done
+  log "cluster members: ${members:-?}"
+}
+
+for i in 1 2 3; do
+  start_node "$i" 127.0.0.1:0
 done
 targets="http://${addrs[1]},http://${addrs[2]},http://${addrs[3]}"
-for _ in $(seq 1 300); do
-  members=$(curl -s "http://${addrs[1]}/metrics" | awk '/^checkin_cluster_members / {print $2}') || true
-  [ "${members:-0}" = 3 ] && break
-  sleep 0.1
-done
-log "cluster members: ${members:-?}"
+wait_members 3
 
 "$bin/checkin-load" --targets="$targets" --concurrency="$concurrency" --duration="$duration" \
   --users="$users" --verify --progress.interval=1s "$@" > "$results/report.txt" 2> "$results/load.log" &
@@ -115,6 +152,8 @@ for _ in $(seq 1 6000); do
 done
 if [ "$signal" = ETCD ]; then
   log "measured run 1s old; etcd stops $((kill_after - 1))s from now"
+elif [ "$signal" = ROLL ]; then
+  log "measured run 1s old; the rolling restart begins $((kill_after - 1))s from now"
 else
   log "measured run 1s old; SIG$signal to node 3 $((kill_after - 1))s from now"
 fi
@@ -123,6 +162,20 @@ sleep "$((kill_after - 1))"
 if [ "$signal" = KILL ]; then
   kill -9 "${pids[2]}"
   log "killed node 3 (SIGKILL)"
+elif [ "$signal" = ROLL ]; then
+  for i in 1 2 3; do
+    pid=${pids[$((i - 1))]}
+    kill -TERM "$pid"
+    log "node $i (pid $pid): SIGTERM"
+    node_status=0
+    wait "$pid" || node_status=$?
+    log "node $i exited $node_status after $((SECONDS - started))s of the run"
+    [ "$node_status" = 0 ] || { log "node $i did not stop cleanly; see $results/node$i.log"; }
+    start_node "$i" "${addrs[$i]}"
+    wait_members 3
+    log "node $i is back, $((SECONDS - started))s into the run"
+    [ "$i" = 3 ] || sleep "$roll_gap"
+  done
 elif [ "$signal" = ETCD ]; then
   "$root/.ci/etcd-down" >&2
   log "stopped etcd for ${pause}s"
