@@ -148,8 +148,9 @@ var errCallTimeout = errors.New("no answer within the call timeout")
 
 // call sends req to the grain identity of kind as method and returns the
 // grain's answer (a proto message or a *cluster.GrainErrorResponse).
-// Messages to a grain that stopped in between (dead letters) and calls
-// that found no placement are retried, up to attempts times in all, within
+// Messages to a grain that stopped in between (dead letters) or was
+// handed over to another member (errMoved) and calls that found no
+// placement are retried, up to attempts times in all, within
 // the timeout.
 //
 // coming, if not nil, counts the call while it is in progress with a grain
@@ -251,8 +252,14 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 		if isRemote {
 			c.silent.answered(pid.Address)
 		}
-		if _, dead := res.(*actor.DeadLetterResponse); dead {
+		// A grain that stopped (dead letter) or was handed over to
+		// another member (moved): ask the owner again.
+		moved := isMoved(res)
+		if _, dead := res.(*actor.DeadLetterResponse); dead || moved {
 			c.forget(identity, kind, pid)
+			if moved {
+				c.awaitNewOwner(identity, kind, pid.Address, deadline)
+			}
 			if attempt < attempts && time.Now().Before(deadline) {
 				continue
 			}
@@ -314,6 +321,29 @@ func (c *caller) pid(identity, kind string, deadline time.Time) (*actor.PID, err
 		c.cluster.PidCache.Set(identity, kind, pid)
 	}
 	return pid, nil
+}
+
+// movedWait bounds how long a call whose grain was handed over waits for
+// this member to see the identity's new owner.
+const movedWait = time.Second
+
+// awaitNewOwner waits, up to movedWait and deadline, until this member's
+// view of the topology no longer makes addr the owner of identity. A grain
+// is handed over when its member sees the topology change (a member
+// joined, or it drains); the caller's member sees the change about then,
+// and asking before it does would only ask addr again.
+func (c *caller) awaitNewOwner(identity, kind, addr string, deadline time.Time) {
+	l, ok := c.cluster.IdentityLookup.(ownerLookup)
+	if !ok {
+		return
+	}
+	until := time.Now().Add(movedWait)
+	if deadline.Before(until) {
+		until = deadline
+	}
+	for l.Owner(kind, identity) == addr && time.Now().Before(until) {
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // ownerLookup is the identity lookup of package cluster, which places

@@ -53,6 +53,9 @@ var reasons = []struct {
 
 // toGrainError encodes err for the wire.
 func toGrainError(err error) *pcluster.GrainErrorResponse {
+	if g, ok := err.(*pcluster.GrainErrorResponse); ok { // already encoded (errMoved)
+		return g
+	}
 	var e *Error
 	if !errors.As(err, &e) {
 		return pcluster.NewGrainErrorResponse(pcluster.ErrorReason_INTERNAL, err.Error())
@@ -79,6 +82,22 @@ func fromGrainError(err error) error {
 		}
 	}
 	return errors.New(g.Message)
+}
+
+// errMoved is a grain's answer to a call that reached it after it was
+// handed over to another member (cluster.HandOver): the caller asks the
+// identity's owner again, as after a dead letter. It never reaches API
+// clients.
+var errMoved = pcluster.NewGrainErrorResponse(pcluster.ErrorReason_ABORTED, "the user's actor moved to another node").
+	WithMetadata(map[string]string{"code": codeMoved})
+
+const codeMoved = "moved"
+
+// isMoved reports whether a grain's answer is errMoved, from this node or
+// another.
+func isMoved(res any) bool {
+	g, ok := res.(*pcluster.GrainErrorResponse)
+	return ok && g.Reason == pcluster.ErrorReason_ABORTED && g.Metadata["code"] == codeMoved
 }
 
 func newError(kind error, code, msg string) *Error {

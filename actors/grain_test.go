@@ -12,14 +12,17 @@ import (
 	"testing"
 	"time"
 
+	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/checkin/checkin/actors"
 	"github.com/checkin/checkin/cluster"
+	"github.com/checkin/checkin/messages"
 	"github.com/checkin/checkin/persistence"
 	"github.com/checkin/checkin/persistence/pebble"
 )
@@ -613,6 +616,56 @@ func TestNoPassivationWhileWriting(t *testing.T) {
 	waitFor(t, "passivation after the write", func() bool { return n.metric(t, "checkin_grains_active") == 0 })
 	if cur, err := n.client.CurrentLocation(ctx(t), "slow"); err != nil || cur != c {
 		t.Fatalf("after reactivation current %+v (%v), want %+v", cur, err, c)
+	}
+}
+
+// A grain handed over to another member (cluster.HandOver: the topology
+// moved its user, or its node drains) answers the checkin it is writing
+// once the store has it, answers calls that reach it afterwards "moved"
+// (their callers ask the new owner), and stops once idle.
+func TestHandedOverGrainAnswersWhatItHolds(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	defer inner.Close()
+	store := &faultyStore{Store: inner, release: make(chan struct{})}
+	n := startNode(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	mustUser(t, n, "mover")
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := n.client.Checkin(ctx(t), checkin("m1", "mover", "L1", base), true, true)
+		done <- err
+	}()
+	waitFor(t, "the write to reach the store", func() bool { return n.metric(t, "checkin_writer_queue_depth") == 1 })
+	system := n.member.System
+	pid := n.member.Cluster.Get("mover", "UserGrain")
+	system.Root.Send(pid, &cluster.HandOver{})
+
+	// A call from another member, as the generated client sends it.
+	method := messages.File_checkin_proto.Services().ByName("UserGrain").Methods().ByName("CurrentLocation").Index()
+	data, err := proto.Marshal(&messages.CurrentLocationRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := system.Root.RequestFuture(pid, &pcluster.GrainRequest{MethodIndex: int32(method), MessageData: data}, 5*time.Second).Result()
+	if err != nil {
+		t.Fatalf("a call to the handed-over grain got no answer: %v", err)
+	}
+	if g, ok := res.(*pcluster.GrainErrorResponse); !ok || g.Reason != pcluster.ErrorReason_ABORTED || g.Metadata["code"] != "moved" {
+		t.Fatalf("a call to the handed-over grain was answered %v, want the moved answer", res)
+	}
+	if _, alive := system.ProcessRegistry.Get(pid); !alive {
+		t.Fatal("the grain stopped with a checkin being written")
+	}
+
+	close(store.release)
+	if err := <-done; err != nil {
+		t.Fatalf("the checkin the grain held when handed over: %v", err)
+	}
+	waitFor(t, "the grain to stop once idle", func() bool {
+		_, alive := system.ProcessRegistry.Get(pid)
+		return !alive
+	})
+	if got, err := inner.GetCheckin(ctx(t), "mover", "m1"); err != nil || got.LocationID != "L1" {
+		t.Fatalf("the store has %+v (%v), want the acknowledged checkin", got, err)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/checkin/checkin/cluster"
 	"github.com/checkin/checkin/messages"
 	"github.com/checkin/checkin/persistence"
 )
@@ -232,6 +233,10 @@ type userGrain struct {
 	// keeps it there; a grain whose user is only written pays nothing for
 	// reads that do not come.
 	viewed bool
+	// leaving: the grain was handed over to another member
+	// (cluster.HandOver); it answers new calls errMoved and stops as soon
+	// as it is idle.
+	leaving bool
 
 	self   *actor.PID
 	idleAt atomic.Int64 // passivator clock: passivate after it; see touch
@@ -423,6 +428,9 @@ func newestOf(newest []persistence.Checkin, complete bool) (cur *persistence.Che
 // existing returns the user or why it cannot be used; grains of users that
 // do not exist passivate sooner.
 func (g *userGrain) existing(ctx pcluster.GrainContext) error {
+	if g.leaving {
+		return errMoved
+	}
 	if err := g.load(); err != nil {
 		return err
 	}
@@ -460,6 +468,9 @@ func (g *userGrain) CurrentLocation(_ *messages.CurrentLocationRequest, ctx pclu
 
 func (g *userGrain) CreateUser(req *messages.CreateUserRequest, _ func(*messages.User), _ func(error), ctx pcluster.GrainContext) error {
 	defer g.touch()
+	if g.leaving {
+		return errMoved
+	}
 	if err := g.load(); err != nil {
 		return toGrainError(err)
 	}
@@ -509,6 +520,9 @@ func (g *userGrain) CreateUser(req *messages.CreateUserRequest, _ func(*messages
 // safe).
 func (g *userGrain) DeleteUser(_ *messages.DeleteUserRequest, _ func(*messages.DeleteUserResponse), _ func(error), ctx pcluster.GrainContext) error {
 	defer g.touch()
+	if g.leaving {
+		return errMoved
+	}
 	if g.deleting != nil {
 		g.deleting.waiters = append(g.deleting.waiters, ctx.Sender())
 		return nil
@@ -829,10 +843,10 @@ func (g *userGrain) dropEntry(id string) {
 }
 
 // whenIdle runs what waits for the grain to stop writing: a deletion of
-// the user, and the stop of a stale grain.
+// the user, and the stop of a stale grain or one handed over.
 func (g *userGrain) whenIdle(ctx pcluster.GrainContext) {
 	g.deleteWhenIdle(ctx)
-	if g.stale && !g.busy() {
+	if (g.stale || g.leaving) && !g.busy() {
 		g.passivate(ctx)
 	}
 }
@@ -849,7 +863,21 @@ func (g *userGrain) ReceiveDefault(ctx pcluster.GrainContext) {
 		g.passivate(ctx)
 	case retryDeletes:
 		g.retryDeletes(ctx)
+	case *cluster.HandOver:
+		g.handOver(ctx)
 	}
+}
+
+// handOver takes the grain out of service: another member owns its user
+// now, or this one is leaving. Calls it already took (checkins being
+// written, deletes) are answered as usual; new ones get errMoved, so that
+// their callers ask the new owner; it stops once idle. Its entry in the
+// node's view goes at once, so that reads here ask the new owner too.
+func (g *userGrain) handOver(ctx pcluster.GrainContext) {
+	g.leaving = true
+	g.viewed = false
+	g.deps.View.withdraw(g.id)
+	g.whenIdle(ctx)
 }
 
 // passivate stops the grain unless it waits for the store (a checkin being

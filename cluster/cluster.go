@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"cmp"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -34,6 +36,11 @@ type Config struct {
 	Provider       string        // membership provider: standalone or etcd
 	RequestTimeout time.Duration // protoactor's internal requests, and asking another member to activate a grain
 	LogLevel       string        // minimum level of protoactor's own logs
+	// HandOverTimeout is how long a grain handed over to another member
+	// (HandOver: the topology moved it, or this member is leaving) may run
+	// on to answer the calls it holds before it is stopped all the same:
+	// as long as those calls may wait. 0: RequestTimeout.
+	HandOverTimeout time.Duration
 	// TLS, when set, secures the actor endpoint: members serve and dial
 	// with it, so it must work for both ends (certificates, and the
 	// verification of the peer's). nil: plain gRPC.
@@ -188,7 +195,7 @@ func Start(system *actor.ActorSystem, cfg Config, log *zap.Logger, kinds ...*pcl
 	if err != nil {
 		return nil, err
 	}
-	ccfg := pcluster.Configure(cfg.Name, provider, newPlacement(cfg.RequestTimeout), remote.Configure(host, port, ropts...),
+	ccfg := pcluster.Configure(cfg.Name, provider, newPlacement(cfg.RequestTimeout, cmp.Or(cfg.HandOverTimeout, cfg.RequestTimeout)), remote.Configure(host, port, ropts...),
 		pcluster.WithKinds(kinds...), pcluster.WithRequestTimeout(cfg.RequestTimeout))
 	c := pcluster.New(system, ccfg)
 	defer func() { // protoactor panics when it cannot start (e.g. the port is taken)
@@ -270,13 +277,52 @@ func (n *Node) Broadcast(msg proto.Message) int {
 }
 
 // Stop leaves the cluster and stops every actor on this node. With other
-// members it leaves gracefully (protoactor waits about two seconds for them
-// to take over); alone it stops at once.
+// members it first drains (drain), then leaves gracefully (protoactor waits
+// about two seconds for them to take over); alone it stops at once.
 func (n *Node) Stop() {
 	n.stopping.Store(true)
+	if n.graceful {
+		n.drain()
+	}
 	n.Cluster.Shutdown(n.graceful)
 	n.log.Info("cluster member stopped", zap.String("address", n.System.Address()))
 }
+
+// drain hands this node's grains over to the other members while it is
+// still a member: its etcd record is marked draining, every member (this
+// one included) stops counting it as an owner, its grains answer the
+// calls they hold and then stop, and calls that reach them afterwards
+// are sent to the new owners. Only then does the node leave. A member that
+// leaves without draining is dropped by the others at once, and the
+// answers its grains still send them are lost: their callers wait out
+// their deadline for checkins that were written.
+func (n *Node) drain() {
+	m, ok := n.Cluster.Config.ClusterProvider.(*etcdMembers)
+	p, ok2 := n.Cluster.Config.IdentityLookup.(*placement)
+	if !ok || !ok2 || m.client == nil || n.Members() < 2 {
+		return
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), m.ttl)
+	err := m.drain(ctx)
+	cancel()
+	if err != nil {
+		n.log.Warn("could not mark this node draining in etcd: leaving without handing its grains over first", zap.Error(err))
+		return
+	}
+	if !p.drained(p.handOverTimeout + time.Second) {
+		n.log.Warn("grains still running at the end of the drain: leaving all the same", zap.Duration("took", time.Since(start)))
+		return
+	}
+	// Answers to calls that reached this node just before the others saw
+	// it drain (a dead letter for an activation that stopped) are on their
+	// way; once it leaves, the others drop what it sends.
+	time.Sleep(drainLinger)
+	n.log.Info("drained: the other members own this node's users", zap.Duration("took", time.Since(start)))
+}
+
+// drainLinger is how long a drained node stays a member before it leaves.
+const drainLinger = 200 * time.Millisecond
 
 // newProvider returns the membership provider cfg names. The etcd one
 // checks at start that etcd answers (etcdMembers.StartMember), so a node

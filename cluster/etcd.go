@@ -41,6 +41,8 @@ type etcdMembers struct {
 
 	lease   clientv3.LeaseID // the record's lease
 	renewed atomic.Int64     // when etcd last renewed it (Unix nanoseconds)
+	key     string           // this member's record's key
+	record  etcdRecord       // this member's record
 }
 
 // etcdRecord is a member's record: the fields protoactor's etcd provider
@@ -53,6 +55,10 @@ type etcdRecord struct {
 	Port    int      `json:"port"`
 	Kinds   []string `json:"kinds"`
 	Alive   bool     `json:"alive"`
+	// Draining: the member is leaving (Node.Stop); it stays a member, so
+	// that calls it holds are answered, but owns no grains any more. A
+	// field protoactor's provider does not know, and ignores.
+	Draining bool `json:"draining,omitempty"`
 }
 
 func (r etcdRecord) member() *pcluster.Member {
@@ -84,7 +90,9 @@ func (m *etcdMembers) StartMember(c *pcluster.Cluster) error {
 	}
 	m.cluster = c
 	id := c.Config.Name + "@" + c.ActorSystem.ID
-	record, err := json.Marshal(etcdRecord{ID: id, Name: id, Host: host, Address: host, Port: port, Kinds: c.GetClusterKinds(), Alive: true})
+	m.key = m.dir + id
+	m.record = etcdRecord{ID: id, Name: id, Host: host, Address: host, Port: port, Kinds: c.GetClusterKinds(), Alive: true}
+	record, err := json.Marshal(m.record)
 	if err != nil {
 		return err
 	}
@@ -102,7 +110,7 @@ func (m *etcdMembers) StartMember(c *pcluster.Cluster) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	if err := m.register(ctx, m.dir+id, record); err != nil {
+	if err := m.register(ctx, m.key, record); err != nil {
 		cancel()
 		return errors.Join(fmt.Errorf("cluster: register in etcd: %w", err), m.client.Close())
 	}
@@ -192,16 +200,15 @@ func (m *etcdMembers) leaseAge() time.Duration {
 	return time.Duration(time.Now().UnixNano() - m.renewed.Load())
 }
 
-// read returns every record, as members by key, and the revision they
-// were read at.
-func (m *etcdMembers) read(ctx context.Context) (map[string]*pcluster.Member, int64, error) {
+// read returns every record, by key, and the revision they were read at.
+func (m *etcdMembers) read(ctx context.Context) (map[string]etcdRecord, int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.ttl)
 	defer cancel()
 	resp, err := m.client.Get(ctx, m.dir, clientv3.WithPrefix())
 	if err != nil {
 		return nil, 0, err
 	}
-	members := make(map[string]*pcluster.Member, len(resp.Kvs))
+	members := make(map[string]etcdRecord, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
 		m.add(members, kv.Key, kv.Value)
 	}
@@ -212,7 +219,7 @@ func (m *etcdMembers) read(ctx context.Context) (map[string]*pcluster.Member, in
 // they stood at rev, and publishes the topology after every change, until
 // ctx ends. When the watch breaks (etcd compacted the revisions it needs)
 // it reads every record again.
-func (m *etcdMembers) watch(ctx context.Context, members map[string]*pcluster.Member, rev int64) {
+func (m *etcdMembers) watch(ctx context.Context, members map[string]etcdRecord, rev int64) {
 	defer m.wg.Done()
 	for ctx.Err() == nil {
 		wctx, stop := context.WithCancel(ctx) // ends the watch when it breaks
@@ -248,21 +255,48 @@ func (m *etcdMembers) watch(ctx context.Context, members map[string]*pcluster.Me
 
 // add decodes one record into members; a record it cannot read is logged
 // and left out.
-func (m *etcdMembers) add(members map[string]*pcluster.Member, key, value []byte) {
+func (m *etcdMembers) add(members map[string]etcdRecord, key, value []byte) {
 	var r etcdRecord
 	if err := json.Unmarshal(value, &r); err != nil || r.ID == "" {
 		m.log.Warn("unreadable member record in etcd; ignored", zap.ByteString("key", key), zap.Error(err))
 		return
 	}
-	members[string(key)] = r.member()
+	members[string(key)] = r
 }
 
-func (m *etcdMembers) publish(members map[string]*pcluster.Member) {
+// publish hands the members to protoactor as the topology, after telling
+// the placement which of them are draining (protoactor's topology tells
+// members apart by id only, so a member that starts to drain is no change
+// to it).
+func (m *etcdMembers) publish(members map[string]etcdRecord) {
 	list := make(pcluster.Members, 0, len(members))
-	for _, mb := range members {
+	d := &Draining{}
+	for _, r := range members {
+		mb := r.member()
 		list = append(list, mb)
+		if r.Draining {
+			d.Addresses = append(d.Addresses, mb.Address())
+		} else {
+			d.Serving = append(d.Serving, mb.Address())
+		}
 	}
+	m.cluster.ActorSystem.EventStream.Publish(d)
 	m.cluster.MemberList.UpdateClusterTopology(list)
+}
+
+// drain marks this member's record draining (same lease): every member,
+// this one included, sees it own no grains any more.
+func (m *etcdMembers) drain(ctx context.Context) error {
+	r := m.record
+	r.Draining = true
+	record, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.ttl)
+	defer cancel()
+	_, err = m.client.Put(ctx, m.key, string(record), clientv3.WithLease(m.lease))
+	return err
 }
 
 // Shutdown stops watching and renewing and revokes the lease, which

@@ -33,14 +33,17 @@ import (
 // look-up spawns the grain directly (no actor hop, no future); a remote
 // one asks the owner's activator actor. Activations are dropped from the
 // map when they stop (protoactor publishes ActivationTerminating), in
-// constant time; when the topology changes, grains this member no longer
-// owns are stopped so that the new owner can activate them.
+// constant time, or when they are handed over: when the topology changes,
+// grains this member no longer owns get HandOver, and so does every grain
+// of a member that leaves, so that the new owner can activate them.
 type placement struct {
 	c       *pcluster.Cluster
 	self    string // this member's address
 	timeout time.Duration
-	log     *slog.Logger
-	ring    atomic.Pointer[ring]
+	// handOverTimeout: how long a grain handed over may run on (HandOver)
+	handOverTimeout time.Duration
+	log             *slog.Logger
+	ring            atomic.Pointer[ring]
 
 	mu     sync.Mutex
 	active map[identityKey]*actor.PID
@@ -50,6 +53,27 @@ type placement struct {
 	activator *actor.PID
 	sub       *eventstream.Subscription
 	stopped   atomic.Bool
+
+	// topoMu orders topology and draining changes: the ring is made of
+	// the last members less the draining ones.
+	topoMu   sync.Mutex
+	members  []*pcluster.Member
+	draining map[string]bool // by address
+	// handing: activations handed over and not yet stopped, by actor id
+	// (guarded by mu)
+	handing map[string]struct{}
+}
+
+// Draining names the members that are leaving (Node.Stop): they stay
+// members, so the calls they hold are answered, but own no grains. The
+// membership provider publishes it on the event stream before each
+// topology it publishes. A member stays draining for the placement until
+// it leaves the topology (its record goes before protoactor drops it, and
+// in between it must not own grains again) or a member serving at its
+// address registers (a node started again on the same address).
+type Draining struct {
+	Addresses []string // members whose records say draining
+	Serving   []string // members whose records do not
 }
 
 var _ pcluster.IdentityLookup = (*placement)(nil)
@@ -60,8 +84,9 @@ type identityKey struct{ kind, identity string }
 // activation requests; every member registers it under the same name.
 const activatorName = "checkin-placement"
 
-func newPlacement(timeout time.Duration) *placement {
-	return &placement{timeout: timeout, active: map[identityKey]*actor.PID{}, props: map[string]*actor.Props{}}
+func newPlacement(timeout, handOverTimeout time.Duration) *placement {
+	return &placement{timeout: timeout, handOverTimeout: handOverTimeout, active: map[identityKey]*actor.PID{}, props: map[string]*actor.Props{},
+		handing: map[string]struct{}{}}
 }
 
 // Setup is called by protoactor when the member starts.
@@ -83,7 +108,9 @@ func (p *placement) Setup(c *pcluster.Cluster, kinds []string, _ bool) {
 	p.sub = c.ActorSystem.EventStream.Subscribe(func(ev any) {
 		switch e := ev.(type) {
 		case *pcluster.ClusterTopology:
-			p.onTopology(e.Members)
+			p.onTopology(e.Members, nil)
+		case *Draining:
+			p.onTopology(nil, e)
 		case *pcluster.ActivationTerminating:
 			p.onTerminating(e)
 		}
@@ -147,39 +174,114 @@ func (p *placement) RemovePid(ci *pcluster.ClusterIdentity, pid *actor.PID) {
 	p.forget(identityKey{ci.Kind, ci.Identity}, pid)
 }
 
-// Shutdown stops every activation on this member and waits for them to
-// stop, up to the timeout. protoactor may call it more than once.
+// HandOver is what the placement sends an activation this member no
+// longer hosts: the topology gave its identity to another member, or this
+// member is leaving. The activation should stop as soon as it has answered
+// the calls it holds (a checkin being written), and meanwhile answer new
+// calls with an answer that makes their callers ask the new owner. Poisoning
+// it instead would drop the answers to the calls it holds, and their
+// callers would wait out their deadline for a checkin that was written.
+// An activation still running Config.HandOverTimeout after it was handed
+// over is stopped all the same. Sent only to activations on this member.
+type HandOver struct{}
+
+// IgnoreDeadLetterLogging: an activation that stopped just before its
+// hand-over is no news.
+func (*HandOver) IgnoreDeadLetterLogging() {}
+
+var handOver = &HandOver{}
+
+// leaveDelay is how long a leaving member's activations keep serving after
+// it left the membership and before they are handed over, when it leaves
+// without draining first (Node.drain): about the time the other members
+// take to see it leave (an etcd watch event), so that calls they send
+// meanwhile are answered here instead of refused.
+const leaveDelay = 250 * time.Millisecond
+
+// Shutdown hands every activation on this member over and waits for them
+// to stop, up to the hand-over timeout; from its start the member
+// activates nothing more. protoactor calls it after the member left the
+// membership, and may call it more than once.
 func (p *placement) Shutdown() {
 	if p.stopped.Swap(true) {
 		return
 	}
 	p.mu.Lock()
-	pids := make([]*actor.PID, 0, len(p.active))
-	for _, pid := range p.active {
-		pids = append(pids, pid)
-	}
+	serving := len(p.active) > 0 // none after a drain (Node.Stop)
 	p.mu.Unlock()
-	p.stopAll(pids)
+	if serving {
+		time.Sleep(leaveDelay)
+	}
+	p.handOver(p.takeActive(func(identityKey) bool { return true }), true)
 	p.c.ActorSystem.EventStream.Unsubscribe(p.sub)
 	p.c.ActorSystem.Root.Stop(p.activator)
 }
 
-// stopAll poisons pids and waits until they stopped or the timeout passed.
-func (p *placement) stopAll(pids []*actor.PID) {
+// takeActive removes the activations for which move is true from the map
+// (so that calls on this member look their owner up again) and returns them.
+func (p *placement) takeActive(move func(identityKey) bool) []*actor.PID {
+	var pids []*actor.PID
+	kinds := map[string]int{}
+	p.mu.Lock()
+	for key, pid := range p.active {
+		if move(key) {
+			pids = append(pids, pid)
+			delete(p.active, key)
+			p.handing[pid.Id] = struct{}{}
+			kinds[key.kind]++
+		}
+	}
+	p.mu.Unlock()
+	for kind, n := range kinds {
+		if ak := p.c.GetClusterKind(kind); ak != nil {
+			for range n {
+				ak.Dec()
+			}
+		}
+	}
+	return pids
+}
+
+// handOver sends pids HandOver and stops those still running after the
+// hand-over timeout; with wait it returns once all stopped, else at once.
+func (p *placement) handOver(pids []*actor.PID, wait bool) {
 	if len(pids) == 0 {
 		return
 	}
-	futures := make([]*actor.Future, len(pids))
-	for i, pid := range pids {
-		futures[i] = p.c.ActorSystem.Root.PoisonFuture(pid)
-	}
-	deadline := time.Now().Add(p.timeout)
-	for _, f := range futures {
-		if time.Now().After(deadline) {
-			p.log.Warn("placement: activations still stopping at the deadline", slog.Int("activations", len(pids)))
-			return
+	system := p.c.ActorSystem
+	var futures []*actor.Future
+	for _, pid := range pids {
+		if wait {
+			f := actor.NewFuture(system, p.handOverTimeout)
+			if proc, _ := system.ProcessRegistry.Get(pid); proc != nil {
+				proc.SendSystemMessage(pid, &actor.Watch{Watcher: f.PID()})
+			}
+			futures = append(futures, f)
 		}
-		_ = f.Wait()
+		system.Root.Send(pid, handOver)
+	}
+	if !wait {
+		time.AfterFunc(p.handOverTimeout, func() { p.stopLeft(pids) })
+		return
+	}
+	for _, f := range futures {
+		_ = f.Wait() // Terminated, or the future's timeout
+	}
+	p.stopLeft(pids)
+}
+
+// stopLeft stops those of pids, handed over a hand-over timeout ago, that
+// still run.
+func (p *placement) stopLeft(pids []*actor.PID) {
+	left := 0
+	for _, pid := range pids {
+		if _, alive := p.c.ActorSystem.ProcessRegistry.Get(pid); alive {
+			p.c.ActorSystem.Root.Stop(pid)
+			left++
+		}
+	}
+	if left > 0 {
+		p.log.Warn("placement: activations still running at the end of their hand-over; stopped", slog.Int("activations", left), slog.Duration("timeout", p.handOverTimeout))
 	}
 }
 
@@ -191,6 +293,9 @@ func (p *placement) activate(kind, identity string) *actor.PID {
 	defer p.mu.Unlock()
 	if pid := p.active[key]; pid != nil {
 		return pid
+	}
+	if p.stopped.Load() { // leaving: the next owner activates it
+		return nil
 	}
 	props := p.props[kind]
 	if props == nil {
@@ -210,6 +315,11 @@ func (p *placement) activate(kind, identity string) *actor.PID {
 }
 
 func (p *placement) onTerminating(e *pcluster.ActivationTerminating) {
+	if e.Pid != nil {
+		p.mu.Lock()
+		delete(p.handing, e.Pid.Id)
+		p.mu.Unlock()
+	}
 	if e.ClusterIdentity == nil {
 		return
 	}
@@ -230,25 +340,77 @@ func (p *placement) forget(key identityKey, pid *actor.PID) {
 	}
 }
 
-// onTopology installs the new members and stops the activations this
-// member no longer owns (they stop in the background; the new owner
+// onTopology installs new members, or a new set of draining members, and
+// hands over the activations this member no longer owns (they stop in the
+// background once they answered the calls they hold; the new owner
 // activates them on their next call).
-func (p *placement) onTopology(members []*pcluster.Member) {
-	r := newRing(members)
-	p.ring.Store(r)
-	var moved []*actor.PID
-	p.mu.Lock()
-	for key, pid := range p.active {
-		if r.owner(key.kind, key.identity) != p.self {
-			moved = append(moved, pid)
+func (p *placement) onTopology(members []*pcluster.Member, d *Draining) {
+	p.topoMu.Lock()
+	defer p.topoMu.Unlock()
+	if members != nil {
+		p.members = members
+	}
+	if p.draining == nil {
+		p.draining = map[string]bool{}
+	}
+	if d != nil {
+		for _, a := range d.Addresses {
+			if i := slices.IndexFunc(p.members, func(m *pcluster.Member) bool { return m.Address() == a }); i >= 0 && !p.draining[a] {
+				// Calls go to the new owners from now on, not to the
+				// draining member's activations callers found before.
+				p.c.PidCache.RemoveByMember(p.members[i])
+			}
+			p.draining[a] = true
+		}
+		for _, a := range d.Serving {
+			delete(p.draining, a)
 		}
 	}
-	p.mu.Unlock()
-	if len(moved) > 0 {
-		p.log.Info("placement: handing over activations", slog.Int("activations", len(moved)), slog.Int("members", len(members)))
-		for _, pid := range moved {
-			p.c.ActorSystem.Root.Poison(pid)
+	if members != nil {
+		for a := range p.draining {
+			if !slices.ContainsFunc(members, func(m *pcluster.Member) bool { return m.Address() == a }) {
+				delete(p.draining, a) // it left
+			}
 		}
+	}
+	serving := make([]*pcluster.Member, 0, len(p.members))
+	for _, m := range p.members {
+		if !p.draining[m.Address()] {
+			serving = append(serving, m)
+		}
+	}
+	r := newRing(serving)
+	p.ring.Store(r)
+	moved := p.takeActive(func(key identityKey) bool { return r.owner(key.kind, key.identity) != p.self })
+	if len(moved) > 0 {
+		p.log.Info("placement: handing over activations", slog.Int("activations", len(moved)),
+			slog.Int("members", len(p.members)), slog.Int("draining", len(p.draining)))
+		p.handOver(moved, false)
+	}
+}
+
+// drained reports, waiting up to timeout, whether this member owns no
+// grains in its own view (it saw itself draining) and every activation it
+// handed over has stopped.
+func (p *placement) drained(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		owns := false
+		for _, ms := range p.ring.Load().byKind {
+			for _, m := range ms {
+				owns = owns || m.addr == p.self
+			}
+		}
+		p.mu.Lock()
+		done := !owns && len(p.active) == 0 && len(p.handing) == 0
+		p.mu.Unlock()
+		if done {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -262,7 +424,7 @@ func (p *placement) receive(ctx actor.Context) {
 	// The requester computed the owner from its topology; activate only
 	// what this member owns by its own, so that members that disagree
 	// during a change do not activate one identity twice.
-	if p.ring.Load().owner(ci.Kind, ci.Identity) != p.self {
+	if p.stopped.Load() || p.ring.Load().owner(ci.Kind, ci.Identity) != p.self {
 		ctx.Respond(&pcluster.ActivationResponse{Failed: true})
 		return
 	}

@@ -345,13 +345,14 @@ func TestCluster(t *testing.T) {
 		t.Logf("%d checkins stored over %d users", stored, users)
 	})
 
-	t.Run("a node that leaves hands its users over", func(t *testing.T) {
-		// Checkins keep coming through a while b leaves: each must be
-		// acknowledged (retried with the same id after a refusal).
+	// writeWhile posts checkins through a with four clients while change
+	// runs (and 300 ms before and after it), retrying each with the same id
+	// until it is acknowledged; it records them in sent and returns how
+	// many were acknowledged and how many attempts were refused first.
+	writeWhile := func(t *testing.T, a *proc, change func()) (acked, refused int) {
 		quit := make(chan struct{})
 		var wg sync.WaitGroup
 		var mu sync.Mutex
-		refused, acked := 0, 0
 		for w := range 4 {
 			wg.Go(func() {
 				for i := w; ; i += 4 {
@@ -365,7 +366,7 @@ func TestCluster(t *testing.T) {
 					n, last := postUntilAcked(u, k, time.Now().Add(30*time.Second), a)
 					mu.Lock()
 					if n == 0 {
-						t.Errorf("checkin for %s never acknowledged while b left; last answer: %s", u, last)
+						t.Errorf("checkin for %s never acknowledged; last answer: %s", u, last)
 					} else {
 						sent[u] = append(sent[u], k)
 						refused += n - 1
@@ -376,11 +377,22 @@ func TestCluster(t *testing.T) {
 			})
 		}
 		time.Sleep(300 * time.Millisecond)
-		b.stop(t) // clean exit, no error logged
+		change()
 		time.Sleep(300 * time.Millisecond)
 		close(quit)
 		wg.Wait()
-		t.Logf("%d checkins acknowledged through a while b left, %d attempts refused first", acked, refused)
+		return acked, refused
+	}
+
+	t.Run("a node that leaves hands its users over", func(t *testing.T) {
+		// Checkins keep coming through a while b leaves. b drains first:
+		// its grains answer what they hold, calls that reach them later
+		// are sent on to a, and none is refused.
+		acked, refused := writeWhile(t, a, func() { b.stop(t) }) // clean exit, no error logged
+		t.Logf("%d checkins acknowledged through a while b left", acked)
+		if refused > 0 {
+			t.Errorf("%d attempts refused while b left (of %d checkins): a node that drains hands over without refusals", refused, acked)
+		}
 		waitMembers(t, 1, a)
 		checkAll(t, a)
 		for _, u := range ids {
@@ -392,8 +404,17 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("a node that joins takes its share", func(t *testing.T) {
-		d := startMember(t, flags)
-		waitMembers(t, 2, a, d)
+		// Checkins keep coming through a while d joins: a hands d's share
+		// of the users over, and none is refused.
+		var d *proc
+		acked, refused := writeWhile(t, a, func() {
+			d = startMember(t, flags)
+			waitMembers(t, 2, a, d)
+		})
+		t.Logf("%d checkins acknowledged through a while d joined", acked)
+		if refused > 0 {
+			t.Errorf("%d attempts refused while d joined (of %d checkins): a hand-over refuses nothing", refused, acked)
+		}
 		checkAll(t, d, a)
 		if n := d.metric(t, "checkin_grains_active"); n == 0 || n == users {
 			t.Errorf("the new node hosts %v of %d user grains, want a share", n, users)
@@ -404,6 +425,9 @@ func TestCluster(t *testing.T) {
 			sent[u] = append(sent[u], k)
 		}
 		checkAll(t, a, d)
+		for _, u := range ids {
+			wantCheckins(t, u, d.listAll(t, u, nil, 100, nil), query{}.expect(sent[u]))
+		}
 	})
 }
 

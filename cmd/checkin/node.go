@@ -125,6 +125,10 @@ func startNode(ctx context.Context, cfg config, log *zap.Logger) (_ *node, err e
 	n.registerCertExpiry(reg)
 	m := actors.NewMetrics(reg)
 	n.store = metered.New(n.store, metered.NewMetrics(reg)) // every part below calls the store through it
+	// A grain handed over to another member answers the calls it holds
+	// first: they may wait for the request's deadline, or for a batch the
+	// writer gives up on after its flush timeout.
+	cfg.Cluster.HandOverTimeout = max(cfg.HTTP.RequestTimeout, cfg.Writer.FlushTimeout) + time.Second
 	system := cluster.NewSystem(cfg.Cluster, log)
 	if n.pool, err = actors.NewPool(system, n.store, cfg.Writer, log.Named("writer"), m); err != nil {
 		return nil, err
