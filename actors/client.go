@@ -38,6 +38,19 @@ func NewClient(c *pcluster.Cluster, timeout time.Duration, retries int, view *Cu
 	return &Client{caller: newCaller(c, m, breaker, log), fromView: m.served.WithLabelValues(servedView), timeout: timeout, retries: max(retries, 1), view: view, writers: writers}
 }
 
+// ReloadCurrent tells the grain of user id, if it is active on this node,
+// to read the user's current location from the store again: a grain of
+// the user handed over by another node stored a checkin, or deleted one,
+// after this one may have loaded (Deps.LateWrite).
+func (cl *Client) ReloadCurrent(id string) {
+	if cl.caller.active == nil {
+		return
+	}
+	if pid := cl.caller.active.Active(userGrainKind, id); pid != nil {
+		cl.caller.system.Root.Send(pid, reloadCurrent{})
+	}
+}
+
 // CreateUser creates the user u.ID through its grain.
 func (cl *Client) CreateUser(ctx context.Context, u persistence.User) (persistence.User, error) {
 	r, err := callUser[*messages.User](cl, ctx, u.ID, methodCreateUser, &messages.CreateUserRequest{Name: u.Name, CreatedAtMs: u.CreatedAt.UnixMilli()})

@@ -45,6 +45,13 @@ func startNode(t testing.TB, store persistence.Store, gcfg actors.GrainConfig, w
 // startLoggedNode is startNode with the node's log going to log.
 func startLoggedNode(t testing.TB, store persistence.Store, gcfg actors.GrainConfig, wcfg actors.WriterConfig, log *zap.Logger) *testNode {
 	t.Helper()
+	return startNodeWith(t, store, gcfg, wcfg, log, nil)
+}
+
+// startNodeWith is startLoggedNode with tune, if not nil, changing the
+// grains' dependencies before the node starts.
+func startNodeWith(t testing.TB, store persistence.Store, gcfg actors.GrainConfig, wcfg actors.WriterConfig, log *zap.Logger, tune func(*actors.Deps)) *testNode {
+	t.Helper()
 	ccfg := cluster.DefaultConfig()
 	system := cluster.NewSystem(ccfg, log)
 	reg := prometheus.NewRegistry()
@@ -58,7 +65,11 @@ func startLoggedNode(t testing.TB, store persistence.Store, gcfg actors.GrainCon
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { view.Close() })
-	kind := actors.NewUserGrainKind(&actors.Deps{View: view, Store: store, Writers: pool, Config: gcfg, Log: log, Metrics: m})
+	deps := &actors.Deps{View: view, Store: store, Writers: pool, Config: gcfg, Log: log, Metrics: m}
+	if tune != nil {
+		tune(deps)
+	}
+	kind := actors.NewUserGrainKind(deps)
 	member, err := cluster.Start(system, ccfg, log, kind)
 	if err != nil {
 		t.Fatal(err)
@@ -627,7 +638,9 @@ func TestHandedOverGrainAnswersWhatItHolds(t *testing.T) {
 	inner := openStore(t, t.TempDir())
 	defer inner.Close()
 	store := &faultyStore{Store: inner, release: make(chan struct{})}
-	n := startNode(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	late := make(chan string, 4)
+	n := startNodeWith(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig(), zap.NewNop(),
+		func(d *actors.Deps) { d.LateWrite = func(id string) { late <- id } })
 	mustUser(t, n, "mover")
 	done := make(chan error, 1)
 	go func() {
@@ -656,9 +669,22 @@ func TestHandedOverGrainAnswersWhatItHolds(t *testing.T) {
 		t.Fatal("the grain stopped with a checkin being written")
 	}
 
+	select {
+	case id := <-late:
+		t.Fatalf("late write of %s reported before the checkin was stored", id)
+	default:
+	}
 	close(store.release)
 	if err := <-done; err != nil {
 		t.Fatalf("the checkin the grain held when handed over: %v", err)
+	}
+	select {
+	case id := <-late:
+		if id != "mover" {
+			t.Errorf("late write reported for %q, want mover", id)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the checkin stored after the hand-over was not reported: the user's new grain would not read it")
 	}
 	waitFor(t, "the grain to stop once idle", func() bool {
 		_, alive := system.ProcessRegistry.Get(pid)
@@ -667,6 +693,47 @@ func TestHandedOverGrainAnswersWhatItHolds(t *testing.T) {
 	if got, err := inner.GetCheckin(ctx(t), "mover", "m1"); err != nil || got.LocationID != "L1" {
 		t.Fatalf("the store has %+v (%v), want the acknowledged checkin", got, err)
 	}
+}
+
+// ReloadCurrent makes an active grain read its user's current location
+// from the store again, as after another activation's late checkin or
+// delete: forward to a newer checkin, and back once that one is deleted.
+func TestReloadCurrent(t *testing.T) {
+	store := openStore(t, t.TempDir())
+	defer store.Close()
+	n := startNode(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	mustUser(t, n, "re")
+	first := checkin("r1", "re", "L1", base)
+	if _, _, err := n.client.Checkin(ctx(t), first, true, true); err != nil {
+		t.Fatal(err)
+	}
+	current := func() persistence.Checkin {
+		c, err := n.client.CurrentLocation(ctx(t), "re")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if got := current(); got != first {
+		t.Fatalf("current %+v, want %+v", got, first)
+	}
+
+	late := checkin("r2", "re", "L2", base.Add(time.Minute)) // written by another activation
+	if err := store.WriteCheckins(ctx(t), []persistence.Checkin{late}); err != nil {
+		t.Fatal(err)
+	}
+	if got := current(); got != first {
+		t.Fatalf("current %+v before the reload, want what the grain loaded (%+v): the test needs a grain that does not read the store by itself", got, first)
+	}
+	n.client.ReloadCurrent("re")
+	waitFor(t, "the grain to take the newer checkin", func() bool { return current() == late })
+
+	if _, err := store.DeleteCheckin(ctx(t), "re", "r2"); err != nil {
+		t.Fatal(err)
+	}
+	n.client.ReloadCurrent("re")
+	waitFor(t, "the grain to move back after the delete", func() bool { return current() == first })
+	n.client.ReloadCurrent("nobody-active") // no grain here: nothing happens
 }
 
 // The grain of a user that does not exist passivates after

@@ -74,6 +74,13 @@ type Deps struct {
 	Config  GrainConfig
 	Log     *zap.Logger
 	Metrics *Metrics
+	// LateWrite, if not nil, is called by a grain that was handed over
+	// (cluster.HandOver) when a checkin it held became durable, or a
+	// delete it held removed one, after the hand-over: the user's grain at
+	// the new owner may have loaded the user before, and should read the
+	// current location again (Client.ReloadCurrent, on the node that
+	// hosts it).
+	LateWrite func(userID string)
 
 	idle *passivator // set by NewUserGrainKind
 }
@@ -738,6 +745,9 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 		default:
 			reply = toGrainError(newError(ErrUnavailable, CodeUnavailable, "cannot delete the checkin: "+err.Error()+"; the delete is retried in the background, and sending it again is safe"))
 		}
+		if err == nil {
+			g.lateWrite()
+		}
 		if err == nil || errors.Is(err, persistence.ErrNotFound) {
 			g.dropEntry(op.id)
 			if wasCurrent && g.current != nil && g.current.ID == op.id {
@@ -865,7 +875,61 @@ func (g *userGrain) ReceiveDefault(ctx pcluster.GrainContext) {
 		g.retryDeletes(ctx)
 	case *cluster.HandOver:
 		g.handOver(ctx)
+	case reloadCurrent:
+		g.reloadCurrent(ctx, 1)
 	}
+}
+
+// lateWrite tells the node, once the grain was handed over, that it
+// changed what the store holds for its user (Deps.LateWrite).
+func (g *userGrain) lateWrite() {
+	if g.leaving && g.deps.LateWrite != nil {
+		g.deps.LateWrite(g.id)
+	}
+}
+
+// reloadCurrent asks a grain to read its user's current location from the
+// store again (Client.ReloadCurrent).
+type reloadCurrent struct{}
+
+// maxReloads bounds the reads of one reloadCurrent whose result this
+// grain's own checkins or deletes overtook.
+const maxReloads = 3
+
+// reloadCurrent reads the current location from the store again: another
+// activation of the user, handed over and still writing what it held,
+// changed the store after this one loaded. A result that this grain's own
+// checkins or deletes overtook (the current location changed while it
+// read) is read again instead of taken.
+func (g *userGrain) reloadCurrent(ctx pcluster.GrainContext, attempt int) {
+	if g.leaving || !g.loaded || g.user == nil || g.deleting != nil {
+		return // nothing loaded yet, or nothing to keep
+	}
+	before := g.current
+	var cur *persistence.Checkin
+	g.async(ctx, func(c context.Context) error {
+		x, err := g.deps.Store.CurrentLocation(c, g.id)
+		switch {
+		case err == nil:
+			cur = &x
+		case errors.Is(err, persistence.ErrNotFound):
+			err = nil // no checkin left
+		}
+		return err
+	}, func(err error) {
+		switch {
+		case err != nil:
+			g.deps.Log.Warn("current location not read again after another activation's late write", zap.String("user_id", g.id), zap.Error(err))
+		case g.leaving || g.user == nil || g.deleting != nil:
+		case g.current != before:
+			if attempt < maxReloads {
+				g.reloadCurrent(ctx, attempt+1)
+			}
+		default:
+			g.current = cur
+			g.publish()
+		}
+	})
 }
 
 // handOver takes the grain out of service: another member owns its user
@@ -953,6 +1017,7 @@ func (g *userGrain) written(ctx pcluster.GrainContext, r *writeResult) {
 				op.newest = &c
 			}
 		}
+		g.lateWrite()
 		g.settle(ctx, e, !e.rewrite)
 	}
 }

@@ -37,6 +37,10 @@ const (
 	// The user and the user's checkins were deleted: nodes also forget
 	// what their store remembers having written for the user.
 	RecordChanged_KIND_USER_DELETED RecordChanged_Kind = 3
+	// A grain of the user that had been handed over to another node
+	// stored or deleted a checkin afterwards: the node where the user's
+	// grain is active has it read the current location again.
+	RecordChanged_KIND_USER_CURRENT RecordChanged_Kind = 4
 )
 
 // Enum value maps for RecordChanged_Kind.
@@ -46,12 +50,14 @@ var (
 		1: "KIND_USER",
 		2: "KIND_LOCATION",
 		3: "KIND_USER_DELETED",
+		4: "KIND_USER_CURRENT",
 	}
 	RecordChanged_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED":  0,
 		"KIND_USER":         1,
 		"KIND_LOCATION":     2,
 		"KIND_USER_DELETED": 3,
+		"KIND_USER_CURRENT": 4,
 	}
 )
 
@@ -751,15 +757,16 @@ const file_checkin_proto_rawDesc = "" +
 	"\acheckin\x18\x01 \x01(\v2\x19.checkin.messages.CheckinR\acheckin\"\x18\n" +
 	"\x16CurrentLocationRequest\"N\n" +
 	"\x17CurrentLocationResponse\x123\n" +
-	"\acheckin\x18\x01 \x01(\v2\x19.checkin.messages.CheckinR\acheckin\"\xb0\x01\n" +
+	"\acheckin\x18\x01 \x01(\v2\x19.checkin.messages.CheckinR\acheckin\"\xc7\x01\n" +
 	"\rRecordChanged\x128\n" +
 	"\x04kind\x18\x01 \x01(\x0e2$.checkin.messages.RecordChanged.KindR\x04kind\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\"U\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"l\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tKIND_USER\x10\x01\x12\x11\n" +
 	"\rKIND_LOCATION\x10\x02\x12\x15\n" +
-	"\x11KIND_USER_DELETED\x10\x032\xae\x04\n" +
+	"\x11KIND_USER_DELETED\x10\x03\x12\x15\n" +
+	"\x11KIND_USER_CURRENT\x10\x042\xae\x04\n" +
 	"\tUserGrain\x12Q\n" +
 	"\n" +
 	"CreateUser\x12#.checkin.messages.CreateUserRequest\x1a\x16.checkin.messages.User\"\x06\x82\xb5\x18\x02\b\x01\x12C\n" +

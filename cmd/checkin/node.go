@@ -9,6 +9,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"regexp"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -136,20 +137,27 @@ func startNode(ctx context.Context, cfg config, log *zap.Logger) (_ *node, err e
 	if n.view, err = actors.NewCurrentView(cfg.Grain.ViewSizeMB); err != nil {
 		return nil, err
 	}
-	kind := actors.NewUserGrainKind(&actors.Deps{View: n.view, Store: n.store, Writers: n.pool, Config: cfg.Grain, Log: log.Named("grain"), Metrics: m})
+	notices := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "checkin_record_notices_total",
+		Help: "Notices to other members (one per member) and from them: a user or location was updated, or a grain handed over changed a user's checkins."}, []string{"direction"})
+	reg.MustRegister(notices)
+	sent, received := notices.WithLabelValues("sent"), notices.WithLabelValues("received")
+	var member atomic.Pointer[cluster.Node] // for grains, which may run before Start returns
+	kind := actors.NewUserGrainKind(&actors.Deps{View: n.view, Store: n.store, Writers: n.pool, Config: cfg.Grain, Log: log.Named("grain"), Metrics: m,
+		LateWrite: func(id string) {
+			if mb := member.Load(); mb != nil {
+				sent.Add(float64(mb.Broadcast(&messages.RecordChanged{Kind: messages.RecordChanged_KIND_USER_CURRENT, Id: id})))
+			}
+		}})
 	if n.member, err = cluster.Start(system, cfg.Cluster, log.Named("cluster"), kind); err != nil {
 		return nil, err
 	}
+	member.Store(n.member)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "checkin_cluster_members", Help: "Members of the cluster topology this node sees, itself included."},
 		func() float64 { return float64(n.member.Members()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "checkin_cluster_lease_age_seconds",
 		Help: "Seconds since etcd last renewed this node's membership lease (0 without etcd); past cluster.etcd-lease-ttl the cluster removes the node."},
 		func() float64 { return n.member.LeaseAge().Seconds() }))
 	n.grains = actors.NewClient(n.member.Cluster, cfg.HTTP.RequestTimeout, cfg.CallRetries, n.view, m, n.pool, cfg.Breaker, log.Named("grains"))
-	notices := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "checkin_record_notices_total",
-		Help: "Notices that a user or location was updated, sent to other members (one per member) and received from them."}, []string{"direction"})
-	reg.MustRegister(notices)
-	sent, received := notices.WithLabelValues("sent"), notices.WithLabelValues("received")
 	n.edge, err = edge.New(cfg.HTTP, edge.Deps{Grains: n.grains, Store: n.store, Ready: n.ready, Log: log.Named("http"), Registry: reg, APIKeys: keys,
 		Notify: func(kind edge.RecordKind, id string) {
 			if kind == edge.KindUserDeleted {
@@ -163,6 +171,11 @@ func startNode(ctx context.Context, cfg config, log *zap.Logger) (_ *node, err e
 	}
 	system.EventStream.Subscribe(func(ev any) {
 		if rc, ok := ev.(*messages.RecordChanged); ok {
+			if rc.GetKind() == messages.RecordChanged_KIND_USER_CURRENT {
+				received.Inc()
+				n.grains.ReloadCurrent(rc.GetId())
+				return
+			}
 			for kind, k := range noticeKinds {
 				if k == rc.GetKind() {
 					received.Inc()
