@@ -1438,6 +1438,34 @@ func TestDeleteCheckinRetriedInBackground(t *testing.T) {
 	}
 }
 
+// A grain handed over stops retrying deletes the store did not confirm,
+// and stops: the new owner takes checkins with their ids, which a retry
+// from the old grain could delete after they were acknowledged.
+func TestHandedOverGrainStopsDeleteRetries(t *testing.T) {
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.DeleteRetry = 20 * time.Millisecond
+	n, hooks, _, _ := startDeleteTest(t, "hb", gcfg)
+	hooks.deleteFailures.Store(1 << 20)
+	var e *actors.Error
+	if _, err := n.client.DeleteCheckin(ctx(t), "hb", "last"); !errors.As(err, &e) || e.Code != actors.CodeUnavailable {
+		t.Fatalf("a delete the store failed: err = %v, want unavailable", err)
+	}
+	waitFor(t, "the grain to retry the delete", func() bool { return hooks.deleteFailures.Load() < 1<<20-2 })
+
+	system := n.member.System
+	pid := n.member.Cluster.Get("hb", "UserGrain")
+	system.Root.Send(pid, &cluster.HandOver{})
+	waitFor(t, "the handed-over grain to stop", func() bool {
+		_, alive := system.ProcessRegistry.Get(pid)
+		return !alive
+	})
+	left := hooks.deleteFailures.Load()
+	time.Sleep(10 * gcfg.DeleteRetry)
+	if got := hooks.deleteFailures.Load(); got != left {
+		t.Fatalf("%d deletes reached the store after the grain was handed over", left-got)
+	}
+}
+
 // listedStore lists one more checkin of its user than the store holds, as
 // Scylla lists a checkin whose write failed after its by-user row: it is
 // not found by id, nor at its location. Once the checkin is written, the

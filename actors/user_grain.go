@@ -742,6 +742,8 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 			reply = &messages.DeleteCheckinResponse{Checkin: toMsg(deleted)}
 		case errors.Is(err, persistence.ErrNotFound):
 			reply = toGrainError(newError(ErrNotFound, CodeCheckinNotFound, "user "+g.id+" has no checkin "+op.id))
+		case g.leaving:
+			reply = toGrainError(newError(ErrUnavailable, CodeUnavailable, "cannot delete the checkin: "+err.Error()+"; send the delete again"))
 		default:
 			reply = toGrainError(newError(ErrUnavailable, CodeUnavailable, "cannot delete the checkin: "+err.Error()+"; the delete is retried in the background, and sending it again is safe"))
 		}
@@ -754,7 +756,7 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 				g.moveCurrentBack(cur, curErr, op.newest)
 			}
 			d.undeleted = slices.DeleteFunc(d.undeleted, func(id string) bool { return id == op.id })
-		} else {
+		} else if !g.leaving { // handed over: see handOver
 			if !slices.Contains(d.undeleted, op.id) {
 				if len(d.undeleted) == maxCheckinDeletes {
 					d.undeleted = slices.Delete(d.undeleted, 0, 1) // the oldest: settled by now, most likely
@@ -937,10 +939,24 @@ func (g *userGrain) reloadCurrent(ctx pcluster.GrainContext, attempt int) {
 // written, deletes) are answered as usual; new ones get errMoved, so that
 // their callers ask the new owner; it stops once idle. Its entry in the
 // node's view goes at once, so that reads here ask the new owner too.
+//
+// Deletes it retries in the background stop here (as when its node stops):
+// the new owner does not know their ids, so it takes checkins with them,
+// and a retry from here could delete one it acknowledged. Deletes callers
+// wait for run on and are answered.
 func (g *userGrain) handOver(ctx pcluster.GrainContext) {
 	g.leaving = true
 	g.viewed = false
 	g.deps.View.withdraw(g.id)
+	if d := g.deletes; d != nil {
+		if d.timer != nil {
+			d.timer.Stop()
+			d.timer = nil
+		}
+		d.undeleted = nil
+		d.ops = slices.DeleteFunc(d.ops, func(op *checkinDeleteOp) bool { return !op.started && len(op.waiters) == 0 })
+		g.tidyDeletes()
+	}
 	g.whenIdle(ctx)
 }
 
