@@ -302,6 +302,11 @@ func (n *Node) drain() {
 	if !ok || !ok2 || m.client == nil || n.Members() < 2 {
 		return
 	}
+	select {
+	case <-n.evicted: // the others dropped it already; its record is gone
+		return
+	default:
+	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), m.ttl)
 	err := m.drain(ctx)
