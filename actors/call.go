@@ -39,6 +39,7 @@ type caller struct {
 	free    chan *replyBox     // idle boxes; beyond its capacity boxes are retired
 	local   prometheus.Counter // calls to grains on this node
 	remote  prometheus.Counter // calls forwarded to the grain's owner
+	moved   prometheus.Counter // calls answered errMoved
 	silent  *breakers          // other members that stopped answering
 }
 
@@ -60,7 +61,7 @@ type activeLookup interface {
 func newCaller(c *pcluster.Cluster, m *Metrics, breaker BreakerConfig, log *zap.Logger) *caller {
 	active, _ := c.IdentityLookup.(activeLookup)
 	return &caller{system: c.ActorSystem, cluster: c, active: active, free: make(chan *replyBox, maxIdleBoxes),
-		local: m.served.WithLabelValues(servedLocal), remote: m.served.WithLabelValues(servedRemote),
+		local: m.served.WithLabelValues(servedLocal), remote: m.served.WithLabelValues(servedRemote), moved: m.moved,
 		silent: newBreakers(breaker, log, m.failedFast)}
 }
 
@@ -258,6 +259,7 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 		if _, dead := res.(*actor.DeadLetterResponse); dead || moved {
 			c.forget(identity, kind, pid)
 			if moved {
+				c.moved.Inc()
 				c.awaitNewOwner(identity, kind, pid.Address, deadline)
 			}
 			if attempt < attempts && time.Now().Before(deadline) {

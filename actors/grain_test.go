@@ -693,6 +693,9 @@ func TestHandedOverGrainAnswersWhatItHolds(t *testing.T) {
 	if got, err := inner.GetCheckin(ctx(t), "mover", "m1"); err != nil || got.LocationID != "L1" {
 		t.Fatalf("the store has %+v (%v), want the acknowledged checkin", got, err)
 	}
+	if got := n.metric(t, "checkin_grain_handovers_total"); got != 1 {
+		t.Errorf("checkin_grain_handovers_total = %v, want 1", got)
+	}
 }
 
 // ReloadCurrent makes an active grain read its user's current location

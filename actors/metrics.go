@@ -31,6 +31,8 @@ type Metrics struct {
 	failedFast   prometheus.Counter
 	// deleteRetries: checkin deletes a grain sent again on its own.
 	deleteRetries prometheus.Counter
+	handOvers     prometheus.Counter // grains handed over (cluster.HandOver)
+	moved         prometheus.Counter // calls answered errMoved and sent again
 }
 
 // NewMetrics creates the instruments and registers them with reg (nil: not
@@ -57,11 +59,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "checkin_grain_calls_failed_fast_total", Help: "Grain calls not sent because the member that holds the grain stopped answering this node's calls (grain.member-timeouts)."}),
 		deleteRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "checkin_grain_delete_retries_total", Help: "Checkin deletes the store did not confirm, sent again by the user's grain on its own (grain.delete-retry)."}),
+		handOvers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "checkin_grain_handovers_total", Help: "User grains on this node handed over to another node: the topology gave their user to it, or this node drained."}),
+		moved: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "checkin_grain_calls_moved_total", Help: "Grain calls from this node answered 'moved' by a grain handed over, and sent again to the user's new owner."}),
 		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "checkin_writer_queue_depth", Help: "Checkins queued or being written on this node."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.served, m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth, m.failedFast, m.deleteRetries)
+		reg.MustRegister(m.served, m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth, m.failedFast, m.deleteRetries, m.handOvers, m.moved)
 	}
 	return m
 }

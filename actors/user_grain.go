@@ -945,6 +945,10 @@ func (g *userGrain) reloadCurrent(ctx pcluster.GrainContext, attempt int) {
 // and a retry from here could delete one it acknowledged. Deletes callers
 // wait for run on and are answered.
 func (g *userGrain) handOver(ctx pcluster.GrainContext) {
+	if g.leaving {
+		return
+	}
+	g.deps.Metrics.handOvers.Inc()
 	g.leaving = true
 	g.viewed = false
 	g.deps.View.withdraw(g.id)

@@ -419,6 +419,9 @@ func TestCluster(t *testing.T) {
 		if n := d.metric(t, "checkin_grains_active"); n == 0 || n == users {
 			t.Errorf("the new node hosts %v of %d user grains, want a share", n, users)
 		}
+		if n := a.metric(t, "checkin_grain_handovers_total"); n == 0 {
+			t.Error("a handed no grain over to the node that joined")
+		}
 		for i, u := range ids { // writes through the new node, in both directions
 			k := ck{uniqueID("cl"), locIDs[i%3], now.Add(time.Minute + time.Duration(i)*time.Second)}
 			[]*proc{a, d}[i%2].mkCheckin(t, u, k)
