@@ -923,6 +923,7 @@ func (g *userGrain) reloadCurrent(ctx pcluster.GrainContext, attempt int) {
 		case err != nil:
 			g.deps.Log.Warn("current location not read again after another activation's late write", zap.String("user_id", g.id), zap.Error(err))
 		case g.leaving || g.user == nil || g.deleting != nil:
+			// handed over or deleted meanwhile: nothing to keep
 		case g.current != before:
 			if attempt < maxReloads {
 				g.reloadCurrent(ctx, attempt+1)
