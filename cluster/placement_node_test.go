@@ -65,13 +65,9 @@ func TestPlacementActivatesOnceAndForgetsStopped(t *testing.T) {
 	if err := n.System.Root.PoisonFuture(pids[0]).Wait(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for n.Cluster.GetClusterKind("Probe").Count() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("a stopped activation is still counted")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, "the stopped activation to be no longer counted", 5*time.Second, func() bool {
+		return n.Cluster.GetClusterKind("Probe").Count() == 0
+	})
 	if got := lookup.Active("Probe", ci.Identity); got != nil {
 		t.Errorf("Active returned %v after the activation stopped", got)
 	}
@@ -126,8 +122,7 @@ func TestPlacementHandsActivationsOver(t *testing.T) {
 	t.Cleanup(n.Stop)
 	p := n.Cluster.Config.IdentityLookup.(*placement)
 
-	self := &pcluster.Member{Id: "self", Host: hostPart(p.self), Port: portPart(p.self), Kinds: []string{"Probe"}}
-	other := &pcluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{"Probe"}}
+	self, other := selfAndOther(t, p)
 	both := newRing([]*pcluster.Member{self, other})
 	var movedID, keptID string
 	for i := 0; movedID == "" || keptID == ""; i++ {
@@ -185,8 +180,7 @@ func TestPlacementHandsActivationsOver(t *testing.T) {
 func TestPlacementDraining(t *testing.T) {
 	kind := pcluster.NewKind("Probe", actor.PropsFromFunc(func(actor.Context) {}))
 	_, p := startOneMember(t, kind)
-	self := &pcluster.Member{Id: "self", Host: hostPart(p.self), Port: portPart(p.self), Kinds: []string{"Probe"}}
-	other := &pcluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{"Probe"}}
+	self, other := selfAndOther(t, p)
 	p.onTopology([]*pcluster.Member{self, other}, nil)
 	owners := func() map[string]int {
 		m := map[string]int{}
@@ -226,15 +220,23 @@ func TestPlacementDraining(t *testing.T) {
 	}
 }
 
-func hostPart(addr string) string {
-	h, _, _ := net.SplitHostPort(addr)
-	return h
-}
-
-func portPart(addr string) int32 {
-	_, port, _ := net.SplitHostPort(addr)
-	n, _ := strconv.Atoi(port)
-	return int32(n)
+// selfAndOther returns p's member (on loopback) and another on port 1,
+// both hosting Probe, for topologies a test hands p itself.
+func selfAndOther(t *testing.T, p *placement) (self, other *pcluster.Member) {
+	t.Helper()
+	_, port, err := net.SplitHostPort(p.self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := members([]string{"Probe"}, n, 1)
+	if ms[0].Address() != p.self {
+		t.Fatalf("this member is %s, not on loopback", p.self)
+	}
+	return ms[0], ms[1]
 }
 
 func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
