@@ -10,7 +10,8 @@
 # exit, start it again on the same HTTP address, wait until it is ready
 # and the cluster has three members again), and prints the load
 # generator's report. Exits with the load
-# generator's status (3: an acknowledged checkin was lost).
+# generator's status (3: an acknowledged checkin was lost), or with ROLL 4
+# when the generator passed but a node did not stop with status 0.
 #
 #   cmd/checkin-load/scripts/crash.sh [extra checkin-load flags]
 #   cmd/checkin-load/scripts/crash.sh --retries=3 --eject=2s   # clients behind a load balancer
@@ -90,6 +91,7 @@ stop_nodes() {
 }
 cql_frozen=""
 load=""
+roll_failed=""
 cleanup() {
   # A CQL node left frozen would hang everything after this script.
   if [ -n "$cql_frozen" ]; then kill -CONT "$cql_pid" 2>/dev/null || true; fi
@@ -170,7 +172,7 @@ elif [ "$signal" = ROLL ]; then
     node_status=0
     wait "$pid" || node_status=$?
     log "node $i exited $node_status after $((SECONDS - started))s of the run"
-    [ "$node_status" = 0 ] || { log "node $i did not stop cleanly; see $results/node$i.log"; }
+    [ "$node_status" = 0 ] || { roll_failed=1; log "node $i did not stop cleanly; see $results/node$i.log"; }
     start_node "$i" "${addrs[$i]}"
     wait_members 3
     log "node $i is back, $((SECONDS - started))s into the run"
@@ -205,4 +207,8 @@ wait "$load" || status=$?
 cat "$results/load.log" >&2
 cat "$results/report.txt"
 log "checkin-load exited $status; logs and report in $results"
+if [ "$status" = 0 ] && [ -n "$roll_failed" ]; then
+  log "a node did not stop with status 0 during the rolling restart"
+  exit 4
+fi
 exit "$status"
