@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,13 +23,17 @@ import (
 // concurrency, no automatic retries (a retry would hide an error; callers
 // retry where they count it). With eject set, a target that refused or
 // dropped a connection, or did not answer within the timeout, is skipped
-// for that long.
+// for that long. With health set, each target's /readyz is asked that
+// often, and a target that does not answer 200 is skipped until it does.
 type client struct {
 	targets []*target
 	next    atomic.Uint64
 	timeout time.Duration
 	auth    []byte        // Authorization header value; nil: none
-	eject   time.Duration // 0: never skip a target
+	eject   time.Duration // 0: never skip a target after an error
+	skips   bool          // targets can be skipped (eject or health checks)
+	stop    chan struct{} // ends the health checks
+	checks  sync.WaitGroup
 }
 
 type target struct {
@@ -37,6 +42,13 @@ type target struct {
 	hc        *fasthttp.HostClient
 	downUntil atomic.Int64 // unix nanoseconds: skipped until then (eject)
 	ejections atomic.Int64
+	unready   atomic.Bool  // its last health check did not answer 200
+	unreadies atomic.Int64 // times a health check found it not ready
+}
+
+// skipped reports whether requests avoid t at now (unix nanoseconds).
+func (t *target) skipped(now int64) bool {
+	return t.downUntil.Load() > now || t.unready.Load()
 }
 
 // clientOpts are the client's optional settings.
@@ -44,14 +56,16 @@ type clientOpts struct {
 	apiKey string        // sent as a bearer token with every request; "": none
 	tls    *tls.Config   // for https targets; nil: Go's defaults
 	eject  time.Duration // skip a target this long after a connection error or a timeout on it; 0: never
+	health time.Duration // ask each target's /readyz this often, skip it while not 200; 0: never
 	source []net.IP      // local addresses new connections come from, in turn; nil: the system's choice
 }
 
 // newClient makes a client of the targets at bases.
 func newClient(bases []*url.URL, conns int, timeout time.Duration, o clientOpts) *client {
-	c := &client{timeout: timeout}
-	if len(bases) > 1 {
-		c.eject = o.eject // with one target there is nowhere else to go
+	c := &client{timeout: timeout, stop: make(chan struct{})}
+	if len(bases) > 1 { // with one target there is nowhere else to go
+		c.eject = o.eject
+		c.skips = o.eject > 0 || o.health > 0
 	}
 	if o.apiKey != "" {
 		c.auth = []byte("Bearer " + o.apiKey)
@@ -86,7 +100,41 @@ func newClient(bases []*url.URL, conns int, timeout time.Duration, o clientOpts)
 			},
 		})
 	}
+	if c.skips && o.health > 0 {
+		for _, t := range c.targets {
+			c.checks.Add(1)
+			go c.checkHealth(t, o.health)
+		}
+	}
 	return c
+}
+
+// checkHealth asks t's /readyz every interval until the client closes, as
+// a load balancer's health check does: a target that does not answer 200
+// within the interval (or the request timeout, if shorter) gets no
+// requests until it does. A node that drains before it stops
+// (http.drain-delay) answers 503 there while it still serves.
+func (c *client) checkHealth(t *target, interval time.Duration) {
+	defer c.checks.Done()
+	req, resp := &fasthttp.Request{}, &fasthttp.Response{}
+	path := []byte("/readyz")
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		c.prepare(t, req, resp, fasthttp.MethodGet, path, nil)
+		err := t.hc.DoTimeout(req, resp, min(interval, c.timeout))
+		ready := err == nil && resp.StatusCode() == fasthttp.StatusOK
+		if !ready && !t.unready.Swap(true) {
+			t.unreadies.Add(1)
+		} else if ready {
+			t.unready.Store(false)
+		}
+		select {
+		case <-c.stop:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // sourceDialer dials TCP from the addresses of source in turn, one per
@@ -107,19 +155,19 @@ func sourceDialer(timeout time.Duration, source []net.IP) func(addr string) (net
 }
 
 // nextIndex returns the index of the next target, round-robin over the
-// targets not ejected (over all of them when every one is).
+// targets not skipped (over all of them when every one is).
 func (c *client) nextIndex() int {
 	n := uint64(len(c.targets))
 	if n == 1 {
 		return 0
 	}
 	i := int((c.next.Add(1) - 1) % n)
-	if c.eject == 0 {
+	if !c.skips {
 		return i
 	}
 	now := time.Now().UnixNano()
 	for range n {
-		if c.targets[i].downUntil.Load() <= now {
+		if !c.targets[i].skipped(now) {
 			return i
 		}
 		i = int((c.next.Add(1) - 1) % n)
@@ -128,16 +176,16 @@ func (c *client) nextIndex() int {
 }
 
 // doAt sends one request to target i (modulo the number of targets), or
-// the first after it that is not ejected: method to path (which starts with
+// the first after it that is not skipped: method to path (which starts with
 // '/'), with body as JSON when it is not nil; the answer is left in resp. A
 // caller that retries with i+1 tries every target in turn.
 func (c *client) doAt(i int, req *fasthttp.Request, resp *fasthttp.Response, method string, path, body []byte) error {
 	n := len(c.targets)
 	t := c.targets[i%n]
-	if c.eject > 0 {
+	if c.skips {
 		now := time.Now().UnixNano()
 		for k := range n {
-			if u := c.targets[(i+k)%n]; u.downUntil.Load() <= now {
+			if u := c.targets[(i+k)%n]; !u.skipped(now) {
 				t = u
 				break
 			}
@@ -165,6 +213,13 @@ func (c *client) doAt(i int, req *fasthttp.Request, resp *fasthttp.Response, met
 }
 
 func (c *client) doOn(t *target, req *fasthttp.Request, resp *fasthttp.Response, method string, path, body []byte) error {
+	c.prepare(t, req, resp, method, path, body)
+	return t.hc.DoTimeout(req, resp, c.timeout)
+}
+
+// prepare makes req the request to t: method to path (under t's prefix),
+// with body as JSON when it is not nil; resp is reset for the answer.
+func (c *client) prepare(t *target, req *fasthttp.Request, resp *fasthttp.Response, method string, path, body []byte) {
 	req.Reset()
 	resp.Reset()
 	req.Header.SetMethod(method)
@@ -187,11 +242,19 @@ func (c *client) doOn(t *target, req *fasthttp.Request, resp *fasthttp.Response,
 		req.Header.SetContentType("application/json")
 		req.SetBodyRaw(body)
 	}
-	return t.hc.DoTimeout(req, resp, c.timeout)
 }
 
 // close drops the idle connections of every target.
+// close ends the health checks and closes idle connections. It is called
+// once.
 func (c *client) close() {
+	close(c.stop)
+	c.checks.Wait()
+	c.closeIdle()
+}
+
+// closeIdle closes the idle connections to every target.
+func (c *client) closeIdle() {
 	for _, t := range c.targets {
 		t.hc.CloseIdleConnections()
 	}

@@ -27,6 +27,7 @@ type config struct {
 	Retries        int           // measured phase: attempts after the first, for retryable failures
 	RetryMaxWait   time.Duration // longest Retry-After honoured before a retry
 	Eject          time.Duration // skip a target this long after a connection error or a timeout on it (0: never)
+	HealthCheck    time.Duration // ask each target's /readyz this often and skip it while not 200 (0: never)
 	SourceAddrs    string        // comma-separated local IP addresses connections are made from, in turn; "": the system's choice
 
 	MixCheckin       float64
@@ -88,6 +89,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RetryMaxWait, "retry.max-wait", c.RetryMaxWait, "wait before a retry at most this long: an answer's Retry-After, capped (a request without an answer is retried at once)")
 	fs.StringVar(&c.SourceAddrs, "source-addrs", c.SourceAddrs, "comma-separated local IP addresses to connect from, one after another per new connection, so that a node that counts clients by address (rate limits, http.max-conns-per-ip) sees that many clients; on Linux every 127.x.y.z is a loopback address (empty: the system's choice)")
 	fs.DurationVar(&c.Eject, "eject", c.Eject, "with several targets, send nothing to a target for this long after a connection error or a timeout on it, as a load balancer ejects a dead or hung node (0: never)")
+	fs.DurationVar(&c.HealthCheck, "health-check", c.HealthCheck, "with several targets, ask each target's /readyz this often and send it nothing while it does not answer 200, as a load balancer's health check does (0: never)")
 
 	fs.Float64Var(&c.MixCheckin, "mix.checkin", c.MixCheckin, "weight of checkin writes (POST /v1/users/{id}/checkins)")
 	fs.Float64Var(&c.MixLocation, "mix.location", c.MixLocation, "weight of current-location reads (GET /v1/users/{id}/location)")
@@ -196,8 +198,8 @@ func (c config) validate() error {
 		return errors.New("timeout must be positive")
 	case c.Retries < 0 || c.Retries > 100:
 		return errors.New("retries must be 0 to 100")
-	case c.RetryMaxWait < 0 || c.Eject < 0:
-		return errors.New("retry.max-wait and eject must not be negative")
+	case c.RetryMaxWait < 0 || c.Eject < 0 || c.HealthCheck < 0:
+		return errors.New("retry.max-wait, eject and health-check must not be negative")
 	case c.RangeLimit < 1 || c.RangeLimit > 1000:
 		return errors.New("range.limit must be 1 to 1000")
 	case c.RangeWindow <= 0:

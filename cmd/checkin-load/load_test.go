@@ -585,6 +585,71 @@ func TestEjectionOfAHungTarget(t *testing.T) {
 	}
 }
 
+// TestHealthCheck: with --health-check a target whose /readyz does not
+// answer 200 (a node that drains before it stops) gets no requests until
+// it answers 200 again, while it still answers them.
+func TestHealthCheck(t *testing.T) {
+	var ready atomic.Bool
+	var hits [2]atomic.Int64
+	servers := make([]*httptest.Server, 2)
+	for i := range servers {
+		servers[i] = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/readyz" {
+				if i == 0 && !ready.Load() {
+					w.WriteHeader(http.StatusServiceUnavailable)
+				}
+				return
+			}
+			hits[i].Add(1)
+		}))
+		defer servers[i].Close()
+	}
+	var bases []*url.URL
+	for _, srv := range servers {
+		u, err := url.Parse(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bases = append(bases, u)
+	}
+	c := newClient(bases, 4, time.Second, clientOpts{health: 20 * time.Millisecond})
+	defer c.close()
+	req, resp := &fasthttp.Request{}, &fasthttp.Response{}
+	send := func(n int) {
+		t.Helper()
+		for range n {
+			if err := c.doAt(c.nextIndex(), req, resp, fasthttp.MethodGet, []byte("/"), nil); err != nil || resp.StatusCode() != http.StatusOK {
+				t.Fatalf("request: %v, status %d", err, resp.StatusCode())
+			}
+		}
+	}
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	waitUntil("the first health check of the unready target", func() bool { return c.targets[0].unready.Load() })
+	send(10)
+	if a, b := hits[0].Load(), hits[1].Load(); a != 0 || b != 10 {
+		t.Fatalf("requests %d to the unready target and %d to the ready one, want 0 and 10", a, b)
+	}
+	ready.Store(true)
+	waitUntil("the target to be taken back", func() bool { return !c.targets[0].unready.Load() })
+	send(10)
+	if a := hits[0].Load(); a == 0 {
+		t.Fatal("no request went to the target once it was ready again")
+	}
+	if n := c.targets[0].unreadies.Load(); n != 1 {
+		t.Fatalf("the target was found not ready %d times, want 1", n)
+	}
+}
+
 // ejectingClient returns a client of two targets, bad and a live server
 // that answers 200, which ejects a target for a minute, and get, which
 // sends a request to target i (see client.doAt).

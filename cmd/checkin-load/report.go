@@ -41,6 +41,9 @@ type Report struct {
 	// Ejections counts, per target, the times it was skipped after a
 	// connection error (--eject), over the whole run.
 	Ejections map[string]int64 `json:"ejections,omitempty"`
+	// Unready counts, per target, the times a health check found it not
+	// ready (--health-check), over the whole run.
+	Unready map[string]int64 `json:"unready,omitempty"`
 
 	Open   *OpenReport   `json:"open,omitempty"`
 	Setup  *SetupReport  `json:"setup,omitempty"`
@@ -167,6 +170,9 @@ func (rep *Report) write(w io.Writer, asJSON bool) error {
 	}
 	if len(rep.Ejections) > 0 {
 		fmt.Fprintf(&b, "ejected (times): %s\n", fmtCounts(rep.Ejections))
+	}
+	if len(rep.Unready) > 0 {
+		fmt.Fprintf(&b, "not ready (times): %s\n", fmtCounts(rep.Unready))
 	}
 	if r := rep.Replay; r != nil {
 		fmt.Fprintf(&b, "replay %s: %d rows (%d duplicate), %d users, %d locations; checkins created %d, already stored %d\n",

@@ -97,7 +97,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (*Report, er
 	if err != nil {
 		return nil, err
 	}
-	r.cl = newClient(bases, max(cfg.Concurrency, cfg.SetupConcurrency), cfg.Timeout, clientOpts{apiKey: cfg.APIKey, tls: tc, eject: cfg.Eject, source: source})
+	r.cl = newClient(bases, max(cfg.Concurrency, cfg.SetupConcurrency), cfg.Timeout, clientOpts{apiKey: cfg.APIKey, tls: tc, eject: cfg.Eject, health: cfg.HealthCheck, source: source})
 	defer r.cl.close()
 	for i := range cfg.Concurrency {
 		rng := mrand.New(mrand.NewPCG(cfg.Seed, uint64(i)))
@@ -119,7 +119,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (*Report, er
 			return rep, err
 		}
 		// the measured phase starts with no more connections than workers
-		r.cl.close()
+		r.cl.closeIdle()
 	}
 	if cfg.Warmup > 0 && ctx.Err() == nil {
 		r.phase(ctx, "warmup", newRecorder(recorderShards), cfg.Warmup, 0)
@@ -152,6 +152,12 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (*Report, er
 				rep.Ejections = map[string]int64{}
 			}
 			rep.Ejections[t.base] = n
+		}
+		if n := t.unreadies.Load(); n > 0 {
+			if rep.Unready == nil {
+				rep.Unready = map[string]int64{}
+			}
+			rep.Unready[t.base] = n
 		}
 	}
 	if err := rep.write(stdout, cfg.JSON); err != nil {
