@@ -20,7 +20,8 @@ import (
 // under <prefix>/<cluster name>/ alive with a lease of its own (Config's
 // Etcd.LeaseTTL), and every member watches the records there and hands
 // what it sees to protoactor as the cluster topology. A member that stops
-// cleanly revokes its lease; one that dies, or is paused or cut off from
+// cleanly first marks its record draining (Node.drain), then revokes its
+// lease; one that dies, or is paused or cut off from
 // etcd for longer than the lease, drops out when the lease expires.
 //
 // The records are those protoactor's own etcd provider writes (same keys,
