@@ -6,8 +6,12 @@
 // logs go to the node's zap logger; Ready reports whether this node is a
 // member of the cluster topology, so the edge can refuse traffic until it is.
 // Members that see the same topology agree on the owner of every grain
-// identity, and an owner activates an identity at most once; a member stops
-// the grains it no longer owns when the topology changes. Broadcast reaches
+// identity, and an owner activates an identity at most once; a member hands
+// over the grains it no longer owns when the topology changes (HandOver: a
+// grain answers the calls it holds, then stops), and a member that stops
+// with others present drains first: it stays a member, owning nothing,
+// until its grains have stopped, so their answers still reach the callers.
+// Broadcast reaches
 // the other members' event streams, best effort. Evicted tells a node that
 // the cluster removed it (its lease ran out) and that it cannot rejoin
 // without a restart. With Config.TLS the actor
