@@ -415,11 +415,15 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 // faultyStore fails or blocks checkin writes on demand (fault injection).
 type faultyStore struct {
 	persistence.Store
-	fail    atomic.Bool
-	release chan struct{} // non-nil: writes wait for it
+	fail     atomic.Bool // fail writes as if part may have been stored
+	failLate atomic.Bool // store writes, then fail them as if unanswered
+	refuse   atomic.Bool // fail writes as refused, nothing stored (ErrNotApplied)
+	attempts atomic.Int64
+	release  chan struct{} // non-nil: writes wait for it
 }
 
 func (f *faultyStore) WriteCheckins(ctx context.Context, batch []persistence.Checkin) error {
+	f.attempts.Add(1)
 	if f.release != nil {
 		select {
 		case <-f.release:
@@ -427,8 +431,17 @@ func (f *faultyStore) WriteCheckins(ctx context.Context, batch []persistence.Che
 			return ctx.Err()
 		}
 	}
+	if f.refuse.Load() {
+		return persistence.NotApplied(fmt.Errorf("%w: injected refusal", persistence.ErrUnavailable))
+	}
 	if f.fail.Load() {
 		return fmt.Errorf("%w: injected", persistence.ErrUnavailable)
+	}
+	if f.failLate.Load() {
+		if err := f.Store.WriteCheckins(ctx, batch); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: injected after the write", persistence.ErrUnavailable)
 	}
 	return f.Store.WriteCheckins(ctx, batch)
 }
@@ -1455,18 +1468,25 @@ func TestHandedOverGrainStopsDeleteRetries(t *testing.T) {
 	}
 	waitFor(t, "the grain to retry the delete", func() bool { return hooks.deleteFailures.Load() < 1<<20-2 })
 
-	system := n.member.System
-	pid := n.member.Cluster.Get("hb", "UserGrain")
-	system.Root.Send(pid, &cluster.HandOver{})
-	waitFor(t, "the handed-over grain to stop", func() bool {
-		_, alive := system.ProcessRegistry.Get(pid)
-		return !alive
-	})
+	handOver(t, n, "hb")
 	left := hooks.deleteFailures.Load()
 	time.Sleep(10 * gcfg.DeleteRetry)
 	if got := hooks.deleteFailures.Load(); got != left {
 		t.Fatalf("%d deletes reached the store after the grain was handed over", left-got)
 	}
+}
+
+// handOver hands the user's grain over, as the placement does when another
+// member takes the user, and waits for it to stop.
+func handOver(t *testing.T, n *testNode, user string) {
+	t.Helper()
+	system := n.member.System
+	pid := n.member.Cluster.Get(user, "UserGrain")
+	system.Root.Send(pid, &cluster.HandOver{})
+	waitFor(t, "the handed-over grain to stop", func() bool {
+		_, alive := system.ProcessRegistry.Get(pid)
+		return !alive
+	})
 }
 
 // listedStore lists one more checkin of its user than the store holds, as
@@ -1564,5 +1584,197 @@ func TestDeleteListedCheckin(t *testing.T) {
 	var e *actors.Error
 	if _, err := n.client.CurrentLocation(ctx(t), "pd"); !errors.As(err, &e) || e.Code != actors.CodeNoCheckins {
 		t.Fatalf("current after the delete: err = %v, want no_checkins", err)
+	}
+}
+
+// startUnwrittenTest starts a node on a faultyStore whose user exists,
+// with background write retries every 20 ms.
+func startUnwrittenTest(t *testing.T, user string, gcfg actors.GrainConfig) (*testNode, *faultyStore) {
+	t.Helper()
+	inner := openStore(t, t.TempDir())
+	t.Cleanup(func() { inner.Close() }) // after the node stops
+	store := &faultyStore{Store: inner}
+	n := startNode(t, store, gcfg, actors.DefaultWriterConfig())
+	mustUser(t, n, user)
+	return n, store
+}
+
+// A checkin write that failed and may have stored part of the checkin (on
+// Scylla: listed, not found by id, so not deletable) is written again by
+// the grain on its own until the store confirms it, even when the client
+// never retries; the grain does not passivate before, and the checkin
+// becomes the current location once it is durable. Whether the failed
+// attempts stored nothing or all of it (found by the look-up of the
+// retry, not written again).
+func TestUnconfirmedWriteCompletedInBackground(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault func(*faultyStore) *atomic.Bool
+		// stored: the first attempt stored all of it, so the grain's
+		// first retry finds it and the store sees one write
+		stored bool
+	}{
+		{"nothing stored", func(f *faultyStore) *atomic.Bool { return &f.fail }, false},
+		{"all stored", func(f *faultyStore) *atomic.Bool { return &f.failLate }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gcfg := actors.DefaultGrainConfig()
+			gcfg.WriteRetry = 20 * time.Millisecond
+			gcfg.IdleTimeout = 50 * time.Millisecond
+			if tc.stored {
+				// The grain stays: its current location is its own
+				// doing, not read from the store by a new activation.
+				gcfg.IdleTimeout = time.Hour
+			}
+			n, store := startUnwrittenTest(t, "uw", gcfg)
+			c := checkin("u1", "uw", "L1", base)
+			fault := tc.fault(store)
+			fault.Store(true)
+			_, _, err := n.client.Checkin(ctx(t), c, true, true)
+			wantCode(t, err, actors.ErrUnavailable, actors.CodeUnavailable)
+			if !strings.Contains(err.Error(), "completes in the background") {
+				t.Errorf("the answer does not say the write is completed: %v", err)
+			}
+			if !tc.stored {
+				waitFor(t, "the grain to write it again", func() bool { return store.attempts.Load() >= 4 })
+				time.Sleep(10 * gcfg.IdleTimeout)
+				if a := n.metric(t, "checkin_grains_active"); a != 1 {
+					t.Fatalf("active grains %v with a write to complete, want 1", a)
+				}
+				if _, err := n.client.CurrentLocation(ctx(t), "uw"); !errors.Is(err, actors.ErrNotFound) {
+					t.Fatalf("an unconfirmed checkin is the current location: %v", err)
+				}
+			}
+			fault.Store(false) // the store recovers; nobody sends the checkin again
+			waitFor(t, "the checkin to be stored", func() bool {
+				got, err := store.Store.GetCheckin(ctx(t), "uw", "u1")
+				return err == nil && got == c
+			})
+			waitFor(t, "the checkin to become the current location", func() bool {
+				cur, err := n.client.CurrentLocation(ctx(t), "uw")
+				return err == nil && cur == c
+			})
+			if got := n.metric(t, "checkin_grain_write_retries_total"); got < 3 && !tc.stored || got < 1 {
+				t.Errorf("checkin_grain_write_retries_total = %v, want at least %d", got, map[bool]int{false: 3, true: 1}[tc.stored])
+			}
+			if tc.stored && store.attempts.Load() != 1 {
+				t.Errorf("%d writes reached the store, want 1: the retry finds the checkin stored", store.attempts.Load())
+			}
+			if !tc.stored {
+				waitFor(t, "passivation once written", func() bool { return n.metric(t, "checkin_grains_active") == 0 })
+			}
+			// The client's late retry is answered as stored, not written twice.
+			if got, created, err := n.client.Checkin(ctx(t), c, true, true); err != nil || created || got != c {
+				t.Fatalf("the retry after it was completed: %+v created=%v err=%v", got, created, err)
+			}
+		})
+	}
+}
+
+// A write the store refused (ErrNotApplied: nothing stored) is not written
+// again behind the client's back: the 503 means not stored.
+func TestRefusedWriteIsNotCompleted(t *testing.T) {
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.WriteRetry = 20 * time.Millisecond
+	gcfg.IdleTimeout = 50 * time.Millisecond
+	n, store := startUnwrittenTest(t, "rf", gcfg)
+	store.refuse.Store(true)
+	_, _, err := n.client.Checkin(ctx(t), checkin("r1", "rf", "L1", base), true, true)
+	wantCode(t, err, actors.ErrUnavailable, actors.CodeUnavailable)
+	if !strings.Contains(err.Error(), "did not store") {
+		t.Errorf("the answer does not say the checkin was not stored: %v", err)
+	}
+	store.refuse.Store(false)
+	waitFor(t, "passivation", func() bool { return n.metric(t, "checkin_grains_active") == 0 })
+	if _, err := store.Store.GetCheckin(ctx(t), "rf", "r1"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("a refused checkin was stored: err = %v", err)
+	}
+	if got := store.attempts.Load(); got != 1 {
+		t.Errorf("%d writes reached the store, want 1", got)
+	}
+}
+
+// A client's retry of a checkin whose write may be stored in part gets it
+// as first sent: with a server-chosen timestamp the retry's own is not
+// used (the store would list the checkin twice, at both timestamps), and
+// another location is a conflict.
+func TestRetryOfUnconfirmedWriteKeepsIt(t *testing.T) {
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.WriteRetry = time.Hour // the client's retry comes first
+	n, store := startUnwrittenTest(t, "kt", gcfg)
+	first := checkin("k1", "kt", "L1", base) // the server's now at the first attempt
+	store.fail.Store(true)
+	if _, _, err := n.client.Checkin(ctx(t), first, false, true); err == nil {
+		t.Fatal("the first attempt succeeded with the store failing")
+	}
+	store.fail.Store(false)
+	elsewhere := checkin("k1", "kt", "L2", base.Add(time.Minute))
+	if _, _, err := n.client.Checkin(ctx(t), elsewhere, false, true); !errors.Is(err, actors.ErrConflict) {
+		t.Fatalf("a retry with another location: err = %v, want a conflict", err)
+	}
+	retry := checkin("k1", "kt", "L1", base.Add(time.Minute)) // the server's now at the retry
+	got, _, err := n.client.Checkin(ctx(t), retry, false, true)
+	if err != nil || got != first {
+		t.Fatalf("the retry: %+v (%v), want %+v", got, err, first)
+	}
+	page, err := store.Store.ListCheckins(ctx(t), persistence.Query{UserID: "kt", From: base.Add(-time.Hour), To: base.Add(time.Hour), Limit: 10})
+	if err != nil || len(page.Checkins) != 1 || page.Checkins[0] != first {
+		t.Fatalf("stored %+v (%v), want [%+v]", page.Checkins, err, first)
+	}
+}
+
+// A delete of a checkin whose write may be stored in part removes it
+// (completing the write first where needed), and the grain no longer
+// writes it; so does a deletion of the user.
+func TestDeleteOfUnconfirmedWrite(t *testing.T) {
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.WriteRetry = 20 * time.Millisecond
+	n, store := startUnwrittenTest(t, "dw", gcfg)
+	c := checkin("d1", "dw", "L1", base)
+	store.fail.Store(true)
+	if _, _, err := n.client.Checkin(ctx(t), c, true, true); err == nil {
+		t.Fatal("the write succeeded with the store failing")
+	}
+	store.fail.Store(false)
+	if got, err := n.client.DeleteCheckin(ctx(t), "dw", "d1"); err != nil || got != c {
+		t.Fatalf("delete: %+v (%v), want %+v", got, err, c)
+	}
+	time.Sleep(10 * gcfg.WriteRetry)
+	if _, err := store.Store.GetCheckin(ctx(t), "dw", "d1"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("the deleted checkin is stored: err = %v", err)
+	}
+
+	// The user's deletion drops the checkins the grain would complete.
+	store.fail.Store(true)
+	if _, _, err := n.client.Checkin(ctx(t), checkin("d2", "dw", "L1", base), true, true); err == nil {
+		t.Fatal("the write succeeded with the store failing")
+	}
+	store.fail.Store(false)
+	if err := n.client.DeleteUser(ctx(t), "dw"); err != nil {
+		t.Fatalf("delete user: %v", err)
+	}
+	time.Sleep(10 * gcfg.WriteRetry)
+	if _, err := store.Store.GetCheckin(ctx(t), "dw", "d2"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("a checkin of the deleted user was written after the deletion: err = %v", err)
+	}
+}
+
+// A grain handed over stops writing checkins in the background: the new
+// owner does not know their ids and may take checkins with them, which a
+// late write from the old grain would overwrite.
+func TestHandedOverGrainStopsWriteRetries(t *testing.T) {
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.WriteRetry = 20 * time.Millisecond
+	n, store := startUnwrittenTest(t, "hw", gcfg)
+	store.fail.Store(true)
+	if _, _, err := n.client.Checkin(ctx(t), checkin("h1", "hw", "L1", base), true, true); err == nil {
+		t.Fatal("the write succeeded with the store failing")
+	}
+	waitFor(t, "the grain to write it again", func() bool { return store.attempts.Load() >= 3 })
+	handOver(t, n, "hw")
+	left := store.attempts.Load()
+	time.Sleep(10 * gcfg.WriteRetry)
+	if got := store.attempts.Load(); got != left {
+		t.Fatalf("%d writes reached the store after the grain was handed over", got-left)
 	}
 }

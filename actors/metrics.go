@@ -31,8 +31,10 @@ type Metrics struct {
 	failedFast   prometheus.Counter
 	// deleteRetries: checkin deletes a grain sent again on its own.
 	deleteRetries prometheus.Counter
-	handOvers     prometheus.Counter // grains handed over (cluster.HandOver)
-	moved         prometheus.Counter // calls answered errMoved and sent again
+	// writeRetries: checkin writes a grain sent again on its own.
+	writeRetries prometheus.Counter
+	handOvers    prometheus.Counter // grains handed over (cluster.HandOver)
+	moved        prometheus.Counter // calls answered errMoved and sent again
 }
 
 // NewMetrics creates the instruments and registers them with reg (nil: not
@@ -57,6 +59,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "checkin_writer_rejected_total", Help: "Checkins refused because the writer queue was full."}),
 		failedFast: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "checkin_grain_calls_failed_fast_total", Help: "Grain calls not sent because the member that holds the grain stopped answering this node's calls (grain.member-timeouts)."}),
+		writeRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "checkin_grain_write_retries_total", Help: "Checkin writes that failed and may have stored part of the checkin, sent again by the user's grain on its own (grain.write-retry)."}),
 		deleteRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "checkin_grain_delete_retries_total", Help: "Checkin deletes the store did not confirm, sent again by the user's grain on its own (grain.delete-retry)."}),
 		handOvers: prometheus.NewCounter(prometheus.CounterOpts{
@@ -67,7 +71,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "checkin_writer_queue_depth", Help: "Checkins queued or being written on this node."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.served, m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth, m.failedFast, m.deleteRetries, m.handOvers, m.moved)
+		reg.MustRegister(m.served, m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth, m.failedFast, m.deleteRetries, m.writeRetries, m.handOvers, m.moved)
 	}
 	return m
 }

@@ -30,19 +30,22 @@ type GrainConfig struct {
 	ViewSizeMB     int           // memory of the current-location view of active grains
 	// DeleteRetry: the first background retry of a checkin delete the
 	// store did not confirm comes this long after it; each failed retry
-	// doubles the wait, up to maxDeleteRetry.
+	// doubles the wait, up to maxStoreRetry.
 	DeleteRetry time.Duration
+	// WriteRetry: the same for a checkin write that failed and may have
+	// been applied in part.
+	WriteRetry time.Duration
 }
 
-// maxDeleteRetry caps the wait between background retries of a checkin
-// delete.
-const maxDeleteRetry = time.Minute
+// maxStoreRetry caps the wait between background retries of a checkin
+// delete or write.
+const maxStoreRetry = time.Minute
 
 // DefaultGrainConfig: 10 minute passivation, 16 remembered ids, 256 more
 // known by hash.
 func DefaultGrainConfig() GrainConfig {
 	return GrainConfig{IdleTimeout: 10 * time.Minute, MissingTimeout: 30 * time.Second, RecentIDs: 16, KnownIDs: 256,
-		StoreTimeout: 5 * time.Second, ViewSizeMB: 64, DeleteRetry: time.Second}
+		StoreTimeout: 5 * time.Second, ViewSizeMB: 64, DeleteRetry: time.Second, WriteRetry: time.Second}
 }
 
 // Validate reports the first setting out of range.
@@ -62,6 +65,8 @@ func (c GrainConfig) Validate() error {
 		return errors.New("grain.view-size-mb must be at least 1")
 	case c.DeleteRetry <= 0:
 		return errors.New("grain.delete-retry must be positive")
+	case c.WriteRetry <= 0:
+		return errors.New("grain.write-retry must be positive")
 	}
 	return nil
 }
@@ -107,7 +112,12 @@ type entry struct {
 	// rewrite: the write in progress is such a retry's; its callers get
 	// the checkin as already stored (200), not as created.
 	rewrite bool
-	waiters []waiter
+	// unwritten: a write of it failed in a way that may have stored part
+	// of it (persistence.ErrNotApplied not set); the grain writes it again
+	// in the background (checkinWork.unwritten) until the store confirms
+	// it. Not done, and not being written while set.
+	unwritten bool
+	waiters   []waiter
 }
 
 type waiter struct {
@@ -176,10 +186,12 @@ type checkinDeleteOp struct {
 	newest *persistence.Checkin
 }
 
-// checkinDeletes is a grain's state of single-checkin deletions; a grain
-// holds one only while it has some (most never do: a pointer costs idle
-// grains less than the state).
-type checkinDeletes struct {
+// checkinWork is a grain's work on single checkins beyond plain writes:
+// deletions, and the deletes and writes the store did not confirm, which
+// the grain sends again in the background. A grain holds one only while it
+// has some (most never do: a pointer costs idle grains less than the
+// state).
+type checkinWork struct {
 	ops []*checkinDeleteOp // pending, the first running
 	// undeleted: ids whose deletion failed unanswered by the store (it may
 	// still apply it, or have applied part of it), newest last, at most
@@ -191,10 +203,20 @@ type checkinDeletes struct {
 	undeleted []string
 	timer     *time.Timer   // sends the next retryDeletes; nil when none is due
 	wait      time.Duration // how long the next retry scheduled waits (0: grain.delete-retry)
+	// unwritten: checkins whose write failed and may have stored part of
+	// them (on Scylla: listed, but not found by id, so not deletable), in
+	// the order they failed, at most maxUnwritten. The grain writes them
+	// again in the background (retryWrites) until the store confirms
+	// each, and does not passivate before. They stay in the grain's
+	// entries, so a client's retry of one waits for that write, or starts
+	// it, and gets the checkin as first sent (its timestamp too).
+	unwritten  []*entry
+	writeTimer *time.Timer   // sends the next retryWrites; nil when none is due
+	writeWait  time.Duration // how long the next write retry waits (0: grain.write-retry)
 }
 
 // op returns the pending deletion of checkin id, if any.
-func (d *checkinDeletes) op(id string) *checkinDeleteOp {
+func (d *checkinWork) op(id string) *checkinDeleteOp {
 	for _, op := range d.ops {
 		if op.id == id {
 			return op
@@ -206,6 +228,11 @@ func (d *checkinDeletes) op(id string) *checkinDeleteOp {
 // maxCheckinDeletes bounds the checkin deletions one grain holds (running
 // and waiting); more are refused as overload.
 const maxCheckinDeletes = 64
+
+// maxUnwritten bounds the failed writes one grain completes in the
+// background; past it the oldest is forgotten (a client's retry with its
+// id still completes it).
+const maxUnwritten = 64
 
 // userGrain is the state and decisions of one user. Store I/O runs off the
 // actor goroutine and comes back through ReenterAfter, so the mailbox keeps
@@ -221,8 +248,8 @@ type userGrain struct {
 	known    []uint64
 	creating *createOp
 	deleting *deleteOp
-	deletes  *checkinDeletes // nil: none pending or unconfirmed
-	writing  int             // checkins submitted and not yet settled or failed
+	work     *checkinWork // nil: no checkin deletion pending, nothing unconfirmed
+	writing  int          // checkins submitted and not yet settled or failed
 	// The flags are together, so that they share one word.
 	loaded bool
 	// complete: every checkin id of the user is in entries or known, so an
@@ -262,8 +289,8 @@ func (g *userGrain) Init(ctx pcluster.GrainContext) {
 }
 
 func (g *userGrain) Terminate(pcluster.GrainContext) {
-	if d := g.deletes; d != nil && d.timer != nil {
-		d.timer.Stop()
+	if d := g.work; d != nil {
+		d.stopTimers()
 	}
 	g.deps.idle.remove(g)
 	g.deps.View.withdraw(g.id)
@@ -295,9 +322,9 @@ func (g *userGrain) publish() {
 
 // busy reports whether the grain waits for the store: a checkin being
 // written or deleted, a user being created or deleted, a checkin delete
-// the store has not confirmed yet.
+// or write the store has not confirmed yet.
 func (g *userGrain) busy() bool {
-	return g.writing > 0 || g.creating != nil || g.deleting != nil || g.deletes != nil
+	return g.writing > 0 || g.creating != nil || g.deleting != nil || g.work != nil
 }
 
 // load reads the user and the current location from the store, once per
@@ -538,6 +565,7 @@ func (g *userGrain) DeleteUser(_ *messages.DeleteUserRequest, _ func(*messages.D
 		return toGrainError(newError(ErrUnavailable, CodeUnavailable, "user "+g.id+" is being created; retry the delete"))
 	}
 	g.deleting = &deleteOp{waiters: []*actor.PID{ctx.Sender()}}
+	g.dropUnwritten() // written after the deletion, they would bring the user back
 	g.user, g.current, g.loaded = nil, nil, true
 	g.deps.View.withdraw(g.id)
 	g.deleteWhenIdle(ctx)
@@ -549,7 +577,7 @@ func (g *userGrain) DeleteUser(_ *messages.DeleteUserRequest, _ func(*messages.D
 // data back.
 func (g *userGrain) deleteWhenIdle(ctx pcluster.GrainContext) {
 	op := g.deleting
-	if op == nil || op.started || g.writing > 0 || (g.deletes != nil && len(g.deletes.ops) > 0) {
+	if op == nil || op.started || g.writing > 0 || (g.work != nil && len(g.work.ops) > 0) {
 		return
 	}
 	op.started = true
@@ -565,9 +593,9 @@ func (g *userGrain) deleteWhenIdle(ctx pcluster.GrainContext) {
 		}
 		if err == nil || errors.Is(err, persistence.ErrNotFound) {
 			g.user, g.current, g.entries, g.known, g.complete = nil, nil, nil, nil, true
-			if g.deletes != nil {
-				g.deletes.undeleted = nil
-				g.tidyDeletes()
+			if g.work != nil {
+				g.work.undeleted = nil
+				g.tidyWork()
 			}
 		} else {
 			g.loaded = false // part may be gone: read the user again on the next call
@@ -595,7 +623,7 @@ func (g *userGrain) checkin(ctx pcluster.GrainContext, req *messages.CheckinRequ
 	}
 	c := fromMsg(req.GetCheckin())
 	c.UserID = g.id
-	if d := g.deletes; d != nil {
+	if d := g.work; d != nil {
 		if d.op(c.ID) != nil {
 			// Written now, it might land before the delete or after it.
 			return toGrainError(newError(ErrUnavailable, CodeUnavailable, "checkin "+c.ID+" is being deleted; retry the checkin"))
@@ -607,6 +635,12 @@ func (g *userGrain) checkin(ctx pcluster.GrainContext, req *messages.CheckinRequ
 	w := waiter{to: to, req: req}
 	if e := g.find(c.ID); e != nil {
 		switch {
+		case e.unwritten && conflicts(e, w):
+			// e may be stored in part, and is being completed.
+			g.answer(ctx, e, w, false)
+		case e.unwritten:
+			e.waiters = append(e.waiters, w)
+			g.writeAgain(ctx, e)
 		case !e.done:
 			e.waiters = append(e.waiters, w)
 		case e.listed && !conflicts(e, w):
@@ -618,7 +652,7 @@ func (g *userGrain) checkin(ctx pcluster.GrainContext, req *messages.CheckinRequ
 			e.waiters = append(e.waiters, w)
 			g.writing++
 			if err := g.deps.Writers.submit(ctx, e, false); err != nil {
-				g.fail(ctx, e, err)
+				g.fail(ctx, e, err, false)
 			}
 		default:
 			g.answer(ctx, e, w, false)
@@ -634,7 +668,7 @@ func (g *userGrain) checkin(ctx pcluster.GrainContext, req *messages.CheckinRequ
 	// as the write.
 	lookup := req.GetClientId() && (!g.complete || g.knows(idHash(c.ID)))
 	if err := g.deps.Writers.submit(ctx, e, lookup); err != nil {
-		g.fail(ctx, e, err)
+		g.fail(ctx, e, err, false) // refused before the store: not written
 	}
 	return nil
 }
@@ -658,13 +692,14 @@ func (g *userGrain) deleteCheckin(ctx pcluster.GrainContext, id string, to reply
 	if id == "" {
 		return pcluster.NewGrainErrorResponse(pcluster.ErrorReason_INVALID_ARGUMENT, "empty checkin id")
 	}
-	if e := g.find(id); e != nil && !e.done {
+	e := g.find(id)
+	if e != nil && !e.done && !e.unwritten {
 		return toGrainError(newError(ErrUnavailable, CodeUnavailable, "checkin "+id+" is still being written; retry the delete"))
 	}
-	if g.deletes == nil {
-		g.deletes = &checkinDeletes{}
+	if g.work == nil {
+		g.work = &checkinWork{}
 	}
-	d := g.deletes
+	d := g.work
 	if op := d.op(id); op != nil {
 		op.waiters = append(op.waiters, to)
 		return nil
@@ -672,26 +707,44 @@ func (g *userGrain) deleteCheckin(ctx pcluster.GrainContext, id string, to reply
 	if len(d.ops) >= maxCheckinDeletes {
 		return toGrainError(newError(ErrOverloaded, CodeOverloaded, "too many checkins of user "+g.id+" are being deleted; retry the delete"))
 	}
+	if e != nil && e.unwritten {
+		// Maybe stored in part: no longer completed in the background,
+		// but deleted as a listed checkin is (the delete writes it first
+		// if it is not found by id, so that it finds every row).
+		d.unwritten = slices.DeleteFunc(d.unwritten, func(x *entry) bool { return x == e })
+		e.unwritten, e.listed = false, true
+		g.markDone(e, true)
+	}
 	d.ops = append(d.ops, &checkinDeleteOp{id: id, waiters: []replyTo{to}})
 	g.nextCheckinDelete(ctx)
 	return nil
 }
 
-// tidyDeletes drops the grain's deletion state once nothing is pending or
+// tidyWork drops the grain's checkinWork once nothing is pending or
 // unconfirmed, cancelling a retry that was due.
-func (g *userGrain) tidyDeletes() {
-	if d := g.deletes; d != nil && len(d.ops) == 0 && len(d.undeleted) == 0 {
-		if d.timer != nil {
-			d.timer.Stop()
-		}
-		g.deletes = nil
+func (g *userGrain) tidyWork() {
+	if d := g.work; d != nil && len(d.ops) == 0 && len(d.undeleted) == 0 && len(d.unwritten) == 0 {
+		d.stopTimers()
+		g.work = nil
+	}
+}
+
+// stopTimers cancels the retries that are due.
+func (d *checkinWork) stopTimers() {
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
+	}
+	if d.writeTimer != nil {
+		d.writeTimer.Stop()
+		d.writeTimer = nil
 	}
 }
 
 // nextCheckinDelete starts the first pending checkin deletion unless it
 // runs already.
 func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
-	d := g.deletes
+	d := g.work
 	if d == nil || len(d.ops) == 0 || d.ops[0].started {
 		return
 	}
@@ -768,7 +821,7 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 		for _, w := range op.waiters {
 			w.send(ctx, reply)
 		}
-		g.tidyDeletes()
+		g.tidyWork()
 		g.touch()
 		g.nextCheckinDelete(ctx)
 		g.whenIdle(ctx)
@@ -777,28 +830,36 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 
 // scheduleDeleteRetry arranges for the undeleted ids to be deleted again,
 // unless that is arranged already: after grain.delete-retry the first
-// time, then after twice the previous wait, up to maxDeleteRetry. So a
+// time, then after twice the previous wait, up to maxStoreRetry. So a
 // delete the store failed part way through (on Scylla, some of the
 // checkin's rows removed) is completed even when its client gives up, as
 // long as the grain lives; and the grain stays until then.
 func (g *userGrain) scheduleDeleteRetry(ctx pcluster.GrainContext) {
-	d := g.deletes
-	if d == nil || len(d.undeleted) == 0 || d.timer != nil {
+	if d := g.work; d != nil && len(d.undeleted) > 0 {
+		g.scheduleRetry(ctx, &d.timer, &d.wait, g.deps.Config.DeleteRetry, retryDeletes{})
+	}
+}
+
+// scheduleRetry sends the grain msg after *wait (first, while it is 0)
+// and doubles *wait up to maxStoreRetry, unless *timer is set: a retry is
+// due already.
+func (g *userGrain) scheduleRetry(ctx pcluster.GrainContext, timer **time.Timer, wait *time.Duration, first time.Duration, msg any) {
+	if *timer != nil {
 		return
 	}
-	wait := d.wait
-	if wait == 0 {
-		wait = g.deps.Config.DeleteRetry
+	w := *wait
+	if w == 0 {
+		w = first
 	}
-	d.wait = min(2*wait, maxDeleteRetry)
+	*wait = min(2*w, maxStoreRetry)
 	root, self := ctx.ActorSystem().Root, g.self
-	d.timer = time.AfterFunc(wait, func() { root.Send(self, retryDeletes{}) })
+	*timer = time.AfterFunc(w, func() { root.Send(self, msg) })
 }
 
 // retryDeletes queues a delete, with nobody waiting for its answer, of
 // every undeleted id not being deleted already.
 func (g *userGrain) retryDeletes(ctx pcluster.GrainContext) {
-	d := g.deletes
+	d := g.work
 	if d == nil || d.timer == nil {
 		return // a retry that was due as the last id went
 	}
@@ -820,6 +881,96 @@ func (g *userGrain) retryDeletes(ctx pcluster.GrainContext) {
 	}
 	g.nextCheckinDelete(ctx)
 	g.touch()
+}
+
+// scheduleWriteRetry arranges for the unwritten checkins to be written
+// again, unless that is arranged already: after grain.write-retry the
+// first time, then after twice the previous wait, up to maxStoreRetry. So
+// a write the store failed part way through (on Scylla, a checkin listed
+// but not found by id, which a delete by id then misses) is completed
+// even when its client gives up, as long as the grain lives; and the
+// grain stays until then.
+func (g *userGrain) scheduleWriteRetry(ctx pcluster.GrainContext) {
+	if d := g.work; d != nil && len(d.unwritten) > 0 {
+		g.scheduleRetry(ctx, &d.writeTimer, &d.writeWait, g.deps.Config.WriteRetry, retryWrites{})
+	}
+}
+
+// retryWrites writes every unwritten checkin again, with nobody waiting for
+// the answer.
+func (g *userGrain) retryWrites(ctx pcluster.GrainContext) {
+	d := g.work
+	if d == nil || d.writeTimer == nil {
+		return // a retry that was due as the last one went
+	}
+	d.writeTimer = nil
+	for _, e := range slices.Clone(d.unwritten) {
+		g.deps.Metrics.writeRetries.Inc()
+		g.writeAgain(ctx, e)
+	}
+	g.touch()
+}
+
+// writeAgain submits an unwritten checkin to its writer again. The writer
+// looks its id up first: the failed write may have stored all of it.
+func (g *userGrain) writeAgain(ctx pcluster.GrainContext, e *entry) {
+	if d := g.work; d != nil {
+		d.unwritten = slices.DeleteFunc(d.unwritten, func(x *entry) bool { return x == e })
+	}
+	e.unwritten = false
+	g.writing++
+	if err := g.deps.Writers.submit(ctx, e, true); err != nil {
+		g.fail(ctx, e, err, true) // still maybe stored in part
+	}
+}
+
+// unwrite keeps e, whose write failed and may have stored part of it, to
+// be written again in the background (see checkinWork.unwritten).
+func (g *userGrain) unwrite(ctx pcluster.GrainContext, e *entry) {
+	if g.work == nil {
+		g.work = &checkinWork{}
+	}
+	d := g.work
+	if len(d.unwritten) == maxUnwritten {
+		oldest := d.unwritten[0]
+		oldest.unwritten = false
+		g.removeEntry(oldest)
+		d.unwritten = slices.Delete(d.unwritten, 0, 1)
+	}
+	e.unwritten = true
+	d.unwritten = append(d.unwritten, e)
+	g.scheduleWriteRetry(ctx)
+}
+
+// dropUnwritten stops completing unwritten checkins and forgets them: the
+// user is being deleted, or the grain was handed over (the new owner does
+// not know their ids and may take checkins with them, which a late write
+// from here would overwrite).
+func (g *userGrain) dropUnwritten() {
+	d := g.work
+	if d == nil {
+		return
+	}
+	for _, e := range d.unwritten {
+		e.unwritten = false
+		g.removeEntry(e)
+	}
+	d.unwritten = nil
+	if d.writeTimer != nil {
+		d.writeTimer.Stop()
+		d.writeTimer = nil
+	}
+	g.tidyWork()
+}
+
+// removeEntry forgets e.
+func (g *userGrain) removeEntry(e *entry) {
+	for i, x := range g.entries {
+		if x.e == e {
+			g.entries = slices.Delete(g.entries, i, i+1)
+			return
+		}
+	}
 }
 
 // moveCurrentBack sets the current location after the current checkin was
@@ -875,6 +1026,8 @@ func (g *userGrain) ReceiveDefault(ctx pcluster.GrainContext) {
 		g.passivate(ctx)
 	case retryDeletes:
 		g.retryDeletes(ctx)
+	case retryWrites:
+		g.retryWrites(ctx)
 	case *cluster.HandOver:
 		g.handOver(ctx)
 	case reloadCurrent:
@@ -953,14 +1106,15 @@ func (g *userGrain) handOver(ctx pcluster.GrainContext) {
 	g.leaving = true
 	g.viewed = false
 	g.deps.View.withdraw(g.id)
-	if d := g.deletes; d != nil {
+	g.dropUnwritten()
+	if d := g.work; d != nil {
 		if d.timer != nil {
 			d.timer.Stop()
 			d.timer = nil
 		}
 		d.undeleted = nil
 		d.ops = slices.DeleteFunc(d.ops, func(op *checkinDeleteOp) bool { return !op.started && len(op.waiters) == 0 })
-		g.tidyDeletes()
+		g.tidyWork()
 	}
 	g.whenIdle(ctx)
 }
@@ -1018,21 +1172,25 @@ func (g *userGrain) written(ctx pcluster.GrainContext, r *writeResult) {
 	if e.done {
 		return
 	}
+	// A write the store refused changed nothing; any other failure may
+	// have stored part of the checkin, which the grain then completes.
+	maybe := r.err != nil && !errors.Is(r.err, persistence.ErrNotApplied)
 	switch {
 	case r.err != nil && (errors.Is(r.err, persistence.ErrUnavailable) || errors.Is(r.err, context.DeadlineExceeded)):
-		g.fail(ctx, e, newError(ErrUnavailable, CodeUnavailable, "the store is unavailable; retry with the same id"))
+		msg := "the store is unavailable and did not store the checkin; retry with the same id"
+		if maybe {
+			msg = "the store did not confirm the checkin, and may have stored part of it, which the user's grain completes in the background; retry with the same id"
+		}
+		g.fail(ctx, e, newError(ErrUnavailable, CodeUnavailable, msg), maybe)
 	case r.err != nil:
-		g.fail(ctx, e, errors.New("store write failed: "+r.err.Error()))
+		g.fail(ctx, e, errors.New("store write failed: "+r.err.Error()), maybe)
 	case r.existing != nil:
 		e.c = *r.existing
+		g.advance(e.c) // stored already, by an attempt that failed unanswered perhaps
 		g.settle(ctx, e, false)
 	default:
-		if g.deleting == nil && (g.current == nil || e.c.Newer(*g.current)) {
-			cur := e.c
-			g.current = &cur
-			g.publish() // before anyone hears of the checkin
-		}
-		if d := g.deletes; d != nil && len(d.ops) > 0 {
+		g.advance(e.c)
+		if d := g.work; d != nil && len(d.ops) > 0 {
 			if op := d.ops[0]; op.started && (op.newest == nil || e.c.Newer(*op.newest)) {
 				c := e.c
 				op.newest = &c
@@ -1040,6 +1198,14 @@ func (g *userGrain) written(ctx pcluster.GrainContext, r *writeResult) {
 		}
 		g.lateWrite()
 		g.settle(ctx, e, !e.rewrite)
+	}
+}
+
+// advance makes c, durable, the current location if it is newer.
+func (g *userGrain) advance(c persistence.Checkin) {
+	if g.deleting == nil && (g.current == nil || c.Newer(*g.current)) {
+		g.current = &c
+		g.publish() // before anyone hears of the checkin
 	}
 }
 
@@ -1054,6 +1220,7 @@ func (g *userGrain) settle(ctx pcluster.GrainContext, e *entry, created bool) {
 	}
 	e.waiters = nil
 	g.trim()
+	g.tidyWork() // e may have been the last unwritten checkin
 	g.whenIdle(ctx)
 }
 
@@ -1087,8 +1254,11 @@ func conflicts(e *entry, w waiter) bool {
 	return req.LocationID != e.c.LocationID || (w.req.GetTimestampSet() && !req.Timestamp.Equal(e.c.Timestamp))
 }
 
-// fail forgets e (so a retry tries again) and passes err to its waiters.
-func (g *userGrain) fail(ctx pcluster.GrainContext, e *entry, err error) {
+// fail passes err to e's waiters. A write that may have stored part of e
+// (maybe) is completed in the background while the grain is neither
+// deleting its user nor handed over; otherwise e is forgotten, so a retry
+// tries again.
+func (g *userGrain) fail(ctx pcluster.GrainContext, e *entry, err error, maybe bool) {
 	g.writing--
 	if e.rewrite {
 		// Listed before and still listed: the next retry writes it again.
@@ -1101,15 +1271,16 @@ func (g *userGrain) fail(ctx pcluster.GrainContext, e *entry, err error) {
 		g.whenIdle(ctx)
 		return
 	}
-	for i, x := range g.entries {
-		if x.e == e {
-			g.entries = append(g.entries[:i], g.entries[i+1:]...)
-			break
-		}
+	if maybe && !g.leaving && g.deleting == nil {
+		g.unwrite(ctx, e)
+	} else {
+		g.removeEntry(e)
+		g.tidyWork()
 	}
 	for _, w := range e.waiters {
 		w.to.send(ctx, toGrainError(err))
 	}
+	e.waiters = nil
 	g.whenIdle(ctx)
 }
 
@@ -1148,6 +1319,9 @@ func (g *userGrain) trim() {
 
 // retryDeletes tells a grain to delete its undeleted ids again.
 type retryDeletes struct{}
+
+// retryWrites tells a grain to write its unwritten checkins again.
+type retryWrites struct{}
 
 // asyncDone carries the outcome of a store call back to the grain.
 type asyncDone struct{ err error }

@@ -420,7 +420,7 @@ func (w *writer) finish(ctx actor.Context, done *flushDone) {
 		r := &writeResult{e: p.e, err: done.err}
 		switch {
 		case done.lookupErr[i] != nil:
-			r.err = done.lookupErr[i]
+			r.err = persistence.NotApplied(done.lookupErr[i]) // not written: the look-up comes first
 		case done.existing[i] != nil:
 			r.existing, r.err = done.existing[i], nil
 		}

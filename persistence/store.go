@@ -21,7 +21,22 @@ var (
 	// ErrInvalid: the call's arguments are malformed (an empty id, a query
 	// with an empty range or no limit). Retrying it unchanged fails again.
 	ErrInvalid = errors.New("persistence: invalid argument")
+	// ErrNotApplied marks a failed write that changed nothing the reads
+	// see: the store refused it before any of it was applied (no
+	// connection, overloaded, closed). It comes wrapped beside one of the
+	// sentinels above. A failed write without it may have been applied in
+	// whole or in part, or may still be.
+	ErrNotApplied = errors.New("persistence: not applied")
 )
+
+// NotApplied returns err marked as a write that changed nothing
+// (ErrNotApplied); nil stays nil.
+func NotApplied(err error) error {
+	if err == nil || errors.Is(err, ErrNotApplied) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, ErrNotApplied)
+}
 
 // User is a person who checks in.
 type User struct {
@@ -177,8 +192,11 @@ type Store interface {
 	DeleteUser(ctx context.Context, id string) error
 
 	// WriteCheckins durably writes a batch of checkins (any users) to every
-	// table that serves reads: by user, by user and location, by id, and the
-	// current location. It returns nil only when all of it is durable.
+	// table that serves reads: by user, by user and location, and by id. It
+	// returns nil only when all of it is durable. A failure that wraps
+	// ErrNotApplied changed nothing; any other may have written part of the
+	// batch (on Scylla, some checkins listed by user but not found by id),
+	// which writing the same batch again completes.
 	WriteCheckins(ctx context.Context, batch []Checkin) error
 	// GetCheckin returns one checkin of a user by id, or ErrNotFound.
 	GetCheckin(ctx context.Context, userID, checkinID string) (Checkin, error)

@@ -101,6 +101,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Grain.StoreTimeout, "grain.store-timeout", c.Grain.StoreTimeout, "deadline of a store call made by a grain: its reads, creating and deleting its user")
 	fs.IntVar(&c.Grain.ViewSizeMB, "grain.view-size-mb", c.Grain.ViewSizeMB, "memory of the current locations that active grains publish for reads")
 	fs.DurationVar(&c.Grain.DeleteRetry, "grain.delete-retry", c.Grain.DeleteRetry, "a checkin delete the store did not confirm is sent again by the user's grain after this long, then after twice the previous wait (at most 1m) until the store confirms it")
+	fs.DurationVar(&c.Grain.WriteRetry, "grain.write-retry", c.Grain.WriteRetry, "a checkin write that failed and may have stored part of the checkin is sent again by the user's grain after this long, then after twice the previous wait (at most 1m) until the store confirms it")
 	fs.IntVar(&c.CallRetries, "grain.call-retries", c.CallRetries, "attempts of a grain call that found no activation (all within the request deadline)")
 	fs.IntVar(&c.Breaker.Timeouts, "grain.member-timeouts", c.Breaker.Timeouts, "calls to another member that time out in a row (with no answer between) before calls to it fail at once with 503 for grain.member-pause (0: never)")
 	fs.DurationVar(&c.Breaker.Pause, "grain.member-pause", c.Breaker.Pause, "how long calls to a member that stopped answering fail at once; then one call probes it while the others still fail at once: its answer clears the member, its timeout stops calls again")

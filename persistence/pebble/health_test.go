@@ -452,8 +452,13 @@ func TestStuckLog(t *testing.T) {
 	v.shut()
 	if err := short(t, write("held")); !errors.Is(err, persistence.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("write to a stuck log: %v, want ErrUnavailable at the deadline", err)
+	} else if errors.Is(err, persistence.ErrNotApplied) {
+		t.Fatalf("write to a stuck log: %v, marked not applied, but the engine applies it once the disk answers", err)
 	}
 	waitStuck(t, s, logs, "write", write("refused"))
+	if err := short(t, write("refused")); !errors.Is(err, persistence.ErrNotApplied) {
+		t.Fatalf("a write refused while the log is stuck: %v, want ErrNotApplied", err)
+	}
 	v.release()
 	waitHealthy(t, s, logs, "write")
 	checkStored(t, s, []persistence.Checkin{{ID: "before", UserID: "u1", LocationID: "l1"}, {ID: "held", UserID: "u1", LocationID: "l1"}})

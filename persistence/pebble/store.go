@@ -514,13 +514,13 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 		return nil
 	}
 	if err := persistence.CheckBatch(batch); err != nil {
-		return err
+		return persistence.NotApplied(err)
 	}
 	if err := ctx.Err(); err != nil {
-		return storeErr(err)
+		return persistence.NotApplied(storeErr(err))
 	}
 	if err := s.enter(); err != nil {
-		return err
+		return persistence.NotApplied(err)
 	}
 	b, err := s.checkinBatch(batch)
 	if err == nil {
@@ -529,12 +529,12 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 	if err == nil {
 		err = s.health.admitWrite()
 	}
-	if err != nil { // not applied
+	if err != nil {
 		b.Close()
 		s.leave()
-		return err
+		return persistence.NotApplied(err)
 	}
-	return s.commit(ctx, b, s.leave)
+	return s.commit(ctx, b, s.leave) // the batch is atomic, but a commit cut short by ctx may still be applied
 }
 
 // checkinBatch returns the records of batch as one engine batch.

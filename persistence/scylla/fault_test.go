@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -337,6 +338,12 @@ func TestDeleteUserAfterFailedWrite(t *testing.T) {
 			if !errors.Is(err, persistence.ErrUnavailable) {
 				t.Fatalf("write with %s failing: %v, want ErrUnavailable", failing, err)
 			}
+			// Refused before any checkin row was sent: not applied. Once
+			// checkins_by_user has the row, the write is partial.
+			wantNotApplied := failing == "buckets_by_user" || failing == "checkins_by_user"
+			if got := errors.Is(err, persistence.ErrNotApplied); got != wantNotApplied {
+				t.Fatalf("write with %s failing: ErrNotApplied %v, want %v (err %v)", failing, got, wantNotApplied, err)
+			}
 			if err := s.DeleteUser(ctx, user); err != nil {
 				t.Fatalf("DeleteUser: %v", err)
 			}
@@ -405,6 +412,67 @@ func TestDeleteCheckinAfterFailedDelete(t *testing.T) {
 			}
 			if cur, err := s.CurrentLocation(ctx, user); err != nil || cur != kept {
 				t.Fatalf("current location %+v, %v; want %+v", cur, err, kept)
+			}
+		})
+	}
+}
+
+// TestWriteOutcome: a failed write says whether it may have changed what
+// reads see. A write whose checkin rows a node may have applied (a write
+// timeout at checkins_by_user) is not marked ErrNotApplied, and is listed
+// though not found by id; writing the same batch again completes it. A
+// write refused before any checkin row was sent is marked, and nothing of
+// it is listed or found.
+func TestWriteOutcome(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	timeout := &gocql.RequestErrWriteTimeout{WriteType: "UNLOGGED_BATCH", Consistency: gocql.LocalQuorum, Received: 0, BlockFor: 1}
+	timeout.Code, timeout.Message = gocql.ErrCodeWriteTimeout, "Operation timed out - received only 0 responses."
+	for _, tc := range []struct {
+		name       string
+		fault      error
+		notApplied bool
+	}{
+		{"refused", gocql.ErrNoConnections, true},
+		{"timed out", timeout, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			user := "o-" + strings.ReplaceAll(tc.name, " ", "-")
+			s := openWithUser(t, cfg, user)
+			ctx := t.Context()
+			c := persistence.Checkin{ID: "c1", UserID: user, LocationID: "l1", Timestamp: day0.Add(time.Hour)}
+			s.retries = 0 // one attempt: the fault decides the outcome
+			s.fault = func(table string) error {
+				if table == "checkins_by_user" {
+					if tc.notApplied {
+						return tc.fault
+					}
+					// A write timeout after the node applied the row.
+					if err := s.s.Query(cqlInsertByUser, c.UserID, persistence.BucketOf(c.Timestamp), c.Timestamp, c.ID, c.LocationID).WithContext(ctx).Exec(); err != nil {
+						return err
+					}
+					return tc.fault
+				}
+				return nil
+			}
+			err := s.WriteCheckins(ctx, []persistence.Checkin{c})
+			s.fault = nil
+			if !errors.Is(err, persistence.ErrUnavailable) || errors.Is(err, persistence.ErrNotApplied) != tc.notApplied {
+				t.Fatalf("err = %v; want ErrUnavailable, ErrNotApplied %v", err, tc.notApplied)
+			}
+			page, err := s.ListCheckins(ctx, persistence.Query{UserID: user, From: day0, To: day0.AddDate(0, 0, 1), Limit: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if listed := len(page.Checkins) == 1; listed == tc.notApplied {
+				t.Fatalf("listed %v after the failed write; want %v", page.Checkins, !tc.notApplied)
+			}
+			if _, err := s.GetCheckin(ctx, user, c.ID); !errors.Is(err, persistence.ErrNotFound) {
+				t.Fatalf("by id after the failed write: %v, want not found", err)
+			}
+			write(t, s, c)
+			if got, err := s.GetCheckin(ctx, user, c.ID); err != nil || got != c {
+				t.Fatalf("by id after writing again: %+v, %v; want %+v", got, err, c)
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -80,6 +81,9 @@ type partition struct {
 // An error wraps persistence.ErrUnavailable for transient failures; part of
 // the batch may have been written. Every write is an idempotent upsert keyed
 // by (user, checkin id), so the caller retries the same batch to complete it.
+// An error that wraps persistence.ErrNotApplied wrote no checkin row: it
+// came before or in phase 2, and no request of phase 2 was sent that a
+// node may have applied (phase 1's day rows alone change no read).
 func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) error {
 	if len(batch) == 0 {
 		return nil
@@ -95,7 +99,19 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 		return storeErr("write checkins", err)
 	}
 	phases := s.plan(batch)
-	return s.runPhases(ctx, phases[:]...)
+	listing := phaseOf("checkins_by_user")
+	for i, phase := range phases {
+		if len(phase) == 0 {
+			continue
+		}
+		if sent, err := s.run(ctx, phase); err != nil {
+			if i < listing || (i == listing && !sent) {
+				return persistence.NotApplied(err)
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // runPhases runs each phase's units (see run) only when every phase before
@@ -105,7 +121,7 @@ func (s *Store) runPhases(ctx context.Context, phases ...[]unit) error {
 		if len(phase) == 0 {
 			continue
 		}
-		if err := s.run(ctx, phase); err != nil {
+		if _, err := s.run(ctx, phase); err != nil {
 			return err
 		}
 	}
@@ -202,12 +218,14 @@ func indexKey(kind, user, loc string, bucket int64) string {
 // run executes units concurrently on the store's workers (at most
 // Config.MaxInflight requests in flight for the whole store) and returns nil
 // only when all succeeded. The first failure cancels the units not yet
-// finished.
+// finished. sent reports whether a request of the run may have been
+// applied by a node: one succeeded, or failed in a way that may have
+// applied it (see classify).
 //
 // Long-lived workers, not a goroutine per unit: a request through the driver
 // needs a deep stack, which a new goroutine grows by copying; that took 4–10 %
 // of the server's CPU in write profiles.
-func (s *Store) run(parent context.Context, units []unit) error {
+func (s *Store) run(parent context.Context, units []unit) (sent bool, err error) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	g := &group{cancel: cancel}
@@ -222,13 +240,14 @@ launch:
 		}
 	}
 	g.wg.Wait()
+	sent = g.sent.Load()
 	if g.first != nil {
-		return g.first
+		return sent, g.first
 	}
 	if err := parent.Err(); err != nil {
-		return storeErr("write checkins", err)
+		return sent, storeErr("write checkins", err)
 	}
-	return nil
+	return sent, nil
 }
 
 // job is one unit of a run for a worker.
@@ -244,6 +263,7 @@ type group struct {
 	once   sync.Once
 	first  error
 	cancel context.CancelFunc
+	sent   atomic.Bool // a request may have been applied (see run)
 }
 
 func (g *group) fail(err error) {
@@ -257,7 +277,7 @@ func (g *group) fail(err error) {
 func (s *Store) work() {
 	defer s.workers.Done()
 	for j := range s.jobs {
-		if err := s.execWithRetry(j.ctx, j.u); err != nil {
+		if err := s.execWithRetry(j.ctx, j.u, &j.g.sent); err != nil {
 			j.g.fail(err)
 		}
 		j.g.wg.Done()
@@ -265,17 +285,27 @@ func (s *Store) work() {
 }
 
 // execWithRetry runs one unit, retrying transient failures with backoff
-// while ctx allows, at most s.retries times.
-func (s *Store) execWithRetry(ctx context.Context, u *unit) error {
+// while ctx allows, at most s.retries times. It sets sent once an attempt
+// succeeded or may have been applied; a unit whose run was cancelled
+// before it started is not sent.
+func (s *Store) execWithRetry(ctx context.Context, u *unit, sent *atomic.Bool) error {
+	if err := ctx.Err(); err != nil {
+		return storeErr("write "+u.table, err)
+	}
 	for attempt := 0; ; attempt++ {
 		err := s.exec(ctx, u)
 		if err == nil {
+			sent.Store(true)
 			for _, k := range u.indexKeys {
 				s.indexed.Add(k)
 			}
 			return nil
 		}
-		if !classify(err).transient || attempt >= s.retries || ctx.Err() != nil {
+		c := classify(err)
+		if c.outcome == maybeApplied {
+			sent.Store(true)
+		}
+		if !c.transient || attempt >= s.retries || ctx.Err() != nil {
 			return storeErr("write "+u.table, err)
 		}
 		wait := backoff(attempt)
