@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -479,10 +480,22 @@ func verifyCatchesNotByID(t *testing.T, base string) {
 	}))
 	defer front.Close()
 	r := oneUserRunner(t, front.URL, "partial")
-	acks := postCheckins(t, base, r, "partial", 0, time.Second, 2*time.Second)
+	acks := postCheckins(t, base, r, "partial", 0, time.Second, 2*time.Second, 3*time.Second)
 	v := r.verify(context.Background(), acks, deletions{})
-	if v.NotByID != 1 || v.NotByIDSample[0] != acks[1].User+"/partial-1" || v.Found != 3 || v.Lost != 0 || v.UnverifiedUsers != 0 {
+	if v.NotByID != 1 || v.NotByIDSample[0] != acks[1].User+"/partial-1" || v.Found != 4 || v.Lost != 0 || v.UnverifiedUsers != 0 || v.UnackedNotByID != 0 || v.UnackedStored != 0 {
 		t.Fatalf("verify of a checkin listed but not found by id: %+v", v)
+	}
+	// The same checkin never acknowledged (its write failed): counted
+	// apart, not as a loss.
+	unacked := slices.Delete(slices.Clone(acks), 1, 2)
+	v = r.verify(context.Background(), unacked, deletions{})
+	if v.UnackedNotByID != 1 || v.UnackedNotByIDSample[0] != acks[1].User+"/partial-1" || v.NotByID != 0 || v.Found != 3 || v.Lost != 0 || v.UnackedStored != 0 {
+		t.Fatalf("verify of an unacknowledged checkin listed but not found by id: %+v", v)
+	}
+	// One never acknowledged and stored whole is counted as such.
+	v = r.verify(context.Background(), slices.Delete(slices.Clone(acks), 2, 3), deletions{})
+	if v.UnackedStored != 1 || v.UnackedNotByID != 0 || v.NotByID != 1 || v.Found != 3 {
+		t.Fatalf("verify of an unacknowledged checkin stored whole: %+v", v)
 	}
 }
 

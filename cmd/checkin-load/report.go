@@ -190,6 +190,15 @@ func (rep *Report) write(w io.Writer, asJSON bool) error {
 		for _, s := range v.NotByIDSample {
 			fmt.Fprintf(&b, "  not by id: %s\n", s)
 		}
+		if v.UnackedStored > 0 {
+			fmt.Fprintf(&b, "verify: %d checkins never acknowledged are stored whole (listed and found by id)\n", v.UnackedStored)
+		}
+		if v.UnackedNotByID > 0 {
+			fmt.Fprintf(&b, "verify: %d checkins never acknowledged listed but not found by id (stored in part, not completed)\n", v.UnackedNotByID)
+		}
+		for _, s := range v.UnackedNotByIDSample {
+			fmt.Fprintf(&b, "  unacknowledged, not by id: %s\n", s)
+		}
 		for _, s := range v.StaleSample {
 			fmt.Fprintf(&b, "  stale current location: %s\n", s)
 		}

@@ -44,6 +44,9 @@
 #   CRASH_CONCURRENCY            connections (default 64)
 #   CRASH_USERS                  users (default 2000)
 #   CRASH_RESULTS                where logs and the report go (default: a new temp dir)
+#   CRASH_CHECKIN_BIN            a checkin binary to run as the nodes instead of
+#                                one built from this tree (to compare builds under
+#                                the same load generator)
 # Every node binds 127.0.0.1; each run uses a keyspace and an etcd prefix of
 # its own. The script stops the nodes it started, by PID.
 set -euo pipefail
@@ -82,6 +85,10 @@ root=$(cd "$(dirname "$0")/../../.." && pwd)
 bin="$results/bin"
 log "building checkin and checkin-load into $bin"
 (cd "$root" && go build -o "$bin/" ./cmd/checkin ./cmd/checkin-load)
+if [ -n "${CRASH_CHECKIN_BIN:-}" ]; then
+  cp "$CRASH_CHECKIN_BIN" "$bin/checkin"
+  log "nodes run $CRASH_CHECKIN_BIN"
+fi
 
 run_id=crash$(date +%s)
 pids=()
