@@ -89,14 +89,14 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 		return nil
 	}
 	if err := persistence.CheckBatch(batch); err != nil {
-		return err
+		return persistence.NotApplied(err)
 	}
 	if err := s.enter(); err != nil {
-		return err
+		return persistence.NotApplied(err)
 	}
 	defer s.leave()
 	if err := ctx.Err(); err != nil {
-		return storeErr("write checkins", err)
+		return persistence.NotApplied(storeErr("write checkins", err))
 	}
 	phases := s.plan(batch)
 	listing := phaseOf("checkins_by_user")

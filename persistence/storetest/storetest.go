@@ -35,6 +35,7 @@ func Run(t *testing.T, newStore func(t *testing.T) persistence.Store) {
 		{"GetCheckinsBatch", testGetCheckinsBatch},
 		{"EachCheckinID", testEachCheckinID},
 		{"EmptyBatch", testEmptyBatch},
+		{"RefusedWrite", testRefusedWrite},
 		{"IdempotentRewrite", testIdempotentRewrite},
 		{"CurrentLocation", testCurrentLocation},
 		{"RangeAcrossBuckets", testRangeAcrossBuckets},
@@ -1444,5 +1445,32 @@ func testClose(t *testing.T, s persistence.Store) {
 		if err := call(); !errors.Is(err, persistence.ErrUnavailable) {
 			t.Errorf("%s after Close: err = %v, want ErrUnavailable", name, err)
 		}
+	}
+	if err := s.WriteCheckins(ctx, []persistence.Checkin{c}); !errors.Is(err, persistence.ErrNotApplied) {
+		t.Errorf("WriteCheckins after Close: err = %v, want ErrNotApplied (nothing written)", err)
+	}
+}
+
+// testRefusedWrite: a write refused before anything was sent (a context
+// already done, a malformed batch) says ErrNotApplied, and nothing of it
+// is stored: the user's grain writes again only what may be stored in
+// part.
+func testRefusedWrite(t *testing.T, s persistence.Store) {
+	c := persistence.Checkin{ID: "c1", UserID: "u1", LocationID: "l1", Timestamp: at(0, time.Hour)}
+	done, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := s.WriteCheckins(done, []persistence.Checkin{c}); !errors.Is(err, persistence.ErrNotApplied) {
+		t.Errorf("WriteCheckins with a cancelled context: err = %v, want ErrNotApplied", err)
+	}
+	bad := c
+	bad.LocationID = ""
+	if err := s.WriteCheckins(t.Context(), []persistence.Checkin{c, bad}); !errors.Is(err, persistence.ErrInvalid) || !errors.Is(err, persistence.ErrNotApplied) {
+		t.Errorf("WriteCheckins of a malformed batch: err = %v, want ErrInvalid and ErrNotApplied", err)
+	}
+	if p, err := s.ListCheckins(t.Context(), everything(c.UserID)); err != nil || len(p.Checkins) != 0 {
+		t.Errorf("after the refused writes the user lists %+v (%v), want nothing", p.Checkins, err)
+	}
+	if _, err := s.GetCheckin(t.Context(), c.UserID, c.ID); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("after the refused writes GetCheckin: %v, want not found", err)
 	}
 }
