@@ -1778,3 +1778,43 @@ func TestHandedOverGrainStopsWriteRetries(t *testing.T) {
 		t.Fatalf("%d writes reached the store after the grain was handed over", got-left)
 	}
 }
+
+// A write that fails while the user is being deleted is not completed
+// (written after the deletion, it would bring the user back), and its
+// answer does not promise it.
+func TestWriteFailingDuringUserDeletion(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	t.Cleanup(func() { inner.Close() })
+	store := &faultyStore{Store: inner, release: make(chan struct{})}
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.WriteRetry = 20 * time.Millisecond
+	n := startNode(t, store, gcfg, actors.DefaultWriterConfig())
+	mustUser(t, n, "fd") // not a checkin write: not held
+	written := make(chan error, 1)
+	go func() {
+		_, _, err := n.client.Checkin(ctx(t), checkin("f1", "fd", "L1", base), true, true)
+		written <- err
+	}()
+	waitFor(t, "the write to reach the store", func() bool { return store.attempts.Load() == 1 })
+	deleted := make(chan error, 1)
+	go func() { deleted <- n.client.DeleteUser(ctx(t), "fd") }()
+	time.Sleep(50 * time.Millisecond) // the deletion waits for the write
+	store.fail.Store(true)
+	close(store.release)
+	err := <-written
+	wantCode(t, err, actors.ErrUnavailable, actors.CodeUnavailable)
+	if strings.Contains(err.Error(), "background") {
+		t.Errorf("the answer promises a background write while the user is deleted: %v", err)
+	}
+	store.fail.Store(false)
+	if err := <-deleted; err != nil {
+		t.Fatalf("delete user: %v", err)
+	}
+	time.Sleep(10 * gcfg.WriteRetry)
+	if got := store.attempts.Load(); got != 1 {
+		t.Errorf("%d writes reached the store, want 1: the failed one is not written again", got)
+	}
+	if _, err := inner.GetCheckin(ctx(t), "fd", "f1"); !errors.Is(err, persistence.ErrNotFound) {
+		t.Fatalf("a checkin of the deleted user is stored: err = %v", err)
+	}
+}

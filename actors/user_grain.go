@@ -924,6 +924,11 @@ func (g *userGrain) writeAgain(ctx pcluster.GrainContext, e *entry) {
 	}
 }
 
+// completes reports whether the grain completes a failed write that may
+// have stored part of its checkin: not while it deletes its user, nor once
+// it was handed over (see dropUnwritten).
+func (g *userGrain) completes() bool { return !g.leaving && g.deleting == nil }
+
 // unwrite keeps e, whose write failed and may have stored part of it, to
 // be written again in the background (see checkinWork.unwritten).
 func (g *userGrain) unwrite(ctx pcluster.GrainContext, e *entry) {
@@ -1173,13 +1178,17 @@ func (g *userGrain) written(ctx pcluster.GrainContext, r *writeResult) {
 		return
 	}
 	// A write the store refused changed nothing; any other failure may
-	// have stored part of the checkin, which the grain then completes.
+	// have stored part of the checkin, which the grain then completes
+	// (unless it is deleting its user or was handed over).
 	maybe := r.err != nil && !errors.Is(r.err, persistence.ErrNotApplied)
 	switch {
 	case r.err != nil && (errors.Is(r.err, persistence.ErrUnavailable) || errors.Is(r.err, context.DeadlineExceeded)):
 		msg := "the store is unavailable and did not store the checkin; retry with the same id"
-		if maybe {
+		switch {
+		case maybe && g.completes():
 			msg = "the store did not confirm the checkin, and may have stored part of it, which the user's grain completes in the background; retry with the same id"
+		case maybe:
+			msg = "the store did not confirm the checkin, and may have stored part of it; retry with the same id"
 		}
 		g.fail(ctx, e, newError(ErrUnavailable, CodeUnavailable, msg), maybe)
 	case r.err != nil:
@@ -1271,7 +1280,7 @@ func (g *userGrain) fail(ctx pcluster.GrainContext, e *entry, err error, maybe b
 		g.whenIdle(ctx)
 		return
 	}
-	if maybe && !g.leaving && g.deleting == nil {
+	if maybe && g.completes() {
 		g.unwrite(ctx, e)
 	} else {
 		g.removeEntry(e)
