@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -842,7 +843,9 @@ func (g *userGrain) scheduleDeleteRetry(ctx pcluster.GrainContext) {
 
 // scheduleRetry sends the grain msg after *wait (first, while it is 0)
 // and doubles *wait up to maxStoreRetry, unless *timer is set: a retry is
-// due already.
+// due already. The wait is drawn from its upper half, so that the grains
+// whose writes an outage failed together do not all retry at the same
+// moments once it ends.
 func (g *userGrain) scheduleRetry(ctx pcluster.GrainContext, timer **time.Timer, wait *time.Duration, first time.Duration, msg any) {
 	if *timer != nil {
 		return
@@ -853,7 +856,7 @@ func (g *userGrain) scheduleRetry(ctx pcluster.GrainContext, timer **time.Timer,
 	}
 	*wait = min(2*w, maxStoreRetry)
 	root, self := ctx.ActorSystem().Root, g.self
-	*timer = time.AfterFunc(w, func() { root.Send(self, msg) })
+	*timer = time.AfterFunc(w/2+rand.N(w/2+1), func() { root.Send(self, msg) })
 }
 
 // retryDeletes queues a delete, with nobody waiting for its answer, of
