@@ -1765,7 +1765,12 @@ func TestDeleteOfUnconfirmedWrite(t *testing.T) {
 func TestHandedOverGrainStopsWriteRetries(t *testing.T) {
 	gcfg := actors.DefaultGrainConfig()
 	gcfg.WriteRetry = 20 * time.Millisecond
-	n, store := startUnwrittenTest(t, "hw", gcfg)
+	inner := openStore(t, t.TempDir())
+	t.Cleanup(func() { inner.Close() })
+	store := &faultyStore{Store: inner}
+	core, logs := observer.New(zap.WarnLevel)
+	n := startLoggedNode(t, store, gcfg, actors.DefaultWriterConfig(), zap.New(core))
+	mustUser(t, n, "hw")
 	store.fail.Store(true)
 	if _, _, err := n.client.Checkin(ctx(t), checkin("h1", "hw", "L1", base), true, true); err == nil {
 		t.Fatal("the write succeeded with the store failing")
@@ -1776,6 +1781,10 @@ func TestHandedOverGrainStopsWriteRetries(t *testing.T) {
 	time.Sleep(10 * gcfg.WriteRetry)
 	if got := store.attempts.Load(); got != left {
 		t.Fatalf("%d writes reached the store after the grain was handed over", got-left)
+	}
+	// The operator hears of what may stay stored in part.
+	if l := logs.FilterMessageSnippet("handed over with failed checkin writes").All(); len(l) != 1 || l[0].ContextMap()["first_checkin_id"] != "h1" {
+		t.Errorf("hand-over logs %+v, want one warning naming h1", l)
 	}
 }
 

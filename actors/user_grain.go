@@ -944,6 +944,8 @@ func (g *userGrain) unwrite(ctx pcluster.GrainContext, e *entry) {
 		oldest.unwritten = false
 		g.removeEntry(oldest)
 		d.unwritten = slices.Delete(d.unwritten, 0, 1)
+		g.deps.Log.Warn("too many failed checkin writes of one user to complete: the oldest is no longer written again, and may stay stored in part until the client re-sends it",
+			zap.String("user_id", g.id), zap.String("checkin_id", oldest.c.ID))
 	}
 	e.unwritten = true
 	d.unwritten = append(d.unwritten, e)
@@ -1114,6 +1116,10 @@ func (g *userGrain) handOver(ctx pcluster.GrainContext) {
 	g.leaving = true
 	g.viewed = false
 	g.deps.View.withdraw(g.id)
+	if d := g.work; d != nil && len(d.unwritten) > 0 {
+		g.deps.Log.Warn("grain handed over with failed checkin writes it did not complete: they may stay stored in part until their clients re-send them",
+			zap.String("user_id", g.id), zap.Int("checkins", len(d.unwritten)), zap.String("first_checkin_id", d.unwritten[0].c.ID))
+	}
 	g.dropUnwritten()
 	if d := g.work; d != nil {
 		if d.timer != nil {
