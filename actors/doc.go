@@ -20,6 +20,13 @@
 //     new, not a retry. A delete the store did not confirm is sent again
 //     by the grain until the store does; meanwhile checkins with its id
 //     are refused and the grain does not passivate.
+//   - A checkin write that failed in a way that may have stored part of it
+//     (the store's error does not wrap persistence.ErrNotApplied) is
+//     written again by the grain until the store confirms it, and the
+//     grain does not passivate before; a retry of it gets it as first
+//     sent. A write the store refused outright is never written again by
+//     the grain. Both retries end when the grain deletes its user, is
+//     handed over or stops.
 //
 // Client is the typed front of the grains for the edge: it turns a request
 // context into grain call timeouts and grain errors into this package's
