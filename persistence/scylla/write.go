@@ -99,17 +99,11 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 		return persistence.NotApplied(storeErr("write checkins", err))
 	}
 	phases := s.plan(batch)
-	listing := phaseOf("checkins_by_user")
-	for i, phase := range phases {
-		if len(phase) == 0 {
-			continue
+	if failed, sent, err := s.runPhasesAt(ctx, phases[:]...); err != nil {
+		if listing := phaseOf("checkins_by_user"); failed < listing || (failed == listing && !sent) {
+			return persistence.NotApplied(err)
 		}
-		if sent, err := s.run(ctx, phase); err != nil {
-			if i < listing || (i == listing && !sent) {
-				return persistence.NotApplied(err)
-			}
-			return err
-		}
+		return err
 	}
 	return nil
 }
@@ -117,15 +111,22 @@ func (s *Store) WriteCheckins(ctx context.Context, batch []persistence.Checkin) 
 // runPhases runs each phase's units (see run) only when every phase before
 // it succeeded; empty phases cost nothing.
 func (s *Store) runPhases(ctx context.Context, phases ...[]unit) error {
-	for _, phase := range phases {
+	_, _, err := s.runPhasesAt(ctx, phases...)
+	return err
+}
+
+// runPhasesAt is runPhases that also says, on failure, which phase failed
+// and whether a request of it may have been applied (see run).
+func (s *Store) runPhasesAt(ctx context.Context, phases ...[]unit) (failed int, sent bool, err error) {
+	for i, phase := range phases {
 		if len(phase) == 0 {
 			continue
 		}
-		if _, err := s.run(ctx, phase); err != nil {
-			return err
+		if sent, err := s.run(ctx, phase); err != nil {
+			return i, sent, err
 		}
 	}
-	return nil
+	return 0, false, nil
 }
 
 // writePhases is how many phases a checkin write has (see WriteCheckins).
