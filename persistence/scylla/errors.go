@@ -57,7 +57,9 @@ type errClass struct {
 // Maybe written (outcome maybeApplied): write timeouts and failures
 // (replicas did not all answer in time; some may have applied the write),
 // unknown CAS outcomes, lost connections and timeouts waiting for a
-// response, a cancelled or expired context, and anything unrecognised. The
+// response, requests the driver failed with their connection (a frame it
+// could not place closes it), a cancelled or expired context, and anything
+// unrecognised (not retried, and no sentinel: a bug to look at). The
 // driver's QueryError marks requests it may have sent; those are never
 // reported as not applied.
 func classify(err error) errClass {
@@ -127,6 +129,16 @@ func classifyCause(err error, unavailable func(bool, outcome) errClass) errClass
 	}
 	var ne net.Error
 	if errors.As(err, &ne) {
+		return unavailable(true, maybeApplied)
+	}
+	var qe *gocql.QueryError
+	if errors.As(err, &qe) {
+		// The driver failed the request on its connection for a reason it
+		// has no type for. Cassandra, for one, answers a request that
+		// waited in its queue past native_transport_timeout with Overloaded
+		// ("Query timed out before it could start") on stream 0, which the
+		// driver takes for a protocol error: it closes the connection and
+		// fails every request in flight on it with that error.
 		return unavailable(true, maybeApplied)
 	}
 	return errClass{outcome: maybeApplied}

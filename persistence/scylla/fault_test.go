@@ -2,6 +2,7 @@ package scylla
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -24,11 +25,12 @@ type faultProxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	mode  proxyMode
-	conns map[net.Conn]struct{}
-	flow  chan struct{} // closed while traffic flows; replaced when black-holed
-	wg    sync.WaitGroup
+	mu      sync.Mutex
+	mode    proxyMode
+	conns   map[net.Conn]struct{}
+	clients map[net.Conn]struct{} // the driver's side of each connection
+	flow    chan struct{}         // closed while traffic flows; replaced when black-holed
+	wg      sync.WaitGroup
 }
 
 type proxyMode int
@@ -45,7 +47,7 @@ func newFaultProxy(t *testing.T, target string) *faultProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &faultProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, flow: make(chan struct{})}
+	p := &faultProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}, clients: map[net.Conn]struct{}{}, flow: make(chan struct{})}
 	close(p.flow)
 	p.wg.Add(1)
 	go p.accept()
@@ -70,6 +72,7 @@ func (p *faultProxy) accept() {
 			continue
 		}
 		p.conns[c] = struct{}{}
+		p.clients[c] = struct{}{}
 		p.wg.Add(1)
 		p.mu.Unlock()
 		go p.serve(c)
@@ -139,7 +142,22 @@ func (p *faultProxy) drop(c net.Conn) {
 	c.Close()
 	p.mu.Lock()
 	delete(p.conns, c)
+	delete(p.clients, c)
 	p.mu.Unlock()
+}
+
+// inject sends frame to the driver on every connection, as if the node had
+// sent it. Only safe while nothing else flows to the driver (black-holed,
+// with no answer under way), so that it cannot land inside another frame.
+func (p *faultProxy) inject(t *testing.T, frame []byte) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.clients {
+		if _, err := c.Write(frame); err != nil {
+			t.Logf("inject: %v", err)
+		}
+	}
 }
 
 // set switches the mode; going down closes every connection.
@@ -177,6 +195,74 @@ func throughProxy(cfg Config, p *faultProxy) Config {
 	cfg.ConnectTimeout = 2 * time.Second
 	cfg.Retries = 2
 	return cfg
+}
+
+// overloadedOnStreamZero is what Cassandra sends a protocol v4 client for
+// a request that waited in its queue longer than native_transport_timeout:
+// an Overloaded error on stream 0 instead of the request's stream.
+func overloadedOnStreamZero() []byte {
+	msg := "Query timed out before it could start"
+	body := binary.BigEndian.AppendUint32(nil, uint32(gocql.ErrCodeOverloaded))
+	body = binary.BigEndian.AppendUint16(body, uint16(len(msg)))
+	body = append(body, msg...)
+	frame := []byte{0x84, 0x00, 0x00, 0x00, 0x00} // response v4, no flags, stream 0, ERROR
+	frame = binary.BigEndian.AppendUint32(frame, uint32(len(body)))
+	return append(frame, body...)
+}
+
+// TestOverloadedOnStreamZero: the driver takes Cassandra's answer to a
+// request that timed out in the node's queue (Overloaded, on stream 0) for a
+// protocol error, closes the connection and fails every request in flight
+// on it. Such a write is unavailable and retried, as any lost connection:
+// it was once a permanent failure (answered 500).
+func TestOverloadedOnStreamZero(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	p := newFaultProxy(t, cfg.Hosts[0])
+	cfg = throughProxy(cfg, p)
+	s := open(t, cfg)
+	ctx := t.Context()
+	// A first write prepares the statements, so that the next one is sent
+	// at once.
+	if err := s.WriteCheckins(ctx, []persistence.Checkin{{ID: "c0", UserID: "u1", LocationID: "l1", Timestamp: day0}}); err != nil {
+		t.Fatal(err)
+	}
+	c := persistence.Checkin{ID: "c1", UserID: "u1", LocationID: "l1", Timestamp: day0.Add(time.Minute)}
+	p.set(proxyBlackhole) // the write is sent, and held on its way to the node
+	done := make(chan error, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		done <- s.WriteCheckins(wctx, []persistence.Checkin{c})
+	}()
+	time.Sleep(300 * time.Millisecond)
+	p.inject(t, overloadedOnStreamZero())
+	time.Sleep(100 * time.Millisecond) // the driver fails the write, and closes its connections
+	p.set(proxyUp)
+	err := <-done
+	t.Logf("write: %v", err)
+	if err != nil && !errors.Is(err, persistence.ErrUnavailable) {
+		t.Fatalf("write failed by the overloaded answer: %v; want it retried, or ErrUnavailable", err)
+	}
+	if errors.Is(err, persistence.ErrNotApplied) {
+		t.Fatalf("write marked not applied: %v; the failed request may have been applied", err)
+	}
+	// Stored once the store could retry (or by a retry of the caller's).
+	for start := time.Now(); ; {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := s.WriteCheckins(wctx, []persistence.Checkin{c})
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("the store did not recover: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got, err := s.GetCheckin(ctx, "u1", "c1"); err != nil || got != c {
+		t.Fatalf("by id: %+v, %v; want %+v", got, err, c)
+	}
 }
 
 // TestNodeFailure: with the network to the node cut, or black-holed, writes
