@@ -392,6 +392,7 @@ var (
 	methodDeleteCheckin   = methodIndex("UserGrain", "DeleteCheckin")
 	methodCheckin         = methodIndex("UserGrain", "Checkin")
 	methodCurrentLocation = methodIndex("UserGrain", "CurrentLocation")
+	methodCompleteCheckin = methodIndex("UserGrain", "CompleteCheckin")
 )
 
 // userGrainKind is the kind the generated code registers user grains as.

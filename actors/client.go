@@ -95,6 +95,19 @@ func (cl *Client) DeleteCheckin(ctx context.Context, userID, checkinID string) (
 	return c, nil
 }
 
+// CompleteCheckin passes c, whose write failed part way at a grain of its
+// user that was handed over, to the user's grain wherever it is now, which
+// completes it if the store still lists it (userGrain.CompleteCheckin). It
+// returns nil once that grain holds it (Deps.HandOverWrite).
+func (cl *Client) CompleteCheckin(ctx context.Context, c persistence.Checkin) error {
+	m := toMsg(c)
+	m.UserId = ""
+	if _, err := callUser[*messages.CompleteCheckinResponse](cl, ctx, c.UserID, methodCompleteCheckin, &messages.CompleteCheckinRequest{Checkin: m}); err != nil {
+		return fromGrainError(err)
+	}
+	return nil
+}
+
 // errCheckinUnconfirmed is the message of a checkin that got no answer in
 // time.
 const errCheckinUnconfirmed = "the checkin was not confirmed stored in time and may still be stored: retry with the same id (without one, a retry may store it twice)"

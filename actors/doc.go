@@ -25,8 +25,11 @@
 //     written again by the grain until the store confirms it, and the
 //     grain does not passivate before; a retry of it gets it as first
 //     sent. A write the store refused outright is never written again by
-//     the grain. These retries, like those of deletes, end when the grain
-//     deletes its user, is handed over or stops.
+//     the grain. These retries end when the grain deletes its user or
+//     stops; a grain handed over passes them to the user's grain at the
+//     new owner (Deps.HandOverWrite, userGrain.CompleteCheckin), which
+//     writes each again only while the store still lists it. Retries of
+//     deletes end when the grain deletes its user, is handed over or stops.
 //
 // Client is the typed front of the grains for the edge: it turns a request
 // context into grain call timeouts and grain errors into this package's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -65,7 +66,11 @@ func startNodeWith(t testing.TB, store persistence.Store, gcfg actors.GrainConfi
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { view.Close() })
-	deps := &actors.Deps{View: view, Store: store, Writers: pool, Config: gcfg, Log: log, Metrics: m}
+	// As a node wires it: grains handed over pass their failed writes to
+	// the user's grain through the node's client.
+	var client atomic.Pointer[actors.Client]
+	deps := &actors.Deps{View: view, Store: store, Writers: pool, Config: gcfg, Log: log, Metrics: m,
+		HandOverWrite: func(ctx context.Context, c persistence.Checkin) error { return client.Load().CompleteCheckin(ctx, c) }}
 	if tune != nil {
 		tune(deps)
 	}
@@ -75,6 +80,7 @@ func startNodeWith(t testing.TB, store persistence.Store, gcfg actors.GrainConfi
 		t.Fatal(err)
 	}
 	n := &testNode{client: actors.NewClient(member.Cluster, 5*time.Second, 3, view, m, pool, actors.DefaultBreakerConfig(), log), pool: pool, member: member, reg: reg, view: view, m: m}
+	client.Store(n.client)
 	t.Cleanup(n.stop)
 	return n
 }
@@ -419,7 +425,8 @@ type faultyStore struct {
 	failLate atomic.Bool // store writes, then fail them as if unanswered
 	refuse   atomic.Bool // fail writes as refused, nothing stored (ErrNotApplied)
 	attempts atomic.Int64
-	release  chan struct{} // non-nil: writes wait for it
+	release  chan struct{}                 // non-nil: writes wait for it
+	gate     atomic.Pointer[chan struct{}] // set: writes wait for it
 }
 
 func (f *faultyStore) WriteCheckins(ctx context.Context, batch []persistence.Checkin) error {
@@ -427,6 +434,13 @@ func (f *faultyStore) WriteCheckins(ctx context.Context, batch []persistence.Che
 	if f.release != nil {
 		select {
 		case <-f.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if gate := f.gate.Load(); gate != nil {
+		select {
+		case <-*gate:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -1694,6 +1708,35 @@ func TestRefusedWriteIsNotCompleted(t *testing.T) {
 	}
 }
 
+// A checkin whose write may be stored in part stays so when a later attempt
+// is refused outright (that attempt changed nothing; the first may have
+// stored part of it): the grain goes on completing it, and a client
+// waiting on the refused attempt is not told that nothing was stored.
+func TestRefusedRetryKeepsCompleting(t *testing.T) {
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.WriteRetry = 20 * time.Millisecond
+	n, store := startUnwrittenTest(t, "rr", gcfg)
+	c := checkin("r1", "rr", "L1", base)
+	store.fail.Store(true)
+	if _, _, err := n.client.Checkin(ctx(t), c, true, true); err == nil {
+		t.Fatal("the write succeeded with the store failing")
+	}
+	store.refuse.Store(true) // the next attempts are refused before the store
+	store.fail.Store(false)
+	_, _, err := n.client.Checkin(ctx(t), c, true, true)
+	wantCode(t, err, actors.ErrUnavailable, actors.CodeUnavailable)
+	if strings.Contains(err.Error(), "did not store") {
+		t.Errorf("a refused retry of a checkin that may be stored in part is answered as not stored: %v", err)
+	}
+	refused := store.attempts.Load()
+	waitFor(t, "more background attempts", func() bool { return store.attempts.Load() >= refused+2 })
+	store.refuse.Store(false)
+	waitFor(t, "the grain to complete the checkin", func() bool {
+		got, err := store.Store.GetCheckin(ctx(t), "rr", "r1")
+		return err == nil && got == c
+	})
+}
+
 // A client's retry of a checkin whose write may be stored in part gets it
 // as first sent: with a server-chosen timestamp the retry's own is not
 // used (the store would list the checkin twice, at both timestamps), and
@@ -1759,17 +1802,212 @@ func TestDeleteOfUnconfirmedWrite(t *testing.T) {
 	}
 }
 
-// A grain handed over stops writing checkins in the background: the new
-// owner does not know their ids and may take checkins with them, which a
-// late write from the old grain would overwrite.
+// halfStore fails checkin writes, while fail is set, after their by-user
+// rows, as Scylla fails a write part way: such a checkin is listed (newest
+// first; not at its location) but not found by id, until a write of it
+// succeeds. A deletion of its user takes it along.
+type halfStore struct {
+	persistence.Store
+	fail     atomic.Bool
+	attempts atomic.Int64
+	mu       sync.Mutex
+	half     map[string]persistence.Checkin // by id
+}
+
+func newHalfStore(t *testing.T) *halfStore {
+	t.Helper()
+	inner := openStore(t, t.TempDir())
+	t.Cleanup(func() { inner.Close() }) // after the node stops
+	return &halfStore{Store: inner, half: map[string]persistence.Checkin{}}
+}
+
+func (s *halfStore) WriteCheckins(ctx context.Context, batch []persistence.Checkin) error {
+	s.attempts.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail.Load() {
+		for _, c := range batch {
+			if _, err := s.Store.GetCheckin(ctx, c.UserID, c.ID); errors.Is(err, persistence.ErrNotFound) {
+				s.half[c.ID] = c
+			}
+		}
+		return fmt.Errorf("%w: injected after the by-user rows", persistence.ErrUnavailable)
+	}
+	if err := s.Store.WriteCheckins(ctx, batch); err != nil {
+		return err
+	}
+	for _, c := range batch {
+		delete(s.half, c.ID)
+	}
+	return nil
+}
+
+func (s *halfStore) ListCheckins(ctx context.Context, q persistence.Query) (persistence.Page, error) {
+	p, err := s.Store.ListCheckins(ctx, q)
+	if err != nil || q.LocationID != "" || q.Order != persistence.NewestFirst {
+		return p, err
+	}
+	s.mu.Lock()
+	all := p.Checkins
+	for _, c := range s.half {
+		if c.UserID == q.UserID && !c.Timestamp.Before(q.From) && c.Timestamp.Before(q.To) &&
+			(q.After == nil || c.Timestamp.Before(q.After.Timestamp) || c.Timestamp.Equal(q.After.Timestamp) && c.ID > q.After.CheckinID) {
+			all = append(all, c)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(all, func(a, b persistence.Checkin) int {
+		if c := b.Timestamp.Compare(a.Timestamp); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	if len(all) > q.Limit {
+		all = all[:q.Limit]
+		p.Next = &persistence.Position{Timestamp: all[q.Limit-1].Timestamp, CheckinID: all[q.Limit-1].ID}
+	} else if p.Next != nil {
+		p.Next = &persistence.Position{Timestamp: all[len(all)-1].Timestamp, CheckinID: all[len(all)-1].ID}
+	}
+	p.Checkins = all
+	return p, nil
+}
+
+func (s *halfStore) DeleteUser(ctx context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	maps.DeleteFunc(s.half, func(_ string, c persistence.Checkin) bool { return c.UserID == id })
+	return s.Store.DeleteUser(ctx, id)
+}
+
+// listedOnly reports whether s lists c but does not find it by id.
+func (s *halfStore) listedOnly(c persistence.Checkin) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.half[c.ID]
+	return ok && h == c
+}
+
+// A grain handed over passes the checkin writes it was completing to the
+// user's grain at the new owner, which completes them: the checkin ends up
+// found by id, although its client never retried. Whether the new grain
+// loads the checkin with its user's newest ones or not (older than them:
+// it asks the store whether the checkin is still listed).
+func TestHandedOverGrainPassesFailedWrites(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		newer int // checkins of the user newer than the failed one
+	}{
+		{"among the newest", 0},
+		{"older than the newest", 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gcfg := actors.DefaultGrainConfig()
+			gcfg.WriteRetry = 20 * time.Millisecond
+			store := newHalfStore(t)
+			n := startNode(t, store, gcfg, actors.DefaultWriterConfig())
+			mustUser(t, n, "hp")
+			for i := range tc.newer {
+				if _, _, err := n.client.Checkin(ctx(t), checkin(fmt.Sprintf("n%02d", i), "hp", "L2", base.Add(time.Duration(i+1)*time.Minute)), true, true); err != nil {
+					t.Fatal(err)
+				}
+			}
+			x := checkin("x", "hp", "L1", base)
+			store.fail.Store(true)
+			_, _, err := n.client.Checkin(ctx(t), x, true, true)
+			wantCode(t, err, actors.ErrUnavailable, actors.CodeUnavailable)
+			if !store.listedOnly(x) {
+				t.Fatal("the failed write did not leave the checkin listed only")
+			}
+			handOver(t, n, "hp") // the store still fails: the new grain cannot complete it yet
+			if got := n.metric(t, "checkin_grain_writes_passed_on_total", "result", "passed"); got != 1 {
+				t.Fatalf("checkin_grain_writes_passed_on_total{result=passed} = %v, want 1", got)
+			}
+			store.fail.Store(false)
+			waitFor(t, "the new grain to complete the checkin", func() bool {
+				c, err := store.GetCheckin(ctx(t), "hp", "x")
+				return err == nil && c == x
+			})
+			if store.listedOnly(x) {
+				t.Fatal("still listed only")
+			}
+			cur, err := n.client.CurrentLocation(ctx(t), "hp")
+			if want := map[bool]string{true: "x", false: fmt.Sprintf("n%02d", tc.newer-1)}[tc.newer == 0]; err != nil || cur.ID != want {
+				t.Fatalf("current = %+v (%v), want %s", cur, err, want)
+			}
+		})
+	}
+}
+
+// A checkin passed on after the new owner deleted it is not written again:
+// the new grain finds it no longer listed and forgets it, so the delete
+// stays and the id is free. Here the passing is held until after the
+// delete.
+func TestPassedOnWriteDeletedMeanwhile(t *testing.T) {
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.WriteRetry = 20 * time.Millisecond
+	store := newHalfStore(t)
+	passed := make(chan persistence.Checkin, 1)
+	n := startNodeWith(t, store, gcfg, actors.DefaultWriterConfig(), zap.NewNop(), func(d *actors.Deps) {
+		d.HandOverWrite = func(_ context.Context, c persistence.Checkin) error { passed <- c; return nil }
+	})
+	mustUser(t, n, "hd")
+	x := checkin("x", "hd", "L1", base)
+	store.fail.Store(true)
+	if _, _, err := n.client.Checkin(ctx(t), x, true, true); err == nil {
+		t.Fatal("the write succeeded with the store failing")
+	}
+	handOver(t, n, "hd")
+	c := <-passed
+	store.fail.Store(false)
+	// The new grain lists x: deleting it completes it, then deletes it.
+	if got, err := n.client.DeleteCheckin(ctx(t), "hd", "x"); err != nil || got != x {
+		t.Fatalf("delete: %+v, %v; want %+v", got, err, x)
+	}
+	if err := n.client.CompleteCheckin(ctx(t), c); err != nil {
+		t.Fatalf("pass on: %v", err)
+	}
+	// Refused while the grain asks the store, then free: a checkin with
+	// the id and another location is new.
+	other := checkin("x", "hd", "L2", base.Add(time.Minute))
+	var got persistence.Checkin
+	var created bool
+	waitFor(t, "the id to be free", func() bool {
+		var err error
+		got, created, err = n.client.Checkin(ctx(t), other, true, true)
+		var e *actors.Error
+		if errors.As(err, &e) && e.Code == actors.CodeCheckinConflict {
+			t.Fatalf("the id is taken after the delete (the deleted checkin came back): %v", err)
+		}
+		return err == nil
+	})
+	if !created || got != other {
+		t.Fatalf("the id after the delete: %+v created=%v, want %+v created", got, created, other)
+	}
+	p, err := store.ListCheckins(ctx(t), persistence.Query{UserID: "hd", From: base, To: base.Add(time.Hour), Limit: 10})
+	if err != nil || len(p.Checkins) != 1 || p.Checkins[0] != other {
+		t.Fatalf("listing: %+v (%v), want only %+v: the deleted checkin came back", p.Checkins, err, other)
+	}
+}
+
+// A grain handed over stops writing checkins in the background: a late
+// write from it could bring back a checkin the new owner deleted. When the
+// new owner does not take them over in time (unreachable), the grain says
+// so in its log and in checkin_grain_writes_passed_on_total.
 func TestHandedOverGrainStopsWriteRetries(t *testing.T) {
 	gcfg := actors.DefaultGrainConfig()
 	gcfg.WriteRetry = 20 * time.Millisecond
+	gcfg.StoreTimeout = 300 * time.Millisecond
 	inner := openStore(t, t.TempDir())
 	t.Cleanup(func() { inner.Close() })
 	store := &faultyStore{Store: inner}
 	core, logs := observer.New(zap.WarnLevel)
-	n := startLoggedNode(t, store, gcfg, actors.DefaultWriterConfig(), zap.New(core))
+	var tries atomic.Int64
+	n := startNodeWith(t, store, gcfg, actors.DefaultWriterConfig(), zap.New(core), func(d *actors.Deps) {
+		d.HandOverWrite = func(context.Context, persistence.Checkin) error {
+			tries.Add(1)
+			return fmt.Errorf("%w: injected", actors.ErrUnavailable)
+		}
+	})
 	mustUser(t, n, "hw")
 	store.fail.Store(true)
 	if _, _, err := n.client.Checkin(ctx(t), checkin("h1", "hw", "L1", base), true, true); err == nil {
@@ -1782,9 +2020,59 @@ func TestHandedOverGrainStopsWriteRetries(t *testing.T) {
 	if got := store.attempts.Load(); got != left {
 		t.Fatalf("%d writes reached the store after the grain was handed over", got-left)
 	}
-	// The operator hears of what may stay stored in part.
-	if l := logs.FilterMessageSnippet("handed over with failed checkin writes").All(); len(l) != 1 || l[0].ContextMap()["first_checkin_id"] != "h1" {
+	if tries.Load() < 2 {
+		t.Errorf("the grain tried to pass the write on %d times, want it to try again until grain.store-timeout", tries.Load())
+	}
+	if l := logs.FilterMessageSnippet("new owner did not take over").All(); len(l) != 1 || l[0].ContextMap()["first_checkin_id"] != "h1" {
 		t.Errorf("hand-over logs %+v, want one warning naming h1", l)
+	}
+	if got := n.metric(t, "checkin_grain_writes_passed_on_total", "result", "failed"); got != 1 {
+		t.Errorf("checkin_grain_writes_passed_on_total{result=failed} = %v, want 1", got)
+	}
+}
+
+// A client's checkin that comes while the grain writes a failed one again
+// in the background, with the same id, waits for that write and is
+// answered as a retry: the checkin as first sent, or checkin_conflict when
+// it names another location (not "created" with the other's content).
+func TestCheckinJoiningBackgroundWrite(t *testing.T) {
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.WriteRetry = 20 * time.Millisecond
+	n, store := startUnwrittenTest(t, "bj", gcfg)
+	x := checkin("x", "bj", "L1", base)
+	store.fail.Store(true)
+	if _, _, err := n.client.Checkin(ctx(t), x, true, true); err == nil {
+		t.Fatal("the write succeeded with the store failing")
+	}
+	gate := make(chan struct{})
+	store.gate.Store(&gate)
+	store.fail.Store(false)
+	held := store.attempts.Load()
+	waitFor(t, "the background write to reach the store", func() bool { return store.attempts.Load() > held })
+	type answer struct {
+		c       persistence.Checkin
+		created bool
+		err     error
+	}
+	same, other := make(chan answer, 1), make(chan answer, 1)
+	go func() {
+		c, created, err := n.client.Checkin(ctx(t), x, true, true)
+		same <- answer{c, created, err}
+	}()
+	go func() {
+		c, created, err := n.client.Checkin(ctx(t), checkin("x", "bj", "L2", base), true, true)
+		other <- answer{c, created, err}
+	}()
+	time.Sleep(100 * time.Millisecond) // both wait on the write
+	store.gate.Store(nil)
+	close(gate)
+	if a := <-same; a.err != nil || a.c != x {
+		t.Errorf("the same checkin: %+v, %v; want %+v", a.c, a.err, x)
+	}
+	a := <-other
+	var e *actors.Error
+	if !errors.As(a.err, &e) || e.Code != actors.CodeCheckinConflict {
+		t.Errorf("another location with the id: %+v created=%v err=%v; want checkin_conflict", a.c, a.created, a.err)
 	}
 }
 

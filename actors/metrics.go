@@ -34,7 +34,10 @@ type Metrics struct {
 	// writeRetries: checkin writes a grain sent again on its own.
 	writeRetries prometheus.Counter
 	handOvers    prometheus.Counter // grains handed over (cluster.HandOver)
-	moved        prometheus.Counter // calls answered errMoved and sent again
+	// passedOn: failed checkin writes a grain handed over passed to the
+	// user's new owner (passOn), by result.
+	passedOn *prometheus.CounterVec
+	moved    prometheus.Counter // calls answered errMoved and sent again
 }
 
 // NewMetrics creates the instruments and registers them with reg (nil: not
@@ -65,13 +68,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "checkin_grain_delete_retries_total", Help: "Checkin deletes the store did not confirm, sent again by the user's grain on its own (grain.delete-retry)."}),
 		handOvers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "checkin_grain_handovers_total", Help: "User grains on this node handed over to another node: the topology gave their user to it, or this node drained."}),
+		passedOn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "checkin_grain_writes_passed_on_total", Help: "Checkin writes that failed part way at a grain handed over to another node, by result: passed (the user's new owner took them over and completes them) or failed (not taken over in time: they may stay stored in part)."}, []string{"result"}),
 		moved: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "checkin_grain_calls_moved_total", Help: "Grain calls from this node answered 'moved' by a grain handed over, and sent again to the user's new owner."}),
 		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "checkin_writer_queue_depth", Help: "Checkins queued or being written on this node."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.served, m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth, m.failedFast, m.deleteRetries, m.writeRetries, m.handOvers, m.moved)
+		reg.MustRegister(m.served, m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth, m.failedFast, m.deleteRetries, m.writeRetries, m.handOvers, m.passedOn, m.moved)
 	}
 	return m
 }

@@ -87,6 +87,12 @@ type Deps struct {
 	// current location again (Client.ReloadCurrent, on the node that
 	// hosts it).
 	LateWrite func(userID string)
+	// HandOverWrite, if not nil, passes a checkin whose write failed and
+	// may have stored part of it, held by a grain that was handed over, to
+	// the user's grain at its new owner (Client.CompleteCheckin), which
+	// completes it from then on; it returns nil once that grain holds it.
+	// Without it a grain handed over forgets such checkins.
+	HandOverWrite func(ctx context.Context, c persistence.Checkin) error
 
 	idle *passivator // set by NewUserGrainKind
 }
@@ -118,7 +124,15 @@ type entry struct {
 	// in the background (checkinWork.unwritten) until the store confirms
 	// it. Not done, and not being written while set.
 	unwritten bool
-	waiters   []waiter
+	// partial: a write of it failed in a way that may have stored part of
+	// it, so it may be stored in part whatever a later attempt says; set
+	// with unwritten and kept.
+	partial bool
+	// adopted: passed on by a grain of the user that was handed over
+	// (CompleteCheckin). The store must still list it before it is written
+	// again: a delete here may have removed it before it came.
+	adopted bool
+	waiters []waiter
 }
 
 type waiter struct {
@@ -636,6 +650,10 @@ func (g *userGrain) checkin(ctx pcluster.GrainContext, req *messages.CheckinRequ
 	w := waiter{to: to, req: req}
 	if e := g.find(c.ID); e != nil {
 		switch {
+		case e.adopted:
+			// Passed on by the grain handed over; whether the store still
+			// lists it, and so what the id holds, is not known yet.
+			return toGrainError(newError(ErrUnavailable, CodeUnavailable, "checkin "+c.ID+" failed part way before the user moved to this node and is being completed; retry the checkin"))
 		case e.unwritten && conflicts(e, w):
 			// e may be stored in part, and is being completed.
 			g.answer(ctx, e, w, false)
@@ -713,12 +731,153 @@ func (g *userGrain) deleteCheckin(ctx pcluster.GrainContext, id string, to reply
 		// but deleted as a listed checkin is (the delete writes it first
 		// if it is not found by id, so that it finds every row).
 		d.unwritten = slices.DeleteFunc(d.unwritten, func(x *entry) bool { return x == e })
-		e.unwritten, e.listed = false, true
+		e.unwritten, e.adopted, e.listed = false, false, true
 		g.markDone(e, true)
 	}
 	d.ops = append(d.ops, &checkinDeleteOp{id: id, waiters: []replyTo{to}})
 	g.nextCheckinDelete(ctx)
 	return nil
+}
+
+// CompleteCheckin takes over a checkin whose write failed part way at a
+// grain of the user that was handed over (passOn): unless this activation
+// holds the id already, or deletes it, the grain asks the store whether it
+// still lists the checkin, and writes it again if so (in the background,
+// until the store confirms it, as its own failed writes) or forgets it if
+// not (a delete here removed it, or nothing of it was stored). Until that
+// is known, checkins with the id are refused as unavailable. A user that
+// does not exist (deleted since) has nothing to complete.
+func (g *userGrain) CompleteCheckin(req *messages.CompleteCheckinRequest, ctx pcluster.GrainContext) (*messages.CompleteCheckinResponse, error) {
+	defer g.touch()
+	done := &messages.CompleteCheckinResponse{}
+	if err := g.existing(ctx); err != nil {
+		if g.loaded && g.user == nil && !g.leaving {
+			return done, nil
+		}
+		return nil, toGrainError(err)
+	}
+	c := fromMsg(req.GetCheckin())
+	c.UserID = g.id
+	if c.ID == "" {
+		return nil, pcluster.NewGrainErrorResponse(pcluster.ErrorReason_INVALID_ARGUMENT, "empty checkin id")
+	}
+	if g.deleting != nil {
+		return done, nil // the user's deletion takes it along
+	}
+	if d := g.work; d != nil && (d.op(c.ID) != nil || slices.Contains(d.undeleted, c.ID)) {
+		return done, nil // deleted here: the delete decides
+	}
+	if e := g.find(c.ID); e != nil {
+		if e.done && e.listed && e.c.LocationID == c.LocationID && e.c.Timestamp.Equal(c.Timestamp) {
+			// Loaded from the listing at activation: this very checkin,
+			// maybe not found by id. Write it again now.
+			e.listed, e.partial = false, true
+			g.markDone(e, false)
+			g.writeAgain(ctx, e)
+		}
+		return done, nil // otherwise held here already: a write or a retry of the id
+	}
+	e := &entry{c: c, adopted: true, partial: true}
+	g.remember(e)
+	g.completeListed(ctx, e)
+	return done, nil
+}
+
+// completeListed writes e, adopted, again if the store still lists it
+// (with the lookup of writeAgain: the failed write may have stored all of
+// it), and forgets it if not. A failed read leaves it to the next retry.
+func (g *userGrain) completeListed(ctx pcluster.GrainContext, e *entry) {
+	g.writing++ // the grain waits for the store, as for a write
+	listed := false
+	g.async(ctx, func(c context.Context) error {
+		q := persistence.Query{UserID: g.id, From: e.c.Timestamp, To: e.c.Timestamp.Add(time.Millisecond),
+			Limit: 256, Order: persistence.NewestFirst} // the user's checkins of that millisecond
+		for {
+			page, err := g.deps.Store.ListCheckins(c, q)
+			if err != nil {
+				return err
+			}
+			listed = slices.ContainsFunc(page.Checkins, func(x persistence.Checkin) bool {
+				return x.ID == e.c.ID && x.LocationID == e.c.LocationID
+			})
+			if listed || page.Next == nil {
+				return nil
+			}
+			q.After = page.Next
+		}
+	}, func(err error) {
+		g.writing--
+		switch {
+		case g.passesOn():
+			g.removeEntry(e) // handed over meanwhile: the next owner asks again
+			g.passOn(ctx, []persistence.Checkin{e.c})
+		case !g.completes(), err == nil && !listed:
+			g.removeEntry(e)
+			g.tidyWork()
+		case err != nil:
+			g.unwrite(ctx, e) // adopted still: asked again at the retry
+		default:
+			e.adopted = false
+			g.writeAgain(ctx, e)
+		}
+		g.whenIdle(ctx)
+	})
+}
+
+// passOn gives checkins whose writes failed and may have stored part of
+// them to the user's grain at its new owner (Deps.HandOverWrite), which
+// completes them from then on: from here, a late write could bring back
+// one the new owner deleted. Off the grain's goroutine, trying again while
+// the owner cannot take them yet (it reads the user from the store first)
+// until grain.store-timeout; the grain stays until then.
+func (g *userGrain) passOn(ctx pcluster.GrainContext, cs []persistence.Checkin) {
+	if len(cs) == 0 {
+		return
+	}
+	if g.deps.HandOverWrite == nil {
+		g.lostOnHandOver(cs, nil)
+		return
+	}
+	g.writing++ // keeps the grain until the owner holds them
+	passed := 0
+	g.async(ctx, func(c context.Context) error {
+		for _, x := range cs {
+			wait := 20 * time.Millisecond
+			for {
+				err := g.deps.HandOverWrite(c, x)
+				if err == nil {
+					break
+				}
+				select {
+				case <-c.Done():
+					return errors.Join(err, c.Err())
+				case <-time.After(wait):
+				}
+				wait = min(2*wait, time.Second)
+			}
+			passed++
+		}
+		return nil
+	}, func(err error) {
+		g.writing--
+		g.deps.Metrics.passedOn.WithLabelValues("passed").Add(float64(passed))
+		if passed > 0 {
+			g.deps.Log.Info("grain handed over passed failed checkin writes to the user's new owner, which completes them",
+				zap.String("user_id", g.id), zap.Int("checkins", passed), zap.String("first_checkin_id", cs[0].ID))
+		}
+		if passed < len(cs) {
+			g.lostOnHandOver(cs[passed:], err)
+		}
+		g.whenIdle(ctx)
+	})
+}
+
+// lostOnHandOver logs the failed checkin writes a grain handed over could
+// not pass on: they may stay stored in part (listed, not found by id).
+func (g *userGrain) lostOnHandOver(cs []persistence.Checkin, err error) {
+	g.deps.Metrics.passedOn.WithLabelValues("failed").Add(float64(len(cs)))
+	g.deps.Log.Warn("grain handed over with failed checkin writes the user's new owner did not take over: they may stay stored in part until their clients re-send them",
+		zap.String("user_id", g.id), zap.Int("checkins", len(cs)), zap.String("first_checkin_id", cs[0].ID), zap.Error(err))
 }
 
 // tidyWork drops the grain's checkinWork once nothing is pending or
@@ -921,6 +1080,10 @@ func (g *userGrain) writeAgain(ctx pcluster.GrainContext, e *entry) {
 		d.unwritten = slices.DeleteFunc(d.unwritten, func(x *entry) bool { return x == e })
 	}
 	e.unwritten = false
+	if e.adopted {
+		g.completeListed(ctx, e)
+		return
+	}
 	g.writing++
 	if err := g.deps.Writers.submit(ctx, e, true); err != nil {
 		g.fail(ctx, e, err, true) // still maybe stored in part
@@ -931,6 +1094,12 @@ func (g *userGrain) writeAgain(ctx pcluster.GrainContext, e *entry) {
 // have stored part of its checkin: not while it deletes its user, nor once
 // it was handed over (see dropUnwritten).
 func (g *userGrain) completes() bool { return !g.leaving && g.deleting == nil }
+
+// passesOn reports whether the grain, handed over, passes such a write to
+// the user's new owner instead (passOn).
+func (g *userGrain) passesOn() bool {
+	return g.leaving && g.deleting == nil && g.deps.HandOverWrite != nil
+}
 
 // unwrite keeps e, whose write failed and may have stored part of it, to
 // be written again in the background (see checkinWork.unwritten).
@@ -947,23 +1116,25 @@ func (g *userGrain) unwrite(ctx pcluster.GrainContext, e *entry) {
 		g.deps.Log.Warn("too many failed checkin writes of one user to complete: the oldest is no longer written again, and may stay stored in part until the client re-sends it",
 			zap.String("user_id", g.id), zap.String("checkin_id", oldest.c.ID))
 	}
-	e.unwritten = true
+	e.unwritten, e.partial = true, true
 	d.unwritten = append(d.unwritten, e)
 	g.scheduleWriteRetry(ctx)
 }
 
-// dropUnwritten stops completing unwritten checkins and forgets them: the
-// user is being deleted, or the grain was handed over (the new owner does
-// not know their ids and may take checkins with them, which a late write
-// from here would overwrite).
-func (g *userGrain) dropUnwritten() {
+// dropUnwritten stops completing unwritten checkins, forgets them and
+// returns them: the user is being deleted, or the grain was handed over
+// (the new owner does not know their ids and may take checkins with them,
+// which a late write from here would overwrite; passOn gives them to it).
+func (g *userGrain) dropUnwritten() []persistence.Checkin {
 	d := g.work
 	if d == nil {
-		return
+		return nil
 	}
+	dropped := make([]persistence.Checkin, 0, len(d.unwritten))
 	for _, e := range d.unwritten {
 		e.unwritten = false
 		g.removeEntry(e)
+		dropped = append(dropped, e.c)
 	}
 	d.unwritten = nil
 	if d.writeTimer != nil {
@@ -971,6 +1142,7 @@ func (g *userGrain) dropUnwritten() {
 		d.writeTimer = nil
 	}
 	g.tidyWork()
+	return dropped
 }
 
 // removeEntry forgets e.
@@ -1107,7 +1279,10 @@ func (g *userGrain) reloadCurrent(ctx pcluster.GrainContext, attempt int) {
 // Deletes it retries in the background stop here (as when its node stops):
 // the new owner does not know their ids, so it takes checkins with them,
 // and a retry from here could delete one it acknowledged. Deletes callers
-// wait for run on and are answered.
+// wait for run on and are answered. Checkin writes it completes in the
+// background go to the new owner instead (passOn), which writes them
+// again only while the store still lists them, in its own order with the
+// user's deletes.
 func (g *userGrain) handOver(ctx pcluster.GrainContext) {
 	if g.leaving {
 		return
@@ -1116,11 +1291,7 @@ func (g *userGrain) handOver(ctx pcluster.GrainContext) {
 	g.leaving = true
 	g.viewed = false
 	g.deps.View.withdraw(g.id)
-	if d := g.work; d != nil && len(d.unwritten) > 0 {
-		g.deps.Log.Warn("grain handed over with failed checkin writes it did not complete: they may stay stored in part until their clients re-send them",
-			zap.String("user_id", g.id), zap.Int("checkins", len(d.unwritten)), zap.String("first_checkin_id", d.unwritten[0].c.ID))
-	}
-	g.dropUnwritten()
+	g.passOn(ctx, g.dropUnwritten())
 	if d := g.work; d != nil {
 		if d.timer != nil {
 			d.timer.Stop()
@@ -1167,6 +1338,8 @@ func (g *userGrain) serveLocal(ctx pcluster.GrainContext, m *localRequest) {
 		err = g.DeleteUser(req, nil, nil, ctx)
 	case *messages.DeleteCheckinRequest:
 		err = g.deleteCheckin(ctx, req.GetCheckinId(), replyTo{box: m.box})
+	case *messages.CompleteCheckinRequest:
+		res, err = g.CompleteCheckin(req, ctx)
 	default:
 		err = pcluster.NewGrainErrorResponse(pcluster.ErrorReason_INVALID_ARGUMENT, fmt.Sprintf("no user grain method takes %T", m.req))
 	}
@@ -1188,13 +1361,14 @@ func (g *userGrain) written(ctx pcluster.GrainContext, r *writeResult) {
 	}
 	// A write the store refused changed nothing; any other failure may
 	// have stored part of the checkin, which the grain then completes
-	// (unless it is deleting its user or was handed over).
-	maybe := r.err != nil && !errors.Is(r.err, persistence.ErrNotApplied)
+	// (unless it is deleting its user or was handed over). So may an
+	// earlier attempt have, whatever this one says.
+	maybe := r.err != nil && (e.partial || !errors.Is(r.err, persistence.ErrNotApplied))
 	switch {
 	case r.err != nil && (errors.Is(r.err, persistence.ErrUnavailable) || errors.Is(r.err, context.DeadlineExceeded)):
 		msg := "the store is unavailable and did not store the checkin; retry with the same id"
 		switch {
-		case maybe && g.completes():
+		case maybe && (g.completes() || g.passesOn()):
 			msg = "the store did not confirm the checkin, and may have stored part of it, which the user's grain completes in the background; retry with the same id"
 		case maybe:
 			msg = "the store did not confirm the checkin, and may have stored part of it; retry with the same id"
@@ -1234,7 +1408,10 @@ func (g *userGrain) settle(ctx pcluster.GrainContext, e *entry, created bool) {
 	g.markDone(e, true)
 	g.writing--
 	for i, w := range e.waiters {
-		g.answer(ctx, e, w, created && i == 0)
+		// The first waiter created e, unless e was written again in the
+		// background (writeAgain) and the first is a request that came
+		// meanwhile, which may name another location.
+		g.answer(ctx, e, w, created && i == 0 && !conflicts(e, w))
 	}
 	e.waiters = nil
 	g.trim()
@@ -1289,9 +1466,13 @@ func (g *userGrain) fail(ctx pcluster.GrainContext, e *entry, err error, maybe b
 		g.whenIdle(ctx)
 		return
 	}
-	if maybe && g.completes() {
+	switch {
+	case maybe && g.completes():
 		g.unwrite(ctx, e)
-	} else {
+	case maybe && g.passesOn():
+		g.removeEntry(e)
+		g.passOn(ctx, []persistence.Checkin{e.c})
+	default:
 		g.removeEntry(e)
 		g.tidyWork()
 	}

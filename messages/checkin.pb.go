@@ -85,7 +85,7 @@ func (x RecordChanged_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RecordChanged_Kind.Descriptor instead.
 func (RecordChanged_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_checkin_proto_rawDescGZIP(), []int{12, 0}
+	return file_checkin_proto_rawDescGZIP(), []int{14, 0}
 }
 
 // Checkin is one check-in: user was at location at timestamp (unix ms, UTC).
@@ -586,6 +586,89 @@ func (x *DeleteCheckinResponse) GetCheckin() *Checkin {
 	return nil
 }
 
+// CompleteCheckinRequest hands the user's grain a checkin whose write
+// failed part way at another activation of the user, one that was handed
+// over to another node.
+type CompleteCheckinRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Checkin       *Checkin               `protobuf:"bytes,1,opt,name=checkin,proto3" json:"checkin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteCheckinRequest) Reset() {
+	*x = CompleteCheckinRequest{}
+	mi := &file_checkin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteCheckinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteCheckinRequest) ProtoMessage() {}
+
+func (x *CompleteCheckinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_checkin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteCheckinRequest.ProtoReflect.Descriptor instead.
+func (*CompleteCheckinRequest) Descriptor() ([]byte, []int) {
+	return file_checkin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CompleteCheckinRequest) GetCheckin() *Checkin {
+	if x != nil {
+		return x.Checkin
+	}
+	return nil
+}
+
+type CompleteCheckinResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteCheckinResponse) Reset() {
+	*x = CompleteCheckinResponse{}
+	mi := &file_checkin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteCheckinResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteCheckinResponse) ProtoMessage() {}
+
+func (x *CompleteCheckinResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_checkin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteCheckinResponse.ProtoReflect.Descriptor instead.
+func (*CompleteCheckinResponse) Descriptor() ([]byte, []int) {
+	return file_checkin_proto_rawDescGZIP(), []int{11}
+}
+
 type CurrentLocationRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -594,7 +677,7 @@ type CurrentLocationRequest struct {
 
 func (x *CurrentLocationRequest) Reset() {
 	*x = CurrentLocationRequest{}
-	mi := &file_checkin_proto_msgTypes[10]
+	mi := &file_checkin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -606,7 +689,7 @@ func (x *CurrentLocationRequest) String() string {
 func (*CurrentLocationRequest) ProtoMessage() {}
 
 func (x *CurrentLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_checkin_proto_msgTypes[10]
+	mi := &file_checkin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -619,7 +702,7 @@ func (x *CurrentLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentLocationRequest.ProtoReflect.Descriptor instead.
 func (*CurrentLocationRequest) Descriptor() ([]byte, []int) {
-	return file_checkin_proto_rawDescGZIP(), []int{10}
+	return file_checkin_proto_rawDescGZIP(), []int{12}
 }
 
 type CurrentLocationResponse struct {
@@ -631,7 +714,7 @@ type CurrentLocationResponse struct {
 
 func (x *CurrentLocationResponse) Reset() {
 	*x = CurrentLocationResponse{}
-	mi := &file_checkin_proto_msgTypes[11]
+	mi := &file_checkin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +726,7 @@ func (x *CurrentLocationResponse) String() string {
 func (*CurrentLocationResponse) ProtoMessage() {}
 
 func (x *CurrentLocationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_checkin_proto_msgTypes[11]
+	mi := &file_checkin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +739,7 @@ func (x *CurrentLocationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CurrentLocationResponse.ProtoReflect.Descriptor instead.
 func (*CurrentLocationResponse) Descriptor() ([]byte, []int) {
-	return file_checkin_proto_rawDescGZIP(), []int{11}
+	return file_checkin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CurrentLocationResponse) GetCheckin() *Checkin {
@@ -680,7 +763,7 @@ type RecordChanged struct {
 
 func (x *RecordChanged) Reset() {
 	*x = RecordChanged{}
-	mi := &file_checkin_proto_msgTypes[12]
+	mi := &file_checkin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -692,7 +775,7 @@ func (x *RecordChanged) String() string {
 func (*RecordChanged) ProtoMessage() {}
 
 func (x *RecordChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_checkin_proto_msgTypes[12]
+	mi := &file_checkin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -705,7 +788,7 @@ func (x *RecordChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordChanged.ProtoReflect.Descriptor instead.
 func (*RecordChanged) Descriptor() ([]byte, []int) {
-	return file_checkin_proto_rawDescGZIP(), []int{12}
+	return file_checkin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RecordChanged) GetKind() RecordChanged_Kind {
@@ -754,7 +837,10 @@ const file_checkin_proto_rawDesc = "" +
 	"\n" +
 	"checkin_id\x18\x01 \x01(\tR\tcheckinId\"L\n" +
 	"\x15DeleteCheckinResponse\x123\n" +
-	"\acheckin\x18\x01 \x01(\v2\x19.checkin.messages.CheckinR\acheckin\"\x18\n" +
+	"\acheckin\x18\x01 \x01(\v2\x19.checkin.messages.CheckinR\acheckin\"M\n" +
+	"\x16CompleteCheckinRequest\x123\n" +
+	"\acheckin\x18\x01 \x01(\v2\x19.checkin.messages.CheckinR\acheckin\"\x19\n" +
+	"\x17CompleteCheckinResponse\"\x18\n" +
 	"\x16CurrentLocationRequest\"N\n" +
 	"\x17CurrentLocationResponse\x123\n" +
 	"\acheckin\x18\x01 \x01(\v2\x19.checkin.messages.CheckinR\acheckin\"\xc7\x01\n" +
@@ -766,7 +852,7 @@ const file_checkin_proto_rawDesc = "" +
 	"\tKIND_USER\x10\x01\x12\x11\n" +
 	"\rKIND_LOCATION\x10\x02\x12\x15\n" +
 	"\x11KIND_USER_DELETED\x10\x03\x12\x15\n" +
-	"\x11KIND_USER_CURRENT\x10\x042\xae\x04\n" +
+	"\x11KIND_USER_CURRENT\x10\x042\x96\x05\n" +
 	"\tUserGrain\x12Q\n" +
 	"\n" +
 	"CreateUser\x12#.checkin.messages.CreateUserRequest\x1a\x16.checkin.messages.User\"\x06\x82\xb5\x18\x02\b\x01\x12C\n" +
@@ -775,7 +861,8 @@ const file_checkin_proto_rawDesc = "" +
 	"\x0fCurrentLocation\x12(.checkin.messages.CurrentLocationRequest\x1a).checkin.messages.CurrentLocationResponse\x12_\n" +
 	"\n" +
 	"DeleteUser\x12#.checkin.messages.DeleteUserRequest\x1a$.checkin.messages.DeleteUserResponse\"\x06\x82\xb5\x18\x02\b\x01\x12h\n" +
-	"\rDeleteCheckin\x12&.checkin.messages.DeleteCheckinRequest\x1a'.checkin.messages.DeleteCheckinResponse\"\x06\x82\xb5\x18\x02\b\x01B%Z#github.com/checkin/checkin/messagesb\x06proto3"
+	"\rDeleteCheckin\x12&.checkin.messages.DeleteCheckinRequest\x1a'.checkin.messages.DeleteCheckinResponse\"\x06\x82\xb5\x18\x02\b\x01\x12f\n" +
+	"\x0fCompleteCheckin\x12(.checkin.messages.CompleteCheckinRequest\x1a).checkin.messages.CompleteCheckinResponseB%Z#github.com/checkin/checkin/messagesb\x06proto3"
 
 var (
 	file_checkin_proto_rawDescOnce sync.Once
@@ -790,7 +877,7 @@ func file_checkin_proto_rawDescGZIP() []byte {
 }
 
 var file_checkin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_checkin_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_checkin_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_checkin_proto_goTypes = []any{
 	(RecordChanged_Kind)(0),         // 0: checkin.messages.RecordChanged.Kind
 	(*Checkin)(nil),                 // 1: checkin.messages.Checkin
@@ -803,33 +890,38 @@ var file_checkin_proto_goTypes = []any{
 	(*CheckinResponse)(nil),         // 8: checkin.messages.CheckinResponse
 	(*DeleteCheckinRequest)(nil),    // 9: checkin.messages.DeleteCheckinRequest
 	(*DeleteCheckinResponse)(nil),   // 10: checkin.messages.DeleteCheckinResponse
-	(*CurrentLocationRequest)(nil),  // 11: checkin.messages.CurrentLocationRequest
-	(*CurrentLocationResponse)(nil), // 12: checkin.messages.CurrentLocationResponse
-	(*RecordChanged)(nil),           // 13: checkin.messages.RecordChanged
+	(*CompleteCheckinRequest)(nil),  // 11: checkin.messages.CompleteCheckinRequest
+	(*CompleteCheckinResponse)(nil), // 12: checkin.messages.CompleteCheckinResponse
+	(*CurrentLocationRequest)(nil),  // 13: checkin.messages.CurrentLocationRequest
+	(*CurrentLocationResponse)(nil), // 14: checkin.messages.CurrentLocationResponse
+	(*RecordChanged)(nil),           // 15: checkin.messages.RecordChanged
 }
 var file_checkin_proto_depIdxs = []int32{
 	1,  // 0: checkin.messages.CheckinRequest.checkin:type_name -> checkin.messages.Checkin
 	1,  // 1: checkin.messages.CheckinResponse.checkin:type_name -> checkin.messages.Checkin
 	1,  // 2: checkin.messages.DeleteCheckinResponse.checkin:type_name -> checkin.messages.Checkin
-	1,  // 3: checkin.messages.CurrentLocationResponse.checkin:type_name -> checkin.messages.Checkin
-	0,  // 4: checkin.messages.RecordChanged.kind:type_name -> checkin.messages.RecordChanged.Kind
-	3,  // 5: checkin.messages.UserGrain.CreateUser:input_type -> checkin.messages.CreateUserRequest
-	4,  // 6: checkin.messages.UserGrain.GetUser:input_type -> checkin.messages.GetUserRequest
-	7,  // 7: checkin.messages.UserGrain.Checkin:input_type -> checkin.messages.CheckinRequest
-	11, // 8: checkin.messages.UserGrain.CurrentLocation:input_type -> checkin.messages.CurrentLocationRequest
-	5,  // 9: checkin.messages.UserGrain.DeleteUser:input_type -> checkin.messages.DeleteUserRequest
-	9,  // 10: checkin.messages.UserGrain.DeleteCheckin:input_type -> checkin.messages.DeleteCheckinRequest
-	2,  // 11: checkin.messages.UserGrain.CreateUser:output_type -> checkin.messages.User
-	2,  // 12: checkin.messages.UserGrain.GetUser:output_type -> checkin.messages.User
-	8,  // 13: checkin.messages.UserGrain.Checkin:output_type -> checkin.messages.CheckinResponse
-	12, // 14: checkin.messages.UserGrain.CurrentLocation:output_type -> checkin.messages.CurrentLocationResponse
-	6,  // 15: checkin.messages.UserGrain.DeleteUser:output_type -> checkin.messages.DeleteUserResponse
-	10, // 16: checkin.messages.UserGrain.DeleteCheckin:output_type -> checkin.messages.DeleteCheckinResponse
-	11, // [11:17] is the sub-list for method output_type
-	5,  // [5:11] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	1,  // 3: checkin.messages.CompleteCheckinRequest.checkin:type_name -> checkin.messages.Checkin
+	1,  // 4: checkin.messages.CurrentLocationResponse.checkin:type_name -> checkin.messages.Checkin
+	0,  // 5: checkin.messages.RecordChanged.kind:type_name -> checkin.messages.RecordChanged.Kind
+	3,  // 6: checkin.messages.UserGrain.CreateUser:input_type -> checkin.messages.CreateUserRequest
+	4,  // 7: checkin.messages.UserGrain.GetUser:input_type -> checkin.messages.GetUserRequest
+	7,  // 8: checkin.messages.UserGrain.Checkin:input_type -> checkin.messages.CheckinRequest
+	13, // 9: checkin.messages.UserGrain.CurrentLocation:input_type -> checkin.messages.CurrentLocationRequest
+	5,  // 10: checkin.messages.UserGrain.DeleteUser:input_type -> checkin.messages.DeleteUserRequest
+	9,  // 11: checkin.messages.UserGrain.DeleteCheckin:input_type -> checkin.messages.DeleteCheckinRequest
+	11, // 12: checkin.messages.UserGrain.CompleteCheckin:input_type -> checkin.messages.CompleteCheckinRequest
+	2,  // 13: checkin.messages.UserGrain.CreateUser:output_type -> checkin.messages.User
+	2,  // 14: checkin.messages.UserGrain.GetUser:output_type -> checkin.messages.User
+	8,  // 15: checkin.messages.UserGrain.Checkin:output_type -> checkin.messages.CheckinResponse
+	14, // 16: checkin.messages.UserGrain.CurrentLocation:output_type -> checkin.messages.CurrentLocationResponse
+	6,  // 17: checkin.messages.UserGrain.DeleteUser:output_type -> checkin.messages.DeleteUserResponse
+	10, // 18: checkin.messages.UserGrain.DeleteCheckin:output_type -> checkin.messages.DeleteCheckinResponse
+	12, // 19: checkin.messages.UserGrain.CompleteCheckin:output_type -> checkin.messages.CompleteCheckinResponse
+	13, // [13:20] is the sub-list for method output_type
+	6,  // [6:13] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_checkin_proto_init() }
@@ -843,7 +935,7 @@ func file_checkin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_checkin_proto_rawDesc), len(file_checkin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

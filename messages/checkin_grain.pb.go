@@ -67,6 +67,7 @@ type UserGrain interface {
 	CurrentLocation(req *CurrentLocationRequest, ctx cluster.GrainContext) (*CurrentLocationResponse, error)
 	DeleteUser(req *DeleteUserRequest, respond func(*DeleteUserResponse), onError func(error), ctx cluster.GrainContext) error
 	DeleteCheckin(req *DeleteCheckinRequest, respond func(*DeleteCheckinResponse), onError func(error), ctx cluster.GrainContext) error
+	CompleteCheckin(req *CompleteCheckinRequest, ctx cluster.GrainContext) (*CompleteCheckinResponse, error)
 }
 
 // UserGrainGrainClient holds the base data for the UserGrainGrain
@@ -237,6 +238,33 @@ func (g *UserGrainGrainClient) DeleteCheckin(r *DeleteCheckinRequest, opts ...cl
 	}
 }
 
+// CompleteCheckin requests the execution on to the cluster with CallOptions
+func (g *UserGrainGrainClient) CompleteCheckin(r *CompleteCheckinRequest, opts ...cluster.GrainCallOption) (*CompleteCheckinResponse, error) {
+	if g.cluster.Config.RequestLog {
+		g.cluster.Logger().Info("Requesting", slog.String("identity", g.Identity), slog.String("kind", "UserGrain"), slog.String("method", "CompleteCheckin"), slog.Any("request", r))
+	}
+	bytes, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	reqMsg := &cluster.GrainRequest{MethodIndex: 6, MessageData: bytes}
+	resp, err := g.cluster.Request(g.Identity, "UserGrain", reqMsg, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("error request: %w", err)
+	}
+	switch msg := resp.(type) {
+	case *CompleteCheckinResponse:
+		return msg, nil
+	case *cluster.GrainErrorResponse:
+		if msg == nil {
+			return nil, nil
+		}
+		return nil, msg
+	default:
+		return nil, fmt.Errorf("unknown response type %T", resp)
+	}
+}
+
 // UserGrainActor represents the actor structure
 type UserGrainActor struct {
 	ctx     cluster.GrainContext
@@ -377,6 +405,26 @@ func (a *UserGrainActor) Receive(ctx actor.Context) {
 				ctx.Respond(resp)
 				return
 			}
+		case 6:
+			req := &CompleteCheckinRequest{}
+			err := proto.Unmarshal(msg.MessageData, req)
+			if err != nil {
+				ctx.Logger().Error("[Grain] CompleteCheckin(CompleteCheckinRequest) proto.Unmarshal failed.", slog.Any("error", err))
+				resp := cluster.NewGrainErrorResponse(cluster.ErrorReason_INVALID_ARGUMENT, err.Error()).
+					WithMetadata(map[string]string{
+						"argument": req.String(),
+					})
+				ctx.Respond(resp)
+				return
+			}
+
+			r0, err := a.inner.CompleteCheckin(req, a.ctx)
+			if err != nil {
+				resp := cluster.FromError(err)
+				ctx.Respond(resp)
+				return
+			}
+			ctx.Respond(r0)
 		}
 	default:
 		a.inner.ReceiveDefault(a.ctx)

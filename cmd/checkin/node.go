@@ -141,12 +141,19 @@ func startNode(ctx context.Context, cfg config, log *zap.Logger) (_ *node, err e
 		Help: "Notices to other members (one per member) and from them: a user or location was updated, or a grain handed over changed a user's checkins."}, []string{"direction"})
 	reg.MustRegister(notices)
 	sent, received := notices.WithLabelValues("sent"), notices.WithLabelValues("received")
-	var member atomic.Pointer[cluster.Node] // for grains, which may run before Start returns
+	var member atomic.Pointer[cluster.Node]  // for grains, which may run before Start returns
+	var grains atomic.Pointer[actors.Client] // likewise
 	kind := actors.NewUserGrainKind(&actors.Deps{View: n.view, Store: n.store, Writers: n.pool, Config: cfg.Grain, Log: log.Named("grain"), Metrics: m,
 		LateWrite: func(id string) {
 			if mb := member.Load(); mb != nil {
 				sent.Add(float64(mb.Broadcast(&messages.RecordChanged{Kind: messages.RecordChanged_KIND_USER_CURRENT, Id: id})))
 			}
+		},
+		HandOverWrite: func(ctx context.Context, c persistence.Checkin) error {
+			if cl := grains.Load(); cl != nil {
+				return cl.CompleteCheckin(ctx, c)
+			}
+			return errors.New("the node is still starting")
 		}})
 	if n.member, err = cluster.Start(system, cfg.Cluster, log.Named("cluster"), kind); err != nil {
 		return nil, err
@@ -158,6 +165,7 @@ func startNode(ctx context.Context, cfg config, log *zap.Logger) (_ *node, err e
 		Help: "Seconds since etcd last renewed this node's membership lease (0 without etcd); past cluster.etcd-lease-ttl the cluster removes the node."},
 		func() float64 { return n.member.LeaseAge().Seconds() }))
 	n.grains = actors.NewClient(n.member.Cluster, cfg.HTTP.RequestTimeout, cfg.CallRetries, n.view, m, n.pool, cfg.Breaker, log.Named("grains"))
+	grains.Store(n.grains)
 	n.edge, err = edge.New(cfg.HTTP, edge.Deps{Grains: n.grains, Store: n.store, Ready: n.ready, Log: log.Named("http"), Registry: reg, APIKeys: keys,
 		Notify: func(kind edge.RecordKind, id string) {
 			if kind == edge.KindUserDeleted {

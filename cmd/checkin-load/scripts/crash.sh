@@ -37,9 +37,11 @@
 #                                down with ETCD (default 8)
 #   CRASH_CQL_FREEZE_AT          also freeze the CQL node (SIGSTOP, then SIGCONT)
 #                                this many seconds into the measured run, 2 or
-#                                more, after the node 3 event (default: never);
-#                                needs the node .ci/cassandra-up started (its pid
-#                                file) or CRASH_CQL_PID
+#                                more (default: never): after the node 3 event,
+#                                or before it when sooner than CRASH_KILL_AFTER
+#                                (the node event then waits for the freeze to
+#                                end); needs the node .ci/cassandra-up started
+#                                (its pid file) or CRASH_CQL_PID
 #   CRASH_CQL_PAUSE              seconds the CQL node stays frozen (default 7)
 #   CRASH_CONCURRENCY            connections (default 64)
 #   CRASH_USERS                  users (default 2000)
@@ -48,7 +50,11 @@
 #                                one built from this tree (to compare builds under
 #                                the same load generator)
 # Every node binds 127.0.0.1; each run uses a keyspace and an etcd prefix of
-# its own. The script stops the nodes it started, by PID.
+# its own. The script stops the nodes it started, by PID, after saving each
+# one's /metrics in CRASH_RESULTS (the report ends with the sums of the
+# grains' background write and delete retries, hand-overs and writes passed
+# on, over the nodes running at the end: a node restarted counts from its
+# restart).
 set -euo pipefail
 
 cql=${CHECKIN_TEST_CQL_HOSTS:-127.0.0.1:9042}
@@ -167,7 +173,25 @@ else
   log "measured run 1s old; SIG$signal to node 3 $((kill_after - 1))s from now"
 fi
 started=$SECONDS # the measured run is 1 s old
-sleep "$((kill_after - 1))"
+# cql_freeze freezes the CQL node at CRASH_CQL_FREEZE_AT for CRASH_CQL_PAUSE.
+cql_freeze() {
+  local wait_s=$((cql_freeze_at - 1 - (SECONDS - started)))
+  [ "$wait_s" -gt 0 ] && sleep "$wait_s"
+  cql_frozen=1
+  kill -STOP "$cql_pid"
+  log "froze the CQL node (pid $cql_pid, SIGSTOP) for ${cql_pause}s"
+  sleep "$cql_pause"
+  kill -CONT "$cql_pid"
+  cql_frozen=""
+  log "the CQL node goes on (SIGCONT)"
+}
+freeze_first=""
+if [ -n "$cql_freeze_at" ] && [ "$cql_freeze_at" -lt "$kill_after" ]; then
+  freeze_first=1
+  cql_freeze
+fi
+wait_s=$((kill_after - 1 - (SECONDS - started)))
+[ "$wait_s" -gt 0 ] && sleep "$wait_s"
 if [ "$signal" = KILL ]; then
   kill -9 "${pids[2]}"
   log "killed node 3 (SIGKILL)"
@@ -198,19 +222,19 @@ else
   kill -CONT "${pids[2]}"
   log "node 3 goes on (SIGCONT)"
 fi
-if [ -n "$cql_freeze_at" ]; then
-  wait_s=$((cql_freeze_at - 1 - (SECONDS - started)))
-  [ "$wait_s" -gt 0 ] && sleep "$wait_s"
-  cql_frozen=1
-  kill -STOP "$cql_pid"
-  log "froze the CQL node (pid $cql_pid, SIGSTOP) for ${cql_pause}s"
-  sleep "$cql_pause"
-  kill -CONT "$cql_pid"
-  cql_frozen=""
-  log "the CQL node goes on (SIGCONT)"
+if [ -n "$cql_freeze_at" ] && [ -z "$freeze_first" ]; then
+  cql_freeze
 fi
 status=0
 wait "$load" || status=$?
+# What the nodes counted, for the grains' work behind the report (background
+# writes and deletes, hand-overs, write passed on); a node killed and not
+# restarted has none.
+for i in 1 2 3; do
+  curl -s --max-time 5 "http://${addrs[$i]}/metrics" > "$results/metrics-node$i.txt" 2>/dev/null || true
+done
+grep -h -E '^checkin_grain_(write_retries|delete_retries|handovers|writes_passed_on)_total' "$results"/metrics-node*.txt 2>/dev/null |
+  awk '{sum[$1] += $2} END {for (k in sum) printf "nodes: %s %d\n", k, sum[k]}' | sort >> "$results/report.txt" || true
 cat "$results/load.log" >&2
 cat "$results/report.txt"
 log "checkin-load exited $status; logs and report in $results"
