@@ -27,7 +27,7 @@ type GrainConfig struct {
 	MissingTimeout time.Duration // passivate sooner when the user does not exist
 	RecentIDs      int           // checkin ids remembered per user for retries (older ones are looked up in the store)
 	KnownIDs       int           // further checkin ids per user kept as 8-byte hashes, so that a new id needs no store look-up
-	StoreTimeout   time.Duration // deadline of one store call made by a grain
+	StoreTimeout   time.Duration // deadline of one store call made by a grain, and of passing failed writes on at a hand-over
 	ViewSizeMB     int           // memory of the current-location view of active grains
 	// DeleteRetry: the first background retry of a checkin delete the
 	// store did not confirm comes this long after it; each failed retry
