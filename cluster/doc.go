@@ -6,7 +6,8 @@
 // logs go to the node's zap logger; Ready reports whether this node is a
 // member of the cluster topology, so the edge can refuse traffic until it is.
 // Members that see the same topology agree on the owner of every grain
-// identity, and an owner activates an identity at most once; a member hands
+// identity, and an owner activates an identity at most once (a member
+// activates only what it owns by its view as it activates); a member hands
 // over the grains it no longer owns when the topology changes (HandOver: a
 // grain answers the calls it holds, then stops), and a member that stops
 // with others present drains first: it stays a member, owning nothing,

@@ -286,7 +286,13 @@ func (p *placement) stopLeft(pids []*actor.PID) {
 }
 
 // activate returns the local activation of identity, spawning it if there
-// is none; nil for a kind this member does not host.
+// is none; nil for a kind this member does not host, or an identity it
+// does not own by its topology as it is now. Callers (this member's, or
+// another member's through the activator) chose this member by a topology
+// that may have changed since: checked under mu, which a change's
+// takeActive also takes after storing its ring, an activation either
+// exists before the change hands it over or is refused, and is never
+// left running here, unknown to the owner, after a change passed it by.
 func (p *placement) activate(kind, identity string) *actor.PID {
 	key := identityKey{kind, identity}
 	p.mu.Lock()
@@ -295,6 +301,9 @@ func (p *placement) activate(kind, identity string) *actor.PID {
 		return pid
 	}
 	if p.stopped.Load() { // leaving: the next owner activates it
+		return nil
+	}
+	if p.ring.Load().owner(kind, identity) != p.self {
 		return nil
 	}
 	props := p.props[kind]
@@ -421,13 +430,9 @@ func (p *placement) receive(ctx actor.Context) {
 		return
 	}
 	ci := req.ClusterIdentity
-	// The requester computed the owner from its topology; activate only
-	// what this member owns by its own, so that members that disagree
-	// during a change do not activate one identity twice.
-	if p.stopped.Load() || p.ring.Load().owner(ci.Kind, ci.Identity) != p.self {
-		ctx.Respond(&pcluster.ActivationResponse{Failed: true})
-		return
-	}
+	// The requester computed the owner from its topology; activate
+	// activates only what this member owns by its own, so that members
+	// that disagree during a change do not activate one identity twice.
 	pid := p.activate(ci.Kind, ci.Identity)
 	ctx.Respond(&pcluster.ActivationResponse{Pid: pid, Failed: pid == nil})
 }

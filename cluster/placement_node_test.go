@@ -174,6 +174,40 @@ func TestPlacementHandsActivationsOver(t *testing.T) {
 	}
 }
 
+// A caller that chose this member as the owner by the topology before a
+// change (here, this member alone) and asks for the activation after the
+// change handed over what moved (two members) gets none for an identity
+// the other member owns now: activated here, it would run beside the
+// owner's, never handed over, and the callers that found it would read
+// and write through a second activation of the user until it passivated.
+func TestPlacementActivatesOnlyWhatItOwns(t *testing.T) {
+	kind := pcluster.NewKind("Probe", actor.PropsFromFunc(func(actor.Context) {}))
+	_, p := startOneMember(t, kind)
+	self, other := selfAndOther(t, p)
+	var theirs, ours string
+	for i := 0; theirs == "" || ours == ""; i++ {
+		id := "u" + strconv.Itoa(i)
+		if p.Owner("Probe", id) != p.self {
+			t.Fatalf("owner of %s before the change: %s, want this member alone", id, p.Owner("Probe", id))
+		}
+		if newRing([]*pcluster.Member{self, other}).owner("Probe", id) == other.Address() {
+			theirs = id
+		} else {
+			ours = id
+		}
+	}
+	p.onTopology([]*pcluster.Member{self, other}, nil)
+	if pid := p.activate("Probe", theirs); pid != nil {
+		t.Errorf("activated %s, which the other member owns, as %v", theirs, pid)
+	}
+	if got := p.Active("Probe", theirs); got != nil {
+		t.Errorf("an activation of %s is left here: %v", theirs, got)
+	}
+	if pid := p.activate("Probe", ours); pid == nil {
+		t.Errorf("no activation of %s, which this member owns", ours)
+	}
+}
+
 // Draining members own no grains; a member stays draining after its record
 // is gone until it leaves the topology, and serves again when a member at
 // its address registers as serving.
