@@ -1989,6 +1989,50 @@ func TestPassedOnWriteDeletedMeanwhile(t *testing.T) {
 	}
 }
 
+// After a node stopped with a failed write it could neither complete nor
+// pass on (as after a crash), CompleteListed run on a new node finds the
+// checkin listed but not found by id and hands it to the user's grain,
+// which completes it; a second run finds nothing left. Checkins stored
+// whole are counted and left alone.
+func TestCompleteListedAfterCrash(t *testing.T) {
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.WriteRetry = time.Hour // the old node does not complete it before it stops
+	gcfg.StoreTimeout = 300 * time.Millisecond
+	store := newHalfStore(t)
+	old := startNode(t, store, gcfg, actors.DefaultWriterConfig())
+	mustUser(t, old, "cl")
+	whole := checkin("w", "cl", "L1", base.Add(time.Minute))
+	if _, _, err := old.client.Checkin(ctx(t), whole, true, true); err != nil {
+		t.Fatal(err)
+	}
+	x := checkin("x", "cl", "L1", base)
+	store.fail.Store(true)
+	if _, _, err := old.client.Checkin(ctx(t), x, true, true); err == nil {
+		t.Fatal("the write succeeded with the store failing")
+	}
+	old.stop() // leaving alone: nobody to pass it to
+	store.fail.Store(false)
+	if !store.listedOnly(x) {
+		t.Fatal("the checkin is not left listed only")
+	}
+
+	n := startNode(t, store, gcfg, actors.DefaultWriterConfig())
+	r, err := actors.CompleteListed(ctx(t), n.client, store, "cl")
+	if err != nil || r != (actors.Repair{Listed: 2, NotByID: 1, Passed: 1}) {
+		t.Fatalf("CompleteListed = %+v, %v; want 2 listed, 1 not by id, 1 passed", r, err)
+	}
+	waitFor(t, "the user's grain to complete the checkin", func() bool {
+		c, err := store.GetCheckin(ctx(t), "cl", "x")
+		return err == nil && c == x
+	})
+	if r, err := actors.CompleteListed(ctx(t), n.client, store, "cl"); err != nil || r != (actors.Repair{Listed: 2}) {
+		t.Fatalf("CompleteListed again = %+v, %v; want 2 listed, nothing else", r, err)
+	}
+	if r, err := actors.CompleteListed(ctx(t), n.client, store, "nobody"); err != nil || r != (actors.Repair{}) {
+		t.Fatalf("CompleteListed of a user without checkins = %+v, %v", r, err)
+	}
+}
+
 // A grain handed over stops writing checkins in the background: a late
 // write from it could bring back a checkin the new owner deleted. When the
 // new owner does not take them over in time (unreachable), the grain says

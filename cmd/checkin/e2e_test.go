@@ -5,9 +5,11 @@ package main
 // CHECKIN_TEST_CQL_HOSTS) runs it on Scylla instead of the embedded store.
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -1385,32 +1387,8 @@ func TestBackup(t *testing.T) {
 	t.Parallel()
 	backupRoot := filepath.Join(t.TempDir(), "backups")
 	p := startProc(t, "--data.dir="+t.TempDir(), "--debug.addr=127.0.0.1:0", "--backup.dir="+backupRoot)
-	var admin string
-	for _, l := range p.log.lines() {
-		if l.Msg == "debug server listening" {
-			admin = "http://" + l.Addr + "/admin/backup"
-		}
-	}
-	if admin == "" {
-		t.Fatal("no \"debug server listening\" line with the address")
-	}
-	post := func(method string) response {
-		t.Helper()
-		req, err := http.NewRequest(method, admin, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := p.hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, err := io.ReadAll(res.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return response{status: res.StatusCode, header: res.Header, body: b}
-	}
+	admin := debugURL(t, p) + "/admin/backup"
+	post := func(method string) response { t.Helper(); return adminDo(t, p, method, admin) }
 
 	user := p.mkUser(t, "bk")
 	loc := p.mkLocation(t, "bk")
@@ -1455,6 +1433,97 @@ func TestBackup(t *testing.T) {
 		}
 	}
 	decodeOK[apiLocation](t, restored.do(t, "GET", "/v1/locations/"+loc.ID, nil), http.StatusOK)
+}
+
+// adminDo sends a request without a body to url (p's debug server).
+func adminDo(t *testing.T, p *proc, method, url string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: res.StatusCode, header: res.Header, body: b}
+}
+
+// debugURL returns the base URL of p's debug server, from its log.
+func debugURL(t *testing.T, p *proc) string {
+	t.Helper()
+	for _, l := range p.log.lines() {
+		if l.Msg == "debug server listening" {
+			return "http://" + l.Addr
+		}
+	}
+	t.Fatal("no \"debug server listening\" line with the address")
+	return ""
+}
+
+// TestCompleteCheckinsEndpoint: the debug server's completion run answers
+// JSON lines over real HTTP, for named users or every user, and counts
+// what the users list. On this store every listed checkin is found by id,
+// so none is handed to a grain (completing one is TestCompleteListedAfterCrash's,
+// in actors, on a store that fails writes part way).
+func TestCompleteCheckinsEndpoint(t *testing.T) {
+	t.Parallel()
+	p := startProc(t, "--data.dir="+t.TempDir(), "--debug.addr=127.0.0.1:0")
+	admin := debugURL(t, p) + "/admin/complete-checkins"
+	type line struct {
+		UserID  string  `json:"user_id"`
+		Users   int     `json:"users"`
+		Listed  int     `json:"listed"`
+		NotByID int     `json:"not_by_id"`
+		Passed  int     `json:"passed"`
+		TookMS  float64 `json:"took_ms"`
+		Error   string  `json:"error"`
+	}
+	run := func(method, query string) (int, []line) {
+		t.Helper()
+		res := adminDo(t, p, method, admin+query)
+		if res.status != http.StatusOK {
+			return res.status, nil
+		}
+		var lines []line
+		dec := json.NewDecoder(bytes.NewReader(res.body))
+		for dec.More() {
+			var l line
+			if err := dec.Decode(&l); err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, l)
+		}
+		return res.status, lines
+	}
+	if status, _ := run(http.MethodGet, ""); status != http.StatusMethodNotAllowed {
+		t.Errorf("GET: %d, want 405", status)
+	}
+	a, b := p.mkUser(t, "ca"), p.mkUser(t, "cb")
+	loc := p.mkLocation(t, "ca")
+	base := ms(time.Now().Add(-time.Hour))
+	p.mkCheckins(t, a, []ck{{ID: "a1", Loc: loc.ID, TS: base}, {ID: "a2", Loc: loc.ID, TS: base.Add(time.Second)}})
+	p.mkCheckins(t, b, []ck{{ID: "b1", Loc: loc.ID, TS: base}})
+
+	status, lines := run(http.MethodPost, "?user_id="+a)
+	if want := (line{Users: 1, Listed: 2}); status != http.StatusOK || len(lines) != 1 || lines[0].TookMS <= 0 || func() line { l := lines[0]; l.TookMS = 0; return l }() != want {
+		t.Fatalf("one user: %d %+v, want 200 and one line %+v with took_ms", status, lines, want)
+	}
+	status, lines = run(http.MethodPost, "")
+	if status != http.StatusOK || len(lines) != 1 {
+		t.Fatalf("every user: %d %+v, want 200 and one line", status, lines)
+	}
+	if l := lines[0]; l.Users < 2 || l.Listed < 3 || l.NotByID != 0 || l.Passed != 0 || l.Error != "" {
+		t.Fatalf("every user: %+v, want at least the 2 users and 3 checkins made here, none passed", l)
+	}
+	if !p.log.has("listed checkins completed") {
+		t.Error("no \"listed checkins completed\" log line")
+	}
 }
 
 // TestDrain: on SIGTERM a node with http.drain-delay goes on serving while

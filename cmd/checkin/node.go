@@ -308,6 +308,7 @@ func (n *node) startDebug(addr string) error {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	cp, _ := persistence.As[checkpointer](n.store)
 	mux.Handle("/admin/backup", &backups{dir: n.cfg.BackupDir, cp: cp, log: n.log.Named("backup")})
+	mux.Handle("/admin/complete-checkins", &completions{grains: n.grains, store: n.store, log: n.log.Named("repair")})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("debug listen: %w", err)
