@@ -1504,6 +1504,7 @@ func TestCompleteCheckinsEndpoint(t *testing.T) {
 	if status, _ := run(http.MethodGet, ""); status != http.StatusMethodNotAllowed {
 		t.Errorf("GET: %d, want 405", status)
 	}
+	wantError(t, adminDo(t, p, http.MethodPost, admin+"?user_id=no%20such"), http.StatusBadRequest, "invalid_id")
 	a, b := p.mkUser(t, "ca"), p.mkUser(t, "cb")
 	loc := p.mkLocation(t, "ca")
 	base := ms(time.Now().Add(-time.Hour))

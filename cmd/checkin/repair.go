@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/checkin/checkin/actors"
+	"github.com/checkin/checkin/edge"
 	"github.com/checkin/checkin/persistence"
 )
 
@@ -46,6 +47,12 @@ func (h *completions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	named := r.URL.Query()["user_id"]
+	for _, id := range named {
+		if !edge.ValidID(id) {
+			writeJSONError(w, http.StatusBadRequest, "invalid_id", "user_id must be 1-64 characters of A-Z a-z 0-9 _ -")
+			return
+		}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	w.Header().Set("Content-Type", "application/x-ndjson")
