@@ -612,7 +612,10 @@ func TestHealthCheck(t *testing.T) {
 		}
 		bases = append(bases, u)
 	}
-	c := newClient(bases, 4, time.Second, clientOpts{health: 20 * time.Millisecond})
+	// Each check must be answered within the interval: long enough that the
+	// ready target's answer never misses it on a loaded machine (with both
+	// targets skipped, requests go to either).
+	c := newClient(bases, 4, time.Second, clientOpts{health: 250 * time.Millisecond})
 	defer c.close()
 	req, resp := &fasthttp.Request{}, &fasthttp.Response{}
 	send := func(n int) {
@@ -634,7 +637,9 @@ func TestHealthCheck(t *testing.T) {
 		}
 	}
 
-	waitUntil("the first health check of the unready target", func() bool { return c.targets[0].unready.Load() })
+	waitUntil("the first health check of the unready target", func() bool {
+		return c.targets[0].unready.Load() && !c.targets[1].unready.Load()
+	})
 	send(10)
 	if a, b := hits[0].Load(), hits[1].Load(); a != 0 || b != 10 {
 		t.Fatalf("requests %d to the unready target and %d to the ready one, want 0 and 10", a, b)
