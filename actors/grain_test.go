@@ -122,6 +122,15 @@ func checkin(id, user, loc string, ts time.Time) persistence.Checkin {
 	return persistence.Checkin{ID: id, UserID: user, LocationID: loc, Timestamp: ts}
 }
 
+// checkinFails sends c (client-chosen id and timestamp) through n and fails
+// the test if the write succeeds: the store is set to fail it.
+func checkinFails(t *testing.T, n *testNode, c persistence.Checkin) {
+	t.Helper()
+	if _, _, err := n.client.Checkin(ctx(t), c, true, true); err == nil {
+		t.Fatal("the write succeeded with the store failing")
+	}
+}
+
 func wantCode(t *testing.T, err error, kind error, code string) {
 	t.Helper()
 	var e *actors.Error
@@ -1718,9 +1727,7 @@ func TestRefusedRetryKeepsCompleting(t *testing.T) {
 	n, store := startUnwrittenTest(t, "rr", gcfg)
 	c := checkin("r1", "rr", "L1", base)
 	store.fail.Store(true)
-	if _, _, err := n.client.Checkin(ctx(t), c, true, true); err == nil {
-		t.Fatal("the write succeeded with the store failing")
-	}
+	checkinFails(t, n, c)
 	store.refuse.Store(true) // the next attempts are refused before the store
 	store.fail.Store(false)
 	_, _, err := n.client.Checkin(ctx(t), c, true, true)
@@ -1775,9 +1782,7 @@ func TestDeleteOfUnconfirmedWrite(t *testing.T) {
 	n, store := startUnwrittenTest(t, "dw", gcfg)
 	c := checkin("d1", "dw", "L1", base)
 	store.fail.Store(true)
-	if _, _, err := n.client.Checkin(ctx(t), c, true, true); err == nil {
-		t.Fatal("the write succeeded with the store failing")
-	}
+	checkinFails(t, n, c)
 	store.fail.Store(false)
 	if got, err := n.client.DeleteCheckin(ctx(t), "dw", "d1"); err != nil || got != c {
 		t.Fatalf("delete: %+v (%v), want %+v", got, err, c)
@@ -1789,9 +1794,7 @@ func TestDeleteOfUnconfirmedWrite(t *testing.T) {
 
 	// The user's deletion drops the checkins the grain would complete.
 	store.fail.Store(true)
-	if _, _, err := n.client.Checkin(ctx(t), checkin("d2", "dw", "L1", base), true, true); err == nil {
-		t.Fatal("the write succeeded with the store failing")
-	}
+	checkinFails(t, n, checkin("d2", "dw", "L1", base))
 	store.fail.Store(false)
 	if err := n.client.DeleteUser(ctx(t), "dw"); err != nil {
 		t.Fatalf("delete user: %v", err)
@@ -1953,9 +1956,7 @@ func TestPassedOnWriteDeletedMeanwhile(t *testing.T) {
 	mustUser(t, n, "hd")
 	x := checkin("x", "hd", "L1", base)
 	store.fail.Store(true)
-	if _, _, err := n.client.Checkin(ctx(t), x, true, true); err == nil {
-		t.Fatal("the write succeeded with the store failing")
-	}
+	checkinFails(t, n, x)
 	handOver(t, n, "hd")
 	c := <-passed
 	store.fail.Store(false)
@@ -2007,9 +2008,7 @@ func TestCompleteListedAfterCrash(t *testing.T) {
 	}
 	x := checkin("x", "cl", "L1", base)
 	store.fail.Store(true)
-	if _, _, err := old.client.Checkin(ctx(t), x, true, true); err == nil {
-		t.Fatal("the write succeeded with the store failing")
-	}
+	checkinFails(t, old, x)
 	old.stop() // leaving alone: nobody to pass it to
 	store.fail.Store(false)
 	if !store.listedOnly(x) {
@@ -2054,9 +2053,7 @@ func TestHandedOverGrainStopsWriteRetries(t *testing.T) {
 	})
 	mustUser(t, n, "hw")
 	store.fail.Store(true)
-	if _, _, err := n.client.Checkin(ctx(t), checkin("h1", "hw", "L1", base), true, true); err == nil {
-		t.Fatal("the write succeeded with the store failing")
-	}
+	checkinFails(t, n, checkin("h1", "hw", "L1", base))
 	waitFor(t, "the grain to write it again", func() bool { return store.attempts.Load() >= 3 })
 	handOver(t, n, "hw")
 	left := store.attempts.Load()
@@ -2085,9 +2082,7 @@ func TestCheckinJoiningBackgroundWrite(t *testing.T) {
 	n, store := startUnwrittenTest(t, "bj", gcfg)
 	x := checkin("x", "bj", "L1", base)
 	store.fail.Store(true)
-	if _, _, err := n.client.Checkin(ctx(t), x, true, true); err == nil {
-		t.Fatal("the write succeeded with the store failing")
-	}
+	checkinFails(t, n, x)
 	gate := make(chan struct{})
 	store.gate.Store(&gate)
 	store.fail.Store(false)

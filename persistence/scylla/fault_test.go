@@ -197,6 +197,25 @@ func throughProxy(cfg Config, p *faultProxy) Config {
 	return cfg
 }
 
+// writeUntilStored writes c again and again, as a client retrying with the
+// same checkin would, until the store acknowledges it, failing the test
+// after within.
+func writeUntilStored(t *testing.T, s *Store, c persistence.Checkin, within time.Duration) {
+	t.Helper()
+	for start := time.Now(); ; {
+		wctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		err := s.WriteCheckins(wctx, []persistence.Checkin{c})
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Since(start) > within {
+			t.Fatalf("the store did not recover within %v: %v", within, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // overloadedOnStreamZero is what Cassandra sends a protocol v4 client for
 // a request that waited in its queue longer than native_transport_timeout:
 // an Overloaded error on stream 0 instead of the request's stream.
@@ -248,18 +267,7 @@ func TestOverloadedOnStreamZero(t *testing.T) {
 		t.Fatalf("write marked not applied: %v; the failed request may have been applied", err)
 	}
 	// Stored once the store could retry (or by a retry of the caller's).
-	for start := time.Now(); ; {
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := s.WriteCheckins(wctx, []persistence.Checkin{c})
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Since(start) > 30*time.Second {
-			t.Fatalf("the store did not recover: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	writeUntilStored(t, s, c, 30*time.Second)
 	if got, err := s.GetCheckin(ctx, "u1", "c1"); err != nil || got != c {
 		t.Fatalf("by id: %+v, %v; want %+v", got, err, c)
 	}
@@ -315,18 +323,7 @@ func TestNodeFailure(t *testing.T) {
 		t.Helper()
 		c := next()
 		start := time.Now()
-		for {
-			wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			err := s.WriteCheckins(wctx, []persistence.Checkin{c})
-			cancel()
-			if err == nil {
-				break
-			}
-			if time.Since(start) > 60*time.Second {
-				t.Fatalf("store did not recover within 60s: %v", err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		writeUntilStored(t, s, c, 60*time.Second)
 		written = append(written, c)
 		t.Logf("recovered %v after the network came back", time.Since(start).Round(time.Millisecond))
 	}
