@@ -24,6 +24,20 @@ import (
 type BreakerConfig struct {
 	Timeouts int           // 0: calls are never stopped
 	Pause    time.Duration // how long calls to such a member fail at once
+	// Report, when set, hears of the members whose calls are stopped and
+	// of those that answer again (nil: nobody).
+	Report SilenceReport
+}
+
+// SilenceReport hears from a node's breakers which members it stopped
+// calling: Silent at every call that times out while calls to the member
+// are stopped, with the time they were first stopped; Answers once the
+// member answers again, or is forgotten (it left). cluster.Node is one:
+// members that most of the cluster has stopped calling are removed. Its
+// methods must not block: they are called with the breakers' lock held.
+type SilenceReport interface {
+	Silent(addr string, since time.Time)
+	Answers(addr string)
 }
 
 // DefaultBreakerConfig stops calls to a member after 3 timeouts in a row
@@ -59,6 +73,7 @@ type breakers struct {
 }
 
 type silence struct {
+	since   time.Time // when calls were first stopped, since the member last answered
 	misses  int       // calls timed out in a row
 	until   time.Time // calls fail at once before this
 	stopped bool      // calls were stopped since the member last answered
@@ -115,9 +130,18 @@ func (b *breakers) timedOut(addr string, now time.Time) {
 	}
 	s.misses++
 	if now.Before(s.until) || (s.misses < b.cfg.Timeouts && !s.stopped) {
+		if s.stopped && b.cfg.Report != nil { // a call sent before the stop
+			b.cfg.Report.Silent(addr, s.since)
+		}
 		return // stopped already (a call sent before), or not yet
 	}
+	if !s.stopped {
+		s.since = now
+	}
 	s.until, s.stopped, s.misses, s.probe = now.Add(b.cfg.Pause), true, 0, time.Time{}
+	if b.cfg.Report != nil {
+		b.cfg.Report.Silent(addr, s.since)
+	}
 	b.log.Warn("a member did not answer this node's last calls: calls to it fail at once for a while",
 		zap.String("member", addr), zap.Int("timeouts", b.cfg.Timeouts), zap.Duration("pause", b.cfg.Pause))
 }
@@ -132,6 +156,9 @@ func (b *breakers) forgetGone(now time.Time) {
 		if s.stopped && now.Sub(s.until) > time.Minute {
 			delete(b.members, addr)
 			b.silent.Add(-1)
+			if b.cfg.Report != nil {
+				b.cfg.Report.Answers(addr)
+			}
 		}
 	}
 }
@@ -149,6 +176,9 @@ func (b *breakers) answered(addr string) {
 	}
 	if s.stopped {
 		b.log.Info("a member answers this node's calls again", zap.String("member", addr))
+		if b.cfg.Report != nil {
+			b.cfg.Report.Answers(addr)
+		}
 	}
 	delete(b.members, addr)
 	b.silent.Add(-1)

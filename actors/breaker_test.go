@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -80,5 +81,37 @@ func TestBreakers(t *testing.T) {
 				t.Errorf("silent = %d, but %d members are kept", n, len(b.members))
 			}
 		})
+	}
+}
+
+// reportLog is a SilenceReport that writes down what it hears.
+type reportLog []string
+
+func (r *reportLog) Silent(addr string, since time.Time) {
+	*r = append(*r, "silent "+addr+" since "+since.Format("05.000"))
+}
+func (r *reportLog) Answers(addr string) { *r = append(*r, "answers "+addr) }
+
+// The breakers tell their SilenceReport of every timeout while a member's
+// calls are stopped, with the time they were first stopped (which probes
+// that time out do not move), and of the member answering again or being
+// forgotten; timeouts before the stop are not reported.
+func TestBreakersReportSilence(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var got reportLog
+	b := newBreakers(BreakerConfig{Timeouts: 2, Pause: time.Second, Report: &got}, nil, prometheus.NewCounter(prometheus.CounterOpts{Name: "refused"}))
+	b.timedOut("b", t0)                           // one: not stopped yet
+	b.timedOut("b", t0.Add(100*time.Millisecond)) // two: stopped
+	b.timedOut("b", t0.Add(500*time.Millisecond)) // a call sent before the stop
+	b.allow("b", t0.Add(1200*time.Millisecond), t0.Add(2200*time.Millisecond))
+	b.timedOut("b", t0.Add(2200*time.Millisecond)) // the probe
+	b.answered("b")
+	b.timedOut("c", t0)
+	b.timedOut("c", t0)                    // c stopped
+	b.timedOut("d", t0.Add(2*time.Minute)) // adding d forgets c
+	want := reportLog{"silent b since 00.100", "silent b since 00.100", "silent b since 00.100", "answers b",
+		"silent c since 00.000", "answers c"}
+	if !slices.Equal(got, want) {
+		t.Errorf("reports:\n%q\nwant\n%q", got, want)
 	}
 }

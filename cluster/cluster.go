@@ -41,6 +41,12 @@ type Config struct {
 	// on to answer the calls it holds before it is stopped all the same:
 	// as long as those calls may wait. 0: RequestTimeout.
 	HandOverTimeout time.Duration
+	// EvictSilentAfter is how long this node must have stopped calling
+	// another member (Silent) before it reports the member to the others;
+	// a member that more than half of the members report is removed from
+	// the cluster (evict.go). 0: this node reports none, and removes none.
+	// Provider etcd only.
+	EvictSilentAfter time.Duration
 	// TLS, when set, secures the actor endpoint: members serve and dial
 	// with it, so it must work for both ends (certificates, and the
 	// verification of the peer's). nil: plain gRPC.
@@ -76,14 +82,17 @@ var Providers = []string{"standalone", "etcd"}
 
 // DefaultConfig is a one-node cluster on loopback.
 func DefaultConfig() Config {
-	return Config{Name: "checkin", Addr: "127.0.0.1:0", Provider: "standalone", RequestTimeout: 2 * time.Second, LogLevel: "warn",
+	return Config{Name: "checkin", Addr: "127.0.0.1:0", Provider: "standalone", RequestTimeout: 2 * time.Second, LogLevel: "warn", EvictSilentAfter: 10 * time.Second,
 		Etcd: EtcdConfig{Endpoints: []string{"127.0.0.1:2379"}, Prefix: "/checkin", DialTimeout: 5 * time.Second, LeaseTTL: 3 * time.Second}}
 }
 
 // Validate reports the first setting out of range.
 func (c Config) Validate() error {
-	if c.Name == "" {
-		return errors.New("cluster.name must not be empty")
+	if !validName(c.Name) {
+		return errors.New("cluster.name must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'")
+	}
+	if c.EvictSilentAfter < 0 {
+		return errors.New("cluster.evict-silent-after must be 0 (never) or positive")
 	}
 	if _, _, err := splitAddr(c.Addr); err != nil {
 		return fmt.Errorf("cluster.addr: %w", err)
@@ -126,6 +135,21 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cluster.log-level: %w", err)
 	}
 	return nil
+}
+
+// validName reports whether name may name a cluster: it is part of etcd
+// keys, and the reports of silent members live beside the member records
+// under the name and a '.'.
+func validName(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func (c Config) advertised() string {
@@ -255,6 +279,35 @@ func (n *Node) LeaseAge() time.Duration {
 	return n.etcd.leaseAge()
 }
 
+// Silent tells the node that it has stopped calling the member at addr
+// (host:port) since then, for it did not answer; Answers, that the member
+// answers again or was forgotten. After Config.EvictSilentAfter of silence
+// the node reports the member to the others, and a member that most of
+// them report is removed (evict.go). They never block.
+func (n *Node) Silent(addr string, since time.Time) {
+	if n.etcd != nil {
+		n.etcd.silent.silent(addr, since)
+	}
+}
+
+// Answers: see Silent.
+func (n *Node) Answers(addr string) {
+	if n.etcd != nil {
+		n.etcd.silent.answers(addr)
+	}
+}
+
+// Removed returns how many members this node removed from the cluster
+// because most members reported them silent.
+func (n *Node) Removed() int {
+	if n.etcd == nil {
+		return 0
+	}
+	n.etcd.silent.mu.Lock()
+	defer n.etcd.silent.mu.Unlock()
+	return n.etcd.silent.count
+}
+
 // Members returns how many members the current topology has, this node
 // included.
 func (n *Node) Members() int { return int(n.members.Load()) }
@@ -344,7 +397,8 @@ func newProvider(cfg Config, log *zap.Logger) (pcluster.ClusterProvider, error) 
 		// within the lease's time of etcd's return.
 		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}, MinConnectTimeout: time.Second})}}
-	return &etcdMembers{etcd: ecfg, dir: cfg.Etcd.Prefix + "/" + cfg.Name + "/", ttl: cfg.Etcd.LeaseTTL, log: log.Named("etcd")}, nil
+	return &etcdMembers{etcd: ecfg, dir: cfg.Etcd.Prefix + "/" + cfg.Name + "/", ttl: cfg.Etcd.LeaseTTL, log: log.Named("etcd"),
+		silent: newSilentReports(cfg.Etcd.Prefix+"/"+cfg.Name+".silent/", cfg.EvictSilentAfter)}, nil
 }
 
 // standalone is the membership of a one-node cluster: the node itself.

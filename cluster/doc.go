@@ -14,8 +14,9 @@
 // until its grains have stopped, so their answers still reach the callers.
 // Broadcast reaches
 // the other members' event streams, best effort. Evicted tells a node that
-// the cluster removed it (its lease ran out) and that it cannot rejoin
-// without a restart. With Config.TLS the actor
+// the cluster removed it (its lease ran out, or more than half of the
+// members reported that they could not reach it: Silent, evict.go) and
+// that it cannot rejoin without a restart. With Config.TLS the actor
 // endpoint speaks mutual TLS only; with EtcdConfig.TLS and credentials, so
 // does the etcd client.
 //

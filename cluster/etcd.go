@@ -44,6 +44,7 @@ type etcdMembers struct {
 	renewed atomic.Int64     // when etcd last renewed it (Unix nanoseconds)
 	key     string           // this member's record's key
 	record  etcdRecord       // this member's record
+	silent  *silentReports   // members this node and the others cannot reach (evict.go)
 }
 
 // etcdRecord is a member's record: the fields protoactor's etcd provider
@@ -124,6 +125,17 @@ func (m *etcdMembers) StartMember(c *pcluster.Cluster) error {
 	m.wg.Add(2)
 	go m.keepAlive(ctx)
 	go m.watch(ctx, members, rev)
+	if m.silent.after > 0 {
+		rev, err := m.readReports(ctx)
+		if err != nil {
+			cancel()
+			m.wg.Wait()
+			return errors.Join(fmt.Errorf("cluster: read the reports of silent members from etcd: %w", err), m.client.Close())
+		}
+		m.wg.Add(2)
+		go m.watchReports(ctx, rev)
+		go m.report(ctx)
+	}
 	return nil
 }
 
@@ -218,36 +230,79 @@ func (m *etcdMembers) read(ctx context.Context) (map[string]etcdRecord, int64, e
 
 // watch follows the records after revision rev, starting from members as
 // they stood at rev, and publishes the topology after every change, until
-// ctx ends. When the watch breaks (etcd compacted the revisions it needs)
-// it reads every record again.
+// ctx ends.
 func (m *etcdMembers) watch(ctx context.Context, members map[string]etcdRecord, rev int64) {
+	m.follow(ctx, m.dir, rev, func(events []*clientv3.Event) {
+		for _, ev := range events {
+			if ev.Type == clientv3.EventTypeDelete {
+				delete(members, string(ev.Kv.Key))
+			} else {
+				m.add(members, ev.Kv.Key, ev.Kv.Value)
+			}
+		}
+		m.publish(members)
+	}, func(ctx context.Context) (int64, error) {
+		fresh, rev, err := m.read(ctx)
+		if err == nil {
+			members = fresh
+			m.publish(members)
+		}
+		return rev, err
+	})
+}
+
+// watchReports follows the reports of silent members (silentReports)
+// after revision rev, until ctx ends.
+func (m *etcdMembers) watchReports(ctx context.Context, rev int64) {
+	m.follow(ctx, m.silent.dir, rev, func(events []*clientv3.Event) {
+		for _, ev := range events {
+			m.silent.seen(string(ev.Kv.Key), ev.Type != clientv3.EventTypeDelete)
+		}
+		m.silent.poke()
+	}, m.readReports)
+}
+
+// readReports reads every report of a silent member and returns the
+// revision it read them at.
+func (m *etcdMembers) readReports(ctx context.Context) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.ttl)
+	defer cancel()
+	resp, err := m.client.Get(ctx, m.silent.dir, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return 0, err
+	}
+	m.silent.reset()
+	for _, kv := range resp.Kvs {
+		m.silent.seen(string(kv.Key), true)
+	}
+	m.silent.poke()
+	return resp.Header.Revision, nil
+}
+
+// follow watches the keys under prefix after revision rev and hands each
+// batch of changes to apply, until ctx ends. When the watch breaks (etcd
+// compacted the revisions it needs) it reads every key again with reload,
+// which returns the revision it read at, until that succeeds.
+func (m *etcdMembers) follow(ctx context.Context, prefix string, rev int64, apply func([]*clientv3.Event), reload func(context.Context) (int64, error)) {
 	defer m.wg.Done()
 	for ctx.Err() == nil {
 		wctx, stop := context.WithCancel(ctx) // ends the watch when it breaks
-		for resp := range m.client.Watch(wctx, m.dir, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+		for resp := range m.client.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
 			if err := resp.Err(); err != nil {
-				m.log.Warn("etcd watch broke; reading the members again", zap.Error(err))
+				m.log.Warn("etcd watch broke; reading the keys again", zap.String("prefix", prefix), zap.Error(err))
 				break
 			}
-			for _, ev := range resp.Events {
-				if ev.Type == clientv3.EventTypeDelete {
-					delete(members, string(ev.Kv.Key))
-				} else {
-					m.add(members, ev.Kv.Key, ev.Kv.Value)
-				}
-			}
+			apply(resp.Events)
 			rev = resp.Header.Revision
-			m.publish(members)
 		}
 		stop()
 		for ctx.Err() == nil {
 			var err error
-			if members, rev, err = m.read(ctx); err == nil {
-				m.publish(members)
+			if rev, err = reload(ctx); err == nil {
 				break
 			}
 			if ctx.Err() == nil {
-				m.log.Warn("reading the etcd members failed; retrying", zap.Error(err), zap.Duration("after", retryEvery))
+				m.log.Warn("reading the etcd keys failed; retrying", zap.String("prefix", prefix), zap.Error(err), zap.Duration("after", retryEvery))
 				sleep(ctx, retryEvery)
 			}
 		}
@@ -281,12 +336,15 @@ func (m *etcdMembers) publish(members map[string]etcdRecord) {
 			d.Serving = append(d.Serving, mb.Address())
 		}
 	}
+	m.silent.members(members)
+	m.silent.poke()
 	m.cluster.ActorSystem.EventStream.Publish(d)
 	m.cluster.MemberList.UpdateClusterTopology(list)
 }
 
 // drain marks this member's record draining (same lease): every member,
-// this one included, sees it own no grains any more.
+// this one included, sees it own no grains any more. A record the others
+// deleted (evict.go) is not written again: that member was removed.
 func (m *etcdMembers) drain(ctx context.Context) error {
 	r := m.record
 	r.Draining = true
@@ -296,7 +354,11 @@ func (m *etcdMembers) drain(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.ttl)
 	defer cancel()
-	_, err = m.client.Put(ctx, m.key, string(record), clientv3.WithLease(m.lease))
+	resp, err := m.client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(m.key), ">", 0)).
+		Then(clientv3.OpPut(m.key, string(record), clientv3.WithLease(m.lease))).Commit()
+	if err == nil && !resp.Succeeded {
+		err = errors.New("the cluster removed this node's record")
+	}
 	return err
 }
 

@@ -150,7 +150,11 @@ func (p *placement) activateOn(owner string, ci *pcluster.ClusterIdentity, timeo
 	res, err := p.c.ActorSystem.Root.RequestFuture(actor.NewPID(owner, activatorName),
 		&pcluster.ActivationRequest{ClusterIdentity: ci}, timeout).Result()
 	if err != nil {
-		return nil, !errors.Is(err, actor.ErrTimeout)
+		// A dead letter is no answer either: the owner's endpoint cannot
+		// be reached (this node's remote gave up connecting to it, and
+		// drops what is sent there), or the owner is stopping and its
+		// activator is gone.
+		return nil, !errors.Is(err, actor.ErrTimeout) && !errors.Is(err, actor.ErrDeadLetter)
 	}
 	if r, ok := res.(*pcluster.ActivationResponse); ok && !r.Failed {
 		return r.Pid, true

@@ -481,20 +481,7 @@ func TestClusterEvictedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b.stopped = true // it stops by itself; the cleanup must not expect exit status 0
-	select {
-	case <-b.done:
-	case <-time.After(30 * time.Second):
-		_ = b.cmd.Process.Kill()
-		<-b.done
-		t.Fatalf("b did not exit within 30 s of running again; killed")
-	}
-	if code := b.cmd.ProcessState.ExitCode(); code != 1 {
-		t.Errorf("b exited with status %d after the cluster removed it, want 1", code)
-	}
-	if !b.log.has("the cluster removed this node: stopping with exit status 1 so that its supervisor starts it again") || !b.log.has("shutdown complete") {
-		t.Errorf("b did not log that the cluster removed it and then shut down cleanly")
-	}
+	waitRemovedExit(t, b)
 	waitMembers(t, 1, a)
 
 	c := startMember(t, flags) // b started again: a new identity
@@ -645,6 +632,246 @@ func TestClusterFailsFastToASilentMember(t *testing.T) {
 		}
 		if time.Now().After(end) {
 			t.Fatalf("checkin for a user b holds, b running again: %s, want 201", r)
+		}
+	}
+}
+
+// TestClusterRemovesAMemberMostCannotReach runs three members, one of
+// which the other two cannot reach while its record stays (a 60 s
+// lease): frozen (SIGSTOP), as a member cut off from the others but not
+// from etcd looks to them; running with a cluster.advertised-addr where
+// nothing listens, so that calls to it are refused (the callers' remotes
+// answer dead letters at once); or killed once the others have called
+// its users' grains (a member that crashed, whose record outlives it by
+// the lease). While only one other member calls it and stops calling it, it
+// stays a member: one report of two needed. Once the third has stopped
+// calling it too, the two remove it from the cluster
+// (cluster.evict-silent-after), take its users over and serve them; a
+// removed member that runs finds that the cluster removed it and exits
+// with status 1; the reports of it go.
+func TestClusterRemovesAMemberMostCannotReach(t *testing.T) {
+	t.Parallel()
+	for _, how := range []string{"frozen", "unreachable address", "killed"} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			testRemoval(t, how)
+		})
+	}
+}
+
+// testRemoval is TestClusterRemovesAMemberMostCannotReach, the third
+// member made unreachable as how says.
+func testRemoval(t *testing.T, how string) {
+	flags := append(clusterFlags(t), "--cluster.etcd-lease-ttl=60s", "--http.request-timeout=1s",
+		"--grain.member-timeouts=2", "--grain.member-pause=1s", "--cluster.evict-silent-after=2s")
+	var name string
+	for _, f := range flags {
+		if v, ok := strings.CutPrefix(f, "--cluster.name="); ok {
+			name = v
+		}
+	}
+	reports := "/checkin-test/" + name + "/" + name + ".silent/"
+	cli, err := clientv3.New(clientv3.Config{Endpoints: strings.Split(os.Getenv("CHECKIN_TEST_ETCD_ENDPOINTS"), ","), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	reportKeys := func() []string {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := cli.Get(ctx, reports, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, kv := range resp.Kvs {
+			keys = append(keys, strings.TrimPrefix(string(kv.Key), reports))
+		}
+		return keys
+	}
+
+	var cFlags []string
+	if how == "unreachable address" {
+		cFlags = []string{"--cluster.advertised-addr=127.0.0.1:" + freePort(t)}
+	}
+	a, b, c := startMember(t, flags), startMember(t, flags), startMember(t, append(slices.Clone(flags), cFlags...))
+	waitMembers(t, 3, a, b, c)
+	l := a.mkLocation(t, "rm")
+	local := `checkin_grain_requests_total{served_by="local"}`
+	// Users c holds: created through c and served there. With an address
+	// the others cannot reach, c cannot create the others' users (their
+	// answers do not reach it): those are left out.
+	var ofC []string
+	for tries := 0; len(ofC) < 2; tries++ {
+		if tries == 64 {
+			t.Fatalf("c holds %d of 64 users", len(ofC))
+		}
+		before := c.metric(t, local)
+		u := uniqueID("rm")
+		r := c.do(t, "POST", "/v1/users", map[string]any{"id": u, "name": "user " + u})
+		if r.status == http.StatusCreated && c.metric(t, local) > before {
+			ofC = append(ofC, u)
+		}
+	}
+	now := ms(time.Now())
+	sent := map[string]ck{}
+	for _, u := range ofC {
+		k := ck{uniqueID("rm"), l.ID, now.Add(-time.Hour)}
+		c.mkCheckin(t, u, k)
+		sent[u] = k
+	}
+
+	resume := func() {}
+	switch how {
+	case "killed":
+		for i, u := range ofC { // a and b learn where the grains are
+			for _, p := range []*proc{a, b} {
+				k := ck{uniqueID("rm"), l.ID, now.Add(-time.Hour + time.Duration(i+1)*time.Minute)}
+				p.mkCheckin(t, u, k)
+			}
+		}
+		c.kill(t)
+	case "frozen":
+		if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		resumed := false
+		resume = func() {
+			if !resumed {
+				resumed = true
+				if err := c.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		defer resume()
+	}
+	checkin := func(p *proc, u string) int {
+		return p.do(t, "POST", "/v1/users/"+u+"/checkins", ck{uniqueID("rm"), l.ID, ms(time.Now().Add(-time.Minute))}.body()).status
+	}
+
+	// The reports of c (c may report the others too: with an address they
+	// cannot reach, their answers do not reach it).
+	id := func(p *proc) string {
+		for _, l := range p.log.lines() {
+			if l.Msg == "cluster member started" {
+				return name + "@" + l.MemberID
+			}
+		}
+		t.Fatalf("%s did not log its member id", p.base)
+		return ""
+	}
+	ofCReports := func() []string {
+		var keys []string
+		for _, k := range reportKeys() {
+			if strings.HasPrefix(k, id(c)+"/") {
+				keys = append(keys, k)
+			}
+		}
+		return keys
+	}
+
+	// Only a calls c: a reports it, and one report of two needed is not
+	// enough.
+	for deadline := time.Now().Add(20 * time.Second); len(ofCReports()) == 0; {
+		if st := checkin(a, ofC[0]); st != http.StatusGatewayTimeout && st != http.StatusServiceUnavailable {
+			t.Fatalf("checkin through a for a user c holds, c unreachable: %d, want 504 or 503", st)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a did not report c within 20 s of calling it")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // a removal would show by now
+	if keys, want := ofCReports(), id(c)+"/"+id(a); len(keys) != 1 || keys[0] != want {
+		t.Errorf("reports of c in etcd with only a calling c: %q, want [%q] (by a)", keys, want)
+	}
+	for _, p := range []*proc{a, b} {
+		if n := p.metric(t, "checkin_cluster_members"); n != 3 {
+			t.Fatalf("%s sees %v members with c reported by a alone, want 3", p.base, n)
+		}
+	}
+
+	// b calls c too: with two reports of three members, c is removed.
+	began := time.Now()
+	for a.metric(t, "checkin_cluster_members") != 2 || b.metric(t, "checkin_cluster_members") != 2 {
+		checkin(b, ofC[1])
+		checkin(a, ofC[0])
+		if time.Since(began) > 30*time.Second {
+			t.Fatalf("a and b still see %v and %v members 30 s after b began calling c", a.metric(t, "checkin_cluster_members"), b.metric(t, "checkin_cluster_members"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("c removed %s after b began calling it", time.Since(began).Round(time.Millisecond))
+	if n := a.metric(t, "checkin_cluster_members_removed_total") + b.metric(t, "checkin_cluster_members_removed_total"); n != 1 {
+		t.Errorf("a and b removed %v members between them, want 1", n)
+	}
+	for _, p := range []*proc{a, b} { // c answered nothing: no dead letter counts as an answer
+		if p.log.has("a member answers this node's calls again") {
+			t.Errorf("%s logged that c answers its calls again", p.base)
+		}
+	}
+	const removedMsg = "removed a member most of the cluster cannot reach: the others take its users over"
+	if !a.log.has(removedMsg) && !b.log.has(removedMsg) {
+		t.Errorf("neither a nor b logged the removal")
+	}
+	for i, u := range ofC { // a and b serve c's users now
+		k := ck{uniqueID("rm"), l.ID, now}
+		if n, last := postUntilAcked(u, k, time.Now().Add(10*time.Second), []*proc{a, b}[i%2]); n == 0 {
+			t.Fatalf("checkin for %s, c removed: not acknowledged within 10 s: %s", u, last)
+		}
+		sent[u] = k
+	}
+
+	resume()
+	if how == "killed" {
+		waitNoReports(t, reportKeys)
+		checkCurrents(t, ofC, sent, l, a, b)
+		return
+	}
+	waitRemovedExit(t, c)
+	waitNoReports(t, reportKeys)
+	checkCurrents(t, ofC, sent, l, a, b)
+}
+
+// waitRemovedExit waits for p, which the cluster removed and which runs,
+// to exit by itself: with status 1, having logged why and shut down
+// cleanly.
+func waitRemovedExit(t *testing.T, p *proc) {
+	t.Helper()
+	p.stopped = true // it stops by itself; the cleanup must not expect exit status 0
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		t.Fatalf("%s did not exit within 30 s of its removal (and of running again); killed", p.base)
+	}
+	if code := p.cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("%s exited with status %d after the cluster removed it, want 1", p.base, code)
+	}
+	if !p.log.has("the cluster removed this node: stopping with exit status 1 so that its supervisor starts it again") || !p.log.has("shutdown complete") {
+		t.Errorf("%s did not log that the cluster removed it and then shut down cleanly", p.base)
+	}
+}
+
+// waitNoReports waits until the reports of the removed member are gone.
+func waitNoReports(t *testing.T, reportKeys func() []string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); len(reportKeys()) != 0; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("reports of the removed member left in etcd 10 s after it left: %q", reportKeys())
+			return
+		}
+	}
+}
+
+// checkCurrents checks each user's current location on every node.
+func checkCurrents(t *testing.T, users []string, sent map[string]ck, l apiLocation, nodes ...*proc) {
+	t.Helper()
+	for _, u := range users {
+		for _, p := range nodes {
+			p.checkCurrent(t, u, sent[u], l)
 		}
 	}
 }

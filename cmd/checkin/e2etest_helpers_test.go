@@ -159,8 +159,10 @@ type logLine struct {
 	Logger string `json:"logger"`
 	Msg    string `json:"msg"`
 	Addr   string `json:"addr"`
-	// Address is the cluster endpoint in "cluster member started".
-	Address string `json:"address"`
+	// Address is the cluster endpoint in "cluster member started", and
+	// MemberID the actor system's id.
+	Address  string `json:"address"`
+	MemberID string `json:"member_id"`
 }
 
 func (l *procLog) Write(p []byte) (int, error) {

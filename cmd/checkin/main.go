@@ -111,7 +111,7 @@ func run(args []string) error {
 			// Not ready since the eviction, so balancers have stopped
 			// sending requests here: no drain delay.
 			log.Error("the cluster removed this node: stopping with exit status 1 so that its supervisor starts it again",
-				zap.String("why", "its membership lease ran out (the process was paused, or cut off from etcd, for longer than the lease), and a member that left cannot rejoin under its identity"))
+				zap.String("why", "its membership record is gone: its lease ran out (the process was paused, or cut off from etcd, for longer than the lease), or most members could not reach it (cluster.evict-silent-after); a member that left cannot rejoin under its identity"))
 			n.edge.Drain()
 			return errors.Join(errEvicted, n.stop())
 		case <-hup:

@@ -161,10 +161,15 @@ func startNode(ctx context.Context, cfg config, log *zap.Logger) (_ *node, err e
 	member.Store(n.member)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "checkin_cluster_members", Help: "Members of the cluster topology this node sees, itself included."},
 		func() float64 { return float64(n.member.Members()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "checkin_cluster_members_removed_total",
+		Help: "Members this node removed from the cluster because more than half of the members reported them silent (cluster.evict-silent-after)."},
+		func() float64 { return float64(n.member.Removed()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "checkin_cluster_lease_age_seconds",
 		Help: "Seconds since etcd last renewed this node's membership lease (0 without etcd); past cluster.etcd-lease-ttl the cluster removes the node."},
 		func() float64 { return n.member.LeaseAge().Seconds() }))
-	n.grains = actors.NewClient(n.member.Cluster, cfg.HTTP.RequestTimeout, cfg.CallRetries, n.view, m, n.pool, cfg.Breaker, log.Named("grains"))
+	breaker := cfg.Breaker
+	breaker.Report = n.member // members most of the cluster stopped calling are removed
+	n.grains = actors.NewClient(n.member.Cluster, cfg.HTTP.RequestTimeout, cfg.CallRetries, n.view, m, n.pool, breaker, log.Named("grains"))
 	grains.Store(n.grains)
 	n.edge, err = edge.New(cfg.HTTP, edge.Deps{Grains: n.grains, Store: n.store, Ready: n.ready, Log: log.Named("http"), Registry: reg, APIKeys: keys,
 		Notify: func(kind edge.RecordKind, id string) {
