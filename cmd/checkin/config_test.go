@@ -61,6 +61,9 @@ func TestInvalidConfigNamesTheFlag(t *testing.T) {
 		{"etcd lease not in whole seconds", func(c *config) {
 			c.Store, c.Cluster.Provider, c.Cluster.Etcd.LeaseTTL = "scylla", "etcd", 2500*time.Millisecond
 		}, "cluster.etcd-lease-ttl"},
+		{"cluster name with a dot", func(c *config) { c.Cluster.Name = "checkin.silent" }, "cluster.name"},
+		{"cluster name with a slash", func(c *config) { c.Cluster.Name = "a/b" }, "cluster.name"},
+		{"negative evict-silent-after", func(c *config) { c.Cluster.EvictSilentAfter = -time.Second }, "cluster.evict-silent-after"},
 		{"zero idle timeout", func(c *config) { c.Grain.IdleTimeout = 0 }, "grain.idle-timeout"},
 		{"negative known ids", func(c *config) { c.Grain.KnownIDs = -1 }, "grain.known-ids"},
 		{"no block cache", func(c *config) { c.PebbleCacheMB = 0 }, "pebble.cache-size-mb"},
