@@ -395,8 +395,8 @@ var (
 	methodCompleteCheckin = methodIndex("UserGrain", "CompleteCheckin")
 )
 
-// userGrainKind is the kind the generated code registers user grains as.
-const userGrainKind = "UserGrain"
+// UserGrainKind is the kind the generated code registers user grains as.
+const UserGrainKind = "UserGrain"
 
 // callUser calls method of user grain id and returns its answer as R.
 func callUser[R proto.Message](cl *Client, ctx context.Context, id string, method int32, req proto.Message) (R, error) {
@@ -405,7 +405,7 @@ func callUser[R proto.Message](cl *Client, ctx context.Context, id string, metho
 	if method == methodCheckin && cl.writers != nil {
 		coming = &cl.writers.coming
 	}
-	res, err := cl.caller.call(ctx, id, userGrainKind, method, req, cl.timeout, cl.retries, coming)
+	res, err := cl.caller.call(ctx, id, UserGrainKind, method, req, cl.timeout, cl.retries, coming)
 	if err != nil {
 		return zero, err
 	}

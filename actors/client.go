@@ -46,7 +46,7 @@ func (cl *Client) ReloadCurrent(id string) {
 	if cl.caller.active == nil {
 		return
 	}
-	if pid := cl.caller.active.Active(userGrainKind, id); pid != nil {
+	if pid := cl.caller.active.Active(UserGrainKind, id); pid != nil {
 		cl.caller.system.Root.Send(pid, reloadCurrent{})
 	}
 }

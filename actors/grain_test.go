@@ -1990,30 +1990,39 @@ func TestPassedOnWriteDeletedMeanwhile(t *testing.T) {
 	}
 }
 
+// leftListedOnly stores whole for its user (created) on a node that then
+// fails to write x, with a store that keeps x listed but not by id, and
+// stops the node, as a crash would: nobody completes x. It returns the
+// grain settings the test's nodes use and the store.
+func leftListedOnly(t *testing.T, whole, x persistence.Checkin) (actors.GrainConfig, *halfStore) {
+	t.Helper()
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.WriteRetry = time.Hour // the old node does not complete it before it stops
+	gcfg.StoreTimeout = 300 * time.Millisecond
+	store := newHalfStore(t)
+	old := startNode(t, store, gcfg, actors.DefaultWriterConfig())
+	mustUser(t, old, whole.UserID)
+	if _, _, err := old.client.Checkin(ctx(t), whole, true, true); err != nil {
+		t.Fatal(err)
+	}
+	store.fail.Store(true)
+	checkinFails(t, old, x)
+	old.stop() // nobody to pass it to
+	store.fail.Store(false)
+	if !store.listedOnly(x) {
+		t.Fatal("the checkin is not left listed only")
+	}
+	return gcfg, store
+}
+
 // After a node stopped with a failed write it could neither complete nor
 // pass on (as after a crash), CompleteListed run on a new node finds the
 // checkin listed but not found by id and hands it to the user's grain,
 // which completes it; a second run finds nothing left. Checkins stored
 // whole are counted and left alone.
 func TestCompleteListedAfterCrash(t *testing.T) {
-	gcfg := actors.DefaultGrainConfig()
-	gcfg.WriteRetry = time.Hour // the old node does not complete it before it stops
-	gcfg.StoreTimeout = 300 * time.Millisecond
-	store := newHalfStore(t)
-	old := startNode(t, store, gcfg, actors.DefaultWriterConfig())
-	mustUser(t, old, "cl")
-	whole := checkin("w", "cl", "L1", base.Add(time.Minute))
-	if _, _, err := old.client.Checkin(ctx(t), whole, true, true); err != nil {
-		t.Fatal(err)
-	}
 	x := checkin("x", "cl", "L1", base)
-	store.fail.Store(true)
-	checkinFails(t, old, x)
-	old.stop() // leaving alone: nobody to pass it to
-	store.fail.Store(false)
-	if !store.listedOnly(x) {
-		t.Fatal("the checkin is not left listed only")
-	}
+	gcfg, store := leftListedOnly(t, checkin("w", "cl", "L1", base.Add(time.Minute)), x)
 
 	n := startNode(t, store, gcfg, actors.DefaultWriterConfig())
 	r, err := actors.CompleteListed(ctx(t), n.client, store, "cl")
@@ -2029,6 +2038,51 @@ func TestCompleteListedAfterCrash(t *testing.T) {
 	}
 	if r, err := actors.CompleteListed(ctx(t), n.client, store, "nobody"); err != nil || r != (actors.Repair{}) {
 		t.Fatalf("CompleteListed of a user without checkins = %+v, %v", r, err)
+	}
+}
+
+// A grain activated for a user whose last owner left without draining
+// (Deps.InheritedFromLost) looks up by id the checkins it loaded from the
+// listing and writes again one listed but not found by id, which the lost
+// owner's grain was completing; one activated for any other user reads
+// nothing more.
+func TestGrainCompletesWritesOfALostOwner(t *testing.T) {
+	x := checkin("x", "lo", "L2", base.Add(time.Minute))
+	gcfg, store := leftListedOnly(t, checkin("w", "lo", "L1", base), x)
+
+	activate := func(inherited bool) *testNode {
+		n := startNodeWith(t, store, gcfg, actors.DefaultWriterConfig(), zap.NewNop(), func(d *actors.Deps) {
+			d.InheritedFromLost = func(id string) bool { return inherited && id == "lo" }
+		})
+		if _, err := n.client.CurrentLocation(ctx(t), "lo"); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	n := activate(false)
+	time.Sleep(200 * time.Millisecond)
+	if !store.listedOnly(x) {
+		t.Errorf("completed at an activation whose last owner did not leave without draining")
+	}
+	if got := n.metric(t, "checkin_grain_inherited_checks_total", "result", "checked"); got != 0 {
+		t.Errorf("checkin_grain_inherited_checks_total = %v there, want 0", got)
+	}
+	n.stop()
+
+	n = activate(true)
+	waitFor(t, "the grain to write the lost owner's checkin again", func() bool {
+		c, err := store.GetCheckin(ctx(t), "lo", "x")
+		return err == nil && c == x
+	})
+	if got := n.metric(t, "checkin_grain_inherited_checks_total", "result", "checked"); got != 1 {
+		t.Errorf("checkin_grain_inherited_checks_total{result=checked} = %v, want 1", got)
+	}
+	if got := n.metric(t, "checkin_grain_inherited_writes_total"); got != 1 {
+		t.Errorf("checkin_grain_inherited_writes_total = %v, want 1 (the whole checkin was found)", got)
+	}
+	cur, err := n.client.CurrentLocation(ctx(t), "lo")
+	if err != nil || cur.ID != "x" {
+		t.Errorf("current location %+v, %v; want checkin x", cur, err)
 	}
 }
 

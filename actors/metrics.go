@@ -37,7 +37,12 @@ type Metrics struct {
 	// passedOn: failed checkin writes a grain handed over passed to the
 	// user's new owner (passOn), by result.
 	passedOn *prometheus.CounterVec
-	moved    prometheus.Counter // calls answered errMoved and sent again
+	// inherited: activations of users whose last owner left without
+	// draining, by whether their listed checkins were looked up;
+	// inheritedWrites: checkins found listed but not by id there
+	inherited       *prometheus.CounterVec
+	inheritedWrites prometheus.Counter
+	moved           prometheus.Counter // calls answered errMoved and sent again
 }
 
 // NewMetrics creates the instruments and registers them with reg (nil: not
@@ -68,6 +73,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "checkin_grain_delete_retries_total", Help: "Checkin deletes the store did not confirm, sent again by the user's grain on its own (grain.delete-retry)."}),
 		handOvers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "checkin_grain_handovers_total", Help: "User grains on this node handed over to another node: the topology gave their user to it, or this node drained."}),
+		inherited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "checkin_grain_inherited_checks_total", Help: "Activations of user grains whose previous owner left the cluster without draining, whose loaded checkins were then looked up by id, by result: checked, or failed (a store read failed)."}, []string{"result"}),
+		inheritedWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "checkin_grain_inherited_writes_total", Help: "Checkins found listed but not by id at such activations (left part way by the node that left) and written again."}),
 		passedOn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "checkin_grain_writes_passed_on_total", Help: "Checkin writes that failed part way at a grain handed over to another node, by result: passed (the user's new owner took them over and completes them) or failed (not taken over in time: they may stay stored in part)."}, []string{"result"}),
 		moved: prometheus.NewCounter(prometheus.CounterOpts{
@@ -76,7 +85,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "checkin_writer_queue_depth", Help: "Checkins queued or being written on this node."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.served, m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth, m.failedFast, m.deleteRetries, m.writeRetries, m.handOvers, m.passedOn, m.moved)
+		reg.MustRegister(m.served, m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth, m.failedFast, m.deleteRetries, m.writeRetries, m.handOvers, m.passedOn, m.inherited, m.inheritedWrites, m.moved)
 	}
 	return m
 }

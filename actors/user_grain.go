@@ -93,6 +93,13 @@ type Deps struct {
 	// completes it from then on; it returns nil once that grain holds it.
 	// Without it a grain handed over forgets such checkins.
 	HandOverWrite func(ctx context.Context, c persistence.Checkin) error
+	// InheritedFromLost, if not nil, reports whether the user's previous
+	// owner left the cluster without draining (cluster.Node
+	// InheritedFromLost): it died, or was removed, and writes its grain
+	// had not finished are nobody's to complete. A grain activated for
+	// such a user looks the checkins it loaded from the listing up by id
+	// and writes again those not found (checkInherited).
+	InheritedFromLost func(userID string) bool
 
 	idle *passivator // set by NewUserGrainKind
 }
@@ -299,8 +306,82 @@ func (g *userGrain) Init(ctx pcluster.GrainContext) {
 	if err := g.load(); err != nil {
 		g.deps.Log.Warn("user grain load failed", zap.String("user_id", g.id), zap.Error(err))
 	}
+	if g.user != nil && g.deps.InheritedFromLost != nil && g.deps.InheritedFromLost(g.id) {
+		g.checkInherited(ctx)
+	}
 	g.touch()
 	g.deps.idle.add(g, ctx.ActorSystem())
+}
+
+// checkInherited looks up by id, once, the checkins the grain loaded from
+// the user's listing (its newest grain.recent-ids), for a user whose last
+// owner left without draining: a checkin listed but not found by id was
+// being written there, part way (on Scylla, which writes a checkin's rows
+// one after another), and nobody else completes it. Each such checkin is
+// written again, as one passed on at a hand-over. Off the grain's
+// goroutine; the grain stays until it is done.
+func (g *userGrain) checkInherited(ctx pcluster.GrainContext) {
+	var listed []*entry
+	var ids []string
+	for _, x := range g.entries {
+		if x.e.done && x.e.listed {
+			listed, ids = append(listed, x.e), append(ids, x.e.c.ID)
+		}
+	}
+	if len(listed) == 0 {
+		return
+	}
+	var missing []int
+	g.writing++ // the grain waits for the store, as for a write
+	g.async(ctx, func(c context.Context) error {
+		for i, id := range ids {
+			_, err := g.deps.Store.GetCheckin(c, g.id, id)
+			switch {
+			case errors.Is(err, persistence.ErrNotFound):
+				missing = append(missing, i)
+			case err != nil:
+				return err
+			}
+		}
+		return nil
+	}, func(err error) {
+		g.writing--
+		result := "checked"
+		if err != nil {
+			result = "failed" // completed as far as it got; the rest stays for a completion run
+			g.deps.Log.Warn("could not look up the checkins of a user whose last owner left without draining",
+				zap.String("user_id", g.id), zap.Error(err))
+		}
+		g.deps.Metrics.inherited.WithLabelValues(result).Inc()
+		var cs []persistence.Checkin
+		for _, i := range missing {
+			if e := listed[i]; g.find(e.c.ID) == e && e.done && e.listed {
+				cs = append(cs, e.c)
+				if g.completes() {
+					g.rewriteListed(ctx, e)
+				} else {
+					g.removeEntry(e)
+				}
+			}
+		}
+		if len(cs) > 0 {
+			g.deps.Metrics.inheritedWrites.Add(float64(len(cs)))
+			g.deps.Log.Info("found checkins listed but not by id, left by the user's last owner, which left without draining: writing them again",
+				zap.String("user_id", g.id), zap.Int("checkins", len(cs)), zap.String("first_checkin_id", cs[0].ID))
+			if g.passesOn() {
+				g.passOn(ctx, cs) // handed over meanwhile
+			}
+		}
+		g.whenIdle(ctx)
+	})
+}
+
+// rewriteListed writes e, loaded from the listing at activation and maybe
+// not found by id, again now.
+func (g *userGrain) rewriteListed(ctx pcluster.GrainContext, e *entry) {
+	e.listed, e.partial = false, true
+	g.markDone(e, false)
+	g.writeAgain(ctx, e)
 }
 
 func (g *userGrain) Terminate(pcluster.GrainContext) {
@@ -771,9 +852,7 @@ func (g *userGrain) CompleteCheckin(req *messages.CompleteCheckinRequest, ctx pc
 		if e.done && e.listed && e.c.LocationID == c.LocationID && e.c.Timestamp.Equal(c.Timestamp) {
 			// Loaded from the listing at activation: this very checkin,
 			// maybe not found by id. Write it again now.
-			e.listed, e.partial = false, true
-			g.markDone(e, false)
-			g.writeAgain(ctx, e)
+			g.rewriteListed(ctx, e)
 		}
 		return done, nil // otherwise held here already: a write or a retry of the id
 	}

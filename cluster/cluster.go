@@ -308,6 +308,15 @@ func (n *Node) Removed() int {
 	return n.etcd.silent.count
 }
 
+// InheritedFromLost reports whether the owner of identity of kind was,
+// within the last hour, a member that left the cluster without draining
+// (it died, or the cluster removed it), so that its grain may have left
+// writes unfinished that nobody completes.
+func (n *Node) InheritedFromLost(kind, identity string) bool {
+	p, ok := n.Cluster.Config.IdentityLookup.(*placement)
+	return ok && p.InheritedFromLost(kind, identity)
+}
+
 // Members returns how many members the current topology has, this node
 // included.
 func (n *Node) Members() int { return int(n.members.Load()) }

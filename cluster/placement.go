@@ -62,7 +62,24 @@ type placement struct {
 	// handing: activations handed over and not yet stopped, by actor id
 	// (guarded by mu)
 	handing map[string]struct{}
+	// lost: the members that left the topology without draining in the
+	// last lostMemory, newest last (InheritedFromLost).
+	lost atomic.Pointer[[]lostMember]
 }
+
+// lostMember is a member that left the topology without draining: it
+// died, or the cluster removed it. Writes its grains had not finished
+// are nobody's to complete; the next owner of each of its users may look.
+type lostMember struct {
+	addr string
+	at   time.Time
+	ring *ring // the ring while it was a member
+}
+
+// lostMemory is how long activations look back for members lost: a user
+// whose grain a lost member held is checked when its grain next activates,
+// if that is within this time.
+const lostMemory = time.Hour
 
 // Draining names the members that are leaving (Node.Stop): they stay
 // members, so the calls they hold are answered, but own no grains. The
@@ -361,6 +378,7 @@ func (p *placement) onTopology(members []*pcluster.Member, d *Draining) {
 	p.topoMu.Lock()
 	defer p.topoMu.Unlock()
 	if members != nil {
+		p.noteLost(members)
 		p.members = members
 	}
 	if p.draining == nil {
@@ -400,6 +418,51 @@ func (p *placement) onTopology(members []*pcluster.Member, d *Draining) {
 			slog.Int("members", len(p.members)), slog.Int("draining", len(p.draining)))
 		p.handOver(moved, false)
 	}
+}
+
+// noteLost remembers the members of the last topology that are not in
+// members and were not draining (topoMu held, before the topology and the
+// draining set are updated).
+func (p *placement) noteLost(members []*pcluster.Member) {
+	now := time.Now()
+	var lost []lostMember
+	if l := p.lost.Load(); l != nil {
+		for _, m := range *l {
+			if now.Sub(m.at) < lostMemory {
+				lost = append(lost, m)
+			}
+		}
+	}
+	before := len(lost)
+	old := p.ring.Load()
+	for _, m := range p.members {
+		addr := m.Address()
+		if addr != p.self && !p.draining[addr] && !slices.ContainsFunc(members, func(n *pcluster.Member) bool { return n.Address() == addr }) {
+			lost = append(lost, lostMember{addr: addr, at: now, ring: old})
+		}
+	}
+	if len(lost) > before {
+		p.log.Warn("placement: a member left without draining; its users' grains look for checkins it left in part as they activate",
+			slog.Int("members_lost", len(lost)-before))
+	}
+	p.lost.Store(&lost)
+}
+
+// InheritedFromLost reports whether the owner of identity of kind was, in
+// the last lostMemory, a member that left without draining (it died, or
+// the cluster removed it): its grain may have left writes unfinished.
+func (p *placement) InheritedFromLost(kind, identity string) bool {
+	l := p.lost.Load()
+	if l == nil {
+		return false
+	}
+	now := time.Now()
+	for _, m := range *l {
+		if now.Sub(m.at) < lostMemory && m.ring.owner(kind, identity) == m.addr {
+			return true
+		}
+	}
+	return false
 }
 
 // drained reports, waiting up to timeout, whether this member owns no

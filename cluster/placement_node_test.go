@@ -254,6 +254,54 @@ func TestPlacementDraining(t *testing.T) {
 	}
 }
 
+// A member that leaves without draining is remembered as lost: the users it
+// owned are inherited from it (their grains look for writes it left
+// unfinished); a member that drained first is not, nor are the users it
+// never owned.
+func TestPlacementRemembersLostMembers(t *testing.T) {
+	kind := pcluster.NewKind("Probe", actor.PropsFromFunc(func(actor.Context) {}))
+	_, p := startOneMember(t, kind)
+	self, other := selfAndOther(t, p)
+	both := newRing([]*pcluster.Member{self, other})
+	var theirs, ours []string
+	for i := 0; len(theirs) < 20 || len(ours) < 20; i++ {
+		id := "u" + strconv.Itoa(i)
+		if both.owner("Probe", id) == other.Address() {
+			theirs = append(theirs, id)
+		} else {
+			ours = append(ours, id)
+		}
+	}
+	inherited := func(ids []string) (n int) {
+		for _, id := range ids {
+			if p.InheritedFromLost("Probe", id) {
+				n++
+			}
+		}
+		return n
+	}
+
+	p.onTopology([]*pcluster.Member{self, other}, nil)
+	if n := inherited(theirs) + inherited(ours); n != 0 {
+		t.Fatalf("%d users inherited from a lost member before any left", n)
+	}
+	p.onTopology(nil, &Draining{Addresses: []string{other.Address()}, Serving: []string{p.self}})
+	p.onTopology([]*pcluster.Member{self}, nil) // drained, then left
+	if n := inherited(theirs); n != 0 {
+		t.Errorf("%d of the users of a member that drained before it left are inherited from a lost member, want none", n)
+	}
+
+	p.onTopology([]*pcluster.Member{self, other}, nil)
+	p.onTopology(nil, &Draining{Serving: []string{p.self, other.Address()}}) // started again at its address
+	p.onTopology([]*pcluster.Member{self}, nil)                              // died
+	if n := inherited(theirs); n != len(theirs) {
+		t.Errorf("%d of the %d users of a member that left without draining are inherited from it, want all", n, len(theirs))
+	}
+	if n := inherited(ours); n != 0 {
+		t.Errorf("%d of the users this member owned all along are inherited from the lost member, want none", n)
+	}
+}
+
 // selfAndOther returns p's member (on loopback) and another on port 1,
 // both hosting Probe, for topologies a test hands p itself.
 func selfAndOther(t *testing.T, p *placement) (self, other *pcluster.Member) {

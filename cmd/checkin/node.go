@@ -154,6 +154,10 @@ func startNode(ctx context.Context, cfg config, log *zap.Logger) (_ *node, err e
 				return cl.CompleteCheckin(ctx, c)
 			}
 			return errors.New("the node is still starting")
+		},
+		InheritedFromLost: func(id string) bool {
+			mb := member.Load()
+			return mb != nil && mb.InheritedFromLost(actors.UserGrainKind, id)
 		}})
 	if n.member, err = cluster.Start(system, cfg.Cluster, log.Named("cluster"), kind); err != nil {
 		return nil, err
