@@ -1812,6 +1812,7 @@ func TestDeleteOfUnconfirmedWrite(t *testing.T) {
 type halfStore struct {
 	persistence.Store
 	fail     atomic.Bool
+	failByID atomic.Bool // reads of a checkin by id fail
 	attempts atomic.Int64
 	mu       sync.Mutex
 	half     map[string]persistence.Checkin // by id
@@ -1873,6 +1874,13 @@ func (s *halfStore) ListCheckins(ctx context.Context, q persistence.Query) (pers
 	}
 	p.Checkins = all
 	return p, nil
+}
+
+func (s *halfStore) GetCheckin(ctx context.Context, userID, id string) (persistence.Checkin, error) {
+	if s.failByID.Load() {
+		return persistence.Checkin{}, fmt.Errorf("%w: injected", persistence.ErrUnavailable)
+	}
+	return s.Store.GetCheckin(ctx, userID, id)
 }
 
 func (s *halfStore) DeleteUser(ctx context.Context, id string) error {
@@ -2044,8 +2052,8 @@ func TestCompleteListedAfterCrash(t *testing.T) {
 // A grain activated for a user whose last owner left without draining
 // (Deps.InheritedFromLost) looks up by id the checkins it loaded from the
 // listing and writes again one listed but not found by id, which the lost
-// owner's grain was completing; one activated for any other user reads
-// nothing more.
+// owner's grain was completing; a look-up that fails is tried again at the
+// next call. One activated for any other user reads nothing more.
 func TestGrainCompletesWritesOfALostOwner(t *testing.T) {
 	x := checkin("x", "lo", "L2", base.Add(time.Minute))
 	gcfg, store := leftListedOnly(t, checkin("w", "lo", "L1", base), x)
@@ -2069,7 +2077,20 @@ func TestGrainCompletesWritesOfALostOwner(t *testing.T) {
 	}
 	n.stop()
 
+	// The look-up fails at the activation (the store does not answer
+	// reads by id): the next call tries again.
+	store.failByID.Store(true)
 	n = activate(true)
+	waitFor(t, "the look-up to fail", func() bool {
+		return n.metric(t, "checkin_grain_inherited_checks_total", "result", "failed") == 1
+	})
+	if !store.listedOnly(x) {
+		t.Fatalf("completed although its look-up failed")
+	}
+	store.failByID.Store(false)
+	if _, err := n.client.GetUser(ctx(t), "lo"); err != nil { // a call the grain answers (reads of the current location may not reach it)
+		t.Fatal(err)
+	}
 	waitFor(t, "the grain to write the lost owner's checkin again", func() bool {
 		c, err := store.GetCheckin(ctx(t), "lo", "x")
 		return err == nil && c == x

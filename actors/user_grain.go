@@ -293,6 +293,11 @@ type userGrain struct {
 	// (cluster.HandOver); it answers new calls errMoved and stops as soon
 	// as it is idle.
 	leaving bool
+	// inherit: the user's last owner left without draining and the
+	// checkins loaded from the listing are still to be looked up by id
+	// (checkInherited); inheriting: that look-up runs; inheritFailed: one
+	// failed (it is tried again at the next call).
+	inherit, inheriting, inheritFailed bool
 
 	self   *actor.PID
 	idleAt atomic.Int64 // passivator clock: passivate after it; see touch
@@ -306,21 +311,24 @@ func (g *userGrain) Init(ctx pcluster.GrainContext) {
 	if err := g.load(); err != nil {
 		g.deps.Log.Warn("user grain load failed", zap.String("user_id", g.id), zap.Error(err))
 	}
-	if g.user != nil && g.deps.InheritedFromLost != nil && g.deps.InheritedFromLost(g.id) {
-		g.checkInherited(ctx)
-	}
+	g.inherit = g.deps.InheritedFromLost != nil && g.deps.InheritedFromLost(g.id)
+	g.checkInherited(ctx)
 	g.touch()
 	g.deps.idle.add(g, ctx.ActorSystem())
 }
 
-// checkInherited looks up by id, once, the checkins the grain loaded from
-// the user's listing (its newest grain.recent-ids), for a user whose last
-// owner left without draining: a checkin listed but not found by id was
-// being written there, part way (on Scylla, which writes a checkin's rows
-// one after another), and nobody else completes it. Each such checkin is
-// written again, as one passed on at a hand-over. Off the grain's
-// goroutine; the grain stays until it is done.
+// checkInherited looks up by id the checkins the grain loaded from the
+// user's listing (its newest grain.recent-ids), once the user is loaded,
+// for a user whose last owner left without draining (g.inherit): a
+// checkin listed but not found by id was being written there, part way
+// (on Scylla, which writes a checkin's rows one after another), and nobody
+// else completes it. Each such checkin is written again, as one passed on
+// at a hand-over. Off the grain's goroutine; the grain stays until it is
+// done. A look-up that fails is tried again at the next call (existing).
 func (g *userGrain) checkInherited(ctx pcluster.GrainContext) {
+	if !g.inherit || g.inheriting || g.user == nil {
+		return
+	}
 	var listed []*entry
 	var ids []string
 	for _, x := range g.entries {
@@ -329,9 +337,11 @@ func (g *userGrain) checkInherited(ctx pcluster.GrainContext) {
 		}
 	}
 	if len(listed) == 0 {
+		g.inherit = false
 		return
 	}
 	var missing []int
+	g.inheriting = true
 	g.writing++ // the grain waits for the store, as for a write
 	g.async(ctx, func(c context.Context) error {
 		for i, id := range ids {
@@ -346,11 +356,17 @@ func (g *userGrain) checkInherited(ctx pcluster.GrainContext) {
 		return nil
 	}, func(err error) {
 		g.writing--
+		g.inheriting = false
 		result := "checked"
-		if err != nil {
-			result = "failed" // completed as far as it got; the rest stays for a completion run
-			g.deps.Log.Warn("could not look up the checkins of a user whose last owner left without draining",
-				zap.String("user_id", g.id), zap.Error(err))
+		if err == nil {
+			g.inherit = false
+		} else {
+			result = "failed" // completed as far as it got; tried again at the next call
+			if !g.inheritFailed {
+				g.inheritFailed = true
+				g.deps.Log.Warn("could not look up the checkins of a user whose last owner left without draining; trying again at the next call",
+					zap.String("user_id", g.id), zap.Error(err))
+			}
 		}
 		g.deps.Metrics.inherited.WithLabelValues(result).Inc()
 		var cs []persistence.Checkin
@@ -566,6 +582,9 @@ func (g *userGrain) existing(ctx pcluster.GrainContext) error {
 	}
 	if g.user == nil {
 		return newError(ErrNotFound, CodeUserNotFound, "user "+g.id+" does not exist")
+	}
+	if g.inherit {
+		g.checkInherited(ctx)
 	}
 	return nil
 }
