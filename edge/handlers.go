@@ -309,11 +309,13 @@ func (s *Server) updateLocation(c *fiber.Ctx) error {
 }
 
 // changed drops the cached copy of an updated record here and tells the
-// other nodes to drop theirs.
+// other nodes to drop theirs. The notice gets a copy of id: ids from a
+// request's path live in the request's buffer, which the server reuses
+// once the request is answered, and a notice is sent after that.
 func (s *Server) changed(kind RecordKind, id string) {
 	s.records.forget(kind, id)
 	if s.notify != nil {
-		s.notify(kind, id)
+		s.notify(kind, strings.Clone(id))
 	}
 }
 
@@ -333,6 +335,7 @@ func (s *Server) changedUnlessRefused(kind RecordKind, id string, err error) {
 		s.records.forget(kind, id)
 	default:
 		s.changed(kind, id)
+		id := strings.Clone(id) // the request's buffer is reused before the timer fires
 		time.AfterFunc(s.lateWriteWindow(), func() {
 			if !s.closed.Load() {
 				s.changed(kind, id)

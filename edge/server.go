@@ -147,7 +147,8 @@ type Deps struct {
 	// nil or none: /v1 is open.
 	APIKeys *APIKeys
 	// Notify tells the other nodes that a user or location was updated,
-	// so that they call Forget; nil on a node alone.
+	// so that they call Forget; nil on a node alone. The id is its own to
+	// keep (a copy, not the request's buffer).
 	Notify func(kind RecordKind, id string)
 	// Members counts the cluster's members, this node included: a rate
 	// limit of RateScopeCluster is shared among them. Nil: one.
