@@ -31,12 +31,12 @@ type BreakerConfig struct {
 
 // SilenceReport hears from a node's breakers which members it stopped
 // calling: Silent at every call that times out while calls to the member
-// are stopped, with the time they were first stopped; Answers once the
-// member answers again, or is forgotten (it left). cluster.Node is one:
-// members that most of the cluster has stopped calling are removed. Its
-// methods must not block: they are called with the breakers' lock held.
+// are stopped; Answers once the member answers again, or is forgotten (it
+// left). cluster.Node is one: it pings those members, and members that
+// most of the cluster cannot reach are removed. Its methods must not
+// block: they are called with the breakers' lock held.
 type SilenceReport interface {
-	Silent(addr string, since time.Time)
+	Silent(addr string)
 	Answers(addr string)
 }
 
@@ -73,7 +73,6 @@ type breakers struct {
 }
 
 type silence struct {
-	since   time.Time // when calls were first stopped, since the member last answered
 	misses  int       // calls timed out in a row
 	until   time.Time // calls fail at once before this
 	stopped bool      // calls were stopped since the member last answered
@@ -131,16 +130,13 @@ func (b *breakers) timedOut(addr string, now time.Time) {
 	s.misses++
 	if now.Before(s.until) || (s.misses < b.cfg.Timeouts && !s.stopped) {
 		if s.stopped && b.cfg.Report != nil { // a call sent before the stop
-			b.cfg.Report.Silent(addr, s.since)
+			b.cfg.Report.Silent(addr)
 		}
 		return // stopped already (a call sent before), or not yet
 	}
-	if !s.stopped {
-		s.since = now
-	}
 	s.until, s.stopped, s.misses, s.probe = now.Add(b.cfg.Pause), true, 0, time.Time{}
 	if b.cfg.Report != nil {
-		b.cfg.Report.Silent(addr, s.since)
+		b.cfg.Report.Silent(addr)
 	}
 	b.log.Warn("a member did not answer this node's last calls: calls to it fail at once for a while",
 		zap.String("member", addr), zap.Int("timeouts", b.cfg.Timeouts), zap.Duration("pause", b.cfg.Pause))

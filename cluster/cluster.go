@@ -41,11 +41,11 @@ type Config struct {
 	// on to answer the calls it holds before it is stopped all the same:
 	// as long as those calls may wait. 0: RequestTimeout.
 	HandOverTimeout time.Duration
-	// EvictSilentAfter is how long this node must have stopped calling
-	// another member (Silent) before it reports the member to the others;
-	// a member that more than half of the members report is removed from
-	// the cluster (evict.go). 0: this node reports none, and removes none.
-	// Provider etcd only.
+	// EvictSilentAfter is how long another member that this node stopped
+	// calling (Silent) must have answered none of its pings before it
+	// reports the member to the others; a member that more than half of
+	// the members report is removed from the cluster (evict.go). 0: this
+	// node reports none, and removes none. Provider etcd only.
 	EvictSilentAfter time.Duration
 	// TLS, when set, secures the actor endpoint: members serve and dial
 	// with it, so it must work for both ends (certificates, and the
@@ -280,13 +280,14 @@ func (n *Node) LeaseAge() time.Duration {
 }
 
 // Silent tells the node that it has stopped calling the member at addr
-// (host:port) since then, for it did not answer; Answers, that the member
-// answers again or was forgotten. After Config.EvictSilentAfter of silence
-// the node reports the member to the others, and a member that most of
-// them report is removed (evict.go). They never block.
-func (n *Node) Silent(addr string, since time.Time) {
+// (host:port), for it did not answer; Answers, that the member answers
+// again or was forgotten. In between the node pings the member; after
+// Config.EvictSilentAfter without an answer it reports the member to the
+// others, and a member that most of them report is removed (evict.go).
+// They never block.
+func (n *Node) Silent(addr string) {
 	if n.etcd != nil {
-		n.etcd.silent.silent(addr, since)
+		n.etcd.silent.silent(addr)
 	}
 }
 
@@ -407,7 +408,7 @@ func newProvider(cfg Config, log *zap.Logger) (pcluster.ClusterProvider, error) 
 		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}, MinConnectTimeout: time.Second})}}
 	return &etcdMembers{etcd: ecfg, dir: cfg.Etcd.Prefix + "/" + cfg.Name + "/", ttl: cfg.Etcd.LeaseTTL, log: log.Named("etcd"),
-		silent: newSilentReports(cfg.Etcd.Prefix+"/"+cfg.Name+".silent/", cfg.EvictSilentAfter)}, nil
+		silent: newSilentReports(cfg.Etcd.Prefix+"/"+cfg.Name+".silent/", cfg.EvictSilentAfter), pingTimeout: cfg.RequestTimeout}, nil
 }
 
 // standalone is the membership of a one-node cluster: the node itself.

@@ -45,6 +45,9 @@ type etcdMembers struct {
 	key     string           // this member's record's key
 	record  etcdRecord       // this member's record
 	silent  *silentReports   // members this node and the others cannot reach (evict.go)
+	// pingTimeout: how long a ping of a member this node stopped calling
+	// waits for its answer (evict.go)
+	pingTimeout time.Duration
 }
 
 // etcdRecord is a member's record: the fields protoactor's etcd provider

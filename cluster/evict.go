@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -15,11 +16,15 @@ import (
 // A member that is frozen, or cut off from the other nodes but not from
 // etcd, keeps renewing its lease, so it stays a member: its users stay its
 // own, and their requests that reach other nodes fail (the callers'
-// breakers, actors.BreakerConfig). Each node tells etcd which members it
-// has stopped calling (Node.Silent) for Config.EvictSilentAfter or longer:
-// a key <prefix>/<cluster name>.silent/<member id>/<reporter id>, under
-// the reporter's own lease, so that its reports go when it does, and
-// deleted when the member answers it again (Node.Answers). Once more than
+// breakers, actors.BreakerConfig). Each node pings every second the
+// members it has stopped calling (Node.Silent, until Node.Answers): a
+// Touch to the member's placement actor, which answers at once, whatever
+// its grains wait for. A member whose calls time out because its grains
+// wait for a slow store answers the ping, and is not reported; one that
+// has answered no ping for Config.EvictSilentAfter is: a key
+// <prefix>/<cluster name>.silent/<member id>/<reporter id>, under the
+// reporter's own lease, so that its reports go when it does, deleted when
+// the member answers a ping or a call again, or leaves. Once more than
 // half of the members, the silent one counted, report it, the others
 // delete its record: every member sees it leave and takes its share of its
 // users, and the member itself, when it sees that, stops like one whose
@@ -29,52 +34,79 @@ import (
 
 // silentReports is the state of the reports: this node's and everyone's.
 type silentReports struct {
-	after time.Duration // how long a member is silent before this node reports it (0: never)
+	after time.Duration // how long a member answers no ping before this node reports it (0: never)
 	dir   string        // <prefix>/<cluster name>.silent/
 	wake  chan struct{} // the reporter has something to do
 
-	mu      sync.Mutex
-	since   map[string]time.Time       // member address → since when this node stopped calling it
-	ids     map[string]string          // member address → member id, of the current members
-	records map[string]string          // member id → its record's key
-	reports map[string]map[string]bool // silent member id → ids of the members that report it
-	mine    map[string]string          // member id → key of this node's report of it, as written
-	removed map[string]bool            // member ids this node deleted the record of
-	count   int                        // records this node deleted
+	mu       sync.Mutex
+	suspects map[string]bool            // member address → this node stopped calling it: pinged
+	since    map[string]time.Time       // member address → its first ping without answer since it last answered
+	ids      map[string]string          // member address → member id, of the current members
+	records  map[string]string          // member id → its record's key
+	reports  map[string]map[string]bool // silent member id → ids of the members that report it
+	mine     map[string]string          // member id → key of this node's report of it, as written
+	removed  map[string]bool            // member ids this node deleted the record of
+	count    int                        // records this node deleted
 }
 
 func newSilentReports(dir string, after time.Duration) *silentReports {
 	return &silentReports{after: after, dir: dir, wake: make(chan struct{}, 1),
-		since: map[string]time.Time{}, ids: map[string]string{}, records: map[string]string{},
+		suspects: map[string]bool{}, since: map[string]time.Time{}, ids: map[string]string{}, records: map[string]string{},
 		reports: map[string]map[string]bool{}, mine: map[string]string{}, removed: map[string]bool{}}
 }
 
-// silent notes that this node has stopped calling the member at addr
-// since then. It never blocks: callers hold their breaker's lock.
-func (r *silentReports) silent(addr string, since time.Time) {
+// silent notes that this node has stopped calling the member at addr: it
+// pings it from now on. It never blocks: callers hold their breaker's
+// lock.
+func (r *silentReports) silent(addr string) {
 	if r.after <= 0 {
 		return
 	}
 	r.mu.Lock()
-	if s, ok := r.since[addr]; !ok || since.Before(s) {
-		r.since[addr] = since
-	}
+	r.suspects[addr] = true
 	r.mu.Unlock()
-	r.poke()
 }
 
-// answers notes that the member at addr answers this node again (or that
-// its breaker forgot it).
+// answers notes that the member at addr answers this node's calls again
+// (or that its breaker forgot it).
 func (r *silentReports) answers(addr string) {
 	if r.after <= 0 {
 		return
 	}
 	r.mu.Lock()
-	_, ok := r.since[addr]
+	_, ok := r.suspects[addr]
+	delete(r.suspects, addr)
 	delete(r.since, addr)
 	r.mu.Unlock()
 	if ok {
 		r.poke()
+	}
+}
+
+// toPing returns the addresses of the members to ping: those this node
+// stopped calling.
+func (r *silentReports) toPing() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for addr := range r.suspects {
+		if _, member := r.ids[addr]; member {
+			out = append(out, addr)
+		}
+	}
+	return out
+}
+
+// pinged notes the outcome of a ping of the member at addr sent at now.
+func (r *silentReports) pinged(addr string, answered bool, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch _, since := r.since[addr]; {
+	case !r.suspects[addr]: // it answered a call meanwhile
+	case answered:
+		delete(r.since, addr)
+	case !since:
+		r.since[addr] = now
 	}
 }
 
@@ -103,8 +135,8 @@ func (r *silentReports) members(records map[string]etcdRecord) {
 }
 
 // wanted returns the member ids this node should report now and the keys
-// of its reports that should go: it reports a current member it has
-// stopped calling for r.after or longer.
+// of its reports that should go: it reports a current member that has
+// answered none of its pings for r.after or longer.
 func (r *silentReports) wanted(self string, now time.Time) (put, drop map[string]string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -124,8 +156,9 @@ func (r *silentReports) wanted(self string, now time.Time) (put, drop map[string
 		}
 	}
 	// Addresses that are no member any more: nothing left to report.
-	for addr := range r.since {
+	for addr := range r.suspects {
 		if _, ok := r.ids[addr]; !ok {
+			delete(r.suspects, addr)
 			delete(r.since, addr)
 		}
 	}
@@ -206,10 +239,10 @@ func (r *silentReports) judge(self string) []verdict {
 	return out
 }
 
-// report keeps this node's reports in etcd in step with what it has
-// stopped calling, until ctx ends: at every change and every second (a
-// member becomes reportable with time alone, and a failed write is
-// retried).
+// report pings the members this node stopped calling every second and
+// keeps this node's reports in etcd in step with their answers, until ctx
+// ends: after every round of pings (a failed write is retried then) and
+// every change.
 func (m *etcdMembers) report(ctx context.Context) {
 	defer m.wg.Done()
 	tick := time.NewTicker(time.Second)
@@ -221,6 +254,7 @@ func (m *etcdMembers) report(ctx context.Context) {
 			return
 		case <-m.silent.wake:
 		case <-tick.C:
+			m.pingSilent()
 		}
 		put, drop := m.silent.wanted(m.record.ID, time.Now())
 		var err error
@@ -255,6 +289,25 @@ func (m *etcdMembers) report(ctx context.Context) {
 		}
 		m.removeSilent(ctx)
 	}
+}
+
+// pingSilent pings each member this node stopped calling, at once, and
+// waits for the answers (a ping waits no longer than pingTimeout): a
+// Touch to its placement actor, which answers without waiting for
+// anything. A dead letter is no answer: this node's remote answers one
+// itself for an address it cannot connect to.
+func (m *etcdMembers) pingSilent() {
+	var wg sync.WaitGroup
+	for _, addr := range m.silent.toPing() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			now := time.Now()
+			_, err := m.cluster.ActorSystem.Root.RequestFuture(actor.NewPID(addr, activatorName), &actor.Touch{}, m.pingTimeout).Result()
+			m.silent.pinged(addr, err == nil, now)
+		}()
+	}
+	wg.Wait()
 }
 
 // removeSilent deletes the records of the members most of the cluster
