@@ -2082,16 +2082,19 @@ func TestGrainCompletesWritesOfALostOwner(t *testing.T) {
 	store.failByID.Store(true)
 	n = activate(true)
 	waitFor(t, "the look-up to fail", func() bool {
-		return n.metric(t, "checkin_grain_inherited_checks_total", "result", "failed") == 1
+		return n.metric(t, "checkin_grain_inherited_checks_total", "result", "failed") >= 1
 	})
 	if !store.listedOnly(x) {
 		t.Fatalf("completed although its look-up failed")
 	}
 	store.failByID.Store(false)
-	if _, err := n.client.GetUser(ctx(t), "lo"); err != nil { // a call the grain answers (reads of the current location may not reach it)
-		t.Fatal(err)
-	}
 	waitFor(t, "the grain to write the lost owner's checkin again", func() bool {
+		// Calls the grain answers (reads of the current location may not
+		// reach it); one that comes while a failing look-up is still out
+		// does not start another.
+		if _, err := n.client.GetUser(ctx(t), "lo"); err != nil {
+			t.Fatal(err)
+		}
 		c, err := store.GetCheckin(ctx(t), "lo", "x")
 		return err == nil && c == x
 	})
