@@ -55,6 +55,12 @@ func (c BreakerConfig) Validate() error {
 	return nil
 }
 
+// noReport is the SilenceReport of breakers that have none: nobody hears.
+type noReport struct{}
+
+func (noReport) Silent(string)  {}
+func (noReport) Answers(string) {}
+
 // errMemberSilent is the error of a call that was not sent: the member
 // holding the grain stopped answering this node's calls a moment ago.
 var errMemberSilent = errors.New("the node that holds this user stopped answering this node's calls a moment ago; the request was not sent: retry shortly")
@@ -86,6 +92,9 @@ type silence struct {
 func newBreakers(cfg BreakerConfig, log *zap.Logger, refused prometheus.Counter) *breakers {
 	if log == nil {
 		log = zap.NewNop()
+	}
+	if cfg.Report == nil {
+		cfg.Report = noReport{}
 	}
 	return &breakers{cfg: cfg, log: log, refused: refused, members: map[string]*silence{}}
 }
@@ -129,15 +138,13 @@ func (b *breakers) timedOut(addr string, now time.Time) {
 	}
 	s.misses++
 	if now.Before(s.until) || (s.misses < b.cfg.Timeouts && !s.stopped) {
-		if s.stopped && b.cfg.Report != nil { // a call sent before the stop
+		if s.stopped { // a call sent before the stop
 			b.cfg.Report.Silent(addr)
 		}
 		return // stopped already (a call sent before), or not yet
 	}
 	s.until, s.stopped, s.misses, s.probe = now.Add(b.cfg.Pause), true, 0, time.Time{}
-	if b.cfg.Report != nil {
-		b.cfg.Report.Silent(addr)
-	}
+	b.cfg.Report.Silent(addr)
 	b.log.Warn("a member did not answer this node's last calls: calls to it fail at once for a while",
 		zap.String("member", addr), zap.Int("timeouts", b.cfg.Timeouts), zap.Duration("pause", b.cfg.Pause))
 }
@@ -152,9 +159,7 @@ func (b *breakers) forgetGone(now time.Time) {
 		if s.stopped && now.Sub(s.until) > time.Minute {
 			delete(b.members, addr)
 			b.silent.Add(-1)
-			if b.cfg.Report != nil {
-				b.cfg.Report.Answers(addr)
-			}
+			b.cfg.Report.Answers(addr)
 		}
 	}
 }
@@ -172,9 +177,7 @@ func (b *breakers) answered(addr string) {
 	}
 	if s.stopped {
 		b.log.Info("a member answers this node's calls again", zap.String("member", addr))
-		if b.cfg.Report != nil {
-			b.cfg.Report.Answers(addr)
-		}
+		b.cfg.Report.Answers(addr)
 	}
 	delete(b.members, addr)
 	b.silent.Add(-1)

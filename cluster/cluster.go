@@ -88,8 +88,10 @@ func DefaultConfig() Config {
 
 // Validate reports the first setting out of range.
 func (c Config) Validate() error {
-	if !validName(c.Name) {
-		return errors.New("cluster.name must be 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'")
+	// The name is part of etcd keys, and the reports of silent members
+	// live beside the member records under the name and a '.'.
+	if c.Name == "" || strings.ContainsAny(c.Name, "/.") {
+		return errors.New("cluster.name must not be empty, and must not hold '/' or '.'")
 	}
 	if c.EvictSilentAfter < 0 {
 		return errors.New("cluster.evict-silent-after must be 0 (never) or positive")
@@ -135,21 +137,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cluster.log-level: %w", err)
 	}
 	return nil
-}
-
-// validName reports whether name may name a cluster: it is part of etcd
-// keys, and the reports of silent members live beside the member records
-// under the name and a '.'.
-func validName(name string) bool {
-	if len(name) == 0 || len(name) > 64 {
-		return false
-	}
-	for _, c := range []byte(name) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func (c Config) advertised() string {
@@ -304,9 +291,7 @@ func (n *Node) Removed() int {
 	if n.etcd == nil {
 		return 0
 	}
-	n.etcd.silent.mu.Lock()
-	defer n.etcd.silent.mu.Unlock()
-	return n.etcd.silent.count
+	return n.etcd.silent.removedCount()
 }
 
 // InheritedFromLost reports whether the owner of identity of kind was,

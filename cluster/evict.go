@@ -207,6 +207,13 @@ func (r *silentReports) reset() {
 	r.mu.Unlock()
 }
 
+// removedCount returns how many member records this node deleted.
+func (r *silentReports) removedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.count
+}
+
 // verdict is a member to remove: its id, its record's key, how many
 // members report it and how many members there are.
 type verdict struct {
