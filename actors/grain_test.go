@@ -545,6 +545,125 @@ func TestFullQueueRefusesAtOnce(t *testing.T) {
 	}
 }
 
+// slowStore takes delay for every checkin batch it writes (fault
+// injection: a store pushed past what it can write).
+type slowStore struct {
+	persistence.Store
+	delay time.Duration
+}
+
+func (s *slowStore) WriteCheckins(ctx context.Context, batch []persistence.Checkin) error {
+	select {
+	case <-time.After(s.delay):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.Store.WriteCheckins(ctx, batch)
+}
+
+func (s *slowStore) Unwrap() persistence.Store { return s.Store }
+
+// A store that writes fewer checkins than it is offered: with
+// writer.latency-target, checkins beyond what it writes in about the
+// target are refused at once (overloaded), and none of those admitted
+// waits out its caller's deadline; without it, every checkin queues, the
+// queue grows past what the store writes within the deadline, and callers
+// time out, although the store works all the time. The store writes 8
+// checkins per 50 ms, 160 a second; 300 users send checkins one after the
+// other (after a refusal, 100 ms later); a caller waits 1 s at most.
+func TestOverloadedStoreRefusesInsteadOfQueueing(t *testing.T) {
+	for _, target := range []time.Duration{50 * time.Millisecond, 0} {
+		t.Run(fmt.Sprint("latency target ", target), func(t *testing.T) {
+			inner := openStore(t, t.TempDir())
+			defer inner.Close()
+			store := &slowStore{Store: inner, delay: 50 * time.Millisecond}
+			wcfg := actors.WriterConfig{Writers: 1, MaxBatch: 8, Linger: 0, QueueSize: 4096, MaxInflight: 1,
+				FlushTimeout: 10 * time.Second, LookupConcurrency: 1, LatencyTarget: target}
+			n := startNode(t, store, actors.DefaultGrainConfig(), wcfg)
+			client := actors.NewClient(n.member.Cluster, time.Second, 1, n.view, n.m, n.pool, actors.DefaultBreakerConfig(), zap.NewNop())
+			const users = 300
+			for i := range users {
+				mustUser(t, n, fmt.Sprint("o", i))
+			}
+			// Calls that start after settle count: by then the bound has
+			// followed the store.
+			const settle, run = 1500 * time.Millisecond, 4 * time.Second
+			type outcome struct {
+				c       persistence.Checkin
+				err     error
+				counted bool
+			}
+			outcomes := make(chan outcome, 1<<16)
+			start := time.Now()
+			var wg sync.WaitGroup
+			for i := range users {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					u := fmt.Sprint("o", i)
+					for k := 0; time.Since(start) < run; k++ {
+						began := time.Since(start)
+						c := checkin(fmt.Sprintf("%s-%d", u, k), u, "L1", base.Add(time.Duration(k)*time.Second))
+						_, _, err := client.Checkin(context.Background(), c, true, true)
+						outcomes <- outcome{c: c, err: err, counted: began >= settle}
+						if err != nil {
+							time.Sleep(100 * time.Millisecond)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(outcomes)
+			var acked, refused, timedOut int
+			var ackedCs, refusedCs []persistence.Checkin
+			for o := range outcomes {
+				switch {
+				case o.err == nil:
+					ackedCs = append(ackedCs, o.c)
+					if o.counted {
+						acked++
+					}
+				case errors.Is(o.err, actors.ErrOverloaded):
+					refusedCs = append(refusedCs, o.c)
+					if o.counted {
+						refused++
+					}
+				case errors.Is(o.err, actors.ErrTimeout):
+					if o.counted {
+						timedOut++
+					}
+				default:
+					t.Fatalf("checkin %s: %v", o.c.ID, o.err)
+				}
+			}
+			t.Logf("after %s: %d acknowledged, %d refused, %d timed out", settle, acked, refused, timedOut)
+			if target == 0 {
+				if timedOut == 0 {
+					t.Fatalf("without a latency target no checkin timed out: the load does not overload the store, and the test shows nothing")
+				}
+				return
+			}
+			if timedOut > 0 || refused == 0 || acked == 0 {
+				t.Errorf("want checkins refused at once and the admitted ones written in time, none timed out")
+			}
+			if n.metric(t, "checkin_writer_admission_limit") >= float64(users) {
+				t.Errorf("the bound stayed at %v, over the %d users' demand", n.metric(t, "checkin_writer_admission_limit"), users)
+			}
+			// Acknowledged checkins are stored; refused ones never were.
+			for _, c := range ackedCs {
+				if _, err := inner.GetCheckin(ctx(t), c.UserID, c.ID); err != nil {
+					t.Fatalf("acknowledged checkin %s: %v", c.ID, err)
+				}
+			}
+			for _, c := range refusedCs {
+				if _, err := inner.GetCheckin(ctx(t), c.UserID, c.ID); !errors.Is(err, persistence.ErrNotFound) {
+					t.Fatalf("refused checkin %s: %v, want not found", c.ID, err)
+				}
+			}
+		})
+	}
+}
+
 // After reactivation the grain knows the newest checkins only; the others,
 // even those sharing a timestamp with remembered ones, are recognised from
 // the store when retried, with the same content or another.

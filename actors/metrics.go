@@ -28,6 +28,7 @@ type Metrics struct {
 	flushes      *prometheus.CounterVec
 	rejected     prometheus.Counter
 	queueDepth   prometheus.Gauge
+	admitLimit   prometheus.Gauge
 	failedFast   prometheus.Counter
 	// deleteRetries: checkin deletes a grain sent again on its own.
 	deleteRetries prometheus.Counter
@@ -64,7 +65,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		flushes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "checkin_writer_flushes_total", Help: "Batches flushed, by what triggered the flush."}, []string{"reason"}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "checkin_writer_rejected_total", Help: "Checkins refused because the writer queue was full."}),
+			Name: "checkin_writer_rejected_total", Help: "Checkins refused because the writers held as many as they may (writer.latency-target) or the writer queue was full."}),
+		admitLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "checkin_writer_admission_limit", Help: "Checkins the writers may hold at once (queued or being written): adapted to keep their wait for the store near writer.latency-target."}),
 		failedFast: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "checkin_grain_calls_failed_fast_total", Help: "Grain calls not sent because the member that holds the grain stopped answering this node's calls (grain.member-timeouts)."}),
 		writeRetries: prometheus.NewCounter(prometheus.CounterOpts{
@@ -85,7 +88,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "checkin_writer_queue_depth", Help: "Checkins queued or being written on this node."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.served, m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth, m.failedFast, m.deleteRetries, m.writeRetries, m.handOvers, m.passedOn, m.inherited, m.inheritedWrites, m.moved)
+		reg.MustRegister(m.served, m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth, m.admitLimit, m.failedFast, m.deleteRetries, m.writeRetries, m.handOvers, m.passedOn, m.inherited, m.inheritedWrites, m.moved)
 	}
 	return m
 }

@@ -28,11 +28,16 @@ type WriterConfig struct {
 	// LookupConcurrency bounds the checkin-id look-ups one batch runs at
 	// once (retries of client-chosen ids after the grain forgot them).
 	LookupConcurrency int
+	// LatencyTarget is the wait for the store the writers keep checkins
+	// near under overload by refusing those beyond an adaptive bound
+	// (admission); 0: only QueueSize bounds them.
+	LatencyTarget time.Duration
 }
 
 // DefaultWriterConfig is tuned for the embedded store on a small machine.
 func DefaultWriterConfig() WriterConfig {
-	return WriterConfig{Writers: 8, MaxBatch: 256, Linger: 4 * time.Millisecond, QueueSize: 4096, MaxInflight: 1, FlushTimeout: 5 * time.Second, LookupConcurrency: 1}
+	return WriterConfig{Writers: 8, MaxBatch: 256, Linger: 4 * time.Millisecond, QueueSize: 4096, MaxInflight: 1, FlushTimeout: 5 * time.Second, LookupConcurrency: 1,
+		LatencyTarget: 250 * time.Millisecond}
 }
 
 // Validate reports the first setting out of range.
@@ -52,6 +57,8 @@ func (c WriterConfig) Validate() error {
 		return errors.New("writer.flush-timeout must be positive")
 	case c.LookupConcurrency < 1:
 		return errors.New("writer.lookup-concurrency must be at least 1")
+	case c.LatencyTarget < 0:
+		return errors.New("writer.latency-target must be 0 (off) or positive")
 	}
 	return nil
 }
@@ -71,6 +78,9 @@ type Pool struct {
 	inboxes  []*inbox              // per writer: checkins submitted and not yet taken
 	jobs     []chan []pendingWrite // per writer: batches for its flushers
 	depth    []atomic.Int64        // per writer: checkins queued or being written
+	held     atomic.Int64          // depth's sum
+	admit    *admission
+	epoch    time.Time // pendingWrite.at counts from it
 	closed   atomic.Bool
 	// coming counts the checkin calls in progress from this node to grains
 	// on this node (the Client counts them); those beyond depth's sum are
@@ -90,8 +100,10 @@ func NewPool(system *actor.ActorSystem, store persistence.Store, cfg WriterConfi
 	failures := log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
 		return zapcore.NewSamplerWithOptions(c, time.Second, failureLogsPerSecond, 0)
 	}))
-	p := &Pool{system: system, store: store, cfg: cfg, failures: failures, m: m,
+	p := &Pool{system: system, store: store, cfg: cfg, failures: failures, m: m, epoch: time.Now(),
 		pids: make([]*actor.PID, cfg.Writers), inboxes: make([]*inbox, cfg.Writers), depth: make([]atomic.Int64, cfg.Writers)}
+	p.admit = newAdmission(cfg.LatencyTarget, int64(max(admissionFloor, cfg.Writers*cfg.MaxInflight)), int64(cfg.QueueSize)*int64(cfg.Writers),
+		func(n int64) { m.admitLimit.Set(float64(n)) })
 	for i := range p.pids {
 		w := &writer{pool: p, idx: i, in: &inbox{}, jobs: make(chan []pendingWrite, cfg.MaxInflight)}
 		pid, err := system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor { return w }, actor.WithDispatcher(dispatcher())), fmt.Sprintf("checkin-writer-%d", i))
@@ -154,13 +166,19 @@ func (p *Pool) submit(ctx actor.Context, e *entry, checkExisting bool) error {
 		return newError(ErrUnavailable, CodeUnavailable, "the node is shutting down")
 	}
 	i := p.index(e.c.UserID)
+	if !p.admit.admit(p.held.Add(1)) {
+		p.held.Add(-1)
+		p.m.rejected.Inc()
+		return newError(ErrOverloaded, CodeOverloaded, "the store is writing as many checkins as it can; retry shortly")
+	}
 	if p.depth[i].Add(1) > int64(p.cfg.QueueSize) {
 		p.depth[i].Add(-1)
+		p.held.Add(-1)
 		p.m.rejected.Inc()
 		return newError(ErrOverloaded, CodeOverloaded, "too many checkins are waiting to be written; retry shortly")
 	}
 	p.m.queueDepth.Inc()
-	if p.inboxes[i].put(pendingWrite{c: e.c, e: e, grain: ctx.Self(), checkExisting: checkExisting}) {
+	if p.inboxes[i].put(pendingWrite{c: e.c, e: e, grain: ctx.Self(), checkExisting: checkExisting, at: time.Since(p.epoch)}) {
 		ctx.Send(p.pids[i], wake{})
 	}
 	return nil
@@ -239,6 +257,7 @@ type pendingWrite struct {
 	e             *entry              // the grain's entry, handed back as is
 	grain         *actor.PID          // who gets the writeResult
 	checkExisting bool
+	at            time.Duration // submitted, since Pool.epoch
 }
 
 // writeResult is a writer's answer for one checkin: written (err nil,
@@ -416,6 +435,10 @@ func (w *writer) finish(ctx actor.Context, done *flushDone) {
 		w.pool.failures.Log(lvl, "checkin batch write failed", zap.Int("writer", w.idx), zap.Int("batch_size", len(done.batch)), zap.Error(done.err))
 	}
 	w.pool.m.flushLatency.WithLabelValues(label).Observe(done.took.Seconds())
+	if len(done.batch) > 0 { // the batch's first checkin is its oldest: pending is in submit order
+		now := time.Now()
+		w.pool.admit.observe(now, now.Sub(w.pool.epoch)-done.batch[0].at, len(done.batch))
+	}
 	for i, p := range done.batch {
 		r := &writeResult{e: p.e, err: done.err}
 		switch {
@@ -427,6 +450,7 @@ func (w *writer) finish(ctx actor.Context, done *flushDone) {
 		ctx.Send(p.grain, r)
 	}
 	w.pool.depth[w.idx].Add(-int64(len(done.batch)))
+	w.pool.held.Add(-int64(len(done.batch)))
 	w.pool.m.queueDepth.Sub(float64(len(done.batch)))
 }
 

@@ -93,6 +93,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.Writer.MaxInflight, "writer.max-inflight", 0, "store batches in flight per writer (0: 1 for pebble, 8 for scylla)")
 	fs.DurationVar(&c.Writer.FlushTimeout, "writer.flush-timeout", c.Writer.FlushTimeout, "deadline of one store batch")
 	fs.IntVar(&c.Writer.LookupConcurrency, "writer.lookup-concurrency", 0, "checkin-id look-ups a batch runs at once, for a store that looks ids up one by one (0: 1 for pebble, 16 for scylla)")
+	fs.DurationVar(&c.Writer.LatencyTarget, "writer.latency-target", c.Writer.LatencyTarget, "the wait for the store (from a checkin's arrival at its writer to the store's answer) the writers keep checkins near when the store or node is overloaded, by refusing checkins beyond an adaptive bound with 503 (0: off, only writer.queue-size bounds them)")
 
 	fs.DurationVar(&c.Grain.IdleTimeout, "grain.idle-timeout", c.Grain.IdleTimeout, "passivate a user grain after this long without requests")
 	fs.DurationVar(&c.Grain.MissingTimeout, "grain.missing-timeout", c.Grain.MissingTimeout, "passivate the grain of a user that does not exist after this long")

@@ -8,7 +8,9 @@
 # and starts it again, and no node is touched; with CRASH_SIGNAL=ROLL,
 # restarts every node in turn as a deploy does: SIGTERM, wait for it to
 # exit, start it again on the same HTTP address, wait until it is ready
-# and the cluster has three members again), and prints the load
+# and the cluster has three members again; with CRASH_SIGNAL=NONE, nothing
+# happens to any node: a plain run, for overload with --rate or a CQL
+# freeze alone), and prints the load
 # generator's report. Exits with the load
 # generator's status (3: an acknowledged checkin was lost), or with ROLL 4
 # when the generator passed but a node did not stop with status 0.
@@ -27,7 +29,8 @@
 #                                etcd those scripts start) or ROLL (a rolling
 #                                restart of nodes 1, 2 and 3, starting at
 #                                CRASH_KILL_AFTER; the run should last long
-#                                enough for all three)
+#                                enough for all three) or NONE (no event:
+#                                every node runs throughout)
 #   CRASH_ROLL_GAP               with ROLL, seconds between one node being back
 #                                and the next one's SIGTERM (default 3)
 #   CRASH_DRAIN_DELAY            every node's --http.drain-delay (default 0s; a
@@ -52,9 +55,9 @@
 # Every node binds 127.0.0.1; each run uses a keyspace and an etcd prefix of
 # its own. The script stops the nodes it started, by PID, after saving each
 # one's /metrics in CRASH_RESULTS (the report ends with the sums of the
-# grains' background write and delete retries, hand-overs and writes passed
-# on, over the nodes running at the end: a node restarted counts from its
-# restart).
+# grains' background write and delete retries, hand-overs, writes passed
+# on and calls failed fast, and of the members removed, over the nodes
+# running at the end: a node restarted counts from its restart).
 set -euo pipefail
 
 cql=${CHECKIN_TEST_CQL_HOSTS:-127.0.0.1:9042}
@@ -63,7 +66,7 @@ duration=${CRASH_DURATION:-30s}
 kill_after=${CRASH_KILL_AFTER:-10}
 signal=${CRASH_SIGNAL:-KILL}
 pause=${CRASH_PAUSE:-8}
-case "$signal" in KILL | STOP | ETCD | ROLL) ;; *) echo "CRASH_SIGNAL must be KILL, STOP, ETCD or ROLL" >&2; exit 2 ;; esac
+case "$signal" in KILL | STOP | ETCD | ROLL | NONE) ;; *) echo "CRASH_SIGNAL must be KILL, STOP, ETCD, ROLL or NONE" >&2; exit 2 ;; esac
 roll_gap=${CRASH_ROLL_GAP:-3}
 drain_delay=${CRASH_DRAIN_DELAY:-0s}
 [ "$kill_after" -ge 2 ] || { echo "CRASH_KILL_AFTER must be 2 or more" >&2; exit 2; }
@@ -169,6 +172,8 @@ if [ "$signal" = ETCD ]; then
   log "measured run 1s old; etcd stops $((kill_after - 1))s from now"
 elif [ "$signal" = ROLL ]; then
   log "measured run 1s old; the rolling restart begins $((kill_after - 1))s from now"
+elif [ "$signal" = NONE ]; then
+  log "measured run 1s old; no node is touched"
 else
   log "measured run 1s old; SIG$signal to node 3 $((kill_after - 1))s from now"
 fi
@@ -191,8 +196,10 @@ if [ -n "$cql_freeze_at" ] && [ "$cql_freeze_at" -lt "$kill_after" ]; then
   cql_freeze
 fi
 wait_s=$((kill_after - 1 - (SECONDS - started)))
-[ "$wait_s" -gt 0 ] && sleep "$wait_s"
-if [ "$signal" = KILL ]; then
+[ "$wait_s" -gt 0 ] && [ "$signal" != NONE ] && sleep "$wait_s"
+if [ "$signal" = NONE ]; then
+  :
+elif [ "$signal" = KILL ]; then
   kill -9 "${pids[2]}"
   log "killed node 3 (SIGKILL)"
 elif [ "$signal" = ROLL ]; then
@@ -228,12 +235,12 @@ fi
 status=0
 wait "$load" || status=$?
 # What the nodes counted, for the grains' work behind the report (background
-# writes and deletes, hand-overs, write passed on); a node killed and not
-# restarted has none.
+# writes and deletes, hand-overs, write passed on, calls failed fast) and
+# the members removed; a node killed and not restarted has none.
 for i in 1 2 3; do
   curl -s --max-time 5 "http://${addrs[$i]}/metrics" > "$results/metrics-node$i.txt" 2>/dev/null || true
 done
-grep -h -E '^checkin_grain_(write_retries|delete_retries|handovers|writes_passed_on)_total' "$results"/metrics-node*.txt 2>/dev/null |
+grep -h -E '^checkin_(grain_(write_retries|delete_retries|handovers|writes_passed_on|calls_failed_fast)|cluster_members_removed)_total' "$results"/metrics-node*.txt 2>/dev/null |
   awk '{sum[$1] += $2} END {for (k in sum) printf "nodes: %s %d\n", k, sum[k]}' | sort >> "$results/report.txt" || true
 cat "$results/load.log" >&2
 cat "$results/report.txt"
