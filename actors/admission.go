@@ -19,8 +19,8 @@ import (
 // checkins beyond the bound are refused at once (503 overloaded) and those
 // admitted are written in about the target time.
 //
-// The bound adapts to the median wait: every window, the median over the
-// window's batches of the wait of each batch's oldest checkin (from its
+// The bound adapts to the median wait: every window (100 ms and five
+// batches at least), the median over the window's batches of the wait of each batch's oldest checkin (from its
 // submit to the store's answer) is compared with the target. Above it, the
 // bound becomes what the store wrote in the window times the target (by
 // Little's law, the checkins that wait about the target at the rate the
@@ -50,9 +50,15 @@ type admission struct {
 	rate  float64         // checkins written a second: the windows' rates, smoothed
 }
 
-// admissionWindow is how often the bound is reconsidered (while batches
-// complete).
-const admissionWindow = 100 * time.Millisecond
+// admissionWindow is how often the bound is reconsidered, once the window
+// holds admissionBatches batches at least: at light load a window lasts
+// until it has that many, so that one slow batch among few (the store is
+// not overloaded: nothing waits behind it) does not cut the bound, and a
+// store so slow that few batches end in admissionWindow is still judged.
+const (
+	admissionWindow  = 100 * time.Millisecond
+	admissionBatches = 5
+)
 
 // admissionFloor is the smallest bound (unless the writers have more
 // batch slots: then one checkin per slot).
@@ -90,7 +96,7 @@ func (a *admission) observe(now time.Time, wait time.Duration, n int) {
 	a.waits = append(a.waits, wait)
 	a.done += int64(n)
 	elapsed := now.Sub(a.start)
-	if elapsed < admissionWindow {
+	if elapsed < admissionWindow || len(a.waits) < admissionBatches {
 		return
 	}
 	slices.Sort(a.waits)

@@ -54,7 +54,22 @@ func TestAdmissionBound(t *testing.T) {
 		{
 			name:    "a store that writes almost nothing: the bound stops at the floor",
 			target:  target,
-			windows: [][]batch{window(0, 3, 1, 2*time.Second)},
+			windows: [][]batch{window(0, 5, 1, 2*time.Second)},
+			want:    admissionFloor,
+		},
+		{
+			// Four batches over a second, two of them slow: no window yet.
+			name:    "slow batches at light load, fewer than a window needs: the bound stays",
+			target:  target,
+			windows: [][]batch{{{0, 2 * time.Second, 1}, {300 * time.Millisecond, 2 * time.Second, 1}, {600 * time.Millisecond, time.Millisecond, 1}, {time.Second, time.Millisecond, 1}}},
+			want:    100_000,
+		},
+		{
+			// Five batches of 20 over 2 s: 50 checkins a second; waiting
+			// 100 ms at that rate is 5 held, under the floor.
+			name:    "a store so slow that few batches end in a window: judged once five have",
+			target:  target,
+			windows: [][]batch{{{0, 3 * time.Second, 20}, {500 * time.Millisecond, 3 * time.Second, 20}, {time.Second, 3 * time.Second, 20}, {1500 * time.Millisecond, 3 * time.Second, 20}, {2 * time.Second, 3 * time.Second, 20}}},
 			want:    admissionFloor,
 		},
 		{
