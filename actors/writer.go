@@ -79,7 +79,7 @@ type Pool struct {
 	jobs     []chan []pendingWrite // per writer: batches for its flushers
 	depth    []atomic.Int64        // per writer: checkins queued or being written
 	held     atomic.Int64          // depth's sum
-	admit    *admission
+	bound    *admission
 	epoch    time.Time // pendingWrite.at counts from it
 	closed   atomic.Bool
 	// coming counts the checkin calls in progress from this node to grains
@@ -102,7 +102,7 @@ func NewPool(system *actor.ActorSystem, store persistence.Store, cfg WriterConfi
 	}))
 	p := &Pool{system: system, store: store, cfg: cfg, failures: failures, m: m, epoch: time.Now(),
 		pids: make([]*actor.PID, cfg.Writers), inboxes: make([]*inbox, cfg.Writers), depth: make([]atomic.Int64, cfg.Writers)}
-	p.admit = newAdmission(cfg.LatencyTarget, int64(max(admissionFloor, cfg.Writers*cfg.MaxInflight)), int64(cfg.QueueSize)*int64(cfg.Writers),
+	p.bound = newAdmission(cfg.LatencyTarget, int64(max(admissionFloor, cfg.Writers*cfg.MaxInflight)), int64(cfg.QueueSize)*int64(cfg.Writers),
 		func(n int64) { m.admitLimit.Set(float64(n)) })
 	for i := range p.pids {
 		w := &writer{pool: p, idx: i, in: &inbox{}, jobs: make(chan []pendingWrite, cfg.MaxInflight)}
@@ -166,7 +166,7 @@ func (p *Pool) submit(ctx actor.Context, e *entry, checkExisting bool) error {
 		return newError(ErrUnavailable, CodeUnavailable, "the node is shutting down")
 	}
 	i := p.index(e.c.UserID)
-	if !p.admit.admit(p.held.Add(1)) {
+	if !p.bound.admit(p.held.Add(1)) {
 		p.held.Add(-1)
 		p.m.rejected.Inc()
 		return newError(ErrOverloaded, CodeOverloaded, "the store is writing as many checkins as it can; retry shortly")
@@ -437,7 +437,7 @@ func (w *writer) finish(ctx actor.Context, done *flushDone) {
 	w.pool.m.flushLatency.WithLabelValues(label).Observe(done.took.Seconds())
 	if len(done.batch) > 0 { // the batch's first checkin is its oldest: pending is in submit order
 		now := time.Now()
-		w.pool.admit.observe(now, now.Sub(w.pool.epoch)-done.batch[0].at, len(done.batch))
+		w.pool.bound.observe(now, now.Sub(w.pool.epoch)-done.batch[0].at, len(done.batch))
 	}
 	for i, p := range done.batch {
 		r := &writeResult{e: p.e, err: done.err}
