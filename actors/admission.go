@@ -29,8 +29,11 @@ import (
 // the wait was, so that neither a long queue (whose waits show for as long
 // as it drains) nor a short overload drives the bound further down than
 // the store's rate calls for. Under it, when a checkin was refused at the
-// bound, the bound grows by a tenth, so that it follows a store that
-// writes faster again. The median ignores a lone slow batch (a compaction,
+// bound, the bound grows, so that it follows a store that writes faster
+// again: by a tenth, or doubles while the median is under half the target
+// (the store keeps up with room to spare: after a stall that took the
+// bound to its floor, the demand of a busy node is met again within a
+// second instead of several). The median ignores a lone slow batch (a compaction,
 // a GC pause); a store that is slow for every batch moves it. The bound
 // never goes under floor, so the store is always offered enough to show
 // that it recovered, nor over ceiling (writer.queue-size per writer). A
@@ -115,7 +118,11 @@ func (a *admission) observe(now time.Time, wait time.Duration, n int) {
 			a.set(next)
 		}
 	case a.refused.Load() && limit < a.ceiling:
-		a.set(min(a.ceiling, limit+max(1, limit/10)))
+		step := max(1, limit/10)
+		if median <= a.target/2 {
+			step = limit // the store keeps up with room to spare
+		}
+		a.set(min(a.ceiling, limit+step))
 	}
 	a.refused.Store(false)
 	a.start, a.waits, a.done = now, a.waits[:0], 0

@@ -73,13 +73,28 @@ func TestAdmissionBound(t *testing.T) {
 			want:    admissionFloor,
 		},
 		{
-			// 220 after the slow window; the fast windows with refusals
-			// add a tenth each: 242, 266.
-			name:    "the store is fast again and checkins are refused: the bound grows by a tenth a window",
+			// 220 after the slow window; the windows under the target with
+			// refusals add a tenth each: 242, 266.
+			name:    "the store is under the target again and checkins are refused: the bound grows by a tenth a window",
+			target:  target,
+			refuse:  true,
+			windows: [][]batch{window(0, 11, 20, 400*time.Millisecond), window(w, 11, 20, 80*time.Millisecond), window(2*w, 11, 20, 80*time.Millisecond)},
+			want:    266,
+		},
+		{
+			// Under half the target: 220, 440, 880.
+			name:    "the store keeps up with room to spare and checkins are refused: the bound doubles a window",
 			target:  target,
 			refuse:  true,
 			windows: [][]batch{window(0, 11, 20, 400*time.Millisecond), window(w, 11, 20, 5*time.Millisecond), window(2*w, 11, 20, 5*time.Millisecond)},
-			want:    266,
+			want:    880,
+		},
+		{
+			name:    "doubling stops at the ceiling",
+			target:  target,
+			refuse:  true,
+			windows: [][]batch{window(0, 11, 20, 400*time.Millisecond), window(w, 11, 20, 5*time.Millisecond), window(2*w, 11, 20, 5*time.Millisecond), window(3*w, 11, 20, 5*time.Millisecond), window(4*w, 11, 20, 5*time.Millisecond), window(5*w, 11, 20, 5*time.Millisecond), window(6*w, 11, 20, 5*time.Millisecond), window(7*w, 11, 20, 5*time.Millisecond), window(8*w, 11, 20, 5*time.Millisecond), window(9*w, 11, 20, 5*time.Millisecond)},
+			want:    100_000,
 		},
 		{
 			name:    "the store is fast again but nothing is refused: the bound stays",
