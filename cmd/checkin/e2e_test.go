@@ -1326,6 +1326,96 @@ func testRestart(t *testing.T, crash bool, flags []string) {
 	b.checkCurrent(t, user, next, locs[next.Loc])
 }
 
+// TestOverloadRefusesCheckinsOverHTTP: with a latency target no store can
+// meet (--writer.latency-target=1us), the node's bound on the checkins its
+// writers hold falls to its floor (64) once a window of batches is written,
+// and checkins beyond it are answered at once with 503 overloaded and
+// Retry-After, never 504 or 500; each one acknowledged is stored, each one
+// refused is not (its id is free), and each refusal is counted.
+func TestOverloadRefusesCheckinsOverHTTP(t *testing.T) {
+	t.Parallel()
+	// A long linger makes checkins gather at the writers (a partial batch
+	// waits for company while more checkins are on their way), however
+	// fast the machine serves HTTP against its store.
+	p := startProc(t, append(storeFlags(t), "--writer.latency-target=1us", "--writer.linger=500ms")...)
+	p.hc.Transport.(*http.Transport).MaxIdleConnsPerHost = 512
+	if got := p.metric(t, "checkin_writer_admission_limit"); got <= 64 {
+		t.Fatalf("the bound starts at %v, want writer.queue-size times writer.count", got)
+	}
+	loc := p.mkLocation(t, "ovl")
+	const clients, each = 512, 12
+	users := make([]string, clients)
+	for i := range users {
+		users[i] = p.mkUser(t, "ovu")
+	}
+	// One checkin after another (each a batch of its own) until the node
+	// has judged a window of them: the bound is at its floor before the
+	// load begins.
+	deadline := time.Now().Add(30 * time.Second)
+	for k := 0; p.metric(t, "checkin_writer_admission_limit") != 64; k++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("the bound is %v after %d checkins one at a time, want its floor 64", p.metric(t, "checkin_writer_admission_limit"), k)
+		}
+		p.mkCheckin(t, users[0], ck{ID: fmt.Sprint("ov-warm-", k), Loc: loc.ID, TS: time.Now().UTC().Truncate(time.Millisecond)})
+		time.Sleep(10 * time.Millisecond)
+	}
+	type result struct {
+		user, id string
+		r        response
+	}
+	// A round: every client sends each checkins, one after another. A
+	// fast store (the embedded one) may hold more than the floor only now
+	// and then, so rounds go on until one refused a checkin (at most ten).
+	var acked, refused []result
+	for round := 0; round < 10 && len(refused) == 0; round++ {
+		results := make(chan result, clients*each)
+		var wg sync.WaitGroup
+		for i := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := range each {
+					id := fmt.Sprintf("ov-%d-%d-%d", round, i, k)
+					r, err := p.try(context.Background(), "POST", "/v1/users/"+users[i]+"/checkins", map[string]any{"id": id, "location_id": loc.ID})
+					if err != nil {
+						t.Errorf("checkin %s: %v", id, err)
+						return
+					}
+					results <- result{users[i], id, r}
+				}
+			}()
+		}
+		wg.Wait()
+		close(results)
+		for res := range results {
+			switch res.r.status {
+			case http.StatusCreated:
+				acked = append(acked, res)
+			case http.StatusServiceUnavailable:
+				if wantError(t, res.r, http.StatusServiceUnavailable, "overloaded") == "" || res.r.header.Get("Retry-After") != "1" {
+					t.Fatalf("refused checkin %s: %s, Retry-After %q; want overloaded with Retry-After 1", res.id, res.r, res.r.header.Get("Retry-After"))
+				}
+				refused = append(refused, res)
+			default:
+				t.Fatalf("checkin %s: %s; want 201, or 503 overloaded", res.id, res.r)
+			}
+		}
+	}
+	t.Logf("%d acknowledged, %d refused", len(acked), len(refused))
+	if len(refused) == 0 || len(acked) == 0 {
+		t.Fatalf("%d acknowledged, %d refused: want both", len(acked), len(refused))
+	}
+	if got := p.metric(t, "checkin_writer_rejected_total"); got != float64(len(refused)) {
+		t.Errorf("checkin_writer_rejected_total %v, want the %d refused", got, len(refused))
+	}
+	for _, res := range acked[:min(len(acked), 200)] {
+		decodeOK[apiCheckin](t, p.do(t, "GET", "/v1/users/"+res.user+"/checkins/"+res.id, nil), http.StatusOK)
+	}
+	for _, res := range refused[:min(len(refused), 200)] {
+		wantError(t, p.do(t, "GET", "/v1/users/"+res.user+"/checkins/"+res.id, nil), http.StatusNotFound, "checkin_not_found")
+	}
+}
+
 // TestBodyLimit: a body over --http.body-limit gets 413 as a JSON error.
 func TestBodyLimit(t *testing.T) {
 	t.Parallel()
