@@ -71,6 +71,8 @@ func toAPIError(err error) *apiError {
 		return &apiError{http.StatusConflict, "conflict", "already exists"}
 	case errors.Is(err, persistence.ErrInvalid):
 		return &apiError{http.StatusBadRequest, "bad_request", "the request's arguments are invalid"}
+	case errors.Is(err, persistence.ErrOverloaded):
+		return &apiError{http.StatusServiceUnavailable, actors.CodeOverloaded, "the store is answering as many requests as it can; retry shortly"}
 	case errors.Is(err, persistence.ErrUnavailable):
 		return &apiError{http.StatusServiceUnavailable, actors.CodeUnavailable, "the store is unavailable; retry shortly"}
 	case errors.Is(err, context.DeadlineExceeded):

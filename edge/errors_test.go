@@ -12,6 +12,7 @@ import (
 
 	"github.com/checkin/checkin/actors"
 	"github.com/checkin/checkin/persistence"
+	"github.com/checkin/checkin/persistence/admit"
 )
 
 func TestToAPIError(t *testing.T) {
@@ -62,6 +63,8 @@ func TestToAPIError(t *testing.T) {
 
 		{name: "store not found", err: fmt.Errorf("pebble: get user: %w", persistence.ErrNotFound), status: 404, code: "not_found", msg: "not found"},
 		{name: "store conflict", err: fmt.Errorf("pebble: create: %w", persistence.ErrConflict), status: 409, code: "conflict", msg: "already exists"},
+		{name: "store call refused at its bound", err: fmt.Errorf("list checkins: %w", admit.ErrRefused),
+			status: 503, code: "overloaded", msg: "the store is answering as many requests as it can; retry shortly"},
 		{name: "store unavailable", err: fmt.Errorf("pebble: %w: store is closed", persistence.ErrUnavailable),
 			status: 503, code: "unavailable", msg: "the store is unavailable; retry shortly"},
 		{name: "store unavailable twice wrapped", err: fmt.Errorf("list: %w", fmt.Errorf("scylla: %w", persistence.ErrUnavailable)),

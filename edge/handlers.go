@@ -326,11 +326,11 @@ func (s *Server) changed(kind RecordKind, id string) {
 // checkins). It may also be applied later, after a read in between cached
 // the record as it was: so the copies are dropped again after
 // lateWriteWindow. A record the store did not find is gone: its copy here
-// is dropped, without telling the other nodes. An invalid write changed
-// nothing.
+// is dropped, without telling the other nodes. An invalid write, or one
+// refused before it reached the store (ErrNotApplied), changed nothing.
 func (s *Server) changedUnlessRefused(kind RecordKind, id string, err error) {
 	switch {
-	case errors.Is(err, persistence.ErrInvalid):
+	case errors.Is(err, persistence.ErrInvalid), errors.Is(err, persistence.ErrNotApplied):
 	case errors.Is(err, persistence.ErrNotFound):
 		s.records.forget(kind, id)
 	default:

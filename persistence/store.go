@@ -18,6 +18,11 @@ var (
 	// overloaded, timed out). A write that failed this way may or may not
 	// have been applied; retrying it is safe.
 	ErrUnavailable = errors.New("persistence: unavailable")
+	// ErrOverloaded: the call was refused before it reached the store,
+	// because the store already has as much of the node's work as it can
+	// answer in time (persistence/admit). It comes with ErrNotApplied:
+	// nothing was done, and retrying later is safe.
+	ErrOverloaded = errors.New("persistence: overloaded")
 	// ErrInvalid: the call's arguments are malformed (an empty id, a query
 	// with an empty range or no limit). Retrying it unchanged fails again.
 	ErrInvalid = errors.New("persistence: invalid argument")

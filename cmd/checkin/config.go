@@ -19,40 +19,44 @@ import (
 
 // config is every setting of a node; each is a flag with an env twin.
 type config struct {
-	HTTP             edge.Config
-	APIKeysFile      string // API keys, one per line; re-read on SIGHUP
-	TLSCertFile      string // with TLSKeyFile: serve HTTPS; re-read on SIGHUP
-	TLSKeyFile       string
-	PeerCertFile     string // with PeerKeyFile and PeerCAFile: mutual TLS on the cluster port; re-read on SIGHUP
-	PeerKeyFile      string
-	PeerCAFile       string
-	EtcdTLS          bool // TLS to etcd, verified against EtcdCAFile (or the system's authorities)
-	EtcdCAFile       string
-	EtcdCertFile     string // with EtcdKeyFile: client certificate for an etcd that requires one
-	EtcdKeyFile      string
-	DrainDelay       time.Duration // on SIGTERM, serve this long while draining (edge.Server.Drain)
-	Cluster          cluster.Config
-	Writer           actors.WriterConfig
-	Grain            actors.GrainConfig
-	Scylla           scylla.Config
-	CallRetries      int
-	Breaker          actors.BreakerConfig // calls to a member that stopped answering
-	Store            string
-	DataDir          string
-	PebbleCacheMB    int // block cache of the embedded store
-	PebbleMemTableMB int // one memtable of the embedded store
-	PebbleIOUring    bool
-	PebbleStuckAfter time.Duration // writes (reads) in flight with none finishing this long: the disk does not answer
-	LogLevel         string
-	DebugAddr        string
-	BackupDir        string // checkpoints of the embedded store (POST /admin/backup)
-	Runtime          goruntime.Config
+	HTTP         edge.Config
+	APIKeysFile  string // API keys, one per line; re-read on SIGHUP
+	TLSCertFile  string // with TLSKeyFile: serve HTTPS; re-read on SIGHUP
+	TLSKeyFile   string
+	PeerCertFile string // with PeerKeyFile and PeerCAFile: mutual TLS on the cluster port; re-read on SIGHUP
+	PeerKeyFile  string
+	PeerCAFile   string
+	EtcdTLS      bool // TLS to etcd, verified against EtcdCAFile (or the system's authorities)
+	EtcdCAFile   string
+	EtcdCertFile string // with EtcdKeyFile: client certificate for an etcd that requires one
+	EtcdKeyFile  string
+	DrainDelay   time.Duration // on SIGTERM, serve this long while draining (edge.Server.Drain)
+	// StoreLatencyTarget is the latency the store calls made for requests
+	// outside the checkin write path are kept near (admit.Store); 0: off.
+	StoreLatencyTarget time.Duration
+	Cluster            cluster.Config
+	Writer             actors.WriterConfig
+	Grain              actors.GrainConfig
+	Scylla             scylla.Config
+	CallRetries        int
+	Breaker            actors.BreakerConfig // calls to a member that stopped answering
+	Store              string
+	DataDir            string
+	PebbleCacheMB      int // block cache of the embedded store
+	PebbleMemTableMB   int // one memtable of the embedded store
+	PebbleIOUring      bool
+	PebbleStuckAfter   time.Duration // writes (reads) in flight with none finishing this long: the disk does not answer
+	LogLevel           string
+	DebugAddr          string
+	BackupDir          string // checkpoints of the embedded store (POST /admin/backup)
+	Runtime            goruntime.Config
 }
 
 func defaultConfig() config {
 	return config{HTTP: edge.DefaultConfig(), Cluster: cluster.DefaultConfig(), Writer: actors.DefaultWriterConfig(),
 		Grain: actors.DefaultGrainConfig(), Scylla: scylla.DefaultConfig(), CallRetries: 3, Breaker: actors.DefaultBreakerConfig(), Runtime: goruntime.DefaultConfig(), Store: "pebble", DataDir: "./data", LogLevel: "info",
-		PebbleCacheMB: pebble.DefaultCacheSize >> 20, PebbleMemTableMB: pebble.DefaultMemTableSize >> 20, PebbleIOUring: false, PebbleStuckAfter: pebble.DefaultStuckAfter}
+		PebbleCacheMB: pebble.DefaultCacheSize >> 20, PebbleMemTableMB: pebble.DefaultMemTableSize >> 20, PebbleIOUring: false, PebbleStuckAfter: pebble.DefaultStuckAfter,
+		StoreLatencyTarget: 500 * time.Millisecond}
 }
 
 // register binds every setting to a flag of fs.
@@ -74,6 +78,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSCertFile, "http.tls-cert-file", c.TLSCertFile, "PEM certificate (chain) of the node: with http.tls-key-file the API is served over HTTPS only (TLS 1.2+), both re-read on SIGHUP (empty: plain HTTP)")
 	fs.StringVar(&c.TLSKeyFile, "http.tls-key-file", c.TLSKeyFile, "PEM private key of http.tls-cert-file")
 	fs.DurationVar(&c.DrainDelay, "http.drain-delay", c.DrainDelay, "on SIGTERM, how long the node goes on serving while /readyz answers 503 and each answer closes its connection, so load balancers move away before it stops (0: stop at once)")
+	fs.DurationVar(&c.StoreLatencyTarget, "http.store-latency-target", c.StoreLatencyTarget, "the latency the store calls made for requests outside the checkin write path (range reads, reads by id, reads of users and locations the cache misses, user and location writes) are kept near when the store or node is overloaded, by refusing calls beyond an adaptive bound with 503 (0: off, only http.max-inflight bounds them)")
 	fs.BoolVar(&c.HTTP.AccessLog, "http.access-log", c.HTTP.AccessLog, "log every request")
 	fs.StringVar(&c.APIKeysFile, "http.api-keys-file", c.APIKeysFile, "file of API keys, one per line (# comments), re-read on SIGHUP; with keys here or in "+edge.EnvAPIKeys+" every /v1 request needs \"Authorization: Bearer <key>\" (empty and no env keys: /v1 is open)")
 	fs.IntVar(&c.HTTP.CacheSizeMB, "cache.size-mb", c.HTTP.CacheSizeMB, "size of the user and location cache in MB")
@@ -171,6 +176,9 @@ func (c config) validate() error {
 	}
 	if (c.EtcdCertFile == "") != (c.EtcdKeyFile == "") {
 		return errors.New("cluster.etcd-tls-cert-file and cluster.etcd-tls-key-file go together")
+	}
+	if c.StoreLatencyTarget < 0 {
+		return errors.New("http.store-latency-target must be 0 (off) or positive")
 	}
 	if c.DrainDelay < 0 {
 		return errors.New("http.drain-delay must not be negative")

@@ -1416,6 +1416,113 @@ func TestOverloadRefusesCheckinsOverHTTP(t *testing.T) {
 	}
 }
 
+// TestOverloadRefusesStoreReadsOverHTTP: with a latency target no store
+// can meet (--http.store-latency-target=1us), the node's bound on its
+// store calls outside the checkin write path falls to its floor (32) once
+// a window of calls has ended, and range reads beyond it are answered at
+// once with 503 overloaded and Retry-After, never 504 or 500; each one
+// answered holds the user's checkins, and each refusal is counted. On the
+// Scylla store whatever CHECKIN_TEST_STORE says: the embedded store
+// answers a read on the request's own goroutine without waiting, so its
+// calls seldom overlap (ten rounds of 512 clients' range reads never had
+// more than 32 in flight at once in four runs of six), and the bound
+// matters where calls wait on a store over the network.
+func TestOverloadRefusesStoreReadsOverHTTP(t *testing.T) {
+	t.Parallel()
+	hosts := os.Getenv("CHECKIN_TEST_CQL_HOSTS")
+	needServers(t, hosts != "", "the store-call bound test needs CHECKIN_TEST_CQL_HOSTS: run .ci/cassandra-up, then CHECKIN_TEST_CQL_HOSTS=127.0.0.1:9042 make test")
+	p := startProc(t, "--store=scylla", "--scylla.hosts="+hosts, "--scylla.keyspace="+newKeyspace(t, hosts), "--http.store-latency-target=1us")
+	p.hc.Transport.(*http.Transport).MaxIdleConnsPerHost = 512
+	if got := p.metric(t, "checkin_store_admission_limit"); got != 4096 {
+		t.Fatalf("the bound starts at %v, want http.max-inflight (4096)", got)
+	}
+	loc := p.mkLocation(t, "ovr")
+	const users, perUser, clients, each = 16, 40, 512, 8
+	ids := make([]string, users)
+	want := make(map[string][]string, users) // user → checkin ids, newest first
+	base := time.Now().UTC().Truncate(time.Millisecond).Add(-time.Hour)
+	for i := range ids {
+		ids[i] = p.mkUser(t, "ovr")
+		cs := make([]ck, perUser)
+		for k := range cs {
+			cs[k] = ck{ID: fmt.Sprintf("ovr-%d-%d", i, k), Loc: loc.ID, TS: base.Add(time.Duration(k) * time.Second)}
+			want[ids[i]] = append([]string{cs[k].ID}, want[ids[i]]...)
+		}
+		p.mkCheckins(t, ids[i], cs)
+	}
+	read := func(user string) (response, error) {
+		return p.try(context.Background(), "GET", "/v1/users/"+user+"/checkins?limit=100", nil)
+	}
+	// Reads one after another until the node has judged a window of them:
+	// the bound is at its floor before the load begins.
+	deadline := time.Now().Add(30 * time.Second)
+	for k := 0; p.metric(t, "checkin_store_admission_limit") != 32; k++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("the bound is %v after %d reads one at a time, want its floor 32", p.metric(t, "checkin_store_admission_limit"), k)
+		}
+		decodeOK[apiPage](t, p.do(t, "GET", "/v1/users/"+ids[0]+"/checkins?limit=100", nil), http.StatusOK)
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A round: every client reads each times, one read after another. A
+	// fast store (the embedded one) may have more calls than the floor in
+	// flight only now and then, so rounds go on until one refused a read
+	// (at most ten).
+	var answered, refused int
+	for round := 0; round < 10 && refused == 0; round++ {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for i := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				user := ids[i%users]
+				for range each {
+					r, err := read(user)
+					if err != nil {
+						t.Errorf("read %s: %v", user, err)
+						return
+					}
+					switch r.status {
+					case http.StatusOK:
+						var page apiPage
+						if err := json.Unmarshal(r.body, &page); err != nil {
+							t.Errorf("read %s: %v", user, err)
+							return
+						}
+						got := make([]string, len(page.Checkins))
+						for k, c := range page.Checkins {
+							got[k] = c.ID
+						}
+						if !slices.Equal(got, want[user]) {
+							t.Errorf("read %s: checkins %v, want %v", user, got, want[user])
+						}
+						mu.Lock()
+						answered++
+						mu.Unlock()
+					case http.StatusServiceUnavailable:
+						if wantError(t, r, http.StatusServiceUnavailable, "overloaded") == "" || r.header.Get("Retry-After") != "1" {
+							t.Errorf("refused read: %s, Retry-After %q; want overloaded with Retry-After 1", r, r.header.Get("Retry-After"))
+						}
+						mu.Lock()
+						refused++
+						mu.Unlock()
+					default:
+						t.Errorf("read %s: %s; want 200, or 503 overloaded", user, r)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	t.Logf("%d answered, %d refused", answered, refused)
+	if refused == 0 || answered == 0 {
+		t.Fatalf("%d answered, %d refused: want both", answered, refused)
+	}
+	if got := p.metric(t, "checkin_store_refused_total"); got != float64(refused) {
+		t.Errorf("checkin_store_refused_total %v, want the %d refused", got, refused)
+	}
+}
+
 // TestBodyLimit: a body over --http.body-limit gets 413 as a JSON error.
 func TestBodyLimit(t *testing.T) {
 	t.Parallel()

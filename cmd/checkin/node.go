@@ -21,6 +21,7 @@ import (
 	"github.com/checkin/checkin/edge"
 	"github.com/checkin/checkin/messages"
 	"github.com/checkin/checkin/persistence"
+	"github.com/checkin/checkin/persistence/admit"
 	"github.com/checkin/checkin/persistence/metered"
 	"github.com/checkin/checkin/persistence/pebble"
 	"github.com/checkin/checkin/persistence/scylla"
@@ -45,6 +46,11 @@ type node struct {
 	served   chan error
 	stopped  bool
 }
+
+// storeCallFloor is the least bound on the edge's store calls in flight:
+// enough to keep a store busy that answers slowly, so that it shows when
+// it recovers.
+const storeCallFloor = 32
 
 // openStore opens the configured store; ctx cancels the opening (there is
 // no deadline on the whole: the store bounds each step of it).
@@ -175,7 +181,10 @@ func startNode(ctx context.Context, cfg config, log *zap.Logger) (_ *node, err e
 	breaker.Report = n.member // members most of the cluster stopped calling are removed
 	n.grains = actors.NewClient(n.member.Cluster, cfg.HTTP.RequestTimeout, cfg.CallRetries, n.view, m, n.pool, breaker, log.Named("grains"))
 	grains.Store(n.grains)
-	n.edge, err = edge.New(cfg.HTTP, edge.Deps{Grains: n.grains, Store: n.store, Ready: n.ready, Log: log.Named("http"), Registry: reg, APIKeys: keys,
+	// The edge's own store calls are held to a bound of their own (the
+	// checkin writes have the writers'); the grains' reads are not.
+	edgeStore := admit.New(n.store, admit.Config{Target: cfg.StoreLatencyTarget, Floor: storeCallFloor, Ceiling: int64(cfg.HTTP.MaxInflight)}, admit.NewMetrics(reg))
+	n.edge, err = edge.New(cfg.HTTP, edge.Deps{Grains: n.grains, Store: edgeStore, Ready: n.ready, Log: log.Named("http"), Registry: reg, APIKeys: keys,
 		Notify: func(kind edge.RecordKind, id string) {
 			if kind == edge.KindUserDeleted {
 				n.forgetWritten(id)

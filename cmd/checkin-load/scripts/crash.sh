@@ -237,12 +237,12 @@ status=0
 wait "$load" || status=$?
 # What the nodes counted, for the grains' work behind the report (background
 # writes and deletes, hand-overs, write passed on, calls failed fast), the
-# checkins the writers refused and the members removed; a node killed and
-# not restarted has none.
+# checkins the writers refused, the store calls refused and the members
+# removed; a node killed and not restarted has none.
 for i in 1 2 3; do
   curl -s --max-time 5 "http://${addrs[$i]}/metrics" > "$results/metrics-node$i.txt" 2>/dev/null || true
 done
-grep -h -E '^checkin_(grain_(write_retries|delete_retries|handovers|writes_passed_on|calls_failed_fast)|cluster_members_removed|writer_rejected)_total' "$results"/metrics-node*.txt 2>/dev/null |
+grep -h -E '^checkin_(grain_(write_retries|delete_retries|handovers|writes_passed_on|calls_failed_fast)|cluster_members_removed|writer_rejected|store_refused)_total' "$results"/metrics-node*.txt 2>/dev/null |
   awk '{sum[$1] += $2} END {for (k in sum) printf "nodes: %s %d\n", k, sum[k]}' | sort >> "$results/report.txt" || true
 cat "$results/load.log" >&2
 cat "$results/report.txt"

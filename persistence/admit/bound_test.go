@@ -1,11 +1,14 @@
-package actors
+package admit
 
 import (
 	"testing"
 	"time"
 )
 
-// batch is one batch's end for admission.observe: at (since the test's
+// floor is the bound's floor in the tests (the writers' default).
+const floor = 64
+
+// batch is one batch's end for Bound.Observe: at (since the test's
 // start), the wait of its oldest checkin, its checkins.
 type batch struct {
 	at   time.Duration
@@ -13,20 +16,20 @@ type batch struct {
 	n    int
 }
 
-// window returns the batches of one admission window starting at start:
+// window returns the batches of one window starting at start:
 // count batches of n checkins each, evenly over the window, the i-th
 // waiting waits[i%len(waits)].
 func window(start time.Duration, count, n int, waits ...time.Duration) []batch {
 	bs := make([]batch, count)
 	for i := range bs {
-		bs[i] = batch{at: start + time.Duration(i)*admissionWindow/time.Duration(count-1), wait: waits[i%len(waits)], n: n}
+		bs[i] = batch{at: start + time.Duration(i)*Window/time.Duration(count-1), wait: waits[i%len(waits)], n: n}
 	}
 	return bs
 }
 
-func TestAdmissionBound(t *testing.T) {
+func TestBound(t *testing.T) {
 	const target = 100 * time.Millisecond
-	const w = admissionWindow
+	const w = Window
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name   string
@@ -55,7 +58,7 @@ func TestAdmissionBound(t *testing.T) {
 			name:    "a store that writes almost nothing: the bound stops at the floor",
 			target:  target,
 			windows: [][]batch{window(0, 5, 1, 2*time.Second)},
-			want:    admissionFloor,
+			want:    floor,
 		},
 		{
 			// Four batches over a second, two of them slow: no window yet.
@@ -70,7 +73,7 @@ func TestAdmissionBound(t *testing.T) {
 			name:    "a store so slow that few batches end in a window: judged once five have",
 			target:  target,
 			windows: [][]batch{{{0, 3 * time.Second, 20}, {500 * time.Millisecond, 3 * time.Second, 20}, {time.Second, 3 * time.Second, 20}, {1500 * time.Millisecond, 3 * time.Second, 20}, {2 * time.Second, 3 * time.Second, 20}}},
-			want:    admissionFloor,
+			want:    floor,
 		},
 		{
 			// 220 after the slow window; the windows under the target with
@@ -122,22 +125,22 @@ func TestAdmissionBound(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var reported int64
-			a := newAdmission(tt.target, admissionFloor, 100_000, func(n int64) { reported = n })
+			a := NewBound(tt.target, floor, 100_000, func(n int64) { reported = n })
 			for i, win := range tt.windows {
-				if tt.refuse && i > 0 && a.admit(a.limit.Load()+1) {
-					t.Fatalf("window %d: a checkin beyond the bound %d was admitted", i, a.limit.Load())
+				if tt.refuse && i > 0 && a.Admit(a.Limit()+1) {
+					t.Fatalf("window %d: a checkin beyond the bound %d was admitted", i, a.Limit())
 				}
 				for _, b := range win {
-					a.observe(t0.Add(b.at), b.wait, b.n)
+					a.Observe(t0.Add(b.at), b.wait, b.n)
 				}
 			}
-			if got := a.limit.Load(); got != tt.want {
+			if got := a.Limit(); got != tt.want {
 				t.Errorf("bound %d, want %d", got, tt.want)
 			}
 			if reported != tt.want {
 				t.Errorf("the gauge reads %d, want %d", reported, tt.want)
 			}
-			if !a.admit(tt.want) || a.admit(tt.want+1) {
+			if !a.Admit(tt.want) || a.Admit(tt.want+1) {
 				t.Errorf("admit at the bound %d: want %d held admitted and %d refused", tt.want, tt.want, tt.want+1)
 			}
 		})
