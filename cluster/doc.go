@@ -24,5 +24,7 @@
 // needs no external server; "etcd" registers each member in etcd under a
 // lease (EtcdConfig.LeaseTTL) and watches the others, so members join,
 // leave and fail over while the cluster runs. A member renews its lease
-// through an etcd outage, so an etcd that restarts removes nobody.
+// through an etcd outage, so an etcd that restarts removes nobody, and
+// registers again under the same identity when an etcd that stalled for
+// longer than the lease expired every member's lease at once.
 package cluster

@@ -29,6 +29,25 @@ import (
 // through an etcd outage instead of taking a new one (so no member seems
 // to leave when etcd comes back), and the watch starts at the revision of
 // the first read, so no change between the two is missed.
+//
+// An etcd that stops answering while it runs (frozen, starved of CPU or
+// disk) for longer than the lease expires every lease when it resumes,
+// and deletes every record. Taken as they come, those deletes would
+// remove every member from every other's topology for good (protoactor
+// never lets a member that left back in under the same identity), and
+// every node would restart at once. So a delete that arrives while this
+// member's own lease is overdue (etcd has not renewed it for longer than
+// the lease: etcd was not answering this member either) is held: the
+// member stays in the published topology until it is clear what
+// happened (settle). If this member's own record went too, and with it
+// every record it knew, etcd lost every lease at once: this member
+// registers again under the same identity and a new lease, and gives the
+// others stallGrace to do the same before their deletes are applied. If
+// some other record stayed, the cluster removed this member alone (it was
+// paused, or cut off from etcd): the held deletes are applied, this member
+// with them (Node.Evicted). If this member's lease is renewed again, the
+// others' leases ran out while its own did not: their deletes are
+// applied.
 type etcdMembers struct {
 	etcd clientv3.Config
 	dir  string // <prefix>/<cluster name>/, the records' common prefix
@@ -40,15 +59,32 @@ type etcdMembers struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
-	lease   clientv3.LeaseID // the record's lease
-	renewed atomic.Int64     // when etcd last renewed it (Unix nanoseconds)
-	key     string           // this member's record's key
-	record  etcdRecord       // this member's record
-	silent  *silentReports   // members this node and the others cannot reach (evict.go)
+	lease   atomic.Int64   // the record's lease (a clientv3.LeaseID)
+	renewed atomic.Int64   // when etcd last renewed it (Unix nanoseconds)
+	key     string         // this member's record's key
+	record  etcdRecord     // this member's record
+	silent  *silentReports // members this node and the others cannot reach (evict.go)
 	// pingTimeout: how long a ping of a member this node stopped calling
 	// waits for its answer (evict.go)
 	pingTimeout time.Duration
+
+	mu      sync.Mutex            // the watch's state below, shared with settle
+	members map[string]etcdRecord // by key: what is published, held records included
+	held    map[string]bool       // keys deleted while this member's lease was overdue, still published
+	lost    map[string]bool       // every key deleted while the lease was overdue (held, or put again since)
+	ownLost time.Time             // when this member's own record was seen deleted while overdue
+	stalled time.Time             // when this member registered again after etcd lost every lease
 }
+
+// After etcd lost every lease at once, settleWait is how long a member
+// waits after its own record's delete for the others' deletes to arrive
+// (etcd revokes the expired leases one after the other), and stallGrace
+// how long it keeps the others, in multiples of the lease, while they
+// register again.
+const (
+	settleWait = time.Second
+	stallGrace = 2
+)
 
 // etcdRecord is a member's record: the fields protoactor's etcd provider
 // writes and reads.
@@ -124,10 +160,14 @@ func (m *etcdMembers) StartMember(c *pcluster.Cluster) error {
 		cancel()
 		return errors.Join(fmt.Errorf("cluster: read the members from etcd: %w", err), m.client.Close())
 	}
-	m.publish(members)
-	m.wg.Add(2)
-	go m.keepAlive(ctx)
-	go m.watch(ctx, members, rev)
+	m.mu.Lock()
+	m.members, m.held, m.lost = members, map[string]bool{}, map[string]bool{}
+	m.publish()
+	m.mu.Unlock()
+	m.wg.Add(3)
+	go m.keepAlive(ctx, clientv3.LeaseID(m.lease.Load()))
+	go m.watch(ctx, rev)
+	go m.settleLoop(ctx)
 	if m.silent.after > 0 {
 		rev, err := m.readReports(ctx)
 		if err != nil {
@@ -153,28 +193,35 @@ func (m *etcdMembers) register(ctx context.Context, key string, record []byte) e
 	if _, err := m.client.Put(ctx, key, string(record), clientv3.WithLease(lease.ID)); err != nil {
 		return err
 	}
-	m.lease = lease.ID
+	m.lease.Store(int64(lease.ID))
 	m.renewed.Store(time.Now().UnixNano())
 	return nil
 }
 
-// keepAlive renews the lease until ctx ends or etcd says it expired.
+// leaseID returns the record's lease.
+func (m *etcdMembers) leaseID() clientv3.LeaseID { return clientv3.LeaseID(m.lease.Load()) }
+
+// overdue reports whether etcd has not renewed the lease for longer than
+// the lease: by now etcd has expired it, or is not answering.
+func (m *etcdMembers) overdue() bool { return m.leaseAge() > m.ttl }
+
+// keepAlive renews lease until ctx ends or etcd says it expired.
 // While etcd does not answer, it keeps trying the same lease: an etcd that
 // was stopped and started again still holds it (etcd extends every lease
 // when it elects a leader), so the record stays and nobody notices. Once
-// the lease expired, the record is gone and every member, this one
-// included, saw this one leave; it cannot come back under its identity
-// (Node.Evicted), so nothing is registered again.
-func (m *etcdMembers) keepAlive(ctx context.Context) {
+// the lease expired, the record is gone: whether the cluster removed this
+// member, or etcd lost every lease at once and this member registers
+// again under a new lease, is settle's to find out.
+func (m *etcdMembers) keepAlive(ctx context.Context, lease clientv3.LeaseID) {
 	defer m.wg.Done()
 	for ctx.Err() == nil {
-		renewals, err := m.client.KeepAlive(ctx, m.lease)
+		renewals, err := m.client.KeepAlive(ctx, lease)
 		if err == nil {
 			for range renewals {
 				m.renewed.Store(time.Now().UnixNano())
 			}
 		}
-		if ctx.Err() != nil || !m.renewAgain(ctx) {
+		if ctx.Err() != nil || !m.renewAgain(ctx, lease) {
 			return
 		}
 	}
@@ -184,11 +231,11 @@ func (m *etcdMembers) keepAlive(ctx context.Context) {
 // until etcd answers (true) or says the lease expired, or ctx ends
 // (false): etcd gives a lease its whole time again when it comes back, so
 // the first renewal must not wait long.
-func (m *etcdMembers) renewAgain(ctx context.Context) bool {
+func (m *etcdMembers) renewAgain(ctx context.Context, lease clientv3.LeaseID) bool {
 	since, warned := time.Now(), false
 	for {
 		once, cancel := context.WithTimeout(ctx, retryEvery)
-		_, err := m.client.KeepAliveOnce(once, m.lease)
+		_, err := m.client.KeepAliveOnce(once, lease)
 		cancel()
 		switch {
 		case err == nil:
@@ -198,7 +245,7 @@ func (m *etcdMembers) renewAgain(ctx context.Context) bool {
 			}
 			return true
 		case errors.Is(err, rpctypes.ErrLeaseNotFound):
-			m.log.Warn("etcd membership lease expired: the cluster removed this node")
+			m.log.Warn("etcd membership lease expired", zap.Int64("lease", int64(lease)))
 			return false
 		case ctx.Err() != nil:
 			return false
@@ -231,27 +278,157 @@ func (m *etcdMembers) read(ctx context.Context) (map[string]etcdRecord, int64, e
 	return members, resp.Header.Revision, nil
 }
 
-// watch follows the records after revision rev, starting from members as
-// they stood at rev, and publishes the topology after every change, until
-// ctx ends.
-func (m *etcdMembers) watch(ctx context.Context, members map[string]etcdRecord, rev int64) {
+// watch follows the records after revision rev, starting from m.members
+// as they stood at rev, and publishes the topology after every change,
+// until ctx ends.
+func (m *etcdMembers) watch(ctx context.Context, rev int64) {
 	m.follow(ctx, m.dir, rev, func(events []*clientv3.Event) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
 		for _, ev := range events {
 			if ev.Type == clientv3.EventTypeDelete {
-				delete(members, string(ev.Kv.Key))
+				m.deleted(string(ev.Kv.Key))
 			} else {
-				m.add(members, ev.Kv.Key, ev.Kv.Value)
+				m.add(m.members, ev.Kv.Key, ev.Kv.Value)
+				delete(m.held, string(ev.Kv.Key))
 			}
 		}
-		m.publish(members)
+		m.settle(ctx)
+		m.publish()
 	}, func(ctx context.Context) (int64, error) {
 		fresh, rev, err := m.read(ctx)
 		if err == nil {
-			members = fresh
-			m.publish(members)
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			for key := range m.members {
+				if _, ok := fresh[key]; !ok {
+					m.deleted(key)
+				}
+			}
+			for key, r := range fresh {
+				m.members[key] = r
+				delete(m.held, key)
+			}
+			m.settle(ctx)
+			m.publish()
 		}
 		return rev, err
 	})
+}
+
+// deleted applies the delete of the record at key, or holds it while
+// this member's lease is overdue. m.mu is held.
+func (m *etcdMembers) deleted(key string) {
+	if !m.overdue() {
+		delete(m.members, key)
+		delete(m.held, key)
+		return
+	}
+	m.lost[key] = true
+	if _, ok := m.members[key]; ok {
+		m.held[key] = true
+	}
+	if key == m.key && m.ownLost.IsZero() {
+		m.ownLost = time.Now()
+	}
+}
+
+// settleLoop settles held deletes every retryEvery until ctx ends: they
+// wait on time passing as well as on events.
+func (m *etcdMembers) settleLoop(ctx context.Context) {
+	defer m.wg.Done()
+	tick := time.NewTicker(retryEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		m.mu.Lock()
+		if m.settle(ctx) {
+			m.publish()
+		}
+		m.mu.Unlock()
+	}
+}
+
+// settle decides about the held deletes (see etcdMembers) and reports
+// whether m.members changed. m.mu is held.
+func (m *etcdMembers) settle(ctx context.Context) bool {
+	now := time.Now()
+	switch {
+	case len(m.held) == 0 && m.stalled.IsZero():
+		if len(m.lost) > 0 && !m.overdue() {
+			clear(m.lost)
+			m.ownLost = time.Time{}
+		}
+		return false
+	case !m.stalled.IsZero():
+		// This member registered again after etcd lost every lease: the
+		// others that have not done so within the grace are gone.
+		if now.Sub(m.stalled) < stallGrace*m.ttl {
+			return false
+		}
+		for key := range m.held {
+			m.log.Warn("a member did not register again after etcd lost every lease: it left", zap.String("key", key))
+		}
+		m.stalled = time.Time{}
+		return m.applyHeld()
+	case !m.ownLost.IsZero():
+		if now.Sub(m.ownLost) < settleWait {
+			return false // the other deletes of a lost etcd may still be on their way
+		}
+		for key := range m.members {
+			if !m.lost[key] {
+				// Another record stayed: the cluster removed this member
+				// alone. The held deletes apply, this member's own too.
+				return m.applyHeld()
+			}
+		}
+		m.registerAgain(ctx)
+		return false
+	case !m.overdue():
+		// This member's lease is renewed again: the held deletes were the
+		// others' leases running out.
+		return m.applyHeld()
+	}
+	return false
+}
+
+// applyHeld applies the held deletes and reports whether there were any.
+// m.mu is held.
+func (m *etcdMembers) applyHeld() bool {
+	n := len(m.held)
+	for key := range m.held {
+		delete(m.members, key)
+	}
+	clear(m.held)
+	clear(m.lost)
+	m.ownLost = time.Time{}
+	return n > 0
+}
+
+// registerAgain puts this member's record again under a new lease, after
+// etcd lost every lease at once, and renews that lease from now on; when
+// etcd does not answer, the next settle tries again. m.mu is held.
+func (m *etcdMembers) registerAgain(ctx context.Context) {
+	record, err := json.Marshal(m.record)
+	if err == nil {
+		err = m.register(ctx, m.key, record)
+	}
+	if err != nil {
+		m.log.Warn("registering again in etcd failed; retrying", zap.Error(err), zap.Duration("every", retryEvery))
+		return
+	}
+	// etcd stopped answering for longer than the lease; the other members
+	// are kept for the grace while they register again too.
+	m.log.Warn("etcd lost every member's lease at once: this node registered again under the same identity",
+		zap.Int("members", len(m.members)), zap.Duration("grace", stallGrace*m.ttl))
+	m.stalled = time.Now()
+	delete(m.held, m.key)
+	m.wg.Add(1)
+	go m.keepAlive(ctx, m.leaseID())
 }
 
 // watchReports follows the reports of silent members (silentReports)
@@ -323,11 +500,12 @@ func (m *etcdMembers) add(members map[string]etcdRecord, key, value []byte) {
 	members[string(key)] = r
 }
 
-// publish hands the members to protoactor as the topology, after telling
+// publish hands m.members to protoactor as the topology, after telling
 // the placement which of them are draining (protoactor's topology tells
 // members apart by id only, so a member that starts to drain is no change
-// to it).
-func (m *etcdMembers) publish(members map[string]etcdRecord) {
+// to it). m.mu is held.
+func (m *etcdMembers) publish() {
+	members := m.members
 	list := make(pcluster.Members, 0, len(members))
 	d := &Draining{}
 	for _, r := range members {
@@ -358,7 +536,7 @@ func (m *etcdMembers) drain(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, m.ttl)
 	defer cancel()
 	resp, err := m.client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(m.key), ">", 0)).
-		Then(clientv3.OpPut(m.key, string(record), clientv3.WithLease(m.lease))).Commit()
+		Then(clientv3.OpPut(m.key, string(record), clientv3.WithLease(m.leaseID()))).Commit()
 	if err == nil && !resp.Succeeded {
 		err = errors.New("the cluster removed this node's record")
 	}
@@ -375,7 +553,7 @@ func (m *etcdMembers) Shutdown(bool) error {
 	m.wg.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), m.ttl)
 	defer cancel()
-	_, err := m.client.Revoke(ctx, m.lease)
+	_, err := m.client.Revoke(ctx, m.leaseID())
 	return errors.Join(err, m.client.Close())
 }
 

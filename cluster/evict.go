@@ -267,7 +267,7 @@ func (m *etcdMembers) report(ctx context.Context) {
 		var err error
 		for id, key := range put {
 			if err = m.etcdOp(ctx, func(c context.Context) error {
-				_, err := m.client.Put(c, key, "", clientv3.WithLease(m.lease))
+				_, err := m.client.Put(c, key, "", clientv3.WithLease(m.leaseID()))
 				return err
 			}); err != nil {
 				break

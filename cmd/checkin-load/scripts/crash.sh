@@ -5,7 +5,10 @@
 # measured run (or, with CRASH_SIGNAL=STOP, freezes it for CRASH_PAUSE
 # seconds and lets it go on, as a long pause or a cut-off machine that
 # comes back; with CRASH_SIGNAL=ETCD, stops etcd for CRASH_PAUSE seconds
-# and starts it again, and no node is touched; with CRASH_SIGNAL=ROLL,
+# and starts it again, and no node is touched; with CRASH_SIGNAL=ETCDSTOP,
+# freezes etcd (SIGSTOP) for CRASH_PAUSE seconds and lets it go on, which
+# expires every member's lease when the pause is longer than the lease;
+# with CRASH_SIGNAL=ROLL,
 # restarts every node in turn as a deploy does: SIGTERM, wait for it to
 # exit, start it again on the same HTTP address, wait until it is ready
 # and the cluster has three members again; with CRASH_SIGNAL=NONE, nothing
@@ -26,7 +29,8 @@
 #   CRASH_KILL_AFTER             seconds into the measured run of the kill, 2 or more (default 10)
 #   CRASH_SIGNAL                 KILL (default), STOP (freeze, then SIGCONT),
 #                                ETCD (.ci/etcd-down, then .ci/etcd-up: needs the
-#                                etcd those scripts start) or ROLL (a rolling
+#                                etcd those scripts start), ETCDSTOP (SIGSTOP to
+#                                that etcd, then SIGCONT) or ROLL (a rolling
 #                                restart of nodes 1, 2 and 3, starting at
 #                                CRASH_KILL_AFTER; the run should last long
 #                                enough for all three) or NONE (no event:
@@ -37,7 +41,7 @@
 #                                load balancer that checks /readyz would want
 #                                a few seconds)
 #   CRASH_PAUSE                  seconds node 3 stays frozen with STOP, or etcd
-#                                down with ETCD (default 8)
+#                                down with ETCD or frozen with ETCDSTOP (default 8)
 #   CRASH_CQL_FREEZE_AT          also freeze the CQL node (SIGSTOP, then SIGCONT)
 #                                this many seconds into the measured run, 2 or
 #                                more (default: never): after the node 3 event,
@@ -67,7 +71,7 @@ duration=${CRASH_DURATION:-30s}
 kill_after=${CRASH_KILL_AFTER:-10}
 signal=${CRASH_SIGNAL:-KILL}
 pause=${CRASH_PAUSE:-8}
-case "$signal" in KILL | STOP | ETCD | ROLL | NONE) ;; *) echo "CRASH_SIGNAL must be KILL, STOP, ETCD, ROLL or NONE" >&2; exit 2 ;; esac
+case "$signal" in KILL | STOP | ETCD | ETCDSTOP | ROLL | NONE) ;; *) echo "CRASH_SIGNAL must be KILL, STOP, ETCD, ETCDSTOP, ROLL or NONE" >&2; exit 2 ;; esac
 roll_gap=${CRASH_ROLL_GAP:-3}
 drain_delay=${CRASH_DRAIN_DELAY:-0s}
 [ "$kill_after" -ge 2 ] || { echo "CRASH_KILL_AFTER must be 2 or more" >&2; exit 2; }
@@ -169,7 +173,7 @@ for _ in $(seq 1 6000); do
   kill -0 "$load" 2>/dev/null || break
   sleep 0.05
 done
-if [ "$signal" = ETCD ]; then
+if [ "$signal" = ETCD ] || [ "$signal" = ETCDSTOP ]; then
   log "measured run 1s old; etcd stops $((kill_after - 1))s from now"
 elif [ "$signal" = ROLL ]; then
   log "measured run 1s old; the rolling restart begins $((kill_after - 1))s from now"
@@ -223,6 +227,13 @@ elif [ "$signal" = ETCD ]; then
   sleep "$pause"
   "$root/.ci/etcd-up" > /dev/null
   log "etcd is up again"
+elif [ "$signal" = ETCDSTOP ]; then
+  etcd_pid=$(cat "${ETCD_RUN_DIR:-$root/.cache/etcd}/etcd.pid")
+  kill -STOP "$etcd_pid"
+  log "froze etcd (pid $etcd_pid, SIGSTOP) for ${pause}s"
+  sleep "$pause"
+  kill -CONT "$etcd_pid"
+  log "etcd goes on (SIGCONT)"
 else
   kill -STOP "${pids[2]}"
   log "froze node 3 (SIGSTOP) for ${pause}s"
@@ -244,6 +255,10 @@ for i in 1 2 3; do
 done
 grep -h -E '^checkin_(grain_(write_retries|delete_retries|handovers|writes_passed_on|calls_failed_fast)|cluster_members_removed|writer_rejected|store_refused)_total' "$results"/metrics-node*.txt 2>/dev/null |
   awk '{sum[$1] += $2} END {for (k in sum) printf "nodes: %s %d\n", k, sum[k]}' | sort >> "$results/report.txt" || true
+# Nodes that found the cluster had removed them (they exit to be started
+# again), and nodes that registered again after etcd lost every lease.
+printf 'nodes: exited as removed %d\n' "$(cat "$results"/node*.log 2>/dev/null | grep -c 'the cluster removed this node' || true)" >> "$results/report.txt"
+printf 'nodes: registered again after etcd lost every lease %d\n' "$(cat "$results"/node*.log 2>/dev/null | grep -c 'registered again under the same identity' || true)" >> "$results/report.txt"
 cat "$results/load.log" >&2
 cat "$results/report.txt"
 log "checkin-load exited $status; logs and report in $results"
