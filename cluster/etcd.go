@@ -527,8 +527,10 @@ func (m *etcdMembers) publish() {
 // this one included, sees it own no grains any more. A record the others
 // deleted (evict.go) is not written again: that member was removed.
 func (m *etcdMembers) drain(ctx context.Context) error {
+	m.mu.Lock()
+	m.record.Draining = true // a record written again after etcd lost every lease drains too
 	r := m.record
-	r.Draining = true
+	m.mu.Unlock()
 	record, err := json.Marshal(r)
 	if err != nil {
 		return err
