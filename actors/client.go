@@ -113,6 +113,14 @@ func (cl *Client) CompleteCheckin(ctx context.Context, c persistence.Checkin) er
 const errCheckinUnconfirmed = "the checkin was not confirmed stored in time and may still be stored: retry with the same id (without one, a retry may store it twice)"
 
 func (cl *Client) Checkin(ctx context.Context, c persistence.Checkin, timestampSet, clientID bool) (persistence.Checkin, bool, error) {
+	if cl.writers != nil && cl.writers.refusing() {
+		// This node's writers are at their bound: the store takes no more
+		// checkins than it writes in about the latency target, from this
+		// node and, being shared, most likely from the user's node too.
+		// Refused here, before a grain call that would most likely end in
+		// the same refusal after a round trip to another node.
+		return persistence.Checkin{}, false, errWritersAtBound()
+	}
 	m := toMsg(c)
 	// The grain takes the user from its identity. Not sending it also keeps
 	// the grain from holding a caller's id string, which may live in a

@@ -171,6 +171,22 @@ func (p *Pool) index(userID string) int {
 	return int(h.Sum32() % uint32(len(p.pids)))
 }
 
+// errWritersAtBound refuses a checkin beyond the writers' bound.
+func errWritersAtBound() *Error {
+	return newError(ErrOverloaded, CodeOverloaded, "the store is writing as many checkins as it can; retry shortly")
+}
+
+// refusing reports whether a checkin submitted now would be refused at the
+// writers' bound, and counts it refused if so (Client.Checkin refuses it
+// before its grain call).
+func (p *Pool) refusing() bool {
+	if p.bound.Admit(p.held.Load() + 1) {
+		return false
+	}
+	p.m.rejected.Inc()
+	return true
+}
+
 // submit hands e's checkin to its writer, which answers ctx's actor with a
 // *writeResult for e; it returns ErrOverloaded at once when that writer's
 // queue is full. checkExisting asks the writer to look the checkin id up
@@ -183,7 +199,7 @@ func (p *Pool) submit(ctx actor.Context, e *entry, checkExisting bool) error {
 	if !p.bound.Admit(p.held.Add(1)) {
 		p.held.Add(-1)
 		p.m.rejected.Inc()
-		return newError(ErrOverloaded, CodeOverloaded, "the store is writing as many checkins as it can; retry shortly")
+		return errWritersAtBound()
 	}
 	if p.depth[i].Add(1) > int64(p.cfg.QueueSize) {
 		p.depth[i].Add(-1)
