@@ -358,11 +358,19 @@ func (m *etcdMembers) settleLoop(ctx context.Context) {
 func (m *etcdMembers) settle(ctx context.Context) bool {
 	now := time.Now()
 	switch {
-	case len(m.held) == 0 && m.stalled.IsZero():
-		if len(m.lost) > 0 && !m.overdue() {
-			clear(m.lost)
-			m.ownLost = time.Time{}
+	case !m.ownLost.IsZero():
+		if now.Sub(m.ownLost) < settleWait {
+			return false // the other deletes of a lost etcd may still be on their way
 		}
+		for key := range m.members {
+			if !m.lost[key] {
+				// Another record stayed: the cluster removed this member
+				// alone. The held deletes apply, this member's own too.
+				m.stalled = time.Time{}
+				return m.applyHeld()
+			}
+		}
+		m.registerAgain(ctx)
 		return false
 	case !m.stalled.IsZero():
 		// This member registered again after etcd lost every lease: the
@@ -375,18 +383,10 @@ func (m *etcdMembers) settle(ctx context.Context) bool {
 		}
 		m.stalled = time.Time{}
 		return m.applyHeld()
-	case !m.ownLost.IsZero():
-		if now.Sub(m.ownLost) < settleWait {
-			return false // the other deletes of a lost etcd may still be on their way
+	case len(m.held) == 0:
+		if len(m.lost) > 0 && !m.overdue() {
+			clear(m.lost)
 		}
-		for key := range m.members {
-			if !m.lost[key] {
-				// Another record stayed: the cluster removed this member
-				// alone. The held deletes apply, this member's own too.
-				return m.applyHeld()
-			}
-		}
-		m.registerAgain(ctx)
 		return false
 	case !m.overdue():
 		// This member's lease is renewed again: the held deletes were the
@@ -425,7 +425,9 @@ func (m *etcdMembers) registerAgain(ctx context.Context) {
 	// are kept for the grace while they register again too.
 	m.log.Warn("etcd lost every member's lease at once: this node registered again under the same identity",
 		zap.Int("members", len(m.members)), zap.Duration("grace", stallGrace*m.ttl))
-	m.stalled = time.Now()
+	// A later stall is judged on its own deletes.
+	m.stalled, m.ownLost = time.Now(), time.Time{}
+	clear(m.lost)
 	delete(m.held, m.key)
 	m.wg.Add(1)
 	go m.keepAlive(ctx, m.leaseID())
