@@ -363,7 +363,9 @@ func (m *etcdMembers) settle(ctx context.Context) bool {
 			return false // the other deletes of a lost etcd may still be on their way
 		}
 		for key := range m.members {
-			if !m.lost[key] {
+			// A record still held is gone too: one deleted in an earlier
+			// stall, whose grace has not ended.
+			if !m.lost[key] && !m.held[key] {
 				// Another record stayed: the cluster removed this member
 				// alone. The held deletes apply, this member's own too.
 				m.stalled = time.Time{}

@@ -130,3 +130,62 @@ func goroutinesIn(fn string) int {
 	}
 	return n
 }
+
+// TestSettleAfterOwnDelete: one second after this member saw its own
+// record deleted while its lease was overdue, it registers again if every
+// record it knew went too, and takes itself for removed alone (the held
+// deletes apply, its own too) if another stayed. A record still held from
+// an earlier stall whose grace has not ended (its member died during that
+// stall) went too: a second stall within the grace must not make every
+// member exit. The etcd here does not answer, so registering again fails
+// and is retried; the decision is what the test checks.
+func TestSettleAfterOwnDelete(t *testing.T) {
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{"127.0.0.1:1"}, DialTimeout: 100 * time.Millisecond, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	tests := []struct {
+		name          string
+		held, lost    []string // besides this member, held and lost in every case
+		stalled       bool     // this member registered again after an earlier stall
+		wantRemoved   bool
+		wantPublished []string
+	}{
+		{"every record went", []string{"a", "b"}, []string{"a", "b"}, false, false, []string{"self", "a", "b"}},
+		{"another record stayed", []string{"a"}, []string{"a"}, false, true, []string{"b"}},
+		{"a record still held from the first stall went too", []string{"a", "b"}, []string{"a"}, true, false, []string{"self", "a", "b"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &etcdMembers{ttl: 500 * time.Millisecond, log: zap.NewNop(), client: client, key: "/p/c/self",
+				members: testRecords("self", "a", "b"), held: map[string]bool{"/p/c/self": true}, lost: map[string]bool{"/p/c/self": true},
+				ownLost: time.Now().Add(-2 * settleWait)}
+			for _, id := range tt.held {
+				m.held["/p/c/"+id] = true
+			}
+			for _, id := range tt.lost {
+				m.lost["/p/c/"+id] = true
+			}
+			if tt.stalled {
+				m.stalled = time.Now().Add(-time.Second)
+			}
+			changed := m.settle(context.Background())
+			if changed != tt.wantRemoved {
+				t.Errorf("settle reported a change %v, want %v", changed, tt.wantRemoved)
+			}
+			var got []string
+			for key := range m.members {
+				got = append(got, strings.TrimPrefix(key, "/p/c/"))
+			}
+			slices.Sort(got)
+			want := slices.Sorted(slices.Values(tt.wantPublished))
+			if !slices.Equal(got, want) {
+				t.Errorf("published %v after settling, want %v", got, want)
+			}
+			if !tt.wantRemoved && m.ownLost.IsZero() {
+				t.Errorf("registering again failed, yet the member stopped trying")
+			}
+		})
+	}
+}

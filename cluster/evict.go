@@ -198,6 +198,11 @@ func (r *silentReports) seen(key string, put bool) {
 	if len(by) == 0 {
 		delete(r.reports, silent)
 	}
+	if r.mine[silent] == key {
+		// This node's report went without it dropping it (its lease
+		// ran out, as in an etcd stall): written again while wanted.
+		delete(r.mine, silent)
+	}
 }
 
 // reset forgets every report seen, before they are all read again.

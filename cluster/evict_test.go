@@ -125,6 +125,12 @@ func TestSilentReportsWanted(t *testing.T) {
 	}
 	r.wrote("c", put["c"])
 	nothing(3*after, "reported already")
+	r.seen(put["c"], false) // etcd dropped the report with its lease (a stall)
+	if again, drop := r.wanted("a", t0.Add(3*after)); !maps.Equal(again, put) || len(drop) != 0 {
+		t.Fatalf("the report went with its lease: put %v, drop %v; want put %v again", again, drop, put)
+	}
+	r.wrote("c", put["c"])
+	nothing(3*after, "reported again")
 	r.answers(c)
 	if got := r.toPing(); len(got) != 0 {
 		t.Fatalf("pings %v after c answered a call, want none", got)
