@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/checkin/checkin/persistence"
+	"github.com/checkin/checkin/persistence/admit"
 )
 
 //go:embed openapi.yaml
@@ -48,7 +49,13 @@ type Config struct {
 	RequestTimeout time.Duration // deadline of one request's work (grain calls, store reads)
 	BodyLimit      int           // bytes
 	MaxInflight    int           // requests served at once; more get 503 at once
-	MaxConns       int           // connections served at once; more are answered 503 and closed
+	// LatencyTarget is the time in the node (from the handler's start to
+	// its answer) that /v1 requests are kept near when the node is
+	// overloaded, by an adaptive bound on those in flight (admit.Bound,
+	// between apiFloor and MaxInflight); the others get 503 at once. 0
+	// (the default): MaxInflight only.
+	LatencyTarget time.Duration
+	MaxConns      int // connections served at once; more are answered 503 and closed
 	// MaxConnsPerIP bounds the connections of one client address (0: no
 	// bound); more are answered 429 and closed. Connections from
 	// TrustedProxies are not bounded by it.
@@ -101,6 +108,8 @@ func (c Config) Validate() error {
 		return errors.New("http.body-limit must be at least 1024")
 	case c.MaxInflight < 1:
 		return errors.New("http.max-inflight must be at least 1")
+	case c.LatencyTarget < 0:
+		return errors.New("http.latency-target must be 0 (off) or positive")
 	case c.MaxConns < 1:
 		return errors.New("http.max-conns must be at least 1")
 	case c.MaxConnsPerIP < 0:
@@ -172,23 +181,25 @@ func (s *Server) Forget(kind RecordKind, id string) { s.records.forget(kind, id)
 
 // Server is the HTTP edge of one node.
 type Server struct {
-	cfg      Config
-	app      *fiber.App
-	grains   Grains
-	store    persistence.Store
-	records  *records
-	ready    func(context.Context) error
-	log      *zap.Logger
-	refusals *zap.Logger // log, at most refusalLogsPerSecond lines a second
-	m        *metrics
-	inflight atomic.Int64
-	draining atomic.Bool
-	closed   atomic.Bool // Shutdown began: no more late cache drops
-	keys     *APIKeys
-	notify   func(RecordKind, string)
-	limiter  *rateLimiter // nil: no rate limit
-	shares   func() int   // nodes the rate limit is shared among; nil: not shared
-	now      func() time.Time
+	cfg         Config
+	app         *fiber.App
+	grains      Grains
+	store       persistence.Store
+	records     *records
+	ready       func(context.Context) error
+	log         *zap.Logger
+	refusals    *zap.Logger // log, at most refusalLogsPerSecond lines a second
+	m           *metrics
+	inflight    atomic.Int64
+	api         *admit.Bound // /v1 requests in flight (apiInflight)
+	apiInflight atomic.Int64
+	draining    atomic.Bool
+	closed      atomic.Bool // Shutdown began: no more late cache drops
+	keys        *APIKeys
+	notify      func(RecordKind, string)
+	limiter     *rateLimiter // nil: no rate limit
+	shares      func() int   // nodes the rate limit is shared among; nil: not shared
+	now         func() time.Time
 }
 
 // New builds the app; Serve starts it.
@@ -201,6 +212,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, fmt.Errorf("edge: cache: %w", err)
 	}
 	s := &Server{cfg: cfg, grains: d.Grains, store: d.Store, records: rec, ready: d.Ready, log: d.Log, m: newMetrics(d.Registry), keys: d.APIKeys, notify: d.Notify, now: time.Now}
+	s.api = admit.NewBound(cfg.LatencyTarget, apiFloor, int64(cfg.MaxInflight), func(n int64) { s.m.apiLimit.Set(float64(n)) })
 	s.refusals = d.Log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
 		return zapcore.NewSamplerWithOptions(c, time.Second, refusalLogsPerSecond, 0)
 	}))
@@ -262,6 +274,9 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	if s.limiter != nil {
 		v1.Use(s.rateLimit)
 	}
+	if s.cfg.LatencyTarget > 0 {
+		v1.Use(s.admit)
+	}
 	v1.Post("/users", s.createUser)
 	v1.Get("/users", s.listUsers)
 	v1.Get("/users/:id", s.getUser)
@@ -320,9 +335,37 @@ func (s *Server) limit(c *fiber.Ctx) error {
 	n := s.inflight.Add(1)
 	defer s.inflight.Add(-1)
 	if n > int64(s.cfg.MaxInflight) {
-		return &apiError{status: fiber.StatusServiceUnavailable, code: "overloaded", msg: "the server is at capacity; retry shortly"}
+		return errAtCapacity
 	}
 	return c.Next()
+}
+
+// apiFloor is the least the adaptive bound on /v1 requests in flight
+// goes down to: enough to keep the node busy, so that it shows when it is
+// faster again.
+const apiFloor = 64
+
+// errAtCapacity refuses a request beyond http.max-inflight or the adaptive
+// bound.
+var errAtCapacity = &apiError{status: fiber.StatusServiceUnavailable, code: "overloaded", msg: "the server is at capacity; retry shortly"}
+
+// admit (used when LatencyTarget is set) refuses /v1 requests beyond the
+// adaptive bound, so that an overloaded node answers the requests it
+// takes in about the target and refuses the rest at once, before any
+// work, instead of answering every one after its client gave up.
+// Authentication and rate limits come first: their refusals take no
+// place.
+func (s *Server) admit(c *fiber.Ctx) error {
+	n := s.apiInflight.Add(1)
+	defer s.apiInflight.Add(-1)
+	if !s.api.Admit(n) {
+		return errAtCapacity
+	}
+	start := time.Now()
+	err := c.Next()
+	now := time.Now()
+	s.api.Observe(now, now.Sub(start), 1)
+	return err
 }
 
 func (s *Server) logPanic(c *fiber.Ctx, e any) {
@@ -427,6 +470,7 @@ type metrics struct {
 	rateLimited  prometheus.Counter
 	conns        prometheus.Gauge
 	connsRefused prometheus.Counter
+	apiLimit     prometheus.Gauge
 	// connsRefusedPerIP counts the connections refused by http.max-conns-per-ip
 	connsRefusedPerIP prometheus.Counter
 
@@ -459,10 +503,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "checkin_http_connections_refused_total", Help: "HTTP connections answered 503 and closed because http.max-conns were open."}),
 		connsRefusedPerIP: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "checkin_http_connections_refused_per_ip_total", Help: "HTTP connections answered 429 and closed because their client address had http.max-conns-per-ip open."}),
+		apiLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "checkin_http_admission_limit", Help: "/v1 requests the node serves at once: http.max-inflight, or fewer while they take longer than http.latency-target; more are refused with 503 overloaded."}),
 		children: map[metricKey]metricChildren{},
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.rateLimited, m.conns, m.connsRefused, m.connsRefusedPerIP)
+		reg.MustRegister(m.requests, m.latency, m.rateLimited, m.conns, m.connsRefused, m.connsRefusedPerIP, m.apiLimit)
 	}
 	return m
 }

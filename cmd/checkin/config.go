@@ -65,6 +65,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.HTTP.RequestTimeout, "http.request-timeout", c.HTTP.RequestTimeout, "deadline of one request's work")
 	fs.IntVar(&c.HTTP.BodyLimit, "http.body-limit", c.HTTP.BodyLimit, "largest request body in bytes")
 	fs.IntVar(&c.HTTP.MaxInflight, "http.max-inflight", c.HTTP.MaxInflight, "requests served at once; more are refused with 503")
+	fs.DurationVar(&c.HTTP.LatencyTarget, "http.latency-target", c.HTTP.LatencyTarget, "the time in the node that /v1 requests are kept near when the node is overloaded, by refusing requests beyond an adaptive bound on those in flight (between 64 and http.max-inflight) with 503 at once; fewer requests may be answered, but those answered come in time (0: off, only http.max-inflight bounds them)")
 	fs.IntVar(&c.HTTP.MaxConns, "http.max-conns", c.HTTP.MaxConns, "connections served at once, idle keep-alive ones included; more are answered 503 and closed")
 	fs.IntVar(&c.HTTP.MaxConnsPerIP, "http.max-conns-per-ip", c.HTTP.MaxConnsPerIP, "connections served at once from one client address; more are answered 429 and closed (connections from http.trusted-proxies are not bounded; 0: no bound)")
 	fs.DurationVar(&c.HTTP.IdleTimeout, "http.idle-timeout", c.HTTP.IdleTimeout, "a keep-alive connection with no request for this long is closed (it holds one of http.max-conns)")

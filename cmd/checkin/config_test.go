@@ -72,6 +72,7 @@ func TestInvalidConfigNamesTheFlag(t *testing.T) {
 		{"backup of the Scylla store", func(c *config) { c.Store, c.DebugAddr, c.BackupDir = "scylla", "127.0.0.1:6060", "/backups" }, "backup.dir"},
 		{"backup without the debug server", func(c *config) { c.BackupDir = "/backups" }, "debug.addr"},
 		{"negative store latency target", func(c *config) { c.StoreLatencyTarget = -time.Millisecond }, "http.store-latency-target"},
+		{"negative request latency target", func(c *config) { c.HTTP.LatencyTarget = -time.Millisecond }, "http.latency-target"},
 		{"negative drain delay", func(c *config) { c.DrainDelay = -time.Second }, "http.drain-delay"},
 		{"TLS certificate without its key", func(c *config) { c.TLSCertFile = "/etc/checkin/cert.pem" }, "http.tls-key-file"},
 		{"no connections", func(c *config) { c.HTTP.MaxConns = 0 }, "http.max-conns"},

@@ -8,5 +8,7 @@
 // held to a Bound: a call beyond it returns ErrRefused (which wraps
 // persistence.ErrOverloaded and persistence.ErrNotApplied: nothing was
 // done, and a retry is safe) without reaching the store. The checkin
-// writers hold their batches to a Bound of their own (actors.Pool).
+// writers hold their batches to a Bound of their own (actors.Pool), and
+// the edge, when asked to (http.latency-target), its requests in flight
+// (edge.Server).
 package admit
