@@ -11,6 +11,7 @@ import (
 	"time"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -64,6 +65,9 @@ type etcdMembers struct {
 	key     string         // this member's record's key
 	record  etcdRecord     // this member's record
 	silent  *silentReports // members this node and the others cannot reach (evict.go)
+	// blocked reports whether protoactor removed the member id for good
+	// (it left); nil: none is
+	blocked func(id string) bool
 	// pingTimeout: how long a ping of a member this node stopped calling
 	// waits for its answer (evict.go)
 	pingTimeout time.Duration
@@ -130,6 +134,7 @@ func (m *etcdMembers) StartMember(c *pcluster.Cluster) error {
 		return err
 	}
 	m.cluster = c
+	m.blocked = c.Remote.BlockList().IsBlocked
 	id := c.Config.Name + "@" + c.ActorSystem.ID
 	m.key = m.dir + id
 	m.record = etcdRecord{ID: id, Name: id, Host: host, Address: host, Port: port, Kinds: c.GetClusterKinds(), Alive: true}
@@ -289,8 +294,7 @@ func (m *etcdMembers) watch(ctx context.Context, rev int64) {
 			if ev.Type == clientv3.EventTypeDelete {
 				m.deleted(string(ev.Kv.Key))
 			} else {
-				m.add(m.members, ev.Kv.Key, ev.Kv.Value)
-				delete(m.held, string(ev.Kv.Key))
+				m.put(ctx, ev.Kv)
 			}
 		}
 		m.settle(ctx)
@@ -314,6 +318,38 @@ func (m *etcdMembers) watch(ctx context.Context, rev int64) {
 		}
 		return rev, err
 	})
+}
+
+// put applies a record written, or deletes it again when it is a ghost:
+// the record of a member this member saw leave, written again under the
+// same identity (it registered again after an etcd stall in which this
+// member applied its delete). protoactor never takes a member back once
+// it left, so such a member would serve, unseen, users the others place
+// elsewhere; once its record is gone it finds itself removed and exits,
+// to start again under a new identity. The delete holds only while the
+// record is the one seen, so every member may try it. m.mu is held.
+func (m *etcdMembers) put(ctx context.Context, kv *mvccpb.KeyValue) {
+	key := string(kv.Key)
+	var r etcdRecord
+	if key == m.key || m.blocked == nil || json.Unmarshal(kv.Value, &r) != nil || !m.blocked(r.ID) {
+		m.add(m.members, kv.Key, kv.Value)
+		delete(m.held, key)
+		return
+	}
+	delete(m.members, key)
+	delete(m.held, key)
+	m.log.Warn("a member this node saw leave registered again under the same identity: its record is deleted, so that it starts again under a new one",
+		zap.String("key", key))
+	rev := kv.ModRevision
+	m.wg.Add(1)
+	go func() { // not under m.mu
+		defer m.wg.Done()
+		ctx, cancel := context.WithTimeout(ctx, m.ttl)
+		defer cancel()
+		if _, err := m.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(clientv3.OpDelete(key)).Commit(); err != nil {
+			m.log.Warn("could not delete the record of a member that registered again after it left", zap.String("key", key), zap.Error(err))
+		}
+	}()
 }
 
 // deleted applies the delete of the record at key, or holds it while
