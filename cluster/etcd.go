@@ -304,20 +304,29 @@ func (m *etcdMembers) watch(ctx context.Context, rev int64) {
 		if err == nil {
 			m.mu.Lock()
 			defer m.mu.Unlock()
-			for key := range m.members {
-				if _, ok := fresh[key]; !ok {
-					m.deleted(key)
-				}
-			}
-			for key, r := range fresh {
-				m.members[key] = r
-				delete(m.held, key)
-			}
+			m.reloaded(fresh)
 			m.settle(ctx)
 			m.publish()
 		}
 		return rev, err
 	})
+}
+
+// reloaded applies the records read afresh, after the watch lost its
+// place (a compaction): a record gone since is deleted, unless its delete
+// is held already (it waits for settle: applied now, in the grace after
+// an etcd stall, it would drop a member that is registering again). m.mu
+// is held.
+func (m *etcdMembers) reloaded(fresh map[string]etcdRecord) {
+	for key := range m.members {
+		if _, ok := fresh[key]; !ok && !m.held[key] {
+			m.deleted(key)
+		}
+	}
+	for key, r := range fresh {
+		m.members[key] = r
+		delete(m.held, key)
+	}
 }
 
 // put applies a record written, or deletes it again when it is a ghost:

@@ -256,3 +256,22 @@ func needEtcd(t *testing.T, what string) string {
 	}
 	return endpoint
 }
+
+// TestReloadKeepsHeldDeletes: records read afresh after the watch lost its
+// place apply as events would (a record gone is deleted, one written is
+// published), except that a delete already held stays held for settle to
+// decide: in the grace after an etcd stall the lease is renewed again, and
+// applying it then would drop, for good, a member still registering again.
+func TestReloadKeepsHeldDeletes(t *testing.T) {
+	m := &etcdMembers{ttl: time.Second, log: zap.NewNop(), key: "/p/c/self",
+		members: testRecords("self", "held", "gone"), held: map[string]bool{"/p/c/held": true}, lost: map[string]bool{},
+		stalled: time.Now()}
+	m.renewed.Store(time.Now().UnixNano()) // not overdue: a delete seen now applies at once
+	m.reloaded(testRecords("self", "new"))
+	if got := slices.Sorted(maps.Keys(m.members)); !slices.Equal(got, []string{"/p/c/held", "/p/c/new", "/p/c/self"}) {
+		t.Errorf("published %v after the reload, want held, new and self", got)
+	}
+	if !m.held["/p/c/held"] {
+		t.Errorf("the held delete was dropped by the reload, want it left to settle")
+	}
+}
