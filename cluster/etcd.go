@@ -586,12 +586,32 @@ func (m *etcdMembers) drain(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.ttl)
 	defer cancel()
-	resp, err := m.client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(m.key), ">", 0)).
-		Then(clientv3.OpPut(m.key, string(record), clientv3.WithLease(m.leaseID()))).Commit()
-	if err == nil && !resp.Succeeded {
-		err = errors.New("the cluster removed this node's record")
+	for {
+		lease := m.leaseID()
+		resp, err := m.client.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(m.key), ">", 0)).
+			Then(clientv3.OpPut(m.key, string(record), clientv3.WithLease(lease))).Commit()
+		switch {
+		case err == nil && resp.Succeeded:
+			return nil
+		case err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound):
+			return err
+		}
+		// The record or its lease is gone. After an etcd stall that lost
+		// every lease this member registers again, draining (m.record):
+		// wait for that rather than leave without handing over.
+		m.mu.Lock()
+		registering := !m.ownLost.IsZero()
+		m.mu.Unlock()
+		switch {
+		case m.leaseID() != lease: // registered again meanwhile: once more
+		case !registering:
+			return errors.Join(errors.New("the cluster removed this node's record"), err)
+		default:
+			if sleep(ctx, retryEvery); ctx.Err() != nil {
+				return fmt.Errorf("this node's record was not written again after etcd lost every lease: %w", ctx.Err())
+			}
+		}
 	}
-	return err
 }
 
 // Shutdown stops watching and renewing and revokes the lease, which

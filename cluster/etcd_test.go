@@ -192,16 +192,7 @@ func TestSettleAfterOwnDelete(t *testing.T) {
 // kept, and a ghost's record written again since it was seen is not
 // deleted on the strength of the older one.
 func TestGhostRecordDeleted(t *testing.T) {
-	endpoint := needEtcd(t, "the ghost record test")
-	client, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	dir := "/checkin-test/ghost-" + time.Now().Format("150405.000000000") + "/c/"
-	defer func() { _, _ = client.Delete(context.Background(), dir, clientv3.WithPrefix()) }()
+	client, ctx, dir := testEtcd(t, "the ghost record test", "ghost")
 	put := func(id string) *clientv3.GetResponse {
 		t.Helper()
 		rec, err := json.Marshal(etcdRecord{ID: id, Host: "127.0.0.1", Port: 7000})
@@ -274,4 +265,61 @@ func TestReloadKeepsHeldDeletes(t *testing.T) {
 	if !m.held["/p/c/held"] {
 		t.Errorf("the held delete was dropped by the reload, want it left to settle")
 	}
+}
+
+// TestDrainWaitsForRegistrationAfterStall: a drain that finds the member's
+// record gone while the member is about to register again after etcd lost
+// every lease waits for the registration, which writes the record again
+// draining, instead of failing (the node would leave without handing its
+// grains over); with no registration pending it fails at once.
+func TestDrainWaitsForRegistrationAfterStall(t *testing.T) {
+	client, ctx, dir := testEtcd(t, "the drain test", "drain")
+	m := &etcdMembers{client: client, dir: dir, ttl: 3 * time.Second, log: zap.NewNop(), key: dir + "self",
+		record:  etcdRecord{ID: "self", Host: "127.0.0.1", Port: 7000, Alive: true},
+		members: map[string]etcdRecord{}, held: map[string]bool{}, lost: map[string]bool{}}
+	if err := m.drain(ctx); err == nil {
+		t.Fatal("drained with no record and no registration pending, want an error")
+	}
+	m.mu.Lock()
+	m.ownLost = time.Now() // the member's own delete seen while its lease was overdue
+	m.mu.Unlock()
+	renew, stop := context.WithCancel(ctx)
+	defer func() { stop(); m.wg.Wait() }()
+	go func() {
+		time.Sleep(time.Second)
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.registerAgain(renew)
+	}()
+	if err := m.drain(ctx); err != nil {
+		t.Fatalf("drain while registering again: %v, want it to wait and succeed", err)
+	}
+	resp, err := client.Get(ctx, m.key)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("the record after the drain: %v %v", resp, err)
+	}
+	var got etcdRecord
+	if err := json.Unmarshal(resp.Kvs[0].Value, &got); err != nil || !got.Draining {
+		t.Errorf("the record after the drain: %s (%v), want it draining", resp.Kvs[0].Value, err)
+	}
+}
+
+// testEtcd returns a client of the test's etcd (needEtcd; what names the
+// test), a context for its calls and a key directory of its own (name and
+// the time), all cleaned up when the test ends.
+func testEtcd(t *testing.T, what, name string) (*clientv3.Client, context.Context, string) {
+	t.Helper()
+	endpoint := needEtcd(t, what)
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	dir := "/checkin-test/" + name + "-" + time.Now().Format("150405.000000000") + "/c/"
+	t.Cleanup(func() {
+		cancel()
+		_, _ = client.Delete(context.Background(), dir, clientv3.WithPrefix())
+		_ = client.Close()
+	})
+	return client, ctx, dir
 }
