@@ -78,6 +78,13 @@ type etcdMembers struct {
 	lost    map[string]bool       // every key deleted while the lease was overdue (held, or put again since)
 	ownLost time.Time             // when this member's own record was seen deleted while overdue
 	stalled time.Time             // when this member registered again after etcd lost every lease
+	// registering: an attempt to register again is under way (registerAgain)
+	registering bool
+
+	// stray: leases granted for a record whose Put failed, which etcd may
+	// have applied all the same (revoked by Shutdown). Written by the one
+	// registration at a time; read after every goroutine ended.
+	stray []clientv3.LeaseID
 }
 
 // After etcd lost every lease at once, settleWait is how long a member
@@ -187,20 +194,34 @@ func (m *etcdMembers) StartMember(c *pcluster.Cluster) error {
 	return nil
 }
 
-// register puts this member's record at key under a lease of its own.
+// register puts this member's record at key under a new lease of its own
+// and makes that lease the one renewed.
 func (m *etcdMembers) register(ctx context.Context, key string, record []byte) error {
+	lease, err := m.grantAndPut(ctx, key, record)
+	if err != nil {
+		return err
+	}
+	m.lease.Store(int64(lease))
+	m.renewed.Store(time.Now().UnixNano())
+	return nil
+}
+
+// grantAndPut puts record at key under a new lease and returns the lease.
+// A lease granted for a Put that failed is kept for Shutdown to revoke:
+// etcd may have applied the Put all the same, and then holds the record
+// under it until it expires.
+func (m *etcdMembers) grantAndPut(ctx context.Context, key string, record []byte) (clientv3.LeaseID, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.ttl)
 	defer cancel()
 	lease, err := m.client.Grant(ctx, int64(m.ttl/time.Second))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if _, err := m.client.Put(ctx, key, string(record), clientv3.WithLease(lease.ID)); err != nil {
-		return err
+		m.stray = append(m.stray, lease.ID)
+		return 0, err
 	}
-	m.lease.Store(int64(lease.ID))
-	m.renewed.Store(time.Now().UnixNano())
-	return nil
+	return lease.ID, nil
 }
 
 // leaseID returns the record's lease.
@@ -404,8 +425,10 @@ func (m *etcdMembers) settle(ctx context.Context) bool {
 	now := time.Now()
 	switch {
 	case !m.ownLost.IsZero():
-		if now.Sub(m.ownLost) < settleWait {
-			return false // the other deletes of a lost etcd may still be on their way
+		if now.Sub(m.ownLost) < settleWait || m.registering {
+			// The other deletes of a lost etcd may still be on their way,
+			// or this member decided already and is registering again.
+			return false
 		}
 		for key := range m.members {
 			// A record still held is gone too: one deleted in an earlier
@@ -456,28 +479,50 @@ func (m *etcdMembers) applyHeld() bool {
 	return n > 0
 }
 
-// registerAgain puts this member's record again under a new lease, after
-// etcd lost every lease at once, and renews that lease from now on; when
-// etcd does not answer, the next settle tries again. m.mu is held.
+// registerAgain starts putting this member's record again under a new
+// lease, after etcd lost every lease at once, unless an attempt is under
+// way. The attempt runs without m.mu (it waits on etcd for up to a lease),
+// so the watch goes on applying and publishing; settle decides nothing
+// while it runs. When etcd does not answer, the next settle tries again.
+// m.mu is held.
 func (m *etcdMembers) registerAgain(ctx context.Context) {
-	record, err := json.Marshal(m.record)
-	if err == nil {
-		err = m.register(ctx, m.key, record)
-	}
-	if err != nil {
-		m.log.Warn("registering again in etcd failed; retrying", zap.Error(err), zap.Duration("every", retryEvery))
+	if m.registering {
 		return
 	}
-	// etcd stopped answering for longer than the lease; the other members
-	// are kept for the grace while they register again too.
-	m.log.Warn("etcd lost every member's lease at once: this node registered again under the same identity",
-		zap.Int("members", len(m.members)), zap.Duration("grace", stallGrace*m.ttl))
-	// A later stall is judged on its own deletes.
-	m.stalled, m.ownLost = time.Now(), time.Time{}
-	clear(m.lost)
-	delete(m.held, m.key)
+	record, err := json.Marshal(m.record) // a drain from now on writes it again, draining
+	if err != nil {
+		m.log.Error("cannot encode this member's record", zap.Error(err))
+		return
+	}
+	m.registering = true
 	m.wg.Add(1)
-	go m.keepAlive(ctx, m.leaseID())
+	go func() {
+		defer m.wg.Done()
+		lease, err := m.grantAndPut(ctx, m.key, record)
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.registering = false
+		if err != nil {
+			if ctx.Err() == nil {
+				m.log.Warn("registering again in etcd failed; retrying", zap.Error(err), zap.Duration("every", retryEvery))
+			}
+			return
+		}
+		m.lease.Store(int64(lease))
+		m.renewed.Store(time.Now().UnixNano())
+		// etcd stopped answering for longer than the lease; the other
+		// members are kept for the grace while they register again too.
+		m.log.Warn("etcd lost every member's lease at once: this node registered again under the same identity",
+			zap.Int("members", len(m.members)), zap.Duration("grace", stallGrace*m.ttl))
+		// A later stall is judged on its own deletes.
+		m.stalled, m.ownLost = time.Now(), time.Time{}
+		clear(m.lost)
+		delete(m.held, m.key)
+		if ctx.Err() == nil {
+			m.wg.Add(1)
+			go m.keepAlive(ctx, lease)
+		}
+	}()
 }
 
 // watchReports follows the reports of silent members (silentReports)
@@ -625,6 +670,11 @@ func (m *etcdMembers) Shutdown(bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), m.ttl)
 	defer cancel()
 	_, err := m.client.Revoke(ctx, m.leaseID())
+	for _, lease := range m.stray {
+		if _, err := m.client.Revoke(ctx, lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			m.log.Warn("could not revoke a lease granted for a registration that failed", zap.Int64("lease", int64(lease)), zap.Error(err))
+		}
+	}
 	return errors.Join(err, m.client.Close())
 }
 

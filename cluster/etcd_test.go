@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -164,7 +165,10 @@ func TestSettleAfterOwnDelete(t *testing.T) {
 			if tt.stalled {
 				m.stalled = time.Now().Add(-time.Second)
 			}
+			m.mu.Lock()
 			changed := m.settle(context.Background())
+			m.mu.Unlock()
+			m.wg.Wait() // the attempt to register again, if any, fails
 			if changed != tt.wantRemoved {
 				t.Errorf("settle reported a change %v, want %v", changed, tt.wantRemoved)
 			}
@@ -181,6 +185,74 @@ func TestSettleAfterOwnDelete(t *testing.T) {
 				t.Errorf("registering again failed, yet the member stopped trying")
 			}
 		})
+	}
+}
+
+// TestRegisterAgainLeavesTheLock: registering again after etcd lost every
+// lease waits on etcd for up to a lease; it must not hold the membership
+// lock meanwhile (the watch could neither apply nor publish a change), and
+// while it is under way settle decides nothing more: a member joining
+// then is no record that "stayed", which would take this member for
+// removed alone. The etcd here accepts connections and never answers.
+func TestRegisterAgainLeavesTheLock(t *testing.T) {
+	hole, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	go func() {
+		var conns []net.Conn // held open, never answered
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := hole.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{hole.Addr().String()}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	m := &etcdMembers{ttl: time.Minute, log: zap.NewNop(), client: client, key: "/p/c/self",
+		members: testRecords("self", "a", "b"),
+		held:    map[string]bool{"/p/c/self": true, "/p/c/a": true, "/p/c/b": true},
+		lost:    map[string]bool{"/p/c/self": true, "/p/c/a": true, "/p/c/b": true},
+		ownLost: time.Now().Add(-2 * settleWait)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); m.wg.Wait() }()
+	settled := make(chan struct{})
+	go func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.settle(ctx) // every record went: register again
+		close(settled)
+	}()
+	select {
+	case <-settled:
+	case <-time.After(20 * time.Second):
+		t.Fatal("settle still waits on an etcd that does not answer, holding the membership lock")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if n := goroutinesIn("(*etcdMembers).registerAgain.func1"); n != 1 {
+		t.Fatalf("%d registrations under way, want 1", n)
+	}
+	m.add(m.members, []byte("/p/c/c"), []byte(`{"id":"c","host":"127.0.0.1","port":7009}`)) // a member joins
+	if m.settle(ctx) {
+		t.Errorf("settle changed the members while this member registers again")
+	}
+	if _, ok := m.members[m.key]; !ok || m.ownLost.IsZero() {
+		t.Errorf("this member was taken for removed while it registers again (published %v)", slices.Sorted(maps.Keys(m.members)))
+	}
+	if n := goroutinesIn("(*etcdMembers).registerAgain.func1"); n != 1 {
+		t.Errorf("%d registrations under way after settling again, want 1", n)
 	}
 }
 
