@@ -291,17 +291,27 @@ func (m *etcdMembers) leaseAge() time.Duration {
 
 // read returns every record, by key, and the revision they were read at.
 func (m *etcdMembers) read(ctx context.Context) (map[string]etcdRecord, int64, error) {
+	kvs, rev, err := m.readKVs(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	members := make(map[string]etcdRecord, len(kvs))
+	for _, kv := range kvs {
+		m.add(members, kv.Key, kv.Value)
+	}
+	return members, rev, nil
+}
+
+// readKVs returns every record as etcd keeps it and the revision they
+// were read at.
+func (m *etcdMembers) readKVs(ctx context.Context) ([]*mvccpb.KeyValue, int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.ttl)
 	defer cancel()
 	resp, err := m.client.Get(ctx, m.dir, clientv3.WithPrefix())
 	if err != nil {
 		return nil, 0, err
 	}
-	members := make(map[string]etcdRecord, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		m.add(members, kv.Key, kv.Value)
-	}
-	return members, resp.Header.Revision, nil
+	return resp.Kvs, resp.Header.Revision, nil
 }
 
 // watch follows the records after revision rev, starting from m.members
@@ -320,12 +330,12 @@ func (m *etcdMembers) watch(ctx context.Context, rev int64) {
 		}
 		m.settle(ctx)
 		m.publish()
-	}, func(ctx context.Context) (int64, error) {
-		fresh, rev, err := m.read(ctx)
+	}, func(ctx context.Context, since int64) (int64, error) {
+		fresh, rev, err := m.readKVs(ctx)
 		if err == nil {
 			m.mu.Lock()
 			defer m.mu.Unlock()
-			m.reloaded(fresh)
+			m.reloaded(ctx, fresh, since)
 			m.settle(ctx)
 			m.publish()
 		}
@@ -334,19 +344,30 @@ func (m *etcdMembers) watch(ctx context.Context, rev int64) {
 }
 
 // reloaded applies the records read afresh, after the watch lost its
-// place (a compaction): a record gone since is deleted, unless its delete
-// is held already (it waits for settle: applied now, in the grace after
-// an etcd stall, it would drop a member that is registering again). m.mu
-// is held.
-func (m *etcdMembers) reloaded(fresh map[string]etcdRecord) {
+// place (a compaction) at revision since, as the events it missed would
+// have: a record gone since is deleted, unless its delete is held already
+// (it waits for settle: applied now, in the grace after an etcd stall, it
+// would drop a member that is registering again); a record known before
+// and created after since was deleted and written again meanwhile (a
+// member that registered again after an etcd stall), so its delete counts
+// as lost before it is put; and every record is put, ghosts deleted (put).
+// m.mu is held.
+func (m *etcdMembers) reloaded(ctx context.Context, fresh []*mvccpb.KeyValue, since int64) {
+	read := make(map[string]bool, len(fresh))
+	for _, kv := range fresh {
+		read[string(kv.Key)] = true
+	}
 	for key := range m.members {
-		if _, ok := fresh[key]; !ok && !m.held[key] {
+		if !read[key] && !m.held[key] {
 			m.deleted(key)
 		}
 	}
-	for key, r := range fresh {
-		m.members[key] = r
-		delete(m.held, key)
+	for _, kv := range fresh {
+		key := string(kv.Key)
+		if _, known := m.members[key]; known && key != m.key && kv.CreateRevision > since {
+			m.deleted(key)
+		}
+		m.put(ctx, kv)
 	}
 }
 
@@ -533,7 +554,7 @@ func (m *etcdMembers) watchReports(ctx context.Context, rev int64) {
 			m.silent.seen(string(ev.Kv.Key), ev.Type != clientv3.EventTypeDelete)
 		}
 		m.silent.poke()
-	}, m.readReports)
+	}, func(ctx context.Context, _ int64) (int64, error) { return m.readReports(ctx) })
 }
 
 // readReports reads every report of a silent member and returns the
@@ -556,8 +577,9 @@ func (m *etcdMembers) readReports(ctx context.Context) (int64, error) {
 // follow watches the keys under prefix after revision rev and hands each
 // batch of changes to apply, until ctx ends. When the watch breaks (etcd
 // compacted the revisions it needs) it reads every key again with reload,
-// which returns the revision it read at, until that succeeds.
-func (m *etcdMembers) follow(ctx context.Context, prefix string, rev int64, apply func([]*clientv3.Event), reload func(context.Context) (int64, error)) {
+// which is told the last revision applied and returns the revision it read
+// at, until that succeeds.
+func (m *etcdMembers) follow(ctx context.Context, prefix string, rev int64, apply func([]*clientv3.Event), reload func(ctx context.Context, since int64) (int64, error)) {
 	defer m.wg.Done()
 	for ctx.Err() == nil {
 		wctx, stop := context.WithCancel(ctx) // ends the watch when it breaks
@@ -571,8 +593,9 @@ func (m *etcdMembers) follow(ctx context.Context, prefix string, rev int64, appl
 		}
 		stop()
 		for ctx.Err() == nil {
-			var err error
-			if rev, err = reload(ctx); err == nil {
+			read, err := reload(ctx, rev)
+			if err == nil {
+				rev = read
 				break
 			}
 			if ctx.Err() == nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -330,13 +331,65 @@ func TestReloadKeepsHeldDeletes(t *testing.T) {
 		members: testRecords("self", "held", "gone"), held: map[string]bool{"/p/c/held": true}, lost: map[string]bool{},
 		stalled: time.Now()}
 	m.renewed.Store(time.Now().UnixNano()) // not overdue: a delete seen now applies at once
-	m.reloaded(testRecords("self", "new"))
+	m.reloaded(context.Background(), testKVs(10, "self", "new"), 10)
 	if got := slices.Sorted(maps.Keys(m.members)); !slices.Equal(got, []string{"/p/c/held", "/p/c/new", "/p/c/self"}) {
 		t.Errorf("published %v after the reload, want held, new and self", got)
 	}
 	if !m.held["/p/c/held"] {
 		t.Errorf("the held delete was dropped by the reload, want it left to settle")
 	}
+}
+
+// TestReloadAfterAStallItMissed: the watch lost its place (a compaction)
+// across an etcd stall that lost every lease, so the deletes and the new
+// records of the members that registered again reach this member only
+// as a fresh read. A record known before and created since was deleted
+// and written again: it counts among the lost, so this member (whose own
+// record is gone) registers again too instead of taking itself for
+// removed alone; and a ghost's record (a member id the actor runtime
+// blocked) is not published, as when the watch sees it written.
+func TestReloadAfterAStallItMissed(t *testing.T) {
+	client, err := clientv3.New(clientv3.Config{Endpoints: []string{"127.0.0.1:1"}, DialTimeout: 100 * time.Millisecond, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	m := &etcdMembers{ttl: time.Second, log: zap.NewNop(), client: client, key: "/p/c/self",
+		members: testRecords("self", "a", "b"), held: map[string]bool{}, lost: map[string]bool{},
+		blocked: func(id string) bool { return id == "ghost" }}
+	m.renewed.Store(time.Now().Add(-10 * time.Second).UnixNano()) // overdue: etcd stalled
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); m.wg.Wait() }()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reloaded(ctx, append(testKVs(150, "a"), testKVs(160, "ghost")...), 100) // self and b gone
+	if got := slices.Sorted(maps.Keys(m.members)); !slices.Equal(got, []string{"/p/c/a", "/p/c/b", "/p/c/self"}) {
+		t.Errorf("published %v after the reload, want a, b (held) and self (held); not the ghost", got)
+	}
+	if m.ownLost.IsZero() {
+		t.Fatal("this member's own record is gone in the reload, yet it was not seen lost")
+	}
+	m.ownLost = m.ownLost.Add(-2 * settleWait)
+	if m.settle(ctx) {
+		t.Errorf("settle changed the members, want every held one kept while this member registers again")
+	}
+	if _, ok := m.members[m.key]; !ok || m.ownLost.IsZero() {
+		t.Errorf("this member took itself for removed alone (published %v): a's record, written again, counted as one that stayed", slices.Sorted(maps.Keys(m.members)))
+	}
+}
+
+// testKVs returns records of ids as etcd keeps them, created at revision
+// created.
+func testKVs(created int64, ids ...string) []*mvccpb.KeyValue {
+	var kvs []*mvccpb.KeyValue
+	for key, r := range testRecords(ids...) {
+		v, err := json.Marshal(r)
+		if err != nil {
+			panic(err)
+		}
+		kvs = append(kvs, &mvccpb.KeyValue{Key: []byte(key), Value: v, CreateRevision: created, ModRevision: created})
+	}
+	return kvs
 }
 
 // TestDrainWaitsForRegistrationAfterStall: a drain that finds the member's
