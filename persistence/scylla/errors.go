@@ -50,12 +50,14 @@ type errClass struct {
 //
 // Definitely not written (outcome notApplied): the coordinator refused the
 // request (Unavailable: too few replicas alive for the consistency level;
-// Overloaded, rate limited, Bootstrapping) or the driver never sent it (no
+// Overloaded, rate limited by the coordinator itself, Bootstrapping) or the driver never sent it (no
 // host up, no connection in the pool, no free stream), and every statement
 // error (syntax, invalid, unauthorized, already exists).
 //
 // Maybe written (outcome maybeApplied): write timeouts and failures
 // (replicas did not all answer in time; some may have applied the write),
+// rate limits some replica applied (the others may not have), server
+// errors (the coordinator failed while handling the request),
 // unknown CAS outcomes, lost connections and timeouts waiting for a
 // response, requests the driver failed with their connection (a frame it
 // could not place closes it), a cancelled or expired context, and anything
@@ -93,7 +95,12 @@ func classifyCause(err error, unavailable func(bool, outcome) errClass) errClass
 
 	var rateLimited *gocql.RequestErrRateLimitReached
 	if errors.As(err, &rateLimited) {
-		return unavailable(true, notApplied)
+		// A coordinator that is no replica of the partition leaves the
+		// limit to each replica: some may have accepted the write.
+		if rateLimited.RejectedByCoordinator {
+			return unavailable(true, notApplied)
+		}
+		return unavailable(true, maybeApplied)
 	}
 	var re interface{ GetCode() int }
 	if errors.As(err, &re) {
@@ -111,7 +118,12 @@ func classifyCause(err error, unavailable func(bool, outcome) errClass) errClass
 		case gocql.ErrCodeSyntax, gocql.ErrCodeInvalid, gocql.ErrCodeUnauthorized, gocql.ErrCodeConfig,
 			gocql.ErrCodeCredentials, gocql.ErrCodeProtocol, gocql.ErrCodeFunctionFailure:
 			return errClass{outcome: notApplied}
-		default: // ErrCodeServer and codes this driver does not know
+		case gocql.ErrCodeServer:
+			// The coordinator failed while handling the request (a node
+			// short of memory under load, for one): not a fault of the
+			// request, and retried by the caller, not here.
+			return unavailable(false, maybeApplied)
+		default: // codes this driver does not know
 			return errClass{outcome: maybeApplied}
 		}
 	}

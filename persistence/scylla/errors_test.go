@@ -49,8 +49,8 @@ func TestClassify(t *testing.T) {
 		e.Code = gocql.ErrCodeAlreadyExists
 		return e
 	}
-	rateLimited := func() *gocql.RequestErrRateLimitReached {
-		e := &gocql.RequestErrRateLimitReached{OpType: gocql.OpTypeWrite}
+	rateLimited := func(byCoordinator bool) *gocql.RequestErrRateLimitReached {
+		e := &gocql.RequestErrRateLimitReached{OpType: gocql.OpTypeWrite, RejectedByCoordinator: byCoordinator}
 		e.Code = 0x4242 // negotiated per connection
 		return e
 	}
@@ -67,7 +67,7 @@ func TestClassify(t *testing.T) {
 		{"unavailable replicas", unavailable(), persistence.ErrUnavailable, true, notApplied},
 		{"overloaded", serverErr(gocql.ErrCodeOverloaded), persistence.ErrUnavailable, true, notApplied},
 		{"bootstrapping", serverErr(gocql.ErrCodeBootstrapping), persistence.ErrUnavailable, true, notApplied},
-		{"rate limited", rateLimited(), persistence.ErrUnavailable, true, notApplied},
+		{"rate limited by the coordinator", rateLimited(true), persistence.ErrUnavailable, true, notApplied},
 		{"read timeout", readTimeout(), persistence.ErrUnavailable, true, notApplied},
 		{"no host up", gocql.ErrNoConnections, persistence.ErrUnavailable, true, notApplied},
 		{"no connection in pool", fmt.Errorf("query: %w", gocql.ErrNoConnectionsInPool), persistence.ErrUnavailable, true, notApplied},
@@ -84,6 +84,8 @@ func TestClassify(t *testing.T) {
 			return e
 		}(), persistence.ErrUnavailable, true, maybeApplied},
 		{"CAS outcome unknown", casUnknown(), persistence.ErrUnavailable, true, maybeApplied},
+		{"rate limited by a replica", rateLimited(false), persistence.ErrUnavailable, true, maybeApplied},
+		{"server error", serverErr(gocql.ErrCodeServer), persistence.ErrUnavailable, false, maybeApplied},
 		{"no response in time", gocql.ErrTimeoutNoResponse, persistence.ErrUnavailable, true, maybeApplied},
 		{"connection closed", gocql.ErrConnectionClosed, persistence.ErrUnavailable, true, maybeApplied},
 		{"connection reset", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, persistence.ErrUnavailable, true, maybeApplied},
@@ -99,7 +101,6 @@ func TestClassify(t *testing.T) {
 		{"invalid", serverErr(gocql.ErrCodeInvalid), nil, false, notApplied},
 		{"unauthorized", serverErr(gocql.ErrCodeUnauthorized), nil, false, notApplied},
 		{"bad credentials", serverErr(gocql.ErrCodeCredentials), nil, false, notApplied},
-		{"server error", serverErr(gocql.ErrCodeServer), nil, false, maybeApplied},
 		{"unknown error", errors.New("something else"), nil, false, maybeApplied},
 
 		// Our own errors pass through.
