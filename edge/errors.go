@@ -73,10 +73,12 @@ func toAPIError(err error) *apiError {
 		return &apiError{http.StatusBadRequest, "bad_request", "the request's arguments are invalid"}
 	case errors.Is(err, persistence.ErrOverloaded):
 		return &apiError{http.StatusServiceUnavailable, actors.CodeOverloaded, "the store is answering as many requests as it can; retry shortly"}
+	case errors.Is(err, context.DeadlineExceeded):
+		// Before unavailable: the stores wrap a call that ran out of time
+		// in both.
+		return &apiError{http.StatusGatewayTimeout, actors.CodeTimeout, "the request timed out"}
 	case errors.Is(err, persistence.ErrUnavailable):
 		return &apiError{http.StatusServiceUnavailable, actors.CodeUnavailable, "the store is unavailable; retry shortly"}
-	case errors.Is(err, context.DeadlineExceeded):
-		return &apiError{http.StatusGatewayTimeout, actors.CodeTimeout, "the request timed out"}
 	}
 	return &apiError{http.StatusInternalServerError, "internal", "internal error"}
 }
@@ -132,7 +134,8 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		}
 		log.Log(lvl, "request failed", zap.String("request_id", requestID(c)), zap.String("route", c.Route().Path), zap.Int("status", ae.status), zap.Error(err))
 	}
-	if ae.status == http.StatusServiceUnavailable || ae.status == http.StatusTooManyRequests {
+	if (ae.status == http.StatusServiceUnavailable || ae.status == http.StatusTooManyRequests) &&
+		len(c.Response().Header.Peek(fiber.HeaderRetryAfter)) == 0 { // the rate limit sets its own
 		c.Set(fiber.HeaderRetryAfter, "1")
 	}
 	return c.Status(ae.status).JSON(NewErrorBody(ae.code, ae.msg))

@@ -72,6 +72,8 @@ func TestToAPIError(t *testing.T) {
 
 		{name: "deadline exceeded", err: context.DeadlineExceeded, status: 504, code: "timeout", msg: "the request timed out"},
 		{name: "wrapped deadline exceeded", err: fmt.Errorf("read: %w", context.DeadlineExceeded), status: 504, code: "timeout"},
+		{name: "store call out of time", err: fmt.Errorf("scylla: list: %w (may have been applied): %w", persistence.ErrUnavailable, context.DeadlineExceeded),
+			status: 504, code: "timeout", msg: "the request timed out"},
 
 		{name: "unknown error", err: errors.New("dial tcp 10.0.0.7: " + secret), status: 500, code: "internal", msg: "internal error"},
 		{name: "wrapped unknown error", err: fmt.Errorf("store write failed: %w", errors.New(secret)), status: 500, code: "internal", msg: "internal error"},

@@ -1,12 +1,14 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,7 +81,11 @@ func (s *Server) createUser(c *fiber.Ctx) error {
 		ID   *string `json:"id"`
 		Name *string `json:"name"`
 	}
-	if err := decodeJSON(c.Body(), &req); err != nil {
+	body, err := requestBody(c)
+	if err != nil {
+		return err
+	}
+	if err := decodeJSON(body, &req); err != nil {
 		return err
 	}
 	u := persistence.User{ID: newID(), CreatedAt: persistence.Millis(s.now())}
@@ -143,7 +149,11 @@ func (s *Server) updateUser(c *fiber.Ctx) error {
 	var req struct {
 		Name *string `json:"name"`
 	}
-	if err := decodePatch(c.Body(), &req); err != nil {
+	body, err := requestBody(c)
+	if err != nil {
+		return err
+	}
+	if err := decodePatch(body, &req); err != nil {
 		return err
 	}
 	var p persistence.UserPatch
@@ -211,6 +221,9 @@ func listPage[T, J any](s *Server, c *fiber.Ctx, kind RecordKind, field string,
 
 // listParams reads limit and cursor of a listing.
 func listParams(c *fiber.Ctx, kind RecordKind) (after string, limit int, err error) {
+	if err := onlyParams(c, "limit", "cursor"); err != nil {
+		return "", 0, err
+	}
 	if limit, err = parseLimit(c.Query("limit")); err != nil {
 		return "", 0, err
 	}
@@ -275,7 +288,11 @@ func (s *Server) updateLocation(c *fiber.Ctx) error {
 		Lat  *float64 `json:"lat"`
 		Lon  *float64 `json:"lon"`
 	}
-	if err := decodePatch(c.Body(), &req); err != nil {
+	body, err := requestBody(c)
+	if err != nil {
+		return err
+	}
+	if err := decodePatch(body, &req); err != nil {
 		return err
 	}
 	p := persistence.LocationPatch{Lat: req.Lat, Lon: req.Lon}
@@ -361,7 +378,11 @@ func (s *Server) createLocation(c *fiber.Ctx) error {
 		Lat  *float64 `json:"lat"`
 		Lon  *float64 `json:"lon"`
 	}
-	if err := decodeJSON(c.Body(), &req); err != nil {
+	body, err := requestBody(c)
+	if err != nil {
+		return err
+	}
+	if err := decodeJSON(body, &req); err != nil {
 		return err
 	}
 	l := persistence.Location{ID: newID(), CreatedAt: persistence.Millis(s.now())}
@@ -422,7 +443,11 @@ func (s *Server) checkin(c *fiber.Ctx) error {
 		return err
 	}
 	var req checkinBody
-	if err := req.decode(c.Body()); err != nil {
+	body, err := requestBody(c)
+	if err != nil {
+		return err
+	}
+	if err := req.decode(body); err != nil {
 		return err
 	}
 	now := s.now()
@@ -637,6 +662,9 @@ func (s *Server) listCheckins(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := onlyParams(c, "location_id", "from", "to", "limit", "order", "cursor"); err != nil {
+		return err
+	}
 	q := persistence.Query{UserID: userID, From: minTime, To: persistence.Millis(s.now().Add(maxFuture)).Add(time.Millisecond)}
 	if v := c.Query("location_id"); v != "" {
 		if err := checkID("location_id", v); err != nil {
@@ -691,4 +719,42 @@ func (s *Server) listCheckins(c *fiber.Ctx) error {
 		out.NextCursor = &cur
 	}
 	return c.JSON(out)
+}
+
+// onlyParams refuses a query parameter the route does not take, or one
+// given twice: a misspelt filter would otherwise answer, unfiltered, what
+// looks like a right answer.
+func onlyParams(c *fiber.Ctx, names ...string) error {
+	seen := 0 // bit i: names[i] was given
+	for key := range c.Request().URI().QueryArgs().All() {
+		i := slices.Index(names, string(key))
+		switch {
+		case i < 0:
+			return badRequest("unknown_parameter", fmt.Sprintf("unknown query parameter %q; this route takes %s", clip(key), strings.Join(names, ", ")))
+		case seen&(1<<i) != 0:
+			return badRequest("repeated_parameter", fmt.Sprintf("query parameter %q given more than once", key))
+		}
+		seen |= 1 << i
+	}
+	return nil
+}
+
+// clip shortens what a client sent to be quoted in an error message.
+func clip(b []byte) []byte {
+	const most = 64
+	if len(b) > most {
+		return b[:most]
+	}
+	return b
+}
+
+// requestBody returns the request's body as it was sent. A compressed body
+// (Content-Encoding) is refused: unpacked, a body within http.body-limit
+// could fill the node's memory.
+func requestBody(c *fiber.Ctx) ([]byte, error) {
+	if enc := c.Request().Header.ContentEncoding(); len(enc) > 0 && !bytes.EqualFold(bytes.TrimSpace(enc), []byte("identity")) {
+		return nil, &apiError{status: http.StatusUnsupportedMediaType, code: "unsupported_media_type",
+			msg: fmt.Sprintf("request bodies are taken uncompressed only, not with Content-Encoding %q", clip(enc))}
+	}
+	return c.Request().Body(), nil
 }

@@ -60,6 +60,18 @@ func TestHTTPRateLimit(t *testing.T) {
 		}
 	})
 
+	t.Run("Retry-After says when a token comes", func(t *testing.T) {
+		ts := newTestServer(t, nil, func(c *Config) { c.RateLimit, c.RateBurst = 0.1, 1 })
+		ts.now = func() time.Time { return time.Unix(0, clock.Load()) }
+		base := ts.serve(t)
+		c := newClient(t)
+		do(t, c, http.MethodGet, base+"/v1/locations/nowhere", nil)
+		r := do(t, c, http.MethodGet, base+"/v1/locations/nowhere", nil)
+		if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "10" {
+			t.Errorf("over a rate of one in 10 s: %d with Retry-After %q, want 429 with 10", r.status, r.header.Get("Retry-After"))
+		}
+	})
+
 	t.Run("by the address a trusted proxy names", func(t *testing.T) {
 		get := func(base string, c *http.Client, client string) int {
 			req, err := http.NewRequest(http.MethodGet, base+"/v1/locations/nowhere", nil)

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -397,6 +398,73 @@ func TestHTTPBodyLimit(t *testing.T) {
 	}
 	if res := do(t, c, http.MethodGet, base+"/healthz", nil); res.status != http.StatusOK {
 		t.Fatalf("healthz after 413: %d %s", res.status, res.body)
+	}
+}
+
+// TestHTTPCompressedBodyRefused: a body sent compressed is refused with
+// 415 before anything is decoded or stored, whatever it would unpack to
+// (16 MiB here, in 32 KiB or less); one sent as is, or marked identity,
+// is taken.
+func TestHTTPCompressedBodyRefused(t *testing.T) {
+	ts := newTestServer(t, nil, func(c *Config) { c.BodyLimit = 64 << 10 })
+	base := ts.serve(t)
+	c := newClient(t)
+	gz := func(b []byte) []byte {
+		var buf bytes.Buffer
+		w, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	bomb := func(id string) []byte {
+		return append([]byte(`{"id":"`+id+`","name":"x"}`), bytes.Repeat([]byte(" "), 16<<20)...)
+	}
+	tests := []struct {
+		name, id, encoding string
+		body               []byte
+		status             int
+	}{
+		{"gzip", "gz1", "gzip", gz(bomb("gz1")), http.StatusUnsupportedMediaType},
+		{"gzip twice", "gz2", "gzip, gzip", gz(gz(bomb("gz2"))), http.StatusUnsupportedMediaType},
+		{"deflate, claimed", "gz3", "deflate", []byte(`{"id":"gz3","name":"x"}`), http.StatusUnsupportedMediaType},
+		{"identity", "gz4", "identity", []byte(`{"id":"gz4","name":"x"}`), http.StatusCreated},
+		{"none", "gz5", "", []byte(`{"id":"gz5","name":"x"}`), http.StatusCreated},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if len(tt.body) > 64<<10 {
+				t.Fatalf("the compressed body is %d bytes, over the limit: the test would not test the encoding", len(tt.body))
+			}
+			req, err := http.NewRequest(http.MethodPost, base+"/v1/users", bytes.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			if tt.encoding != "" {
+				req.Header.Set("Content-Encoding", tt.encoding)
+			}
+			r := send(t, c, req)
+			if r.status != tt.status {
+				t.Fatalf("%d %s, want %d", r.status, r.body, tt.status)
+			}
+			want := http.StatusOK
+			if r.status != http.StatusCreated {
+				if code := r.errBody(t).Error.Code; code != "unsupported_media_type" {
+					t.Errorf("code %q, want unsupported_media_type", code)
+				}
+				want = http.StatusNotFound
+			}
+			if g := do(t, c, http.MethodGet, base+"/v1/users/"+tt.id, nil); g.status != want {
+				t.Errorf("GET the user after a %d: %d, want %d", r.status, g.status, want)
+			}
+		})
 	}
 }
 

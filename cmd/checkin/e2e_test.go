@@ -359,6 +359,8 @@ func testListRecords(t *testing.T, p *proc) {
 	}
 	wantError(t, p.do(t, "GET", "/v1/locations?limit=0", nil), http.StatusBadRequest, "invalid_limit")
 	wantError(t, p.do(t, "GET", "/v1/users?limit=1001", nil), http.StatusBadRequest, "invalid_limit")
+	wantError(t, p.do(t, "GET", "/v1/users?limt=5", nil), http.StatusBadRequest, "unknown_parameter")
+	wantError(t, p.do(t, "GET", "/v1/locations?cursor=a&cursor=b", nil), http.StatusBadRequest, "repeated_parameter")
 }
 
 // listEvery follows a listing's cursors to the end, limit records a page,
@@ -913,6 +915,10 @@ func testList(t *testing.T, p *proc) {
 		{"cursor of another location filter", user, "location_id=" + a.ID + "&cursor=" + cursorOf(t, user, url.Values{"location_id": {b.ID}}), 400, "invalid_cursor", "cursor"},
 		{"order sideways", user, "order=sideways", 400, "invalid_order", "order"},
 		{"bad location_id", user, "location_id=a.b", 400, "invalid_id", "location_id"},
+		{"misspelt filter", user, "location=" + a.ID, 400, "unknown_parameter", "location_id"},
+		{"misspelt limit", user, "limt=5", 400, "unknown_parameter", "limt"},
+		{"limit twice", user, "limit=5&limit=6", 400, "repeated_parameter", "limit"},
+		{"filter twice", user, "location_id=" + a.ID + "&location_id=" + b.ID, 400, "repeated_parameter", "location_id"},
 		{"unknown user", uniqueID("ghost"), "", 404, "user_not_found", ""},
 		{"bad user id", "a.b", "", 400, "invalid_id", "id"},
 	} {
