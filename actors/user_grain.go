@@ -388,6 +388,7 @@ func (g *userGrain) checkInherited(ctx pcluster.GrainContext) {
 				g.passOn(ctx, cs) // handed over meanwhile
 			}
 		}
+		g.touch() // idle again: the deadline the request set while busy was never
 		g.whenIdle(ctx)
 	})
 }
@@ -450,7 +451,10 @@ func (g *userGrain) load() error {
 	u, err := g.deps.Store.GetUser(ctx, g.id)
 	switch {
 	case errors.Is(err, persistence.ErrNotFound):
-		g.user, g.loaded = nil, true
+		// No user, so no checkins: what this activation held of one (a
+		// delete the store applied without confirming it) is gone too.
+		g.userGone()
+		g.loaded = true
 		return nil
 	case err != nil:
 		return newError(ErrUnavailable, CodeUnavailable, "cannot load the user: "+err.Error())
@@ -687,6 +691,16 @@ func (g *userGrain) DeleteUser(_ *messages.DeleteUserRequest, _ func(*messages.D
 	return nil
 }
 
+// userGone forgets the user and every checkin of it: the store holds
+// neither.
+func (g *userGrain) userGone() {
+	g.user, g.current, g.entries, g.known, g.complete = nil, nil, nil, nil, true
+	if g.work != nil {
+		g.work.undeleted = nil
+		g.tidyWork()
+	}
+}
+
 // deleteWhenIdle starts a pending deletion once no checkin is being
 // written: a write that landed after the deletion would bring the user's
 // data back.
@@ -707,11 +721,7 @@ func (g *userGrain) deleteWhenIdle(ctx pcluster.GrainContext) {
 			reply = toGrainError(newError(ErrUnavailable, CodeUnavailable, "cannot delete the user: "+err.Error()+"; retry the delete"))
 		}
 		if err == nil || errors.Is(err, persistence.ErrNotFound) {
-			g.user, g.current, g.entries, g.known, g.complete = nil, nil, nil, nil, true
-			if g.work != nil {
-				g.work.undeleted = nil
-				g.tidyWork()
-			}
+			g.userGone()
 		} else {
 			g.loaded = false // part may be gone: read the user again on the next call
 		}
@@ -918,6 +928,7 @@ func (g *userGrain) completeListed(ctx pcluster.GrainContext, e *entry) {
 			e.adopted = false
 			g.writeAgain(ctx, e)
 		}
+		g.touch() // idle again, unless written again: the deadline the request set while busy was never
 		g.whenIdle(ctx)
 	})
 }
@@ -1210,6 +1221,7 @@ func (g *userGrain) unwrite(ctx pcluster.GrainContext, e *entry) {
 		oldest := d.unwritten[0]
 		oldest.unwritten = false
 		g.removeEntry(oldest)
+		g.forget(idHash(oldest.c.ID)) // it may be stored: a retry of its id is looked up
 		d.unwritten = slices.Delete(d.unwritten, 0, 1)
 		g.deps.Log.Warn("too many failed checkin writes of one user to complete: the oldest is no longer written again, and may stay stored in part until the client re-sends it",
 			zap.String("user_id", g.id), zap.String("checkin_id", oldest.c.ID))
@@ -1340,6 +1352,10 @@ func (g *userGrain) reloadCurrent(ctx pcluster.GrainContext, attempt int) {
 	if g.leaving || !g.loaded || g.user == nil || g.deleting != nil {
 		return // nothing loaded yet, or nothing to keep
 	}
+	// The other activation stored checkins this one does not hold: an id
+	// it does not know may be stored, so every client-chosen id is looked
+	// up from now on.
+	g.known, g.complete = nil, false
 	before := g.current
 	var cur *persistence.Checkin
 	g.async(ctx, func(c context.Context) error {
