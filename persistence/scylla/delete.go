@@ -15,9 +15,11 @@ const (
 	cqlDeleteCheckinByUserLocation = `DELETE FROM checkins_by_user_location WHERE user_id = ? AND location_id = ? AND bucket = ? AND ts = ? AND checkin_id = ?`
 	cqlDeleteByUserLocation        = `DELETE FROM checkins_by_user_location WHERE user_id = ? AND location_id = ? AND bucket = ?`
 	cqlDeleteBucketsByUserLocation = `DELETE FROM buckets_by_user_location WHERE user_id = ? AND location_id = ?`
+	cqlDeleteBucketByUserLocation  = `DELETE FROM buckets_by_user_location WHERE user_id = ? AND location_id = ? AND bucket = ?`
 	cqlDeleteCurrentLocation       = `DELETE FROM current_location WHERE user_id = ?`
 	cqlDeleteByUser                = `DELETE FROM checkins_by_user WHERE user_id = ? AND bucket = ?`
 	cqlDeleteBucketsByUser         = `DELETE FROM buckets_by_user WHERE user_id = ?`
+	cqlDeleteBucketByUser          = `DELETE FROM buckets_by_user WHERE user_id = ? AND bucket = ?`
 	cqlDeleteUser                  = `DELETE FROM users WHERE user_id = ? IF EXISTS`
 	cqlDeleteLocation              = `DELETE FROM locations WHERE location_id = ? IF EXISTS`
 )
@@ -73,11 +75,16 @@ func (s *Store) DeleteCheckin(ctx context.Context, userID, checkinID string) (pe
 // DeleteUser removes the user and every checkin of the user. The user's
 // bucket index and by-user partitions list everything else: every checkin
 // id (its checkin_by_id partition) and every location (its by-location
-// partitions and bucket index). Those are deleted first, then the by-user
-// partitions and index, last the user (a lightweight transaction, like its
-// creation), so a call that fails part way leaves what a retry needs to
-// find the rest. Deletes are idempotent and run as writes do: concurrently,
-// bounded by max-inflight, retried with backoff.
+// partitions and bucket index). It goes deleteRound buckets at a time:
+// first what their by-user partitions list, then those partitions, then
+// their rows of the bucket index; after the last round the user's
+// remaining index partitions, last the user (a lightweight transaction,
+// like its creation). So a call that fails part way leaves what a retry
+// needs to find the rest, and the buckets it finished are gone for good:
+// a user with more checkins than one call deletes in its deadline is
+// deleted by retries, each going on where the last stopped. Deletes are
+// idempotent and run as writes do: concurrently, bounded by max-inflight,
+// retried with backoff.
 //
 // Writes go in the same order (see WriteCheckins), so a checkin write that
 // failed part way leaves no row this walk does not reach. (Rows orphaned
@@ -104,38 +111,53 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	if err != nil {
 		return storeErr("delete user "+id+": read bucket index", err)
 	}
+	// From the first index row deleted on, a checkin of the user (if this
+	// call fails and the user stays) must write its index rows again.
+	s.ForgetWritten(id)
 
-	var derived, byUser []unit
 	one := func(table, cql string, args ...any) unit {
 		return unit{table: table, stmts: []stmt{{cql, args}}}
 	}
 	locations := make(map[string]bool)
-	for _, b := range buckets {
-		seen := make(map[string]bool) // locations of this bucket
-		q := s.s.Query(cqlCheckinsOfBucket, id, b).WithContext(ctx).Consistency(s.readCL).Idempotent(true).PageSize(readPageSize)
-		it := q.Iter()
-		var checkinID, loc string
-		for it.Scan(&checkinID, &loc) {
-			derived = append(derived, one("checkin_by_id", cqlDeleteCheckinByID, id, checkinID))
-			if !seen[loc] {
-				seen[loc] = true
-				derived = append(derived, one("checkins_by_user_location", cqlDeleteByUserLocation, id, loc, b))
+	for len(buckets) > 0 {
+		round := buckets[:min(deleteRound, len(buckets))]
+		buckets = buckets[len(round):]
+		var derived, byUser, index []unit
+		for _, b := range round {
+			seen := make(map[string]bool) // locations of this bucket
+			q := s.s.Query(cqlCheckinsOfBucket, id, b).WithContext(ctx).Consistency(s.readCL).Idempotent(true).PageSize(readPageSize)
+			it := q.Iter()
+			var checkinID, loc string
+			for it.Scan(&checkinID, &loc) {
+				derived = append(derived, one("checkin_by_id", cqlDeleteCheckinByID, id, checkinID))
+				if !seen[loc] {
+					seen[loc] = true
+					derived = append(derived,
+						one("checkins_by_user_location", cqlDeleteByUserLocation, id, loc, b),
+						one("buckets_by_user_location", cqlDeleteBucketByUserLocation, id, loc, b))
+				}
+				locations[loc] = true
 			}
-			locations[loc] = true
+			err := it.Close()
+			q.Release()
+			if err != nil {
+				return storeErr("delete user "+id+": read checkins", err)
+			}
+			byUser = append(byUser, one("checkins_by_user", cqlDeleteByUser, id, b))
+			index = append(index, one("buckets_by_user", cqlDeleteBucketByUser, id, b))
 		}
-		err := it.Close()
-		q.Release()
-		if err != nil {
-			return storeErr("delete user "+id+": read checkins", err)
+		if err := s.runPhases(ctx, derived, byUser, index); err != nil {
+			return err
 		}
-		byUser = append(byUser, one("checkins_by_user", cqlDeleteByUser, id, b))
 	}
+	// What the rounds left of the indexes: rows of locations whose
+	// checkins were deleted one by one (this call's locations only).
+	var rest []unit
 	for loc := range locations {
-		derived = append(derived, one("buckets_by_user_location", cqlDeleteBucketsByUserLocation, id, loc))
+		rest = append(rest, one("buckets_by_user_location", cqlDeleteBucketsByUserLocation, id, loc))
 	}
-	derived = append(derived, one("current_location", cqlDeleteCurrentLocation, id))
-	byUser = append(byUser, one("buckets_by_user", cqlDeleteBucketsByUser, id))
-	if err := s.runPhases(ctx, derived, byUser); err != nil {
+	rest = append(rest, one("current_location", cqlDeleteCurrentLocation, id), one("buckets_by_user", cqlDeleteBucketsByUser, id))
+	if err := s.runPhases(ctx, rest); err != nil {
 		return err
 	}
 	// A re-created user's first checkins in these buckets must write their
@@ -151,6 +173,10 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// deleteRound is how many buckets of a user DeleteUser deletes at a time:
+// a round's work is done, and stays done, before the next begins.
+const deleteRound = 16
 
 var _ persistence.WrittenForgetter = (*Store)(nil)
 

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -455,6 +456,81 @@ func TestDeleteUserAfterFailedWrite(t *testing.T) {
 				t.Fatalf("after DeleteUser, rows of the user are left: %v", left)
 			}
 		})
+	}
+}
+
+// TestDeleteUserGoesOnWhereItStopped: a user delete that fails part way
+// (here the by-user partitions of the second round of buckets are refused)
+// has finished its first round for good, leaves every row of the rest
+// reachable, and a retry deletes the rest: a user with more checkins than
+// one call deletes in its deadline is deleted by retries.
+func TestDeleteUserGoesOnWhereItStopped(t *testing.T) {
+	t.Parallel()
+	const user, days = "u-rounds", deleteRound + 4
+	s := openWithUser(t, testConfig(t), user)
+	ctx := t.Context()
+	var cs []persistence.Checkin
+	for d := range days {
+		c := persistence.Checkin{ID: fmt.Sprintf("c%02d", d), UserID: user, LocationID: fmt.Sprintf("l%d", d%2), Timestamp: day0.Add(time.Duration(d)*24*time.Hour + time.Hour)}
+		write(t, s, c)
+		cs = append(cs, c)
+	}
+	var byUser atomic.Int32
+	s.fault = func(table string) error {
+		if table == "checkins_by_user" && byUser.Add(1) > deleteRound {
+			return gocql.ErrNoConnections
+		}
+		return nil
+	}
+	if err := s.DeleteUser(ctx, user); !errors.Is(err, persistence.ErrUnavailable) {
+		t.Fatalf("DeleteUser with the second round refused: %v, want ErrUnavailable", err)
+	}
+	s.fault = nil
+	count := func(cql string, args ...any) int { return countRows(t, s, cql, args...) }
+	if n := count(`SELECT COUNT(*) FROM buckets_by_user WHERE user_id = ?`, user); n != days-deleteRound {
+		t.Errorf("%d buckets indexed after the failed delete, want %d: the first round's are gone for good", n, days-deleteRound)
+	}
+	gone, kept := 0, 0
+	for _, c := range cs {
+		b := persistence.BucketOf(c.Timestamp)
+		if count(`SELECT COUNT(*) FROM buckets_by_user WHERE user_id = ? AND bucket = ?`, user, b) == 0 {
+			gone++
+			for _, q := range []struct {
+				table string
+				n     int
+			}{
+				{"checkins_by_user", count(`SELECT COUNT(*) FROM checkins_by_user WHERE user_id = ? AND bucket = ?`, user, b)},
+				{"checkins_by_user_location", count(`SELECT COUNT(*) FROM checkins_by_user_location WHERE user_id = ? AND location_id = ? AND bucket = ?`, user, c.LocationID, b)},
+				{"buckets_by_user_location", count(`SELECT COUNT(*) FROM buckets_by_user_location WHERE user_id = ? AND location_id = ? AND bucket = ?`, user, c.LocationID, b)},
+				{"checkin_by_id", count(`SELECT COUNT(*) FROM checkin_by_id WHERE user_id = ? AND checkin_id = ?`, user, c.ID)},
+			} {
+				if q.n > 0 {
+					t.Errorf("%s: %d row(s) of %s, whose bucket is no longer indexed", q.table, q.n, c.ID)
+				}
+			}
+			continue
+		}
+		kept++
+		if n := count(`SELECT COUNT(*) FROM checkins_by_user WHERE user_id = ? AND bucket = ?`, user, b); n != 1 {
+			t.Errorf("checkins_by_user: %d row(s) of %s, whose bucket is still indexed, want 1 (a retry finds the rest through it)", n, c.ID)
+		}
+	}
+	if gone != deleteRound || kept != days-deleteRound {
+		t.Errorf("%d checkins deleted and %d kept by the failed call, want %d and %d", gone, kept, deleteRound, days-deleteRound)
+	}
+	if _, err := s.GetUser(ctx, user); err != nil {
+		t.Errorf("the user after the failed delete: %v, want it still there", err)
+	}
+	if err := s.DeleteUser(ctx, user); err != nil {
+		t.Fatalf("DeleteUser again: %v", err)
+	}
+	for _, q := range []string{"checkins_by_user", "checkins_by_user_location", "buckets_by_user_location", "checkin_by_id", "buckets_by_user"} {
+		if n := count(`SELECT COUNT(*) FROM `+q+` WHERE user_id = ? ALLOW FILTERING`, user); n > 0 {
+			t.Errorf("%s: %d row(s) of the user left after the retry", q, n)
+		}
+	}
+	if _, err := s.GetUser(ctx, user); !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("the user after the retry: %v, want not found", err)
 	}
 }
 
