@@ -157,3 +157,46 @@ func TestLateWriteOfAnotherActivationIsLookedUp(t *testing.T) {
 		t.Fatalf("retry of x: %+v created=%v err=%v, want x as stored; listed %+v", got, created, err, page.Checkins)
 	}
 }
+
+// deafStore's GetCheckin heeds no deadline: it answers after wait, as a
+// store call stuck on a frozen disk does.
+type deafStore struct {
+	persistence.Store
+	wait time.Duration
+}
+
+func (s deafStore) GetCheckin(_ context.Context, userID, id string) (persistence.Checkin, error) {
+	time.Sleep(s.wait)
+	return s.Store.GetCheckin(context.Background(), userID, id)
+}
+
+// TestGrainWaitsForAStoreCallPastItsDeadline: a grain's own store call
+// that outlives grain.store-timeout (and a second more) is waited for:
+// the grain takes its result when it comes, instead of taking it for
+// failed and going on while the call still runs (and writes what the
+// grain then reads).
+func TestGrainWaitsForAStoreCallPastItsDeadline(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	defer inner.Close()
+	gcfg := actors.DefaultGrainConfig()
+	n := startNode(t, inner, gcfg, actors.DefaultWriterConfig())
+	mustUser(t, n, "deaf")
+	if _, _, err := n.client.Checkin(ctx(t), checkin("c1", "deaf", "L1", base), true, true); err != nil {
+		t.Fatal(err)
+	}
+	n.stop()
+	gcfg.StoreTimeout = 200 * time.Millisecond
+	n = startNodeWith(t, deafStore{inner, gcfg.StoreTimeout + 1300*time.Millisecond}, gcfg, actors.DefaultWriterConfig(), zap.NewNop(), func(d *actors.Deps) {
+		d.InheritedFromLost = func(id string) bool { return id == "deaf" }
+	})
+	if _, err := n.client.GetUser(ctx(t), "deaf"); err != nil { // activates it: the look-up by id begins
+		t.Fatal(err)
+	}
+	waitFor(t, "the look-up", func() bool {
+		return n.metric(t, "checkin_grain_inherited_checks_total", "result", "checked")+
+			n.metric(t, "checkin_grain_inherited_checks_total", "result", "failed") >= 1
+	})
+	if got := n.metric(t, "checkin_grain_inherited_checks_total", "result", "failed"); got != 0 {
+		t.Errorf("the look-up was taken for failed (%v) while the store still answered it", got)
+	}
+}

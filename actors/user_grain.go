@@ -1640,11 +1640,14 @@ type retryWrites struct{}
 type asyncDone struct{ err error }
 
 // async runs fn off the actor goroutine with the store deadline and calls
-// then on the grain's goroutine with its error.
+// then on the grain's goroutine with its error, once fn returned: a store
+// call that outlives its deadline (a frozen disk does not heed contexts)
+// holds the grain's operation until it ends, rather than have the grain
+// go on (and then read what fn still writes) while it may still apply.
 func (g *userGrain) async(ctx pcluster.GrainContext, fn func(context.Context) error, then func(error)) {
 	timeout := g.deps.Config.StoreTimeout
 	system := ctx.ActorSystem()
-	f := actor.NewFuture(system, timeout+time.Second)
+	f := actor.NewFuture(system, -1) // no timeout of its own: fn has one
 	go func() {
 		c, cancel := context.WithTimeout(context.Background(), timeout)
 		err := fn(c)
