@@ -264,7 +264,6 @@ func (c *client) closeIdle() {
 const (
 	kindTimeout    = "timeout"
 	kindConnection = "connection"
-	kindDropped    = "dropped" // open model: not sent, --max-outstanding were queued or in flight
 	kindExpired    = "expired" // open model: queued longer than --timeout, not sent
 )
 

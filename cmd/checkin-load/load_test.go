@@ -244,6 +244,29 @@ func TestReportPercentiles(t *testing.T) {
 	if err := rep.write(&b, false); err != nil || !strings.Contains(b.String(), "p99.9") {
 		t.Errorf("text report: %v\n%s", err, b.String())
 	}
+
+	// The open model: dropped requests were never sent; the errors are
+	// what error_kinds sum to.
+	rep = &Report{}
+	rep.fill(cfg, rec, 2*time.Second, &OpenReport{Intended: 1011, Queued: 1001, Dropped: 10})
+	var sum int64
+	for _, n := range rep.ErrorKinds {
+		sum += n
+	}
+	if rep.Dropped != 10 || rep.Requests != 1001 || rep.Errors != 11 || sum != rep.Errors {
+		t.Errorf("open model: dropped %d, requests %d, errors %d, error kinds %v; want 10, 1001, 11 and kinds summing to the errors",
+			rep.Dropped, rep.Requests, rep.Errors, rep.ErrorKinds)
+	}
+
+	// Latencies past a minute (retries, a queue) are recorded as they are.
+	rec = newRecorder(1)
+	for i := 1; i <= 100; i++ {
+		rec.record(0, opCheckin, time.Duration(i)*2*time.Second, 201, "") // 2 s to 200 s
+	}
+	_, all = rec.merged()
+	if l := summarize(all.hist, all.maxUS); math.Abs(l.P99-198_000)/198_000 > 0.002 {
+		t.Errorf("p99 of 2 s to 200 s = %.0fms, want 198000ms", l.P99)
+	}
 }
 
 func TestReplayParser(t *testing.T) {
@@ -379,7 +402,15 @@ func TestConfig(t *testing.T) {
 			}
 		})
 	}
-	cfg, err := parseConfig([]string{"--replay=x.tsv"}, func(string) string { return "" }, &strings.Builder{})
+	cfg, err := parseConfig([]string{"--requests=1000000"}, func(string) string { return "" }, &strings.Builder{})
+	if err != nil || cfg.Duration != 0 {
+		t.Errorf("--requests alone: duration %v (%v), want 0 (the count ends the run)", cfg.Duration, err)
+	}
+	cfg, _ = parseConfig([]string{"--requests=1000000", "--duration=5s"}, func(string) string { return "" }, &strings.Builder{})
+	if cfg.Duration != 5*time.Second {
+		t.Errorf("--requests with --duration=5s: %v", cfg.Duration)
+	}
+	cfg, err = parseConfig([]string{"--replay=x.tsv"}, func(string) string { return "" }, &strings.Builder{})
 	if err != nil || cfg.Duration != 0 {
 		t.Errorf("replay without --duration: duration %v (%v), want 0 (whole file)", cfg.Duration, err)
 	}
@@ -746,5 +777,21 @@ func TestRequestsNameTheirTarget(t *testing.T) {
 		if s := <-got; s.host != u.Host || s.uri != tc.want {
 			t.Errorf("base %s: the server saw Host %q and %q, want %q and %q", tc.base, s.host, s.uri, u.Host, tc.want)
 		}
+	}
+}
+
+// TestReplayIDsOfSubSecondTimes: a row's id names its second (as the
+// Gowalla file's times are), or its millisecond when the time has one, so
+// that two rows of a user at a location within one second are two
+// checkins, not one answered 409 for the other.
+func TestReplayIDsOfSubSecondTimes(t *testing.T) {
+	a := row{User: "u", Loc: "l", Time: time.Date(2010, 1, 1, 0, 0, 0, 0, time.UTC)}
+	b := a
+	b.Time = b.Time.Add(250 * time.Millisecond)
+	if got := a.checkinID(); got != "gw-u-1262304000-l" {
+		t.Errorf("id of a whole second: %s", got)
+	}
+	if got := b.checkinID(); got != "gw-u-1262304000250-l" {
+		t.Errorf("id of a time within a second: %s", got)
 	}
 }

@@ -61,8 +61,8 @@ as "Authorization: Bearer <key>".
 
 `
 
-// parseConfig reads flags, then env twins. A replay runs the whole file
-// unless --duration is given explicitly.
+// parseConfig reads flags, then env twins. A replay runs the whole file,
+// and --requests its count, unless --duration is given explicitly.
 func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("checkin-load", flag.ContinueOnError)
@@ -76,10 +76,13 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	durationSet := false
-	fs.Visit(func(f *flag.Flag) { durationSet = durationSet || f.Name == "duration" })
-	if cfg.replaying() && !durationSet {
-		cfg.Duration = 0
+	durationSet, requestsSet := false, false
+	fs.Visit(func(f *flag.Flag) {
+		durationSet = durationSet || f.Name == "duration"
+		requestsSet = requestsSet || f.Name == "requests" && cfg.Requests > 0
+	})
+	if (cfg.replaying() || requestsSet) && !durationSet {
+		cfg.Duration = 0 // the file, or the count, sets the end
 	}
 	return cfg, cfg.validate()
 }

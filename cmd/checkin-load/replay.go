@@ -28,11 +28,17 @@ type row struct {
 }
 
 // checkinID derives the checkin id from the row: gw-<user>-<unix
-// seconds>-<location>, or gwh- and a hash of those when that is longer than
-// the API's 64 characters. A re-run (and an exact duplicate row) sends the
-// same id, so the server answers 200 instead of storing a second checkin.
+// seconds>-<location> (unix milliseconds for a time within a second, so
+// that two rows of a user at a location in one second are two checkins),
+// or gwh- and a hash of those when that is longer than the API's 64
+// characters. A re-run (and an exact duplicate row) sends the same id, so
+// the server answers 200 instead of storing a second checkin.
 func (r row) checkinID() string {
-	id := "gw-" + r.User + "-" + strconv.FormatInt(r.Time.Unix(), 10) + "-" + r.Loc
+	t := r.Time.Unix()
+	if r.Time.Truncate(time.Second) != r.Time {
+		t = r.Time.UnixMilli()
+	}
+	id := "gw-" + r.User + "-" + strconv.FormatInt(t, 10) + "-" + r.Loc
 	if len(id) <= 64 {
 		return id
 	}

@@ -23,10 +23,10 @@ type Report struct {
 	RunID       string   `json:"run_id"`
 
 	ElapsedS     float64 `json:"elapsed_s"`
-	Requests     int64   `json:"requests"` // sent and finished (answered or failed)
+	Requests     int64   `json:"requests"` // finished: answered, failed, or (open model) expired unsent
 	OK           int64   `json:"ok"`
-	Errors       int64   `json:"errors"` // of Requests, the ones without a 2xx answer
-	Dropped      int64   `json:"dropped"`
+	Errors       int64   `json:"errors"`  // of Requests, the ones without a 2xx answer; error_kinds sums to it
+	Dropped      int64   `json:"dropped"` // open model: never sent, not among Requests
 	Throughput   float64 `json:"throughput_rps"`
 	OKThroughput float64 `json:"ok_rps"`
 	Latency      Latency `json:"latency"`
@@ -106,9 +106,6 @@ func (rep *Report) fill(cfg config, rec *recorder, elapsed time.Duration, open *
 	if open != nil {
 		rep.Open = open
 		rep.Dropped = open.Dropped
-		if open.Dropped > 0 {
-			rep.ErrorKinds[kindDropped] = open.Dropped
-		}
 	}
 }
 
@@ -145,8 +142,11 @@ func (rep *Report) write(w io.Writer, asJSON bool) error {
 			fmt.Fprintf(&b, "intended %d, queued %d (expired unsent %d), dropped %d, late (>10ms) %d, max lag %s\n",
 				o.Intended, o.Queued, o.Expired, o.Dropped, o.Late, fmtMS(o.MaxLagMS))
 		}
-		fmt.Fprintf(&b, "%d requests in %.2fs: %.0f/s, ok %.0f/s, errors %d\n\n",
-			rep.Requests, rep.ElapsedS, rep.Throughput, rep.OKThroughput, rep.Errors)
+		fmt.Fprintf(&b, "%d requests in %.2fs: %.0f/s, ok %.0f/s, errors %d", rep.Requests, rep.ElapsedS, rep.Throughput, rep.OKThroughput, rep.Errors)
+		if rep.Dropped > 0 {
+			fmt.Fprintf(&b, ", dropped %d (never sent)", rep.Dropped)
+		}
+		b.WriteString("\n\n")
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "op\trequests\terrors\trate/s\tp50\tp90\tp99\tp99.9\tmax\t")
 		line := func(name string, n, e int64, rate float64, l Latency) {

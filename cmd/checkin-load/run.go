@@ -25,13 +25,15 @@ const recorderShards = 8
 
 // runner holds what the phases of one run share.
 type runner struct {
-	cfg     config
-	cl      *client
-	syn     *synthetic  // synthetic workload; nil when replaying
-	rep     *replayData // replay; nil otherwise
-	runID   string
-	stderr  io.Writer
-	workers []*worker
+	cfg   config
+	cl    *client
+	syn   *synthetic  // synthetic workload; nil when replaying
+	rep   *replayData // replay; nil otherwise
+	runID string
+	// writePrefix begins the ids of the checkins the run's requests write
+	writePrefix string
+	stderr      io.Writer
+	workers     []*worker
 }
 
 // worker is the state of one connection's request loop.
@@ -77,10 +79,16 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (*Report, er
 		return nil, err
 	}
 	r := &runner{cfg: cfg, stderr: stderr, runID: cfg.RunID}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
 	if r.runID == "" {
-		var b [4]byte
-		_, _ = rand.Read(b[:])
 		r.runID = hex.EncodeToString(b[:])
+		r.writePrefix = cfg.IDPrefix + "-" + r.runID + "-"
+	} else {
+		// A run named after an earlier one (to read its setup's checkins)
+		// writes checkins of its own: ids the earlier run used would be
+		// answered 409, or 200 as retries.
+		r.writePrefix = cfg.IDPrefix + "-" + r.runID + "-" + hex.EncodeToString(b[:3]) + "-"
 	}
 	if cfg.replaying() {
 		if r.rep, err = loadReplay(cfg.Replay, cfg.Venues, cfg.ReplayPrefix); err != nil {
@@ -378,7 +386,7 @@ func (r *runner) exec(ctx context.Context, w *worker, rec *recorder, i int64, st
 		switch o {
 		case opCheckin:
 			w.seq++
-			id = r.cfg.IDPrefix + "-" + r.runID + "-" + strconv.Itoa(w.idx) + "-" + strconv.FormatUint(w.seq, 10)
+			id = r.writePrefix + strconv.Itoa(w.idx) + "-" + strconv.FormatUint(w.seq, 10)
 			loc = r.syn.locations[w.locs.pick()]
 			ts = time.Now().Truncate(time.Millisecond)
 		case opLocation:

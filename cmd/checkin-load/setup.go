@@ -66,12 +66,13 @@ func (r *runner) setup(ctx context.Context) (*SetupReport, []ack, error) {
 	}
 	var checkins []setupItem
 	if r.syn != nil && r.cfg.SetupCheckins > 0 {
-		// a minute ago, so range reads of the last window find them
+		// from a minute ago back, a second apart, so that range reads of
+		// the last window find the newest and none is in the future
 		base := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
 		for i, u := range r.syn.users {
 			for k := range r.cfg.SetupCheckins {
 				a := &ack{User: u, ID: r.setupCheckinID(i, k),
-					Loc: r.syn.locations[(i+k)%len(r.syn.locations)], TS: base.Add(time.Duration(k) * time.Second).UnixMilli()}
+					Loc: r.syn.locations[(i+k)%len(r.syn.locations)], TS: base.Add(-time.Duration(r.cfg.SetupCheckins-1-k) * time.Second).UnixMilli()}
 				checkins = append(checkins, setupItem{
 					path: "/v1/users/" + u + "/checkins",
 					body: appendCheckinBody(nil, a.ID, a.Loc, time.UnixMilli(a.TS)),
@@ -111,8 +112,12 @@ func (r *runner) setup(ctx context.Context) (*SetupReport, []ack, error) {
 		return rep, nil, err
 	}
 	if rep.Failed > 0 {
-		return rep, nil, fmt.Errorf("setup: create requests failed (after up to %d tries): %s; stopped after %d of %d",
+		err := fmt.Errorf("setup: create requests failed (after up to %d tries): %s; stopped after %d of %d",
 			setupAttempts*len(r.cl.targets), fmtCounts(rep.Errors), done.Load(), total)
+		if r.cfg.RunID != "" && rep.Errors["409:checkin_conflict"] > 0 {
+			err = fmt.Errorf("%w (the setup checkins of run %s exist already: read them with --setup=false, or name another --run-id)", err, r.cfg.RunID)
+		}
+		return rep, nil, err
 	}
 	return rep, acks, nil
 }

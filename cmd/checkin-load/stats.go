@@ -26,12 +26,13 @@ var opNames = [numOps]string{"checkin", "location", "range", "range_location", "
 
 func (o op) String() string { return opNames[o] }
 
-// Latencies are recorded in microseconds, from 1 µs to 60 s, with 3
-// significant digits; longer ones are recorded as 60 s (and the exact max
-// is kept beside the histogram).
+// Latencies are recorded in microseconds, from 1 µs to an hour (a request
+// waits out its retries, and in the open model its queue, in its latency),
+// with 3 significant digits; longer ones are recorded as an hour (and the
+// exact max is kept beside the histogram).
 const (
 	histMinUS = 1
-	histMaxUS = 60_000_000
+	histMaxUS = 3_600_000_000
 	histSig   = 3
 )
 

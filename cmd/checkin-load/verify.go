@@ -83,8 +83,10 @@ func (r *runner) verify(ctx context.Context, acks []ack, dels deletions) *Verify
 		add(byUser, a)
 	}
 	rep := &VerifyReport{UncertainDeletes: len(dels.uncertain)}
+	uncertainByUser := map[string]map[string]ack{} // acknowledged, then deleted or not: either is right
 	for _, a := range dels.uncertain {
 		delete(byUser[a.User], a.ID)
+		add(uncertainByUser, a)
 	}
 	for _, a := range dels.gone {
 		delete(byUser[a.User], a.ID)
@@ -122,6 +124,9 @@ func (r *runner) verify(ctx context.Context, acks []ack, dels deletions) *Verify
 		for id := range got {
 			if _, acked := want[id]; acked || err != nil {
 				continue
+			}
+			if _, uncertain := uncertainByUser[u][id]; uncertain {
+				continue // acknowledged; its delete may not have been applied
 			}
 			if _, deleted := gone[id]; deleted {
 				continue // counted below as resurrected

@@ -71,8 +71,9 @@ fi
 mkdir -p "$results"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/checkin-ab-work.XXXXXX")
-server_pid=""
+server_pid="" load_pid=""
 cleanup() {
+  if [ -n "$load_pid" ]; then kill "$load_pid" 2>/dev/null || true; wait "$load_pid" 2>/dev/null || true; fi
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
   git -C "$root" worktree prune 2>/dev/null || true
   rm -rf "$work"
@@ -150,14 +151,16 @@ one_run() {
   "${pin_load[@]}" "$work/tools/checkin-load" --targets="http://$addr" --users="$users" --locations="$locations" \
     --setup.concurrency=64 --timeout=10s "${mix[@]}" --concurrency="$conns" --duration="$duration" --progress=false --json \
     > "$dir/report.json" 2> "$dir/load.log" &
-  local load_pid=$! before after
-  # The window: from 5 s after the load starts (its set-up is done by then)
-  # to 5 s before the measured time ends.
+  load_pid=$!
+  local before after
+  # The window: from 5 s after the load starts (its set-up is done by then;
+  # checked below) to 5 s before the measured time ends.
   sleep 5
   before=$(cpu_ticks "$server_pid")
   sleep $((secs - 10))
   after=$(cpu_ticks "$server_pid")
-  wait "$load_pid" || { tail -3 "$dir/load.log" >&2; die "$key: checkin-load failed"; }
+  wait "$load_pid" || { load_pid=""; tail -3 "$dir/load.log" >&2; die "$key: checkin-load failed"; }
+  load_pid=""
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
   python3 - "$dir/report.json" "$results/ab-$key-$round.json" "$before" "$after" "$hz" "$((secs - 10))" <<'PY' >&2
 import json, sys
@@ -169,6 +172,9 @@ r["server_cpu"] = {"user_s": (u1 - u0) / hz, "sys_s": (s1 - s0) / hz, "window_s"
 json.dump(r, open(dst, "w"))
 n = r["ok_rps"] * window
 print(f"  -> {r['ok_rps']:.0f} ok/s, server CPU {(u1 - u0) / hz / n * 1e6:.1f} user + {(s1 - s0) / hz / n * 1e6:.1f} system µs per answer, errors {r['errors']}")
+setup = (r.get("setup") or {}).get("elapsed_s", 0)
+if setup > 5:
+    print(f"  !! the set-up took {setup:.1f} s: the CPU window began inside it, so the µs per answer above count some of it")
 PY
   rm -rf "$dir"
 }

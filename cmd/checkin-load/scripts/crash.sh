@@ -107,8 +107,8 @@ fi
 run_id=crash$(date +%s)
 pids=()
 stop_nodes() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do [ -z "$pid" ] || kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do [ -z "$pid" ] || wait "$pid" 2>/dev/null || true; done
 }
 cql_frozen=""
 load=""
@@ -206,6 +206,8 @@ if [ "$signal" = NONE ]; then
   :
 elif [ "$signal" = KILL ]; then
   kill -9 "${pids[2]}"
+  wait "${pids[2]}" 2>/dev/null || true
+  pids[2]="" # reaped: its pid may be another process's by the end
   log "killed node 3 (SIGKILL)"
 elif [ "$signal" = ROLL ]; then
   for i in 1 2 3; do
@@ -246,6 +248,7 @@ if [ -n "$cql_freeze_at" ] && [ -z "$freeze_first" ]; then
 fi
 status=0
 wait "$load" || status=$?
+load="" # reaped
 # What the nodes counted, for the grains' work behind the report (background
 # writes and deletes, hand-overs, write passed on, calls failed fast), the
 # checkins the writers refused, the store calls refused and the members

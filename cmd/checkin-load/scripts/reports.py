@@ -9,7 +9,8 @@ import sys
 def load_reports(results, pattern):
     """Yields (match, report) for every file in results whose name fully
     matches the regular expression pattern and holds a JSON report; files of
-    failed runs (missing or unreadable) are skipped."""
+    failed runs (unreadable, or not JSON) are skipped, each named on stderr,
+    since the medians then stand on fewer rounds."""
     for name in sorted(os.listdir(results)):
         m = re.fullmatch(pattern, name)
         if not m:
@@ -17,8 +18,8 @@ def load_reports(results, pattern):
         try:
             with open(os.path.join(results, name)) as f:
                 yield m, json.load(f)
-        except (OSError, ValueError):
-            continue  # a failed run: no report
+        except (OSError, ValueError) as e:
+            print(f"skipped {name}: no report ({e}); the medians stand on the other rounds", file=sys.stderr)
 
 
 def load_rounds(results, pattern, key):
