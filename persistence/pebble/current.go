@@ -40,11 +40,17 @@ func currentFromPartitions(ctx context.Context, db *pebbledb.DB, userID string) 
 	if !it.SeekGE(append(prefix, it.Key()[n:n+8]...)) {
 		return persistence.Checkin{}, storeErr(it.Error()) // the key just seen is gone: only an error does that
 	}
+	if len(it.Key()) < n+16 {
+		return persistence.Checkin{}, fmt.Errorf("%w: checkin key of %d bytes", errCorrupt, len(it.Key()))
+	}
 	newest := bytes.Clone(it.Key()[n+8 : n+16])
 	c := persistence.Checkin{UserID: userID, Timestamp: time.UnixMilli(decodeInvertedMillis(newest)).UTC()}
 	for ok := true; ok; ok = it.Next() {
 		k := it.Key()
-		if len(k) < n+16 || !bytes.Equal(k[n+8:n+16], newest) {
+		if len(k) < n+16 {
+			return persistence.Checkin{}, fmt.Errorf("%w: checkin key of %d bytes", errCorrupt, len(k))
+		}
+		if !bytes.Equal(k[n+8:n+16], newest) {
 			break
 		}
 		v, err := it.ValueAndErr()

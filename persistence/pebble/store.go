@@ -704,7 +704,17 @@ func (s *Store) GetCheckins(ctx context.Context, refs []persistence.CheckinRef) 
 	var key []byte
 	for i, r := range refs {
 		key = appendCheckinByIDKey(key[:0], r.UserID, r.ID)
-		if !it.SeekPrefixGE(key) || !bytes.Equal(it.Key(), key) {
+		if !it.SeekPrefixGE(key) {
+			// Not found, or not read: the next seek clears the error, so
+			// it is checked now (a read error taken for "not found" would
+			// have a retry of the id written as a new checkin).
+			if err := it.Error(); err != nil {
+				_ = it.Close()
+				return nil, nil, storeErr(err)
+			}
+			continue
+		}
+		if !bytes.Equal(it.Key(), key) {
 			continue
 		}
 		v, err := it.ValueAndErr()
