@@ -125,8 +125,11 @@ func (c Config) Validate() error {
 		if c.Etcd.LeaseTTL < MinLeaseTTL || c.Etcd.LeaseTTL%time.Second != 0 {
 			return fmt.Errorf("cluster.etcd-lease-ttl must be whole seconds, at least %s", MinLeaseTTL)
 		}
-		if h, _, _ := splitAddr(c.advertised()); h == "" || h == "0.0.0.0" || h == "::" {
+		if h, _, _ := splitAddr(c.advertised()); h == "" || net.ParseIP(h) != nil && net.ParseIP(h).IsUnspecified() {
 			return fmt.Errorf("cluster.advertised-addr: other members cannot reach %q; set a routable host", c.advertised())
+		}
+		if _, port, _ := splitAddr(c.AdvertisedAddr); c.AdvertisedAddr != "" && port == 0 {
+			return fmt.Errorf("cluster.advertised-addr: other members cannot reach port 0 of %q; name the port they reach this node's cluster.addr at", c.AdvertisedAddr)
 		}
 	}
 	if c.RequestTimeout <= 0 {

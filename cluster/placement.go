@@ -344,27 +344,49 @@ func (p *placement) activate(kind, identity string) *actor.PID {
 	return pid
 }
 
+// onTerminating drops a stopped activation from the map, or from those
+// being handed over, in one step: a topology change between two steps
+// would move it from the one to the other after the first looked, and
+// leave it among those handed over for good (every later drain would wait
+// for it).
 func (p *placement) onTerminating(e *pcluster.ActivationTerminating) {
-	if e.Pid != nil {
-		p.mu.Lock()
-		delete(p.handing, e.Pid.Id)
-		p.mu.Unlock()
-	}
-	if e.ClusterIdentity == nil {
+	if e.Pid == nil {
 		return
 	}
-	p.forget(identityKey{e.ClusterIdentity.Kind, e.ClusterIdentity.Identity}, e.Pid)
+	p.mu.Lock()
+	delete(p.handing, e.Pid.Id)
+	var key identityKey
+	found := false
+	if e.ClusterIdentity != nil {
+		key = identityKey{e.ClusterIdentity.Kind, e.ClusterIdentity.Identity}
+		found = p.dropLocked(key, e.Pid)
+	}
+	p.mu.Unlock()
+	p.dropped(key, found)
 }
 
 // forget removes key's activation if it is pid.
 func (p *placement) forget(key identityKey, pid *actor.PID) {
 	p.mu.Lock()
+	found := p.dropLocked(key, pid)
+	p.mu.Unlock()
+	p.dropped(key, found)
+}
+
+// dropLocked removes key's activation if it is pid, and reports whether
+// it did. p.mu is held.
+func (p *placement) dropLocked(key identityKey, pid *actor.PID) bool {
 	cur := p.active[key]
 	found := cur != nil && cur.Equal(pid)
 	if found {
 		delete(p.active, key)
 	}
-	p.mu.Unlock()
+	return found
+}
+
+// dropped counts an activation dropped by dropLocked (found) out of its
+// kind.
+func (p *placement) dropped(key identityKey, found bool) {
 	if ak := p.c.GetClusterKind(key.kind); found && ak != nil {
 		ak.Dec()
 	}

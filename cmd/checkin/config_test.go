@@ -52,6 +52,12 @@ func TestInvalidConfigNamesTheFlag(t *testing.T) {
 		{"etcd with an unreachable advertised address", func(c *config) {
 			c.Store, c.Cluster.Provider, c.Cluster.Addr = "scylla", "etcd", "0.0.0.0:7946"
 		}, "cluster.advertised-addr"},
+		{"etcd advertising port 0", func(c *config) {
+			c.Store, c.Cluster.Provider, c.Cluster.AdvertisedAddr = "scylla", "etcd", "10.0.0.5:0"
+		}, "cluster.advertised-addr"},
+		{"etcd advertising an unspecified IPv6 address", func(c *config) {
+			c.Store, c.Cluster.Provider, c.Cluster.AdvertisedAddr = "scylla", "etcd", "[0:0:0:0:0:0:0:0]:7946"
+		}, "cluster.advertised-addr"},
 		{"etcd prefix not a path", func(c *config) {
 			c.Store, c.Cluster.Provider, c.Cluster.Etcd.Prefix = "scylla", "etcd", "checkin"
 		}, "cluster.etcd-prefix"},

@@ -2014,6 +2014,8 @@ func TestInvalidConfig(t *testing.T) {
 		{"bad duration from env", nil, []string{"CHECKIN_GRAIN_IDLE_TIMEOUT=soon"}, "CHECKIN_GRAIN_IDLE_TIMEOUT"},
 		{"bad http addr", []string{"--http.addr=nonsense"}, nil, "http.addr"},
 		{"unknown flag", []string{"--no-such-flag=1"}, nil, "no-such-flag"},
+		{"a word that is no flag", []string{"--cluster.etcd-tls", "true", "--store=scylla"}, nil, `unexpected argument "true"`},
+		{"migrate after flags", []string{"migrate"}, nil, `unexpected argument "migrate"`},
 		{"unreachable store", []string{"--store=scylla", "--scylla.hosts=127.0.0.1:1", "--scylla.connect-timeout=1s"}, nil, "open store"},
 		{"cluster port taken", []string{"--cluster.addr=127.0.0.1:" + takenPort(t)}, nil, "cluster"},
 		{"API key too short", nil, []string{"CHECKIN_HTTP_API_KEYS=tiny-key"}, "CHECKIN_HTTP_API_KEYS: key 1"},

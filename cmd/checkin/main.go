@@ -46,6 +46,11 @@ func run(args []string) error {
 		}
 		return err
 	}
+	if fs.NArg() > 0 {
+		// flag stops at the first word that is not a flag: every flag
+		// after it would be left out unseen.
+		return fmt.Errorf("unexpected argument %q: flags are --name=value (a boolean flag takes its value after =, as --cluster.etcd-tls=true), and migrate comes first", fs.Arg(0))
+	}
 	cfg.resolve()
 	if err := cfg.validate(); err != nil {
 		return err

@@ -134,8 +134,10 @@ func startNode(ctx context.Context, cfg config, log *zap.Logger) (_ *node, err e
 	n.store = metered.New(n.store, metered.NewMetrics(reg)) // every part below calls the store through it
 	// A grain handed over to another member answers the calls it holds
 	// first: they may wait for the request's deadline, or for a batch the
-	// writer gives up on after its flush timeout.
-	cfg.Cluster.HandOverTimeout = max(cfg.HTTP.RequestTimeout, cfg.Writer.FlushTimeout) + time.Second
+	// writer gives up on after its flush timeout; a checkin such a batch
+	// failed is then passed on to the new owner, for up to the grain's
+	// store timeout.
+	cfg.Cluster.HandOverTimeout = max(cfg.HTTP.RequestTimeout, cfg.Writer.FlushTimeout) + cfg.Grain.StoreTimeout + time.Second
 	system := cluster.NewSystem(cfg.Cluster, log)
 	if n.pool, err = actors.NewPool(system, n.store, cfg.Writer, log.Named("writer"), m); err != nil {
 		return nil, err
@@ -153,6 +155,11 @@ func startNode(ctx context.Context, cfg config, log *zap.Logger) (_ *node, err e
 		LateWrite: func(id string) {
 			if mb := member.Load(); mb != nil {
 				sent.Add(float64(mb.Broadcast(&messages.RecordChanged{Kind: messages.RecordChanged_KIND_USER_CURRENT, Id: id})))
+			}
+			// The user may be active here again too (it moved away and
+			// back within the hand-over), beside the grain that wrote.
+			if cl := grains.Load(); cl != nil {
+				cl.ReloadCurrent(id)
 			}
 		},
 		HandOverWrite: func(ctx context.Context, c persistence.Checkin) error {
