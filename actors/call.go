@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/checkin/checkin/cluster"
 	"github.com/checkin/checkin/messages"
 )
 
@@ -36,6 +37,7 @@ type caller struct {
 	system  *actor.ActorSystem
 	cluster *pcluster.Cluster
 	active  activeLookup       // nil when the identity lookup has no local fast path
+	pids    pidCache           // other members' activations called
 	free    chan *replyBox     // idle boxes; beyond its capacity boxes are retired
 	local   prometheus.Counter // calls to grains on this node
 	remote  prometheus.Counter // calls forwarded to the grain's owner
@@ -51,6 +53,15 @@ var boxSeq atomic.Uint64
 // flight at once on a busy node.
 const maxIdleBoxes = 8192
 
+// pidCache holds the PIDs of other members' activations this member
+// called: the placement's bounded cache (cluster.PIDCache), else
+// protoactor's.
+type pidCache interface {
+	Get(identity, kind string) (*actor.PID, bool)
+	Set(identity, kind string, pid *actor.PID)
+	RemoveByValue(identity, kind string, pid *actor.PID)
+}
+
 // activeLookup is the local fast path of the cluster's identity lookup
 // (cluster's placement has it): the activation of an identity on this
 // member, if any, found without allocating.
@@ -60,7 +71,11 @@ type activeLookup interface {
 
 func newCaller(c *pcluster.Cluster, m *Metrics, breaker BreakerConfig, log *zap.Logger) *caller {
 	active, _ := c.IdentityLookup.(activeLookup)
-	return &caller{system: c.ActorSystem, cluster: c, active: active, free: make(chan *replyBox, maxIdleBoxes),
+	var pids pidCache = c.PidCache
+	if l, ok := c.IdentityLookup.(interface{ RemotePIDs() *cluster.PIDCache }); ok {
+		pids = l.RemotePIDs()
+	}
+	return &caller{system: c.ActorSystem, cluster: c, active: active, pids: pids, free: make(chan *replyBox, maxIdleBoxes),
 		local: m.served.WithLabelValues(servedLocal), remote: m.served.WithLabelValues(servedRemote), moved: m.moved,
 		silent: newBreakers(breaker, log, m.failedFast)}
 }
@@ -240,7 +255,7 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 			// A silent grain on another member may have moved: ask again
 			// next time. A local one stays: it is alive and slow (forgetting
 			// it would let a second activation of the identity start here).
-			c.cluster.PidCache.RemoveByValue(identity, kind, pid)
+			c.pids.RemoveByValue(identity, kind, pid)
 			c.retire(b) // the answer may still come
 			if isRemote {
 				c.silent.timedOut(pid.Address, time.Now())
@@ -289,7 +304,7 @@ func (c *caller) pid(identity, kind string, deadline time.Time) (*actor.PID, err
 			return pid, nil
 		}
 	}
-	if pid, ok := c.cluster.PidCache.Get(identity, kind); ok && pid != nil {
+	if pid, ok := c.pids.Get(identity, kind); ok && pid != nil {
 		return pid, nil
 	}
 	// The identity is kept by the placement and the activation: a copy,
@@ -320,7 +335,7 @@ func (c *caller) pid(identity, kind string, deadline time.Time) (*actor.PID, err
 		pid = c.cluster.Get(id, kind)
 	}
 	if pid != nil && (c.active == nil || pid.Address != c.system.Address()) {
-		c.cluster.PidCache.Set(identity, kind, pid)
+		c.pids.Set(identity, kind, pid)
 	}
 	return pid, nil
 }
@@ -368,7 +383,7 @@ func (c *caller) forget(identity, kind string, pid *actor.PID) {
 		c.cluster.IdentityLookup.RemovePid(pcluster.NewClusterIdentity(identity, kind), pid)
 		return
 	}
-	c.cluster.PidCache.RemoveByValue(identity, kind, pid)
+	c.pids.RemoveByValue(identity, kind, pid)
 }
 
 // methodIndex is the index protoc-gen-go-grain gives method of service: its

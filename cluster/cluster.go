@@ -41,6 +41,9 @@ type Config struct {
 	// on to answer the calls it holds before it is stopped all the same:
 	// as long as those calls may wait. 0: RequestTimeout.
 	HandOverTimeout time.Duration
+	// PIDCacheSize is the most PIDs of other members' activations this
+	// member caches (PIDCache). 0: DefaultPIDCacheSize.
+	PIDCacheSize int
 	// EvictSilentAfter is how long another member that this node stopped
 	// calling (Silent) must have answered none of its pings before it
 	// reports the member to the others; a member that more than half of
@@ -83,7 +86,8 @@ var Providers = []string{"standalone", "etcd"}
 // DefaultConfig is a one-node cluster on loopback.
 func DefaultConfig() Config {
 	return Config{Name: "checkin", Addr: "127.0.0.1:0", Provider: "standalone", RequestTimeout: 2 * time.Second, LogLevel: "warn", EvictSilentAfter: 10 * time.Second,
-		Etcd: EtcdConfig{Endpoints: []string{"127.0.0.1:2379"}, Prefix: "/checkin", DialTimeout: 5 * time.Second, LeaseTTL: 3 * time.Second}}
+		PIDCacheSize: DefaultPIDCacheSize,
+		Etcd:         EtcdConfig{Endpoints: []string{"127.0.0.1:2379"}, Prefix: "/checkin", DialTimeout: 5 * time.Second, LeaseTTL: 3 * time.Second}}
 }
 
 // Validate reports the first setting out of range.
@@ -134,6 +138,9 @@ func (c Config) Validate() error {
 	}
 	if c.RequestTimeout <= 0 {
 		return errors.New("cluster.request-timeout must be positive")
+	}
+	if c.PIDCacheSize < pidShards {
+		return fmt.Errorf("cluster.pid-cache-size must be at least %d", pidShards)
 	}
 	var lvl zapcore.Level
 	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
@@ -209,7 +216,7 @@ func Start(system *actor.ActorSystem, cfg Config, log *zap.Logger, kinds ...*pcl
 	if err != nil {
 		return nil, err
 	}
-	ccfg := pcluster.Configure(cfg.Name, provider, newPlacement(cfg.RequestTimeout, cmp.Or(cfg.HandOverTimeout, cfg.RequestTimeout)), remote.Configure(host, port, ropts...),
+	ccfg := pcluster.Configure(cfg.Name, provider, newPlacement(cfg.RequestTimeout, cmp.Or(cfg.HandOverTimeout, cfg.RequestTimeout), cmp.Or(cfg.PIDCacheSize, DefaultPIDCacheSize)), remote.Configure(host, port, ropts...),
 		pcluster.WithKinds(kinds...), pcluster.WithRequestTimeout(cfg.RequestTimeout))
 	c := pcluster.New(system, ccfg)
 	defer func() { // protoactor panics when it cannot start (e.g. the port is taken)

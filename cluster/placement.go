@@ -62,6 +62,8 @@ type placement struct {
 	// handing: activations handed over and not yet stopped, by actor id
 	// (guarded by mu)
 	handing map[string]struct{}
+	// remote: other members' activations this member's callers found
+	remote *PIDCache
 	// lost: the members that left the topology without draining in the
 	// last lostMemory, newest last (InheritedFromLost).
 	lost atomic.Pointer[[]lostMember]
@@ -101,10 +103,14 @@ type identityKey struct{ kind, identity string }
 // activation requests; every member registers it under the same name.
 const activatorName = "checkin-placement"
 
-func newPlacement(timeout, handOverTimeout time.Duration) *placement {
+func newPlacement(timeout, handOverTimeout time.Duration, pidCacheSize int) *placement {
 	return &placement{timeout: timeout, handOverTimeout: handOverTimeout, active: map[identityKey]*actor.PID{}, props: map[string]*actor.Props{},
-		handing: map[string]struct{}{}}
+		handing: map[string]struct{}{}, remote: NewPIDCache(pidCacheSize)}
 }
+
+// RemotePIDs is the cache of other members' activations this member
+// called (callers use it instead of protoactor's, which has no bound).
+func (p *placement) RemotePIDs() *PIDCache { return p.remote }
 
 // Setup is called by protoactor when the member starts.
 func (p *placement) Setup(c *pcluster.Cluster, kinds []string, _ bool) {
@@ -401,6 +407,11 @@ func (p *placement) onTopology(members []*pcluster.Member, d *Draining) {
 	defer p.topoMu.Unlock()
 	if members != nil {
 		p.noteLost(members)
+		for _, m := range p.members {
+			if !slices.ContainsFunc(members, func(n *pcluster.Member) bool { return n.Address() == m.Address() }) {
+				p.remote.removeAddress(m.Address()) // it left
+			}
+		}
 		p.members = members
 	}
 	if p.draining == nil {
@@ -412,6 +423,7 @@ func (p *placement) onTopology(members []*pcluster.Member, d *Draining) {
 				// Calls go to the new owners from now on, not to the
 				// draining member's activations callers found before.
 				p.c.PidCache.RemoveByMember(p.members[i])
+				p.remote.removeAddress(a)
 			}
 			p.draining[a] = true
 		}

@@ -128,6 +128,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.EtcdKeyFile, "cluster.etcd-tls-key-file", c.EtcdKeyFile, "PEM private key of cluster.etcd-tls-cert-file")
 	fs.DurationVar(&c.Cluster.RequestTimeout, "cluster.request-timeout", c.Cluster.RequestTimeout, "timeout of the cluster's internal requests, among them asking the owner node to activate a grain (keep it below http.request-timeout)")
 	fs.StringVar(&c.Cluster.LogLevel, "cluster.log-level", c.Cluster.LogLevel, "lowest level of the actor runtime's own logs")
+	fs.IntVar(&c.Cluster.PIDCacheSize, "cluster.pid-cache-size", c.Cluster.PIDCacheSize, "most addresses of users' grains on other nodes this node keeps, about 200 bytes each, so that its next call for such a user goes straight there; past it the oldest share is dropped and those users' next calls ask the owner again")
 	fs.StringVar(&c.PeerCertFile, "cluster.tls-cert-file", c.PeerCertFile, "PEM certificate (chain) this node shows other members: with cluster.tls-key-file and cluster.tls-ca-file the cluster port speaks mutual TLS 1.3 only, all three re-read on SIGHUP (empty: plain gRPC)")
 	fs.StringVar(&c.PeerKeyFile, "cluster.tls-key-file", c.PeerKeyFile, "PEM private key of cluster.tls-cert-file")
 	fs.StringVar(&c.PeerCAFile, "cluster.tls-ca-file", c.PeerCAFile, "PEM certificate(s) of the authority that signs every member's certificate; a member whose certificate it did not sign is refused")

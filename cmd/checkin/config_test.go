@@ -69,6 +69,7 @@ func TestInvalidConfigNamesTheFlag(t *testing.T) {
 		}, "cluster.etcd-lease-ttl"},
 		{"cluster name with a dot", func(c *config) { c.Cluster.Name = "checkin.silent" }, "cluster.name"},
 		{"cluster name with a slash", func(c *config) { c.Cluster.Name = "a/b" }, "cluster.name"},
+		{"tiny pid cache", func(c *config) { c.Cluster.PIDCacheSize = 1 }, "cluster.pid-cache-size"},
 		{"negative evict-silent-after", func(c *config) { c.Cluster.EvictSilentAfter = -time.Second }, "cluster.evict-silent-after"},
 		{"zero idle timeout", func(c *config) { c.Grain.IdleTimeout = 0 }, "grain.idle-timeout"},
 		{"negative known ids", func(c *config) { c.Grain.KnownIDs = -1 }, "grain.known-ids"},
