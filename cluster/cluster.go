@@ -216,7 +216,11 @@ func Start(system *actor.ActorSystem, cfg Config, log *zap.Logger, kinds ...*pcl
 	if err != nil {
 		return nil, err
 	}
-	ccfg := pcluster.Configure(cfg.Name, provider, newPlacement(cfg.RequestTimeout, cmp.Or(cfg.HandOverTimeout, cfg.RequestTimeout), cmp.Or(cfg.PIDCacheSize, DefaultPIDCacheSize)), remote.Configure(host, port, ropts...),
+	p := newPlacement(cfg.RequestTimeout, cmp.Or(cfg.HandOverTimeout, cfg.RequestTimeout), cmp.Or(cfg.PIDCacheSize, DefaultPIDCacheSize))
+	if m, ok := provider.(*etcdMembers); ok {
+		m.undrained = func() { p.predecessorLost.Store(true) }
+	}
+	ccfg := pcluster.Configure(cfg.Name, provider, p, remote.Configure(host, port, ropts...),
 		pcluster.WithKinds(kinds...), pcluster.WithRequestTimeout(cfg.RequestTimeout))
 	c := pcluster.New(system, ccfg)
 	defer func() { // protoactor panics when it cannot start (e.g. the port is taken)
@@ -339,8 +343,12 @@ func (n *Node) Broadcast(msg proto.Message) int {
 // about two seconds for them to take over); alone it stops at once.
 func (n *Node) Stop() {
 	n.stopping.Store(true)
-	if n.graceful {
-		n.drain()
+	if n.graceful && n.drain() && n.etcd != nil {
+		// The next member at this address has nothing of this one's
+		// to complete.
+		if err := n.etcd.releaseAddress(); err != nil {
+			n.log.Warn("could not release this node's address in etcd: the next node there checks the users it holds for checkins left in part", zap.Error(err))
+		}
 	}
 	n.Cluster.Shutdown(n.graceful)
 	n.log.Info("cluster member stopped", zap.String("address", n.System.Address()))
@@ -353,17 +361,19 @@ func (n *Node) Stop() {
 // are sent to the new owners. Only then does the node leave. A member that
 // leaves without draining is dropped by the others at once, and the
 // answers its grains still send them are lost: their callers wait out
-// their deadline for checkins that were written.
-func (n *Node) drain() {
+// their deadline for checkins that were written. It reports whether the
+// node leaves cleanly: drained, or alone (a node removed, or one whose
+// drain failed, may leave writes in part).
+func (n *Node) drain() bool {
+	select {
+	case <-n.evicted: // the others dropped it already; its record is gone
+		return false
+	default:
+	}
 	m, ok := n.Cluster.Config.ClusterProvider.(*etcdMembers)
 	p, ok2 := n.Cluster.Config.IdentityLookup.(*placement)
 	if !ok || !ok2 || m.client == nil || n.Members() < 2 {
-		return
-	}
-	select {
-	case <-n.evicted: // the others dropped it already; its record is gone
-		return
-	default:
+		return true
 	}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), m.ttl)
@@ -371,17 +381,18 @@ func (n *Node) drain() {
 	cancel()
 	if err != nil {
 		n.log.Warn("could not mark this node draining in etcd: leaving without handing its grains over first", zap.Error(err))
-		return
+		return false
 	}
 	if !p.drained(p.handOverTimeout + time.Second) {
 		n.log.Warn("grains still running at the end of the drain: leaving all the same", zap.Duration("took", time.Since(start)))
-		return
+		return false
 	}
 	// Answers to calls that reached this node just before the others saw
 	// it drain (a dead letter for an activation that stopped) are on their
 	// way; once it leaves, the others drop what it sends.
 	time.Sleep(drainLinger)
 	n.log.Info("drained: the other members own this node's users", zap.Duration("took", time.Since(start)))
+	return true
 }
 
 // drainLinger is how long a drained node stays a member before it leaves.
@@ -402,7 +413,7 @@ func newProvider(cfg Config, log *zap.Logger) (pcluster.ClusterProvider, error) 
 		// within the lease's time of etcd's return.
 		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}, MinConnectTimeout: time.Second})}}
-	return &etcdMembers{etcd: ecfg, dir: cfg.Etcd.Prefix + "/" + cfg.Name + "/", ttl: cfg.Etcd.LeaseTTL, log: log.Named("etcd"),
+	return &etcdMembers{etcd: ecfg, dir: cfg.Etcd.Prefix + "/" + cfg.Name + "/", addrDir: cfg.Etcd.Prefix + "/" + cfg.Name + ".addr/", ttl: cfg.Etcd.LeaseTTL, log: log.Named("etcd"),
 		silent: newSilentReports(cfg.Etcd.Prefix+"/"+cfg.Name+".silent/", cfg.EvictSilentAfter), pingTimeout: cfg.RequestTimeout}, nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,11 +62,18 @@ type etcdMembers struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
-	lease   atomic.Int64   // the record's lease (a clientv3.LeaseID)
-	renewed atomic.Int64   // when etcd last renewed it (Unix nanoseconds)
-	key     string         // this member's record's key
-	record  etcdRecord     // this member's record
-	silent  *silentReports // members this node and the others cannot reach (evict.go)
+	lease   atomic.Int64 // the record's lease (a clientv3.LeaseID)
+	renewed atomic.Int64 // when etcd last renewed it (Unix nanoseconds)
+	key     string       // this member's record's key
+	record  etcdRecord   // this member's record
+	// addrDir holds a key per member address, without a lease: the id of
+	// the member last started there, deleted when it stops cleanly
+	// (claimAddress, releaseAddress)
+	addrDir string
+	// undrained is called at start when the member last at this address
+	// did not stop cleanly (nil: nobody is told)
+	undrained func()
+	silent    *silentReports // members this node and the others cannot reach (evict.go)
 	// blocked reports whether protoactor removed the member id for good
 	// (it left); nil: none is
 	blocked func(id string) bool
@@ -167,6 +176,10 @@ func (m *etcdMembers) StartMember(c *pcluster.Cluster) error {
 		cancel()
 		return errors.Join(fmt.Errorf("cluster: register in etcd: %w", err), m.client.Close())
 	}
+	if err := m.claimAddress(ctx); err != nil {
+		cancel()
+		return errors.Join(fmt.Errorf("cluster: claim this member's address in etcd: %w", err), m.client.Close())
+	}
 	members, rev, err := m.read(ctx)
 	if err != nil {
 		cancel()
@@ -222,6 +235,46 @@ func (m *etcdMembers) grantAndPut(ctx context.Context, key string, record []byte
 		return 0, err
 	}
 	return lease.ID, nil
+}
+
+// addrKey is the key of this member's address under addrDir.
+func (m *etcdMembers) addrKey() string {
+	return m.addrDir + net.JoinHostPort(m.record.Host, strconv.Itoa(m.record.Port))
+}
+
+// claimAddress writes this member's id at its address's key. An id there
+// already is of the member last started at the address, which did not
+// stop cleanly (it died, was removed, or failed to drain): this member,
+// in its place on the ring, owns its users, and undrained is called so
+// that their grains look for checkins it left in part.
+func (m *etcdMembers) claimAddress(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, m.ttl)
+	defer cancel()
+	resp, err := m.client.Put(ctx, m.addrKey(), m.record.ID, clientv3.WithPrevKV())
+	if err != nil {
+		return err
+	}
+	if prev := resp.PrevKv; prev != nil && string(prev.Value) != m.record.ID {
+		m.log.Warn("the member last started at this address did not stop cleanly: the users it held are checked for checkins it left in part",
+			zap.String("address", m.addrKey()[len(m.addrDir):]), zap.ByteString("member", prev.Value))
+		if m.undrained != nil {
+			m.undrained()
+		}
+	}
+	return nil
+}
+
+// releaseAddress deletes this member's address key, if it still names
+// this member: it stopped cleanly, and leaves nothing to complete.
+func (m *etcdMembers) releaseAddress() error {
+	if m.client == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.ttl)
+	defer cancel()
+	key := m.addrKey()
+	_, err := m.client.Txn(ctx).If(clientv3.Compare(clientv3.Value(key), "=", m.record.ID)).Then(clientv3.OpDelete(key)).Commit()
+	return err
 }
 
 // leaseID returns the record's lease.

@@ -257,6 +257,40 @@ func TestRegisterAgainLeavesTheLock(t *testing.T) {
 	}
 }
 
+// TestAddressClaim: a member that starts at an address whose last member
+// did not stop cleanly (its key names another member) is told (undrained),
+// and one whose predecessor released the address, or that is the first
+// there, is not; a release leaves a key that names another member alone.
+func TestAddressClaim(t *testing.T) {
+	client, ctx, dir := testEtcd(t, "the address claim test", "claim")
+	member := func(id string) (*etcdMembers, *int) {
+		told := new(int)
+		return &etcdMembers{client: client, addrDir: dir, ttl: 5 * time.Second, log: zap.NewNop(),
+			record: etcdRecord{ID: id, Host: "127.0.0.1", Port: 7000}, undrained: func() { *told++ }}, told
+	}
+	first, told := member("first")
+	if err := first.claimAddress(ctx); err != nil || *told != 0 {
+		t.Fatalf("the first member at the address: %v, told %d times, want none", err, *told)
+	}
+	crashed, told := member("second") // first died; second starts in its place
+	if err := crashed.claimAddress(ctx); err != nil || *told != 1 {
+		t.Fatalf("a member in the place of one that died: %v, told %d times, want once", err, *told)
+	}
+	if err := first.releaseAddress(); err != nil { // late: the key names second now
+		t.Fatal(err)
+	}
+	if resp, err := client.Get(ctx, first.addrKey()); err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "second" {
+		t.Fatalf("after a release by a member the key no longer names: %v %v, want it naming second", resp, err)
+	}
+	if err := crashed.releaseAddress(); err != nil { // second stops cleanly
+		t.Fatal(err)
+	}
+	third, told := member("third")
+	if err := third.claimAddress(ctx); err != nil || *told != 0 {
+		t.Fatalf("a member in the place of one that stopped cleanly: %v, told %d times, want none", err, *told)
+	}
+}
+
 // TestGhostRecordDeleted: a record written for a member id protoactor
 // blocked (the member left, then registered again under the same identity
 // after an etcd stall this member had taken for its leaving) is not

@@ -67,6 +67,10 @@ type placement struct {
 	// lost: the members that left the topology without draining in the
 	// last lostMemory, newest last (InheritedFromLost).
 	lost atomic.Pointer[[]lostMember]
+	// predecessorLost: the member last at this member's address left
+	// without draining (it died, and this one was started in its place),
+	// noted with the first ring that has this member (onTopology)
+	predecessorLost atomic.Bool
 }
 
 // lostMember is a member that left the topology without draining: it
@@ -446,6 +450,14 @@ func (p *placement) onTopology(members []*pcluster.Member, d *Draining) {
 	}
 	r := newRing(serving)
 	p.ring.Store(r)
+	if p.predecessorLost.Load() && slices.ContainsFunc(serving, func(m *pcluster.Member) bool { return m.Address() == p.self }) &&
+		p.predecessorLost.CompareAndSwap(true, false) {
+		// It owned what this member owns now (the same address, the same
+		// place on the ring), as far as the rest of the cluster is alike.
+		lost := slices.Clone(p.lostMembers())
+		p.lost.Store(ptr(append(lost, lostMember{addr: p.self, at: time.Now(), ring: r})))
+		p.log.Warn("placement: the member last at this address left without draining; its users' grains look for checkins it left in part as they activate")
+	}
 	moved := p.takeActive(func(key identityKey) bool { return r.owner(key.kind, key.identity) != p.self })
 	if len(moved) > 0 {
 		p.log.Info("placement: handing over activations", slog.Int("activations", len(moved)),
@@ -454,17 +466,25 @@ func (p *placement) onTopology(members []*pcluster.Member, d *Draining) {
 	}
 }
 
+// lostMembers returns the members lost lately (p.lost).
+func (p *placement) lostMembers() []lostMember {
+	if l := p.lost.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
 // noteLost remembers the members of the last topology that are not in
 // members and were not draining (topoMu held, before the topology and the
 // draining set are updated).
 func (p *placement) noteLost(members []*pcluster.Member) {
 	now := time.Now()
 	var lost []lostMember
-	if l := p.lost.Load(); l != nil {
-		for _, m := range *l {
-			if now.Sub(m.at) < lostMemory {
-				lost = append(lost, m)
-			}
+	for _, m := range p.lostMembers() {
+		if now.Sub(m.at) < lostMemory {
+			lost = append(lost, m)
 		}
 	}
 	before := len(lost)
@@ -486,12 +506,8 @@ func (p *placement) noteLost(members []*pcluster.Member) {
 // the last lostMemory, a member that left without draining (it died, or
 // the cluster removed it): its grain may have left writes unfinished.
 func (p *placement) InheritedFromLost(kind, identity string) bool {
-	l := p.lost.Load()
-	if l == nil {
-		return false
-	}
 	now := time.Now()
-	for _, m := range *l {
+	for _, m := range p.lostMembers() {
 		if now.Sub(m.at) < lostMemory && m.ring.owner(kind, identity) == m.addr {
 			return true
 		}

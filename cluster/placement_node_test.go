@@ -262,24 +262,8 @@ func TestPlacementRemembersLostMembers(t *testing.T) {
 	kind := pcluster.NewKind("Probe", actor.PropsFromFunc(func(actor.Context) {}))
 	_, p := startOneMember(t, kind)
 	self, other := selfAndOther(t, p)
-	both := newRing([]*pcluster.Member{self, other})
-	var theirs, ours []string
-	for i := 0; len(theirs) < 20 || len(ours) < 20; i++ {
-		id := "u" + strconv.Itoa(i)
-		if both.owner("Probe", id) == other.Address() {
-			theirs = append(theirs, id)
-		} else {
-			ours = append(ours, id)
-		}
-	}
-	inherited := func(ids []string) (n int) {
-		for _, id := range ids {
-			if p.InheritedFromLost("Probe", id) {
-				n++
-			}
-		}
-		return n
-	}
+	theirs, ours := splitByOwner(self, other)
+	inherited := func(ids []string) int { return inheritedCount(p, ids) }
 
 	p.onTopology([]*pcluster.Member{self, other}, nil)
 	if n := inherited(theirs) + inherited(ours); n != 0 {
@@ -300,6 +284,57 @@ func TestPlacementRemembersLostMembers(t *testing.T) {
 	if n := inherited(ours); n != 0 {
 		t.Errorf("%d of the users this member owned all along are inherited from the lost member, want none", n)
 	}
+}
+
+// A member started at the address of one that left without draining (it
+// died, and its supervisor started it again there: a new member id, the
+// same place on the ring) owns that member's users: they are inherited
+// from a lost member, from the first topology that has this member on;
+// the users of the others are not.
+func TestPlacementInheritsFromAnUndrainedPredecessor(t *testing.T) {
+	kind := pcluster.NewKind("Probe", actor.PropsFromFunc(func(actor.Context) {}))
+	_, p := startOneMember(t, kind)
+	self, other := selfAndOther(t, p)
+	theirs, ours := splitByOwner(self, other)
+	count := func(ids []string) int { return inheritedCount(p, ids) }
+	p.onTopology([]*pcluster.Member{self, other}, nil)
+	if n := count(ours); n != 0 {
+		t.Fatalf("%d of this member's users inherited from a lost member with no predecessor lost", n)
+	}
+	p.predecessorLost.Store(true) // what the etcd membership finds at start
+	p.onTopology([]*pcluster.Member{self, other}, nil)
+	if n := count(ours); n != len(ours) {
+		t.Errorf("%d of the %d users this member took from its undrained predecessor are inherited from it, want all", n, len(ours))
+	}
+	if n := count(theirs); n != 0 {
+		t.Errorf("%d of the other member's users are inherited from a lost member, want none", n)
+	}
+}
+
+// splitByOwner returns 20 or more Probe ids each that other and self own
+// when both are members.
+func splitByOwner(self, other *pcluster.Member) (theirs, ours []string) {
+	both := newRing([]*pcluster.Member{self, other})
+	for i := 0; len(theirs) < 20 || len(ours) < 20; i++ {
+		id := "u" + strconv.Itoa(i)
+		if both.owner("Probe", id) == other.Address() {
+			theirs = append(theirs, id)
+		} else {
+			ours = append(ours, id)
+		}
+	}
+	return theirs, ours
+}
+
+// inheritedCount counts the ids of Probe p takes for inherited from a
+// lost member.
+func inheritedCount(p *placement, ids []string) (n int) {
+	for _, id := range ids {
+		if p.InheritedFromLost("Probe", id) {
+			n++
+		}
+	}
+	return n
 }
 
 // selfAndOther returns p's member (on loopback) and another on port 1,
