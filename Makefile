@@ -37,7 +37,7 @@ test-integration: cassandra-up etcd-up ## start the local Cassandra node and etc
 bench: ## Go benchmarks of the hot paths (benchstat-friendly)
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./... | tee bench.txt
 
-bench-http: ## bare Fiber vs naive design vs checkin over HTTP, table + sweep + plot (~10 min)
+bench-http: ## bare Fiber vs naive design vs checkin over HTTP, table + sweep + plot (10-15 min)
 	cmd/checkin-load/scripts/bench-http.sh
 
 proto: tools ## regenerate messages/*.pb.go from messages/checkin.proto

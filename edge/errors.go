@@ -83,6 +83,23 @@ func toAPIError(err error) *apiError {
 	return &apiError{http.StatusInternalServerError, "internal", "internal error"}
 }
 
+// refused counts, and logs when access logs are on, a request the HTTP
+// server answered with status before routing: its route label is empty
+// (its path is not a route), and a method that is none of HTTP's is OTHER.
+func (s *Server) refused(c *fiber.Ctx, status int) {
+	method := c.Method()
+	switch method {
+	case fiber.MethodGet, fiber.MethodHead, fiber.MethodPost, fiber.MethodPut, fiber.MethodPatch, fiber.MethodDelete, fiber.MethodOptions:
+	default:
+		method = "OTHER"
+	}
+	s.m.observe(method, "", status, 0)
+	if s.cfg.AccessLog {
+		s.log.Info("request", zap.String("request_id", requestID(c)), zap.String("client_ip", c.IP()), zap.String("method", method),
+			zap.String("route", ""), zap.Int("status", status))
+	}
+}
+
 func kindStatus(kind error) int {
 	switch kind {
 	case actors.ErrNotFound:
@@ -122,6 +139,13 @@ const refusalLogsPerSecond = 10
 // errorHandler is the app's one error handler.
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	ae := toAPIError(err)
+	if len(c.Response().Header.Peek(fiber.HeaderXRequestID)) == 0 {
+		// The HTTP server refused the request before any middleware ran
+		// (a body or headers over the limits, a malformed request): it
+		// gets an id, a count and an access-log line as others do.
+		s.ids.set(c)
+		defer s.refused(c, ae.status)
+	}
 	if ae.status >= 500 {
 		// Refusals (overload, unavailable, timeouts) are expected under
 		// load and while a cluster member fails over or the store is down:

@@ -190,6 +190,7 @@ type Server struct {
 	log         *zap.Logger
 	refusals    *zap.Logger // log, at most refusalLogsPerSecond lines a second
 	m           *metrics
+	ids         *requestIDs
 	inflight    atomic.Int64
 	api         *admit.Bound // /v1 requests in flight (apiInflight)
 	apiInflight atomic.Int64
@@ -211,7 +212,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge: cache: %w", err)
 	}
-	s := &Server{cfg: cfg, grains: d.Grains, store: d.Store, records: rec, ready: d.Ready, log: d.Log, m: newMetrics(d.Registry), keys: d.APIKeys, notify: d.Notify, now: time.Now}
+	s := &Server{cfg: cfg, grains: d.Grains, store: d.Store, records: rec, ready: d.Ready, log: d.Log, m: newMetrics(d.Registry), ids: newRequestIDs(), keys: d.APIKeys, notify: d.Notify, now: time.Now}
 	s.api = admit.NewBound(cfg.LatencyTarget, apiFloor, int64(cfg.MaxInflight), func(n int64) { s.m.apiLimit.Set(float64(n)) })
 	s.refusals = d.Log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
 		return zapcore.NewSamplerWithOptions(c, time.Second, refusalLogsPerSecond, 0)
@@ -253,7 +254,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		// use (metrics.observe); caches copy their keys; JSON bodies decode
 		// to fresh strings.
 	})
-	s.app.Use(requestIDs())
+	s.app.Use(s.ids.middleware)
 	s.app.Use(s.observe) // outside recover, so a recovered panic is counted and logged as a 500
 	s.app.Use(recover.New(recover.Config{EnableStackTrace: true, StackTraceHandler: s.logPanic}))
 	s.app.Use(s.limit)
@@ -377,32 +378,44 @@ func (s *Server) logPanic(c *fiber.Ctx, e any) {
 const maxRequestIDLen = 128
 
 // requestIDs sets X-Request-ID on every response: the client's, else a new
-// id unique across restarts and nodes (a random prefix per process and a
-// counter, 25 characters). The id lives only in the response header, so a
-// request costs no allocation for it; requestID reads it back for logs.
-func requestIDs() fiber.Handler {
+// id, unique across restarts and nodes but by a chance of one in 2^32 (a
+// random prefix per process and a counter, 25 characters). The id lives
+// only in the response header, so a request costs no allocation for it;
+// requestID reads it back for logs.
+type requestIDs struct {
+	prefix [9]byte // a random 32-bit prefix of this process, and '-'
+	seq    atomic.Uint64
+}
+
+func newRequestIDs() *requestIDs {
+	ids := &requestIDs{}
 	var seed [4]byte
 	_, _ = crand.Read(seed[:])
-	var prefix [9]byte
-	hex.Encode(prefix[:8], seed[:])
-	prefix[8] = '-'
-	var seq atomic.Uint64
-	return func(c *fiber.Ctx) error {
-		h := &c.Response().Header
-		if in := c.Request().Header.Peek(fiber.HeaderXRequestID); len(in) > 0 && len(in) <= maxRequestIDLen {
-			h.SetBytesV(fiber.HeaderXRequestID, in)
-			return c.Next()
-		}
-		var b [25]byte
-		n := copy(b[:], prefix[:])
-		v := seq.Add(1)
-		for i := len(b) - 1; i >= n; i-- {
-			b[i] = "0123456789abcdef"[v&0xf]
-			v >>= 4
-		}
-		h.SetBytesV(fiber.HeaderXRequestID, b[:])
-		return c.Next()
+	hex.Encode(ids.prefix[:8], seed[:])
+	ids.prefix[8] = '-'
+	return ids
+}
+
+// set gives the response the request's own id, or a new one.
+func (ids *requestIDs) set(c *fiber.Ctx) {
+	h := &c.Response().Header
+	if in := c.Request().Header.Peek(fiber.HeaderXRequestID); len(in) > 0 && len(in) <= maxRequestIDLen {
+		h.SetBytesV(fiber.HeaderXRequestID, in)
+		return
 	}
+	var b [25]byte
+	n := copy(b[:], ids.prefix[:])
+	v := ids.seq.Add(1)
+	for i := len(b) - 1; i >= n; i-- {
+		b[i] = "0123456789abcdef"[v&0xf]
+		v >>= 4
+	}
+	h.SetBytesV(fiber.HeaderXRequestID, b[:])
+}
+
+func (ids *requestIDs) middleware(c *fiber.Ctx) error {
+	ids.set(c)
+	return c.Next()
 }
 
 // requestID is the request's id, as set on its response.

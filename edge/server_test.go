@@ -399,6 +399,16 @@ func TestHTTPBodyLimit(t *testing.T) {
 	if res := do(t, c, http.MethodGet, base+"/healthz", nil); res.status != http.StatusOK {
 		t.Fatalf("healthz after 413: %d %s", res.status, res.body)
 	}
+	// A 413 is answered by the HTTP server before any middleware: it still
+	// carries a request id, and is counted.
+	res := do(t, c, http.MethodPost, base+"/v1/users", bytes.Repeat([]byte(" "), 4096))
+	if res.status != http.StatusRequestEntityTooLarge || len(res.header.Get("X-Request-Id")) != 25 {
+		t.Errorf("413: %d with X-Request-Id %q, want a new id of 25 characters", res.status, res.header.Get("X-Request-Id"))
+	}
+	m := do(t, c, http.MethodGet, base+"/metrics", nil)
+	if want := `checkin_http_requests_total{method="POST",route="",status="413"} 3`; !strings.Contains(string(m.body), want) {
+		t.Errorf("/metrics has no line %s", want)
+	}
 }
 
 // TestHTTPCompressedBodyRefused: a body sent compressed is refused with

@@ -21,7 +21,12 @@ type checkpointer interface {
 }
 
 // backups serves POST /admin/backup on the debug server: a checkpoint of the
-// embedded store into a new directory under dir, one at a time.
+// embedded store into a new directory under dir, one at a time (a request
+// while one runs is refused, not queued: a client that gave up would
+// still get a backup taken later). The checkpoint is written under a
+// name ending in .partial and renamed when whole, so a directory without
+// it is a whole backup: one cut short (the process stopped, the disk
+// filled) keeps the .partial name and is never to be restored.
 type backups struct {
 	dir string       // backup.dir; "" answers that backups are off
 	cp  checkpointer // the store; nil when it cannot (store=scylla)
@@ -50,7 +55,10 @@ func (b *backups) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusConflict, "backups_off", "backups are off: set backup.dir")
 		return
 	}
-	b.mu.Lock() // one at a time: a second request waits and then takes its own
+	if !b.mu.TryLock() {
+		writeJSONError(w, http.StatusConflict, "backup_running", "a backup is being taken; ask again when it is done")
+		return
+	}
 	defer b.mu.Unlock()
 	if err := os.MkdirAll(b.dir, 0o750); err != nil {
 		b.log.Error("backup failed", zap.Error(err))
@@ -59,8 +67,17 @@ func (b *backups) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	dir := filepath.Join(b.dir, "checkin-"+start.UTC().Format("20060102T150405.000000000Z"))
-	if err := b.cp.Checkpoint(dir); err != nil {
-		b.log.Error("backup failed", zap.String("dir", dir), zap.Error(err))
+	if _, err := os.Lstat(dir); err == nil {
+		writeJSONError(w, http.StatusConflict, "backup_exists", "a backup of that name exists; ask again")
+		return
+	}
+	partial := dir + partialSuffix
+	err := b.cp.Checkpoint(partial)
+	if err == nil {
+		err = renameSynced(partial, dir)
+	}
+	if err != nil {
+		b.log.Error("backup failed", zap.String("dir", partial), zap.Error(err))
 		status, code := http.StatusInternalServerError, "internal"
 		if errors.Is(err, os.ErrExist) {
 			status, code = http.StatusConflict, "backup_exists"
@@ -72,6 +89,36 @@ func (b *backups) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.log.Info("backup written", zap.String("dir", dir), zap.Duration("took", took))
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(backupAnswer{Dir: dir, TookMS: float64(took.Microseconds()) / 1000})
+}
+
+// usableDir makes dir if need be and checks that a file can be written in
+// it, so that a backup.dir that cannot hold backups stops the node at
+// start instead of failing every backup.
+func usableDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Close(), os.Remove(f.Name()))
+}
+
+// partialSuffix ends the name of a backup being written.
+const partialSuffix = ".partial"
+
+// renameSynced renames from to to and syncs their directory, so that the
+// name a whole backup goes by survives a crash.
+func renameSynced(from, to string) error {
+	if err := os.Rename(from, to); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(to))
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }
 
 // writeJSONError answers with the API's error body.

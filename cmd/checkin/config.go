@@ -137,7 +137,7 @@ func (c *config) register(fs *flag.FlagSet) {
 
 	fs.StringVar(&c.LogLevel, "log.level", c.LogLevel, "lowest log level: debug, info, warn, error")
 	c.Runtime.RegisterFlags(fs)
-	fs.StringVar(&c.DebugAddr, "debug.addr", c.DebugAddr, "address of the debug server: pprof and POST /admin/backup (empty: off); keep it on loopback")
+	fs.StringVar(&c.DebugAddr, "debug.addr", c.DebugAddr, "address of the debug server: pprof, POST /admin/backup and POST /admin/complete-checkins (empty: off); keep it on loopback")
 	fs.StringVar(&c.BackupDir, "backup.dir", c.BackupDir, "where POST /admin/backup on the debug server writes checkpoints of the embedded store, each in a new directory (empty: backups off); on the data dir's file system, table files are hard-linked")
 }
 

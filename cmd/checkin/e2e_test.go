@@ -2016,6 +2016,7 @@ func TestInvalidConfig(t *testing.T) {
 		{"unknown flag", []string{"--no-such-flag=1"}, nil, "no-such-flag"},
 		{"a word that is no flag", []string{"--cluster.etcd-tls", "true", "--store=scylla"}, nil, `unexpected argument "true"`},
 		{"migrate after flags", []string{"migrate"}, nil, `unexpected argument "migrate"`},
+		{"backup dir that cannot be written", []string{"--debug.addr=127.0.0.1:0", "--backup.dir=/proc/no-backups-here"}, nil, "backup.dir"},
 		{"unreachable store", []string{"--store=scylla", "--scylla.hosts=127.0.0.1:1", "--scylla.connect-timeout=1s"}, nil, "open store"},
 		{"cluster port taken", []string{"--cluster.addr=127.0.0.1:" + takenPort(t)}, nil, "cluster"},
 		{"API key too short", nil, []string{"CHECKIN_HTTP_API_KEYS=tiny-key"}, "CHECKIN_HTTP_API_KEYS: key 1"},

@@ -332,6 +332,11 @@ func (n *node) startDebug(addr string) error {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	cp, _ := persistence.As[checkpointer](n.store)
+	if dir := n.cfg.BackupDir; dir != "" {
+		if err := usableDir(dir); err != nil {
+			return fmt.Errorf("backup.dir: %w", err)
+		}
+	}
 	mux.Handle("/admin/backup", &backups{dir: n.cfg.BackupDir, cp: cp, log: n.log.Named("backup")})
 	mux.Handle("/admin/complete-checkins", &completions{grains: n.grains, store: n.store, log: n.log.Named("repair")})
 	ln, err := net.Listen("tcp", addr)
@@ -341,6 +346,10 @@ func (n *node) startDebug(addr string) error {
 	n.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = n.debug.Serve(ln) }()
 	n.log.Info("debug server listening", zap.String("addr", ln.Addr().String()))
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+		n.log.Warn("the debug server listens beyond loopback: anyone who reaches it can profile the node, take backups and complete checkins, without a key",
+			zap.String("addr", ln.Addr().String()))
+	}
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
+	"time"
 )
 
 // certificate is a TLS certificate of the node. reload re-reads its files
@@ -33,10 +34,16 @@ func loadCertificateFor(flags, certFile, keyFile string) (*certificate, error) {
 }
 
 // reload reads the files again; on an error the certificate in use stays.
+// A certificate outside its validity (an expired one copied back by
+// mistake) is an error: every handshake would fail with it.
 func (c *certificate) reload() error {
 	pair, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.flags, err)
+	}
+	if now := time.Now(); pair.Leaf != nil && (now.Before(pair.Leaf.NotBefore) || !now.Before(pair.Leaf.NotAfter)) {
+		return fmt.Errorf("%s: the certificate in %s is valid from %s to %s, not now", c.flags, c.certFile,
+			pair.Leaf.NotBefore.UTC().Format(time.RFC3339), pair.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	c.cur.Store(&pair)
 	return nil
@@ -70,7 +77,19 @@ func loadPeerTLS(certFile, keyFile, caFile string) (*peerTLS, error) {
 	if err := p.loadCA(); err != nil {
 		return nil, err
 	}
+	if err := p.signedByCA(); err != nil {
+		return nil, err
+	}
 	return p, nil
+}
+
+// signedByCA checks that the authority signed this member's own
+// certificate: else every other member refuses it.
+func (p *peerTLS) signedByCA() error {
+	if err := verifyChain(p.cert.cur.Load().Certificate, p.roots.Load()); err != nil {
+		return fmt.Errorf("cluster.tls-cert-file: %s is not signed by cluster.tls-ca-file %s, so the other members would refuse it: %w", p.cert.certFile, p.caFile, err)
+	}
+	return nil
 }
 
 func (p *peerTLS) loadCA() error {
@@ -94,6 +113,9 @@ func (p *peerTLS) reload() error {
 		return err
 	}
 	if err := next.loadCA(); err != nil {
+		return err
+	}
+	if err := next.signedByCA(); err != nil {
 		return err
 	}
 	p.cert.cur.Store(next.cert.cur.Load())
@@ -121,6 +143,12 @@ func (p *peerTLS) config() *tls.Config {
 // verifyPeer accepts a peer whose certificate chains to the cluster's
 // authority.
 func (p *peerTLS) verifyPeer(raw [][]byte, _ [][]*x509.Certificate) error {
+	return verifyChain(raw, p.roots.Load())
+}
+
+// verifyChain checks that the certificate chain raw (DER, leaf first)
+// chains to roots.
+func verifyChain(raw [][]byte, roots *x509.CertPool) error {
 	if len(raw) == 0 {
 		return errors.New("cluster TLS: the peer showed no certificate")
 	}
@@ -136,7 +164,7 @@ func (p *peerTLS) verifyPeer(raw [][]byte, _ [][]*x509.Certificate) error {
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
-	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: p.roots.Load(), Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 		return fmt.Errorf("cluster TLS: the peer's certificate (%s) is not signed by cluster.tls-ca-file: %w", certs[0].Subject, err)
 	}
 	return nil

@@ -81,11 +81,12 @@ func call[T any](s *Store, f func() (T, error)) (T, error) {
 		return zero, ErrRefused
 	}
 	start := time.Now()
-	v, err := f()
-	now := time.Now()
-	s.held.Add(-1)
-	s.bound.Observe(now, now.Sub(start), 1)
-	return v, err
+	defer func() { // also when f panics (the edge recovers): the place is given back
+		now := time.Now()
+		s.held.Add(-1)
+		s.bound.Observe(now, now.Sub(start), 1)
+	}()
+	return f()
 }
 
 // none adapts a call that returns only an error to call.

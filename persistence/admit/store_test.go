@@ -169,3 +169,31 @@ func BenchmarkGetUser(b *testing.B) {
 		})
 	}
 }
+
+// panicStore panics on every read of a checkin by id (a bug in a store).
+type panicStore struct{ persistence.Store }
+
+func (panicStore) GetCheckin(context.Context, string, string) (persistence.Checkin, error) {
+	panic("a bug in the store")
+}
+
+// A store call that panics (the edge recovers and answers 500) gives its
+// place back: more panics than the bound's ceiling still leave room for
+// the calls after them.
+func TestStorePanicGivesItsPlaceBack(t *testing.T) {
+	inner, err := pebble.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inner.Close()
+	s := admit.New(panicStore{inner}, admit.Config{Target: time.Second, Floor: 1, Ceiling: 4}, admit.NewMetrics(prometheus.NewRegistry()))
+	for range 10 {
+		func() {
+			defer func() { _ = recover() }()
+			_, _ = s.GetCheckin(t.Context(), "u", "c")
+		}()
+	}
+	if _, err := s.GetUser(t.Context(), "u"); errors.Is(err, admit.ErrRefused) || !errors.Is(err, persistence.ErrNotFound) {
+		t.Errorf("a call after ten that panicked: %v, want it admitted (not found)", err)
+	}
+}

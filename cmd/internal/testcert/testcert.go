@@ -24,11 +24,17 @@ import (
 // for a new self-signed certificate with the given serial number, valid
 // for a day, and returns the two paths.
 func Write(dir string, serial int64) (certFile, keyFile string, err error) {
+	return WriteValid(dir, serial, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+}
+
+// WriteValid is Write with a certificate valid from notBefore to notAfter.
+func WriteValid(dir string, serial int64, notBefore, notAfter time.Time) (certFile, keyFile string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", err
 	}
 	tmpl := template(serial, "checkin test", x509.ExtKeyUsageServerAuth)
+	tmpl.NotBefore, tmpl.NotAfter = notBefore, notAfter
 	tmpl.KeyUsage |= x509.KeyUsageCertSign
 	tmpl.IsCA = true
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/checkin/checkin/cmd/internal/testcert"
+)
+
+// TestCertificateReloadKeepsAValidOne: a certificate file replaced by one
+// outside its validity (an expired one copied back by mistake) is refused
+// on reload, naming the dates, and the one in use stays; so is one not
+// valid yet. One valid now is taken.
+func TestCertificateReloadKeepsAValidOne(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, err := testcert.Write(dir, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadCertificate(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := c.cur.Load()
+	for _, tc := range []struct {
+		name                string
+		notBefore, notAfter time.Time
+	}{
+		{"expired", time.Now().Add(-48 * time.Hour), time.Now().Add(-24 * time.Hour)},
+		{"not valid yet", time.Now().Add(time.Hour), time.Now().Add(48 * time.Hour)},
+	} {
+		if _, _, err := testcert.WriteValid(dir, 2, tc.notBefore, tc.notAfter); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.reload(); err == nil || !strings.Contains(err.Error(), "not now") {
+			t.Errorf("reload of a certificate %s: %v, want it refused", tc.name, err)
+		}
+		if c.cur.Load() != first {
+			t.Errorf("the certificate in use changed to one %s", tc.name)
+		}
+	}
+	if _, _, err := testcert.Write(dir, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.reload(); err != nil || c.cur.Load() == first {
+		t.Errorf("reload of a valid certificate: %v, want it taken", err)
+	}
+}
+
+// TestPeerReloadRefusesAnotherAuthority: a member certificate renewed by
+// an authority that cluster.tls-ca-file does not hold is refused (every
+// other member would refuse it: the node would be cut off), at start and
+// on reload, and the pair in use stays.
+func TestPeerReloadRefusesAnotherAuthority(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := testcert.NewCA(dir, "cluster-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := testcert.NewCA(t.TempDir(), "other-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := ca.Issue(dir, "member", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := loadPeerTLS(certFile, keyFile, ca.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := p.cert.cur.Load()
+	if _, _, err := other.Issue(dir, "member", 3); err != nil { // the same files, another signer
+		t.Fatal(err)
+	}
+	if err := p.reload(); err == nil || !strings.Contains(err.Error(), "not signed by cluster.tls-ca-file") {
+		t.Errorf("reload of a certificate another authority signed: %v, want it refused", err)
+	}
+	if p.cert.cur.Load() != first {
+		t.Error("the certificate in use changed to one the cluster's authority did not sign")
+	}
+	if _, err := loadPeerTLS(certFile, keyFile, ca.File); err == nil {
+		t.Error("a node with a certificate another authority signed starts")
+	}
+}
