@@ -1726,6 +1726,8 @@ func TestCompleteCheckinsEndpoint(t *testing.T) {
 		Listed  int     `json:"listed"`
 		NotByID int     `json:"not_by_id"`
 		Passed  int     `json:"passed"`
+		Failed  int     `json:"failed"`
+		Last    string  `json:"last_user_id"`
 		TookMS  float64 `json:"took_ms"`
 		Error   string  `json:"error"`
 	}
@@ -1757,15 +1759,24 @@ func TestCompleteCheckinsEndpoint(t *testing.T) {
 	p.mkCheckins(t, b, []ck{{ID: "b1", Loc: loc.ID, TS: base}})
 
 	status, lines := run(http.MethodPost, "?user_id="+a)
-	if want := (line{Users: 1, Listed: 2}); status != http.StatusOK || len(lines) != 1 || lines[0].TookMS <= 0 || func() line { l := lines[0]; l.TookMS = 0; return l }() != want {
+	if want := (line{Users: 1, Listed: 2, Last: a}); status != http.StatusOK || len(lines) != 1 || lines[0].TookMS <= 0 || func() line { l := lines[0]; l.TookMS = 0; return l }() != want {
 		t.Fatalf("one user: %d %+v, want 200 and one line %+v with took_ms", status, lines, want)
 	}
 	status, lines = run(http.MethodPost, "")
 	if status != http.StatusOK || len(lines) != 1 {
 		t.Fatalf("every user: %d %+v, want 200 and one line", status, lines)
 	}
-	if l := lines[0]; l.Users < 2 || l.Listed < 3 || l.NotByID != 0 || l.Passed != 0 || l.Error != "" {
-		t.Fatalf("every user: %+v, want at least the 2 users and 3 checkins made here, none passed", l)
+	if l := lines[0]; l.Users < 2 || l.Listed < 3 || l.NotByID != 0 || l.Passed != 0 || l.Failed != 0 || l.Error != "" || l.Last == "" {
+		t.Fatalf("every user: %+v, want at least the 2 users and 3 checkins made here, none passed or failed, and the last user", l)
+	}
+	every := lines[0]
+	// Resuming after the first user of the listing goes over the rest.
+	first := min(a, b)
+	if status, lines = run(http.MethodPost, "?after="+first); status != http.StatusOK || len(lines) != 1 || lines[0].Users >= every.Users || lines[0].Last != every.Last {
+		t.Errorf("after %s: %d %+v, want the users after it, up to %s", first, status, lines, every.Last)
+	}
+	if status, lines = run(http.MethodPost, "?after="+every.Last); status != http.StatusOK || len(lines) != 1 || lines[0].Users != 0 {
+		t.Errorf("after the last user: %d %+v, want none", status, lines)
 	}
 	if !p.log.has("listed checkins completed") {
 		t.Error("no \"listed checkins completed\" log line")

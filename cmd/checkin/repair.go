@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,9 +17,12 @@ import (
 
 // completions serves POST /admin/complete-checkins on the debug server:
 // actors.CompleteListed for the users named by user_id (repeatable), or for
-// every user. The answer is JSON lines: one per user with checkins listed
-// but not found by id, then one with the totals (or with the error that
-// stopped the run).
+// every user (after the user named by after=, to resume a run). The
+// answer is JSON lines: one per user with checkins listed but not found
+// by id, or whose completion failed (the run goes on), then one with the
+// totals: the last user done, and the error that stopped the run if one
+// did. A run that fails before its first line answers with an error
+// status instead; one asked for while another runs is refused.
 type completions struct {
 	grains *actors.Client
 	store  persistence.Store
@@ -32,8 +36,10 @@ type completionLine struct {
 	UserID string `json:"user_id,omitempty"`
 	Users  int    `json:"users,omitempty"`
 	actors.Repair
-	TookMS float64 `json:"took_ms,omitempty"`
-	Error  string  `json:"error,omitempty"`
+	Failed   int     `json:"failed,omitempty"`       // users whose completion failed
+	LastUser string  `json:"last_user_id,omitempty"` // the last user done: after= resumes from it
+	TookMS   float64 `json:"took_ms,omitempty"`
+	Error    string  `json:"error,omitempty"`
 }
 
 // completionsProgress is how often a run over every user logs how far it
@@ -46,18 +52,27 @@ func (h *completions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed", "a completion run is started with POST")
 		return
 	}
-	named := r.URL.Query()["user_id"]
-	for _, id := range named {
-		if !edge.ValidID(id) {
-			writeJSONError(w, http.StatusBadRequest, "invalid_id", "user_id must be 1-64 characters of A-Z a-z 0-9 _ -")
+	q := r.URL.Query()
+	named, after := q["user_id"], q.Get("after")
+	for _, id := range append(slices.Clone(named), after) {
+		if id != "" && !edge.ValidID(id) {
+			writeJSONError(w, http.StatusBadRequest, "invalid_id", "user_id and after must be 1-64 characters of A-Z a-z 0-9 _ -")
 			return
 		}
 	}
-	h.mu.Lock()
+	if !h.mu.TryLock() {
+		writeJSONError(w, http.StatusConflict, "completion_running", "a completion run is under way; ask again when it is done")
+		return
+	}
 	defer h.mu.Unlock()
-	w.Header().Set("Content-Type", "application/x-ndjson")
+	wrote := false
 	enc := json.NewEncoder(w)
-	flush := func() {
+	line := func(l completionLine) {
+		if !wrote {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			wrote = true
+		}
+		_ = enc.Encode(l)
 		if f, ok := w.(http.Flusher); ok {
 			f.Flush()
 		}
@@ -71,15 +86,22 @@ func (h *completions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		total.Listed += rep.Listed
 		total.NotByID += rep.NotByID
 		total.Passed += rep.Passed
-		if rep.NotByID > 0 {
-			_ = enc.Encode(completionLine{UserID: id, Repair: rep})
-			flush()
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return err // the client went: the run stops
+		case err != nil:
+			total.Failed++
+			h.log.Warn("completing a user's listed checkins failed; the run goes on", zap.String("user_id", id), zap.Error(err))
+			line(completionLine{UserID: id, Repair: rep, Error: err.Error()})
+		case rep.NotByID > 0:
+			line(completionLine{UserID: id, Repair: rep})
 		}
+		total.LastUser = id
 		if time.Since(logged) >= completionsProgress {
 			logged = time.Now()
 			h.log.Info("completing listed checkins", zap.Int("users", total.Users), zap.Int("not_by_id", total.NotByID), zap.Int("passed", total.Passed))
 		}
-		return err
+		return nil
 	}
 	var err error
 	if len(named) > 0 {
@@ -89,22 +111,27 @@ func (h *completions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	} else {
-		err = h.everyUser(ctx, run)
+		err = h.everyUser(ctx, after, run)
 	}
 	total.TookMS = float64(time.Since(start).Microseconds()) / 1000
 	if err != nil {
+		h.log.Warn("completing listed checkins stopped", zap.Int("users", total.Users), zap.Int("passed", total.Passed),
+			zap.String("last_user_id", total.LastUser), zap.Error(err))
+		if !wrote && total.Users == 0 {
+			writeJSONError(w, http.StatusServiceUnavailable, "unavailable", "the completion run failed before any user: "+err.Error())
+			return
+		}
 		total.Error = err.Error()
-		h.log.Warn("completing listed checkins stopped", zap.Int("users", total.Users), zap.Int("passed", total.Passed), zap.Error(err))
 	} else {
 		h.log.Info("listed checkins completed", zap.Int("users", total.Users), zap.Int("listed", total.Listed),
-			zap.Int("not_by_id", total.NotByID), zap.Int("passed", total.Passed), zap.Float64("took_ms", total.TookMS))
+			zap.Int("not_by_id", total.NotByID), zap.Int("passed", total.Passed), zap.Int("failed", total.Failed), zap.Float64("took_ms", total.TookMS))
 	}
-	_ = enc.Encode(total)
+	line(total)
 }
 
-// everyUser calls run for every user in the store, in its listing order.
-func (h *completions) everyUser(ctx context.Context, run func(string) error) error {
-	after := ""
+// everyUser calls run for every user in the store after the user after
+// ("": from the first), in its listing order.
+func (h *completions) everyUser(ctx context.Context, after string, run func(string) error) error {
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
