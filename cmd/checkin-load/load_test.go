@@ -342,8 +342,10 @@ func TestReplayParserErrors(t *testing.T) {
 		t.Fatalf("CRLF and blank lines: %v %+v", err, rows)
 	}
 	long := row{User: strings.Repeat("u", 40), Loc: strings.Repeat("l", 30), Time: time.Unix(1e9, 0)}
-	if id := long.checkinID(); len(id) > 64 || !strings.HasPrefix(id, "gwh-") || id != long.checkinID() {
-		t.Errorf("long ids hash to %q", id)
+	other := long
+	other.User = strings.Repeat("v", 40)
+	if id := long.checkinID(); len(id) != 36 || !strings.HasPrefix(id, "gwh-") || id == other.checkinID() {
+		t.Errorf("long ids hash to %q and, for another user, %q: want gwh- and 32 hex digits, different", id, other.checkinID())
 	}
 }
 

@@ -616,7 +616,8 @@ func TestClusterFailsFastToASilentMember(t *testing.T) {
 	}
 	wg.Wait()
 	slices.Sort(statuses)
-	if statuses[2] != http.StatusServiceUnavailable || (statuses[3] != http.StatusServiceUnavailable && statuses[3] != http.StatusGatewayTimeout) {
+	if statuses[0] != http.StatusServiceUnavailable || statuses[1] != http.StatusServiceUnavailable || statuses[2] != http.StatusServiceUnavailable ||
+		(statuses[3] != http.StatusServiceUnavailable && statuses[3] != http.StatusGatewayTimeout) {
 		t.Errorf("four checkins at once for users b holds, b frozen past the pause: %v, want three 503 and a 503 or 504 (the probe)", statuses)
 	}
 	if fast := a.metric(t, "checkin_grain_calls_failed_fast_total") - fastBefore; fast != 3 {

@@ -10,12 +10,14 @@ import (
 )
 
 // TestConformance runs the whole storetest suite against the node; every
-// subtest gets a keyspace of its own. The backend declares no gaps.
+// subtest gets a keyspace of its own. The backend declares two gaps: no
+// batch look-up of checkin ids (the writers read each id) and no id
+// listing (grains look new ids up).
 func TestConformance(t *testing.T) {
 	testHosts(t)
 	storetest.Run(t, func(t *testing.T) persistence.Store {
 		return open(t, testConfig(t))
-	})
+	}, storetest.NoBatchGet, storetest.NoIDLister)
 }
 
 // envTLSCA names the PEM certificate of the test node's TLS port

@@ -14,9 +14,25 @@ import (
 	"github.com/checkin/checkin/persistence"
 )
 
+// Gap is a part of the suite a backend declares it does not have: its
+// subtest is skipped, saying so. An optional interface the store lacks
+// without declaring it fails, as does one it declares lacking and has.
+type Gap int
+
+const (
+	// NoBatchGet: the store has no persistence.CheckinBatchGetter (writers
+	// then call GetCheckin for each id).
+	NoBatchGet Gap = iota + 1
+	// NoIDLister: the store has no persistence.CheckinIDLister (grains
+	// then look new ids up in it).
+	NoIDLister
+)
+
 // Run runs the conformance suite. newStore must return a new, empty store
-// for the calling subtest; Run closes it when the subtest ends.
-func Run(t *testing.T, newStore func(t *testing.T) persistence.Store) {
+// for the calling subtest; Run closes it when the subtest ends. gaps are
+// the parts the backend declares it does not have.
+func Run(t *testing.T, newStore func(t *testing.T) persistence.Store, gaps ...Gap) {
+	declared := func(g Gap) bool { return slices.Contains(gaps, g) }
 	tests := []struct {
 		name string
 		fn   func(t *testing.T, s persistence.Store)
@@ -32,8 +48,8 @@ func Run(t *testing.T, newStore func(t *testing.T) persistence.Store) {
 		{"DeleteCheckin", testDeleteCheckin},
 		{"ListRecords", testListRecords},
 		{"WriteThenGetCheckin", testWriteThenGetCheckin},
-		{"GetCheckinsBatch", testGetCheckinsBatch},
-		{"EachCheckinID", testEachCheckinID},
+		{"GetCheckinsBatch", func(t *testing.T, s persistence.Store) { testGetCheckinsBatch(t, s, declared(NoBatchGet)) }},
+		{"EachCheckinID", func(t *testing.T, s persistence.Store) { testEachCheckinID(t, s, declared(NoIDLister)) }},
 		{"EmptyBatch", testEmptyBatch},
 		{"RefusedWrite", testRefusedWrite},
 		{"IdempotentRewrite", testIdempotentRewrite},
@@ -61,6 +77,22 @@ func Run(t *testing.T, newStore func(t *testing.T) persistence.Store) {
 			tt.fn(t, s)
 		})
 	}
+}
+
+// gapDeclared reports whether the store has what, which it must unless it
+// declared the gap (then the subtest is skipped, saying so); a store that
+// declared a gap it does not have, or has a gap it did not declare, fails.
+func gapDeclared(t *testing.T, what string, has, gap bool) bool {
+	t.Helper()
+	switch {
+	case has && gap:
+		t.Fatalf("the store declares it has no %s, and has one: drop the gap", what)
+	case !has && !gap:
+		t.Fatalf("the store has no %s and declares no gap for it (a decorator that stops passing it on?)", what)
+	case !has:
+		t.Skip("declared gap: the store has no " + what)
+	}
+	return true
 }
 
 // day0 is the start of a day bucket; test data lives in the days after it.
@@ -655,10 +687,10 @@ func testWriteThenGetCheckin(t *testing.T, s persistence.Store) {
 
 // testGetCheckinsBatch checks a store's batch look-up, when it has one,
 // against GetCheckin: hits, misses of every kind, repeats, any order.
-func testGetCheckinsBatch(t *testing.T, s persistence.Store) {
+func testGetCheckinsBatch(t *testing.T, s persistence.Store, gap bool) {
 	bg, ok := persistence.As[persistence.CheckinBatchGetter](s)
-	if !ok {
-		t.Skip("the store has no batch look-up; writers call GetCheckin for each id")
+	if !gapDeclared(t, "a batch look-up (persistence.CheckinBatchGetter)", ok, gap) {
+		return
 	}
 	batch := generate(rand.New(rand.NewPCG(7, 7)), "u1", 40, 5, nil)
 	batch = append(batch, generate(rand.New(rand.NewPCG(8, 8)), "u2", 40, 5, nil)...)
@@ -712,10 +744,10 @@ func testGetCheckinsBatch(t *testing.T, s persistence.Store) {
 // testEachCheckinID checks a store's id listing, when it has one: every id
 // of the user and no other user's (u1 and u10 share a prefix), the limit,
 // and whether the listing was all of them.
-func testEachCheckinID(t *testing.T, s persistence.Store) {
+func testEachCheckinID(t *testing.T, s persistence.Store, gap bool) {
 	l, ok := persistence.As[persistence.CheckinIDLister](s)
-	if !ok {
-		t.Skip("the store lists no checkin ids; grains look new ids up in it")
+	if !gapDeclared(t, "a checkin id listing (persistence.CheckinIDLister)", ok, gap) {
+		return
 	}
 	u1 := generate(rand.New(rand.NewPCG(9, 9)), "u1", 30, 4, nil)
 	mustWrite(t, s, u1...)
