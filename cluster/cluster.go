@@ -139,7 +139,7 @@ func (c Config) Validate() error {
 	if c.RequestTimeout <= 0 {
 		return errors.New("cluster.request-timeout must be positive")
 	}
-	if c.PIDCacheSize < pidShards {
+	if c.PIDCacheSize != 0 && c.PIDCacheSize < pidShards { // 0: the default
 		return fmt.Errorf("cluster.pid-cache-size must be at least %d", pidShards)
 	}
 	var lvl zapcore.Level

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
 )
 
 // TestPIDCacheIsBounded: a cache of size n holds at most n PIDs however
@@ -56,5 +57,21 @@ func TestPIDCacheForgets(t *testing.T) {
 	}
 	if _, ok := c.Get("bob", "User"); !ok {
 		t.Errorf("bob's PID on a member still there was dropped")
+	}
+}
+
+// TestPIDCacheForgetsAMemberStartedAgain: a member that died and was
+// started again at its address in one topology change is another process:
+// the PIDs of the one that died go, although the address stays a member.
+func TestPIDCacheForgetsAMemberStartedAgain(t *testing.T) {
+	kind := pcluster.NewKind("Probe", actor.PropsFromFunc(func(actor.Context) {}))
+	_, p := startOneMember(t, kind)
+	self, other := selfAndOther(t, p)
+	p.onTopology([]*pcluster.Member{self, other}, nil)
+	p.remote.Set("u1", "Probe", actor.NewPID(other.Address(), "old-activation"))
+	again := &pcluster.Member{Id: other.Id + "-again", Host: other.Host, Port: other.Port, Kinds: other.Kinds}
+	p.onTopology([]*pcluster.Member{self, again}, nil)
+	if pid, ok := p.remote.Get("u1", "Probe"); ok {
+		t.Errorf("the PID of the member that died (%v) is still cached after it was started again at its address", pid)
 	}
 }

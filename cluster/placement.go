@@ -412,7 +412,9 @@ func (p *placement) onTopology(members []*pcluster.Member, d *Draining) {
 	if members != nil {
 		p.noteLost(members)
 		for _, m := range p.members {
-			if !slices.ContainsFunc(members, func(n *pcluster.Member) bool { return n.Address() == m.Address() }) {
+			// By id: a member started again at the address of one that
+			// died is another process, whose activations have other names.
+			if !slices.ContainsFunc(members, func(n *pcluster.Member) bool { return n.Id == m.Id }) {
 				p.remote.removeAddress(m.Address()) // it left
 			}
 		}

@@ -88,6 +88,11 @@ func startNode(ctx context.Context, cfg config, log *zap.Logger) (_ *node, err e
 	if err != nil {
 		return nil, err
 	}
+	if cfg.BackupDir != "" { // before the node joins anything
+		if err := usableDir(cfg.BackupDir); err != nil {
+			return nil, fmt.Errorf("backup.dir: %w", err)
+		}
+	}
 	var cert *certificate
 	if cfg.TLSCertFile != "" {
 		if cert, err = loadCertificate(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
@@ -332,11 +337,6 @@ func (n *node) startDebug(addr string) error {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	cp, _ := persistence.As[checkpointer](n.store)
-	if dir := n.cfg.BackupDir; dir != "" {
-		if err := usableDir(dir); err != nil {
-			return fmt.Errorf("backup.dir: %w", err)
-		}
-	}
 	mux.Handle("/admin/backup", &backups{dir: n.cfg.BackupDir, cp: cp, log: n.log.Named("backup")})
 	mux.Handle("/admin/complete-checkins", &completions{grains: n.grains, store: n.store, log: n.log.Named("repair")})
 	ln, err := net.Listen("tcp", addr)

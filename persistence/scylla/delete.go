@@ -15,7 +15,6 @@ const (
 	cqlDeleteCheckinByUserLocation = `DELETE FROM checkins_by_user_location WHERE user_id = ? AND location_id = ? AND bucket = ? AND ts = ? AND checkin_id = ?`
 	cqlDeleteByUserLocation        = `DELETE FROM checkins_by_user_location WHERE user_id = ? AND location_id = ? AND bucket = ?`
 	cqlDeleteBucketsByUserLocation = `DELETE FROM buckets_by_user_location WHERE user_id = ? AND location_id = ?`
-	cqlDeleteBucketByUserLocation  = `DELETE FROM buckets_by_user_location WHERE user_id = ? AND location_id = ? AND bucket = ?`
 	cqlDeleteCurrentLocation       = `DELETE FROM current_location WHERE user_id = ?`
 	cqlDeleteByUser                = `DELETE FROM checkins_by_user WHERE user_id = ? AND bucket = ?`
 	cqlDeleteBucketsByUser         = `DELETE FROM buckets_by_user WHERE user_id = ?`
@@ -132,11 +131,15 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 				derived = append(derived, one("checkin_by_id", cqlDeleteCheckinByID, id, checkinID))
 				if !seen[loc] {
 					seen[loc] = true
-					derived = append(derived,
-						one("checkins_by_user_location", cqlDeleteByUserLocation, id, loc, b),
-						one("buckets_by_user_location", cqlDeleteBucketByUserLocation, id, loc, b))
+					derived = append(derived, one("checkins_by_user_location", cqlDeleteByUserLocation, id, loc, b))
 				}
-				locations[loc] = true
+				if !locations[loc] {
+					// The location's whole day index, with the rows of days
+					// whose checkins were deleted one by one: a retry that
+					// starts after this round would not see the location.
+					locations[loc] = true
+					derived = append(derived, one("buckets_by_user_location", cqlDeleteBucketsByUserLocation, id, loc))
+				}
 			}
 			err := it.Close()
 			q.Release()
@@ -150,13 +153,9 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 			return err
 		}
 	}
-	// What the rounds left of the indexes: rows of locations whose
-	// checkins were deleted one by one (this call's locations only).
-	var rest []unit
-	for loc := range locations {
-		rest = append(rest, one("buckets_by_user_location", cqlDeleteBucketsByUserLocation, id, loc))
-	}
-	rest = append(rest, one("current_location", cqlDeleteCurrentLocation, id), one("buckets_by_user", cqlDeleteBucketsByUser, id))
+	// What the rounds left of the user's day index: rows of days whose
+	// checkins were deleted one by one.
+	rest := []unit{one("current_location", cqlDeleteCurrentLocation, id), one("buckets_by_user", cqlDeleteBucketsByUser, id)}
 	if err := s.runPhases(ctx, rest); err != nil {
 		return err
 	}
