@@ -456,8 +456,8 @@ func (p *placement) onTopology(members []*pcluster.Member, d *Draining) {
 		p.predecessorLost.CompareAndSwap(true, false) {
 		// It owned what this member owns now (the same address, the same
 		// place on the ring), as far as the rest of the cluster is alike.
-		lost := slices.Clone(p.lostMembers())
-		p.lost.Store(ptr(append(lost, lostMember{addr: p.self, at: time.Now(), ring: r})))
+		lost := append(slices.Clone(p.lostMembers()), lostMember{addr: p.self, at: time.Now(), ring: r})
+		p.lost.Store(&lost)
 		p.log.Warn("placement: the member last at this address left without draining; its users' grains look for checkins it left in part as they activate")
 	}
 	moved := p.takeActive(func(key identityKey) bool { return r.owner(key.kind, key.identity) != p.self })
@@ -475,8 +475,6 @@ func (p *placement) lostMembers() []lostMember {
 	}
 	return nil
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // noteLost remembers the members of the last topology that are not in
 // members and were not draining (topoMu held, before the topology and the

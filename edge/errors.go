@@ -94,10 +94,7 @@ func (s *Server) refused(c *fiber.Ctx, status int) {
 		method = "OTHER"
 	}
 	s.m.observe(method, "", status, 0)
-	if s.cfg.AccessLog {
-		s.log.Info("request", zap.String("request_id", requestID(c)), zap.String("client_ip", c.IP()), zap.String("method", method),
-			zap.String("route", ""), zap.Int("status", status))
-	}
+	s.accessLog(c, method, "", status, 0)
 }
 
 func kindStatus(kind error) int {

@@ -463,18 +463,24 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	took := time.Since(start)
 	route := c.Route().Path
 	s.m.observe(c.Method(), route, status, took)
-	if s.cfg.AccessLog {
-		s.log.Info("request",
-			zap.String("request_id", requestID(c)),
-			zap.String("client_ip", c.IP()),
-			zap.String("method", c.Method()),
-			zap.String("route", route),
-			zap.String("path", c.Path()),
-			zap.Int("status", status),
-			zap.Duration("latency", took),
-			zap.Int("bytes", len(c.Response().Body())))
-	}
+	s.accessLog(c, c.Method(), route, status, took)
 	return nil
+}
+
+// accessLog writes a request's access-log line, when access logs are on.
+func (s *Server) accessLog(c *fiber.Ctx, method, route string, status int, took time.Duration) {
+	if !s.cfg.AccessLog {
+		return
+	}
+	s.log.Info("request",
+		zap.String("request_id", requestID(c)),
+		zap.String("client_ip", c.IP()),
+		zap.String("method", method),
+		zap.String("route", route),
+		zap.String("path", c.Path()),
+		zap.Int("status", status),
+		zap.Duration("latency", took),
+		zap.Int("bytes", len(c.Response().Body())))
 }
 
 type metrics struct {
