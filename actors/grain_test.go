@@ -1757,6 +1757,22 @@ func startUnwrittenTest(t *testing.T, user string, gcfg actors.GrainConfig) (*te
 	return n, store
 }
 
+// failedWriteRetry is grain.write-retry in startFailedWrite.
+const failedWriteRetry = 20 * time.Millisecond
+
+// startFailedWrite starts a node as startUnwrittenTest does, with retries
+// every failedWriteRetry, and fails the write of c there: the grain writes it again
+// in the background, and the store still fails writes.
+func startFailedWrite(t *testing.T, c persistence.Checkin) (*testNode, *faultyStore) {
+	t.Helper()
+	gcfg := actors.DefaultGrainConfig()
+	gcfg.WriteRetry = failedWriteRetry
+	n, store := startUnwrittenTest(t, c.UserID, gcfg)
+	store.fail.Store(true)
+	checkinFails(t, n, c)
+	return n, store
+}
+
 // A checkin write that failed and may have stored part of the checkin (on
 // Scylla: listed, not found by id, so not deletable) is written again by
 // the grain on its own until the store confirms it, even when the client
@@ -1857,12 +1873,8 @@ func TestRefusedWriteIsNotCompleted(t *testing.T) {
 // stored part of it): the grain goes on completing it, and a client
 // waiting on the refused attempt is not told that nothing was stored.
 func TestRefusedRetryKeepsCompleting(t *testing.T) {
-	gcfg := actors.DefaultGrainConfig()
-	gcfg.WriteRetry = 20 * time.Millisecond
-	n, store := startUnwrittenTest(t, "rr", gcfg)
 	c := checkin("r1", "rr", "L1", base)
-	store.fail.Store(true)
-	checkinFails(t, n, c)
+	n, store := startFailedWrite(t, c)
 	store.refuse.Store(true) // the next attempts are refused before the store
 	store.fail.Store(false)
 	_, _, err := n.client.Checkin(ctx(t), c, true, true)
@@ -1912,17 +1924,13 @@ func TestRetryOfUnconfirmedWriteKeepsIt(t *testing.T) {
 // (completing the write first where needed), and the grain no longer
 // writes it; so does a deletion of the user.
 func TestDeleteOfUnconfirmedWrite(t *testing.T) {
-	gcfg := actors.DefaultGrainConfig()
-	gcfg.WriteRetry = 20 * time.Millisecond
-	n, store := startUnwrittenTest(t, "dw", gcfg)
 	c := checkin("d1", "dw", "L1", base)
-	store.fail.Store(true)
-	checkinFails(t, n, c)
+	n, store := startFailedWrite(t, c)
 	store.fail.Store(false)
 	if got, err := n.client.DeleteCheckin(ctx(t), "dw", "d1"); err != nil || got != c {
 		t.Fatalf("delete: %+v (%v), want %+v", got, err, c)
 	}
-	time.Sleep(10 * gcfg.WriteRetry)
+	time.Sleep(10 * failedWriteRetry)
 	if _, err := store.Store.GetCheckin(ctx(t), "dw", "d1"); !errors.Is(err, persistence.ErrNotFound) {
 		t.Fatalf("the deleted checkin is stored: err = %v", err)
 	}
@@ -1934,7 +1942,7 @@ func TestDeleteOfUnconfirmedWrite(t *testing.T) {
 	if err := n.client.DeleteUser(ctx(t), "dw"); err != nil {
 		t.Fatalf("delete user: %v", err)
 	}
-	time.Sleep(10 * gcfg.WriteRetry)
+	time.Sleep(10 * failedWriteRetry)
 	if _, err := store.Store.GetCheckin(ctx(t), "dw", "d2"); !errors.Is(err, persistence.ErrNotFound) {
 		t.Fatalf("a checkin of the deleted user was written after the deletion: err = %v", err)
 	}
@@ -2290,46 +2298,53 @@ func TestHandedOverGrainStopsWriteRetries(t *testing.T) {
 // answered by it: created (no earlier attempt was acknowledged; the write
 // that made it durable is the one it waited for), with the checkin as
 // first sent; or checkin_conflict when it names another location (not
-// "created" with the other's content).
+// "created" with the other's content). In either order of arrival.
 func TestCheckinJoiningBackgroundWrite(t *testing.T) {
-	gcfg := actors.DefaultGrainConfig()
-	gcfg.WriteRetry = 20 * time.Millisecond
-	n, store := startUnwrittenTest(t, "bj", gcfg)
-	x := checkin("x", "bj", "L1", base)
-	store.fail.Store(true)
-	checkinFails(t, n, x)
-	gate := make(chan struct{})
-	store.gate.Store(&gate)
-	store.fail.Store(false)
-	held := store.attempts.Load()
-	waitFor(t, "the background write to reach the store", func() bool { return store.attempts.Load() > held })
-	type answer struct {
-		c       persistence.Checkin
-		created bool
-		err     error
-	}
-	same, other := make(chan answer, 1), make(chan answer, 1)
-	sent := n.metric(t, "checkin_grain_requests_total", "served_by", "local")
-	go func() {
-		c, created, err := n.client.Checkin(ctx(t), x, true, true)
-		same <- answer{c, created, err}
-	}()
-	go func() {
-		c, created, err := n.client.Checkin(ctx(t), checkin("x", "bj", "L2", base), true, true)
-		other <- answer{c, created, err}
-	}()
-	waitFor(t, "both requests to reach the grain", func() bool {
-		return n.metric(t, "checkin_grain_requests_total", "served_by", "local") >= sent+2
-	})
-	store.gate.Store(nil)
-	close(gate)
-	if a := <-same; a.err != nil || a.c != x || !a.created {
-		t.Errorf("the same checkin: %+v created=%v, %v; want %+v, created", a.c, a.created, a.err, x)
-	}
-	a := <-other
-	var e *actors.Error
-	if !errors.As(a.err, &e) || e.Code != actors.CodeCheckinConflict {
-		t.Errorf("another location with the id: %+v created=%v err=%v; want checkin_conflict", a.c, a.created, a.err)
+	for _, order := range []string{"same first", "other first"} {
+		t.Run(order, func(t *testing.T) {
+			x := checkin("x", "bj", "L1", base)
+			n, store := startFailedWrite(t, x)
+			gate := make(chan struct{})
+			store.gate.Store(&gate)
+			store.fail.Store(false)
+			held := store.attempts.Load()
+			waitFor(t, "the background write to reach the store", func() bool { return store.attempts.Load() > held })
+			type answer struct {
+				c       persistence.Checkin
+				created bool
+				err     error
+			}
+			send := func(c persistence.Checkin) chan answer {
+				to := make(chan answer, 1)
+				sent := n.metric(t, "checkin_grain_requests_total", "served_by", "local")
+				go func() {
+					got, created, err := n.client.Checkin(ctx(t), c, true, true)
+					to <- answer{got, created, err}
+				}()
+				waitFor(t, "the request to reach the grain", func() bool {
+					return n.metric(t, "checkin_grain_requests_total", "served_by", "local") > sent
+				})
+				return to
+			}
+			var same, other chan answer
+			if order == "same first" {
+				same = send(x)
+				other = send(checkin("x", "bj", "L2", base))
+			} else {
+				other = send(checkin("x", "bj", "L2", base))
+				same = send(x)
+			}
+			store.gate.Store(nil)
+			close(gate)
+			if a := <-same; a.err != nil || a.c != x || !a.created {
+				t.Errorf("the same checkin: %+v created=%v, %v; want %+v, created", a.c, a.created, a.err, x)
+			}
+			a := <-other
+			var e *actors.Error
+			if !errors.As(a.err, &e) || e.Code != actors.CodeCheckinConflict {
+				t.Errorf("another location with the id: %+v created=%v err=%v; want checkin_conflict", a.c, a.created, a.err)
+			}
+		})
 	}
 }
 

@@ -1516,16 +1516,20 @@ func (g *userGrain) advance(c persistence.Checkin) {
 }
 
 // settle marks e durable and answers everyone waiting on it; created tells
-// whether the first waiter's request is what was just written.
+// whether this write stored e (not found stored already), which is
+// answered to the first waiter whose request matches e.
 func (g *userGrain) settle(ctx pcluster.GrainContext, e *entry, created bool) {
 	e.rewrite = false
 	g.markDone(e, true)
 	g.writing--
-	for i, w := range e.waiters {
-		// The first waiter created e, unless e was written again in the
-		// background (writeAgain) and the first is a request that came
-		// meanwhile, which may name another location.
-		g.answer(ctx, e, w, created && i == 0 && !conflicts(e, w))
+	for _, w := range e.waiters {
+		// The first waiter that asked for e as written created it. When
+		// e was written again in the background (writeAgain), the
+		// waiters are requests that came meanwhile, in any order, and
+		// some may name another location.
+		first := created && !conflicts(e, w)
+		created = created && !first
+		g.answer(ctx, e, w, first)
 	}
 	e.waiters = nil
 	g.trim()
