@@ -208,9 +208,9 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 			return nil, fmt.Errorf("no placement for %s/%s after %d attempts", kind, identity, attempt)
 		}
 		var msg any = local
+		served := c.local
 		isRemote := pid.Address != c.system.Address()
 		if !isRemote {
-			c.local.Inc()
 			if coming != nil && !counted {
 				coming.Add(1)
 				counted = true
@@ -224,7 +224,7 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 				c.release(b)
 				return nil, errMemberSilent
 			}
-			c.remote.Inc()
+			served = c.remote
 			if remote == nil {
 				data, err := proto.Marshal(req)
 				if err != nil {
@@ -236,6 +236,11 @@ func (c *caller) call(ctx context.Context, identity, kind string, method int32, 
 			msg = remote
 		}
 		c.system.Root.RequestWithCustomSender(pid, msg, b.pid)
+		// Counted once sent, not before: a local request is then in the
+		// grain's mailbox, so whoever sees the count (tests wait on it
+		// before sending the next request) knows that a request sent
+		// after it is served after it.
+		served.Inc()
 		b.timer.Reset(time.Until(deadline))
 		// A context that can be cancelled needs a select; the edge's
 		// usual one cannot, and one channel is cheaper to wait on.

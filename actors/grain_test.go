@@ -481,7 +481,12 @@ func TestStoreFailureIsRetryable(t *testing.T) {
 	inner := openStore(t, t.TempDir())
 	defer inner.Close()
 	store := &faultyStore{Store: inner}
-	n := startNode(t, store, actors.DefaultGrainConfig(), actors.DefaultWriterConfig())
+	gcfg := actors.DefaultGrainConfig()
+	// The client's retry comes first: the grain's own (after half a
+	// second at least) could write the checkin before it, on a slow
+	// machine, and the client's retry would be answered as stored before.
+	gcfg.WriteRetry = time.Hour
+	n := startNode(t, store, gcfg, actors.DefaultWriterConfig())
 	mustUser(t, n, "f")
 	c := checkin("f1", "f", "L1", base)
 	store.fail.Store(true)
@@ -556,20 +561,27 @@ func TestFullQueueRefusesAtOnce(t *testing.T) {
 	}
 }
 
-// slowStore takes delay for every checkin batch it writes (fault
-// injection: a store pushed past what it can write).
+// slowStore takes delay for every checkin batch it writes, its inner
+// store's write included (fault injection: a store pushed past what it
+// can write). The inner write's own time, a disk sync that a loaded
+// machine can make much slower, does not add to it: the rate of the store
+// is what the test says, whatever the disk.
 type slowStore struct {
 	persistence.Store
 	delay time.Duration
 }
 
 func (s *slowStore) WriteCheckins(ctx context.Context, batch []persistence.Checkin) error {
+	start := time.Now()
+	if err := s.Store.WriteCheckins(ctx, batch); err != nil {
+		return err
+	}
 	select {
-	case <-time.After(s.delay):
+	case <-time.After(s.delay - time.Since(start)):
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return s.Store.WriteCheckins(ctx, batch)
+	return nil
 }
 
 func (s *slowStore) Unwrap() persistence.Store { return s.Store }
@@ -716,7 +728,10 @@ func TestRetriesAcrossTheMemoryWindow(t *testing.T) {
 // must reach nobody, and every later call must get its own answer (the
 // client reuses its reply boxes). The call's time ends either by its
 // context's deadline or, for a context without one (the edge's), by the
-// client's own timeout.
+// client's own timeout. Both are long enough for the request to be sent
+// before the call's time ends (else the checkin would not be written at
+// all), and the client's timeout, which bounds each later call too, for a
+// synced write on a loaded machine.
 func TestLateAnswerReachesNoLaterCall(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -725,10 +740,10 @@ func TestLateAnswerReachesNoLaterCall(t *testing.T) {
 	}{
 		{"context deadline", func(n *testNode) *actors.Client { return n.client },
 			func() (context.Context, context.CancelFunc) {
-				return context.WithTimeout(context.Background(), 200*time.Millisecond)
+				return context.WithTimeout(context.Background(), time.Second)
 			}},
 		{"client timeout", func(n *testNode) *actors.Client {
-			return actors.NewClient(n.member.Cluster, 200*time.Millisecond, 3, n.view, n.m, n.pool, actors.DefaultBreakerConfig(), nil)
+			return actors.NewClient(n.member.Cluster, 2*time.Second, 3, n.view, n.m, n.pool, actors.DefaultBreakerConfig(), nil)
 		}, func() (context.Context, context.CancelFunc) { return context.Background(), func() {} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -919,8 +934,11 @@ func TestPassivationTimeouts(t *testing.T) {
 	if _, err := n.client.GetUser(ctx(t), "ghost"); !errors.Is(err, actors.ErrNotFound) {
 		t.Fatalf("ghost: %v, want not found", err)
 	}
-	if a := n.metric(t, "checkin_grains_active"); a != 2 {
-		t.Fatalf("active grains %v, want 2", a)
+	// Both grains were activated. The missing user's may have passivated
+	// already, on a machine that took its timeout to get here: the
+	// activations count it all the same, the active grains need not.
+	if act := n.metric(t, "checkin_grain_activations_total"); act != 2 {
+		t.Fatalf("activations %v, want 2", act)
 	}
 	waitFor(t, "the missing user's grain to passivate", func() bool { return n.metric(t, "checkin_grains_active") == 1 })
 	for range 5 { // well past the missing timeout, with requests
@@ -1137,14 +1155,14 @@ func TestPassivationRaceLosesNoAnswer(t *testing.T) {
 	start := n.metric(t, "checkin_grain_activations_total")
 	var failed atomic.Int64
 	var wg sync.WaitGroup
-	stop := time.Now().Add(3 * time.Second)
+	var stop atomic.Bool
 	for u := range users {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(u), 1))
 			user := fmt.Sprintf("p%d", u)
-			for i := 0; time.Now().Before(stop); i++ {
+			for i := 0; !stop.Load(); i++ {
 				// A long deadline: a slow answer is not a lost one (a lost
 				// one still fails, at the deadline).
 				c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -1158,11 +1176,22 @@ func TestPassivationRaceLosesNoAnswer(t *testing.T) {
 			}
 		}()
 	}
+	// The clients go on for 3 s, and past that until the grains stopped
+	// and started again users*10 times (30 s at most): on a slow machine
+	// checkins take longer and fewer pauses outlast the idle timeout, so
+	// 3 s alone may not exercise the race.
+	const least = users * 10
+	activations := func() float64 { return n.metric(t, "checkin_grain_activations_total") - start }
+	time.Sleep(3 * time.Second)
+	for deadline := time.Now().Add(27 * time.Second); activations() < least && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+	}
+	stop.Store(true)
 	wg.Wait()
-	activations := n.metric(t, "checkin_grain_activations_total") - start
-	t.Logf("%v activations, %d failed checkins", activations, failed.Load())
-	if activations < users*10 {
-		t.Fatalf("only %v activations: the grains did not passivate between checkins, so the race was not exercised", activations)
+	got := activations()
+	t.Logf("%v activations, %d failed checkins", got, failed.Load())
+	if got < least {
+		t.Fatalf("only %v activations: the grains did not passivate between checkins, so the race was not exercised", got)
 	}
 }
 
@@ -1927,9 +1956,20 @@ func TestDeleteOfUnconfirmedWrite(t *testing.T) {
 	c := checkin("d1", "dw", "L1", base)
 	n, store := startFailedWrite(t, c)
 	store.fail.Store(false)
-	if got, err := n.client.DeleteCheckin(ctx(t), "dw", "d1"); err != nil || got != c {
-		t.Fatalf("delete: %+v (%v), want %+v", got, err, c)
-	}
+	// A delete that comes while the grain writes d1 again (every
+	// failedWriteRetry or so) is refused, still being written, and sent
+	// again, as its answer says.
+	waitFor(t, "the delete", func() bool {
+		got, err := n.client.DeleteCheckin(ctx(t), "dw", "d1")
+		var e *actors.Error
+		if errors.As(err, &e) && e.Code == actors.CodeUnavailable && strings.Contains(err.Error(), "still being written") {
+			return false
+		}
+		if err != nil || got != c {
+			t.Fatalf("delete: %+v (%v), want %+v", got, err, c)
+		}
+		return true
+	})
 	time.Sleep(10 * failedWriteRetry)
 	if _, err := store.Store.GetCheckin(ctx(t), "dw", "d1"); !errors.Is(err, persistence.ErrNotFound) {
 		t.Fatalf("the deleted checkin is stored: err = %v", err)
@@ -2144,15 +2184,24 @@ func TestPassedOnWriteDeletedMeanwhile(t *testing.T) {
 // leftListedOnly stores whole for its user (created) on a node that then
 // fails to write x, with a store that keeps x listed but not by id, and
 // stops the node, as a crash would: nobody completes x. It returns the
-// grain settings the test's nodes use and the store.
+// grain settings the test's nodes use (the old node's, but for its store
+// timeout) and the store.
 func leftListedOnly(t *testing.T, whole, x persistence.Checkin) (actors.GrainConfig, *halfStore) {
 	t.Helper()
 	gcfg := actors.DefaultGrainConfig()
 	gcfg.WriteRetry = time.Hour // the old node does not complete it before it stops
-	gcfg.StoreTimeout = 300 * time.Millisecond
+	oldCfg := gcfg
+	// The old node's grain, handed over as the node stops, tries to pass
+	// x on for its store timeout: not long.
+	oldCfg.StoreTimeout = 300 * time.Millisecond
 	store := newHalfStore(t)
-	old := startNode(t, store, gcfg, actors.DefaultWriterConfig())
-	mustUser(t, old, whole.UserID)
+	// Created in the store, not through the old node's grain: that synced
+	// write may take longer than its short store timeout on a loaded
+	// machine.
+	if err := store.CreateUser(ctx(t), persistence.User{ID: whole.UserID, Name: "N " + whole.UserID, CreatedAt: base}); err != nil {
+		t.Fatal(err)
+	}
+	old := startNode(t, store, oldCfg, actors.DefaultWriterConfig())
 	if _, _, err := old.client.Checkin(ctx(t), whole, true, true); err != nil {
 		t.Fatal(err)
 	}
@@ -2266,13 +2315,17 @@ func TestHandedOverGrainStopsWriteRetries(t *testing.T) {
 	store := &faultyStore{Store: inner}
 	core, logs := observer.New(zap.WarnLevel)
 	var tries atomic.Int64
+	// Created in the store, not through a grain: a synced write may take
+	// longer than the short store timeout on a loaded machine.
+	if err := inner.CreateUser(ctx(t), persistence.User{ID: "hw", Name: "N hw", CreatedAt: base}); err != nil {
+		t.Fatal(err)
+	}
 	n := startNodeWith(t, store, gcfg, actors.DefaultWriterConfig(), zap.New(core), func(d *actors.Deps) {
 		d.HandOverWrite = func(context.Context, persistence.Checkin) error {
 			tries.Add(1)
 			return fmt.Errorf("%w: injected", actors.ErrUnavailable)
 		}
 	})
-	mustUser(t, n, "hw")
 	store.fail.Store(true)
 	checkinFails(t, n, checkin("h1", "hw", "L1", base))
 	waitFor(t, "the grain to write it again", func() bool { return store.attempts.Load() >= 3 })
