@@ -66,9 +66,22 @@ func TestEtcdMembership(t *testing.T) {
 	if n.Members() != 1 || !n.Ready() {
 		t.Fatalf("the member sees %d members, ready %v; want itself, ready", n.Members(), n.Ready())
 	}
-	time.Sleep(3 * time.Second) // etcd renews a 7 s lease every 7/3 s
-	if age := n.LeaseAge(); age <= 0 || age > 3*time.Second {
-		t.Errorf("3 s after start the lease was last renewed %s ago, want within the renewal period", age)
+	// etcd renews a 7 s lease every 7/3 s: two renewals after the start
+	// show that it keeps renewing. They are waited for, not slept for and
+	// then timed: the client sends each on a 500 ms tick once a third of
+	// the lease is up, and etcd answers when it gets to run, so on a
+	// loaded machine a lease can go more than 3 s between renewals.
+	renewed, deadline := n.etcd.renewed.Load(), time.Now().Add(30*time.Second)
+	for renewals := 0; renewals < 2; time.Sleep(20 * time.Millisecond) {
+		if r := n.etcd.renewed.Load(); r != renewed {
+			renewed, renewals = r, renewals+1
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("etcd renewed the 7 s lease %d times in the 30 s after the start, want it renewed every 7/3 s", renewals)
+		}
+	}
+	if age := n.LeaseAge(); age < 0 || age >= cfg.Etcd.LeaseTTL {
+		t.Errorf("right after a renewal the lease was last renewed %s ago, want less than the lease", age)
 	}
 
 	// The test's client is made only now (see etcdMembers.StartMember).
@@ -361,7 +374,9 @@ func needEtcd(t *testing.T, what string) string {
 // decide: in the grace after an etcd stall the lease is renewed again, and
 // applying it then would drop, for good, a member still registering again.
 func TestReloadKeepsHeldDeletes(t *testing.T) {
-	m := &etcdMembers{ttl: time.Second, log: zap.NewNop(), key: "/p/c/self",
+	// A lease of a minute: renewed just now, it stays not overdue however
+	// long the machine takes to get from here to the reload.
+	m := &etcdMembers{ttl: time.Minute, log: zap.NewNop(), key: "/p/c/self",
 		members: testRecords("self", "held", "gone"), held: map[string]bool{"/p/c/held": true}, lost: map[string]bool{},
 		stalled: time.Now()}
 	m.renewed.Store(time.Now().UnixNano()) // not overdue: a delete seen now applies at once
@@ -433,7 +448,11 @@ func testKVs(created int64, ids ...string) []*mvccpb.KeyValue {
 // grains over); with no registration pending it fails at once.
 func TestDrainWaitsForRegistrationAfterStall(t *testing.T) {
 	client, ctx, dir := testEtcd(t, "the drain test", "drain")
-	m := &etcdMembers{client: client, dir: dir, ttl: 3 * time.Second, log: zap.NewNop(), key: dir + "self",
+	// The lease bounds the drain too (m.drain waits for the registration
+	// for up to a lease): one long enough for the registration below (a
+	// second's sleep, then a grant and a put, each an etcd write that
+	// waits for the disk) on a machine whose disk is busy.
+	m := &etcdMembers{client: client, dir: dir, ttl: 10 * time.Second, log: zap.NewNop(), key: dir + "self",
 		record:  etcdRecord{ID: "self", Host: "127.0.0.1", Port: 7000, Alive: true},
 		members: map[string]etcdRecord{}, held: map[string]bool{}, lost: map[string]bool{}}
 	if err := m.drain(ctx); err == nil {

@@ -90,7 +90,12 @@ func TestPlacementActivatesOnceAndForgetsStopped(t *testing.T) {
 // placement.
 func startOneMember(t *testing.T, kind *pcluster.Kind) (*Node, *placement) {
 	t.Helper()
-	cfg := DefaultConfig()
+	return startMemberWith(t, DefaultConfig(), kind)
+}
+
+// startMemberWith is startOneMember with the settings of cfg.
+func startMemberWith(t *testing.T, cfg Config, kind *pcluster.Kind) (*Node, *placement) {
+	t.Helper()
 	log := zap.NewNop()
 	n, err := Start(NewSystem(cfg, log), cfg, log, kind)
 	if err != nil {
@@ -113,14 +118,12 @@ func TestPlacementHandsActivationsOver(t *testing.T) {
 		}
 	}))
 	cfg := DefaultConfig()
-	cfg.HandOverTimeout = 500 * time.Millisecond
-	log := zap.NewNop()
-	n, err := Start(NewSystem(cfg, log), cfg, log, kind)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Stop)
-	p := n.Cluster.Config.IdentityLookup.(*placement)
+	// The moved activation must still run when the test looks, after it
+	// got HandOver: a hand-over timeout that a loaded machine does not
+	// outlast between the topology change and the look (with 500 ms, a
+	// test held up that long found it stopped, as if stopped at once).
+	cfg.HandOverTimeout = 3 * time.Second
+	n, p := startMemberWith(t, cfg, kind)
 
 	self, other := selfAndOther(t, p)
 	both := newRing([]*pcluster.Member{self, other})
@@ -163,7 +166,7 @@ func TestPlacementHandsActivationsOver(t *testing.T) {
 	if p.drained(0) {
 		t.Error("drained with an activation still handing over")
 	}
-	waitUntil(t, "the activation that never stops is stopped at the end of its hand-over", 5*time.Second, func() bool {
+	waitUntil(t, "the activation that never stops is stopped at the end of its hand-over", 20*time.Second, func() bool {
 		_, alive := n.System.ProcessRegistry.Get(moved)
 		return !alive
 	})
@@ -375,7 +378,13 @@ func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
 // member this test leaves behind.
 func TestPlacementGetFromReportsASilentOwner(t *testing.T) {
 	kind := pcluster.NewKind("Probe", actor.PropsFromFunc(func(actor.Context) {}))
-	_, lookup := startOneMember(t, kind)
+	// A cluster request timeout far above the caller's 300 ms, so that
+	// waiting the one or the other cannot be mistaken for each other
+	// however slowly a loaded machine answers (with the default 2 s, a
+	// GetFrom held up 1.7 s past its 300 ms would fail the test).
+	cfg := DefaultConfig()
+	cfg.RequestTimeout = 30 * time.Second
+	_, lookup := startMemberWith(t, cfg, kind)
 	ci := pcluster.NewClusterIdentity("u1", "Probe")
 
 	if owner := lookup.Owner("Probe", "u1"); owner != lookup.self {

@@ -34,7 +34,13 @@ import (
 )
 
 const (
-	startTimeout = 30 * time.Second // from exec to "http server listening"
+	// startTimeout runs from exec to "http server listening". A node on a
+	// new keyspace applies the schema first: a dozen schema changes, which
+	// the CQL node makes one at a time, behind those of the tests that
+	// create and drop their keyspaces meanwhile, on a machine it shares
+	// with them: 2.5 s on a lightly loaded machine, and a busy one needs
+	// room for many times that.
+	startTimeout = 60 * time.Second
 	stopTimeout  = 30 * time.Second // from SIGTERM to exit
 	tsLayout     = "2006-01-02T15:04:05.000Z"
 )
