@@ -119,7 +119,10 @@ func (s *lostAnswers) DeleteLocation(ctx context.Context, id string) error {
 func TestRecordWriteWithLostAnswerDropsCachedCopies(t *testing.T) {
 	var store *lostAnswers
 	var notices noticeLog
-	ts := newTestServerWithDeps(t, nil, nil, func(d *Deps) {
+	// Each failed write drops the copies again lateWriteWindow (twice the
+	// request timeout) later: a minute here, so that on a slow machine no
+	// late drop adds a notice before the test counts them.
+	ts := newTestServerWithDeps(t, nil, func(c *Config) { c.RequestTimeout = time.Minute }, func(d *Deps) {
 		store = &lostAnswers{Store: d.Store}
 		d.Store = store
 		d.Notify = notices.notify
@@ -211,7 +214,11 @@ func (s *lateWrites) apply() {
 func TestRecordWriteAppliedLateDropsCachedCopiesAgain(t *testing.T) {
 	var store *lateWrites
 	var notices noticeLog
-	ts := newTestServerWithDeps(t, nil, func(c *Config) { c.RequestTimeout = 250 * time.Millisecond }, func(d *Deps) {
+	// The late drop comes lateWriteWindow (2 s here) after the PATCH
+	// failed: long enough that the read below caches the old copy before
+	// it, even on a slow machine. (A drop that came first would leave that
+	// copy cached, and the test would fail with the node doing right.)
+	ts := newTestServerWithDeps(t, nil, func(c *Config) { c.RequestTimeout = time.Second }, func(d *Deps) {
 		store = &lateWrites{Store: d.Store}
 		d.Store = store
 		d.Notify = notices.notify
@@ -247,9 +254,16 @@ func TestRecordWriteAppliedLateDropsCachedCopiesAgain(t *testing.T) {
 	if r := do(t, c, "GET", base+"/v1/locations/zzzz", nil); r.status != 404 {
 		t.Fatalf("GET of a location that does not exist = %d %s, want 404", r.status, r.body)
 	}
-	time.Sleep(2 * ts.lateWriteWindow())
+	// Wait for the late drop itself, not for a guess at when its timer
+	// runs: its notice to the other nodes is sent once the copy here is
+	// dropped.
+	for deadline := time.Now().Add(ts.lateWriteWindow() + 30*time.Second); len(notices.list()) < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no late drop %v after the failed write: notices %v", ts.lateWriteWindow()+30*time.Second, notices.list())
+		}
+	}
 	if b := get(); !strings.Contains(b, `"name":"new"`) {
-		t.Fatalf("GET %v after the late write = %s, want the new name (the old copy stayed cached)", 2*ts.lateWriteWindow(), b)
+		t.Fatalf("GET after the late drop = %s, want the new name (the old copy stayed cached)", b)
 	}
 	if got, want := notices.list(), []string{fmt.Sprint(KindLocation, "/moma"), fmt.Sprint(KindLocation, "/moma")}; !slices.Equal(got, want) {
 		t.Errorf("notices to the other nodes = %v, want %v (at the failure and after the window)", got, want)

@@ -116,6 +116,11 @@ func buildCheckin(t *testing.T) string {
 	return filepath.Join(binDir, "checkin")
 }
 
+// nodeTimeout is the request timeout of the runners these tests drive
+// against the node: the default --timeout, as a setup's synced writes (a
+// user, a location) can take more than a second on a loaded machine.
+const nodeTimeout = 10 * time.Second
+
 // cleanEnv is the environment without CHECKIN_ variables, so a developer's
 // settings do not leak into the node under test.
 func cleanEnv() []string {
@@ -395,7 +400,7 @@ func verifyPastDeadTarget(t *testing.T, base string) {
 	cfg.Concurrency = 1
 	cfg.Progress = false
 	cfg.IDPrefix = "dead"
-	r := testRunner(t, cfg, time.Second)
+	r := testRunner(t, cfg, nodeTimeout)
 	if _, _, err := r.setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +430,7 @@ func verifyCatchesLoss(t *testing.T, base string) {
 	cfg.Users, cfg.Locations, cfg.SetupCheckins = 2, 1, 0
 	cfg.Concurrency = 1
 	cfg.Progress = false
-	r := testRunner(t, cfg, time.Second)
+	r := testRunner(t, cfg, nodeTimeout)
 	if _, _, err := r.setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -543,7 +548,7 @@ func oneUserRunner(t *testing.T, target, prefix string) *runner {
 	cfg.IDPrefix = prefix
 	cfg.Concurrency = 1
 	cfg.Progress = false
-	r := testRunner(t, cfg, time.Second)
+	r := testRunner(t, cfg, nodeTimeout)
 	if _, _, err := r.setup(context.Background()); err != nil {
 		t.Fatal(err)
 	}

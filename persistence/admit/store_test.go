@@ -44,7 +44,10 @@ func (s *narrowStore) GetCheckin(ctx context.Context, userID, id string) (persis
 // deadline, and callers time out although the store works all the time.
 // The store answers 100 reads a second (one at a time, 10 ms each); 300
 // callers read one checkin after another (after a refusal, 20 ms later),
-// each waiting 1 s at most.
+// each waiting 2 s at most: 40 times the target, so that a call admitted
+// under the bound times out only if the bound let too many in, not because
+// a loaded machine paused the test for a second; without the bound the
+// queue (300 calls of 10 ms: 3 s) still outlasts it.
 func TestStoreRefusesInsteadOfQueueing(t *testing.T) {
 	inner, err := pebble.Open(t.TempDir())
 	if err != nil {
@@ -74,7 +77,7 @@ func TestStoreRefusesInsteadOfQueueing(t *testing.T) {
 					defer wg.Done()
 					for time.Since(start) < run {
 						counted := time.Since(start) >= settle
-						ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+						ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 						got, err := s.GetCheckin(ctx, want.UserID, want.ID)
 						cancel()
 						mu.Lock()

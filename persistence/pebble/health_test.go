@@ -124,7 +124,10 @@ func testFullDisk(t *testing.T, ring bool) {
 			n++
 			batch[i] = persistence.Checkin{ID: fmt.Sprintf("c%06d", n), UserID: fmt.Sprintf("u%d", n%100), LocationID: "l1", Timestamp: time.UnixMilli(int64(n))}
 		}
-		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		// A synced write on a healthy disk of a loaded machine can take
+		// seconds; a write the engine holds back fails at once (the
+		// assertion below), whatever the deadline.
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		err := within(t, "WriteCheckins", func() error { return s.WriteCheckins(wctx, batch) })
 		if err == nil {
@@ -322,6 +325,15 @@ func short(t *testing.T, call func(context.Context) error) error {
 	return within(t, "a store call", func() error { return call(c) })
 }
 
+// healthy runs a store call on a disk that answers, with no deadline of
+// its own but within's: on a loaded machine a synced write or a read from
+// disk can take longer than short's deadline, which is for calls that
+// must fail.
+func healthy(t *testing.T, call func(context.Context) error) error {
+	t.Helper()
+	return within(t, "a store call", func() error { return call(t.Context()) })
+}
+
 // waitStuck waits until operations of kind ("write" or "read") have been
 // stuck for stuckLimit: Ping says so, op is refused at once, and the log
 // says so once.
@@ -385,8 +397,17 @@ func TestStuckDisk(t *testing.T) {
 			n++
 			batch[i] = persistence.Checkin{ID: fmt.Sprintf("c%07d", n), UserID: fmt.Sprintf("u%d", n%100), LocationID: "l1", Timestamp: time.UnixMilli(int64(n))}
 		}
-		if held = short(func(c context.Context) error { return s.WriteCheckins(c, batch) }); held == nil {
+		err := short(func(c context.Context) error { return s.WriteCheckins(c, batch) })
+		switch {
+		case err == nil:
 			acked = append(acked, batch...)
+		case errors.Is(err, context.DeadlineExceeded) && s.health.stalls.Load() == 0:
+			// Not held back: the log's sync took longer than the deadline
+			// on a loaded machine. The write may still land (it was not
+			// acknowledged); the memtables go on filling.
+			t.Logf("a write missed its deadline before the engine held writes back: %v", err)
+		default:
+			held = err
 		}
 	}
 	if !errors.Is(held, persistence.ErrUnavailable) || !errors.Is(held, context.DeadlineExceeded) {
@@ -446,7 +467,7 @@ func TestStuckLog(t *testing.T) {
 			return s.WriteCheckins(c, []persistence.Checkin{{ID: id, UserID: "u1", LocationID: "l1", Timestamp: time.UnixMilli(1)}})
 		}
 	}
-	if err := short(t, write("before")); err != nil {
+	if err := healthy(t, write("before")); err != nil {
 		t.Fatalf("write before the log got stuck: %v", err)
 	}
 	v.shut()
@@ -465,7 +486,7 @@ func TestStuckLog(t *testing.T) {
 	if _, err := s.GetCheckin(t.Context(), "u1", "refused"); !errors.Is(err, persistence.ErrNotFound) {
 		t.Errorf("the refused write: %v, want not found", err)
 	}
-	if err := short(t, write("after")); err != nil {
+	if err := healthy(t, write("after")); err != nil {
 		t.Errorf("write after the log answers: %v", err)
 	}
 }
@@ -509,7 +530,7 @@ func TestStuckRead(t *testing.T) {
 		t.Errorf("the read that waited for the disk: %v", err)
 	}
 	waitHealthy(t, s, logs, "read")
-	if err := short(t, list); err != nil {
+	if err := healthy(t, list); err != nil {
 		t.Errorf("a read once the disk answers: %v", err)
 	}
 }

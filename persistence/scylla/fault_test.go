@@ -31,6 +31,7 @@ type faultProxy struct {
 	conns   map[net.Conn]struct{}
 	clients map[net.Conn]struct{} // the driver's side of each connection
 	flow    chan struct{}         // closed while traffic flows; replaced when black-holed
+	held    atomic.Int64          // chunks from the driver the black hole has held
 	wg      sync.WaitGroup
 }
 
@@ -95,19 +96,23 @@ func (p *faultProxy) serve(client net.Conn) {
 	}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); p.pipe(server, client) }()
-	go func() { defer wg.Done(); p.pipe(client, server) }()
+	go func() { defer wg.Done(); p.pipe(server, client, true) }()
+	go func() { defer wg.Done(); p.pipe(client, server, false) }()
 	wg.Wait()
 	p.drop(client)
 	p.drop(server)
 }
 
-// pipe copies src to dst, holding each chunk while the proxy black-holes.
-func (p *faultProxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst, holding each chunk while the proxy black-holes;
+// fromDriver: src is the driver's side (its held chunks are counted).
+func (p *faultProxy) pipe(dst, src net.Conn, fromDriver bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
+			if fromDriver && p.blackholed() {
+				p.held.Add(1)
+			}
 			p.waitFlow()
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				break
@@ -120,6 +125,12 @@ func (p *faultProxy) pipe(dst, src net.Conn) {
 	// Either side ending ends both.
 	dst.Close()
 	src.Close()
+}
+
+func (p *faultProxy) blackholed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mode == proxyBlackhole
 }
 
 func (p *faultProxy) waitFlow() {
@@ -248,6 +259,21 @@ func TestOverloadedOnStreamZero(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := persistence.Checkin{ID: "c1", UserID: "u1", LocationID: "l1", Timestamp: day0.Add(time.Minute)}
+	// The answer must come while the write is on its way: injected before
+	// the driver sent it, it would close the connections first and the
+	// write would find none (not applied, and the test would fail for a
+	// slow start). So the store tells when it sends the write's first
+	// request (its fault hook, just before the driver), and the test
+	// waits until the proxy holds a chunk of the driver's after that.
+	var heldBefore int64
+	sending := make(chan struct{})
+	var once sync.Once
+	s.fault = func(table string) error {
+		if table == "checkins_by_user" {
+			once.Do(func() { heldBefore = p.held.Load(); close(sending) })
+		}
+		return nil
+	}
 	p.set(proxyBlackhole) // the write is sent, and held on its way to the node
 	done := make(chan error, 1)
 	go func() {
@@ -255,9 +281,24 @@ func TestOverloadedOnStreamZero(t *testing.T) {
 		defer cancel()
 		done <- s.WriteCheckins(wctx, []persistence.Checkin{c})
 	}()
-	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-sending:
+	case err := <-done:
+		t.Fatalf("the write returned before it sent checkins_by_user's row: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the write did not send checkins_by_user's row within 20 s")
+	}
+	for deadline := time.Now().Add(20 * time.Second); p.held.Load() <= heldBefore; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the proxy holds no request of the write 20 s after the store sent it")
+		}
+	}
 	p.inject(t, overloadedOnStreamZero())
-	time.Sleep(100 * time.Millisecond) // the driver fails the write, and closes its connections
+	// A moment for the driver to fail the write and close its connections
+	// before the network comes back. Should it take longer, the held write
+	// reaches the node and its answer comes after the injected one, which
+	// fails it all the same: the outcome checked below does not depend on it.
+	time.Sleep(100 * time.Millisecond)
 	p.set(proxyUp)
 	err := <-done
 	t.Logf("write: %v", err)
@@ -302,7 +343,9 @@ func TestNodeFailure(t *testing.T) {
 		written = append(written, c)
 	}
 	// failing runs call with a deadline and checks it fails with
-	// ErrUnavailable no later than the deadline (plus scheduling slack).
+	// ErrUnavailable no later than the deadline plus 2 s of slack for a
+	// loaded machine's scheduling. A call that ignored its deadline would
+	// wait out the driver's 2 s timeout on each of its 3 attempts.
 	failing := func(what string, deadline time.Duration, call func(context.Context) error) {
 		t.Helper()
 		cctx, cancel := context.WithTimeout(ctx, deadline)
@@ -313,7 +356,7 @@ func TestNodeFailure(t *testing.T) {
 		if !errors.Is(err, persistence.ErrUnavailable) {
 			t.Fatalf("%s: err = %v, want ErrUnavailable", what, err)
 		}
-		if took > deadline+time.Second {
+		if took > deadline+2*time.Second {
 			t.Fatalf("%s took %v, deadline %v", what, took, deadline)
 		}
 		t.Logf("%s failed after %v: %v", what, took.Round(time.Millisecond), err)
