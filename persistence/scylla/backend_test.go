@@ -393,6 +393,41 @@ func TestMigrate(t *testing.T) {
 	}
 }
 
+// TestMigrateConcurrently: nodes starting together on a new keyspace each
+// run Migrate at the same moment; every one succeeds, and the keyspace is
+// then complete. A node lists a new keyspace or table in system_schema
+// before it serves it, so a migration that took the listing for a usable
+// table failed while another created it ("table schema_migrations does
+// not exist", or a session on the keyspace that could not start).
+func TestMigrateConcurrently(t *testing.T) {
+	t.Parallel()
+	for round := range 3 {
+		cfg := testConfig(t)
+		errs := make([]error, 4)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() { errs[i] = Migrate(t.Context(), cfg, zap.NewNop()) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("round %d: Migrate %d of %d started together: %v", round, i, len(errs), err)
+			}
+		}
+		if t.Failed() {
+			t.FailNow()
+		}
+		noAuto := cfg
+		noAuto.AutoMigrate = false
+		s := open(t, noAuto)
+		c := persistence.Checkin{ID: "c", UserID: "u", LocationID: "l", Timestamp: day0}
+		write(t, s, c)
+		if got, err := s.GetCheckin(t.Context(), "u", "c"); err != nil || got != c {
+			t.Fatalf("round %d: GetCheckin = %+v, %v; want %+v", round, got, err, c)
+		}
+	}
+}
+
 // TestCallErrors: malformed ids are ErrInvalid before anything is sent; a
 // closed store fails every call with ErrUnavailable.
 func TestCallErrors(t *testing.T) {

@@ -161,8 +161,10 @@ func (h *hostList) Set(v string) error {
 	return nil
 }
 
-// keyspaceName is what CQL accepts as an unquoted keyspace name.
-var keyspaceName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,47}$`)
+// keyspaceName is what CQL accepts as an unquoted keyspace name, in lower
+// case: CQL folds unquoted names to lower case, but the driver quotes the
+// name of the session's keyspace (USE "Name"), which is then another one.
+var keyspaceName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,47}$`)
 
 // Validate reports every setting out of range.
 func (c Config) Validate() error {
@@ -177,7 +179,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if !keyspaceName.MatchString(c.Keyspace) {
-		bad("scylla.keyspace %q: want a letter then up to 47 letters, digits or underscores", c.Keyspace)
+		bad("scylla.keyspace %q: want a lower-case letter then up to 47 lower-case letters, digits or underscores", c.Keyspace)
 	}
 	if r := strings.TrimSpace(c.Replication); !strings.HasPrefix(r, "{") || !strings.HasSuffix(r, "}") || !strings.Contains(r, "'class'") {
 		bad("scylla.replication %q: want a CQL map with a 'class', e.g. %s", c.Replication, DefaultReplication)

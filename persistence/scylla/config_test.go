@@ -72,6 +72,9 @@ func TestValidate(t *testing.T) {
 		{"empty host", func(c *Config) { c.Hosts = []string{":9042"} }, "empty host"},
 		{"keyspace with a dash", func(c *Config) { c.Keyspace = "check-in" }, "scylla.keyspace"},
 		{"keyspace injection", func(c *Config) { c.Keyspace = "x; DROP KEYSPACE y" }, "scylla.keyspace"},
+		// CQL folds an unquoted name to lower case and the driver quotes
+		// it: a session on "Checkin" never starts.
+		{"keyspace with upper case", func(c *Config) { c.Keyspace = "Checkin" }, "scylla.keyspace"},
 		{"replication not a map", func(c *Config) { c.Replication = "3" }, "scylla.replication"},
 		{"unknown consistency", func(c *Config) { c.Consistency = "MOST" }, "scylla.consistency"},
 		{"serial read consistency", func(c *Config) { c.ReadConsistency = "SERIAL" }, "scylla.read-consistency"},

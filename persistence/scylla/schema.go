@@ -100,7 +100,8 @@ const (
 	// transactions that create users and locations.
 	cqlScyllaNoTablets = ` AND tablets = {'enabled': false}`
 
-	cqlCreateMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
+	// cqlCreateMigrations takes the (validated) keyspace name.
+	cqlCreateMigrations = `CREATE TABLE IF NOT EXISTS %s.schema_migrations (
     version    int PRIMARY KEY,
     name       text,
     checksum   text,
@@ -136,35 +137,58 @@ func migrate(ctx context.Context, cfg Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	if err := ensureKeyspace(ctx, cfg, log); err != nil {
+	admin, err := connect(ctx, cfg, "", ddlTimeout, log)
+	if err != nil {
 		return err
 	}
+	defer admin.Close()
+	if err := ensureKeyspace(ctx, admin, cfg, log); err != nil {
+		return err
+	}
+	applied, err := appliedMigrations(ctx, admin, cfg.Keyspace)
+	if isInvalid(err) {
+		// No schema_migrations table, or one this node does not serve
+		// yet: a node lists a new keyspace or table in system_schema
+		// before it serves it, and another node starting now may be
+		// creating them. A CREATE ... IF NOT EXISTS returns only once a
+		// creation in flight is done, so after it the table is served.
+		if err := ddl(ctx, admin, fmt.Sprintf(cqlCreateMigrations, cfg.Keyspace)); err != nil {
+			return err
+		}
+		applied, err = appliedMigrations(ctx, admin, cfg.Keyspace)
+	}
+	if err != nil {
+		return err
+	}
+	latest := migrations[len(migrations)-1].version
+	for v := range applied {
+		if v > latest {
+			log.Warn("database schema is newer than this binary", zap.String("keyspace", cfg.Keyspace),
+				zap.Int("database_version", v), zap.Int("binary_version", latest))
+		}
+	}
+	var pending []migration
+	for _, m := range migrations {
+		sum, ok := applied[m.version]
+		switch {
+		case !ok:
+			pending = append(pending, m)
+		case sum != m.checksum:
+			return fmt.Errorf("persistence/scylla: schema %s was applied with checksum %s, the embedded file has %s: released schema files must not change", m.name, sum, m.checksum)
+		}
+	}
+	if len(pending) == 0 {
+		return nil
+	}
+
+	// The schema files name their tables without the keyspace: they run in
+	// a session on it (which the read above proved this node serves).
 	s, err := connect(ctx, cfg, cfg.Keyspace, ddlTimeout, log)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-
-	exists, err := tableExists(ctx, s, cfg.Keyspace, "schema_migrations")
-	if err != nil {
-		return err
-	}
-	if !exists {
-		if err := ddl(ctx, s, cqlCreateMigrations); err != nil {
-			return err
-		}
-	}
-	applied, err := appliedMigrations(ctx, s, cfg.Keyspace)
-	if err != nil {
-		return err
-	}
-	for _, m := range migrations {
-		if sum, ok := applied[m.version]; ok {
-			if sum != m.checksum {
-				return fmt.Errorf("persistence/scylla: schema %s was applied with checksum %s, the embedded file has %s: released schema files must not change", m.name, sum, m.checksum)
-			}
-			continue
-		}
+	for _, m := range pending {
 		start := time.Now()
 		log.Info("applying schema", zap.String("keyspace", cfg.Keyspace), zap.String("file", m.name),
 			zap.Int("statements", len(m.statements)), zap.Duration("statement_timeout", ddlTimeout))
@@ -181,26 +205,22 @@ func migrate(ctx context.Context, cfg Config, log *zap.Logger) error {
 		log.Info("schema applied", zap.String("keyspace", cfg.Keyspace), zap.String("file", m.name),
 			zap.Int("statements", len(m.statements)), zap.Duration("took", time.Since(start)))
 	}
-	latest := migrations[len(migrations)-1].version
-	for v := range applied {
-		if v > latest {
-			log.Warn("database schema is newer than this binary", zap.String("keyspace", cfg.Keyspace),
-				zap.Int("database_version", v), zap.Int("binary_version", latest))
-		}
-	}
 	return nil
 }
 
-// ensureKeyspace creates the keyspace unless it exists. Nothing is sent
-// that needs schema permissions when it exists.
-func ensureKeyspace(ctx context.Context, cfg Config, log *zap.Logger) error {
-	s, err := connect(ctx, cfg, "", ddlTimeout, log)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
+// isInvalid reports whether err is the server's answer to a statement it
+// finds invalid, such as one naming a table or keyspace it does not serve.
+func isInvalid(err error) bool {
+	var re interface{ GetCode() int }
+	return errors.As(err, &re) && re.GetCode() == gocql.ErrCodeInvalid
+}
+
+// ensureKeyspace creates the keyspace unless it exists, through s (a
+// session on no keyspace). Nothing is sent that needs schema permissions
+// when it exists.
+func ensureKeyspace(ctx context.Context, s *gocql.Session, cfg Config, log *zap.Logger) error {
 	var replication map[string]string
-	err = s.Query(cqlKeyspaceReplication, cfg.Keyspace).WithContext(ctx).Consistency(gocql.One).Idempotent(true).Scan(&replication)
+	err := s.Query(cqlKeyspaceReplication, cfg.Keyspace).WithContext(ctx).Consistency(gocql.One).Idempotent(true).Scan(&replication)
 	switch {
 	case err == nil:
 		log.Info("keyspace exists", zap.String("keyspace", cfg.Keyspace), zap.Any("replication", replication))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sync"
 	"time"
@@ -343,9 +344,12 @@ func (s *Store) listRecords(ctx context.Context, table, first, next, after strin
 		return err
 	}
 	defer s.leave()
-	q := s.s.Query(first, limit+1)
+	// CQL's LIMIT is a 32-bit int; a page that large is more than
+	// memory holds anyway.
+	n := min(limit, math.MaxInt32-1) + 1
+	q := s.s.Query(first, n)
 	if after != "" {
-		q = s.s.Query(next, after, limit+1)
+		q = s.s.Query(next, after, n)
 	}
 	q = q.WithContext(ctx).Consistency(s.readCL).Idempotent(true).PageSize(readPageSize)
 	defer q.Release()

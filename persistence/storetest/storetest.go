@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -565,7 +566,9 @@ func testListRecords(t *testing.T, s persistence.Store) {
 		}
 	}
 	userID := func(u persistence.User) string { return u.ID }
-	for _, limit := range []int{1, 7, 23, 1000} {
+	// Any positive limit is a valid one, the largest int included (a
+	// caller that wants everything): the store reads no more than it has.
+	for _, limit := range []int{1, 7, 23, 1000, math.MaxInt32, math.MaxInt} {
 		listed := listEvery(t, s.ListUsers, limit, userID)
 		for id, want := range users {
 			if u, ok := listed[id]; !ok || u.Name != want.Name || !u.CreatedAt.Equal(persistence.Millis(want.CreatedAt)) {
@@ -576,14 +579,16 @@ func testListRecords(t *testing.T, s persistence.Store) {
 			t.Errorf("limit %d: listed %d users, want %d", limit, len(listed), len(users))
 		}
 	}
-	listed := listEvery(t, s.ListLocations, 4, func(l persistence.Location) string { return l.ID })
-	for id, want := range locs {
-		if l, ok := listed[id]; !ok || l.Name != want.Name || l.Lat != want.Lat || l.Lon != want.Lon {
-			t.Fatalf("location %s listed as %+v (listed: %v), want %+v", id, l, ok, want)
+	for _, limit := range []int{4, math.MaxInt} {
+		listed := listEvery(t, s.ListLocations, limit, func(l persistence.Location) string { return l.ID })
+		for id, want := range locs {
+			if l, ok := listed[id]; !ok || l.Name != want.Name || l.Lat != want.Lat || l.Lon != want.Lon {
+				t.Fatalf("limit %d: location %s listed as %+v (listed: %v), want %+v", limit, id, l, ok, want)
+			}
 		}
-	}
-	if len(listed) != len(locs) {
-		t.Errorf("listed %d locations, want %d", len(listed), len(locs))
+		if len(listed) != len(locs) {
+			t.Errorf("limit %d: listed %d locations, want %d", limit, len(listed), len(locs))
+		}
 	}
 	if _, _, err := s.ListUsers(ctx, "", 0); !errors.Is(err, persistence.ErrInvalid) {
 		t.Errorf("ListUsers with limit 0: err = %v, want ErrInvalid", err)
