@@ -80,6 +80,7 @@ type breakers struct {
 
 type silence struct {
 	misses  int       // calls timed out in a row
+	last    time.Time // of the last call that timed out
 	until   time.Time // calls fail at once before this
 	stopped bool      // calls were stopped since the member last answered
 	// probe: after the pause, the one call sent to learn whether the
@@ -137,6 +138,7 @@ func (b *breakers) timedOut(addr string, now time.Time) {
 		b.silent.Add(1)
 	}
 	s.misses++
+	s.last = now
 	if now.Before(s.until) || (s.misses < b.cfg.Timeouts && !s.stopped) {
 		if s.stopped { // a call sent before the stop
 			b.cfg.Report.Silent(addr)
@@ -150,17 +152,23 @@ func (b *breakers) timedOut(addr string, now time.Time) {
 }
 
 // forgetGone drops the members whose calls were stopped and have not been
-// tried since for a minute past the pause: they left the cluster (a member
-// that comes back has a new address), or nobody calls them any more.
-// Called with the lock held, as a member is added, so the map stays as
-// small as the members that missed answers lately.
+// tried since for a minute past the pause, and those whose calls were not
+// stopped (fewer timeouts in a row) and did not time out for a minute:
+// they left the cluster (a member that comes back has a new address), or
+// nobody calls them any more. Called with the lock held, as a member is
+// added, so the map stays as small as the members that missed answers
+// lately.
 func (b *breakers) forgetGone(now time.Time) {
 	for addr, s := range b.members {
-		if s.stopped && now.Sub(s.until) > time.Minute {
-			delete(b.members, addr)
-			b.silent.Add(-1)
+		switch {
+		case s.stopped && now.Sub(s.until) > time.Minute:
 			b.cfg.Report.Answers(addr)
+		case !s.stopped && now.Sub(s.last) > time.Minute: // never reported silent
+		default:
+			continue
 		}
+		delete(b.members, addr)
+		b.silent.Add(-1)
 	}
 }
 

@@ -111,3 +111,33 @@ func TestBreakersReportSilence(t *testing.T) {
 		t.Errorf("reports:\n%q\nwant\n%q", got, want)
 	}
 }
+
+// A member that missed fewer answers than Timeouts and is then never
+// called again (it left the cluster; a member that comes back has a new
+// address) is forgotten like a stopped one, a minute later: otherwise
+// every such member stays in the map for the life of the node, and with
+// it the lock that every call to another member takes while any member is
+// kept. It was never reported silent, so its forgetting is not reported.
+func TestBreakersForgetMembersThatMissedFewAnswers(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var got reportLog
+	b := newBreakers(BreakerConfig{Timeouts: 3, Pause: time.Second, Report: &got}, nil, prometheus.NewCounter(prometheus.CounterOpts{Name: "refused"}))
+	b.timedOut("left", t0)
+	b.timedOut("left", t0.Add(time.Second)) // two of three: not stopped
+	b.timedOut("b", t0.Add(2*time.Minute))  // adding b
+	if _, kept := b.members["left"]; kept {
+		t.Errorf("a member that missed two answers two minutes ago and was not called since is kept")
+	}
+	if n := int(b.silent.Load()); n != len(b.members) || n != 1 {
+		t.Errorf("silent = %d with %d members kept, want 1 and 1 (b)", n, len(b.members))
+	}
+	if len(got) != 0 {
+		t.Errorf("reports %q, want none: no member was stopped", got)
+	}
+	// A member that missed an answer lately is kept, its count too.
+	b.timedOut("c", t0.Add(2*time.Minute+time.Second))
+	b.timedOut("d", t0.Add(2*time.Minute+2*time.Second))
+	if s := b.members["c"]; s == nil || s.misses != 1 {
+		t.Errorf("a member that missed an answer a second ago was dropped: %+v", s)
+	}
+}

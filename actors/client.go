@@ -69,9 +69,6 @@ func (cl *Client) GetUser(ctx context.Context, id string) (persistence.User, err
 	return fromUserMsg(r), nil
 }
 
-// Checkin records c (c.ID set by the caller) and returns the stored
-// checkin; created is false when c.ID was already stored with the same
-// content. timestampSet and clientID say which fields the client chose.
 // DeleteUser deletes the user and every checkin of the user through the
 // user's grain (see userGrain.DeleteUser).
 func (cl *Client) DeleteUser(ctx context.Context, id string) error {
@@ -112,6 +109,9 @@ func (cl *Client) CompleteCheckin(ctx context.Context, c persistence.Checkin) er
 // time.
 const errCheckinUnconfirmed = "the checkin was not confirmed stored in time and may still be stored: retry with the same id (without one, a retry may store it twice)"
 
+// Checkin records c (c.ID set by the caller) and returns the stored
+// checkin; created is false when c.ID was already stored with the same
+// content. timestampSet and clientID say which fields the client chose.
 func (cl *Client) Checkin(ctx context.Context, c persistence.Checkin, timestampSet, clientID bool) (persistence.Checkin, bool, error) {
 	if cl.writers != nil && cl.writers.refusing() {
 		// This node's writers are at their bound: the store takes no more

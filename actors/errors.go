@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"errors"
 
 	pcluster "github.com/asynkron/protoactor-go/cluster"
@@ -69,11 +70,16 @@ func toGrainError(err error) *pcluster.GrainErrorResponse {
 	return pcluster.NewGrainErrorResponse(reason, e.Message).WithMetadata(map[string]string{"code": e.Code})
 }
 
-// fromGrainError decodes a grain call error. Errors that are not grain
-// errors (no answer in time, no activation) become ErrUnavailable.
+// fromGrainError decodes a grain call error. A call that got no answer in
+// time becomes ErrTimeout (what the grain was asked may still be done);
+// other errors that are not grain errors (no activation, the call not
+// sent) become ErrUnavailable.
 func fromGrainError(err error) error {
 	var g *pcluster.GrainErrorResponse
 	if !errors.As(err, &g) {
+		if errors.Is(err, errCallTimeout) || errors.Is(err, context.DeadlineExceeded) {
+			return &Error{Kind: ErrTimeout, Code: CodeTimeout, Message: "the user's actor did not answer in time; a change it was asked to make may still be made"}
+		}
 		return &Error{Kind: ErrUnavailable, Code: CodeUnavailable, Message: "the user's actor did not answer: " + err.Error()}
 	}
 	for _, r := range reasons {

@@ -200,7 +200,7 @@ func BenchmarkMailbox(b *testing.B) {
 				case int:
 					count(1)
 				case wake:
-					pending = in.take(pending[:0])
+					pending = in.take(pending[:0], false)
 					count(len(pending))
 				}
 			}, opts...))
@@ -211,7 +211,7 @@ func BenchmarkMailbox(b *testing.B) {
 				for pb.Next() {
 					if name != "inbox" {
 						system.Root.Send(pid, 1)
-					} else if in.put(pendingWrite{}) {
+					} else if _, mustWake := in.put(pendingWrite{}); mustWake {
 						system.Root.Send(pid, wake{})
 					}
 				}

@@ -84,6 +84,8 @@ type Pool struct {
 	bound    *admit.Bound          // over held; see writerFloor
 	epoch    time.Time             // pendingWrite.at counts from it
 	closed   atomic.Bool
+	closing  sync.Once
+	closeErr error // Close's result, for every call
 	// coming counts the checkin calls in progress from this node to grains
 	// on this node (the Client counts them); those beyond depth's sum are
 	// still on their way to a writer.
@@ -189,8 +191,9 @@ func (p *Pool) refusing() bool {
 
 // submit hands e's checkin to its writer, which answers ctx's actor with a
 // *writeResult for e; it returns ErrOverloaded at once when that writer's
-// queue is full. checkExisting asks the writer to look the checkin id up
-// first.
+// queue is full or the writers are at their bound, and ErrUnavailable once
+// the pool is closing (nothing is answered then). checkExisting asks the
+// writer to look the checkin id up first.
 func (p *Pool) submit(ctx actor.Context, e *entry, checkExisting bool) error {
 	if p.closed.Load() {
 		return newError(ErrUnavailable, CodeUnavailable, "the node is shutting down")
@@ -208,7 +211,14 @@ func (p *Pool) submit(ctx actor.Context, e *entry, checkExisting bool) error {
 		return newError(ErrOverloaded, CodeOverloaded, "too many checkins are waiting to be written; retry shortly")
 	}
 	p.m.queueDepth.Inc()
-	if p.inboxes[i].put(pendingWrite{c: e.c, e: e, grain: ctx.Self(), checkExisting: checkExisting, at: time.Since(p.epoch)}) {
+	queued, mustWake := p.inboxes[i].put(pendingWrite{c: e.c, e: e, grain: ctx.Self(), checkExisting: checkExisting, at: time.Since(p.epoch)})
+	if !queued { // the writer drained for Close since the check above
+		p.depth[i].Add(-1)
+		p.held.Add(-1)
+		p.m.queueDepth.Dec()
+		return newError(ErrUnavailable, CodeUnavailable, "the node is shutting down")
+	}
+	if mustWake {
 		ctx.Send(p.pids[i], wake{})
 	}
 	return nil
@@ -221,43 +231,69 @@ func (p *Pool) submit(ctx actor.Context, e *entry, checkExisting bool) error {
 // about three times the inbox's cost per checkin with parallel senders
 // (BenchmarkMailbox).
 type inbox struct {
-	mu    sync.Mutex
-	queue []pendingWrite
-	woken bool // a wake is on its way: no other is needed until the next take
+	mu     sync.Mutex
+	queue  []pendingWrite
+	woken  bool // a wake is on its way: no other is needed until the next take
+	closed bool // the writer drained (Pool.Close): nothing more is taken
 }
 
-// put queues pw and reports whether the writer must be woken.
-func (in *inbox) put(pw pendingWrite) bool {
+// put queues pw, unless the inbox is closed (queued false), and reports
+// whether the writer must be woken.
+func (in *inbox) put(pw pendingWrite) (queued, wake bool) {
 	in.mu.Lock()
+	if in.closed {
+		in.mu.Unlock()
+		return false, false
+	}
 	in.queue = append(in.queue, pw)
-	wake := !in.woken
+	wake = !in.woken
 	in.woken = true
 	in.mu.Unlock()
-	return wake
+	return true, wake
 }
 
-// take appends every queued checkin to dst, in the order submitted. The
-// queue keeps its array, so neither side allocates in steady state.
-func (in *inbox) take(dst []pendingWrite) []pendingWrite {
+// take appends every queued checkin to dst, in the order submitted; with
+// closing, the inbox refuses every later put. The queue keeps its array,
+// so neither side allocates in steady state.
+func (in *inbox) take(dst []pendingWrite, closing bool) []pendingWrite {
 	in.mu.Lock()
 	dst = append(dst, in.queue...)
 	clear(in.queue) // drop the references to entries and PIDs
 	in.queue = in.queue[:0]
 	in.woken = false
+	in.closed = in.closed || closing
 	in.mu.Unlock()
 	return dst
 }
 
-// Close refuses new writes, flushes what is queued and waits (up to timeout)
-// until every queued write is acknowledged or failed, then stops the writers.
+// Close refuses new writes, flushes what is queued and waits (up to timeout,
+// for all writers together) until every queued write is acknowledged or
+// failed, then stops the writers. A checkin submitted while Close runs is
+// either taken by its writer's drain or refused. Later calls wait for the
+// first and return its result.
 func (p *Pool) Close(timeout time.Duration) error {
+	p.closing.Do(func() { p.closeErr = p.close(timeout) })
+	return p.closeErr
+}
+
+func (p *Pool) close(timeout time.Duration) error {
 	p.closed.Store(true)
+	drains := make([]*actor.Future, len(p.pids))
+	for i, pid := range p.pids {
+		drains[i] = p.system.Root.RequestFuture(pid, drain{}, timeout)
+	}
 	var errs []error
-	for _, pid := range p.pids {
-		if err := p.system.Root.RequestFuture(pid, drain{}, timeout).Wait(); err != nil {
+	stops := make([]*actor.Future, len(p.pids))
+	for i, pid := range p.pids {
+		if err := drains[i].Wait(); err != nil {
 			errs = append(errs, fmt.Errorf("actors: drain %s: %w", pid.Id, err))
 		}
-		p.system.Root.Stop(pid)
+		stops[i] = p.system.Root.StopFuture(pid)
+	}
+	// A writer whose drain timed out may still flush until its stop is
+	// processed: its jobs are closed only after.
+	for _, f := range stops {
+		_ = f.Wait()
 	}
 	for _, j := range p.jobs {
 		close(j)
@@ -320,8 +356,11 @@ type writer struct {
 
 func (w *writer) Receive(ctx actor.Context) {
 	// Every message takes what the inbox holds, so that a drain, a flush's
-	// end or the linger time sees every checkin submitted before it.
-	w.pending = w.in.take(w.pending)
+	// end or the linger time sees every checkin submitted before it. A
+	// drain closes the inbox: a checkin submitted after it is refused,
+	// not left where no writer takes it once the pool stopped its writers.
+	_, draining := ctx.Message().(drain)
+	w.pending = w.in.take(w.pending, draining)
 	switch msg := ctx.Message().(type) {
 	case wake:
 		w.kick(ctx)
@@ -373,7 +412,9 @@ func (w *writer) flush(ctx actor.Context, reason string) {
 	n := min(len(w.pending), w.pool.cfg.MaxBatch)
 	batch := make([]pendingWrite, n)
 	copy(batch, w.pending)
-	w.pending = append(w.pending[:0], w.pending[n:]...)
+	rest := copy(w.pending, w.pending[n:])
+	clear(w.pending[rest:]) // drop the references to entries and PIDs
+	w.pending = w.pending[:rest]
 	w.overdue = false
 	w.inflight++
 	w.pool.m.flushes.WithLabelValues(reason).Inc()
