@@ -17,6 +17,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -139,6 +140,9 @@ func (c Config) Validate() error {
 	if c.RequestTimeout <= 0 {
 		return errors.New("cluster.request-timeout must be positive")
 	}
+	if c.HandOverTimeout < 0 {
+		return errors.New("cluster: the hand-over timeout must be 0 (the request timeout) or positive")
+	}
 	if c.PIDCacheSize != 0 && c.PIDCacheSize < pidShards { // 0: the default
 		return fmt.Errorf("cluster.pid-cache-size must be at least %d", pidShards)
 	}
@@ -223,14 +227,19 @@ func Start(system *actor.ActorSystem, cfg Config, log *zap.Logger, kinds ...*pcl
 	ccfg := pcluster.Configure(cfg.Name, provider, p, remote.Configure(host, port, ropts...),
 		pcluster.WithKinds(kinds...), pcluster.WithRequestTimeout(cfg.RequestTimeout))
 	c := pcluster.New(system, ccfg)
-	defer func() { // protoactor panics when it cannot start (e.g. the port is taken)
+	var sub *eventstream.Subscription
+	defer func() { // protoactor panics when it cannot start (the port is taken, etcd does not answer)
 		if r := recover(); r != nil {
 			n, err = nil, fmt.Errorf("cluster: start member on %s: %v", cfg.Addr, r)
+			if sub != nil {
+				system.EventStream.Unsubscribe(sub)
+			}
+			abandon(c, p)
 		}
 	}()
 	n = &Node{System: system, log: log, graceful: cfg.Provider != "standalone", evicted: make(chan struct{})}
 	n.etcd, _ = provider.(*etcdMembers)
-	system.EventStream.Subscribe(func(ev any) {
+	sub = system.EventStream.Subscribe(func(ev any) {
 		if t, ok := ev.(*pcluster.ClusterTopology); ok {
 			self := system.Address()
 			in := slices.ContainsFunc(t.Members, func(m *pcluster.Member) bool { return m.Address() == self })
@@ -252,6 +261,31 @@ func Start(system *actor.ActorSystem, cfg Config, log *zap.Logger, kinds ...*pcl
 	n.Cluster = c
 	log.Info("cluster member started", zap.String("address", system.Address()), zap.String("member_id", system.ID), zap.String("provider", cfg.Provider), zap.Bool("tls", cfg.TLS != nil))
 	return n, nil
+}
+
+// abandon stops what protoactor started of a member that failed to start
+// (it starts the remote endpoint, the placement and gossip before the
+// membership): the endpoint would go on serving on the port. A part that
+// never started may panic as it stops.
+func abandon(c *pcluster.Cluster, p *placement) {
+	for _, stop := range []func(){
+		c.Gossip.Shutdown,
+		func() {
+			if p.c != nil { // set up
+				p.Shutdown()
+			}
+		},
+		func() {
+			if c.Remote != nil {
+				c.Remote.Shutdown(false)
+			}
+		},
+	} {
+		func() {
+			defer func() { _ = recover() }()
+			stop()
+		}()
+	}
 }
 
 // Ready reports whether this node is a member of the current topology. It
@@ -338,9 +372,11 @@ func (n *Node) Broadcast(msg proto.Message) int {
 	return len(*others)
 }
 
-// Stop leaves the cluster and stops every actor on this node. With other
-// members it first drains (drain), then leaves gracefully (protoactor waits
-// about two seconds for them to take over); alone it stops at once.
+// Stop leaves the cluster and stops every grain on this node: each is
+// handed over (HandOver) and stopped once it answered the calls it holds,
+// within the hand-over timeout. With other members it first drains
+// (drain), then leaves gracefully (protoactor waits about two seconds for
+// them to take over); alone it stops without waiting for anyone.
 func (n *Node) Stop() {
 	n.stopping.Store(true)
 	if n.graceful && n.drain() && n.etcd != nil {
@@ -349,6 +385,11 @@ func (n *Node) Stop() {
 		if err := n.etcd.releaseAddress(); err != nil {
 			n.log.Warn("could not release this node's address in etcd: the next node there checks the users it holds for checkins left in part", zap.Error(err))
 		}
+	}
+	if p, ok := n.Cluster.Config.IdentityLookup.(*placement); ok && !n.graceful {
+		// protoactor shuts the identity lookup down only when it leaves
+		// gracefully: the grains would run on.
+		p.Shutdown()
 	}
 	n.Cluster.Shutdown(n.graceful)
 	n.log.Info("cluster member stopped", zap.String("address", n.System.Address()))
@@ -383,7 +424,9 @@ func (n *Node) drain() bool {
 		n.log.Warn("could not mark this node draining in etcd: leaving without handing its grains over first", zap.Error(err))
 		return false
 	}
-	if !p.drained(p.handOverTimeout + time.Second) {
+	// The watch shows this member its own record draining within a lease,
+	// unless etcd fails; each grain then has its whole hand-over.
+	if !p.drained(m.ttl) {
 		n.log.Warn("grains still running at the end of the drain: leaving all the same", zap.Duration("took", time.Since(start)))
 		return false
 	}

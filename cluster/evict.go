@@ -44,9 +44,11 @@ type silentReports struct {
 	ids      map[string]string          // member address → member id, of the current members
 	records  map[string]string          // member id → its record's key
 	reports  map[string]map[string]bool // silent member id → ids of the members that report it
-	mine     map[string]string          // member id → key of this node's report of it, as written
-	removed  map[string]bool            // member ids this node deleted the record of
-	count    int                        // records this node deleted
+	// mine: member id → key of this node's report of it, as written, or
+	// as seen in etcd (a Put that failed may have been applied)
+	mine    map[string]string
+	removed map[string]bool // member ids this node deleted the record of
+	count   int             // records this node deleted
 }
 
 func newSilentReports(dir string, after time.Duration) *silentReports {
@@ -141,6 +143,14 @@ func (r *silentReports) wanted(self string, now time.Time) (put, drop map[string
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	put, drop = map[string]string{}, map[string]string{}
+	// This node's reports in etcd are its own, written or not: a Put
+	// that timed out after etcd applied it, or one a fresh read still
+	// finds (reset), goes when it is no longer wanted.
+	for id, by := range r.reports {
+		if _, ok := r.mine[id]; by[self] && !ok {
+			r.mine[id] = r.dir + id + "/" + self
+		}
+	}
 	want := map[string]bool{}
 	for addr, since := range r.since {
 		if id, ok := r.ids[addr]; ok && now.Sub(since) >= r.after {
@@ -171,9 +181,25 @@ func (r *silentReports) wrote(id, key string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if key == "" {
+		// Gone from the reports seen too, before etcd's event comes: wanted
+		// would take it for this node's still.
+		if old, ok := r.mine[id]; ok {
+			_, reporter, _ := strings.Cut(strings.TrimPrefix(old, r.dir), "/")
+			r.unseen(id, reporter)
+		}
 		delete(r.mine, id)
 	} else {
 		r.mine[id] = key
+	}
+}
+
+// unseen forgets reporter's report of silent. r.mu is held.
+func (r *silentReports) unseen(silent, reporter string) {
+	if by := r.reports[silent]; by != nil {
+		delete(by, reporter)
+		if len(by) == 0 {
+			delete(r.reports, silent)
+		}
 	}
 }
 
@@ -194,10 +220,7 @@ func (r *silentReports) seen(key string, put bool) {
 		by[reporter] = true
 		return
 	}
-	delete(by, reporter)
-	if len(by) == 0 {
-		delete(r.reports, silent)
-	}
+	r.unseen(silent, reporter)
 	if r.mine[silent] == key {
 		// This node's report went without it dropping it (its lease
 		// ran out, as in an etcd stall): written again while wanted.
@@ -205,10 +228,14 @@ func (r *silentReports) seen(key string, put bool) {
 	}
 }
 
-// reset forgets every report seen, before they are all read again.
+// reset forgets every report seen, before they are all read again, and
+// which of them are this node's: one that went meanwhile unseen (the
+// watch broke) is written again while wanted, and one the read still
+// finds is taken for written again (wanted).
 func (r *silentReports) reset() {
 	r.mu.Lock()
 	clear(r.reports)
+	clear(r.mine)
 	r.mu.Unlock()
 }
 

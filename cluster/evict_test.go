@@ -157,3 +157,57 @@ func TestSilentReportsWanted(t *testing.T) {
 		t.Errorf("with reports off: pings %v", got)
 	}
 }
+
+// This node's reports follow etcd's view of them, not only its own
+// writes. A report that went while the watch was broken (with this node's
+// lease, in an etcd stall), so that only a fresh read (readReports:
+// reset, then seen) shows it gone, is written again while wanted: it
+// stayed among those written, and the member was never reported again.
+// A report etcd holds that this node did not record as written (its Put
+// failed, but etcd had applied it) is deleted once not wanted: it stayed
+// for the node's lifetime, a standing vote that one more report made a
+// verdict on a member that answers.
+func TestSilentReportsFollowEtcd(t *testing.T) {
+	const after = time.Second
+	const c = "127.0.0.1:7002"
+	r := newSilentReports("/p/c.silent/", after)
+	r.members(testRecords("a", "b", "c"))
+	t0 := time.Now()
+	r.silent(c)
+	r.pinged(c, false, t0)
+	put, _ := r.wanted("a", t0.Add(after))
+	key, ok := put["c"]
+	if !ok {
+		t.Fatalf("put %v: want c reported", put)
+	}
+	r.wrote("c", key)
+	r.seen(key, true)
+
+	// The report went with this node's lease while the watch was broken:
+	// the fresh read finds b's report of c only.
+	r.reset()
+	r.seen("/p/c.silent/c/b", true)
+	if again, _ := r.wanted("a", t0.Add(2*after)); again["c"] != key {
+		t.Errorf("after a fresh read without this node's report: put %v, want %s written again", again, key)
+	}
+	r.wrote("c", key)
+	r.seen(key, true)
+	if got := r.judge("a"); len(got) != 1 {
+		t.Errorf("c reported by a and b: verdicts %v, want c removed", got)
+	}
+
+	// A fresh read that finds the report keeps it, without writing it again.
+	r.reset()
+	r.seen(key, true)
+	if again, _ := r.wanted("a", t0.Add(2*after)); len(again) != 0 {
+		t.Errorf("after a fresh read with this node's report: put %v, want nothing", again)
+	}
+
+	// A report of b that this node's Put timed out on, applied by etcd:
+	// b answers every ping, so it goes.
+	orphan := "/p/c.silent/b/a"
+	r.seen(orphan, true)
+	if _, drop := r.wanted("a", t0.Add(2*after)); drop["b"] != orphan {
+		t.Errorf("drop %v: want this node's report of b, which it does not want, deleted", drop)
+	}
+}

@@ -61,7 +61,10 @@ type placement struct {
 	draining map[string]bool // by address
 	// handing: activations handed over and not yet stopped, by actor id
 	// (guarded by mu)
-	handing map[string]struct{}
+	handing map[string]handedOver
+	// timers: the pending ends of hand-overs (stopLeft); endHandOvers
+	// stops them and does their work (guarded by mu)
+	timers map[*time.Timer]struct{}
 	// remote: other members' activations this member's callers found
 	remote *PIDCache
 	// lost: the members that left the topology without draining in the
@@ -71,6 +74,12 @@ type placement struct {
 	// without draining (it died, and this one was started in its place),
 	// noted with the first ring that has this member (onTopology)
 	predecessorLost atomic.Bool
+}
+
+// handedOver is an activation handed over, and when its hand-over ends.
+type handedOver struct {
+	pid *actor.PID
+	end time.Time
 }
 
 // lostMember is a member that left the topology without draining: it
@@ -109,7 +118,7 @@ const activatorName = "checkin-placement"
 
 func newPlacement(timeout, handOverTimeout time.Duration, pidCacheSize int) *placement {
 	return &placement{timeout: timeout, handOverTimeout: handOverTimeout, active: map[identityKey]*actor.PID{}, props: map[string]*actor.Props{},
-		handing: map[string]struct{}{}, remote: NewPIDCache(pidCacheSize)}
+		handing: map[string]handedOver{}, timers: map[*time.Timer]struct{}{}, remote: NewPIDCache(pidCacheSize)}
 }
 
 // RemotePIDs is the cache of other members' activations this member
@@ -229,10 +238,12 @@ var handOver = &HandOver{}
 // meanwhile are answered here instead of refused.
 const leaveDelay = 250 * time.Millisecond
 
-// Shutdown hands every activation on this member over and waits for them
-// to stop, up to the hand-over timeout; from its start the member
-// activates nothing more. protoactor calls it after the member left the
-// membership, and may call it more than once.
+// Shutdown hands every activation on this member over and returns once
+// every activation handed over, by it or before, has stopped: each is
+// waited for until its hand-over ends, then stopped. From its start the
+// member activates nothing more. protoactor calls it after the member
+// left the membership when it leaves gracefully, and may call it more than
+// once; Node.Stop calls it for a member alone, which protoactor does not.
 func (p *placement) Shutdown() {
 	if p.stopped.Swap(true) {
 		return
@@ -240,12 +251,24 @@ func (p *placement) Shutdown() {
 	p.mu.Lock()
 	serving := len(p.active) > 0 // none after a drain (Node.Stop)
 	p.mu.Unlock()
-	if serving {
+	if serving && !p.alone() {
 		time.Sleep(leaveDelay)
 	}
-	p.handOver(p.takeActive(func(identityKey) bool { return true }), true)
+	// Under topoMu: a topology change under way hands its activations
+	// over (and arms their timers) before, and none comes after.
+	p.topoMu.Lock()
 	p.c.ActorSystem.EventStream.Unsubscribe(p.sub)
+	p.sendHandOver(p.takeActive(func(identityKey) bool { return true }))
+	p.topoMu.Unlock()
+	p.endHandOvers()
 	p.c.ActorSystem.Root.Stop(p.activator)
+}
+
+// alone reports whether the last topology has no member but this one.
+func (p *placement) alone() bool {
+	p.topoMu.Lock()
+	defer p.topoMu.Unlock()
+	return !slices.ContainsFunc(p.members, func(m *pcluster.Member) bool { return m.Address() != p.self })
 }
 
 // takeActive removes the activations for which move is true from the map
@@ -253,12 +276,13 @@ func (p *placement) Shutdown() {
 func (p *placement) takeActive(move func(identityKey) bool) []*actor.PID {
 	var pids []*actor.PID
 	kinds := map[string]int{}
+	end := time.Now().Add(p.handOverTimeout)
 	p.mu.Lock()
 	for key, pid := range p.active {
 		if move(key) {
 			pids = append(pids, pid)
 			delete(p.active, key)
-			p.handing[pid.Id] = struct{}{}
+			p.handing[pid.Id] = handedOver{pid: pid, end: end}
 			kinds[key.kind]++
 		}
 	}
@@ -273,46 +297,92 @@ func (p *placement) takeActive(move func(identityKey) bool) []*actor.PID {
 	return pids
 }
 
-// handOver sends pids HandOver and stops those still running after the
-// hand-over timeout; with wait it returns once all stopped, else at once.
-func (p *placement) handOver(pids []*actor.PID, wait bool) {
+// handOver sends pids (taken by takeActive) HandOver and, in the
+// background, stops those still running when their hand-over ends.
+func (p *placement) handOver(pids []*actor.PID) {
 	if len(pids) == 0 {
 		return
 	}
-	system := p.c.ActorSystem
-	var futures []*actor.Future
-	for _, pid := range pids {
-		if wait {
-			f := actor.NewFuture(system, p.handOverTimeout)
-			if proc, _ := system.ProcessRegistry.Get(pid); proc != nil {
-				proc.SendSystemMessage(pid, &actor.Watch{Watcher: f.PID()})
-			}
-			futures = append(futures, f)
+	p.sendHandOver(pids)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var t *time.Timer
+	t = time.AfterFunc(p.handOverTimeout, func() { // not before t is set: it takes mu
+		p.mu.Lock()
+		_, pending := p.timers[t]
+		delete(p.timers, t)
+		p.mu.Unlock()
+		if pending { // else endHandOvers ended these hand-overs
+			p.stopLeft(pids, false)
 		}
-		system.Root.Send(pid, handOver)
-	}
-	if !wait {
-		time.AfterFunc(p.handOverTimeout, func() { p.stopLeft(pids) })
-		return
-	}
-	for _, f := range futures {
-		_ = f.Wait() // Terminated, or the future's timeout
-	}
-	p.stopLeft(pids)
+	})
+	p.timers[t] = struct{}{}
 }
 
-// stopLeft stops those of pids, handed over a hand-over timeout ago, that
-// still run.
-func (p *placement) stopLeft(pids []*actor.PID) {
+func (p *placement) sendHandOver(pids []*actor.PID) {
+	for _, pid := range pids {
+		p.c.ActorSystem.Root.Send(pid, handOver)
+	}
+}
+
+// endHandOvers waits for every activation handed over to stop, each until
+// its hand-over ends, stops those still running then and waits for them
+// too; it takes the pending timers' work over. It reports whether every
+// one stopped.
+func (p *placement) endHandOvers() bool {
+	p.mu.Lock()
+	for t := range p.timers {
+		t.Stop()
+	}
+	clear(p.timers)
+	handing := make([]handedOver, 0, len(p.handing))
+	for _, h := range p.handing {
+		handing = append(handing, h)
+	}
+	p.mu.Unlock()
+	system := p.c.ActorSystem
+	futures := make([]*actor.Future, len(handing))
+	for i, h := range handing {
+		futures[i] = actor.NewFuture(system, max(time.Until(h.end), 0))
+		// A stopped one (the dead-letter process) answers Terminated too.
+		proc, _ := system.ProcessRegistry.Get(h.pid)
+		proc.SendSystemMessage(h.pid, &actor.Watch{Watcher: futures[i].PID()})
+	}
+	var left []*actor.PID
+	for i, f := range futures {
+		if f.Wait() != nil { // the hand-over ended first
+			left = append(left, handing[i].pid)
+		}
+	}
+	p.stopLeft(left, true)
+	for _, pid := range left {
+		if _, alive := system.ProcessRegistry.Get(pid); alive {
+			return false
+		}
+	}
+	return true
+}
+
+// stopLeft stops those of pids whose hand-over ended that still run; with
+// wait it returns once they stopped (or a stop's own timeout passed).
+func (p *placement) stopLeft(pids []*actor.PID, wait bool) {
+	var stopping []*actor.Future
 	left := 0
 	for _, pid := range pids {
 		if _, alive := p.c.ActorSystem.ProcessRegistry.Get(pid); alive {
-			p.c.ActorSystem.Root.Stop(pid)
+			if wait {
+				stopping = append(stopping, p.c.ActorSystem.Root.StopFuture(pid))
+			} else {
+				p.c.ActorSystem.Root.Stop(pid)
+			}
 			left++
 		}
 	}
 	if left > 0 {
 		p.log.Warn("placement: activations still running at the end of their hand-over; stopped", slog.Int("activations", left), slog.Duration("timeout", p.handOverTimeout))
+	}
+	for _, f := range stopping {
+		_ = f.Wait()
 	}
 }
 
@@ -464,7 +534,7 @@ func (p *placement) onTopology(members []*pcluster.Member, d *Draining) {
 	if len(moved) > 0 {
 		p.log.Info("placement: handing over activations", slog.Int("activations", len(moved)),
 			slog.Int("members", len(p.members)), slog.Int("draining", len(p.draining)))
-		p.handOver(moved, false)
+		p.handOver(moved)
 	}
 }
 
@@ -515,11 +585,13 @@ func (p *placement) InheritedFromLost(kind, identity string) bool {
 	return false
 }
 
-// drained reports, waiting up to timeout, whether this member owns no
-// grains in its own view (it saw itself draining) and every activation it
-// handed over has stopped.
-func (p *placement) drained(timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
+// drained reports whether this member drained: it waits up to see for it
+// to own no grains in its own view (it saw itself draining), then for
+// every activation it handed over to stop, each until its hand-over ends
+// (from when this member saw the change, however late), and stops those
+// still running then (endHandOvers).
+func (p *placement) drained(see time.Duration) bool {
+	deadline := time.Now().Add(see)
 	for {
 		owns := false
 		for _, ms := range p.ring.Load().byKind {
@@ -528,10 +600,10 @@ func (p *placement) drained(timeout time.Duration) bool {
 			}
 		}
 		p.mu.Lock()
-		done := !owns && len(p.active) == 0 && len(p.handing) == 0
+		done := !owns && len(p.active) == 0
 		p.mu.Unlock()
 		if done {
-			return true
+			return p.endHandOvers()
 		}
 		if time.Now().After(deadline) {
 			return false

@@ -370,6 +370,76 @@ func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
+// handedOverProbe starts a member with the hand-over timeout hot, hosting
+// Probe grains that ignore HandOver (each holds a call that never ends),
+// activates one that the topology of this member and another moves to the
+// other, and moves it there. It returns the placement and the moved
+// activation, still running: handed over.
+func handedOverProbe(t *testing.T, hot time.Duration) (*Node, *placement, *actor.PID) {
+	t.Helper()
+	handed := make(chan struct{}, 1)
+	kind := pcluster.NewKind("Probe", actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*HandOver); ok {
+			select {
+			case handed <- struct{}{}:
+			default:
+			}
+		}
+	}))
+	cfg := DefaultConfig()
+	cfg.HandOverTimeout = hot
+	n, p := startMemberWith(t, cfg, kind)
+	self, other := selfAndOther(t, p)
+	theirs, _ := splitByOwner(self, other)
+	pid := p.Get(pcluster.NewClusterIdentity(theirs[0], "Probe"))
+	if pid == nil {
+		t.Fatal("no activation")
+	}
+	p.onTopology([]*pcluster.Member{self, other}, nil)
+	select {
+	case <-handed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the moved activation got no HandOver")
+	}
+	return n, p, pid
+}
+
+// Shutdown ends every hand-over, not only those of the activations it
+// takes itself: an activation handed over before (the topology moved it,
+// the cluster removed this member, or a drain gave up) is waited for until
+// its hand-over ends and then stopped, before Shutdown returns. It was
+// left to a timer that outlived the member, running beside the stopping
+// node (its writer pool closing) for up to a hand-over timeout.
+func TestPlacementShutdownEndsEarlierHandOvers(t *testing.T) {
+	n, p, moved := handedOverProbe(t, 3*time.Second)
+	if _, alive := n.System.ProcessRegistry.Get(moved); !alive {
+		t.Fatal("the moved activation stopped before its hand-over ended")
+	}
+	p.Shutdown()
+	if _, alive := n.System.ProcessRegistry.Get(moved); alive {
+		t.Error("an activation handed over before Shutdown still runs after it returned")
+	}
+}
+
+// A drain waits for the activations it handed over until their hand-over
+// ends, however long this member took to see itself draining (its etcd
+// watch may deliver the change late on a loaded machine): they are
+// stopped at its end, and the member drained. drained timed the hand-over
+// from its own start, so a drain seen late gave up on activations that
+// still had time, and the node left undrained.
+func TestPlacementDrainWaitsForTheHandOver(t *testing.T) {
+	n, p, moved := handedOverProbe(t, 2*time.Second)
+	self, other := selfAndOther(t, p)
+	p.onTopology(nil, &Draining{Addresses: []string{self.Address()}, Serving: []string{other.Address()}})
+	// The drain was seen just now: no time is left of drained's own.
+	if !p.drained(0) {
+		t.Error("not drained: the activation handed over was not waited for until its hand-over ended")
+	}
+	if _, alive := n.System.ProcessRegistry.Get(moved); alive {
+		t.Error("the activation handed over still runs after the drain")
+	}
+}
+
 // GetFrom asks the owner a caller looked up, waits no longer than the
 // caller's time, and tells an owner that did not answer (a member that
 // accepts connections and never speaks) from one that did. It stays the

@@ -1,0 +1,136 @@
+package cluster
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"go.uber.org/zap"
+)
+
+// Validate refuses settings that cannot work, and accepts the defaults.
+func TestConfigValidate(t *testing.T) {
+	etcd := func(c Config) Config {
+		c.Provider = "etcd"
+		return c
+	}
+	tests := []struct {
+		name  string
+		edit  func(*Config)
+		valid bool
+	}{
+		{"defaults", func(*Config) {}, true},
+		{"etcd defaults", func(c *Config) { *c = etcd(*c) }, true},
+		{"etcd, any free port, advertised as such", func(c *Config) { *c = etcd(*c); c.Addr = "127.0.0.1:0" }, true},
+		{"etcd, advertised address and port of a fixed port", func(c *Config) {
+			*c = etcd(*c)
+			c.Addr, c.AdvertisedAddr = "0.0.0.0:7946", "10.0.0.5:17946"
+		}, true},
+		{"hand-over timeout 0: the request timeout", func(c *Config) { c.HandOverTimeout = 0 }, true},
+		// A negative hand-over timeout stops every grain handed over at
+		// once (the calls it holds get no answer), and makes a stopping
+		// member wait for ever for one that does not stop (a future
+		// with a negative timeout never times out).
+		{"negative hand-over timeout", func(c *Config) { c.HandOverTimeout = -time.Second }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tt.edit(&c)
+			if err := c.Validate(); (err == nil) != tt.valid {
+				t.Errorf("Validate() = %v, want valid %v", err, tt.valid)
+			}
+		})
+	}
+}
+
+// A member alone (provider standalone) stops its grains when it stops, as
+// Stop says: protoactor's non-graceful shutdown does not shut the identity
+// lookup down, so they ran on, their Terminate never called (the grain's
+// timers and registrations kept), after the node stopped.
+func TestStopStopsTheGrainsOfALoneMember(t *testing.T) {
+	stopped := make(chan struct{}, 1)
+	kind := pcluster.NewKind("Probe", actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actor.Stopped); ok {
+			stopped <- struct{}{}
+		}
+	}))
+	cfg := DefaultConfig()
+	log := zap.NewNop()
+	n, err := Start(NewSystem(cfg, log), cfg, log, kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := n.Cluster.Config.IdentityLookup.(*placement)
+	pid := p.Get(pcluster.NewClusterIdentity("u1", "Probe"))
+	if pid == nil {
+		n.Stop()
+		t.Fatal("no activation")
+	}
+	n.Stop()
+	if _, alive := n.System.ProcessRegistry.Get(pid); alive {
+		t.Error("the grain still runs after its member stopped")
+	}
+	select {
+	case <-stopped:
+	default:
+		t.Error("the grain was not stopped (no Stopped) by the time Stop returned")
+	}
+}
+
+// A node that fails to join (etcd does not answer) gives its cluster port
+// back: protoactor starts the remote endpoint before the membership, and
+// panics when that fails; Start turned the panic into an error and left
+// the endpoint serving on the port (a second attempt in the process could
+// not bind it), with its goroutines.
+func TestStartThatFailsFreesThePort(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0") // an etcd endpoint that refuses
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.Addr().String()
+	free.Close()
+
+	cfg := DefaultConfig()
+	cfg.Provider = "etcd"
+	cfg.Addr = addr
+	cfg.Etcd.Endpoints = []string{deadAddr}
+	cfg.Etcd.DialTimeout = 500 * time.Millisecond
+	cfg.Etcd.Prefix = "/checkin-test/start-fails"
+	log := zap.NewNop()
+	kind := pcluster.NewKind("Probe", actor.PropsFromFunc(func(actor.Context) {}))
+	n, err := Start(NewSystem(cfg, log), cfg, log, kind)
+	if err == nil {
+		n.Stop()
+		t.Fatal("started without etcd")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("the cluster port of a node that failed to start is still taken: %v", err)
+	}
+	ln.Close()
+}
+
+// A node whose cluster port is taken fails to start, with an error.
+func TestStartOnATakenPortFails(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cfg := DefaultConfig()
+	cfg.Addr = taken.Addr().String()
+	log := zap.NewNop()
+	if n, err := Start(NewSystem(cfg, log), cfg, log); err == nil {
+		n.Stop()
+		t.Fatal("started on a taken port")
+	}
+}
