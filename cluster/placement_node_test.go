@@ -451,9 +451,10 @@ func TestPlacementGetFromReportsASilentOwner(t *testing.T) {
 	// A cluster request timeout far above the caller's 300 ms, so that
 	// waiting the one or the other cannot be mistaken for each other
 	// however slowly a loaded machine answers (with the default 2 s, a
-	// GetFrom held up 1.7 s past its 300 ms would fail the test).
+	// GetFrom held up 1.7 s past its 300 ms would fail the test). Not
+	// longer: the member's stop waits out the request to the silent one.
 	cfg := DefaultConfig()
-	cfg.RequestTimeout = 30 * time.Second
+	cfg.RequestTimeout = 8 * time.Second
 	_, lookup := startMemberWith(t, cfg, kind)
 	ci := pcluster.NewClusterIdentity("u1", "Probe")
 
