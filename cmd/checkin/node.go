@@ -127,6 +127,13 @@ func startNode(ctx context.Context, cfg config, log *zap.Logger) (_ *node, err e
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	n.store = store
+	// A signal during the start stops it between its steps too, those
+	// that do not heed ctx (the embedded store's opening, joining the
+	// cluster) included: the node must not go on to serve and answer
+	// ready when it was asked to stop.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(
 		// go_gc_heap_live_bytes: the heap the last collection kept, what
@@ -225,6 +232,9 @@ func startNode(ctx context.Context, cfg config, log *zap.Logger) (_ *node, err e
 			}
 		}
 	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if cfg.DebugAddr != "" {
 		if err := n.startDebug(cfg.DebugAddr); err != nil {
 			return nil, err
@@ -343,7 +353,14 @@ func (n *node) startDebug(addr string) error {
 	if err != nil {
 		return fmt.Errorf("debug listen: %w", err)
 	}
-	n.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// What net/http logs itself (a handler's panic, accept errors) goes
+	// to the node's JSON log too, not to stderr as plain text.
+	errLog, err := zap.NewStdLogAt(n.log.Named("debug"), zap.ErrorLevel)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	n.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: errLog}
 	go func() { _ = n.debug.Serve(ln) }()
 	n.log.Info("debug server listening", zap.String("addr", ln.Addr().String()))
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
@@ -364,8 +381,14 @@ func (n *node) stop() error {
 	}
 	n.stopped = true
 	var errs []error
-	if n.edge != nil && n.ln != nil {
+	if n.edge != nil { // also one that never served: its caches run
 		errs = append(errs, n.edge.Shutdown())
+	}
+	if n.ln != nil {
+		// Shutdown closes the listener the server took; one that a stop
+		// right after the start reached before the server took it would
+		// be served on after the stop.
+		_ = n.ln.Close()
 	}
 	if n.debug != nil {
 		errs = append(errs, n.debug.Close())

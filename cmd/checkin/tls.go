@@ -135,14 +135,22 @@ func (p *peerTLS) config() *tls.Config {
 		// Members dial each other by address and one authority signs
 		// every member's certificate: verifyPeer checks the chain against
 		// that authority on both ends, not the names in the certificate.
-		InsecureSkipVerify:    true, //nolint:gosec // verified in verifyPeer
-		VerifyPeerCertificate: p.verifyPeer,
+		// It runs as VerifyConnection, which (unlike
+		// VerifyPeerCertificate) also sees resumed sessions: a member
+		// that resumes a session made before the authority was replaced
+		// is checked against the one in use.
+		InsecureSkipVerify: true, //nolint:gosec // verified in verifyPeer
+		VerifyConnection:   p.verifyPeer,
 	}
 }
 
 // verifyPeer accepts a peer whose certificate chains to the cluster's
 // authority.
-func (p *peerTLS) verifyPeer(raw [][]byte, _ [][]*x509.Certificate) error {
+func (p *peerTLS) verifyPeer(cs tls.ConnectionState) error {
+	raw := make([][]byte, len(cs.PeerCertificates))
+	for i, c := range cs.PeerCertificates {
+		raw[i] = c.Raw
+	}
 	return verifyChain(raw, p.roots.Load())
 }
 

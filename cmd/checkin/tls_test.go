@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -82,5 +84,92 @@ func TestPeerReloadRefusesAnotherAuthority(t *testing.T) {
 	}
 	if _, err := loadPeerTLS(certFile, keyFile, ca.File); err == nil {
 		t.Error("a node with a certificate another authority signed starts")
+	}
+}
+
+// TestPeerReloadRefusesResumedSessions: once the cluster's authority is
+// replaced (new files and SIGHUP), a member whose certificate the old
+// authority signed is refused, also when it resumes a TLS session it
+// made before: resumption must not skip the check against the authority
+// in use.
+func TestPeerReloadRefusesResumedSessions(t *testing.T) {
+	dir, clientDir := t.TempDir(), t.TempDir()
+	oldCA, err := testcert.NewCA(dir, "cluster-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := oldCA.Issue(dir, "member", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := loadPeerTLS(certFile, keyFile, oldCA.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", p.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	handshakes := make(chan error, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			err = c.(*tls.Conn).Handshake()
+			if err == nil {
+				_, err = c.Write([]byte{1}) // also sends the session ticket
+			}
+			handshakes <- err
+			_ = c.Close()
+		}
+	}()
+	// A member the old authority signed, which keeps its sessions.
+	oldCertFile, oldKeyFile, err := oldCA.Issue(clientDir, "old-member", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(oldCertFile, oldKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{pair}, InsecureSkipVerify: true, //nolint:gosec // the test checks the server's side
+		ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	dial := func() (resumed bool) {
+		c, err := tls.Dial("tcp", ln.Addr().String(), client)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_, _ = c.Read(make([]byte, 1))
+		return c.ConnectionState().DidResume
+	}
+	dial()
+	if err := <-handshakes; err != nil {
+		t.Fatalf("a member the authority signed is refused: %v", err)
+	}
+	// A new authority: the node's own files are renewed by it.
+	newCA, err := testcert.NewCA(t.TempDir(), "cluster-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := os.ReadFile(newCA.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(oldCA.File, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := newCA.Issue(dir, "member", 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.reload(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := dial()
+	if err := <-handshakes; err == nil {
+		t.Errorf("a member the replaced authority signed is accepted after the reload (session resumed: %v)", resumed)
 	}
 }

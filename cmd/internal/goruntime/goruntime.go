@@ -56,12 +56,17 @@ func (c Config) Apply(log *zap.Logger) {
 	limit, _ := memoryLimit(c.MemoryLimit)
 	debug.SetMemoryLimit(limit)
 	procs, _ := maxProcs(c.MaxProcs, runtime.GOMAXPROCS(0))
-	if procs != runtime.GOMAXPROCS(0) {
-		runtime.GOMAXPROCS(procs)
+	if strings.TrimSpace(c.MaxProcs) != "auto" {
+		// Set even when it equals Go's choice: only a set value stays
+		// when the CPU limit or affinity changes (Go updates its own).
+		setMaxProcs(procs)
 	}
 	log.Info("runtime", zap.Int("gc_percent", c.GCPercent), zap.Int64("memory_limit_bytes", limit),
 		zap.Int("gomaxprocs", procs), zap.Int("cpus", runtime.NumCPU()))
 }
+
+// setMaxProcs is runtime.GOMAXPROCS (a variable for tests).
+var setMaxProcs = runtime.GOMAXPROCS
 
 // maxProcs resolves runtime.gomaxprocs given Go's current choice: auto
 // keeps it.

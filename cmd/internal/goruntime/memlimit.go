@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -62,28 +64,146 @@ func parseSize(s string) (int64, error) {
 	return int64(f * mult), nil
 }
 
-// availableMemory is the cgroup's memory limit (v2, then v1) when one is
+// availableMemory is the memory limit of the process's cgroup when one is
 // set below the machine's memory, else the machine's memory.
-func availableMemory() (int64, error) {
-	total, err := memTotal("/proc/meminfo")
+func availableMemory() (int64, error) { return availableMemoryAt("/") }
+
+// availableMemoryAt is availableMemory with /proc and /sys under root.
+//
+// The limit is the lowest one set on the process's own cgroup or on any of
+// its parents up to the root of the mounted hierarchy, under cgroup v2
+// (memory.max) and v1 (memory.limit_in_bytes) alike. The process's cgroup
+// is the one /proc/self/cgroup names, found under the hierarchy's mount in
+// /proc/self/mountinfo: it is the root of the mount only in a container
+// with a cgroup namespace of its own, not for a systemd service with
+// MemoryMax, nor in a container or sandbox nested without one. Where
+// those files cannot be read, the root of the usual mounts is read.
+func availableMemoryAt(root string) (int64, error) {
+	total, err := memTotal(filepath.Join(root, "proc/meminfo"))
 	if err != nil {
 		return 0, err
 	}
-	for _, f := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
-		b, err := os.ReadFile(f)
-		if err != nil {
+	dirs := cgroupMemoryDirs(root)
+	if len(dirs) == 0 {
+		dirs = []cgroupDir{{mount: filepath.Join(root, "sys/fs/cgroup"), file: "memory.max"},
+			{mount: filepath.Join(root, "sys/fs/cgroup/memory"), file: "memory.limit_in_bytes"}}
+	}
+	avail := total
+	for _, d := range dirs {
+		dir := d.mount
+		if d.rel != "" {
+			dir = filepath.Join(d.mount, d.rel)
+		}
+		for { // the cgroup, then its parents up to the mount
+			if n, ok := readLimit(filepath.Join(dir, d.file)); ok && n < avail {
+				avail = n
+			}
+			if dir == d.mount || len(dir) <= len(d.mount) {
+				break
+			}
+			dir = filepath.Dir(dir)
+		}
+	}
+	return avail, nil
+}
+
+// cgroupDir is where the process's memory cgroup of one hierarchy is: the
+// hierarchy's mount point, the cgroup's path below it ("" for the mount
+// itself) and the file of its limit.
+type cgroupDir struct {
+	mount, rel, file string
+}
+
+// cgroupMemoryDirs finds the process's memory cgroups (v2, and v1's memory
+// controller) from /proc/self/cgroup and /proc/self/mountinfo under root;
+// nil when those cannot be read.
+func cgroupMemoryDirs(root string) []cgroupDir {
+	cg, err := os.ReadFile(filepath.Join(root, "proc/self/cgroup"))
+	if err != nil {
+		return nil
+	}
+	mi, err := os.ReadFile(filepath.Join(root, "proc/self/mountinfo"))
+	if err != nil {
+		return nil
+	}
+	var v2Path, v1Path string
+	haveV2, haveV1 := false, false
+	for _, line := range strings.Split(string(cg), "\n") {
+		// hierarchy-ID:controller-list:cgroup-path
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
 			continue
 		}
-		v := strings.TrimSpace(string(b))
-		if v == "max" {
-			break
+		switch {
+		case parts[0] == "0" && parts[1] == "":
+			v2Path, haveV2 = parts[2], true
+		case slices.Contains(strings.Split(parts[1], ","), "memory"):
+			v1Path, haveV1 = parts[2], true
 		}
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 && n < total {
-			return n, nil
-		}
-		break
 	}
-	return total, nil
+	dirs := []cgroupDir{}
+	for _, line := range strings.Split(string(mi), "\n") {
+		// id parent major:minor root mount-point options [optional...] - fstype source super-options
+		fields := strings.Fields(line)
+		sep := slices.Index(fields, "-")
+		if sep < 5 || len(fields) < sep+4 {
+			continue
+		}
+		mountRoot, mountPoint, fstype := unescapeMount(fields[3]), unescapeMount(fields[4]), fields[sep+1]
+		var path, file string
+		switch {
+		case fstype == "cgroup2" && haveV2:
+			path, file = v2Path, "memory.max"
+		case fstype == "cgroup" && haveV1 && slices.Contains(strings.Split(fields[sep+3], ","), "memory"):
+			path, file = v1Path, "memory.limit_in_bytes"
+		default:
+			continue
+		}
+		// The cgroup's path is relative to the root of the hierarchy; the
+		// mount shows the hierarchy from mountRoot down. A cgroup outside
+		// what the mount shows (another namespace's view) is read at the
+		// mount itself.
+		rel := ""
+		if r, err := filepath.Rel(mountRoot, path); err == nil && r != "." && !strings.HasPrefix(r, "..") {
+			rel = r
+		}
+		dirs = append(dirs, cgroupDir{mount: filepath.Join(root, mountPoint), rel: rel, file: file})
+	}
+	return dirs
+}
+
+// unescapeMount undoes the octal escapes of mountinfo (\040 is a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// readLimit reads a cgroup memory limit file: a number of bytes, or "max"
+// (v2) for none. v1 writes no limit as a number near math.MaxInt64, which
+// is above any machine's memory.
+func readLimit(file string) (int64, bool) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	return n, true
 }
 
 func memTotal(path string) (int64, error) {
