@@ -46,6 +46,11 @@ func ListCheckins(ctx context.Context, r PartitionReader, q Query) (Page, error)
 	if err := q.validate(); err != nil {
 		return Page{}, err
 	}
+	// Checked here, not only between buckets: a walk that finds no bucket
+	// would answer a done context with an empty page.
+	if err := ctx.Err(); err != nil {
+		return Page{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
 	from, to := ceilMillis(q.From), ceilMillis(q.To)
 	if !from.Before(to) {
 		return Page{}, nil
@@ -146,6 +151,9 @@ func ceilMillis(t time.Time) time.Time {
 func NewestCheckin(ctx context.Context, r PartitionReader, userID string) (Checkin, error) {
 	if err := CheckID("user", userID); err != nil {
 		return Checkin{}, err
+	}
+	if err := ctx.Err(); err != nil { // else no bucket found reads as ErrNotFound
+		return Checkin{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	var (
 		c       Checkin

@@ -432,3 +432,19 @@ func TestNewestCheckin(t *testing.T) {
 		}
 	}
 }
+
+// TestWalkersRefuseADoneContext: with no bucket to visit, a done context
+// still fails the read with ErrUnavailable instead of an empty page or
+// ErrNotFound (which a caller would take for "no checkins").
+func TestWalkersRefuseADoneContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	r := newMemReader()
+	q := Query{UserID: "u1", From: BucketStart(0), To: BucketStart(3), Limit: 10}
+	if _, err := ListCheckins(ctx, r, q); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Errorf("ListCheckins: err = %v, want ErrUnavailable and context.Canceled", err)
+	}
+	if _, err := NewestCheckin(ctx, r, "u1"); !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Errorf("NewestCheckin: err = %v, want ErrUnavailable and context.Canceled", err)
+	}
+}

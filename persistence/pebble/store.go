@@ -619,8 +619,8 @@ func (s *Store) GetCheckin(ctx context.Context, userID, checkinID string) (persi
 	if err := persistence.CheckID("user", userID); err != nil {
 		return persistence.Checkin{}, err
 	}
-	if checkinID == "" {
-		return persistence.Checkin{}, fmt.Errorf("%w: empty checkin id", persistence.ErrInvalid)
+	if err := persistence.CheckID("checkin", checkinID); err != nil {
+		return persistence.Checkin{}, err
 	}
 	c := persistence.Checkin{ID: checkinID, UserID: userID}
 	err := s.get(ctx, appendCheckinByIDKey(nil, userID, checkinID), "checkin", checkinID, func(v []byte) error {

@@ -53,6 +53,7 @@ func Run(t *testing.T, newStore func(t *testing.T) persistence.Store, gaps ...Ga
 		{"EachCheckinID", func(t *testing.T, s persistence.Store) { testEachCheckinID(t, s, declared(NoIDLister)) }},
 		{"EmptyBatch", testEmptyBatch},
 		{"RefusedWrite", testRefusedWrite},
+		{"CancelledRead", testCancelledRead},
 		{"IdempotentRewrite", testIdempotentRewrite},
 		{"CurrentLocation", testCurrentLocation},
 		{"RangeAcrossBuckets", testRangeAcrossBuckets},
@@ -687,6 +688,12 @@ func testWriteThenGetCheckin(t *testing.T, s persistence.Store) {
 	}
 	if _, err := s.GetCheckin(ctx, "u9", "c1"); !errors.Is(err, persistence.ErrNotFound) {
 		t.Fatalf("GetCheckin of an unknown user: err = %v, want ErrNotFound", err)
+	}
+	// Ids no store can hold are malformed arguments, as in DeleteCheckin.
+	for _, id := range []string{"", "c1\x00"} {
+		if _, err := s.GetCheckin(ctx, "u1", id); !errors.Is(err, persistence.ErrInvalid) {
+			t.Fatalf("GetCheckin(u1, %q): err = %v, want ErrInvalid", id, err)
+		}
 	}
 }
 
@@ -1509,5 +1516,38 @@ func testRefusedWrite(t *testing.T, s persistence.Store) {
 	}
 	if _, err := s.GetCheckin(t.Context(), c.UserID, c.ID); !errors.Is(err, persistence.ErrNotFound) {
 		t.Errorf("after the refused writes GetCheckin: %v, want not found", err)
+	}
+}
+
+// testCancelledRead: a read whose context is done fails with
+// ErrUnavailable, also where the store has nothing to answer: an empty
+// page or ErrNotFound would tell the caller (and any cache in front of
+// it) that the user has no checkins there.
+func testCancelledRead(t *testing.T, s persistence.Store) {
+	c := persistence.Checkin{ID: "c1", UserID: "u1", LocationID: "l1", Timestamp: at(0, time.Hour)}
+	mustWrite(t, s, c)
+	done, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, user := range []string{"u1", "nobody"} {
+		atOther := everything(user)
+		atOther.LocationID = "l9"
+		before := everything(user)
+		before.From, before.To = at(-10, 0), at(-9, 0)
+		calls := []struct {
+			name string
+			call func() error
+		}{
+			{"GetUser", func() error { _, err := s.GetUser(done, user); return err }},
+			{"GetCheckin", func() error { _, err := s.GetCheckin(done, user, c.ID); return err }},
+			{"CurrentLocation", func() error { _, err := s.CurrentLocation(done, user); return err }},
+			{"ListCheckins", func() error { _, err := s.ListCheckins(done, everything(user)); return err }},
+			{"ListCheckins at another location", func() error { _, err := s.ListCheckins(done, atOther); return err }},
+			{"ListCheckins of an empty range", func() error { _, err := s.ListCheckins(done, before); return err }},
+		}
+		for _, tc := range calls {
+			if err := tc.call(); !errors.Is(err, persistence.ErrUnavailable) {
+				t.Errorf("%s(%q) with a cancelled context: err = %v, want ErrUnavailable", tc.name, user, err)
+			}
+		}
 	}
 }
