@@ -65,8 +65,13 @@ func (l *rateLimiter) take(client uint64, now int64, shares int) (bool, time.Dur
 		b = &tokenBucket{tokens: burst, last: now}
 		sh.buckets[client] = b
 	}
-	if elapsed := now - b.last; elapsed > 0 {
+	switch elapsed := now - b.last; {
+	case elapsed > 0:
 		b.tokens += float64(elapsed) * rate / 1e9
+		b.last = now
+	case elapsed < 0:
+		// The wall clock stepped back: refill from now on, instead of
+		// not at all until the clock is back where it was.
 		b.last = now
 	}
 	b.tokens = min(burst, b.tokens) // also when the share just shrank

@@ -271,7 +271,7 @@ func (s *Server) routes(reg *prometheus.Registry) {
 		c.Set(fiber.HeaderContentType, "application/yaml")
 		return c.Send(openAPI)
 	})
-	v1 := a.Group("/v1", s.authenticate)
+	v1 := a.Group("/v1", noStore, s.authenticate)
 	if s.limiter != nil {
 		v1.Use(s.rateLimit)
 	}
@@ -293,6 +293,14 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	v1.Get("/locations/:id", s.getLocation)
 	v1.Patch("/locations/:id", s.updateLocation)
 	v1.Delete("/locations/:id", s.deleteLocation)
+}
+
+// noStore marks every /v1 answer, errors included, as not to be kept by
+// any cache between client and node: users, locations and checkins change
+// (PATCH, DELETE, new checkins), and a kept answer would be served stale.
+func noStore(c *fiber.Ctx) error {
+	c.Response().Header.Set(fiber.HeaderCacheControl, "no-store")
+	return c.Next()
 }
 
 // App exposes the Fiber app (tests drive it over a listener).

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/checkin/checkin/persistence"
@@ -101,7 +104,7 @@ func decodeJSON(body []byte, v any) error {
 		if _, terr := dec.Token(); terr != io.EOF {
 			return badRequest("invalid_json", "request body must hold exactly one JSON object")
 		}
-		return nil
+		return checkMembers(body, v)
 	}
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
@@ -121,6 +124,59 @@ func decodeJSON(body []byte, v any) error {
 	return badRequest("invalid_json", "malformed JSON: "+err.Error())
 }
 
+// checkMembers refuses a body, already decoded into v (a pointer to a
+// struct), that names a member twice, or names one in another case than
+// v's json tag spells it: encoding/json would take the last of the
+// duplicates and match names in any case, where other parsers (a proxy, an
+// audit log) may take the first, so what one saw would not be what the
+// node did.
+func checkMembers(body []byte, v any) error {
+	names := jsonNames(reflect.TypeOf(v).Elem())
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil // not an object (null): nothing was set
+	}
+	var seen []string
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return badRequest("invalid_json", "request body must be a JSON object")
+		}
+		key, _ := t.(string)
+		if !slices.Contains(names, key) {
+			return badRequest("unknown_field", fmt.Sprintf("unknown field %q", clip([]byte(key))))
+		}
+		if slices.Contains(seen, key) {
+			return badRequest("invalid_json", fmt.Sprintf("field %q given more than once", key))
+		}
+		seen = append(seen, key)
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return badRequest("invalid_json", "request body must be a JSON object")
+		}
+	}
+	return nil
+}
+
+// jsonNames returns the json names of the fields of struct type t.
+func jsonNames(t reflect.Type) []string {
+	if names, ok := jsonNamesOf.Load(t); ok {
+		return names.([]string)
+	}
+	var names []string
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			names = append(names, name)
+		}
+	}
+	jsonNamesOf.Store(t, names)
+	return names
+}
+
+// jsonNamesOf caches jsonNames by type.
+var jsonNamesOf sync.Map
+
 func jsonType(kind string) string {
 	switch kind {
 	case "float64", "int", "int64":
@@ -134,6 +190,10 @@ func jsonType(kind string) string {
 func parseTime(field, s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
+		if strings.IndexByte(s, ' ') >= 0 {
+			// A '+' sent unencoded in a query reads as a space.
+			return time.Time{}, badRequest("invalid_time", fmt.Sprintf("%s must be an RFC 3339 time such as 2024-05-01T12:00:00Z (in a query, send the '+' of an offset as %%2B)", field))
+		}
 		return time.Time{}, badRequest("invalid_time", fmt.Sprintf("%s must be an RFC 3339 time such as 2024-05-01T12:00:00Z", field))
 	}
 	t = persistence.Millis(t)
@@ -141,6 +201,25 @@ func parseTime(field, s string) (time.Time, error) {
 		return time.Time{}, badRequest("invalid_time", field+" must not be before 1970-01-01T00:00:00Z")
 	}
 	return t, nil
+}
+
+// parseBound parses from or to of a range as parseTime does, but rounds
+// a time between two milliseconds up, not down: checkins are stored to
+// the millisecond, so a checkin at t is at or after from exactly when t is
+// at or after from rounded up, and before to exactly when before to
+// rounded up. (Rounded down, to=12:00:00.0005 would leave out a checkin
+// at 12:00:00.000, and from=12:00:00.0005 take it in.) It also returns
+// the time as given, in UTC, to compare from and to as the client sent
+// them.
+func parseBound(field, s string) (rounded, given time.Time, err error) {
+	if rounded, err = parseTime(field, s); err != nil {
+		return rounded, given, err
+	}
+	given, _ = time.Parse(time.RFC3339Nano, s)
+	if given = given.UTC(); rounded.Before(given) {
+		rounded = rounded.Add(time.Millisecond)
+	}
+	return rounded, given, nil
 }
 
 func parseLimit(s string) (int, error) {
