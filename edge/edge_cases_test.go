@@ -16,13 +16,8 @@ import (
 // takes for one) is ambiguous: parsers disagree on which one counts, so a
 // proxy or a log may see another request than the node. It is refused.
 func TestHTTPDuplicateJSONMembersRefused(t *testing.T) {
-	ts := newTestServer(t, nil, nil)
-	base := ts.serve(t)
-	c := newClient(t)
+	ts, base, c := serveWithAlice(t)
 	ctx := context.Background()
-	if err := ts.store.CreateUser(ctx, persistence.User{ID: "alice", Name: "Alice", CreatedAt: time.UnixMilli(1)}); err != nil {
-		t.Fatal(err)
-	}
 	if err := ts.store.CreateLocation(ctx, persistence.Location{ID: "moma", Name: "MoMA", Lat: 1, Lon: 2, CreatedAt: time.UnixMilli(1)}); err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +44,7 @@ func TestHTTPDuplicateJSONMembersRefused(t *testing.T) {
 			}
 		})
 	}
-	// Nested objects are not members of the body: only its own members count.
+	// Each member once, spelt as documented: taken.
 	res := do(t, c, http.MethodPost, base+"/v1/users", []byte(`{"id":"carl","name":"C"}`))
 	if res.status != http.StatusCreated {
 		t.Fatalf("a plain create: status = %d; body %s", res.status, res.body)
@@ -60,13 +55,8 @@ func TestHTTPDuplicateJSONMembersRefused(t *testing.T) {
 // checkin at 12:00:00.000 is before to=12:00:00.0005 and so in the range,
 // and before from=12:00:00.0005 and so not in it.
 func TestHTTPRangeBoundsFinerThanMillis(t *testing.T) {
-	ts := newTestServer(t, nil, nil)
-	base := ts.serve(t)
-	c := newClient(t)
+	ts, base, c := serveWithAlice(t)
 	ctx := context.Background()
-	if err := ts.store.CreateUser(ctx, persistence.User{ID: "alice", Name: "Alice", CreatedAt: time.UnixMilli(1)}); err != nil {
-		t.Fatal(err)
-	}
 	at := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	if err := ts.store.WriteCheckins(ctx, []persistence.Checkin{{ID: "c1", UserID: "alice", LocationID: "moma", Timestamp: at}}); err != nil {
 		t.Fatal(err)
@@ -160,4 +150,16 @@ func TestHTTPAPIAnswersAreNotCached(t *testing.T) {
 			}
 		}
 	}
+}
+
+// serveWithAlice serves a test server whose store has the user alice, and
+// returns it with its base URL and a client.
+func serveWithAlice(t *testing.T) (*testServer, string, *http.Client) {
+	t.Helper()
+	ts := newTestServer(t, nil, nil)
+	base := ts.serve(t)
+	if err := ts.store.CreateUser(context.Background(), persistence.User{ID: "alice", Name: "Alice", CreatedAt: time.UnixMilli(1)}); err != nil {
+		t.Fatal(err)
+	}
+	return ts, base, newClient(t)
 }
