@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"strings"
@@ -85,7 +86,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.Int64Var(&c.Requests, "requests", c.Requests, "stop after this many requests (0: no count limit)")
 	fs.DurationVar(&c.Warmup, "warmup", c.Warmup, "run the workload this long before measuring (not in the report)")
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "timeout of one request")
-	fs.IntVar(&c.Retries, "retries", c.Retries, "send a request again, up to this many times, when it got no answer or 429, 503 or 504, as a client would: to the next target, with the same body (a checkin keeps its id); latency covers every attempt (0: never)")
+	fs.IntVar(&c.Retries, "retries", c.Retries, "send a request again, up to this many times, when it got no answer or 429, 503 or 504, as a client would: to the next target, with the same body (a checkin keeps its id); latency covers every attempt; none once --duration is over (0: never)")
 	fs.DurationVar(&c.RetryMaxWait, "retry.max-wait", c.RetryMaxWait, "wait before a retry at most this long: an answer's Retry-After, capped (a request without an answer is retried at once)")
 	fs.StringVar(&c.SourceAddrs, "source-addrs", c.SourceAddrs, "comma-separated local IP addresses to connect from, one after another per new connection, so that a node that counts clients by address (rate limits, http.max-conns-per-ip) sees that many clients; on Linux every 127.x.y.z is a loopback address (empty: the system's choice)")
 	fs.DurationVar(&c.Eject, "eject", c.Eject, "with several targets, send nothing to a target for this long after a connection error or a timeout on it, as a load balancer ejects a dead or hung node (0: never)")
@@ -181,6 +182,18 @@ func (c config) validate() error {
 			if err := checkLoopback(u.Hostname()); err != nil {
 				return err
 			}
+		}
+	}
+	// NaN and the infinities pass every comparison below (and a NaN or
+	// infinite Zipf parameter makes math/rand's Zipf loop for ever).
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"rate", c.Rate}, {"replay-speed", c.ReplaySpeed}, {"zipf.s", c.ZipfS}, {"zipf.v", c.ZipfV},
+		{"mix.checkin", c.MixCheckin}, {"mix.location", c.MixLocation}, {"mix.range", c.MixRange},
+		{"mix.range-location", c.MixRangeLocation}, {"mix.get", c.MixGet}, {"mix.delete", c.MixDelete}} {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			return fmt.Errorf("%s must be a finite number, not %v", f.name, f.v)
 		}
 	}
 	switch {

@@ -829,3 +829,93 @@ func TestReplayIDsOfSubSecondTimes(t *testing.T) {
 		t.Errorf("id of a time within a second: %s", got)
 	}
 }
+
+// TestConfigRejectsNonFiniteNumbers: NaN or an infinity passes every "<",
+// "<=" and "== 0" check; --zipf.s=NaN (or Inf, and so --zipf.v) made
+// math/rand's Zipf loop for ever in the first pick, so the run never
+// ended, and --rate=NaN ran the closed model without a word.
+func TestConfigRejectsNonFiniteNumbers(t *testing.T) {
+	for _, args := range [][]string{
+		{"--popularity=zipf", "--zipf.s=NaN"},
+		{"--popularity=zipf", "--zipf.s=+Inf"},
+		{"--popularity=zipf", "--zipf.v=NaN"},
+		{"--popularity=zipf", "--zipf.v=Inf"},
+		{"--rate=NaN"},
+		{"--rate=Inf"},
+		{"--replay=f", "--replay-speed=NaN"},
+		{"--replay=f", "--replay-speed=Inf"},
+		{"--mix.checkin=NaN"},
+		{"--mix.location=Inf"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			_, err := parseConfig(args, func(string) string { return "" }, &strings.Builder{})
+			if err == nil || !strings.Contains(err.Error(), "finite") {
+				t.Fatalf("error %v, want one saying the number must be finite", err)
+			}
+		})
+	}
+}
+
+// TestOpenScheduleOfASlowReplay: a replay slower than real time puts a
+// row of the next year past what a time.Duration holds; the due time
+// must saturate (the row is due after --duration, so not sent), not wrap
+// to a time long past that is sent at once and counted expired.
+func TestOpenScheduleOfASlowReplay(t *testing.T) {
+	srv, posts := countingServer(t, http.StatusCreated)
+	cfg := defaultConfig()
+	cfg.Targets, cfg.Concurrency, cfg.Progress = srv.URL, 1, false
+	cfg.Replay, cfg.ReplaySpeed = "f", 0.001
+	r := testRunner(t, cfg, time.Second)
+	r.syn = nil
+	t0 := time.Date(2009, 4, 23, 22, 37, 0, 0, time.UTC)
+	rep, err := prepareReplay([]row{
+		{User: "1", Loc: "2", Time: t0, Line: 1},
+		{User: "1", Loc: "3", Time: t0.Add(547 * 24 * time.Hour), Line: 2}, // due in 1,500 years
+	}, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.rep = rep
+	rng := rand.New(rand.NewPCG(1, 1))
+	r.workers = []*worker{{rng: rng, req: &fasthttp.Request{}, resp: &fasthttp.Response{}}}
+	open, _ := r.phase(context.Background(), "run", newRecorder(1), 200*time.Millisecond, 0)
+	if open.Intended != 1 || open.Expired != 0 || posts.Load() != 1 {
+		t.Fatalf("intended %d, expired %d, sent %d: want the first row alone", open.Intended, open.Expired, posts.Load())
+	}
+}
+
+// TestOpenRetriesEndWithTheRun: as in the closed model, no attempt is
+// sent again once --duration is over; the open model went on retrying
+// the requests in flight at its end, up to --retries times --timeout
+// past it against a node that stopped answering. A microsecond's
+// schedule holds one request, and no answer comes within it.
+func TestOpenRetriesEndWithTheRun(t *testing.T) {
+	srv, attempts := countingServer(t, http.StatusServiceUnavailable)
+	cfg := defaultConfig()
+	cfg.Targets, cfg.Concurrency, cfg.Rate, cfg.Progress = srv.URL, 1, 1, false
+	cfg.Users, cfg.Locations, cfg.MixCheckin, cfg.MixLocation = 1, 1, 0, 1
+	cfg.Retries, cfg.RetryMaxWait = 3, 0
+	r := testRunner(t, cfg, time.Second)
+	rng := rand.New(rand.NewPCG(1, 1))
+	r.workers = []*worker{{rng: rng, users: uniformPicker{rng, 1}, locs: uniformPicker{rng, 1}, req: &fasthttp.Request{}, resp: &fasthttp.Response{}}}
+	rec := newRecorder(1)
+	open, elapsed := r.phase(context.Background(), "run", rec, time.Microsecond, 0)
+	rep := &Report{}
+	rep.fill(cfg, rec, elapsed, open)
+	if open.Intended != 1 || rep.Requests != 1 || attempts.Load() != 1 || rep.Retries != 0 || rep.ErrorKinds["503"] != 1 {
+		t.Fatalf("intended %d, requests %d, attempts %d, retries %d, errors %v: want one attempt, its 503 the outcome",
+			open.Intended, rep.Requests, attempts.Load(), rep.Retries, rep.ErrorKinds)
+	}
+}
+
+// countingServer answers every request with status and counts them.
+func countingServer(t *testing.T, status int) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		n.Add(1)
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
+}

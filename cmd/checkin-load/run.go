@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math"
 	mrand "math/rand/v2"
 	"strconv"
 	"sync"
@@ -195,7 +196,15 @@ func (r *runner) phase(ctx context.Context, name string, rec *recorder, d time.D
 	start := time.Now()
 	if r.cfg.openModel() {
 		open = &OpenReport{OfferedRate: r.cfg.Rate, ReplaySpeed: r.cfg.ReplaySpeed}
-		r.open(pctx, rec, src, d, open, &dropped)
+		// The schedule ends by due times; the requests of its end, as the
+		// closed model's, are not sent again once d is over.
+		retryCtx := pctx
+		if d > 0 {
+			var c context.CancelFunc
+			retryCtx, c = context.WithDeadline(pctx, start.Add(d))
+			defer c()
+		}
+		r.open(pctx, retryCtx, rec, src, d, open, &dropped)
 	} else {
 		if d > 0 {
 			var c context.CancelFunc
@@ -260,12 +269,15 @@ type openJob struct {
 // queued request that waited longer than --timeout is not sent but counted
 // as failed ("expired", latency = its wait), as a real client would have
 // given up; that also bounds how long the queue takes to drain at the end.
-func (r *runner) open(ctx context.Context, rec *recorder, src *source, d time.Duration, o *OpenReport, dropped *atomic.Int64) {
-	at := func(i int64) time.Duration { return time.Duration(float64(i) * float64(time.Second) / r.cfg.Rate) }
+//
+// retryCtx ends when no request is to be sent again (--retries): at the
+// end of d, as in the closed model.
+func (r *runner) open(ctx, retryCtx context.Context, rec *recorder, src *source, d time.Duration, o *OpenReport, dropped *atomic.Int64) {
+	at := func(i int64) time.Duration { return durationOf(float64(i) * float64(time.Second) / r.cfg.Rate) }
 	if r.rep != nil && r.cfg.ReplaySpeed > 0 {
 		t0 := r.rep.rows[0].Time
 		at = func(i int64) time.Duration {
-			return time.Duration(float64(r.rep.rows[i].Time.Sub(t0)) / r.cfg.ReplaySpeed)
+			return durationOf(float64(r.rep.rows[i].Time.Sub(t0)) / r.cfg.ReplaySpeed)
 		}
 	}
 	var expired atomic.Int64
@@ -277,9 +289,19 @@ func (r *runner) open(ctx context.Context, rec *recorder, src *source, d time.Du
 			expired.Add(1)
 			return
 		}
-		r.exec(ctx, r.workers[w], rec, j.i, j.intended)
+		r.exec(retryCtx, r.workers[w], rec, j.i, j.intended)
 	})
 	o.Expired = expired.Load()
+}
+
+// durationOf converts ns nanoseconds to a duration, saturating: a due
+// time past what a duration holds (a slow replay of a long file, a tiny
+// rate) stays in the far future instead of wrapping into the past.
+func durationOf(ns float64) time.Duration {
+	if ns >= math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return time.Duration(ns)
 }
 
 // runOpen is the open-model scheduler: it calls do(worker, job) on one of
