@@ -217,11 +217,12 @@ type checkinWork struct {
 	ops []*checkinDeleteOp // pending, the first running
 	// undeleted: ids whose deletion failed unanswered by the store (it may
 	// still apply it, or have applied part of it), newest last, at most
-	// maxCheckinDeletes. A checkin with one of them is refused until a
-	// delete of it answers: written now, a late delete could remove it
-	// after it was acknowledged. The grain deletes them again in the
-	// background (retryDeletes) and does not passivate before the store
-	// confirmed every one.
+	// maxCheckinDeletes (deletes of other ids are refused meanwhile). A
+	// checkin with one of them is refused until a delete of it answers:
+	// written now, a late delete could remove it after it was
+	// acknowledged. The grain deletes them again in the background
+	// (retryDeletes) and does not passivate before the store confirmed
+	// every one.
 	undeleted []string
 	timer     *time.Timer   // sends the next retryDeletes; nil when none is due
 	wait      time.Duration // how long the next retry scheduled waits (0: grain.delete-retry)
@@ -247,8 +248,20 @@ func (d *checkinWork) op(id string) *checkinDeleteOp {
 	return nil
 }
 
+// held returns how many checkin ids the grain deletes or holds undeleted.
+func (d *checkinWork) held() int {
+	n := len(d.undeleted)
+	for _, op := range d.ops {
+		if !slices.Contains(d.undeleted, op.id) {
+			n++
+		}
+	}
+	return n
+}
+
 // maxCheckinDeletes bounds the checkin deletions one grain holds (running
-// and waiting); more are refused as overload.
+// and waiting), and the ids of those it holds undeleted with them; more
+// are refused as overload, so that no undeleted id is ever forgotten.
 const maxCheckinDeletes = 64
 
 // maxUnwritten bounds the failed writes one grain completes in the
@@ -654,7 +667,10 @@ func (g *userGrain) CreateUser(req *messages.CreateUserRequest, _ func(*messages
 			g.loaded = false // someone else created it: read it on the next call
 			err = newError(ErrConflict, CodeUserExists, "user "+g.id+" already exists")
 		default:
-			err = newError(ErrUnavailable, CodeUnavailable, "cannot store the user: "+err.Error())
+			// Maybe applied all the same (an answer lost, a timeout): read
+			// the user again on the next call rather than deny it.
+			g.loaded = false
+			err = newError(ErrUnavailable, CodeUnavailable, "the store did not confirm the user, which may be stored: "+err.Error())
 		}
 		for _, w := range op.waiters {
 			ctx.Send(w, toGrainError(err))
@@ -833,7 +849,7 @@ func (g *userGrain) deleteCheckin(ctx pcluster.GrainContext, id string, to reply
 		op.waiters = append(op.waiters, to)
 		return nil
 	}
-	if len(d.ops) >= maxCheckinDeletes {
+	if len(d.ops) >= maxCheckinDeletes || (!slices.Contains(d.undeleted, id) && d.held() >= maxCheckinDeletes) {
 		return toGrainError(newError(ErrOverloaded, CodeOverloaded, "too many checkins of user "+g.id+" are being deleted; retry the delete"))
 	}
 	if e != nil && e.unwritten {
@@ -1074,15 +1090,27 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 		}
 		if err == nil || errors.Is(err, persistence.ErrNotFound) {
 			g.dropEntry(op.id)
-			if wasCurrent && g.current != nil && g.current.ID == op.id {
+			switch {
+			case g.current == nil:
+			case g.current.ID != op.id:
+				// A read of the current location started before the
+				// delete (reloadCurrent) may name the deleted checkin:
+				// a new pointer makes it read again (it compares them).
+				c := *g.current
+				g.current = &c
+			case wasCurrent:
 				g.moveCurrentBack(cur, curErr, op.newest)
+			default:
+				// It became the current location while it was deleted
+				// (a load or reloadCurrent read it from the store before
+				// the delete), and nothing was read after the delete.
+				g.moveCurrentBack(nil, errors.New("the deleted checkin became the current location while it was deleted"), nil)
 			}
 			d.undeleted = slices.DeleteFunc(d.undeleted, func(id string) bool { return id == op.id })
 		} else if !g.leaving { // handed over: see handOver
 			if !slices.Contains(d.undeleted, op.id) {
-				if len(d.undeleted) == maxCheckinDeletes {
-					d.undeleted = slices.Delete(d.undeleted, 0, 1) // the oldest: settled by now, most likely
-				}
+				// Never past maxCheckinDeletes: deleteCheckin counts
+				// the ids being deleted with those undeleted.
 				d.undeleted = append(d.undeleted, op.id)
 			}
 			g.scheduleDeleteRetry(ctx)
@@ -1482,7 +1510,10 @@ func (g *userGrain) written(ctx pcluster.GrainContext, r *writeResult) {
 	case r.err != nil && (errors.Is(r.err, persistence.ErrUnavailable) || errors.Is(r.err, context.DeadlineExceeded)):
 		msg := "the store is unavailable and did not store the checkin; retry with the same id"
 		switch {
-		case maybe && (g.completes() || g.passesOn()):
+		case maybe && !e.rewrite && (g.completes() || g.passesOn()):
+			// A rewrite of a listed checkin that fails goes back to
+			// listed (see fail): the next retry writes it again, not the
+			// grain.
 			msg = "the store did not confirm the checkin, and may have stored part of it, which the user's grain completes in the background; retry with the same id"
 		case maybe:
 			msg = "the store did not confirm the checkin, and may have stored part of it; retry with the same id"
@@ -1493,17 +1524,25 @@ func (g *userGrain) written(ctx pcluster.GrainContext, r *writeResult) {
 	case r.existing != nil:
 		e.c = *r.existing
 		g.advance(e.c) // stored already, by an attempt that failed unanswered perhaps
+		// Maybe by an attempt that ended after a running checkin delete
+		// read the current location back: it must count too.
+		g.durableMeanwhile(e.c)
 		g.settle(ctx, e, false)
 	default:
 		g.advance(e.c)
-		if d := g.work; d != nil && len(d.ops) > 0 {
-			if op := d.ops[0]; op.started && (op.newest == nil || e.c.Newer(*op.newest)) {
-				c := e.c
-				op.newest = &c
-			}
-		}
+		g.durableMeanwhile(e.c)
 		g.lateWrite()
 		g.settle(ctx, e, !e.rewrite)
+	}
+}
+
+// durableMeanwhile tells the running checkin deletion, if any, that c is
+// durable: the current location it read back may not hold it.
+func (g *userGrain) durableMeanwhile(c persistence.Checkin) {
+	if d := g.work; d != nil && len(d.ops) > 0 {
+		if op := d.ops[0]; op.started && (op.newest == nil || c.Newer(*op.newest)) {
+			op.newest = &c
+		}
 	}
 }
 
