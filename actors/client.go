@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"time"
 
@@ -127,7 +126,7 @@ func (cl *Client) Checkin(ctx context.Context, c persistence.Checkin, timestampS
 	// request buffer that is reused once the call returns.
 	m.UserId = ""
 	r, err := callUser[*messages.CheckinResponse](cl, ctx, c.UserID, methodCheckin, &messages.CheckinRequest{Checkin: m, TimestampSet: timestampSet, ClientId: clientID})
-	if errors.Is(err, errCallTimeout) || errors.Is(err, context.DeadlineExceeded) {
+	if unanswered(err) {
 		// The grain, its writer or the store was slow or down: the write
 		// may have been made, or may still be.
 		return persistence.Checkin{}, false, newError(ErrTimeout, CodeTimeout, errCheckinUnconfirmed)

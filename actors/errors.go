@@ -70,6 +70,11 @@ func toGrainError(err error) *pcluster.GrainErrorResponse {
 	return pcluster.NewGrainErrorResponse(reason, e.Message).WithMetadata(map[string]string{"code": e.Code})
 }
 
+// unanswered reports whether a grain call got no answer in time.
+func unanswered(err error) bool {
+	return errors.Is(err, errCallTimeout) || errors.Is(err, context.DeadlineExceeded)
+}
+
 // fromGrainError decodes a grain call error. A call that got no answer in
 // time becomes ErrTimeout (what the grain was asked may still be done);
 // other errors that are not grain errors (no activation, the call not
@@ -77,7 +82,7 @@ func toGrainError(err error) *pcluster.GrainErrorResponse {
 func fromGrainError(err error) error {
 	var g *pcluster.GrainErrorResponse
 	if !errors.As(err, &g) {
-		if errors.Is(err, errCallTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		if unanswered(err) {
 			return &Error{Kind: ErrTimeout, Code: CodeTimeout, Message: "the user's actor did not answer in time; a change it was asked to make may still be made"}
 		}
 		return &Error{Kind: ErrUnavailable, Code: CodeUnavailable, Message: "the user's actor did not answer: " + err.Error()}

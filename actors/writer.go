@@ -178,6 +178,11 @@ func errWritersAtBound() *Error {
 	return newError(ErrOverloaded, CodeOverloaded, "the store is writing as many checkins as it can; retry shortly")
 }
 
+// errShuttingDown refuses a checkin submitted once the pool is closing.
+func errShuttingDown() *Error {
+	return newError(ErrUnavailable, CodeUnavailable, "the node is shutting down")
+}
+
 // refusing reports whether a checkin submitted now would be refused at the
 // writers' bound, and counts it refused if so (Client.Checkin refuses it
 // before its grain call).
@@ -196,7 +201,7 @@ func (p *Pool) refusing() bool {
 // writer to look the checkin id up first.
 func (p *Pool) submit(ctx actor.Context, e *entry, checkExisting bool) error {
 	if p.closed.Load() {
-		return newError(ErrUnavailable, CodeUnavailable, "the node is shutting down")
+		return errShuttingDown()
 	}
 	i := p.index(e.c.UserID)
 	if !p.bound.Admit(p.held.Add(1)) {
@@ -216,7 +221,7 @@ func (p *Pool) submit(ctx actor.Context, e *entry, checkExisting bool) error {
 		p.depth[i].Add(-1)
 		p.held.Add(-1)
 		p.m.queueDepth.Dec()
-		return newError(ErrUnavailable, CodeUnavailable, "the node is shutting down")
+		return errShuttingDown()
 	}
 	if mustWake {
 		ctx.Send(p.pids[i], wake{})

@@ -143,12 +143,13 @@ func (r *silentReports) wanted(self string, now time.Time) (put, drop map[string
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	put, drop = map[string]string{}, map[string]string{}
+	reportKey := func(id string) string { return r.dir + id + "/" + self }
 	// This node's reports in etcd are its own, written or not: a Put
 	// that timed out after etcd applied it, or one a fresh read still
 	// finds (reset), goes when it is no longer wanted.
 	for id, by := range r.reports {
 		if _, ok := r.mine[id]; by[self] && !ok {
-			r.mine[id] = r.dir + id + "/" + self
+			r.mine[id] = reportKey(id)
 		}
 	}
 	want := map[string]bool{}
@@ -156,7 +157,7 @@ func (r *silentReports) wanted(self string, now time.Time) (put, drop map[string
 		if id, ok := r.ids[addr]; ok && now.Sub(since) >= r.after {
 			want[id] = true
 			if _, done := r.mine[id]; !done {
-				put[id] = r.dir + id + "/" + self
+				put[id] = reportKey(id)
 			}
 		}
 	}

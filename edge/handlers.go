@@ -672,18 +672,17 @@ func (s *Server) listCheckins(c *fiber.Ctx) error {
 		}
 		q.LocationID = v
 	}
-	from, to := q.From, q.To // as given, to check their order
 	if v := c.Query("from"); v != "" {
-		if q.From, from, err = parseBound("from", v); err != nil {
+		if q.From, err = parseBound("from", v); err != nil {
 			return err
 		}
 	}
 	if v := c.Query("to"); v != "" {
-		if q.To, to, err = parseBound("to", v); err != nil {
+		if q.To, err = parseBound("to", v); err != nil {
 			return err
 		}
 	}
-	if !from.Before(to) {
+	if !q.From.Before(q.To) {
 		return badRequest("invalid_range", "from must be before to")
 	}
 	if q.Limit, err = parseLimit(c.Query("limit")); err != nil {
@@ -707,11 +706,9 @@ func (s *Server) listCheckins(c *fiber.Ctx) error {
 	if err := s.userExists(ctx, userID); err != nil {
 		return err
 	}
-	var page persistence.Page // empty when the range holds no whole millisecond
-	if q.From.Before(q.To) {
-		if page, err = s.store.ListCheckins(ctx, q); err != nil {
-			return err
-		}
+	page, err := s.store.ListCheckins(ctx, q)
+	if err != nil {
+		return err
 	}
 	out := pageJSON{Checkins: make([]checkinJSON, len(page.Checkins))}
 	for i, ci := range page.Checkins {

@@ -188,6 +188,20 @@ func jsonType(kind string) string {
 // parseTime parses an RFC 3339 time given in field and returns it in UTC
 // with millisecond precision.
 func parseTime(field, s string) (time.Time, error) {
+	t, err := parseBound(field, s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return persistence.Millis(t), nil
+}
+
+// parseBound parses from or to of a range as parseTime does, but keeps
+// what is finer than a millisecond: the store narrows the range to whole
+// milliseconds, rounding both up (persistence.ListCheckins), so that it
+// holds exactly the checkins within it as given. (Rounded down here,
+// to=12:00:00.0005 would leave out a checkin at 12:00:00.000, and
+// from=12:00:00.0005 take it in.)
+func parseBound(field, s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		if strings.IndexByte(s, ' ') >= 0 {
@@ -196,30 +210,10 @@ func parseTime(field, s string) (time.Time, error) {
 		}
 		return time.Time{}, badRequest("invalid_time", fmt.Sprintf("%s must be an RFC 3339 time such as 2024-05-01T12:00:00Z", field))
 	}
-	t = persistence.Millis(t)
-	if t.Before(minTime) {
+	if t.Before(minTime) { // a whole millisecond: as t rounded either way
 		return time.Time{}, badRequest("invalid_time", field+" must not be before 1970-01-01T00:00:00Z")
 	}
-	return t, nil
-}
-
-// parseBound parses from or to of a range as parseTime does, but rounds
-// a time between two milliseconds up, not down: checkins are stored to
-// the millisecond, so a checkin at t is at or after from exactly when t is
-// at or after from rounded up, and before to exactly when before to
-// rounded up. (Rounded down, to=12:00:00.0005 would leave out a checkin
-// at 12:00:00.000, and from=12:00:00.0005 take it in.) It also returns
-// the time as given, in UTC, to compare from and to as the client sent
-// them.
-func parseBound(field, s string) (rounded, given time.Time, err error) {
-	if rounded, err = parseTime(field, s); err != nil {
-		return rounded, given, err
-	}
-	given, _ = time.Parse(time.RFC3339Nano, s)
-	if given = given.UTC(); rounded.Before(given) {
-		rounded = rounded.Add(time.Millisecond)
-	}
-	return rounded, given, nil
+	return t.UTC(), nil
 }
 
 func parseLimit(s string) (int, error) {

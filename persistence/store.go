@@ -215,7 +215,8 @@ type Store interface {
 	// CurrentLocation returns the user's checkin with the latest timestamp
 	// (ties: larger id), or ErrNotFound if the user never checked in.
 	CurrentLocation(ctx context.Context, userID string) (Checkin, error)
-	// ListCheckins returns one page of a range read.
+	// ListCheckins returns one page of a range read; From and To are
+	// rounded up to whole milliseconds (see the func ListCheckins).
 	ListCheckins(ctx context.Context, q Query) (Page, error)
 
 	// Ping returns nil when the store can serve calls.

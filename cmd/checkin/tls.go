@@ -147,19 +147,12 @@ func (p *peerTLS) config() *tls.Config {
 // verifyPeer accepts a peer whose certificate chains to the cluster's
 // authority.
 func (p *peerTLS) verifyPeer(cs tls.ConnectionState) error {
-	raw := make([][]byte, len(cs.PeerCertificates))
-	for i, c := range cs.PeerCertificates {
-		raw[i] = c.Raw
-	}
-	return verifyChain(raw, p.roots.Load())
+	return verifyCerts(cs.PeerCertificates, p.roots.Load()) // parsed by the handshake
 }
 
 // verifyChain checks that the certificate chain raw (DER, leaf first)
 // chains to roots.
 func verifyChain(raw [][]byte, roots *x509.CertPool) error {
-	if len(raw) == 0 {
-		return errors.New("cluster TLS: the peer showed no certificate")
-	}
 	certs := make([]*x509.Certificate, len(raw))
 	for i, der := range raw {
 		c, err := x509.ParseCertificate(der)
@@ -167,6 +160,15 @@ func verifyChain(raw [][]byte, roots *x509.CertPool) error {
 			return fmt.Errorf("cluster TLS: the peer's certificate: %w", err)
 		}
 		certs[i] = c
+	}
+	return verifyCerts(certs, roots)
+}
+
+// verifyCerts checks that the certificate chain certs (leaf first) chains
+// to roots.
+func verifyCerts(certs []*x509.Certificate, roots *x509.CertPool) error {
+	if len(certs) == 0 {
+		return errors.New("cluster TLS: the peer showed no certificate")
 	}
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
