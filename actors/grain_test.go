@@ -394,7 +394,9 @@ func TestRestartKeepsState(t *testing.T) {
 
 // metric returns the value of a counter or gauge without labels, or with
 // label (a name and a value) the value of that series: 0 if it has none
-// yet (a labelled series appears once it is first counted).
+// yet (a labelled series appears once it is first counted), as long as
+// the metric is registered with that label (a misspelt name or label
+// fails the test instead of reading 0).
 func (n *testNode) metric(t testing.TB, name string, label ...string) float64 {
 	t.Helper()
 	mfs, err := n.reg.Gather()
@@ -417,11 +419,28 @@ func (n *testNode) metric(t testing.TB, name string, label ...string) float64 {
 			return m.GetCounter().GetValue()
 		}
 	}
-	if len(label) == 2 {
+	if len(label) == 2 && n.described(name, label[0]) {
 		return 0
 	}
-	t.Fatalf("no metric %s", name)
+	t.Fatalf("no metric %s %v registered", name, label)
 	return 0
+}
+
+// described reports whether the node registered the metric name with the
+// variable label.
+func (n *testNode) described(name, label string) bool {
+	descs := make(chan *prometheus.Desc)
+	go func() { n.reg.Describe(descs); close(descs) }()
+	found := false
+	for d := range descs {
+		// Desc keeps its fields to itself; its String names them.
+		s := d.String()
+		if i := strings.Index(s, "variableLabels:"); i >= 0 && strings.Contains(s, `fqName: "`+name+`"`) &&
+			slices.Contains(strings.FieldsFunc(s[i+len("variableLabels:"):], func(r rune) bool { return !(r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9') }), label) {
+			found = true
+		}
+	}
+	return found
 }
 
 func waitFor(t testing.TB, what string, cond func() bool) {
