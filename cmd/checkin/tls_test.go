@@ -56,19 +56,8 @@ func TestCertificateReloadKeepsAValidOne(t *testing.T) {
 // on reload, and the pair in use stays.
 func TestPeerReloadRefusesAnotherAuthority(t *testing.T) {
 	dir := t.TempDir()
-	ca, err := testcert.NewCA(dir, "cluster-ca")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca, certFile, keyFile, p := startPeerTLS(t, dir)
 	other, err := testcert.NewCA(t.TempDir(), "other-ca")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := ca.Issue(dir, "member", 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := loadPeerTLS(certFile, keyFile, ca.File)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,18 +83,7 @@ func TestPeerReloadRefusesAnotherAuthority(t *testing.T) {
 // in use.
 func TestPeerReloadRefusesResumedSessions(t *testing.T) {
 	dir, clientDir := t.TempDir(), t.TempDir()
-	oldCA, err := testcert.NewCA(dir, "cluster-ca")
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, err := oldCA.Issue(dir, "member", 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := loadPeerTLS(certFile, keyFile, oldCA.File)
-	if err != nil {
-		t.Fatal(err)
-	}
+	oldCA, _, _, p := startPeerTLS(t, dir)
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", p.config())
 	if err != nil {
 		t.Fatal(err)
@@ -172,4 +150,21 @@ func TestPeerReloadRefusesResumedSessions(t *testing.T) {
 	if err := <-handshakes; err == nil {
 		t.Errorf("a member the replaced authority signed is accepted after the reload (session resumed: %v)", resumed)
 	}
+}
+
+// startPeerTLS makes a cluster authority in dir, issues a member
+// certificate with it, and loads the cluster port's TLS from them.
+func startPeerTLS(t *testing.T, dir string) (ca *testcert.CA, certFile, keyFile string, p *peerTLS) {
+	t.Helper()
+	ca, err := testcert.NewCA(dir, "cluster-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if certFile, keyFile, err = ca.Issue(dir, "member", 2); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = loadPeerTLS(certFile, keyFile, ca.File); err != nil {
+		t.Fatal(err)
+	}
+	return ca, certFile, keyFile, p
 }
