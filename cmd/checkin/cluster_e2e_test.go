@@ -717,19 +717,25 @@ func testRemoval(t *testing.T, how string) {
 	a, b, c := startMember(t, flags), startMember(t, flags), startMember(t, append(slices.Clone(flags), cFlags...))
 	waitMembers(t, 3, a, b, c)
 	l := a.mkLocation(t, "rm")
-	local := `checkin_grain_requests_total{served_by="local"}`
-	// Users c holds: created through c and served there. With an address
-	// the others cannot reach, c cannot create the others' users (their
-	// answers do not reach it): those are left out.
+	// Users c holds: created through c and activated there, not on a or b.
+	// With an address the others cannot reach, c cannot create the
+	// others' users (their answers do not reach it): those are left out.
+	activations := func() [3]float64 {
+		var n [3]float64
+		for i, p := range []*proc{a, b, c} {
+			n[i] = p.metric(t, "checkin_grain_activations_total")
+		}
+		return n
+	}
 	var ofC []string
 	for tries := 0; len(ofC) < 2; tries++ {
 		if tries == 64 {
 			t.Fatalf("c holds %d of 64 users", len(ofC))
 		}
-		before := c.metric(t, local)
+		before := activations()
 		u := uniqueID("rm")
 		r := c.do(t, "POST", "/v1/users", map[string]any{"id": u, "name": "user " + u})
-		if r.status == http.StatusCreated && c.metric(t, local) > before {
+		if after := activations(); r.status == http.StatusCreated && after == [3]float64{before[0], before[1], before[2] + 1} {
 			ofC = append(ofC, u)
 		}
 	}
@@ -741,15 +747,23 @@ func testRemoval(t *testing.T, how string) {
 		sent[u] = k
 	}
 
-	resume := func() {}
-	switch how {
-	case "killed":
-		for i, u := range ofC { // a and b learn where the grains are
+	if how != "unreachable address" {
+		// a and b send c's users to c: they learn where the grains are,
+		// and none of them activates one of its own.
+		before := activations()
+		for i, u := range ofC {
 			for _, p := range []*proc{a, b} {
 				k := ck{uniqueID("rm"), l.ID, now.Add(-time.Hour + time.Duration(i+1)*time.Minute)}
 				p.mkCheckin(t, u, k)
 			}
 		}
+		if after := activations(); after != before {
+			t.Fatalf("grain activations on a, b, c went from %v to %v as a and b sent checkins for users c holds, want no new one", before, after)
+		}
+	}
+	resume := func() {}
+	switch how {
+	case "killed":
 		c.kill(t)
 	case "frozen":
 		if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
