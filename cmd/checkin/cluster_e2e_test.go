@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -810,8 +811,9 @@ func testRemoval(t *testing.T, how string) {
 	// cluster.evict-silent-after: the steps of the removal below, given as
 	// long.)
 	for deadline := time.Now().Add(30 * time.Second); len(ofCReports()) == 0; {
+		before := servedBy(t, a, b)
 		if st := checkin(a, ofC[0]); st != http.StatusGatewayTimeout && st != http.StatusServiceUnavailable {
-			t.Fatalf("checkin through a for a user c holds, c unreachable: %d, want 504 or 503", st)
+			t.Fatalf("checkin through a for a user c holds, c unreachable: %d, want 504 or 503 (a and b %s before it, %s after)", st, before, servedBy(t, a, b))
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("a did not report c within 30 s of calling it")
@@ -875,6 +877,19 @@ func testRemoval(t *testing.T, how string) {
 	waitRemovedExit(t, c)
 	waitNoReports(t, reportKeys)
 	checkCurrents(t, ofC, sent, l, a, b)
+}
+
+// servedBy reports the grain calls each of ps made, by where they were
+// served, and the grains each activated: where a call went.
+func servedBy(t *testing.T, ps ...*proc) string {
+	t.Helper()
+	var parts []string
+	for _, p := range ps {
+		parts = append(parts, fmt.Sprintf("%s: local %v, remote %v, activations %v", p.base,
+			p.metric(t, `checkin_grain_requests_total{served_by="local"}`), p.metric(t, `checkin_grain_requests_total{served_by="remote"}`),
+			p.metric(t, "checkin_grain_activations_total")))
+	}
+	return "[" + strings.Join(parts, "; ") + "]"
 }
 
 // waitRemovedExit waits for p, which the cluster removed and which runs,
