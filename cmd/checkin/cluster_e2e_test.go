@@ -770,6 +770,11 @@ func testRemoval(t *testing.T, how string) {
 		if err := c.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
+		for deadline := time.Now().Add(5 * time.Second); procState(c.cmd.Process.Pid) != "T"; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("c not stopped 5 s after SIGSTOP: process state %q", procState(c.cmd.Process.Pid))
+			}
+		}
 		resumed := false
 		resume = func() {
 			if !resumed {
@@ -813,7 +818,8 @@ func testRemoval(t *testing.T, how string) {
 	for deadline := time.Now().Add(30 * time.Second); len(ofCReports()) == 0; {
 		before := servedBy(t, a, b)
 		if st := checkin(a, ofC[0]); st != http.StatusGatewayTimeout && st != http.StatusServiceUnavailable {
-			t.Fatalf("checkin through a for a user c holds, c unreachable: %d, want 504 or 503 (a and b %s before it, %s after)", st, before, servedBy(t, a, b))
+			t.Fatalf("checkin through a for a user c holds, c unreachable: %d, want 504 or 503 (a and b %s before it, %s after; c's process state %q)",
+				st, before, servedBy(t, a, b), procState(c.cmd.Process.Pid))
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("a did not report c within 30 s of calling it")
@@ -877,6 +883,20 @@ func testRemoval(t *testing.T, how string) {
 	waitRemovedExit(t, c)
 	waitNoReports(t, reportKeys)
 	checkCurrents(t, ofC, sent, l, a, b)
+}
+
+// procState returns the state letter Linux gives process pid (T: stopped),
+// or why it cannot be read.
+func procState(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return err.Error()
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses
+	if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
+		return string(b[i+2])
+	}
+	return "unreadable: " + string(b)
 }
 
 // servedBy reports the grain calls each of ps made, by where they were
