@@ -85,7 +85,8 @@ type progress struct {
 
 	inflight atomic.Int32
 	at       atomic.Int64 // Unix ns: the last end, or the first begin after none were in flight
-	said     atomic.Bool  // stuckMsg was logged
+	said     atomic.Bool  // stuckMsg was logged; set and cleared under mu
+	mu       sync.Mutex   // orders the two messages; taken only when one is due
 }
 
 // begin and end bracket every operation. The first after none were in
@@ -98,11 +99,29 @@ func (p *progress) begin() {
 	p.inflight.Add(1)
 }
 
+// An end that closes a stuck spell logs againMsg before the end counts,
+// so whoever sees operations finish again (Ping, the readiness probe)
+// finds it in the log. It checks once more after counting, for a spell
+// found from a view taken just before this end counted.
 func (p *progress) end() {
+	if p.said.Load() {
+		p.finishesAgain()
+	}
 	p.at.Store(time.Now().UnixNano())
 	p.inflight.Add(-1)
-	if p.said.Load() && p.said.Swap(false) {
+	if p.said.Load() {
+		p.finishesAgain()
+	}
+}
+
+// finishesAgain logs againMsg if stuckMsg was logged, and ends the spell.
+func (p *progress) finishesAgain() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.said.Load() {
 		p.log.Info(p.againMsg)
+		p.at.Store(time.Now().UnixNano())
+		p.said.Store(false)
 	}
 }
 
@@ -122,8 +141,17 @@ func (p *progress) failure() *failure {
 	if !ok {
 		return nil
 	}
-	if !p.said.Swap(true) {
-		p.log.Warn(p.stuckMsg, zap.Time("since", since))
+	if !p.said.Load() {
+		p.mu.Lock()
+		// Again under mu: an end may have closed the spell meanwhile.
+		if since, ok = p.stuck(); ok && !p.said.Load() {
+			p.log.Warn(p.stuckMsg, zap.Time("since", since))
+			p.said.Store(true)
+		}
+		p.mu.Unlock()
+		if !ok {
+			return nil
+		}
 	}
 	return &failure{err: p.err, since: since, last: time.Now()}
 }
@@ -175,8 +203,11 @@ func (h *health) flushEnd(info pebbledb.FlushInfo) {
 		h.fail(info.Err)
 		return
 	}
-	if f := h.failing.Swap(nil); f != nil {
+	// Logged before the store turns ready, so whoever sees it ready finds
+	// the message; a failure recorded meanwhile stays.
+	if f := h.failing.Load(); f != nil {
 		h.log.Info("storage engine flushes again", zap.Duration("failing_for", time.Since(f.since)))
+		h.failing.CompareAndSwap(f, nil)
 	}
 }
 

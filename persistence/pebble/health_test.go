@@ -547,3 +547,30 @@ func TestOpenRefusesANonPositiveStuckLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestProgressSaysAgainBeforeReady: once operations that were stuck are
+// seen to finish (the store turns ready), the log already says so. An
+// operator, or a probe that reads the log after the readiness check,
+// never finds the store ready with only "does not finish" logged.
+func TestProgressSaysAgainBeforeReady(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	p := &progress{log: zap.New(core), limit: time.Hour, err: errWritesStuck, stuckMsg: "stuck", againMsg: "again"}
+	for i := range 500 {
+		p.begin()
+		p.at.Store(time.Now().Add(-2 * time.Hour).UnixNano()) // in flight for longer than limit
+		if p.failure() == nil {
+			t.Fatalf("round %d: an operation in flight for longer than the limit is not stuck", i)
+		}
+		done := make(chan struct{})
+		go func() { defer close(done); p.end() }()
+		for p.failure() != nil {
+		}
+		if n := logs.FilterMessage("again").Len(); n != i+1 {
+			t.Fatalf("round %d: ready with %q logged %d times, want %d", i, "again", n, i+1)
+		}
+		<-done
+	}
+	if n := logs.FilterMessage("stuck").Len(); n != 500 {
+		t.Errorf("%q logged %d times in 500 spells, want once each", "stuck", n)
+	}
+}
