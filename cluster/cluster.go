@@ -17,7 +17,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -227,36 +226,33 @@ func Start(system *actor.ActorSystem, cfg Config, log *zap.Logger, kinds ...*pcl
 	ccfg := pcluster.Configure(cfg.Name, provider, p, remote.Configure(host, port, ropts...),
 		pcluster.WithKinds(kinds...), pcluster.WithRequestTimeout(cfg.RequestTimeout))
 	c := pcluster.New(system, ccfg)
-	var sub *eventstream.Subscription
 	defer func() { // protoactor panics when it cannot start (the port is taken, etcd does not answer)
 		if r := recover(); r != nil {
 			n, err = nil, fmt.Errorf("cluster: start member on %s: %v", cfg.Addr, r)
-			if sub != nil {
-				system.EventStream.Unsubscribe(sub)
-			}
 			abandon(c, p)
 		}
 	}()
 	n = &Node{System: system, log: log, graceful: cfg.Provider != "standalone", evicted: make(chan struct{})}
 	n.etcd, _ = provider.(*etcdMembers)
-	sub = system.EventStream.Subscribe(func(ev any) {
-		if t, ok := ev.(*pcluster.ClusterTopology); ok {
-			self := system.Address()
-			in := slices.ContainsFunc(t.Members, func(m *pcluster.Member) bool { return m.Address() == self })
-			if n.joined.Swap(in) && !in && !n.stopping.Load() {
-				n.evict.Do(func() { close(n.evicted) })
-			}
-			n.members.Store(int64(len(t.Members)))
-			others := make([]string, 0, len(t.Members))
-			for _, m := range t.Members {
-				if addr := m.Address(); addr != self {
-					others = append(others, addr)
-				}
-			}
-			n.others.Store(&others)
-			log.Info("cluster topology changed", zap.Int("members", len(t.Members)), zap.Int("joined", len(t.Joined)), zap.Int("left", len(t.Left)))
+	// Once the placement routes by a topology, not before: whoever sees
+	// the member count (metrics, readiness, the log) change finds calls
+	// already going to the new owners.
+	p.applied = func(t *pcluster.ClusterTopology) {
+		self := system.Address()
+		in := slices.ContainsFunc(t.Members, func(m *pcluster.Member) bool { return m.Address() == self })
+		if n.joined.Swap(in) && !in && !n.stopping.Load() {
+			n.evict.Do(func() { close(n.evicted) })
 		}
-	})
+		n.members.Store(int64(len(t.Members)))
+		others := make([]string, 0, len(t.Members))
+		for _, m := range t.Members {
+			if addr := m.Address(); addr != self {
+				others = append(others, addr)
+			}
+		}
+		n.others.Store(&others)
+		log.Info("cluster topology changed", zap.Int("members", len(t.Members)), zap.Int("joined", len(t.Joined)), zap.Int("left", len(t.Left)))
+	}
 	c.StartMember()
 	n.Cluster = c
 	log.Info("cluster member started", zap.String("address", system.Address()), zap.String("member_id", system.ID), zap.String("provider", cfg.Provider), zap.Bool("tls", cfg.TLS != nil))

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -132,5 +133,42 @@ func TestStartOnATakenPortFails(t *testing.T) {
 	if n, err := Start(NewSystem(cfg, log), cfg, log); err == nil {
 		n.Stop()
 		t.Fatal("started on a taken port")
+	}
+}
+
+// A member count that changed (Members: the metric, the log, what the
+// node's users see) means calls already route by the new topology: a
+// caller that saw the member come or go and then called a grain it owns
+// now reached the old owner (and, for a member gone silent, waited for
+// its timeout).
+func TestMembersChangeOnceThePlacementFollows(t *testing.T) {
+	kind := pcluster.NewKind("Probe", actor.PropsFromFunc(func(actor.Context) {}))
+	cfg := DefaultConfig()
+	log := zap.NewNop()
+	n, err := Start(NewSystem(cfg, log), cfg, log, kind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	p := n.Cluster.Config.IdentityLookup.(*placement)
+	self := n.Cluster.MemberList.Members().Members()
+	other := &pcluster.Member{Host: "127.0.0.1", Port: 1, Id: "other", Kinds: []string{"Probe"}}
+	ringSize := func() int { return len(p.ring.Load().byKind["Probe"]) }
+	for i := range 300 {
+		members := append(slices.Clone(self), other)
+		if i%2 == 1 {
+			members = slices.Clone(self)
+		}
+		published := make(chan struct{})
+		go func() {
+			defer close(published)
+			n.System.EventStream.Publish(&pcluster.ClusterTopology{Members: members})
+		}()
+		for n.Members() != len(members) {
+		}
+		if got := ringSize(); got != len(members) {
+			t.Fatalf("round %d: Members() = %d while the placement routes by %d members", i, len(members), got)
+		}
+		<-published
 	}
 }

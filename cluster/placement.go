@@ -70,6 +70,9 @@ type placement struct {
 	// lost: the members that left the topology without draining in the
 	// last lostMemory, newest last (InheritedFromLost).
 	lost atomic.Pointer[[]lostMember]
+	// applied, if set before Setup, is called with each topology once
+	// the ring and the caches follow it
+	applied func(*pcluster.ClusterTopology)
 	// predecessorLost: the member last at this member's address left
 	// without draining (it died, and this one was started in its place),
 	// noted with the first ring that has this member (onTopology)
@@ -145,6 +148,9 @@ func (p *placement) Setup(c *pcluster.Cluster, kinds []string, _ bool) {
 		switch e := ev.(type) {
 		case *pcluster.ClusterTopology:
 			p.onTopology(e.Members, nil)
+			if p.applied != nil {
+				p.applied(e)
+			}
 		case *Draining:
 			p.onTopology(nil, e)
 		case *pcluster.ActivationTerminating:
