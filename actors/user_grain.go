@@ -382,24 +382,27 @@ func (g *userGrain) checkInherited(ctx pcluster.GrainContext) {
 			}
 		}
 		g.deps.Metrics.inherited.WithLabelValues(result).Inc()
+		var found []*entry
 		var cs []persistence.Checkin
 		for _, i := range missing {
 			if e := listed[i]; g.find(e.c.ID) == e && e.done && e.listed {
-				cs = append(cs, e.c)
-				if g.completes() {
-					g.rewriteListed(ctx, e)
-				} else {
-					g.removeEntry(e)
-				}
+				found, cs = append(found, e), append(cs, e.c)
 			}
 		}
-		if len(cs) > 0 {
+		if len(cs) > 0 { // counted before they are written: a reader may see one stored at once
 			g.deps.Metrics.inheritedWrites.Add(float64(len(cs)))
 			g.deps.Log.Info("found checkins listed but not by id, left by the user's last owner, which left without draining: writing them again",
 				zap.String("user_id", g.id), zap.Int("checkins", len(cs)), zap.String("first_checkin_id", cs[0].ID))
-			if g.passesOn() {
-				g.passOn(ctx, cs) // handed over meanwhile
+		}
+		for _, e := range found {
+			if g.completes() {
+				g.rewriteListed(ctx, e)
+			} else {
+				g.removeEntry(e)
 			}
+		}
+		if len(cs) > 0 && g.passesOn() {
+			g.passOn(ctx, cs) // handed over meanwhile
 		}
 		g.touch() // idle again: the deadline the request set while busy was never
 		g.whenIdle(ctx)
