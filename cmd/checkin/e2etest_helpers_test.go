@@ -213,6 +213,18 @@ func (l *procLog) has(msg string) bool {
 	return slices.ContainsFunc(l.lines(), func(r logLine) bool { return r.Msg == msg })
 }
 
+// waitFor reports whether msg is logged within 10 s. A line the node wrote
+// before it answered a request can reach l after the answer: the process's
+// output is copied in by another goroutine.
+func (l *procLog) waitFor(msg string) bool {
+	for deadline := time.Now().Add(10 * time.Second); !l.has(msg); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}
+
 // proc is one running checkin binary.
 type proc struct {
 	cmd     *exec.Cmd
@@ -419,12 +431,8 @@ func (p *proc) hup(t *testing.T, wantMsg string) {
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !p.log.has(wantMsg) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q logged within 10s of SIGHUP", wantMsg)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !p.log.waitFor(wantMsg) {
+		t.Fatalf("no %q logged within 10s of SIGHUP", wantMsg)
 	}
 }
 
