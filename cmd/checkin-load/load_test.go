@@ -919,3 +919,49 @@ func countingServer(t *testing.T, status int) (*httptest.Server, *atomic.Int64) 
 	t.Cleanup(srv.Close)
 	return srv, &n
 }
+
+// What --verify expects of a deleted checkin, by the delete's last answer:
+// gone, still there, or not checked (the outcome is unknown).
+func TestDeletedOutcome(t *testing.T) {
+	tests := []struct {
+		name           string
+		status         int
+		kind           string
+		mayHaveApplied bool
+		want           string // gone, kept, unknown
+		wantKind       string
+	}{
+		{"204", 204, "", false, "gone", ""},
+		{"404 after an attempt that may have deleted it", 404, "404:checkin_not_found", true, "gone", ""},
+		{"404 at the first attempt", 404, "404:checkin_not_found", false, "kept", "404:checkin_not_found"},
+		{"400", 400, "400:bad_request", false, "kept", "400:bad_request"},
+		{"no answer", 0, "timeout", false, "unknown", "timeout"},
+		{"503 after retries", 503, "503:overloaded", true, "unknown", "503:overloaded"},
+		{"504", 504, "504:timeout", false, "unknown", "504:timeout"},
+		{"500: the server's defect, applied or not", 500, "500:internal", false, "unknown", "500:internal"},
+		{"502 from a proxy", 502, "502:http", false, "unknown", "502:http"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &runner{cfg: defaultConfig()}
+			r.cfg.Verify = true
+			w := &worker{}
+			del := ack{User: "u", ID: "c"}
+			if kind := r.deleted(w, del, tt.status, tt.kind, tt.mayHaveApplied); kind != tt.wantKind {
+				t.Errorf("error kind %q, want %q", kind, tt.wantKind)
+			}
+			got := "kept"
+			switch {
+			case len(w.gone) == 1 && len(w.uncertain) == 0:
+				got = "gone"
+			case len(w.uncertain) == 1 && len(w.gone) == 0:
+				got = "unknown"
+			case len(w.gone)+len(w.uncertain) > 0:
+				t.Fatalf("noted as gone %v and uncertain %v", w.gone, w.uncertain)
+			}
+			if got != tt.want {
+				t.Errorf("verify takes the checkin as %s, want %s", got, tt.want)
+			}
+		})
+	}
+}

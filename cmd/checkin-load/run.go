@@ -487,8 +487,9 @@ func (r *runner) exec(ctx context.Context, w *worker, rec *recorder, i int64, st
 // deleted notes, for --verify, what became of a delete of the checkin del
 // and returns its error kind: a 404 after an attempt that may have deleted
 // the checkin is that attempt's success, not an error. A 404 at the first
-// attempt is an error, and the checkin stays expected: verify counts it
-// lost, as it was acknowledged.
+// attempt, or another 4xx, is an error, and the checkin stays expected:
+// verify counts it lost, as it was acknowledged. A delete with no answer or
+// a 5xx may have been applied: verify does not check its checkin.
 func (r *runner) deleted(w *worker, del ack, status int, kind string, mayHaveApplied bool) string {
 	gone := status == 204 || status == 404 && mayHaveApplied && kind == "404:checkin_not_found"
 	if gone {
@@ -500,7 +501,9 @@ func (r *runner) deleted(w *worker, del ack, status int, kind string, mayHaveApp
 	switch {
 	case gone:
 		w.gone = append(w.gone, del)
-	case mayHaveApplied || status == 0 || status == 503 || status == 504:
+	case mayHaveApplied || status == 0 || status >= 500:
+		// No answer, or one that does not say whether it was applied (a
+		// 500 is the server's own defect; a proxy answers 502).
 		w.uncertain = append(w.uncertain, del)
 	}
 	return kind
