@@ -3,9 +3,11 @@ package edge
 import (
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -236,6 +238,79 @@ func (c *limitedConn) Close() error {
 		}
 	})
 	return err
+}
+
+// firstRequests times each connection's first request as the HTTP server
+// times every later one: the connection waits for its first byte up to
+// http.idle-timeout, as a keep-alive connection waits between requests,
+// and is closed without an answer if none comes; the request, once begun,
+// has the read timeout to arrive whole. The HTTP server times the first
+// request from when the connection opened and answers 408 to a connection
+// that sent nothing in time, so a client that opened connections ahead of
+// need (a load balancer's or an HTTP client's pool) and sent on one a
+// little later than the read timeout found it closed, or took that 408 for
+// the answer to its request. Over TLS it wraps the TLS connection: the
+// first byte is the request's, not the handshake's.
+type firstRequests struct {
+	net.Listener
+	idle, read time.Duration // Config.IdleTimeout; the HTTP server's read timeout
+}
+
+func (l *firstRequests) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	fc := &firstRequestConn{Conn: c, l: l, wait: true}
+	if tc, ok := c.(*tls.Conn); ok {
+		return firstRequestTLSConn{fc, tc}, nil
+	}
+	return fc, nil
+}
+
+// firstRequestTLSConn is a firstRequestConn over TLS, which the HTTP
+// server still sees as a TLS connection.
+type firstRequestTLSConn struct {
+	*firstRequestConn
+	tls *tls.Conn
+}
+
+func (c firstRequestTLSConn) Handshake() error                     { return c.tls.Handshake() }
+func (c firstRequestTLSConn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
+
+// firstRequestConn is a connection of firstRequests. fasthttp reads it
+// and sets its read deadlines from one goroutine.
+type firstRequestConn struct {
+	net.Conn
+	l *firstRequests
+	// wait: no byte of a request read yet. A read deadline the server
+	// sets then (the read timeout from now, before the TLS handshake and
+	// again before the request) is l.idle from now instead; the first
+	// byte sets l.read.
+	wait bool
+}
+
+func (c *firstRequestConn) SetReadDeadline(t time.Time) error {
+	if now := time.Now(); c.wait && c.l.idle > 0 && t.After(now) {
+		t = now.Add(c.l.idle)
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *firstRequestConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if c.wait {
+		switch {
+		case n > 0:
+			c.wait = false
+			if c.l.read > 0 {
+				_ = c.Conn.SetReadDeadline(time.Now().Add(c.l.read))
+			}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return 0, io.EOF // no request for l.idle: closed without an answer
+		}
+	}
+	return n, err
 }
 
 func remoteIP(c net.Conn) string {

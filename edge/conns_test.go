@@ -251,6 +251,82 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 	}
 }
 
+// A new connection waits for its first request as long as a keep-alive
+// one waits for its next (http.idle-timeout), and is closed without an
+// answer if none comes; that request, once begun, has the read timeout
+// (http.request-timeout + 5 s) to arrive whole. The HTTP server timed the
+// first request from when the connection opened and then answered 408: a
+// client that opened a connection ahead of need (a pool) and sent on it
+// after the read timeout found it closed, or took the 408 for its answer.
+// Over TLS the handshake does not begin the request.
+func TestFirstRequestOfAConnection(t *testing.T) {
+	serve := func(t *testing.T, idle time.Duration, overTLS bool) (net.Conn, time.Duration) {
+		ts := newTestServer(t, nil, func(c *Config) { c.RequestTimeout, c.IdleTimeout = 100*time.Millisecond, idle })
+		var c net.Conn
+		var err error
+		if overTLS {
+			// httptest's certificate names 127.0.0.1; its client trusts it.
+			hs := httptest.NewTLSServer(http.NotFoundHandler())
+			serverCfg := hs.TLS.Clone()
+			clientCfg := hs.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+			hs.Close()
+			addr := ts.serveWith(t, func(ln net.Listener) error { return ts.ServeTLS(ln, serverCfg) })
+			c, err = tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, clientCfg) // handshake done
+		} else {
+			c, err = net.DialTimeout("tcp", ts.serveWith(t, ts.Serve), 5*time.Second)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c, readTimeout(ts.cfg)
+	}
+	for _, overTLS := range []bool{false, true} {
+		name := map[bool]string{false: "plain HTTP", true: "HTTPS"}[overTLS]
+		t.Run(name+": sent after the read timeout, within the idle timeout", func(t *testing.T) {
+			t.Parallel()
+			c, read := serve(t, time.Minute, overTLS)
+			time.Sleep(read + 500*time.Millisecond)
+			if res, body, err := getReadyz(c, bufio.NewReader(c)); err != nil || res.StatusCode != http.StatusOK {
+				t.Fatalf("first request %s after the connection opened: %v %s (%v), want 200", read+500*time.Millisecond, res, body, err)
+			}
+		})
+		t.Run(name+": nothing sent for the idle timeout", func(t *testing.T) {
+			t.Parallel()
+			const idle = 300 * time.Millisecond
+			start := time.Now()
+			c, _ := serve(t, idle, overTLS)
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if got, err := io.ReadAll(c); err != nil || len(got) > 0 {
+				t.Fatalf("a connection that sent nothing: %q (%v), want it closed by the server with no answer", got, err)
+			}
+			if waited := time.Since(start); waited < idle-50*time.Millisecond {
+				t.Errorf("a connection that sent nothing was closed after %s, before http.idle-timeout (%s)", waited, idle)
+			}
+		})
+	}
+	t.Run("a request begun and never finished", func(t *testing.T) {
+		t.Parallel()
+		c, read := serve(t, time.Minute, false)
+		time.Sleep(read / 2) // counts for nothing: the request has not begun
+		begun := time.Now()
+		if _, err := io.WriteString(c, "GET /readyz HTTP/1.1\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(3 * read))
+		res, err := http.ReadResponse(bufio.NewReader(c), nil)
+		switch {
+		case err == nil && res.StatusCode != http.StatusRequestTimeout:
+			t.Fatalf("an unfinished request: %d, want 408 or the connection closed", res.StatusCode)
+		case err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF):
+			t.Fatalf("an unfinished request: %v, want 408 or the connection closed within %s", err, read)
+		}
+		if waited := time.Since(begun); waited < read-500*time.Millisecond {
+			t.Errorf("an unfinished request was cut off %s after its first byte, before the read timeout (%s)", waited, read)
+		}
+	})
+}
+
 // Refusals are paced (refusalPause apart), so clients that reconnect at
 // once cannot turn the node's CPU into refusals; each still gets its 503.
 func TestRefusalsArePaced(t *testing.T) {

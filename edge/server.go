@@ -60,7 +60,7 @@ type Config struct {
 	// bound); more are answered 429 and closed. Connections from
 	// TrustedProxies are not bounded by it.
 	MaxConnsPerIP int
-	IdleTimeout   time.Duration // a keep-alive connection with no request for this long is closed
+	IdleTimeout   time.Duration // a connection with no request for this long (a new one before its first, a keep-alive one between two) is closed
 	CacheSizeMB   int           // location and user cache
 	CacheTTL      time.Duration
 	AccessLog     bool
@@ -235,7 +235,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.app = fiber.New(fiber.Config{
 		AppName:               "checkin",
 		BodyLimit:             cfg.BodyLimit,
-		ReadTimeout:           cfg.RequestTimeout + 5*time.Second,
+		ReadTimeout:           readTimeout(cfg),
 		WriteTimeout:          cfg.RequestTimeout + 5*time.Second,
 		IdleTimeout:           cfg.IdleTimeout,
 		ErrorHandler:          s.errorHandler,
@@ -307,13 +307,25 @@ func noStore(c *fiber.Ctx) error {
 func (s *Server) App() *fiber.App { return s.app }
 
 // Serve accepts plain HTTP connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(s.limitConns(ln, nil)) }
+func (s *Server) Serve(ln net.Listener) error {
+	return s.app.Listener(s.firstRequests(s.limitConns(ln, nil)))
+}
 
 // ServeTLS accepts connections on ln and serves HTTPS on them with cfg
 // until Shutdown.
 func (s *Server) ServeTLS(ln net.Listener, cfg *tls.Config) error {
-	return s.app.Listener(tls.NewListener(s.limitConns(ln, cfg), cfg))
+	return s.app.Listener(s.firstRequests(tls.NewListener(s.limitConns(ln, cfg), cfg)))
 }
+
+// firstRequests times the first request of each connection from ln
+// (firstRequests).
+func (s *Server) firstRequests(ln net.Listener) net.Listener {
+	return &firstRequests{Listener: ln, idle: s.cfg.IdleTimeout, read: readTimeout(s.cfg)}
+}
+
+// readTimeout is how long a request, once its first byte arrived, has to
+// arrive whole.
+func readTimeout(cfg Config) time.Duration { return cfg.RequestTimeout + 5*time.Second }
 
 // limitConns bounds the connections served from ln (connLimit); tlsCfg is
 // how they speak, nil for plain HTTP.
