@@ -139,6 +139,11 @@ func (p *progress) stuck() (since time.Time, ok bool) {
 func (p *progress) failure() *failure {
 	since, ok := p.stuck()
 	if !ok {
+		if p.said.Load() {
+			// A spell found from a view taken just before an end, which
+			// did not see it: said now, before the answer is "ready".
+			p.finishesAgain()
+		}
 		return nil
 	}
 	if !p.said.Load() {

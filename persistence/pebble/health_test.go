@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -551,26 +552,31 @@ func TestOpenRefusesANonPositiveStuckLimit(t *testing.T) {
 // TestProgressSaysAgainBeforeReady: once operations that were stuck are
 // seen to finish (the store turns ready), the log already says so. An
 // operator, or a probe that reads the log after the readiness check,
-// never finds the store ready with only "does not finish" logged.
+// never finds the store ready with an outage logged and its end not. The
+// operation ends while the probe looks, so the probe may find the spell
+// before the end, during it, or not at all.
 func TestProgressSaysAgainBeforeReady(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	p := &progress{log: zap.New(core), limit: time.Hour, err: errWritesStuck, stuckMsg: "stuck", againMsg: "again"}
+	found := 0
 	for i := range 500 {
 		p.begin()
 		p.at.Store(time.Now().Add(-2 * time.Hour).UnixNano()) // in flight for longer than limit
-		if p.failure() == nil {
-			t.Fatalf("round %d: an operation in flight for longer than the limit is not stuck", i)
-		}
 		done := make(chan struct{})
 		go func() { defer close(done); p.end() }()
-		for p.failure() != nil {
+		for deadline := time.Now().Add(10 * time.Second); p.failure() != nil; runtime.Gosched() {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: still stuck 10 s after its only operation ended", i)
+			}
 		}
-		if n := logs.FilterMessage("again").Len(); n != i+1 {
-			t.Fatalf("round %d: ready with %q logged %d times, want %d", i, "again", n, i+1)
+		if stuck, again := logs.FilterMessage("stuck").Len(), logs.FilterMessage("again").Len(); again != stuck {
+			t.Fatalf("round %d: ready with %q logged %d times and %q %d times", i, "stuck", stuck, "again", again)
 		}
 		<-done
+		if stuck, again := logs.FilterMessage("stuck").Len(), logs.FilterMessage("again").Len(); again != stuck {
+			t.Fatalf("round %d: %q logged %d times and %q %d times once the operation ended", i, "stuck", stuck, "again", again)
+		}
+		found = logs.FilterMessage("stuck").Len()
 	}
-	if n := logs.FilterMessage("stuck").Len(); n != 500 {
-		t.Errorf("%q logged %d times in 500 spells, want once each", "stuck", n)
-	}
+	t.Logf("the probe found %d spells of 500 before their end", found)
 }
