@@ -250,7 +250,8 @@ func (c *limitedConn) Close() error {
 // need (a load balancer's or an HTTP client's pool) and sent on one a
 // little later than the read timeout found it closed, or took that 408 for
 // the answer to its request. Over TLS it wraps the TLS connection: the
-// first byte is the request's, not the handshake's.
+// first byte is the request's, not the handshake's, and the handshake has
+// the read timeout.
 type firstRequests struct {
 	net.Listener
 	idle, read time.Duration // Config.IdleTimeout; the HTTP server's read timeout
@@ -275,7 +276,15 @@ type firstRequestTLSConn struct {
 	tls *tls.Conn
 }
 
-func (c firstRequestTLSConn) Handshake() error                     { return c.tls.Handshake() }
+// Handshake has the read timeout, not the wait for a first request: the
+// HTTP server sets the read deadline (through the wrapper) just before.
+func (c firstRequestTLSConn) Handshake() error {
+	if c.l.read > 0 {
+		_ = c.tls.SetReadDeadline(time.Now().Add(c.l.read))
+	}
+	return c.tls.Handshake()
+}
+
 func (c firstRequestTLSConn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
 
 // firstRequestConn is a connection of firstRequests. fasthttp reads it

@@ -305,6 +305,25 @@ func TestFirstRequestOfAConnection(t *testing.T) {
 			}
 		})
 	}
+	t.Run("HTTPS: a handshake that never begins", func(t *testing.T) {
+		t.Parallel()
+		// The handshake has the read timeout, not the minute a first
+		// request may wait.
+		ts := newTestServer(t, nil, func(c *Config) { c.RequestTimeout, c.IdleTimeout = 100*time.Millisecond, time.Minute })
+		hs := httptest.NewTLSServer(http.NotFoundHandler())
+		serverCfg := hs.TLS.Clone()
+		hs.Close()
+		c, err := net.DialTimeout("tcp", ts.serveWith(t, func(ln net.Listener) error { return ts.ServeTLS(ln, serverCfg) }), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		read := readTimeout(ts.cfg)
+		_ = c.SetReadDeadline(time.Now().Add(3 * read))
+		if got, err := io.ReadAll(c); err != nil {
+			t.Fatalf("a connection that never began its TLS handshake: %q (%v), want it closed by the server within %s", got, err, read)
+		}
+	})
 	t.Run("a request begun and never finished", func(t *testing.T) {
 		t.Parallel()
 		c, read := serve(t, time.Minute, false)

@@ -312,7 +312,8 @@ func (s *Server) Serve(ln net.Listener) error {
 }
 
 // ServeTLS accepts connections on ln and serves HTTPS on them with cfg
-// until Shutdown.
+// until Shutdown. (Fiber does not see the TLS listener under the wrapper:
+// only its startup message and listen hooks, unused here, would.)
 func (s *Server) ServeTLS(ln net.Listener, cfg *tls.Config) error {
 	return s.app.Listener(s.firstRequests(tls.NewListener(s.limitConns(ln, cfg), cfg)))
 }
