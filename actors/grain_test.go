@@ -2017,7 +2017,9 @@ func TestDeleteOfUnconfirmedWrite(t *testing.T) {
 type halfStore struct {
 	persistence.Store
 	fail     atomic.Bool
-	failByID atomic.Bool // reads of a checkin by id fail
+	failByID atomic.Bool                   // reads of a checkin by id fail
+	byIDGate atomic.Pointer[chan struct{}] // set: reads of a checkin by id wait for it
+	byIDHeld atomic.Int64                  // reads of a checkin by id that waited for byIDGate
 	attempts atomic.Int64
 	mu       sync.Mutex
 	half     map[string]persistence.Checkin // by id
@@ -2082,6 +2084,14 @@ func (s *halfStore) ListCheckins(ctx context.Context, q persistence.Query) (pers
 }
 
 func (s *halfStore) GetCheckin(ctx context.Context, userID, id string) (persistence.Checkin, error) {
+	if gate := s.byIDGate.Load(); gate != nil {
+		s.byIDHeld.Add(1)
+		select {
+		case <-*gate:
+		case <-ctx.Done():
+			return persistence.Checkin{}, ctx.Err()
+		}
+	}
 	if s.failByID.Load() {
 		return persistence.Checkin{}, fmt.Errorf("%w: injected", persistence.ErrUnavailable)
 	}
@@ -2321,6 +2331,47 @@ func TestGrainCompletesWritesOfALostOwner(t *testing.T) {
 	cur, err := n.client.CurrentLocation(ctx(t), "lo")
 	if err != nil || cur.ID != "x" {
 		t.Errorf("current location %+v, %v; want checkin x", cur, err)
+	}
+}
+
+// A user deleted while its grain looks up the checkins a lost owner left:
+// the delete waits for the look-up, the grain neither writes them again nor
+// counts them as written, and they go with the user.
+func TestLostOwnersCheckinsOfAUserBeingDeleted(t *testing.T) {
+	x := checkin("x", "ld", "L2", base.Add(time.Minute))
+	gcfg, store := leftListedOnly(t, checkin("w", "ld", "L1", base), x)
+	gate := make(chan struct{})
+	store.byIDGate.Store(&gate)
+	n := startNodeWith(t, store, gcfg, actors.DefaultWriterConfig(), zap.NewNop(), func(d *actors.Deps) {
+		d.InheritedFromLost = func(id string) bool { return id == "ld" }
+	})
+	if _, err := n.client.CurrentLocation(ctx(t), "ld"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the look-up to reach the store", func() bool { return store.byIDHeld.Load() > 0 })
+	sent := n.metric(t, "checkin_grain_requests_total", "served_by", "local")
+	deleted := make(chan error, 1)
+	go func() { deleted <- n.client.DeleteUser(ctx(t), "ld") }()
+	waitFor(t, "the delete to be sent", func() bool {
+		return n.metric(t, "checkin_grain_requests_total", "served_by", "local") > sent
+	})
+	close(gate)
+	if err := <-deleted; err != nil {
+		t.Fatalf("DeleteUser: %v", err)
+	}
+	if got := n.metric(t, "checkin_grain_inherited_checks_total", "result", "checked"); got != 1 {
+		t.Errorf("checkin_grain_inherited_checks_total{result=checked} = %v, want 1", got)
+	}
+	if got := n.metric(t, "checkin_grain_inherited_writes_total"); got != 0 {
+		t.Errorf("checkin_grain_inherited_writes_total = %v, want 0: the user was deleted, nothing written", got)
+	}
+	for _, id := range []string{"w", "x"} {
+		if _, err := store.Store.GetCheckin(ctx(t), "ld", id); !errors.Is(err, persistence.ErrNotFound) {
+			t.Errorf("checkin %s of the deleted user: %v, want not found", id, err)
+		}
+	}
+	if _, err := n.client.GetUser(ctx(t), "ld"); !errors.Is(err, actors.ErrNotFound) {
+		t.Errorf("GetUser after the delete: %v, want not found", err)
 	}
 }
 

@@ -389,20 +389,23 @@ func (g *userGrain) checkInherited(ctx pcluster.GrainContext) {
 				found, cs = append(found, e), append(cs, e.c)
 			}
 		}
-		if len(cs) > 0 { // counted before they are written: a reader may see one stored at once
+		// Written here, or passed on to the new owner if handed over
+		// meanwhile; a user being deleted has them deleted with it.
+		rewrite, passOn := g.completes(), g.passesOn()
+		if len(cs) > 0 && (rewrite || passOn) { // counted before they are written: a reader may see one stored at once
 			g.deps.Metrics.inheritedWrites.Add(float64(len(cs)))
 			g.deps.Log.Info("found checkins listed but not by id, left by the user's last owner, which left without draining: writing them again",
 				zap.String("user_id", g.id), zap.Int("checkins", len(cs)), zap.String("first_checkin_id", cs[0].ID))
 		}
 		for _, e := range found {
-			if g.completes() {
+			if rewrite {
 				g.rewriteListed(ctx, e)
 			} else {
 				g.removeEntry(e)
 			}
 		}
-		if len(cs) > 0 && g.passesOn() {
-			g.passOn(ctx, cs) // handed over meanwhile
+		if len(cs) > 0 && passOn {
+			g.passOn(ctx, cs)
 		}
 		g.touch() // idle again: the deadline the request set while busy was never
 		g.whenIdle(ctx)
