@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"net"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -168,7 +169,10 @@ func TestMembersChangeOnceThePlacementFollows(t *testing.T) {
 			defer close(published)
 			n.System.EventStream.Publish(&pcluster.ClusterTopology{Members: members})
 		}()
-		for n.Members() != len(members) {
+		for deadline := time.Now().Add(10 * time.Second); n.Members() != len(members); runtime.Gosched() {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: Members() = %d 10 s after a topology of %d was published", i, n.Members(), len(members))
+			}
 		}
 		if got := ringSize(); got != len(members) {
 			t.Fatalf("round %d: Members() = %d while the placement routes by %d members", i, len(members), got)
