@@ -300,8 +300,10 @@ type firstRequestConn struct {
 }
 
 func (c *firstRequestConn) SetReadDeadline(t time.Time) error {
-	if now := time.Now(); c.wait && c.l.idle > 0 && t.After(now) {
-		t = now.Add(c.l.idle)
+	if c.wait && c.l.idle > 0 {
+		if now := time.Now(); t.After(now) {
+			t = now.Add(c.l.idle)
+		}
 	}
 	return c.Conn.SetReadDeadline(t)
 }
