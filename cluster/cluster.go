@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -55,7 +56,21 @@ type Config struct {
 	// verification of the peer's). nil: plain gRPC.
 	TLS  *tls.Config
 	Etcd EtcdConfig // with Provider etcd
+
+	// idleConnTimeout: dialIdleTimeout when 0; tests shorten it.
+	idleConnTimeout time.Duration
 }
+
+// dialIdleTimeout is how long a connection to another member that carries
+// no stream lives before gRPC closes it and stops dialling its address.
+// A connection in use always holds one (the endpoint's message stream,
+// from the moment it connects until it is lost), so only the connections
+// of failed connect attempts reach it: protoactor retries a member it
+// cannot reach a few times and keeps only its last attempt's connection
+// to close. Without a bound each earlier attempt goes on dialling the
+// address of a member that is gone, with gRPC's backoff, for gRPC's
+// default of 30 minutes.
+const dialIdleTimeout = 30 * time.Second
 
 // EtcdConfig is where members of an etcd-provided cluster register.
 type EtcdConfig struct {
@@ -211,10 +226,13 @@ func Start(system *actor.ActorSystem, cfg Config, log *zap.Logger, kinds ...*pcl
 	if cfg.AdvertisedAddr != "" {
 		ropts = append(ropts, remote.WithAdvertisedHost(cfg.AdvertisedAddr))
 	}
+	creds := insecure.NewCredentials()
 	if cfg.TLS != nil {
-		creds := credentials.NewTLS(cfg.TLS)
-		ropts = append(ropts, remote.WithServerOptions(grpc.Creds(creds)), remote.WithDialOptions(grpc.WithTransportCredentials(creds)))
+		creds = credentials.NewTLS(cfg.TLS)
+		ropts = append(ropts, remote.WithServerOptions(grpc.Creds(creds)))
 	}
+	ropts = append(ropts, remote.WithDialOptions(grpc.WithTransportCredentials(creds),
+		grpc.WithIdleTimeout(cmp.Or(cfg.idleConnTimeout, dialIdleTimeout))))
 	provider, err := newProvider(cfg, log)
 	if err != nil {
 		return nil, err

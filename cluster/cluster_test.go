@@ -4,11 +4,13 @@ import (
 	"net"
 	"runtime"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/remote"
 	"go.uber.org/zap"
 )
 
@@ -178,5 +180,66 @@ func TestMembersChangeOnceThePlacementFollows(t *testing.T) {
 			t.Fatalf("round %d: Members() = %d while the placement routes by %d members", i, len(members), got)
 		}
 		<-published
+	}
+}
+
+// A member that cannot reach another (gone, its address now closing every
+// connection) gives up on it after protoactor's connect attempts, and then
+// stops dialling it: no attempt's connection goes on reconnecting.
+func TestDialsToAMemberThatIsGoneStop(t *testing.T) {
+	gone, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gone.Close()
+	var mu sync.Mutex
+	var dials []time.Time
+	go func() {
+		for {
+			c, err := gone.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			dials = append(dials, time.Now())
+			mu.Unlock()
+			c.Close()
+		}
+	}()
+	dialed := func() int { mu.Lock(); defer mu.Unlock(); return len(dials) }
+
+	cfg := DefaultConfig()
+	cfg.idleConnTimeout = 500 * time.Millisecond // the default's 30 s would make a long test
+	log := zap.NewNop()
+	n, err := Start(NewSystem(cfg, log), cfg, log, pcluster.NewKind("Probe", actor.PropsFromFunc(func(actor.Context) {})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	addr := gone.Addr().String()
+	gaveUp := make(chan struct{})
+	var once sync.Once
+	sub := n.System.EventStream.Subscribe(func(ev any) {
+		if e, ok := ev.(*remote.EndpointTerminatedEvent); ok && e.Address == addr {
+			once.Do(func() { close(gaveUp) })
+		}
+	})
+	defer n.System.EventStream.Unsubscribe(sub)
+
+	n.System.Root.Send(actor.NewPID(addr, "probe"), &pcluster.ClusterIdentity{Identity: "u1", Kind: "Probe"})
+	select {
+	case <-gaveUp: // protoactor tries five times, 2 s apart
+	case <-time.After(60 * time.Second):
+		t.Fatalf("no EndpointTerminatedEvent for %s 60 s after a send; %d dials", addr, dialed())
+	}
+	if dialed() == 0 {
+		t.Fatal("the member gave up on the address without dialling it")
+	}
+	// gRPC's backoff starts at 1 s and grows 1.6-fold: connections left
+	// reconnecting would dial several times in 6 s.
+	before := dialed()
+	time.Sleep(6 * time.Second)
+	if after := dialed(); after != before {
+		t.Errorf("%d dials of %s in the 6 s after the member gave up on it (%d before): connections of its failed attempts go on reconnecting", after-before, addr, before)
 	}
 }

@@ -444,8 +444,9 @@ func TestPlacementDrainWaitsForTheHandOver(t *testing.T) {
 // caller's time, and tells an owner that did not answer (a member that
 // accepts connections and never speaks) from one that did. It stays the
 // last test of the package to start a member: a member that starts sets
-// gRPC's global logger, which races with the connection to the silent
-// member this test leaves behind.
+// gRPC's global logger, which races with gRPC's logging of the connection
+// to the silent member this test leaves behind until that connection goes
+// idle (made short here).
 func TestPlacementGetFromReportsASilentOwner(t *testing.T) {
 	kind := pcluster.NewKind("Probe", actor.PropsFromFunc(func(actor.Context) {}))
 	// A cluster request timeout far above the caller's 300 ms, so that
@@ -455,6 +456,7 @@ func TestPlacementGetFromReportsASilentOwner(t *testing.T) {
 	// longer: the member's stop waits out the request to the silent one.
 	cfg := DefaultConfig()
 	cfg.RequestTimeout = 8 * time.Second
+	cfg.idleConnTimeout = 500 * time.Millisecond
 	_, lookup := startMemberWith(t, cfg, kind)
 	ci := pcluster.NewClusterIdentity("u1", "Probe")
 
