@@ -85,8 +85,16 @@ func toAPIError(err error) *apiError {
 
 // refused counts, and logs when access logs are on, a request the HTTP
 // server answered with status before routing: its route label is empty
-// (its path is not a route), and a method that is none of HTTP's is OTHER.
+// (its path is not a route), a method that is none of HTTP's is OTHER, and
+// a request whose headers were never read whole (too large, malformed,
+// not arrived in time) has an empty method and path: the server's
+// defaults (GET /) would name a request the client did not send.
 func (s *Server) refused(c *fiber.Ctx, status int) {
+	if len(c.Request().Header.RawHeaders()) == 0 {
+		s.m.observe("", "", status, 0)
+		s.accessLog(c, "", "", "", status, 0)
+		return
+	}
 	method := c.Method()
 	switch method {
 	case fiber.MethodGet, fiber.MethodHead, fiber.MethodPost, fiber.MethodPut, fiber.MethodPatch, fiber.MethodDelete, fiber.MethodOptions:
@@ -94,7 +102,7 @@ func (s *Server) refused(c *fiber.Ctx, status int) {
 		method = "OTHER"
 	}
 	s.m.observe(method, "", status, 0)
-	s.accessLog(c, method, "", status, 0)
+	s.accessLog(c, method, "", c.Path(), status, 0)
 }
 
 func kindStatus(kind error) int {
@@ -140,7 +148,10 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 		// The HTTP server refused the request before any middleware ran
 		// (a body or headers over the limits, a malformed request): it
 		// gets an id, a count and an access-log line as others do.
+		// No cache may keep it either: its path may be under /v1, where
+		// every answer carries no-store (noStore runs only once routed).
 		s.ids.set(c)
+		c.Set(fiber.HeaderCacheControl, "no-store")
 		defer s.refused(c, ae.status)
 	}
 	if ae.status >= 500 {

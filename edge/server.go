@@ -484,12 +484,12 @@ func (s *Server) observe(c *fiber.Ctx) error {
 	took := time.Since(start)
 	route := c.Route().Path
 	s.m.observe(c.Method(), route, status, took)
-	s.accessLog(c, c.Method(), route, status, took)
+	s.accessLog(c, c.Method(), route, c.Path(), status, took)
 	return nil
 }
 
 // accessLog writes a request's access-log line, when access logs are on.
-func (s *Server) accessLog(c *fiber.Ctx, method, route string, status int, took time.Duration) {
+func (s *Server) accessLog(c *fiber.Ctx, method, route, path string, status int, took time.Duration) {
 	if !s.cfg.AccessLog {
 		return
 	}
@@ -498,7 +498,7 @@ func (s *Server) accessLog(c *fiber.Ctx, method, route string, status int, took 
 		zap.String("client_ip", c.IP()),
 		zap.String("method", method),
 		zap.String("route", route),
-		zap.String("path", c.Path()),
+		zap.String("path", path),
 		zap.Int("status", status),
 		zap.Duration("latency", took),
 		zap.Int("bytes", len(c.Response().Body())))

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -708,5 +709,78 @@ func TestRefusalLogsAreBounded(t *testing.T) {
 	}
 	if n := count(zapcore.ErrorLevel); n != defects {
 		t.Errorf("%d of %d failures with status 500 logged, want every one", n, defects)
+	}
+}
+
+// TestHTTPRefusedBeforeRouting: requests the HTTP server refuses before
+// any route runs (a body or headers over the limits, a malformed request,
+// one that never arrives whole) are answered like every other error: the
+// API's JSON error, a request id and Cache-Control: no-store, and an
+// access-log line with the method and path when the request got that far,
+// never a method and path it did not send.
+func TestHTTPRefusedBeforeRouting(t *testing.T) {
+	ts := newTestServer(t, nil, func(c *Config) {
+		c.BodyLimit = 1024
+		c.AccessLog = true
+		c.RequestTimeout = 100 * time.Millisecond // a request has 5.1 s to arrive whole
+	})
+	base := ts.serve(t)
+	addr := strings.TrimPrefix(base, "http://")
+	tests := []struct {
+		name         string
+		raw          string // sent as is; the connection is then left open
+		status       int
+		code         string
+		method, path string // of the access-log line
+	}{
+		{name: "body over the limit", raw: "POST /v1/users HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n" + strings.Repeat(" ", 2048),
+			status: 413, code: "body_too_large", method: "POST", path: "/v1/users"},
+		{name: "headers over the limit", raw: "GET /v1/users HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 16<<10) + "\r\n\r\n",
+			status: 431, code: "http_error", method: "", path: ""},
+		{name: "malformed request line", raw: "GARBAGE\r\n\r\n",
+			status: 400, code: "bad_request", method: "", path: ""},
+		{name: "a request that never arrives whole", raw: "POST /v1/users HTTP/1.1\r\nHost: x\r\n",
+			status: 408, code: "request_timeout", method: "", path: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+			before := ts.logs.FilterMessage("request").Len()
+			if _, err := io.WriteString(conn, tt.raw); err != nil {
+				t.Fatal(err)
+			}
+			res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			body, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode != tt.status {
+				t.Fatalf("status = %d, want %d; body %s", res.StatusCode, tt.status, body)
+			}
+			var eb ErrorBody
+			if err := json.Unmarshal(body, &eb); err != nil || eb.Error.Code != tt.code {
+				t.Errorf("body %s (%v), want the JSON error %q", body, err, tt.code)
+			}
+			if got := res.Header.Get("Cache-Control"); got != "no-store" {
+				t.Errorf("Cache-Control = %q, want no-store", got)
+			}
+			if got := res.Header.Get("X-Request-Id"); len(got) != 25 {
+				t.Errorf("X-Request-Id = %q, want a new id", got)
+			}
+			lines := ts.logs.FilterMessage("request").All()
+			if len(lines) != before+1 {
+				t.Fatalf("%d access-log lines, want %d", len(lines), before+1)
+			}
+			f := lines[before].ContextMap()
+			if f["method"] != tt.method || f["path"] != tt.path || f["status"] != int64(tt.status) {
+				t.Errorf("access log: method %q, path %q, status %v; want %q, %q, %d", f["method"], f["path"], f["status"], tt.method, tt.path, tt.status)
+			}
+		})
 	}
 }
