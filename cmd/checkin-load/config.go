@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -240,6 +241,16 @@ func (c config) validate() error {
 	}
 	if c.ReplayPrefix != "" && (!validID(c.ReplayPrefix) || len(c.ReplayPrefix) > 20) {
 		return errors.New("replay.id-prefix must be up to 20 characters of A-Z, a-z, 0-9, '_' and '-'")
+	}
+	for _, f := range []struct{ flag, path string }{{"replay", c.Replay}, {"venues", c.Venues}, {"tls.ca-file", c.TLSCAFile}} {
+		if f.path == "" {
+			continue
+		}
+		if st, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%s: %w", f.flag, err)
+		} else if !st.Mode().IsRegular() {
+			return fmt.Errorf("%s: %s is not a file", f.flag, f.path)
+		}
 	}
 	if c.replaying() {
 		return nil

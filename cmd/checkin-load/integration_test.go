@@ -227,6 +227,7 @@ func TestAgainstCheckin(t *testing.T) {
 		})
 	}
 	t.Run("a run named after an earlier one", func(t *testing.T) { runNamedAfterAnEarlierOne(t, ctx, base) })
+	t.Run("verify of a run after another on the same users", func(t *testing.T) { verifyAfterAnEarlierRun(t, ctx, base) })
 	t.Run("verify catches a lost checkin", func(t *testing.T) { verifyCatchesLoss(t, base) })
 	t.Run("verify catches a deleted checkin that is back", func(t *testing.T) { verifyCatchesResurrection(t, base) })
 	t.Run("verify catches a checkin not found by id", func(t *testing.T) { verifyCatchesNotByID(t, base) })
@@ -474,8 +475,32 @@ func runNamedAfterAnEarlierOne(t *testing.T, ctx context.Context, base string) {
 		t.Errorf("first run wrote nothing: %+v", first.Ops)
 	}
 	cfg.Setup = true
-	if _, err := run(ctx, cfg, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "exist already") {
-		t.Errorf("setting up again under the same run id: %v, want it to say the setup checkins exist already", err)
+	if _, err := run(ctx, cfg, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "exist already") ||
+		!strings.Contains(err.Error(), `/checkins: 409 {"error":{"code":"checkin_conflict"`) {
+		t.Errorf("setting up again under the same run id: %v, want it to say the setup checkins exist already, and what the first refusal said", err)
+	}
+}
+
+// verifyAfterAnEarlierRun: a run on the users of an earlier one finds that
+// run's checkins among its own when it reads back; having never sent them,
+// it counts them apart, not as checkins of its own that were never
+// acknowledged and stored all the same.
+func verifyAfterAnEarlierRun(t *testing.T, ctx context.Context, base string) {
+	cfg := defaultConfig()
+	cfg.Targets, cfg.Users, cfg.Locations, cfg.SetupCheckins = base, 3, 2, 2
+	cfg.Concurrency, cfg.Progress, cfg.Duration, cfg.Requests = 2, false, 0, 100
+	cfg.IDPrefix, cfg.Verify = "again", true
+	first, err := run(ctx, cfg, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	second, err := run(ctx, cfg, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	written := first.Ops[opCheckin.String()].StatusCodes["201"]
+	if v := second.Verify; v.UnackedStored != 0 || v.UnackedNotByID != 0 || v.Lost != 0 || int64(v.Others) < written {
+		t.Errorf("second run's verify %+v: want the %d checkins of the first run's measured phase among others, none taken for its own", v, written)
 	}
 }
 
@@ -524,17 +549,23 @@ func verifyCatchesNotByID(t *testing.T, base string) {
 	if v.NotByID != 1 || v.NotByIDSample[0] != acks[1].User+"/partial-1" || v.Found != 4 || v.Lost != 0 || v.UnverifiedUsers != 0 || v.UnackedNotByID != 0 || v.UnackedStored != 0 {
 		t.Fatalf("verify of a checkin listed but not found by id: %+v", v)
 	}
-	// The same checkin never acknowledged (its write failed): counted
-	// apart, not as a loss.
+	// The same checkin sent and never acknowledged (its write failed):
+	// counted apart, not as a loss.
 	unacked := slices.Delete(slices.Clone(acks), 1, 2)
-	v = r.verify(context.Background(), unacked, deletions{})
-	if v.UnackedNotByID != 1 || v.UnackedNotByIDSample[0] != acks[1].User+"/partial-1" || v.NotByID != 0 || v.Found != 3 || v.Lost != 0 || v.UnackedStored != 0 {
+	v = r.verify(context.Background(), unacked, deletions{unacked: acks[1:2]})
+	if v.UnackedNotByID != 1 || v.UnackedNotByIDSample[0] != acks[1].User+"/partial-1" || v.NotByID != 0 || v.Found != 3 || v.Lost != 0 || v.UnackedStored != 0 || v.Others != 0 {
 		t.Fatalf("verify of an unacknowledged checkin listed but not found by id: %+v", v)
 	}
-	// One never acknowledged and stored whole is counted as such.
-	v = r.verify(context.Background(), slices.Delete(slices.Clone(acks), 2, 3), deletions{})
-	if v.UnackedStored != 1 || v.UnackedNotByID != 0 || v.NotByID != 1 || v.Found != 3 {
+	// One sent, never acknowledged and stored whole is counted as such.
+	v = r.verify(context.Background(), slices.Delete(slices.Clone(acks), 2, 3), deletions{unacked: acks[2:3]})
+	if v.UnackedStored != 1 || v.UnackedNotByID != 0 || v.NotByID != 1 || v.Found != 3 || v.Others != 0 {
 		t.Fatalf("verify of an unacknowledged checkin stored whole: %+v", v)
+	}
+	// Listed checkins the run never sent (an earlier run's, another
+	// client's) are neither: whole or in part, they are only counted.
+	v = r.verify(context.Background(), slices.Delete(slices.Clone(acks), 1, 3), deletions{})
+	if v.Others != 2 || v.UnackedStored != 0 || v.UnackedNotByID != 0 || v.NotByID != 0 || v.Found != 2 || v.Lost != 0 {
+		t.Fatalf("verify of checkins listed that the run did not send: %+v", v)
 	}
 }
 

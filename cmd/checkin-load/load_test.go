@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -389,6 +390,10 @@ func TestCleanName(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "checkins.tsv") // a file flag names a file that exists
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -421,6 +426,11 @@ func TestConfig(t *testing.T) {
 		{"negative eject", []string{"--eject=-1s"}, nil, "must not be negative"},
 		{"source addresses", []string{"--source-addrs=127.0.0.2, 127.0.0.3"}, nil, ""},
 		{"bad source address", []string{"--source-addrs=127.0.0.2,nowhere"}, nil, `source-addrs: "nowhere" is not an IP address`},
+		{"replay file", []string{"--replay=" + file, "--venues=" + file}, nil, ""},
+		{"missing replay file", []string{"--replay=" + file + ".gone"}, nil, "replay: stat "},
+		{"replay of a directory", []string{"--replay=" + filepath.Dir(file)}, nil, "replay: " + filepath.Dir(file) + " is not a file"},
+		{"missing venues file", []string{"--replay=" + file, "--venues=" + file + ".gone"}, nil, "venues: stat "},
+		{"missing CA file", []string{"--tls.ca-file=" + file + ".gone"}, nil, "tls.ca-file: stat "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			getenv := func(k string) string { return tc.env[k] }
@@ -438,11 +448,11 @@ func TestConfig(t *testing.T) {
 	if cfg.Duration != 5*time.Second {
 		t.Errorf("--requests with --duration=5s: %v", cfg.Duration)
 	}
-	cfg, err = parseConfig([]string{"--replay=x.tsv"}, func(string) string { return "" }, &strings.Builder{})
+	cfg, err = parseConfig([]string{"--replay=" + file}, func(string) string { return "" }, &strings.Builder{})
 	if err != nil || cfg.Duration != 0 {
 		t.Errorf("replay without --duration: duration %v (%v), want 0 (whole file)", cfg.Duration, err)
 	}
-	cfg, _ = parseConfig([]string{"--replay=x.tsv", "--duration=5s"}, func(string) string { return "" }, &strings.Builder{})
+	cfg, _ = parseConfig([]string{"--replay=" + file, "--duration=5s"}, func(string) string { return "" }, &strings.Builder{})
 	if cfg.Duration != 5*time.Second {
 		t.Errorf("replay with --duration=5s: %v", cfg.Duration)
 	}
@@ -878,9 +888,14 @@ func TestOpenScheduleOfASlowReplay(t *testing.T) {
 	r.rep = rep
 	rng := rand.New(rand.NewPCG(1, 1))
 	r.workers = []*worker{{rng: rng, req: &fasthttp.Request{}, resp: &fasthttp.Response{}}}
-	open, _ := r.phase(context.Background(), "run", newRecorder(1), 200*time.Millisecond, 0)
+	open, elapsed := r.phase(context.Background(), "run", newRecorder(1), 200*time.Millisecond, 0)
 	if open.Intended != 1 || open.Expired != 0 || posts.Load() != 1 {
 		t.Fatalf("intended %d, expired %d, sent %d: want the first row alone", open.Intended, open.Expired, posts.Load())
+	}
+	// The run lasts its duration, although nothing was due after the
+	// first row: its rates are over the time it offered load.
+	if elapsed < 200*time.Millisecond {
+		t.Errorf("the run ended after %v, before its 200 ms", elapsed)
 	}
 }
 

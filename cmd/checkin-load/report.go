@@ -41,8 +41,9 @@ type Report struct {
 	// Ejections counts, per target, the times it was skipped after a
 	// connection error (--eject), over the whole run.
 	Ejections map[string]int64 `json:"ejections,omitempty"`
-	// Unready counts, per target, the times a health check found it not
-	// ready (--health-check), over the whole run.
+	// Unready counts, per target, the times a health check found it turned
+	// not ready (--health-check; several failed checks in a row count
+	// once), over the whole run.
 	Unready map[string]int64 `json:"unready,omitempty"`
 
 	Open   *OpenReport   `json:"open,omitempty"`
@@ -172,7 +173,7 @@ func (rep *Report) write(w io.Writer, asJSON bool) error {
 		fmt.Fprintf(&b, "ejected (times): %s\n", fmtCounts(rep.Ejections))
 	}
 	if len(rep.Unready) > 0 {
-		fmt.Fprintf(&b, "not ready (times): %s\n", fmtCounts(rep.Unready))
+		fmt.Fprintf(&b, "turned not ready (times): %s\n", fmtCounts(rep.Unready))
 	}
 	if r := rep.Replay; r != nil {
 		fmt.Fprintf(&b, "replay %s: %d rows (%d duplicate), %d users, %d locations; checkins created %d, already stored %d\n",
@@ -198,6 +199,9 @@ func (rep *Report) write(w io.Writer, asJSON bool) error {
 		}
 		for _, s := range v.UnackedNotByIDSample {
 			fmt.Fprintf(&b, "  unacknowledged, not by id: %s\n", s)
+		}
+		if v.Others > 0 {
+			fmt.Fprintf(&b, "verify: %d checkins listed that this run did not send (earlier runs, other clients), not checked\n", v.Others)
 		}
 		for _, s := range v.StaleSample {
 			fmt.Fprintf(&b, "  stale current location: %s\n", s)

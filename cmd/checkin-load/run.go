@@ -49,6 +49,9 @@ type worker struct {
 	body  []byte
 	seq   uint64
 	acks  []ack // acknowledged checkins, kept for --verify
+	// unacked: with --verify, the checkins this connection sent that got
+	// no 2xx (user and id): the ones verify may find stored all the same.
+	unacked []ack
 	// own: the checkins this connection wrote in the run and had
 	// acknowledged, oldest first, that a delete (--mix.delete) takes; at
 	// most maxOwn (the oldest go).
@@ -150,6 +153,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (*Report, er
 		var dels deletions
 		for _, w := range r.workers {
 			acks = append(acks, w.acks...)
+			dels.unacked = append(dels.unacked, w.unacked...)
 			dels.gone = append(dels.gone, w.gone...)
 			dels.uncertain = append(dels.uncertain, w.uncertain...)
 		}
@@ -345,6 +349,17 @@ loop:
 		}
 		due := at(i)
 		if d > 0 && due >= d {
+			// Nothing more is due within d, but the run offered load
+			// for all of d (a sparse stretch of a replay): it ends then,
+			// so that its rates are over the time it ran.
+			if wait := time.Until(start.Add(d)); wait > 0 {
+				timer.Reset(wait)
+				select {
+				case <-ctx.Done():
+					timer.Stop()
+				case <-timer.C:
+				}
+			}
 			break
 		}
 		intendedAt := start.Add(due)
@@ -465,6 +480,9 @@ func (r *runner) exec(ctx context.Context, w *worker, rec *recorder, i int64, st
 		if wait := min(retryAfter(&w.resp.Header), r.cfg.RetryMaxWait); wait > 0 && !sleepCtx(ctx, wait) {
 			break
 		}
+	}
+	if kind != "" && o == opCheckin && r.cfg.Verify {
+		w.unacked = append(w.unacked, ack{User: user, ID: id})
 	}
 	if kind == "" && o == opCheckin {
 		a := ack{User: user, ID: id, Loc: loc, TS: ts.UnixMilli()}

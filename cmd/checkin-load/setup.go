@@ -21,7 +21,10 @@ type SetupReport struct {
 	Existing  int64            `json:"existing"` // 409 user/location exists, 200 checkin stored already
 	Failed    int64            `json:"failed"`
 	Errors    map[string]int64 `json:"errors,omitempty"`
-	ElapsedS  float64          `json:"elapsed_s"`
+	// FirstError says what the first failed request got: the transport
+	// error, or the status and the body's start.
+	FirstError string  `json:"first_error,omitempty"`
+	ElapsedS   float64 `json:"elapsed_s"`
 }
 
 // setupAttempts is how often, per target, a setup request (and a --verify
@@ -112,8 +115,8 @@ func (r *runner) setup(ctx context.Context) (*SetupReport, []ack, error) {
 		return rep, nil, err
 	}
 	if rep.Failed > 0 {
-		err := fmt.Errorf("setup: create requests failed (after up to %d tries): %s; stopped after %d of %d",
-			setupAttempts*len(r.cl.targets), fmtCounts(rep.Errors), done.Load(), total)
+		err := fmt.Errorf("setup: create requests failed (after up to %d tries): %s (the first: %s); stopped after %d of %d",
+			setupAttempts*len(r.cl.targets), fmtCounts(rep.Errors), rep.FirstError, done.Load(), total)
 		if r.cfg.RunID != "" && rep.Errors["409:checkin_conflict"] > 0 {
 			err = fmt.Errorf("%w (the setup checkins of run %s exist already: read them with --setup=false, or name another --run-id)", err, r.cfg.RunID)
 		}
@@ -145,7 +148,7 @@ func (r *runner) createAll(ctx context.Context, fail func(), items []setupItem, 
 	done, failed *atomic.Int64, acked func(*ack)) {
 	r.forEach(ctx, len(items), func(i int, req *fasthttp.Request, resp *fasthttp.Response) {
 		it := &items[i]
-		status, kind := r.create(ctx, req, resp, it)
+		status, kind, detail := r.create(ctx, req, resp, it)
 		if ctx.Err() != nil {
 			return
 		}
@@ -158,6 +161,9 @@ func (r *runner) createAll(ctx context.Context, fail func(), items []setupItem, 
 		default:
 			failed.Add(1)
 			rep.Errors[kind]++
+			if rep.FirstError == "" {
+				rep.FirstError = it.path + ": " + detail
+			}
 			fail()
 		}
 		mu.Unlock()
@@ -192,15 +198,23 @@ func (r *runner) forEach(ctx context.Context, n int, fn func(i int, req *fasthtt
 
 // create posts one item, trying again while the answer says so. It returns
 // the last status (0: no answer) and, for a failure, its kind.
-func (r *runner) create(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response, it *setupItem) (int, string) {
+// create posts one setup item and returns the status (0: no answer), the
+// error kind and, for a failure, what it got (the transport error, or the
+// status and the start of the body).
+func (r *runner) create(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response, it *setupItem) (status int, kind, detail string) {
 	if err := r.tryEach(ctx, req, resp, fasthttp.MethodPost, []byte(it.path), it.body, nil); err != nil {
-		return 0, transportKind(err)
+		return 0, transportKind(err), err.Error()
 	}
-	status := resp.StatusCode()
+	status = resp.StatusCode()
 	if status >= 300 {
-		return status, statusKind(status, resp.Body())
+		body := resp.Body()
+		kind = statusKind(status, body)
+		if len(body) > 200 {
+			body = body[:200]
+		}
+		return status, kind, strconv.Itoa(status) + " " + string(body)
 	}
-	return status, ""
+	return status, "", ""
 }
 
 // setupCheckinID is the id of user i's setup checkin k in this run.

@@ -32,6 +32,10 @@ type VerifyReport struct {
 	UnackedNotByID       int      `json:"unacked_not_by_id"`
 	UnackedStored        int      `json:"unacked_stored"`                     // never acknowledged, listed and found by id: stored whole
 	UnackedNotByIDSample []string `json:"unacked_not_by_id_sample,omitempty"` // user/checkin id, at most 20
+	// Others counts the checkins listed in the ranges read back that this
+	// run did not send (earlier runs on the same users, other clients):
+	// neither checked nor counted above.
+	Others int `json:"others"`
 	// StaleCurrent counts users whose current location is older than their
 	// newest acknowledged checkin (or who have none).
 	StaleCurrent    int      `json:"stale_current"`
@@ -41,10 +45,10 @@ type VerifyReport struct {
 	// answered 204), which must not be listed nor be the current location;
 	// Resurrected those listed all the same. UncertainDeletes counts
 	// deletes without a final answer: those checkins are checked neither way.
-	Deleted           int      `json:"deleted,omitempty"`
-	Resurrected       int      `json:"resurrected,omitempty"`
+	Deleted           int      `json:"deleted"`
+	Resurrected       int      `json:"resurrected"`
 	ResurrectedSample []string `json:"resurrected_sample,omitempty"` // user/checkin id, at most 20
-	UncertainDeletes  int      `json:"uncertain_deletes,omitempty"`
+	UncertainDeletes  int      `json:"uncertain_deletes"`
 	ReadErrors        int64    `json:"read_errors"`
 	LostSample        []string `json:"lost_sample,omitempty"` // user/checkin id, at most 20
 	ElapsedS          float64  `json:"elapsed_s"`
@@ -54,9 +58,11 @@ type VerifyReport struct {
 const verifyPageLimit = 1000
 
 // deletions are the acknowledged checkins the run deleted (gone) or tried
-// to delete without learning whether it did (uncertain).
+// to delete without learning whether it did (uncertain), and the checkins
+// it sent without an acknowledgement (unacked: user and id), which may be
+// stored all the same.
 type deletions struct {
-	gone, uncertain []ack
+	gone, uncertain, unacked []ack
 }
 
 // verify lists, for every user with acknowledged checkins, the range from
@@ -83,6 +89,10 @@ func (r *runner) verify(ctx context.Context, acks []ack, dels deletions) *Verify
 		add(byUser, a)
 	}
 	rep := &VerifyReport{UncertainDeletes: len(dels.uncertain)}
+	unackedByUser := map[string]map[string]ack{} // sent, answered no 2xx
+	for _, a := range dels.unacked {
+		add(unackedByUser, a)
+	}
 	uncertainByUser := map[string]map[string]ack{} // acknowledged, then deleted or not: either is right
 	for _, a := range dels.uncertain {
 		delete(byUser[a.User], a.ID)
@@ -120,7 +130,7 @@ func (r *runner) verify(ctx context.Context, acks []ack, dels deletions) *Verify
 			cur, err = r.current(ctx, req, resp, u, &readErrs)
 		}
 		var notByID, unackedNotByID []string
-		unackedStored := 0
+		unackedStored, others := 0, 0
 		for id := range got {
 			if _, acked := want[id]; acked || err != nil {
 				continue
@@ -130,6 +140,10 @@ func (r *runner) verify(ctx context.Context, acks []ack, dels deletions) *Verify
 			}
 			if _, deleted := gone[id]; deleted {
 				continue // counted below as resurrected
+			}
+			if _, sent := unackedByUser[u][id]; !sent {
+				others++
+				continue
 			}
 			var found bool
 			found, err = r.byID(ctx, req, resp, u, id, &readErrs)
@@ -177,6 +191,7 @@ func (r *runner) verify(ctx context.Context, acks []ack, dels deletions) *Verify
 			}
 			rep.UnackedNotByID += len(unackedNotByID)
 			rep.UnackedStored += unackedStored
+			rep.Others += others
 			for _, s := range unackedNotByID {
 				if len(rep.UnackedNotByIDSample) < 20 {
 					rep.UnackedNotByIDSample = append(rep.UnackedNotByIDSample, s)
