@@ -10,6 +10,8 @@ const (
 	flushShutdown = "shutdown" // the pool is draining
 )
 
+var flushReasons = []string{flushSize, flushAge, flushIdle, flushShutdown}
+
 // Where a grain request was served, the label values of
 // checkin_grain_requests_total.
 const (
@@ -86,6 +88,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "checkin_grain_calls_moved_total", Help: "Grain calls from this node answered 'moved' by a grain handed over, and sent again to the user's new owner."}),
 		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "checkin_writer_queue_depth", Help: "Checkins queued or being written on this node."}),
+	}
+	// Every series of a labelled instrument whose labels are known exists
+	// from the start, at zero: an alert on a rate, or on the series being
+	// there, sees 0 on a node where nothing happened yet, not no data.
+	for _, l := range []string{servedView, servedLocal, servedRemote} {
+		m.served.WithLabelValues(l)
+	}
+	for _, l := range []string{"ok", "error"} {
+		m.flushLatency.WithLabelValues(l)
+	}
+	for _, l := range flushReasons {
+		m.flushes.WithLabelValues(l)
+	}
+	for _, l := range []string{"checked", "failed"} {
+		m.inherited.WithLabelValues(l)
+	}
+	for _, l := range []string{"passed", "failed"} {
+		m.passedOn.WithLabelValues(l)
 	}
 	if reg != nil {
 		reg.MustRegister(m.served, m.activations, m.active, m.batchSize, m.flushLatency, m.flushes, m.rejected, m.queueDepth, m.admitLimit, m.failedFast, m.deleteRetries, m.writeRetries, m.handOvers, m.passedOn, m.inherited, m.inheritedWrites, m.moved)

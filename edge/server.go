@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -257,7 +258,6 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.app.Use(s.ids.middleware)
 	s.app.Use(s.observe) // outside recover, so a recovered panic is counted and logged as a 500
 	s.app.Use(recover.New(recover.Config{EnableStackTrace: true, StackTraceHandler: s.logPanic}))
-	s.app.Use(s.limit)
 	s.routes(d.Registry)
 	return s, nil
 }
@@ -275,24 +275,30 @@ func (s *Server) routes(reg *prometheus.Registry) {
 	if s.limiter != nil {
 		v1.Use(s.rateLimit)
 	}
+	// The bounds on requests in flight run as the first handlers of each
+	// API route, not as middleware: a request they refuse is counted and
+	// logged under its route, and the operations endpoints above (probes,
+	// scrapes) are never refused, least of all when the node is busiest.
+	bounds := []fiber.Handler{s.limit}
 	if s.cfg.LatencyTarget > 0 {
-		v1.Use(s.admit)
+		bounds = append(bounds, s.admit)
 	}
-	v1.Post("/users", s.createUser)
-	v1.Get("/users", s.listUsers)
-	v1.Get("/users/:id", s.getUser)
-	v1.Patch("/users/:id", s.updateUser)
-	v1.Delete("/users/:id", s.deleteUser)
-	v1.Post("/users/:id/checkins", s.checkin)
-	v1.Get("/users/:id/checkins", s.listCheckins)
-	v1.Get("/users/:id/checkins/:checkin_id", s.getCheckin)
-	v1.Delete("/users/:id/checkins/:checkin_id", s.deleteCheckin)
-	v1.Get("/users/:id/location", s.currentLocation)
-	v1.Post("/locations", s.createLocation)
-	v1.Get("/locations", s.listLocations)
-	v1.Get("/locations/:id", s.getLocation)
-	v1.Patch("/locations/:id", s.updateLocation)
-	v1.Delete("/locations/:id", s.deleteLocation)
+	api := func(h fiber.Handler) []fiber.Handler { return append(slices.Clip(bounds), h) }
+	v1.Post("/users", api(s.createUser)...)
+	v1.Get("/users", api(s.listUsers)...)
+	v1.Get("/users/:id", api(s.getUser)...)
+	v1.Patch("/users/:id", api(s.updateUser)...)
+	v1.Delete("/users/:id", api(s.deleteUser)...)
+	v1.Post("/users/:id/checkins", api(s.checkin)...)
+	v1.Get("/users/:id/checkins", api(s.listCheckins)...)
+	v1.Get("/users/:id/checkins/:checkin_id", api(s.getCheckin)...)
+	v1.Delete("/users/:id/checkins/:checkin_id", api(s.deleteCheckin)...)
+	v1.Get("/users/:id/location", api(s.currentLocation)...)
+	v1.Post("/locations", api(s.createLocation)...)
+	v1.Get("/locations", api(s.listLocations)...)
+	v1.Get("/locations/:id", api(s.getLocation)...)
+	v1.Patch("/locations/:id", api(s.updateLocation)...)
+	v1.Delete("/locations/:id", api(s.deleteLocation)...)
 }
 
 // noStore marks every /v1 answer, errors included, as not to be kept by
@@ -351,7 +357,7 @@ func (s *Server) Shutdown() error {
 	return errors.Join(err, s.records.close())
 }
 
-// limit refuses requests beyond MaxInflight at once, so overload is
+// limit refuses API requests beyond MaxInflight at once, so overload is
 // answered quickly instead of queueing without bound.
 func (s *Server) limit(c *fiber.Ctx) error {
 	n := s.inflight.Add(1)

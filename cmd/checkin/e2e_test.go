@@ -1774,6 +1774,18 @@ func TestCompleteCheckinsEndpoint(t *testing.T) {
 	if status, lines = run(http.MethodPost, "?after="+every.Last); status != http.StatusOK || len(lines) != 1 || lines[0].Users != 0 {
 		t.Errorf("after the last user: %d %+v, want none", status, lines)
 	}
+	// The totals name every count, and last_user_id, when no user was done
+	// too: a script reads them whatever the run did.
+	res := adminDo(t, p, http.MethodPost, admin+"?after="+every.Last)
+	var totals map[string]any
+	if err := json.Unmarshal(res.body, &totals); err != nil {
+		t.Fatalf("after the last user: %s (%v)", res.body, err)
+	}
+	for _, k := range []string{"users", "listed", "not_by_id", "passed", "last_user_id", "took_ms"} {
+		if _, ok := totals[k]; !ok {
+			t.Errorf("after the last user: the totals %s have no %q", res.body, k)
+		}
+	}
 	if !p.log.waitFor("listed checkins completed") {
 		t.Error("no \"listed checkins completed\" log line within 10 s of the answer")
 	}

@@ -30,15 +30,22 @@ type completions struct {
 	mu     sync.Mutex // one run at a time
 }
 
-// completionLine is a line of the answer: a user's (UserID set) or the
-// totals (Users set).
+// completionLine is a user's line of the answer.
 type completionLine struct {
-	UserID string `json:"user_id,omitempty"`
-	Users  int    `json:"users,omitempty"`
+	UserID string `json:"user_id"`
 	actors.Repair
-	Failed   int     `json:"failed,omitempty"`       // users whose completion failed
-	LastUser string  `json:"last_user_id,omitempty"` // the last user done: after= resumes from it
-	TookMS   float64 `json:"took_ms,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// completionTotals is the last line of the answer. Every field but failed
+// and error is always there, so that a script finds last_user_id (empty
+// when the run did no user) and the counts however the run went.
+type completionTotals struct {
+	Users int `json:"users"`
+	actors.Repair
+	Failed   int     `json:"failed,omitempty"` // users whose completion failed
+	LastUser string  `json:"last_user_id"`     // the last user done: after= resumes from it
+	TookMS   float64 `json:"took_ms"`
 	Error    string  `json:"error,omitempty"`
 }
 
@@ -67,7 +74,7 @@ func (h *completions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.mu.Unlock()
 	wrote := false
 	enc := json.NewEncoder(w)
-	line := func(l completionLine) {
+	line := func(l any) {
 		if !wrote {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			wrote = true
@@ -79,7 +86,7 @@ func (h *completions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	start, logged := time.Now(), time.Now()
-	total := completionLine{}
+	total := completionTotals{}
 	run := func(id string) error {
 		rep, err := actors.CompleteListed(ctx, h.grains, h.store, id)
 		total.Users++
