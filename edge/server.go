@@ -49,7 +49,7 @@ type Config struct {
 	Addr           string
 	RequestTimeout time.Duration // deadline of one request's work (grain calls, store reads)
 	BodyLimit      int           // bytes
-	MaxInflight    int           // requests served at once; more get 503 at once
+	MaxInflight    int           // API (/v1) requests served at once; more get 503 at once
 	// LatencyTarget is the time in the node (from the handler's start to
 	// its answer) that /v1 requests are kept near when the node is
 	// overloaded, by an adaptive bound on those in flight (admit.Bound,
@@ -272,14 +272,17 @@ func (s *Server) routes(reg *prometheus.Registry) {
 		return c.Send(openAPI)
 	})
 	v1 := a.Group("/v1", noStore, s.authenticate)
-	if s.limiter != nil {
-		v1.Use(s.rateLimit)
-	}
-	// The bounds on requests in flight run as the first handlers of each
-	// API route, not as middleware: a request they refuse is counted and
-	// logged under its route, and the operations endpoints above (probes,
-	// scrapes) are never refused, least of all when the node is busiest.
+	// The bound on requests in flight, the rate limit and the adaptive
+	// bound run, in that order, as the first handlers of each API route,
+	// not as middleware: a request they refuse is counted and logged
+	// under its route; the operations endpoints above (probes, scrapes)
+	// are never refused, least of all when the node is busiest; and a
+	// request refused at capacity has not spent a token of the client's
+	// rate limit.
 	bounds := []fiber.Handler{s.limit}
+	if s.limiter != nil {
+		bounds = append(bounds, s.rateLimit)
+	}
 	if s.cfg.LatencyTarget > 0 {
 		bounds = append(bounds, s.admit)
 	}

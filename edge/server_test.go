@@ -786,29 +786,48 @@ func TestHTTPRefusedBeforeRouting(t *testing.T) {
 }
 
 // TestHTTPMaxInflight: an API request beyond http.max-inflight is refused
-// at once (503 overloaded, Retry-After) and counted under its route, while
-// the operations endpoints still answer: a liveness probe or a scrape must
-// not fail because the node is busy.
+// at once (503 overloaded, Retry-After) and counted under its route, before
+// it spends a token of the client's rate limit, while the operations
+// endpoints still answer: a liveness probe or a scrape must not fail
+// because the node is busy.
 func TestHTTPMaxInflight(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(unblock) // a failed test must not leave the request held
+	var calls atomic.Int64
 	g := &fakeGrains{current: func(ctx context.Context, userID string) (persistence.Checkin, error) {
-		close(entered)
-		<-release
+		if calls.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
 		return persistence.Checkin{}, &actors.Error{Kind: actors.ErrNotFound, Code: actors.CodeNoCheckins, Message: "none"}
 	}}
-	ts := newTestServer(t, g, func(c *Config) { c.MaxInflight = 1 })
+	// Three tokens: the create, the request held, and the one after the
+	// refusals; a refusal that took one would leave none for it.
+	ts := newTestServer(t, g, func(c *Config) { c.MaxInflight, c.RateLimit, c.RateBurst = 1, 0.001, 3 })
 	base := ts.serve(t)
 	c := newClient(t)
 	if res := do(t, c, http.MethodPost, base+"/v1/users", []byte(`{"id":"alice","name":"Alice"}`)); res.status != http.StatusCreated {
 		t.Fatalf("create: %d %s", res.status, res.body)
 	}
-	held := make(chan response, 1)
-	go func() { held <- do(t, c, http.MethodGet, base+"/v1/users/alice/location", nil) }()
+	held := make(chan int, 1)
+	go func() {
+		res, err := c.Get(base + "/v1/users/alice/location")
+		if err != nil {
+			held <- 0
+			return
+		}
+		res.Body.Close()
+		held <- res.StatusCode
+	}()
 	<-entered // the one request allowed is in flight
 
-	res := do(t, c, http.MethodGet, base+"/v1/users/alice/location", nil)
-	if res.status != http.StatusServiceUnavailable || res.errBody(t).Error.Code != "overloaded" || res.header.Get("Retry-After") != "1" {
-		t.Errorf("a request beyond http.max-inflight: %d %s (Retry-After %q), want 503 overloaded with Retry-After: 1", res.status, res.body, res.header.Get("Retry-After"))
+	for range 2 {
+		res := do(t, c, http.MethodGet, base+"/v1/users/alice/location", nil)
+		if res.status != http.StatusServiceUnavailable || res.header.Get("Retry-After") != "1" || !strings.Contains(string(res.body), `"overloaded"`) {
+			t.Errorf("a request beyond http.max-inflight: %d %s (Retry-After %q), want 503 overloaded with Retry-After: 1", res.status, res.body, res.header.Get("Retry-After"))
+		}
 	}
 	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
 		if res := do(t, c, http.MethodGet, base+path, nil); res.status != http.StatusOK {
@@ -816,11 +835,14 @@ func TestHTTPMaxInflight(t *testing.T) {
 		}
 	}
 	m := do(t, c, http.MethodGet, base+"/metrics", nil)
-	if want := `checkin_http_requests_total{method="GET",route="/v1/users/:id/location",status="503"} 1`; !strings.Contains(string(m.body), want) {
+	if want := `checkin_http_requests_total{method="GET",route="/v1/users/:id/location",status="503"} 2`; !strings.Contains(string(m.body), want) {
 		t.Errorf("/metrics has no line %s", want)
 	}
-	close(release)
-	if res := <-held; res.status != http.StatusNotFound {
-		t.Errorf("the request in flight: %d %s, want its own answer (404)", res.status, res.body)
+	unblock()
+	if status := <-held; status != http.StatusNotFound {
+		t.Errorf("the request in flight: %d, want its own answer (404)", status)
+	}
+	if res := do(t, c, http.MethodGet, base+"/v1/users/alice/location", nil); res.status != http.StatusNotFound {
+		t.Errorf("the next request after the refusals: %d %s, want its own answer (404): the refusals spent no token", res.status, res.body)
 	}
 }

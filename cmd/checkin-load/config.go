@@ -248,8 +248,8 @@ func (c config) validate() error {
 		}
 		if st, err := os.Stat(f.path); err != nil {
 			return fmt.Errorf("%s: %w", f.flag, err)
-		} else if !st.Mode().IsRegular() {
-			return fmt.Errorf("%s: %s is not a file", f.flag, f.path)
+		} else if st.IsDir() { // a pipe is fine: each is read once, start to end
+			return fmt.Errorf("%s: %s is a directory", f.flag, f.path)
 		}
 	}
 	if c.replaying() {

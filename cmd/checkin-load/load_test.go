@@ -428,7 +428,8 @@ func TestConfig(t *testing.T) {
 		{"bad source address", []string{"--source-addrs=127.0.0.2,nowhere"}, nil, `source-addrs: "nowhere" is not an IP address`},
 		{"replay file", []string{"--replay=" + file, "--venues=" + file}, nil, ""},
 		{"missing replay file", []string{"--replay=" + file + ".gone"}, nil, "replay: stat "},
-		{"replay of a directory", []string{"--replay=" + filepath.Dir(file)}, nil, "replay: " + filepath.Dir(file) + " is not a file"},
+		{"replay of a directory", []string{"--replay=" + filepath.Dir(file)}, nil, "replay: " + filepath.Dir(file) + " is a directory"},
+		{"replay from a pipe", []string{"--replay=/dev/stdin"}, nil, ""},
 		{"missing venues file", []string{"--replay=" + file, "--venues=" + file + ".gone"}, nil, "venues: stat "},
 		{"missing CA file", []string{"--tls.ca-file=" + file + ".gone"}, nil, "tls.ca-file: stat "},
 	} {

@@ -49,8 +49,9 @@ type worker struct {
 	body  []byte
 	seq   uint64
 	acks  []ack // acknowledged checkins, kept for --verify
-	// unacked: with --verify, the checkins this connection sent that got
-	// no 2xx (user and id): the ones verify may find stored all the same.
+	// unacked: with --verify, the checkins this connection sent whose
+	// outcome is unknown (no answer, or a 5xx; user and id), which verify
+	// may find stored all the same; at most maxUnacked.
 	unacked []ack
 	// own: the checkins this connection wrote in the run and had
 	// acknowledged, oldest first, that a delete (--mix.delete) takes; at
@@ -64,6 +65,11 @@ type worker struct {
 
 // maxOwn bounds a worker's own checkins kept for deletes.
 const maxOwn = 4096
+
+// maxUnacked bounds a worker's checkins of unknown outcome kept for
+// --verify (a run against a node that fails every request makes them as
+// fast as it sends); past it, verify counts them among the others.
+const maxUnacked = 1 << 16
 
 // ack is a checkin the server acknowledged with a 2xx.
 type ack struct {
@@ -481,7 +487,7 @@ func (r *runner) exec(ctx context.Context, w *worker, rec *recorder, i int64, st
 			break
 		}
 	}
-	if kind != "" && o == opCheckin && r.cfg.Verify {
+	if kind != "" && o == opCheckin && r.cfg.Verify && (status == 0 || status >= 500) && len(w.unacked) < maxUnacked {
 		w.unacked = append(w.unacked, ack{User: user, ID: id})
 	}
 	if kind == "" && o == opCheckin {
