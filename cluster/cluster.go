@@ -212,8 +212,41 @@ func NewSystem(cfg Config, log *zap.Logger) *actor.ActorSystem {
 	}
 	// No stack traces: they point into the runtime, not at a cause of ours,
 	// and make one line of each of its error logs (a lost peer) a page.
-	logger := slog.New(zapslog.NewHandler(core, zapslog.WithName("protoactor"), zapslog.AddStacktraceAt(slog.LevelError+100)))
+	logger := slog.New(peerLossAsWarning{zapslog.NewHandler(core, zapslog.WithName("protoactor"), zapslog.AddStacktraceAt(slog.LevelError+100))})
 	return actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
+}
+
+// peerLoss are protoactor's error-level messages about a connection to
+// another member that was lost or could not be made: what every member
+// logs each time another one stops, restarts or dies (a deploy), and what
+// this node then does about it is logged by this node (the topology
+// change, a member removed). peerLossAsWarning logs them as warnings, so
+// that alerts on error-level logs page on defects, not on deploys.
+var peerLoss = map[string]bool{
+	"EndpointWriter lost connection":                    true,
+	"EndpointWriter failed to connect":                  true,
+	"EndpointWriter failed to create receive stream":    true,
+	"EndpointWriter failed to send connect request":     true,
+	"EndpointWriter failed to receive connect response": true,
+}
+
+// peerLossAsWarning is a slog handler that turns the error records of
+// peerLoss into warnings and passes every record on to its handler.
+type peerLossAsWarning struct{ slog.Handler }
+
+func (h peerLossAsWarning) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError && peerLoss[r.Message] {
+		r.Level = slog.LevelWarn
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h peerLossAsWarning) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return peerLossAsWarning{h.Handler.WithAttrs(attrs)}
+}
+
+func (h peerLossAsWarning) WithGroup(name string) slog.Handler {
+	return peerLossAsWarning{h.Handler.WithGroup(name)}
 }
 
 // Start joins system to the cluster described by cfg, hosting kinds.

@@ -12,6 +12,8 @@ import (
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/remote"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // Validate refuses settings that cannot work, and accepts the defaults.
@@ -185,7 +187,9 @@ func TestMembersChangeOnceThePlacementFollows(t *testing.T) {
 
 // A member that cannot reach another (gone, its address now closing every
 // connection) gives up on it after protoactor's connect attempts, and then
-// stops dialling it: no attempt's connection goes on reconnecting.
+// stops dialling it: no attempt's connection goes on reconnecting. Its
+// logs of those attempts are warnings: every member logs them whenever
+// another one stops or dies, and alerts on errors must not page on that.
 func TestDialsToAMemberThatIsGoneStop(t *testing.T) {
 	gone, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -210,7 +214,8 @@ func TestDialsToAMemberThatIsGoneStop(t *testing.T) {
 
 	cfg := DefaultConfig()
 	cfg.idleConnTimeout = 500 * time.Millisecond // the default's 30 s would make a long test
-	log := zap.NewNop()
+	core, logs := observer.New(zapcore.DebugLevel)
+	log := zap.New(core)
 	n, err := Start(NewSystem(cfg, log), cfg, log, pcluster.NewKind("Probe", actor.PropsFromFunc(func(actor.Context) {})))
 	if err != nil {
 		t.Fatal(err)
@@ -241,5 +246,14 @@ func TestDialsToAMemberThatIsGoneStop(t *testing.T) {
 	time.Sleep(6 * time.Second)
 	if after := dialed(); after != before {
 		t.Errorf("%d dials of %s in the 6 s after the member gave up on it (%d before): connections of its failed attempts go on reconnecting", after-before, addr, before)
+	}
+	failed := logs.FilterMessage("EndpointWriter failed to connect").All()
+	if len(failed) == 0 {
+		t.Fatal("no \"EndpointWriter failed to connect\" line: protoactor's messages changed, and the level mapping with them")
+	}
+	for _, e := range append(failed, logs.FilterLevelExact(zapcore.ErrorLevel).All()...) {
+		if e.Level != zapcore.WarnLevel {
+			t.Errorf("%q logged at %v, want a warning: a member that is gone is no defect of this one", e.Message, e.Level)
+		}
 	}
 }
