@@ -40,8 +40,10 @@ bench: ## Go benchmarks of the hot paths (benchstat-friendly)
 bench-http: ## bare Fiber vs naive design vs checkin over HTTP, table + sweep + plot (10-15 min)
 	cmd/checkin-load/scripts/bench-http.sh
 
+# The generators tools installed come first on PATH, so protoc finds them
+# (and not another version) whatever the caller's PATH holds.
 proto: tools ## regenerate messages/*.pb.go from messages/checkin.proto
-	$(GO) generate ./messages
+	PATH="$$(d=$$($(GO) env GOBIN); echo $${d:-$$($(GO) env GOPATH)/bin}):$$PATH" $(GO) generate ./messages
 
 tools: ## install the pinned code generators (protoc itself: apt-get install protobuf-compiler)
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
