@@ -418,7 +418,7 @@ func verifyPastDeadTarget(t *testing.T, base string) {
 		res.Body.Close()
 		acks = append(acks, ack{User: user, ID: id, Loc: loc, TS: now.UnixMilli()})
 	}
-	if v := r.verify(context.Background(), acks, deletions{}); v.Found != len(acks) || v.Lost != 0 || v.UnverifiedUsers != 0 {
+	if v := r.verify(context.Background(), acks, outcomes{}); v.Found != len(acks) || v.Lost != 0 || v.UnverifiedUsers != 0 {
 		t.Fatalf("verify with a dead target: %+v", v)
 	}
 }
@@ -436,7 +436,7 @@ func verifyCatchesLoss(t *testing.T, base string) {
 		t.Fatal(err)
 	}
 	now := time.Now().UnixMilli()
-	v := r.verify(context.Background(), []ack{{User: "load-u0", ID: "never-written", Loc: "load-l0", TS: now}}, deletions{})
+	v := r.verify(context.Background(), []ack{{User: "load-u0", ID: "never-written", Loc: "load-l0", TS: now}}, outcomes{})
 	if v.Lost != 1 || v.LostSample[0] != "load-u0/never-written" || v.UnverifiedUsers != 0 {
 		t.Fatalf("verify of a checkin that was never written: %+v", v)
 	}
@@ -510,14 +510,14 @@ func verifyAfterAnEarlierRun(t *testing.T, ctx context.Context, base string) {
 func verifyCatchesResurrection(t *testing.T, base string) {
 	r := oneUserRunner(t, base, "resurrect")
 	acks := postCheckins(t, base, r, "kept", -time.Minute, 0)
-	v := r.verify(context.Background(), acks, deletions{gone: acks[1:]})
+	v := r.verify(context.Background(), acks, outcomes{gone: acks[1:]})
 	if v.Resurrected != 1 || v.ResurrectedSample[0] != acks[1].User+"/"+acks[1].ID || v.Deleted != 1 || v.Found != 1 || v.Lost != 0 {
 		t.Fatalf("verify of a delete that never happened: %+v", v)
 	}
 	if v.StaleCurrent != 1 || v.StaleSample[0] != acks[1].User+": kept-1 was deleted" {
 		t.Fatalf("verify of a current location that is a deleted checkin: %+v", v)
 	}
-	v = r.verify(context.Background(), acks, deletions{uncertain: acks[1:]})
+	v = r.verify(context.Background(), acks, outcomes{uncertain: acks[1:]})
 	if v.Resurrected != 0 || v.StaleCurrent != 0 || v.UncertainDeletes != 1 || v.Found != 1 || v.UnackedStored != 0 || v.UnackedNotByID != 0 {
 		t.Fatalf("verify with a delete of unknown outcome (the checkin acknowledged, still listed): %+v", v)
 	}
@@ -545,25 +545,25 @@ func verifyCatchesNotByID(t *testing.T, base string) {
 	defer front.Close()
 	r := oneUserRunner(t, front.URL, "partial")
 	acks := postCheckins(t, base, r, "partial", 0, time.Second, 2*time.Second, 3*time.Second)
-	v := r.verify(context.Background(), acks, deletions{})
+	v := r.verify(context.Background(), acks, outcomes{})
 	if v.NotByID != 1 || v.NotByIDSample[0] != acks[1].User+"/partial-1" || v.Found != 4 || v.Lost != 0 || v.UnverifiedUsers != 0 || v.UnackedNotByID != 0 || v.UnackedStored != 0 {
 		t.Fatalf("verify of a checkin listed but not found by id: %+v", v)
 	}
 	// The same checkin sent and never acknowledged (its write failed):
 	// counted apart, not as a loss.
 	unacked := slices.Delete(slices.Clone(acks), 1, 2)
-	v = r.verify(context.Background(), unacked, deletions{unacked: acks[1:2]})
+	v = r.verify(context.Background(), unacked, outcomes{unacked: acks[1:2]})
 	if v.UnackedNotByID != 1 || v.UnackedNotByIDSample[0] != acks[1].User+"/partial-1" || v.NotByID != 0 || v.Found != 3 || v.Lost != 0 || v.UnackedStored != 0 || v.Others != 0 {
 		t.Fatalf("verify of an unacknowledged checkin listed but not found by id: %+v", v)
 	}
 	// One sent, never acknowledged and stored whole is counted as such.
-	v = r.verify(context.Background(), slices.Delete(slices.Clone(acks), 2, 3), deletions{unacked: acks[2:3]})
+	v = r.verify(context.Background(), slices.Delete(slices.Clone(acks), 2, 3), outcomes{unacked: acks[2:3]})
 	if v.UnackedStored != 1 || v.UnackedNotByID != 0 || v.NotByID != 1 || v.Found != 3 || v.Others != 0 {
 		t.Fatalf("verify of an unacknowledged checkin stored whole: %+v", v)
 	}
 	// Listed checkins the run never sent (an earlier run's, another
 	// client's) are neither: whole or in part, they are only counted.
-	v = r.verify(context.Background(), slices.Delete(slices.Clone(acks), 1, 3), deletions{})
+	v = r.verify(context.Background(), slices.Delete(slices.Clone(acks), 1, 3), outcomes{})
 	if v.Others != 2 || v.UnackedStored != 0 || v.UnackedNotByID != 0 || v.NotByID != 0 || v.Found != 2 || v.Lost != 0 {
 		t.Fatalf("verify of checkins listed that the run did not send: %+v", v)
 	}

@@ -156,7 +156,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (*Report, er
 	}
 	if cfg.Verify && ctx.Err() == nil {
 		acks := setupAcks
-		var dels deletions
+		var dels outcomes
 		for _, w := range r.workers {
 			acks = append(acks, w.acks...)
 			dels.unacked = append(dels.unacked, w.unacked...)

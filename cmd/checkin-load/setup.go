@@ -196,11 +196,9 @@ func (r *runner) forEach(ctx context.Context, n int, fn func(i int, req *fasthtt
 	wg.Wait()
 }
 
-// create posts one item, trying again while the answer says so. It returns
-// the last status (0: no answer) and, for a failure, its kind.
-// create posts one setup item and returns the status (0: no answer), the
-// error kind and, for a failure, what it got (the transport error, or the
-// status and the start of the body).
+// create posts one setup item, trying again while the answer says so. It
+// returns the last status (0: no answer) and, for a failure, its kind and
+// what it got (the transport error, or the status and the body's start).
 func (r *runner) create(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response, it *setupItem) (status int, kind, detail string) {
 	if err := r.tryEach(ctx, req, resp, fasthttp.MethodPost, []byte(it.path), it.body, nil); err != nil {
 		return 0, transportKind(err), err.Error()

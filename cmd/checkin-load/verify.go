@@ -57,11 +57,11 @@ type VerifyReport struct {
 // verifyPageLimit is the page size of the read-back.
 const verifyPageLimit = 1000
 
-// deletions are the acknowledged checkins the run deleted (gone) or tried
-// to delete without learning whether it did (uncertain), and the checkins
-// it sent without an acknowledgement (unacked: user and id), which may be
-// stored all the same.
-type deletions struct {
+// outcomes are what verify must know besides the acknowledged checkins:
+// those the run deleted (gone) or tried to delete without learning whether
+// it did (uncertain), and the checkins it sent without learning whether
+// they were stored (unacked: user and id).
+type outcomes struct {
 	gone, uncertain, unacked []ack
 }
 
@@ -73,7 +73,7 @@ type deletions struct {
 // location, which must be the newest acknowledged checkin left or a newer
 // one (a checkin that was stored although its answer never came), and
 // never a deleted one.
-func (r *runner) verify(ctx context.Context, acks []ack, dels deletions) *VerifyReport {
+func (r *runner) verify(ctx context.Context, acks []ack, dels outcomes) *VerifyReport {
 	start := time.Now()
 	byUser := map[string]map[string]ack{}
 	goneByUser := map[string]map[string]ack{}
@@ -89,7 +89,7 @@ func (r *runner) verify(ctx context.Context, acks []ack, dels deletions) *Verify
 		add(byUser, a)
 	}
 	rep := &VerifyReport{UncertainDeletes: len(dels.uncertain)}
-	unackedByUser := map[string]map[string]ack{} // sent, answered no 2xx
+	unackedByUser := map[string]map[string]ack{} // sent, outcome unknown
 	for _, a := range dels.unacked {
 		add(unackedByUser, a)
 	}
