@@ -351,7 +351,8 @@ func TestPagingAcrossManyBuckets(t *testing.T) {
 }
 
 // TestMigrate: Migrate is idempotent and records the schema version; a store
-// with auto-migrate off opens only on a migrated keyspace.
+// with auto-migrate off opens only on a migrated keyspace, and neither
+// accepts a keyspace whose recorded version came from another file.
 func TestMigrate(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t)
@@ -375,6 +376,18 @@ func TestMigrate(t *testing.T) {
 	ms, _ := loadMigrations()
 	if len(applied) != len(ms) || applied[1] != ms[0].checksum {
 		t.Fatalf("schema_migrations = %v", applied)
+	}
+	if err := s.s.Query(`UPDATE schema_migrations SET checksum = 'changed' WHERE version = 1`).WithContext(ctx).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, noAuto, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "released schema files must not change") {
+		t.Errorf("Open with auto-migrate off on a keyspace whose schema file changed: err = %v, want a refusal", err)
+	}
+	if err := Migrate(ctx, cfg, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "released schema files must not change") {
+		t.Errorf("Migrate on a keyspace whose schema file changed: err = %v, want a refusal", err)
+	}
+	if err := s.s.Query(`UPDATE schema_migrations SET checksum = ? WHERE version = 1`, ms[0].checksum).WithContext(ctx).Exec(); err != nil {
+		t.Fatal(err)
 	}
 	var compaction map[string]string
 	if err := s.s.Query(`SELECT compaction FROM system_schema.tables WHERE keyspace_name = ? AND table_name = 'checkins_by_user'`, cfg.Keyspace).

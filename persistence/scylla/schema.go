@@ -170,11 +170,12 @@ func migrate(ctx context.Context, cfg Config, log *zap.Logger) error {
 	var pending []migration
 	for _, m := range migrations {
 		sum, ok := applied[m.version]
-		switch {
-		case !ok:
+		if !ok {
 			pending = append(pending, m)
-		case sum != m.checksum:
-			return fmt.Errorf("persistence/scylla: schema %s was applied with checksum %s, the embedded file has %s: released schema files must not change", m.name, sum, m.checksum)
+			continue
+		}
+		if err := m.appliedAs(sum); err != nil {
+			return err
 		}
 	}
 	if len(pending) == 0 {
@@ -320,9 +321,23 @@ func checkSchema(ctx context.Context, cfg Config, log *zap.Logger) error {
 		return err
 	}
 	for _, m := range migrations {
-		if _, ok := applied[m.version]; !ok {
+		sum, ok := applied[m.version]
+		if !ok {
 			return notMigrated("schema " + m.name)
 		}
+		if err := m.appliedAs(sum); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appliedAs fails unless sum, the checksum recorded when m's version was
+// applied, is m's: a schema file changed after its release describes
+// tables the database does not have.
+func (m migration) appliedAs(sum string) error {
+	if sum != m.checksum {
+		return fmt.Errorf("persistence/scylla: schema %s was applied with checksum %s, the embedded file has %s: released schema files must not change", m.name, sum, m.checksum)
 	}
 	return nil
 }
