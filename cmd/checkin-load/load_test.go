@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -979,5 +980,31 @@ func TestDeletedOutcome(t *testing.T) {
 				t.Errorf("verify takes the checkin as %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// An interrupted run says what it did not do: the report of what was sent
+// is written, and with --verify the error says nothing was verified (the
+// exit status is 1, not 0 and not 3).
+func TestInterruptedRunSaysVerifyDidNotRun(t *testing.T) {
+	srv, posts := countingServer(t, http.StatusCreated)
+	cfg := defaultConfig()
+	cfg.Targets, cfg.Concurrency, cfg.Progress, cfg.Setup = srv.URL, 2, false, false
+	cfg.Duration, cfg.Verify = time.Minute, true
+	cfg.MixCheckin, cfg.MixLocation, cfg.MixRange, cfg.MixRangeLocation = 1, 0, 0, 0
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for posts.Load() < 10 {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	var stdout bytes.Buffer
+	rep, err := run(ctx, cfg, &stdout, io.Discard)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "nothing was verified") || errors.Is(err, errLost) {
+		t.Fatalf("run interrupted with --verify: %v, want an interruption that says nothing was verified", err)
+	}
+	if rep == nil || rep.Requests == 0 || stdout.Len() == 0 {
+		t.Errorf("an interrupted run wrote no report of what it sent: %+v, %q", rep, stdout.String())
 	}
 }

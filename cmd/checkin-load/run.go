@@ -134,6 +134,9 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (*Report, er
 	var setupAcks []ack
 	if cfg.Setup {
 		if rep.Setup, setupAcks, err = r.setup(ctx); err != nil {
+			if ctx.Err() != nil {
+				return rep, fmt.Errorf("interrupted during the setup: %w", ctx.Err())
+			}
 			return rep, err
 		}
 		// the measured phase starts with no more connections than workers
@@ -183,7 +186,10 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) (*Report, er
 		return rep, err
 	}
 	if ctx.Err() != nil {
-		return rep, ctx.Err()
+		if cfg.Verify && rep.Verify == nil {
+			return rep, fmt.Errorf("interrupted: nothing was verified: %w", ctx.Err())
+		}
+		return rep, fmt.Errorf("interrupted: %w", ctx.Err())
 	}
 	if v := rep.Verify; v != nil && (v.Lost > 0 || v.NotByID > 0 || v.Mismatched > 0 || v.StaleCurrent > 0 || v.UnverifiedUsers > 0 || v.Resurrected > 0) {
 		return rep, errLost
