@@ -2516,3 +2516,32 @@ func TestWriteFailingDuringUserDeletion(t *testing.T) {
 		t.Fatalf("a checkin of the deleted user is stored: err = %v", err)
 	}
 }
+
+// userReadFailingStore fails reads of users with an error that names the
+// store's insides (fault injection).
+type userReadFailingStore struct{ persistence.Store }
+
+const storeInsides = "gocql: no response from 10.9.8.7:9042 (pool exhausted)"
+
+func (f userReadFailingStore) GetUser(context.Context, string) (persistence.User, error) {
+	return persistence.User{}, fmt.Errorf("%w: %s", persistence.ErrUnavailable, storeInsides)
+}
+
+// A grain whose store call fails answers what failed and what to do,
+// without the store's own words (hosts, driver messages): those go to the
+// node's log, with the user.
+func TestStoreFailureTextStaysInTheLog(t *testing.T) {
+	inner := openStore(t, t.TempDir())
+	defer inner.Close()
+	core, logs := observer.New(zap.InfoLevel)
+	n := startLoggedNode(t, userReadFailingStore{inner}, actors.DefaultGrainConfig(), actors.DefaultWriterConfig(), zap.New(core))
+	_, err := n.client.GetUser(ctx(t), "sf")
+	wantCode(t, err, actors.ErrUnavailable, actors.CodeUnavailable)
+	if strings.Contains(err.Error(), "10.9.8.7") || !strings.Contains(err.Error(), "cannot load the user") {
+		t.Errorf("the caller's error %q: want what failed, without the store's words", err)
+	}
+	lines := logs.FilterMessageSnippet("cannot load the user").FilterField(zap.String("user_id", "sf")).All()
+	if len(lines) == 0 || !strings.Contains(lines[0].ContextMap()["error"].(string), storeInsides) {
+		t.Errorf("log lines of the failure %v: want the store's error with the user", lines)
+	}
+}

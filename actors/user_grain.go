@@ -14,6 +14,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	pcluster "github.com/asynkron/protoactor-go/cluster"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/checkin/checkin/cluster"
@@ -102,13 +103,24 @@ type Deps struct {
 	InheritedFromLost func(userID string) bool
 
 	idle *passivator // set by NewUserGrainKind
+	// failures is Log, at most storeFailureLogsPerSecond lines a second of
+	// each message (set by NewUserGrainKind): in a store outage every
+	// grain's calls fail.
+	failures *zap.Logger
 }
+
+// storeFailureLogsPerSecond bounds the warnings of each kind of failed
+// store call that grains log.
+const storeFailureLogsPerSecond = 10
 
 // NewUserGrainKind returns the cluster kind of user grains on this node.
 // Grains passivate by the node's passivator, not by protoactor's receive
 // timeout (the generated kind gets none).
 func NewUserGrainKind(d *Deps) *pcluster.Kind {
 	d.idle = newPassivator(d.Config)
+	d.failures = d.Log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return zapcore.NewSamplerWithOptions(c, time.Second, storeFailureLogsPerSecond, 0)
+	}))
 	return messages.NewUserGrainKind(func() messages.UserGrain { return &userGrain{deps: d} }, 0,
 		actor.WithDispatcher(dispatcher()), actor.WithMailbox(newMailbox))
 }
@@ -476,11 +488,11 @@ func (g *userGrain) load() error {
 		g.loaded = true
 		return nil
 	case err != nil:
-		return newError(ErrUnavailable, CodeUnavailable, "cannot load the user: "+err.Error())
+		return g.storeFailed("cannot load the user: the store is unavailable; retry shortly", err)
 	}
 	recent, err := g.loadRecent(ctx)
 	if err != nil {
-		return newError(ErrUnavailable, CodeUnavailable, "cannot load recent checkins: "+err.Error())
+		return g.storeFailed("cannot load the user's recent checkins: the store is unavailable; retry shortly", err)
 	}
 	if cur, settled := newestOf(recent, g.complete); settled {
 		g.current = cur // no second read: the newest checkins settle it
@@ -490,7 +502,7 @@ func (g *userGrain) load() error {
 		case errors.Is(err, persistence.ErrNotFound):
 			g.current = nil
 		case err != nil:
-			return newError(ErrUnavailable, CodeUnavailable, "cannot load the current location: "+err.Error())
+			return g.storeFailed("cannot load the user's current location: the store is unavailable; retry shortly", err)
 		default:
 			g.current = &cur
 		}
@@ -676,7 +688,7 @@ func (g *userGrain) CreateUser(req *messages.CreateUserRequest, _ func(*messages
 			// Maybe applied all the same (an answer lost, a timeout): read
 			// the user again on the next call rather than deny it.
 			g.loaded = false
-			err = newError(ErrUnavailable, CodeUnavailable, "the store did not confirm the user, which may be stored: "+err.Error())
+			err = g.storeFailed("the store did not confirm the user, which may be stored", err)
 		}
 		for _, w := range op.waiters {
 			ctx.Send(w, toGrainError(err))
@@ -723,6 +735,19 @@ func (g *userGrain) userGone() {
 	}
 }
 
+// storeFailed logs (a few a second) why a store call of the grain failed,
+// and returns the error its callers get: msg, what failed and what to do,
+// without the store's own words (hosts, driver messages), which are for
+// the operator's log, not for clients.
+func (g *userGrain) storeFailed(msg string, err error) *Error {
+	log := g.deps.failures
+	if log == nil {
+		log = g.deps.Log
+	}
+	log.Warn(msg, zap.String("user_id", g.id), zap.Error(err))
+	return newError(ErrUnavailable, CodeUnavailable, msg)
+}
+
 // deleteWhenIdle starts a pending deletion once no checkin is being
 // written: a write that landed after the deletion would bring the user's
 // data back.
@@ -740,7 +765,7 @@ func (g *userGrain) deleteWhenIdle(ctx pcluster.GrainContext) {
 		case errors.Is(err, persistence.ErrNotFound):
 			reply = toGrainError(newError(ErrNotFound, CodeUserNotFound, "user "+g.id+" does not exist"))
 		default:
-			reply = toGrainError(newError(ErrUnavailable, CodeUnavailable, "cannot delete the user: "+err.Error()+"; retry the delete"))
+			reply = toGrainError(g.storeFailed("cannot delete the user: the store is unavailable; retry the delete", err))
 		}
 		if err == nil || errors.Is(err, persistence.ErrNotFound) {
 			g.userGone()
@@ -1087,9 +1112,9 @@ func (g *userGrain) nextCheckinDelete(ctx pcluster.GrainContext) {
 		case errors.Is(err, persistence.ErrNotFound):
 			reply = toGrainError(newError(ErrNotFound, CodeCheckinNotFound, "user "+g.id+" has no checkin "+op.id))
 		case g.leaving:
-			reply = toGrainError(newError(ErrUnavailable, CodeUnavailable, "cannot delete the checkin: "+err.Error()+"; send the delete again"))
+			reply = toGrainError(g.storeFailed("cannot delete the checkin: the store is unavailable; send the delete again", err))
 		default:
-			reply = toGrainError(newError(ErrUnavailable, CodeUnavailable, "cannot delete the checkin: "+err.Error()+"; the delete is retried in the background, and sending it again is safe"))
+			reply = toGrainError(g.storeFailed("cannot delete the checkin: the store is unavailable; the delete is retried in the background, and sending it again is safe", err))
 		}
 		if err == nil {
 			g.lateWrite()
