@@ -12,6 +12,17 @@ const (
 
 var flushReasons = []string{flushSize, flushAge, flushIdle, flushShutdown}
 
+// Outcomes, the label values of checkin_writer_flush_seconds (flushOK,
+// flushError), checkin_grain_inherited_checks_total (checked, failed) and
+// checkin_grain_writes_passed_on_total (passed, failed).
+const (
+	flushOK      = "ok"
+	flushError   = "error"
+	checkChecked = "checked"
+	resultPassed = "passed"
+	resultFailed = "failed"
+)
+
 // Where a grain request was served, the label values of
 // checkin_grain_requests_total.
 const (
@@ -95,16 +106,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, l := range []string{servedView, servedLocal, servedRemote} {
 		m.served.WithLabelValues(l)
 	}
-	for _, l := range []string{"ok", "error"} {
+	for _, l := range []string{flushOK, flushError} {
 		m.flushLatency.WithLabelValues(l)
 	}
 	for _, l := range flushReasons {
 		m.flushes.WithLabelValues(l)
 	}
-	for _, l := range []string{"checked", "failed"} {
+	for _, l := range []string{checkChecked, resultFailed} {
 		m.inherited.WithLabelValues(l)
 	}
-	for _, l := range []string{"passed", "failed"} {
+	for _, l := range []string{resultPassed, resultFailed} {
 		m.passedOn.WithLabelValues(l)
 	}
 	if reg != nil {

@@ -382,11 +382,11 @@ func (g *userGrain) checkInherited(ctx pcluster.GrainContext) {
 	}, func(err error) {
 		g.writing--
 		g.inheriting = false
-		result := "checked"
+		result := checkChecked
 		if err == nil {
 			g.inherit = false
 		} else {
-			result = "failed" // completed as far as it got; tried again at the next call
+			result = resultFailed // completed as far as it got; tried again at the next call
 			if !g.inheritFailed {
 				g.inheritFailed = true
 				g.deps.Log.Warn("could not look up the checkins of a user whose last owner left without draining; trying again at the next call",
@@ -1016,7 +1016,7 @@ func (g *userGrain) passOn(ctx pcluster.GrainContext, cs []persistence.Checkin) 
 		return nil
 	}, func(err error) {
 		g.writing--
-		g.deps.Metrics.passedOn.WithLabelValues("passed").Add(float64(passed))
+		g.deps.Metrics.passedOn.WithLabelValues(resultPassed).Add(float64(passed))
 		if passed > 0 {
 			g.deps.Log.Info("grain handed over passed failed checkin writes to the user's new owner, which completes them",
 				zap.String("user_id", g.id), zap.Int("checkins", passed), zap.String("first_checkin_id", cs[0].ID))
@@ -1031,7 +1031,7 @@ func (g *userGrain) passOn(ctx pcluster.GrainContext, cs []persistence.Checkin) 
 // lostOnHandOver logs the failed checkin writes a grain handed over could
 // not pass on: they may stay stored in part (listed, not found by id).
 func (g *userGrain) lostOnHandOver(cs []persistence.Checkin, err error) {
-	g.deps.Metrics.passedOn.WithLabelValues("failed").Add(float64(len(cs)))
+	g.deps.Metrics.passedOn.WithLabelValues(resultFailed).Add(float64(len(cs)))
 	g.deps.Log.Warn("grain handed over with failed checkin writes the user's new owner did not take over: they may stay stored in part until their clients re-send them",
 		zap.String("user_id", g.id), zap.Int("checkins", len(cs)), zap.String("first_checkin_id", cs[0].ID), zap.Error(err))
 }

@@ -499,9 +499,9 @@ func lookupEach(ctx context.Context, store persistence.Store, batch []pendingWri
 }
 
 func (w *writer) finish(ctx actor.Context, done *flushDone) {
-	label := "ok"
+	label := flushOK
 	if done.err != nil {
-		label = "error"
+		label = flushError
 		// The store being unavailable is logged where it is found out;
 		// other failures are defects.
 		lvl := zapcore.ErrorLevel
